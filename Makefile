@@ -1,0 +1,39 @@
+# attnbench — set-up, demo, tests and benchmarks. Every target is idempotent.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= data
+TORCH_VERSION ?= 2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-all lint bench bench-attention clean
+export DATA_DIR
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=python3.x (3.10+)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# Fetch ETTh1 (or take it from DATA_DIR), train HOT for a short CPU budget, print the test metrics.
+demo: $(STAMP)
+	$(PY) scripts/prepare_data.py ETTh1 --data-dir "$(DATA_DIR)"
+	$(PY) train.py model=hot data=ett paths.data_dir="$(abspath $(DATA_DIR))" \
+		trainer.max_epochs=3 task_name=demo
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not gpu" -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests scripts train.py
+
+bench: $(STAMP)
+	$(PY) -m attnbench.bench.hot_scaling
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

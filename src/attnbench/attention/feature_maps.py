@@ -1,0 +1,44 @@
+"""Feature maps phi with phi(q) phi(k)^T ~ a kernel, for linearised attention (pure functions)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def elu_feature_map(x: Tensor) -> Tensor:
+    """elu(x) + 1 (Katharopoulos et al., 2020): positive, deterministic. (..., D) -> (..., D)."""
+    return F.elu(x) + 1.0
+
+
+def orthogonal_gaussian(m: int, d: int, generator: torch.Generator | None = None) -> Tensor:
+    """(m, d) random matrix with orthogonal rows in blocks of d, row norms chi(d)-distributed (FAVOR+)."""
+    blocks = []
+    for _ in range(math.ceil(m / d)):
+        g = torch.randn(d, d, generator=generator)
+        qmat, _ = torch.linalg.qr(g)  # (d, d) orthonormal columns
+        blocks.append(qmat.T)
+    w = torch.cat(blocks, dim=0)[:m]  # (m, d)
+    norms = torch.randn(m, d, generator=generator).norm(dim=1, keepdim=True)  # (m, 1)
+    return w * norms
+
+
+def favor_feature_map(x: Tensor, proj: Tensor, is_query: bool, eps: float = 1e-6) -> Tensor:
+    """Positive random features for the softmax kernel exp(q.k / sqrt(D)) (Choromanski et al., 2021).
+
+    phi(x) = exp(w^T x' - |x'|^2 / 2 - c) / sqrt(m) with x' = x D^-1/4; c is a stabiliser: the row max
+    for queries (cancels in the normalised attention) and the global max for keys.
+    x: (..., N, D), proj: (m, D) -> (..., N, m).
+    """
+    d = x.shape[-1]
+    x = x * d**-0.25
+    wx = x @ proj.T.to(x.dtype)  # (..., N, m)
+    sq = 0.5 * (x * x).sum(dim=-1, keepdim=True)  # (..., N, 1)
+    if is_query:
+        c = wx.amax(dim=-1, keepdim=True).detach()
+    else:
+        c = wx.amax(dim=(-1, -2), keepdim=True).detach()
+    return (torch.exp(wx - sq - c) + eps) / math.sqrt(proj.shape[0])

@@ -1,0 +1,229 @@
+"""HOT: Kronecker-factorised attention over the axes of a tensor (Omranpour et al., arXiv:2412.02919).
+
+A token tensor X (B, N_1, ..., N_k, E) gets one small attention matrix per axis, A_i (N_i x N_i), computed
+from queries/keys pooled over all the other axes. The implied N x N attention (N = prod N_i) is
+
+- product: A_1 (x) ... (x) A_k, applied as V <- A_i x_i V for each axis in turn,   O(N D sum N_i)
+- sum:     sum_i I (x) .. A_i .. (x) I, i.e. sum_i A_i x_i V,                     O(N D sum N_i)
+
+and never materialised. ``hot_linear`` replaces each softmax factor by a kernel feature map
+phi(q_i) phi(k_i)^T (row-normalised), applied without forming A_i: O(N m D) per axis.
+On one axis both reduce to ordinary (full / linearised) attention.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from attnbench.attention.feature_maps import elu_feature_map, favor_feature_map, orthogonal_gaussian
+from attnbench.attention.registry import AttentionBase, Caps, register
+
+QKHook = Callable[[Tensor, int, str], Tensor]  # (pooled (B,H,N_i,D), axis, "q"|"k") -> same shape
+
+
+# ----------------------------------------------------------------------------- pure math
+def axis_pool(x: Tensor, axis: int, how: Literal["sum", "mean"] = "sum") -> Tensor:
+    """Pool (B, H, *axes, D) over every axis but ``axis`` -> (B, H, N_axis, D)."""
+    n_axes = x.dim() - 3
+    others = [2 + j for j in range(n_axes) if j != axis]
+    if not others:
+        return x
+    return x.sum(dim=others) if how == "sum" else x.mean(dim=others)
+
+
+def mode_product(a: Tensor, v: Tensor, axis: int) -> Tensor:
+    """A x_axis V: contract axis ``axis`` of v (B, H, *axes, D) with a (B, H, N', N_axis).
+
+    out[b, h, .., n, .., d] = sum_m a[b, h, n, m] v[b, h, .., m, .., d]; the axis becomes length N'.
+    """
+    vt = v.movedim(2 + axis, -2)  # (B, H, *others, M, D)
+    B, H, M, D = vt.shape[0], vt.shape[1], vt.shape[-2], vt.shape[-1]
+    others = vt.shape[2:-2]
+    vt = vt.reshape(B, H, -1, M, D)  # (B, H, R, M, D)
+    out = a.unsqueeze(2) @ vt  # (B, H, R, N', D)
+    return out.reshape(B, H, *others, a.shape[-2], D).movedim(-2, 2 + axis)
+
+
+def combine(factors: Sequence[Tensor], v: Tensor, mode: Literal["product", "sum"], sum_normalize: bool = False
+            ) -> Tensor:
+    """Apply per-axis factors (B, H, N_i', N_i) to v (B, H, *axes, D) in Kronecker product or sum form."""
+    if mode == "product":
+        y = v
+        for i, a in enumerate(factors):
+            y = mode_product(a, y, i)
+        return y
+    y = sum(mode_product(a, v, i) for i, a in enumerate(factors))
+    return y / len(factors) if sum_normalize else y
+
+
+def kronecker_dense(factors: Sequence[Tensor], mode: Literal["product", "sum"]) -> Tensor:
+    """Slow reference: the explicit (B, H, N, N) matrix implied by the factors (row-major flattening)."""
+    mats = factors[0]
+    if mode == "product":
+        for a in factors[1:]:
+            mats = torch.einsum("bhij,bhkl->bhikjl", mats, a).flatten(2, 3).flatten(-2, -1)
+        return mats
+    sizes = [a.shape[-1] for a in factors]
+    out = 0
+    for i, a in enumerate(factors):
+        term = a
+        for j in range(len(factors)):
+            eye = torch.eye(sizes[j], dtype=a.dtype, device=a.device).expand(*a.shape[:2], -1, -1)
+            if j < i:
+                term = torch.einsum("bhij,bhkl->bhikjl", eye, term).flatten(2, 3).flatten(-2, -1)
+            elif j > i:
+                term = torch.einsum("bhij,bhkl->bhikjl", term, eye).flatten(2, 3).flatten(-2, -1)
+        out = out + term
+    return out
+
+
+def softmax_factor(q: Tensor, k: Tensor, dropout: nn.Module | None = None) -> Tensor:
+    """softmax(q k^T / sqrt(D)) for pooled q (B,H,N,D), k (B,H,M,D) -> (B,H,N,M)."""
+    a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    return dropout(a) if dropout is not None else a
+
+
+def linear_mode_product(phi_q: Tensor, phi_k: Tensor, v: Tensor, axis: int, eps: float = 1e-6) -> Tensor:
+    """[phi_q (phi_k^T V)] / [phi_q (phi_k^T 1)] along ``axis`` without forming the N x M factor.
+
+    phi_q (B,H,N,F), phi_k (B,H,M,F), v (B,H,*axes,D) with axis length M -> axis length N; O(R (N+M) F D).
+    """
+    vt = v.movedim(2 + axis, -2)  # (B, H, *others, M, D)
+    B, H, M, D = vt.shape[0], vt.shape[1], vt.shape[-2], vt.shape[-1]
+    others = vt.shape[2:-2]
+    vt = vt.reshape(B, H, -1, M, D)  # (B, H, R, M, D)
+    kv = torch.einsum("bhmf,bhrmd->bhrfd", phi_k, vt)  # (B, H, R, F, D)
+    num = torch.einsum("bhnf,bhrfd->bhrnd", phi_q, kv)  # (B, H, R, N, D)
+    den = phi_q @ phi_k.sum(dim=-2).unsqueeze(-1)  # (B, H, N, 1)
+    out = num / (den.unsqueeze(2) + eps)
+    return out.reshape(B, H, *others, phi_q.shape[-2], D).movedim(-2, 2 + axis)
+
+
+def linear_factor(phi_q: Tensor, phi_k: Tensor, eps: float = 1e-6) -> Tensor:
+    """Slow reference: the explicit row-normalised kernel factor phi_q phi_k^T / rowsum, (B,H,N,M)."""
+    a = phi_q @ phi_k.transpose(-1, -2)
+    return a / (a.sum(dim=-1, keepdim=True) + eps)
+
+
+# ----------------------------------------------------------------------------- modules
+def _per_axis(x: Tensor | Sequence[Tensor], n_axes: int, what: str) -> list[Tensor]:
+    if isinstance(x, Tensor):
+        return [x] * n_axes
+    if len(x) != n_axes:
+        raise ValueError(f"HOT: got {len(x)} per-axis {what} tensors for a tensor with {n_axes} axes")
+    return list(x)
+
+
+class _HOTBase(AttentionBase):
+    """Shared pooling and checks. q, k: (B,H,*axes,D) or one such tensor per axis; v: (B,H,*axes,Dv)."""
+
+    caps = Caps(tensor=True, causal=False, key_padding_mask=False, per_axis_qk=True, pretrained_drop_in=False)
+
+    def __init__(self, mode: Literal["product", "sum"], pool: Literal["sum", "mean"], sum_normalize: bool) -> None:
+        super().__init__()
+        if mode not in ("product", "sum"):
+            raise ValueError(f"HOT: mode={mode!r}; allowed: product, sum")
+        if pool not in ("sum", "mean"):
+            raise ValueError(f"HOT: pool={pool!r}; allowed: sum, mean")
+        self.mode, self.pool, self.sum_normalize = mode, pool, sum_normalize
+
+    def pooled(self, q, k, v: Tensor, qk_hook: QKHook | None) -> tuple[list[Tensor], list[Tensor]]:
+        n_axes = v.dim() - 3
+        if n_axes < 1:
+            raise ValueError(f"HOT expects (B, H, *axes, D) with at least one axis, got shape {tuple(v.shape)}")
+        qs, ks = _per_axis(q, n_axes, "query"), _per_axis(k, n_axes, "key")
+        if self.mode == "sum" and qs[0].shape[2:-1] != v.shape[2:-1]:
+            raise ValueError("HOT mode='sum' needs queries and keys with the same axis sizes (self-attention)")
+        pq, pk = [], []
+        for i in range(n_axes):
+            qi, ki = axis_pool(qs[i], i, self.pool), axis_pool(ks[i], i, self.pool)  # (B,H,N_i,D)
+            if qk_hook is not None:
+                qi, ki = qk_hook(qi, i, "q"), qk_hook(ki, i, "k")
+            pq.append(qi)
+            pk.append(ki)
+        return pq, pk
+
+    @staticmethod
+    def _refuse(key_padding_mask: Tensor | None, causal: bool, name: str) -> None:
+        if key_padding_mask is not None or causal:
+            raise ValueError(f"{name} supports neither key_padding_mask nor causal masking")
+
+
+@register("hot")
+class HOTAttention(_HOTBase):
+    """Kronecker product / sum of per-axis softmax attentions (the official code's form)."""
+
+    def __init__(
+        self, mode: Literal["product", "sum"] = "product", pool: Literal["sum", "mean"] = "sum",
+        sum_normalize: bool = False, dropout: float = 0.0,
+    ) -> None:
+        # pool="sum" and sum_normalize=False follow the official code; a blog version of HOT pools by
+        # mean and divides the Kronecker sum by k: both are options.
+        super().__init__(mode, pool, sum_normalize)
+        self.drop = nn.Dropout(dropout)
+
+    def factors(self, q, k, v: Tensor, qk_hook: QKHook | None = None) -> list[Tensor]:
+        pq, pk = self.pooled(q, k, v, qk_hook)
+        return [softmax_factor(qi, ki, self.drop) for qi, ki in zip(pq, pk, strict=True)]
+
+    def forward(self, q, k, v: Tensor, *, key_padding_mask: Tensor | None = None, causal: bool = False,
+                qk_hook: QKHook | None = None) -> Tensor:
+        self._refuse(key_padding_mask, causal, "hot")
+        return combine(self.factors(q, k, v, qk_hook), v, self.mode, self.sum_normalize)
+
+
+@register("hot_linear")
+class HOTLinearAttention(_HOTBase):
+    """HOT with kernelised per-axis factors (HOT v1): linear in each axis length.
+
+    feature_map="favor" uses positive orthogonal random features (m = ceil(D (1 + log2 D)) by default, as
+    the authors' precursor code); "elu" uses elu+1. Random features are a fixed buffer; ``redraw()`` draws new.
+    """
+
+    def __init__(
+        self, head_dim: int, mode: Literal["product", "sum"] = "product", pool: Literal["sum", "mean"] = "sum",
+        sum_normalize: bool = False, feature_map: Literal["favor", "elu"] = "favor", n_features: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(mode, pool, sum_normalize)
+        if feature_map not in ("favor", "elu"):
+            raise ValueError(f"hot_linear: feature_map={feature_map!r}; allowed: favor, elu")
+        self.feature_map, self.head_dim = feature_map, head_dim
+        self.n_features = n_features or math.ceil(head_dim * (1 + math.log2(max(head_dim, 2))))
+        if self.n_features < 1:
+            raise ValueError(f"hot_linear: n_features={n_features} must be >= 1")
+        self._gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("proj", orthogonal_gaussian(self.n_features, head_dim, self._gen))
+
+    @torch.no_grad()
+    def redraw(self) -> None:
+        """Draw new random features (FAVOR+ redraw)."""
+        self.proj.copy_(orthogonal_gaussian(self.n_features, self.head_dim, self._gen))
+
+    def features(self, x: Tensor, is_query: bool) -> Tensor:
+        if self.feature_map == "elu":
+            return elu_feature_map(x)
+        return favor_feature_map(x, self.proj, is_query)
+
+    def forward(self, q, k, v: Tensor, *, key_padding_mask: Tensor | None = None, causal: bool = False,
+                qk_hook: QKHook | None = None) -> Tensor:
+        self._refuse(key_padding_mask, causal, "hot_linear")
+        pq, pk = self.pooled(q, k, v, qk_hook)
+        # Fragile exponentials stay in fp32 under autocast.
+        with torch.autocast(device_type=v.device.type, enabled=False):
+            fq = [self.features(x.float(), True) for x in pq]
+            fk = [self.features(x.float(), False) for x in pk]
+            vf = v.float()
+            if self.mode == "product":
+                y = vf
+                for i in range(len(fq)):
+                    y = linear_mode_product(fq[i], fk[i], y, i)
+            else:
+                y = sum(linear_mode_product(fq[i], fk[i], vf, i) for i in range(len(fq)))
+                y = y / len(fq) if self.sum_normalize else y
+        return y.to(v.dtype)

@@ -1,0 +1,298 @@
+"""Structured-config schemas (dataclasses in Hydra's ConfigStore) and the checks run before training.
+
+Each group yaml names its schema first in its defaults list (``- forecasting_schema``), so Hydra rejects
+an unknown key or a value of the wrong type while composing. ``validate`` then builds the dataclasses
+(running their range checks) and the cross-group checks, before anything is instantiated.
+"""
+
+import difflib
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any, Dict, List, Optional  # noqa: UP035  (OmegaConf reads typing forms)
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from attnbench import attention
+from attnbench.data.catalog import TIME_SERIES
+
+
+def _incomplete(obj: Any) -> bool:
+    """True while a schema holds MISSING values (when the ConfigStore builds its defaults)."""
+    return any(getattr(obj, f.name) == MISSING for f in fields(obj))
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or inconsistent; the message names key, value and fix."""
+
+
+def _need(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
+
+
+def _choice(key: str, value: str, allowed: List[str]) -> None:
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{key}={value!r} is invalid{hint}; allowed: {', '.join(allowed)}")
+
+
+class Features(str, Enum):
+    M = "M"
+    S = "S"
+    MS = "MS"
+
+
+class Head(str, Enum):
+    mean = "mean"
+    flatten = "flatten"
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class TimeSeriesDataConfig:
+    _target_: str = "attnbench.data.timeseries.TimeSeriesDataModule"
+    name: str = MISSING
+    data_dir: str = MISSING
+    seq_len: int = MISSING
+    label_len: int = MISSING
+    pred_len: int = MISSING
+    features: Features = Features.M
+    target: Optional[str] = None
+    batch_size: int = 32
+    eval_batch_size: Optional[int] = None
+    num_workers: int = 0
+    scale: bool = True
+    verify: bool = True
+    download: bool = True
+    drop_last_train: bool = True
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _choice("data.name", self.name, list(TIME_SERIES))
+        for k in ("seq_len", "pred_len", "batch_size"):
+            _need(getattr(self, k) >= 1, f"data.{k}", getattr(self, k), "must be >= 1")
+        _need(0 <= self.label_len <= self.seq_len, "data.label_len", self.label_len,
+              f"must lie in [0, seq_len={self.seq_len}]")
+        _need(self.num_workers >= 0, "data.num_workers", self.num_workers, "must be >= 0")
+        _need(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
+              self.eval_batch_size, "must be >= 1 or null")
+
+
+# ----------------------------------------------------------------------------- model
+def check_attention(key: str, att: dict) -> None:
+    """An attention node: a registry key plus options its constructor accepts."""
+    if "name" not in att:
+        raise ConfigError(f"{key}.name is missing; allowed: {', '.join(attention.available())}")
+    _choice(f"{key}.name", att["name"], attention.available())
+    opts = {k: v for k, v in att.items() if k != "name"}
+    try:
+        attention.check_kwargs(att["name"], opts)
+    except TypeError as e:
+        raise ConfigError(f"{key}: {e}") from None
+
+
+@dataclass
+class ForecasterNetConfig:
+    _target_: str = "attnbench.models.forecaster.PatchForecaster"
+    seq_len: int = MISSING
+    pred_len: int = MISSING
+    attention: Dict[str, Any] = MISSING
+    patch_len: int = 4
+    d_model: int = 128
+    n_heads: int = 8
+    n_layers: int = 4
+    d_mlp: int = 512
+    dropout: float = 0.1
+    qk_norm: bool = True
+    rope: bool = True
+    per_axis_qk: bool = True
+    revin: bool = True
+    head: Head = Head.mean
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        for k in ("patch_len", "d_model", "n_heads", "n_layers", "d_mlp"):
+            _need(getattr(self, k) >= 1, f"model.net.{k}", getattr(self, k), "must be >= 1")
+        _need(0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout, "must lie in [0, 1)")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"model.net.n_heads={self.n_heads} must divide model.net.d_model={self.d_model}")
+        if self.rope and (self.d_model // self.n_heads) % 2:
+            raise ConfigError(f"RoPE needs an even head size: model.net.d_model/n_heads = "
+                              f"{self.d_model}/{self.n_heads} is odd (or set model.net.rope=false)")
+        if self.seq_len % self.patch_len:
+            raise ConfigError(f"model.net.patch_len={self.patch_len} must divide data.seq_len={self.seq_len}")
+        check_attention("model.net.attention", dict(self.attention))
+        cls = attention.get(self.attention["name"])
+        if self.per_axis_qk and not cls.caps.per_axis_qk:
+            raise ConfigError(f"model.net.per_axis_qk=true but attention {cls.name!r} takes one query/key "
+                              "tensor: set model.net.per_axis_qk=false")
+
+
+@dataclass
+class OptimizerConfig:
+    _target_: str = "torch.optim.AdamW"
+    _partial_: bool = True
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _need(self.lr > 0, "model.optimizer.lr", self.lr, "must be > 0")
+        _need(self.weight_decay >= 0, "model.optimizer.weight_decay", self.weight_decay, "must be >= 0")
+
+
+@dataclass
+class ForecastingModelConfig:
+    _target_: str = "attnbench.lit.forecasting.ForecastingModule"
+    net: ForecasterNetConfig = field(default_factory=ForecasterNetConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: Optional[Dict[str, Any]] = None
+    scheduler_interval: str = "epoch"
+    n_targets: int = MISSING
+    horizons: Optional[List[int]] = None
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _choice("model.scheduler_interval", self.scheduler_interval, ["epoch", "step"])
+        if self.horizons:
+            bad = [h for h in self.horizons if not 1 <= h <= self.net.pred_len]
+            if bad:
+                raise ConfigError(f"model.horizons={list(self.horizons)}: {bad} outside [1, data.pred_len="
+                                  f"{self.net.pred_len}]")
+        if self.scheduler is not None and "_target_" not in self.scheduler:
+            raise ConfigError("model.scheduler needs a _target_ (e.g. torch.optim.lr_scheduler.CosineAnnealingLR)")
+
+
+# ----------------------------------------------------------------------------- trainer
+@dataclass
+class TrainerConfig:
+    _target_: str = "lightning.pytorch.Trainer"
+    default_root_dir: str = MISSING
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    min_epochs: int = 1
+    max_epochs: int = 10
+    max_time: Optional[str] = None
+    max_steps: int = -1
+    gradient_clip_val: Optional[float] = None
+    accumulate_grad_batches: int = 1
+    check_val_every_n_epoch: int = 1
+    val_check_interval: Optional[float] = None
+    limit_train_batches: Optional[float] = None
+    limit_val_batches: Optional[float] = None
+    limit_test_batches: Optional[float] = None
+    num_sanity_val_steps: int = 2
+    log_every_n_steps: int = 50
+    deterministic: bool = False
+    benchmark: bool = False
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = True
+    detect_anomaly: bool = False
+    sync_batchnorm: bool = False
+    use_distributed_sampler: bool = True
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _choice("trainer.accelerator", self.accelerator, ["cpu", "gpu", "cuda", "mps", "auto"])
+        _choice("trainer.precision", self.precision,
+                ["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64"])
+        _need(self.max_epochs >= 1 or self.max_epochs == -1, "trainer.max_epochs", self.max_epochs, ">= 1 or -1")
+        _need(self.min_epochs >= 0, "trainer.min_epochs", self.min_epochs, "must be >= 0")
+
+
+# ----------------------------------------------------------------------------- top level
+@dataclass
+class PathsConfig:
+    root_dir: str = MISSING
+    data_dir: str = MISSING
+    log_dir: str = MISSING
+    output_dir: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    model: Any = MISSING
+    data: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = None
+    callbacks: Any = None
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    extras: Dict[str, Any] = field(default_factory=dict)
+    task_name: str = "train"
+    tags: List[str] = field(default_factory=list)
+    seed: Optional[int] = 42
+    train: bool = True
+    test: bool = True
+    ckpt_path: Optional[str] = None
+    test_ckpt: str = "best"
+    optimized_metric: Optional[str] = None
+    fail: Optional[str] = None  # testing hook: "before_fit" raises there, to exercise results.json on failure
+
+
+def project_root() -> str:
+    """The checkout holding ``conf/train.yaml``: above the package (editable install) or the cwd."""
+    here = Path(__file__).resolve().parents[2]
+    return str(here if (here / "conf" / "train.yaml").is_file() else Path.cwd())
+
+
+def _ts_targets(name: str, features: str) -> int:
+    return TIME_SERIES[name].n_vars if features == "M" and name in TIME_SERIES else 1
+
+
+def _amp_precision() -> str:
+    """bf16-mixed where the GPU supports it, else 16-mixed."""
+    import torch
+
+    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def register_configs() -> None:
+    """Put the schemas in the ConfigStore and the resolvers in OmegaConf (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="data", name="timeseries_schema", node=TimeSeriesDataConfig)
+    cs.store(group="model", name="forecasting_schema", node=ForecastingModelConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="paths", name="paths_schema", node=PathsConfig)
+    for name, fn in {"project_root": project_root, "ts_targets": _ts_targets, "amp_precision": _amp_precision}.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+SCHEMAS = {
+    "attnbench.data.timeseries.TimeSeriesDataModule": TimeSeriesDataConfig,
+    "attnbench.lit.forecasting.ForecastingModule": ForecastingModelConfig,
+    "lightning.pytorch.Trainer": TrainerConfig,
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range and cross-group checks; raise ConfigError naming the key before anything is built."""
+    for group in ("data", "model", "trainer"):
+        node = cfg.get(group)
+        if node is None:
+            raise ConfigError(f"config group {group!r} is missing")
+        target = node.get("_target_")
+        schema = SCHEMAS.get(target)
+        if schema is None:
+            raise ConfigError(f"{group}._target_={target!r} has no schema; known: {', '.join(SCHEMAS)}")
+        plain = OmegaConf.to_container(node, resolve=True)  # interpolations resolve against the whole config
+        merged = OmegaConf.merge(OmegaConf.structured(schema), plain)  # unknown keys / bad types raise
+        OmegaConf.to_object(merged)  # builds the dataclasses: runs every __post_init__
+    _choice("test_ckpt", cfg.test_ckpt, ["best", "last"])
+    if cfg.model.net.get("seq_len") != cfg.data.seq_len or cfg.model.net.get("pred_len") != cfg.data.pred_len:
+        raise ConfigError(f"model.net.seq_len/pred_len ({cfg.model.net.seq_len}/{cfg.model.net.pred_len}) must "
+                          f"equal data.seq_len/pred_len ({cfg.data.seq_len}/{cfg.data.pred_len})")

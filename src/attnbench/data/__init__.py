@@ -1,0 +1,1 @@
+"""Datamodules and data-set download/verification."""

@@ -1,0 +1,109 @@
+"""Fetch a data-set file into the data directory, or copy it from another folder, and verify it."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from attnbench.data.catalog import Source
+
+
+class DataError(RuntimeError):
+    """A data set is missing, unreachable or corrupt; the message says what to do."""
+
+
+def sha256sum(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _how_to_get(name: str, src: Source, data_dir: Path) -> str:
+    return (
+        f"  fetch it:           python scripts/prepare_data.py {name} --data-dir {data_dir}\n"
+        f"  or copy it from DIR: python scripts/prepare_data.py {name} --from DIR --data-dir {data_dir}\n"
+        f"  or point paths.data_dir (env DATA_DIR) at a folder holding {src.path}\n"
+        f"  (source: {src.url})"
+    )
+
+
+def verify(name: str, src: Source, path: Path) -> None:
+    """Raise DataError unless ``path`` has one of the accepted digests."""
+    digest = sha256sum(path)
+    if digest not in src.sha256:
+        raise DataError(
+            f"{name}: {path} is corrupt or not the official file: sha256 {digest}, expected "
+            f"{' or '.join(src.sha256)}. Delete it and fetch it again:\n"
+            f"  python scripts/prepare_data.py {name} --data-dir {path.parents[len(Path(src.path).parts) - 1]}"
+        )
+
+
+def locate(name: str, src: Source, data_dir: Path, check: bool = True) -> Path:
+    """Path of the data-set file under ``data_dir``; a clear error when it is missing or corrupt."""
+    path = data_dir / src.path
+    if not path.is_file():
+        raise DataError(f"{name}: {path} not found.\n" + _how_to_get(name, src, data_dir))
+    if check:
+        verify(name, src, path)
+    return path
+
+
+def download(url: str, dest: Path, timeout: float = 60.0) -> None:
+    """Stream ``url`` to ``dest`` (atomically: a partial download never lands at ``dest``)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, suffix=".part") as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                shutil.copyfileobj(r, tmp)
+        except BaseException:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+    Path(tmp.name).replace(dest)
+
+
+def fetch(name: str, src: Source, data_dir: Path, from_dir: Path | None = None, timeout: float = 60.0) -> Path:
+    """Make ``data_dir/src.path`` hold the verified file: keep it, copy it from ``from_dir``, or download it."""
+    path = data_dir / src.path
+    if path.is_file():
+        verify(name, src, path)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if from_dir is not None:
+        cand = [from_dir / src.path, from_dir / Path(src.path).name]
+        found = next((c for c in cand if c.is_file()), None)
+        if found is None:
+            raise DataError(f"{name}: neither {cand[0]} nor {cand[1]} exists; --from must hold {src.path}")
+        verify(name, src, found)
+        shutil.copyfile(found, path)
+        return path
+    gz = src.gz_sha256 is not None
+    raw = path.with_name(path.name + ".gz") if gz else path
+    try:
+        download(src.url, raw, timeout)
+    except (urllib.error.URLError, TimeoutError, OSError) as e:
+        raise DataError(
+            f"{name}: download of {src.url} failed ({e}). Without network, copy the file from a folder that "
+            f"holds it:\n  python scripts/prepare_data.py {name} --from DIR --data-dir {data_dir}\n"
+            f"or point paths.data_dir (env DATA_DIR) at a folder holding {src.path}."
+        ) from e
+    if gz:
+        digest = sha256sum(raw)
+        if digest != src.gz_sha256:
+            raw.unlink()
+            raise DataError(f"{name}: downloaded {src.url} has sha256 {digest}, expected {src.gz_sha256}")
+        with gzip.open(raw, "rb") as fi, open(path, "wb") as fo:
+            shutil.copyfileobj(fi, fo)
+        raw.unlink()
+    try:
+        verify(name, src, path)
+    except DataError:
+        path.unlink()
+        raise
+    return path

@@ -1,0 +1,1 @@
+"""Reusable blocks: multi-head attention over tensors, MLPs, positional encodings."""

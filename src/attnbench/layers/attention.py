@@ -1,0 +1,101 @@
+"""Multi-head attention over a token tensor (B, *axes, E) calling any registry entry."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from attnbench.attention import get
+from attnbench.attention.registry import check_kwargs
+from attnbench.layers.rope import apply_rope
+
+# Arguments the layer fills in itself; an attention config may not set them.
+LAYER_PROVIDED = ("head_dim",)
+
+
+class MultiAxisAttention(nn.Module):
+    """Project, call an attention, recombine heads.
+
+    Sequence attentions see the axes flattened to one (B, H, N, D) sequence, N = prod(axes); tensor
+    attentions (``caps.tensor``) see (B, H, *axes, D). The layer owns the learned q/k LayerNorm and RoPE:
+    per token for sequence attentions, on the pooled per-axis queries/keys for tensor attentions (the
+    HOT code's order: pool, LayerNorm, RoPE).
+
+    attention: ``{"name": <registry key>, **options}``.
+    """
+
+    def __init__(
+        self, d_model: int, n_heads: int, n_axes: int, attention: Mapping[str, Any], qk_norm: bool = True,
+        rope_axes: Sequence[int] = (), rope_base: float = 10000.0, per_axis_qk: bool = False,
+        dropout: float = 0.0, bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
+        opts = dict(attention)
+        if "name" not in opts:
+            raise ValueError("attention config needs a 'name' (a registry key)")
+        name = opts.pop("name")
+        cls = get(name)
+        for key in LAYER_PROVIDED:
+            if key in opts:
+                raise ValueError(f"attention option {key!r} is set by the layer; remove it from the config")
+        if "head_dim" in inspect.signature(cls.__init__).parameters:
+            opts["head_dim"] = d_model // n_heads
+        check_kwargs(name, opts)
+        if per_axis_qk and not cls.caps.per_axis_qk:
+            raise ValueError(f"per_axis_qk=True but attention {name!r} takes one query/key tensor; set it false")
+        bad = [a for a in rope_axes if not 0 <= a < n_axes]
+        if bad:
+            raise ValueError(f"rope_axes={list(rope_axes)} out of range for a tensor with {n_axes} axes")
+        self.attn = cls(**opts)
+        self.tensor = cls.caps.tensor
+        self.n_heads, self.head_dim, self.n_axes = n_heads, d_model // n_heads, n_axes
+        self.n_qk = n_axes if per_axis_qk else 1
+        self.q_proj = nn.Linear(d_model, d_model * self.n_qk, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model * self.n_qk, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.o_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.rope_axes, self.rope_base = tuple(rope_axes), rope_base
+        self.drop = nn.Dropout(dropout)
+
+    def _heads(self, t: Tensor, n: int) -> list[Tensor]:
+        """(B, *axes, n*H*D) -> n tensors (B, H, *axes, D)."""
+        t = t.unflatten(-1, (n, self.n_heads, self.head_dim))  # (B, *axes, n, H, D)
+        return [t.select(-3, i).movedim(-2, 1) for i in range(n)]
+
+    def _qk_hook(self, t: Tensor, axis: int, which: str) -> Tensor:
+        """LayerNorm and RoPE on a pooled per-axis (B, H, N_axis, D) query or key."""
+        t = self.q_norm(t) if which == "q" else self.k_norm(t)
+        return apply_rope(t, -2, self.rope_base) if axis in self.rope_axes else t
+
+    def forward(
+        self, x: Tensor, context: Tensor | None = None, key_padding_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        """x (B, *axes, E); context (B, *axes', E) for cross attention -> (B, *axes, E)."""
+        if x.dim() - 2 != self.n_axes:
+            raise ValueError(f"expected (B, {self.n_axes} axes, E), got shape {tuple(x.shape)}")
+        ctx = x if context is None else context
+        qs = self._heads(self.q_proj(x), self.n_qk)  # n_qk x (B, H, *axes, D)
+        ks = self._heads(self.k_proj(ctx), self.n_qk)
+        (v,) = self._heads(self.v_proj(ctx), 1)  # (B, H, *axes', D)
+        if self.tensor:
+            q = qs[0] if self.n_qk == 1 else tuple(qs)
+            k = ks[0] if self.n_qk == 1 else tuple(ks)
+            y = self.attn(q, k, v, key_padding_mask=key_padding_mask, causal=causal, qk_hook=self._qk_hook)
+        else:
+            q, k = self.q_norm(qs[0]), self.k_norm(ks[0])
+            for a in self.rope_axes:
+                q, k = apply_rope(q, 2 + a, self.rope_base), apply_rope(k, 2 + a, self.rope_base)
+            axes = q.shape[2:-1]
+            y = self.attn(q.flatten(2, -2), k.flatten(2, -2), v.flatten(2, -2),  # (B, H, N, D)
+                          key_padding_mask=key_padding_mask, causal=causal)
+            y = y.unflatten(2, axes)  # (B, H, *axes, D)
+        y = y.movedim(1, -2).flatten(-2)  # (B, *axes, E)
+        return self.drop(self.o_proj(y))

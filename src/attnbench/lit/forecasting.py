@@ -1,0 +1,78 @@
+"""Forecasting LightningModule: MSE loss, MSE/MAE metrics per horizon, AdamW + schedule from config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+
+
+class ForecastingModule(L.LightningModule):
+    """Trains any ``net: (B, seq_len, C) -> (B, pred_len, C)``.
+
+    Scores the last ``n_targets`` variables (all for features M, the target for S/MS). ``horizons``
+    lists prefixes of the forecast to score separately (e.g. 96/192/336/720 of one 720-step head, the
+    official HOT protocol); the loss is then the mean of their MSEs and ``val/mse`` that of the longest.
+    """
+
+    def __init__(
+        self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None, n_targets: int = 1,
+        horizons: Sequence[int] | None = None, scheduler_interval: str = "epoch", compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.net = torch.compile(net) if compile else net
+        self.n_targets = n_targets
+        self.pred_len = pred_len = net.pred_len
+        self.horizons = sorted(horizons) if horizons else [pred_len]
+        if self.horizons[-1] > pred_len or self.horizons[0] < 1:
+            raise ValueError(f"horizons={list(self.horizons)} must lie in [1, pred_len={pred_len}]")
+        self.multi = len(self.horizons) > 1
+        for stage in ("val", "test"):
+            for h in self.horizons:
+                sfx = f"_{h}" if self.multi else ""
+                setattr(self, f"{stage}_metrics{h}", MetricCollection(
+                    {"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}, prefix=f"{stage}/", postfix=sfx))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def _predict(self, batch) -> tuple[Tensor, Tensor]:
+        x, y = batch[0], batch[1]
+        out = self(x)[:, :, -self.n_targets:]  # (B, pred_len, n_targets)
+        tgt = y[:, -self.pred_len:, -self.n_targets:]
+        return out, tgt
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        out, tgt = self._predict(batch)
+        loss = torch.stack([F.mse_loss(out[:, :h], tgt[:, :h]) for h in self.horizons]).mean()
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(out))
+        return loss
+
+    def _eval_step(self, batch, stage: str) -> None:
+        out, tgt = self._predict(batch)
+        for h in self.horizons:
+            m = getattr(self, f"{stage}_metrics{h}")
+            m.update(out[:, :h].float().flatten(), tgt[:, :h].float().flatten())
+            self.log_dict(m, on_step=False, on_epoch=True, prog_bar=(h == self.horizons[-1]))
+        if self.multi:  # alias of the longest horizon, the monitor of early stopping/checkpoints
+            self.log(f"{stage}/mse", F.mse_loss(out.float(), tgt.float()), on_epoch=True, batch_size=len(out))
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def configure_optimizers(self):
+        opt = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return opt
+        sched = self.hparams.scheduler(optimizer=opt)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval,
+                                                   "monitor": "val/mse"}}

@@ -1,0 +1,142 @@
+"""Training entry: compose, validate, instantiate, fit, test; ``results.json`` is written even on a crash."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from attnbench.config import project_root, register_configs, validate
+
+log = logging.getLogger(__name__)
+register_configs()
+
+
+def _instantiate_all(node: DictConfig | None, what: str) -> list[Any]:
+    out = []
+    for key, conf in (node or {}).items():
+        if conf is None:
+            continue
+        if "_target_" not in conf:
+            raise ValueError(f"{what}.{key} has no _target_")
+        log.info("instantiating %s.%s <%s>", what, key, conf._target_)
+        out.append(instantiate(conf))
+    return out
+
+
+def _scalar(v: Any) -> float | Any:
+    return v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v
+
+
+def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
+    """Validate, build and train; return (metrics, best checkpoint path)."""
+    validate(cfg)
+    if cfg.seed is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    log.info("instantiating data <%s>", cfg.data._target_)
+    dm = instantiate(cfg.data)
+    log.info("instantiating model <%s>", cfg.model._target_)
+    model = instantiate(cfg.model)
+    callbacks = _instantiate_all(cfg.get("callbacks"), "callbacks")
+    loggers = _instantiate_all(cfg.get("logger"), "logger")
+    log.info("instantiating trainer <%s>", cfg.trainer._target_)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    hparams["n_params"] = sum(p.numel() for p in model.parameters())
+    for lg in trainer.loggers:
+        lg.log_hyperparams(hparams)
+    if cfg.get("fail") == "before_fit":
+        raise RuntimeError("forced failure before fit (cfg.fail=before_fit)")
+
+    metrics: dict[str, float] = {}
+    if cfg.train:
+        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        metrics.update({k: _scalar(v) for k, v in trainer.callback_metrics.items()})
+    ckpt_cb = trainer.checkpoint_callback
+    best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
+    if cfg.test:
+        # "best": the checkpoint with the best monitored val metric; "last": the final weights (the HOT code).
+        ckpt = best if cfg.test_ckpt == "best" and best else None
+        if cfg.test_ckpt == "best" and not best:
+            log.warning("no best checkpoint was saved; testing the current weights")
+        trainer.test(model, datamodule=dm, ckpt_path=ckpt, weights_only=False)
+        metrics.update({k: _scalar(v) for k, v in trainer.callback_metrics.items()})
+    metrics["n_params"] = hparams["n_params"]
+    metrics["epochs"] = trainer.current_epoch
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float)}, best
+
+
+def peak_memory_mb() -> tuple[float, str]:
+    """Peak GPU memory allocated when CUDA was used, else the peak resident set size of this process."""
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_max_rss"
+
+
+def _resolved(cfg: DictConfig) -> Any:
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an unresolvable value is itself a likely cause of the failure: keep it raw
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def write_results(cfg: DictConfig, result: dict[str, Any]) -> Path | None:
+    """Write ``<output_dir>/results.json`` on rank zero."""
+    if rank_zero_only.rank != 0:
+        return None
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    return path
+
+
+def run_with_results(cfg: DictConfig) -> dict[str, Any]:
+    """``run`` wrapped so that results.json is written whatever happens; re-raises a failure."""
+    t0 = time.time()
+    result: dict[str, Any] = {"status": "failed", "error": None, "metrics": {}, "best_checkpoint": None}
+    try:
+        metrics, best = run(cfg)
+        result.update(status="ok", metrics=metrics, best_checkpoint=best)
+        return result
+    except BaseException as e:
+        result["error"] = f"{type(e).__name__}: {e}"
+        result["traceback"] = traceback.format_exc()
+        raise
+    finally:
+        result["wall_time_s"] = round(time.time() - t0, 3)
+        result["peak_memory_mb"], result["peak_memory_kind"] = peak_memory_mb()
+        result["config"] = _resolved(cfg)
+        path = write_results(cfg, result)
+        if path is not None:
+            log.info("results: %s (status %s)", path, result["status"])
+        _close_wandb()
+
+
+def _close_wandb() -> None:
+    import sys
+
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+@hydra.main(version_base="1.3", config_path=str(Path(project_root()) / "conf"), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """CLI entry (see train.py at the project root). Returns ``optimized_metric`` for sweepers."""
+    result = run_with_results(cfg)
+    key = cfg.get("optimized_metric")
+    return result["metrics"].get(key) if key else None
