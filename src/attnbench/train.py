@@ -13,6 +13,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -102,10 +103,14 @@ def write_results(cfg: DictConfig, result: dict[str, Any]) -> Path | None:
     return path
 
 
-def run_with_results(cfg: DictConfig) -> dict[str, Any]:
-    """``run`` wrapped so that results.json is written whatever happens; re-raises a failure."""
+def run_with_results(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``run`` wrapped so that results.json is written whatever happens; re-raises a failure.
+
+    ``extra`` (e.g. Hydra's group choices and overrides) is stored alongside.
+    """
     t0 = time.time()
-    result: dict[str, Any] = {"status": "failed", "error": None, "metrics": {}, "best_checkpoint": None}
+    result: dict[str, Any] = {"status": "failed", "error": None, "metrics": {}, "best_checkpoint": None,
+                              **(extra or {})}
     try:
         metrics, best = run(cfg)
         result.update(status="ok", metrics=metrics, best_checkpoint=best)
@@ -137,6 +142,9 @@ def _close_wandb() -> None:
 @hydra.main(version_base="1.3", config_path=str(Path(project_root()) / "conf"), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """CLI entry (see train.py at the project root). Returns ``optimized_metric`` for sweepers."""
-    result = run_with_results(cfg)
+    hc = HydraConfig.get()
+    extra = {"choices": {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
+             "overrides": list(hc.overrides.task), "job_num": hc.job.get("num")}
+    result = run_with_results(cfg, extra)
     key = cfg.get("optimized_metric")
     return result["metrics"].get(key) if key else None

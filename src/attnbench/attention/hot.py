@@ -215,10 +215,11 @@ class HOTLinearAttention(_HOTBase):
         self._refuse(key_padding_mask, causal, "hot_linear")
         pq, pk = self.pooled(q, k, v, qk_hook)
         # Fragile exponentials stay in fp32 under autocast.
+        dt = torch.promote_types(v.dtype, torch.float32)
         with torch.autocast(device_type=v.device.type, enabled=False):
-            fq = [self.features(x.float(), True) for x in pq]
-            fk = [self.features(x.float(), False) for x in pk]
-            vf = v.float()
+            fq = [self.features(x.to(dt), True) for x in pq]
+            fk = [self.features(x.to(dt), False) for x in pk]
+            vf = v.to(dt)
             if self.mode == "product":
                 y = vf
                 for i in range(len(fq)):

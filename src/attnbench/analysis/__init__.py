@@ -1,0 +1,1 @@
+"""Turn sweep results (``results.json`` per job) into paper tables and plots."""

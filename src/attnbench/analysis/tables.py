@@ -1,0 +1,392 @@
+"""Sweep results -> forecasting table beside published numbers (Markdown, LaTeX, CSV, PNG).
+
+    runs = load_runs("outputs/hot_forecasting/multiruns/<time>")  # long form: one row per run x horizon
+    table = forecasting_table(runs, load_reference("forecasting_lookback96"), baseline="iTransformer")
+    print(to_markdown(table, runs))
+
+``scripts/make_table.py`` is the command line around ``write_outputs``. A failed job stays in the
+table as a ``failed`` cell and is listed with its error; a job folder without ``results.json`` (killed,
+or still running) shows as ``missing``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+RUN_COLUMNS = ["dataset", "horizon", "model", "status", "error", "mse", "mae", "wall_time_s",
+               "peak_memory_mb", "n_params", "run_dir"]
+REFERENCE_COLUMNS = ["dataset", "horizon", "model", "mse", "mae", "source", "confirmed"]
+STATUSES = ("ok", "failed", "missing")  # missing: a job folder (.hydra/) without results.json
+OUR_METRICS = ("mse", "mae", "n", "failed", "missing")  # n: ok runs averaged (seeds)
+MISSING_ERROR = "no results.json: the job was killed or is still running"
+HOT_NOTE = ("HOT's own published numbers (Omranpour et al., arXiv:2412.02919) are not available here, "
+            "so no published HOT column is shown.")
+_PER_HORIZON = re.compile(r"^test/mse_(\d+)$")  # several horizons scored from one long forecast
+_KEYS = ["dataset", "horizon", "model"]
+
+Fmt = Literal["md", "tex"]
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def model_label(choices: dict[str, Any]) -> str:
+    """``choices["model"]``, plus ``[<attention>]`` when ``model/attention`` names a different one."""
+    label = str(choices["model"])
+    attention = choices.get("model/attention")
+    if attention not in (None, choices["model"]):
+        label += f"[{attention}]"
+    return label
+
+
+def _rows(path: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
+    """Long-form rows of one job: one per scored horizon (per configured horizon if it has no scores)."""
+    choices = result.get("choices") or {}
+    data = (result.get("config") or {}).get("data") or {}
+    if "model" not in choices:
+        raise ValueError(f"{path}: no choices['model'] to name the model (written outside a Hydra sweep?)")
+    if "name" not in data or "pred_len" not in data:
+        raise ValueError(f"{path}: config.data.name and config.data.pred_len are required")
+    status = status or result.get("status")
+    if status not in STATUSES:
+        raise ValueError(f"{path}: status={status!r}; expected one of {STATUSES}")
+    metrics = result.get("metrics") or {}
+    base = dict(dataset=str(data["name"]), model=model_label(choices), status=status,
+                error=result.get("error"), wall_time_s=result.get("wall_time_s"),
+                peak_memory_mb=result.get("peak_memory_mb"), n_params=metrics.get("n_params"),
+                run_dir=str(path.parent))
+    horizons = sorted(int(m.group(1)) for k in metrics if (m := _PER_HORIZON.match(k)))
+    if horizons:
+        return [{**base, "horizon": h, "mse": metrics[f"test/mse_{h}"], "mae": metrics.get(f"test/mae_{h}")}
+                for h in horizons]
+    if status == "ok":
+        return [{**base, "horizon": int(data["pred_len"]), "mse": metrics.get("test/mse"),
+                 "mae": metrics.get("test/mae")}]
+    planned = ((result.get("config") or {}).get("model") or {}).get("horizons") or [data["pred_len"]]
+    return [{**base, "horizon": int(h), "mse": None, "mae": None} for h in planned]
+
+
+def _missing_job(job_dir: Path) -> list[dict[str, Any]]:
+    """Rows for a Hydra job folder that has ``.hydra/config.yaml`` but no ``results.json``."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "config.yaml"), resolve=False)
+    hydra_yaml = job_dir / ".hydra" / "hydra.yaml"
+    choices = {}
+    if hydra_yaml.is_file():
+        choices = OmegaConf.to_container(OmegaConf.load(hydra_yaml).hydra.runtime.choices, resolve=False)
+    result = {"error": MISSING_ERROR, "choices": choices, "config": config}
+    return _rows(job_dir / "results.json", result, status="missing")
+
+
+def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
+    """Every job under ``sweep_dir`` (``results.json`` found recursively), one row per run x horizon.
+
+    Columns: ``RUN_COLUMNS``. Raises ``FileNotFoundError`` when the folder holds no ``results.json``.
+    """
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"sweep directory {root} does not exist")
+    files = sorted(root.rglob("results.json"))
+    if not files:
+        raise FileNotFoundError(
+            f"no results.json under {root}: expected one folder per job, e.g. {root}/0/results.json "
+            "(written by `python train.py -m experiment=...`)")
+    rows: list[dict[str, Any]] = []
+    for f in files:
+        try:
+            result = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{f}: not valid JSON ({e})") from e
+        rows += _rows(f, result)
+    done = {f.parent for f in files}
+    for cfg in sorted(root.rglob("config.yaml")):
+        job = cfg.parent.parent
+        if cfg.parent.name == ".hydra" and job not in done:
+            rows += _missing_job(job)
+    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    runs["horizon"] = runs["horizon"].astype(int)
+    for c in ("mse", "mae", "wall_time_s", "peak_memory_mb", "n_params"):
+        runs[c] = pd.to_numeric(runs[c])
+    return runs.sort_values([*_KEYS, "run_dir"], ignore_index=True)
+
+
+def _as_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if str(v).strip().lower() in ("true", "false"):
+        return str(v).strip().lower() == "true"
+    raise ValueError(f"confirmed={v!r}; expected true or false")
+
+
+def load_reference(name: str = "forecasting_lookback96") -> pd.DataFrame:
+    """Published numbers: ``analysis/reference/<name>.csv`` (package data) or a path to such a CSV."""
+    path = Path(name)
+    if path.suffix == ".csv" and path.is_file():
+        source: Any = path
+    else:
+        ref_dir = resources.files("attnbench.analysis") / "reference"
+        source = ref_dir / f"{name}.csv"
+        if not source.is_file():
+            known = sorted(p.name.removesuffix(".csv") for p in ref_dir.iterdir() if p.name.endswith(".csv"))
+            raise FileNotFoundError(
+                f"no reference table {name!r}; known: {', '.join(known)} (or a path to a .csv)")
+    with source.open() as fh:
+        ref = pd.read_csv(fh)
+    missing = [c for c in REFERENCE_COLUMNS if c not in ref.columns]
+    if missing:
+        raise ValueError(f"reference {name!r} lacks columns {missing}; expected {REFERENCE_COLUMNS}")
+    dup = ref[ref.duplicated(_KEYS, keep=False)]
+    if not dup.empty:
+        raise ValueError(f"reference {name!r} repeats (dataset, horizon, model):\n{dup[_KEYS]}")
+    ref = ref[REFERENCE_COLUMNS].copy()
+    ref["confirmed"] = ref["confirmed"].map(_as_bool).astype(bool)
+    return ref
+
+
+# ---------------------------------------------------------------------------------------------- table
+def _our_stats(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, horizon, model): mean MSE/MAE over ok runs, n of them, counts of failed/missing."""
+    ok = runs[runs["status"] == "ok"]
+    stats = ok.groupby(_KEYS).agg(mse=("mse", "mean"), mae=("mae", "mean"), n=("mse", "count"))
+    bad = runs[runs["status"] != "ok"].groupby([*_KEYS, "status"]).size().unstack("status")
+    stats = stats.join(bad.reindex(columns=["failed", "missing"]), how="outer")
+    stats[["n", "failed", "missing"]] = stats[["n", "failed", "missing"]].fillna(0).astype(int)
+    return stats
+
+
+def forecasting_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str = "iTransformer"
+                      ) -> pd.DataFrame:
+    """Wide table, index (dataset, horizon) of the pairs we ran, columns (group, model, metric).
+
+    ``("ours", m, mse|mae|n|failed|missing)``: our runs averaged (seeds); n counts the ok ones.
+    ``("published", r, mse|mae|confirmed)``: every reference model. ``("diff", m, mse|mae)``: ours minus
+    the published ``baseline`` (negative = better). ``attrs`` holds ``baseline`` and ``sources``.
+    """
+    ref_models = list(dict.fromkeys(reference["model"]))
+    if baseline not in ref_models:
+        raise ValueError(f"baseline {baseline!r} is not in the reference; choose one of {ref_models}")
+    if runs.empty:
+        raise ValueError("no runs to tabulate")
+    order = list(dict.fromkeys(reference["dataset"]))  # reference order first, then the rest by name
+    rank = {d: i for i, d in enumerate(order + sorted(set(runs["dataset"]) - set(order)))}
+    pairs = runs[["dataset", "horizon"]].drop_duplicates()
+    pairs = pairs.sort_values(["dataset", "horizon"], key=lambda s: s.map(rank) if s.name == "dataset" else s)
+    index = pd.MultiIndex.from_frame(pairs)
+
+    stats = _our_stats(runs)
+    ref = reference.set_index(_KEYS)
+    base = ref.xs(baseline, level="model").reindex(index)
+    cols: dict[tuple[str, str, str], pd.Series] = {}
+    models = sorted(runs["model"].unique())
+    for m in models:
+        s = stats.xs(m, level="model").reindex(index)
+        for c in OUR_METRICS:
+            cols[("ours", m, c)] = s[c] if c in ("mse", "mae") else s[c].fillna(0).astype(int)
+    for m in models:
+        for c in ("mse", "mae"):
+            cols[("diff", m, c)] = cols[("ours", m, c)] - base[c]
+    for r in ref_models:
+        s = ref.xs(r, level="model").reindex(index)
+        for c in ("mse", "mae", "confirmed"):
+            cols[("published", r, c)] = s[c]
+    table = pd.DataFrame(cols, index=index)
+    table.columns = pd.MultiIndex.from_tuples(list(cols), names=["group", "model", "metric"])
+    table.attrs["baseline"] = baseline
+    table.attrs["sources"] = sorted(reference["source"].unique())
+    return table
+
+
+# ---------------------------------------------------------------------------------------------- writers
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+
+
+def _tex_escape(s: str) -> str:
+    return re.sub(r"[\\&%$#_{}~^]", lambda m: _TEX[m.group()], s)
+
+
+def _show_counts(table: pd.DataFrame) -> bool:
+    """Show the n columns when some cell averages several runs or mixes ok and failed runs."""
+    ours = table["ours"]
+    for m in ours.columns.get_level_values("model").unique():
+        n, bad = ours[(m, "n")], ours[(m, "failed")] + ours[(m, "missing")]
+        if ((n > 1) | ((n >= 1) & (bad > 0))).any():
+            return True
+    return False
+
+
+def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
+    """String cells for writing: 3 decimals, best MSE per row in bold, ``failed``/``missing`` where a
+    model has no score, a dagger on published values not confirmed by a second source."""
+    dash = "–" if fmt == "md" else "--"
+    esc = _tex_escape if fmt == "tex" else (lambda s: s)
+
+    def bold(s: str) -> str:
+        return f"**{s}**" if fmt == "md" else rf"\textbf{{{s}}}"
+
+    dagger = "†" if fmt == "md" else r"\textsuperscript{\dag}"
+    ours, pub = table["ours"], table["published"]
+    our_models = list(ours.columns.get_level_values("model").unique())
+    ref_models = list(pub.columns.get_level_values("model").unique())
+    mses = pd.concat([ours.xs("mse", level="metric", axis=1), pub.xs("mse", level="metric", axis=1)], axis=1)
+    best = mses.astype(float).round(3).min(axis=1).where(mses.notna().sum(axis=1) >= 2)  # bold needs a rival
+
+    def num(v: float, is_best: bool) -> str:
+        return dash if pd.isna(v) else (bold(f"{v:.3f}") if is_best else f"{v:.3f}")
+
+    out: dict[tuple[str, str], list[str]] = {}
+    counts = _show_counts(table)
+    for m in our_models:
+        s = ours[m]
+        no_score = ["failed" if f else "missing" if k else dash
+                    for f, k in zip(s["failed"], s["missing"], strict=True)]
+        for c in ("mse", "mae"):
+            out[(esc(m), c.upper())] = [
+                num(v, c == "mse" and round(v, 3) == b) if n else ns
+                for v, n, b, ns in zip(s[c], s["n"], best, no_score, strict=True)]
+        if counts:
+            out[(esc(m), "n")] = [
+                f"{n}" + (f" (+{f} failed)" if f else "") + (f" (+{k} missing)" if k else "")
+                for n, f, k in zip(s["n"], s["failed"], s["missing"], strict=True)]
+    for m in our_models:
+        label = ("Δ " if fmt == "md" else r"$\Delta$ ") + esc(m)
+        for c in ("mse", "mae"):
+            out[(label, c.upper())] = [dash if pd.isna(v) else f"{round(v, 3) + 0.0:+.3f}"  # no -0.000
+                                       for v in table[("diff", m, c)]]
+    for r in ref_models:
+        s = pub[r]
+        for c in ("mse", "mae"):
+            out[(esc(r), c.upper())] = [
+                num(v, c == "mse" and round(v, 3) == b) + ("" if pd.isna(ok) or ok else dagger)
+                for v, ok, b in zip(s[c], s["confirmed"], best, strict=True)]
+    frame = pd.DataFrame(out)
+    frame.columns = pd.MultiIndex.from_tuples(list(out))
+    frame.index = pd.MultiIndex.from_arrays(
+        [[esc(str(d)) for d in table.index.get_level_values("dataset")],
+         list(table.index.get_level_values("horizon"))], names=["dataset", "H"])
+    return frame
+
+
+def _notes(table: pd.DataFrame, fmt: Fmt) -> list[str]:
+    baseline = table.attrs.get("baseline", "the baseline")
+    sources = "; ".join(table.attrs.get("sources", []))
+    pub = table["published"]
+    unconfirmed = pub.xs("confirmed", level="metric", axis=1).isin([False]).to_numpy().any()
+    notes = [f"Δ = ours − {baseline} (published); negative = better. Best MSE per row in bold. "
+             "Repeated runs (seeds) of a model are averaged.",
+             f"Published numbers (lookback 96): {sources}."]
+    if unconfirmed:
+        notes.append("† not confirmed against a second source.")
+    notes.append(HOT_NOTE)
+    if fmt == "tex":
+        notes = [_tex_escape(n).replace("Δ", r"$\Delta$").replace("−", "$-$").replace("†", r"\dag{}")
+                 for n in notes]
+    return notes
+
+
+def failed_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per failed or missing job: model, dataset, horizons, status, error, run_dir."""
+    bad = runs[runs["status"] != "ok"]
+    return (bad.groupby("run_dir", sort=True)
+            .agg(model=("model", "first"), dataset=("dataset", "first"),
+                 horizons=("horizon", lambda h: ",".join(str(x) for x in sorted(h))),
+                 status=("status", "first"), error=("error", "first"))
+            .reset_index()[["model", "dataset", "horizons", "status", "error", "run_dir"]])
+
+
+def to_markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """Markdown: the table, its notes, and a section listing failed/missing jobs with their errors."""
+    frame = display_frame(table, "md")
+    frame.columns = [f"{a} {b}" for a, b in frame.columns]
+    lines = ["## Forecasting, lookback 96: test MSE / MAE", "",
+             frame.reset_index().to_markdown(index=False, disable_numparse=True), ""]
+    lines += [f"- {n}" for n in _notes(table, "md")]
+    bad = failed_runs(runs)
+    if not bad.empty:
+        bad["error"] = [str(e).replace("\n", " ").replace("|", r"\|") for e in bad["error"]]
+        lines += ["", f"## Failed or missing jobs ({len(bad)})", "",
+                  bad.to_markdown(index=False, disable_numparse=True)]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(table: pd.DataFrame, label: str = "tab:forecasting_lookback96") -> str:
+    """LaTeX ``table`` (booktabs rules, 3 decimals, multicolumn headers) with the notes under it."""
+    frame = display_frame(table, "tex")
+    tex = frame.to_latex(escape=False, multicolumn=True, multicolumn_format="c", multirow=False,
+                         column_format="ll" + "r" * frame.shape[1], position="t", label=label,
+                         caption="Forecasting with lookback 96: test MSE and MAE (lower is better).")
+    notes = "\n".join([r"\par\smallskip\footnotesize", *(n + r"\\" for n in _notes(table, "tex"))])
+    return tex.replace(r"\end{table}", notes + "\n" + r"\end{table}")
+
+
+def plot_mse(table: pd.DataFrame, path: str | Path) -> Path:
+    """Grouped bars of test MSE, ours (outlined) beside the published models, one panel per data set.
+
+    A model without a number in a panel is left out of it; a failed/missing run of ours shows as a red x.
+    """
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
+
+    ours, pub = table["ours"], table["published"]
+    our_models = list(ours.columns.get_level_values("model").unique())
+    series = ([(m, ours[(m, "mse")], ours[(m, "failed")] + ours[(m, "missing")]) for m in our_models]
+              + [(r, pub[(r, "mse")], None) for r in pub.columns.get_level_values("model").unique()])
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
+    datasets = list(dict.fromkeys(table.index.get_level_values("dataset")))
+    ncols = min(3, len(datasets))
+    nrows = -(-len(datasets) // ncols)
+    fig = Figure(figsize=(5 * ncols, 3.2 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    handles: dict[str, Any] = {}
+    for ax, d in zip(axes[: len(datasets)], datasets, strict=True):
+        horizons = list(table.loc[d].index)
+        shown = [(i, name, mse.loc[d].to_numpy(dtype=float), None if bad is None else bad.loc[d].to_numpy())
+                 for i, (name, mse, bad) in enumerate(series)
+                 if mse.loc[d].notna().any() or (bad is not None and bad.loc[d].any())]
+        width = 0.8 / len(shown)
+        for k, (i, name, ys, bad) in enumerate(shown):
+            xs = [j + (k - (len(shown) - 1) / 2) * width for j in range(len(horizons))]
+            handles[name] = ax.bar(xs, ys, width, color=colors[i % len(colors)], linewidth=0.6,
+                                   edgecolor="black" if bad is not None else "none")
+            crosses = [x for x, b in zip(xs, bad if bad is not None else [0] * len(xs), strict=True) if b]
+            if crosses:
+                (handles["failed / missing"],) = ax.plot(crosses, [0] * len(crosses), "x", color="red",
+                                                          markersize=9, clip_on=False)
+        ax.set_xticks(range(len(horizons)), [str(h) for h in horizons])
+        ax.set_xlim(-0.5, len(horizons) - 0.5)
+        ax.set_title(d)
+        ax.set_xlabel("horizon")
+        ax.set_ylabel("test MSE")
+    for ax in axes[len(datasets):]:
+        ax.set_visible(False)
+    order = [name for name, _, _ in series if name in handles]
+    order += ["failed / missing"] if "failed / missing" in handles else []
+    fig.legend([handles[n] for n in order], order, loc="outside lower center", ncols=min(len(order), 8),
+               frameon=False)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out
+
+
+def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None,
+                  reference: str = "forecasting_lookback96", baseline: str = "iTransformer"
+                  ) -> tuple[str, dict[str, Path]]:
+    """Write ``table.md``, ``table.tex``, ``table.csv`` (long-form runs) and ``table.png`` into ``out_dir``
+    (default ``sweep_dir``); returns the Markdown and the paths."""
+    runs = load_runs(sweep_dir)
+    table = forecasting_table(runs, load_reference(reference), baseline=baseline)
+    out = Path(out_dir if out_dir is not None else sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(table, runs)
+    paths = {k: out / f"table.{k}" for k in ("md", "tex", "csv", "png")}
+    paths["md"].write_text(md)
+    paths["tex"].write_text(to_latex(table))
+    runs.to_csv(paths["csv"], index=False)
+    plot_mse(table, paths["png"])
+    return md, paths

@@ -1,0 +1,94 @@
+"""Config composition and validation: bad values fail before training, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException, HydraException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from attnbench.config import ConfigError, validate
+from tests.conftest import FAST, run_cli
+
+
+def test_default_config_composes_and_validates(compose_cfg):
+    cfg = compose_cfg()
+    validate(cfg)
+    assert cfg.data.name == "ETTh1" and cfg.model.net.attention.name == "hot"
+    assert cfg.model.n_targets == 7  # features M on ETT: every variable is scored
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["data.pred_len=-5"], "data.pred_len=-5"),
+        (["data.seq_len=0"], "data.seq_len=0"),
+        (["data.label_len=200"], "data.label_len=200"),
+        (["data.name=ETTh3"], "allowed: ETTh1, ETTh2"),
+        (["model.net.patch_len=5"], "model.net.patch_len=5 must divide data.seq_len=96"),
+        (["model.net.n_heads=6"], "model.net.n_heads=6 must divide model.net.d_model=128"),
+        (["model.net.dropout=1.5"], "model.net.dropout=1.5"),
+        (["model.optimizer.lr=-1"], "model.optimizer.lr=-1"),
+        (["trainer.accelerator=tpu9"], "trainer.accelerator='tpu9'"),
+        (["model.horizons=[96,192]"], "outside [1, data.pred_len=96]"),
+        (["model/attention=full"], "per_axis_qk=true but attention 'full'"),
+        (["+model.net.attention.foo=1"], "unknown option 'foo'"),
+        (["model.net.attention.name=hott"], "did you mean 'hot'"),
+        (["test_ckpt=middle"], "allowed: best, last"),
+    ],
+)
+def test_bad_values_name_the_key(compose_cfg, overrides, needle):
+    cfg = compose_cfg(overrides)
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    assert needle in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["data.pred_lenn=3"], "pred_lenn"),  # unknown key
+        (["data.features=X"], "M, S, MS"),  # enum: allowed values listed
+        (["data.batch_size=abc"], "batch_size"),  # wrong type
+        (["trainer.max_epoch=3"], "max_epoch"),
+        (["model.net.head=avg"], "mean, flatten"),
+    ],
+)
+def test_schema_rejects_while_composing(compose_cfg, overrides, needle):
+    with pytest.raises((ConfigCompositionException, ValidationError, ConfigKeyError, HydraException)) as e:
+        compose_cfg(overrides)
+    assert needle in str(e.value) + str(e.value.__cause__)
+
+
+def test_other_groups_compose(compose_cfg):
+    for ov in (["model=full"], ["model/attention=hot_linear"], ["data=illness"], ["data=weather"],
+               ["trainer=gpu"], ["trainer=ddp"], ["logger=wandb"], ["experiment=hot/forecasting"],
+               ["model.net.attention.mode=sum"], ["data.features=MS"]):
+        cfg = compose_cfg(ov)
+        if ov[0].startswith("trainer=gpu"):
+            assert cfg.trainer.precision in ("bf16-mixed", "16-mixed")
+            continue
+        validate(cfg)
+    assert compose_cfg(["data=illness"]).data.seq_len == 36
+    assert compose_cfg(["data.features=MS"]).model.n_targets == 1
+
+
+@pytest.mark.slow
+def test_cli_rejects_misspelt_group_option(tmp_path):
+    p = run_cli(["model=hto"], tmp_path)
+    assert p.returncode != 0
+    assert "hto" in p.stderr and "Available options" in p.stderr and "hot" in p.stderr
+
+
+@pytest.mark.slow
+def test_cli_range_error_exits_before_training(tmp_path, synth_data_dir):
+    p = run_cli([*FAST, f"paths.data_dir={synth_data_dir}", "data.pred_len=-5"], tmp_path)
+    assert p.returncode != 0
+    assert "data.pred_len=-5" in p.stderr
+    assert not list((tmp_path / "outputs").rglob("*.ckpt"))
+
+
+@pytest.mark.slow
+def test_cli_prints_config(tmp_path):
+    p = run_cli(["--cfg", "job", "--resolve", "data.name=ETTm2"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "name: ETTm2" in p.stdout and "seq_len: 96" in p.stdout and "${" not in p.stdout
