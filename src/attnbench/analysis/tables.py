@@ -48,7 +48,8 @@ def _rows(path: Path, result: dict[str, Any], status: str | None = None) -> list
     choices = result.get("choices") or {}
     data = (result.get("config") or {}).get("data") or {}
     if "model" not in choices:
-        raise ValueError(f"{path}: no choices['model'] to name the model (written outside a Hydra sweep?)")
+        raise ValueError(f"{path}: no choices['model'] to name the model "
+                         "(written by an older train.py, or outside Hydra?)")
     if "name" not in data or "pred_len" not in data:
         raise ValueError(f"{path}: config.data.name and config.data.pred_len are required")
     status = status or result.get("status")
@@ -279,7 +280,7 @@ def _notes(table: pd.DataFrame, fmt: Fmt) -> list[str]:
     unconfirmed = pub.xs("confirmed", level="metric", axis=1).isin([False]).to_numpy().any()
     notes = [f"Δ = ours − {baseline} (published); negative = better. Best MSE per row in bold. "
              "Repeated runs (seeds) of a model are averaged.",
-             f"Published numbers (lookback 96): {sources}."]
+             f"Published numbers: {sources}."]
     if unconfirmed:
         notes.append("† not confirmed against a second source.")
     notes.append(HOT_NOTE)
@@ -303,23 +304,24 @@ def to_markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     """Markdown: the table, its notes, and a section listing failed/missing jobs with their errors."""
     frame = display_frame(table, "md")
     frame.columns = [f"{a} {b}" for a, b in frame.columns]
-    lines = ["## Forecasting, lookback 96: test MSE / MAE", "",
+    lines = ["## Forecasting: test MSE / MAE (lower is better)", "",
              frame.reset_index().to_markdown(index=False, disable_numparse=True), ""]
     lines += [f"- {n}" for n in _notes(table, "md")]
     bad = failed_runs(runs)
     if not bad.empty:
-        bad["error"] = [str(e).replace("\n", " ").replace("|", r"\|") for e in bad["error"]]
+        bad["error"] = ["" if pd.isna(e) else str(e).replace("\n", " ").replace("|", r"\|")
+                        for e in bad["error"]]  # one table line per job
         lines += ["", f"## Failed or missing jobs ({len(bad)})", "",
                   bad.to_markdown(index=False, disable_numparse=True)]
     return "\n".join(lines) + "\n"
 
 
-def to_latex(table: pd.DataFrame, label: str = "tab:forecasting_lookback96") -> str:
+def to_latex(table: pd.DataFrame, label: str = "tab:forecasting") -> str:
     """LaTeX ``table`` (booktabs rules, 3 decimals, multicolumn headers) with the notes under it."""
     frame = display_frame(table, "tex")
     tex = frame.to_latex(escape=False, multicolumn=True, multicolumn_format="c", multirow=False,
                          column_format="ll" + "r" * frame.shape[1], position="t", label=label,
-                         caption="Forecasting with lookback 96: test MSE and MAE (lower is better).")
+                         caption="Forecasting: test MSE and MAE (lower is better).")
     notes = "\n".join([r"\par\smallskip\footnotesize", *(n + r"\\" for n in _notes(table, "tex"))])
     return tex.replace(r"\end{table}", notes + "\n" + r"\end{table}")
 

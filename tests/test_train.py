@@ -1,0 +1,137 @@
+"""End to end through the CLI: debug runs, results.json, multirun, seeding, launchers, loggers, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from tests.conftest import FAST, SHARED_DATA, results, run_cli
+
+
+def data_args(d) -> list[str]:
+    return [*FAST, f"paths.data_dir={d}"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["hot", "full"])
+def test_debug_fast_end_to_end(tmp_path, synth_data_dir, model):
+    p = run_cli([*data_args(synth_data_dir), f"model={model}"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (res,) = results(tmp_path)
+    assert res["status"] == "ok" and res["error"] is None
+    m = res["metrics"]
+    for key in ("test/mse", "test/mae", "val/mse", "val/mae", "train/loss"):
+        assert math.isfinite(m[key]), key
+    assert res["choices"]["model"] == model and res["config"]["data"]["name"] == "ETTh1"
+    assert res["wall_time_s"] > 0 and res["peak_memory_mb"] > 0
+    run_dir = next((tmp_path / "outputs").rglob("results.json")).parent
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert res["best_checkpoint"] and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    csv = pd.read_csv(run_dir / "csv" / "metrics.csv")
+    assert {"train/loss_step", "val/mse", "test/mse"} <= set(csv.columns)
+
+
+@pytest.mark.slow
+def test_results_json_is_written_on_failure(tmp_path, synth_data_dir):
+    p = run_cli([*data_args(synth_data_dir), "fail=before_fit"], tmp_path)
+    assert p.returncode != 0
+    (res,) = results(tmp_path)
+    assert res["status"] == "failed" and "forced failure before fit" in res["error"]
+    assert res["config"]["data"]["name"] == "ETTh1" and "traceback" in res
+
+
+@pytest.mark.slow
+def test_missing_data_fails_with_instructions(tmp_path):
+    p = run_cli([*FAST, f"paths.data_dir={tmp_path / 'nothing'}"], tmp_path)
+    assert p.returncode != 0
+    (res,) = results(tmp_path)
+    assert res["status"] == "failed" and "prepare_data.py ETTh1" in res["error"]
+
+
+@pytest.mark.slow
+def test_multirun_two_jobs_and_table(tmp_path, synth_data_dir):
+    p = run_cli(["-m", *data_args(synth_data_dir), "model=hot,full"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = results(tmp_path)
+    assert len(res) == 2 and {r["choices"]["model"] for r in res} == {"hot", "full"}
+    assert all(r["status"] == "ok" for r in res)
+    sweep = next((tmp_path / "outputs").rglob("multirun.yaml")).parent
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    t = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_table.py"), str(sweep)],
+                       capture_output=True, text=True)
+    assert t.returncode == 0, t.stderr
+    assert (sweep / "table.md").is_file() and (sweep / "table.tex").is_file()
+    assert "0.386" in (sweep / "table.md").read_text()  # iTransformer ETTh1-96 MSE beside ours
+
+
+@pytest.mark.slow
+def test_seed_makes_cpu_runs_repeatable(tmp_path, synth_data_dir):
+    a = run_cli([*data_args(synth_data_dir), "seed=7"], tmp_path / "a")
+    b = run_cli([*data_args(synth_data_dir), "seed=7"], tmp_path / "b")
+    assert a.returncode == 0 and b.returncode == 0
+    ma, mb = results(tmp_path / "a")[0]["metrics"], results(tmp_path / "b")[0]["metrics"]
+    assert ma["test/mse"] == mb["test/mse"] and ma["train/loss"] == mb["train/loss"]
+
+
+@pytest.mark.slow
+def test_horizon_prefixes_of_one_long_forecast(tmp_path, synth_data_dir):
+    p = run_cli([*data_args(synth_data_dir), "data.pred_len=192", "model.horizons=[96,192]"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    m = results(tmp_path)[0]["metrics"]
+    for k in ("test/mse_96", "test/mse_192", "test/mae_96", "test/mae_192", "val/mse"):
+        assert math.isfinite(m[k]), k
+    assert m["test/mse_192"] != m["test/mse_96"]
+
+
+@pytest.mark.slow
+def test_test_on_last_weights(tmp_path, synth_data_dir):
+    p = run_cli([*data_args(synth_data_dir), "test_ckpt=last", "callbacks=none"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = results(tmp_path)[0]
+    assert res["best_checkpoint"] is None and math.isfinite(res["metrics"]["test/mse"])
+
+
+@pytest.mark.slow
+def test_wandb_logger_offline(tmp_path, synth_data_dir):
+    p = run_cli([*data_args(synth_data_dir), "logger=wandb", "tags=[t1]"], tmp_path,
+                env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    run_dir = next((tmp_path / "outputs").rglob("results.json")).parent
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert offline, list(run_dir.iterdir())
+    assert (run_dir / "csv" / "metrics.csv").is_file()
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher(tmp_path, synth_data_dir):
+    p = run_cli(["-m", *data_args(synth_data_dir), "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                 "hydra.launcher.cpus_per_task=1", "model=hot,full"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = results(tmp_path)
+    assert len(res) == 2 and all(r["status"] == "ok" for r in res)
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_processes(tmp_path, synth_data_dir):
+    p = run_cli([*data_args(synth_data_dir), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"],
+                tmp_path, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = results(tmp_path)
+    assert len(res) == 1 and res[0]["status"] == "ok"  # rank 0 writes it
+    assert "world_size=2" in p.stderr + p.stdout or "distributed_backend=gloo" in p.stderr + p.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_real_etth1_trains_a_few_steps(tmp_path):
+    p = run_cli([*FAST, "data.verify=true", f"paths.data_dir={SHARED_DATA}"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = results(tmp_path)[0]
+    assert res["status"] == "ok" and res["metrics"]["test/mse"] < 5
+    json.dumps(res)
