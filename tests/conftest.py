@@ -71,11 +71,12 @@ def compose_cfg():
     GlobalHydra.instance().clear()
 
 
-def run_cli(args: list[str], tmp_path: Path, env: dict | None = None, timeout: int = 600
-            ) -> subprocess.CompletedProcess:
-    """python train.py ARGS with outputs under tmp_path; returns the finished process."""
+def run_cli(args: list[str], tmp_path: Path, env: dict | None = None, timeout: int = 600,
+            flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """python train.py FLAGS OVERRIDES with outputs under tmp_path; returns the finished process."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     e = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1", **(env or {})}
-    cmd = [sys.executable, str(ROOT / "train.py"), f"paths.log_dir={tmp_path / 'outputs'}", *args]
+    cmd = [sys.executable, str(ROOT / "train.py"), *flags, f"paths.log_dir={tmp_path / 'outputs'}", *args]
     return subprocess.run(cmd, cwd=tmp_path, env=e, capture_output=True, text=True, timeout=timeout)
 
 

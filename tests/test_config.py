@@ -89,6 +89,6 @@ def test_cli_range_error_exits_before_training(tmp_path, synth_data_dir):
 
 @pytest.mark.slow
 def test_cli_prints_config(tmp_path):
-    p = run_cli(["--cfg", "job", "--resolve", "data.name=ETTm2"], tmp_path)
+    p = run_cli(["data.name=ETTm2"], tmp_path, flags=("--cfg", "job", "--resolve"))
     assert p.returncode == 0, p.stderr
     assert "name: ETTm2" in p.stdout and "seq_len: 96" in p.stdout and "${" not in p.stdout

@@ -53,7 +53,7 @@ def test_missing_data_fails_with_instructions(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_two_jobs_and_table(tmp_path, synth_data_dir):
-    p = run_cli(["-m", *data_args(synth_data_dir), "model=hot,full"], tmp_path)
+    p = run_cli([*data_args(synth_data_dir), "model=hot,full"], tmp_path, flags=("-m",))
     assert p.returncode == 0, p.stderr[-3000:]
     res = results(tmp_path)
     assert len(res) == 2 and {r["choices"]["model"] for r in res} == {"hot", "full"}
@@ -91,10 +91,12 @@ def test_horizon_prefixes_of_one_long_forecast(tmp_path, synth_data_dir):
 
 @pytest.mark.slow
 def test_test_on_last_weights(tmp_path, synth_data_dir):
-    p = run_cli([*data_args(synth_data_dir), "test_ckpt=last", "callbacks=none"], tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    res = results(tmp_path)[0]
-    assert res["best_checkpoint"] is None and math.isfinite(res["metrics"]["test/mse"])
+    last = run_cli([*data_args(synth_data_dir), "test_ckpt=last"], tmp_path / "last")
+    best = run_cli([*data_args(synth_data_dir), "test_ckpt=best"], tmp_path / "best")
+    assert last.returncode == 0 and best.returncode == 0, last.stderr[-3000:]
+    assert "Restoring states from the checkpoint" not in last.stdout + last.stderr
+    assert "Restoring states from the checkpoint" in best.stdout + best.stderr
+    assert math.isfinite(results(tmp_path / "last")[0]["metrics"]["test/mse"])
 
 
 @pytest.mark.slow
@@ -110,8 +112,8 @@ def test_wandb_logger_offline(tmp_path, synth_data_dir):
 
 @pytest.mark.slow
 def test_submitit_local_launcher(tmp_path, synth_data_dir):
-    p = run_cli(["-m", *data_args(synth_data_dir), "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-                 "hydra.launcher.cpus_per_task=1", "model=hot,full"], tmp_path)
+    p = run_cli([*data_args(synth_data_dir), "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                 "hydra.launcher.cpus_per_task=1", "model=hot,full"], tmp_path, flags=("-m",))
     assert p.returncode == 0, p.stderr[-3000:]
     res = results(tmp_path)
     assert len(res) == 2 and all(r["status"] == "ok" for r in res)
