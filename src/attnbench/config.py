@@ -9,7 +9,7 @@ import difflib
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Optional  # noqa: UP035  (OmegaConf reads typing forms)
+from typing import Any  # noqa: UP035  (OmegaConf reads typing forms)
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -32,7 +32,7 @@ def _need(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
 
 
-def _choice(key: str, value: str, allowed: List[str]) -> None:
+def _choice(key: str, value: str, allowed: list[str]) -> None:
     if value not in allowed:
         close = difflib.get_close_matches(str(value), allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -60,9 +60,9 @@ class TimeSeriesDataConfig:
     label_len: int = MISSING
     pred_len: int = MISSING
     features: Features = Features.M
-    target: Optional[str] = None
+    target: str | None = None
     batch_size: int = 32
-    eval_batch_size: Optional[int] = None
+    eval_batch_size: int | None = None
     num_workers: int = 0
     scale: bool = True
     verify: bool = True
@@ -100,7 +100,7 @@ class ForecasterNetConfig:
     _target_: str = "attnbench.models.forecaster.PatchForecaster"
     seq_len: int = MISSING
     pred_len: int = MISSING
-    attention: Dict[str, Any] = MISSING
+    attention: dict[str, Any] = MISSING
     patch_len: int = 4
     d_model: int = 128
     n_heads: int = 8
@@ -139,7 +139,7 @@ class OptimizerConfig:
     _partial_: bool = True
     lr: float = 1e-3
     weight_decay: float = 1e-2
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -153,10 +153,10 @@ class ForecastingModelConfig:
     _target_: str = "attnbench.lit.forecasting.ForecastingModule"
     net: ForecasterNetConfig = field(default_factory=ForecasterNetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: Optional[Dict[str, Any]] = None
+    scheduler: dict[str, Any] | None = None
     scheduler_interval: str = "epoch"
     n_targets: int = MISSING
-    horizons: Optional[List[int]] = None
+    horizons: list[int] | None = None
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -184,15 +184,15 @@ class TrainerConfig:
     precision: str = "32-true"
     min_epochs: int = 1
     max_epochs: int = 10
-    max_time: Optional[str] = None
+    max_time: str | None = None
     max_steps: int = -1
-    gradient_clip_val: Optional[float] = None
+    gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
     check_val_every_n_epoch: int = 1
-    val_check_interval: Optional[float] = None
-    limit_train_batches: Optional[float] = None
-    limit_val_batches: Optional[float] = None
-    limit_test_batches: Optional[float] = None
+    val_check_interval: float | None = None
+    limit_train_batches: float | None = None
+    limit_val_batches: float | None = None
+    limit_test_batches: float | None = None
     num_sanity_val_steps: int = 2
     log_every_n_steps: int = 50
     deterministic: bool = False
@@ -230,16 +230,16 @@ class TrainConfig:
     logger: Any = None
     callbacks: Any = None
     paths: PathsConfig = field(default_factory=PathsConfig)
-    extras: Dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
     task_name: str = "train"
-    tags: List[str] = field(default_factory=list)
-    seed: Optional[int] = 42
+    tags: list[str] = field(default_factory=list)
+    seed: int | None = 42
     train: bool = True
     test: bool = True
-    ckpt_path: Optional[str] = None
+    ckpt_path: str | None = None
     test_ckpt: str = "best"
-    optimized_metric: Optional[str] = None
-    fail: Optional[str] = None  # testing hook: "before_fit" raises there, to exercise results.json on failure
+    optimized_metric: str | None = None
+    fail: str | None = None  # testing hook: "before_fit" raises there, to exercise results.json on failure
 
 
 def project_root() -> str:

@@ -37,8 +37,5 @@ def favor_feature_map(x: Tensor, proj: Tensor, is_query: bool, eps: float = 1e-6
     x = x * d**-0.25
     wx = x @ proj.T.to(x.dtype)  # (..., N, m)
     sq = 0.5 * (x * x).sum(dim=-1, keepdim=True)  # (..., N, 1)
-    if is_query:
-        c = wx.amax(dim=-1, keepdim=True).detach()
-    else:
-        c = wx.amax(dim=(-1, -2), keepdim=True).detach()
+    c = wx.amax(dim=-1 if is_query else (-1, -2), keepdim=True).detach()
     return (torch.exp(wx - sq - c) + eps) / math.sqrt(proj.shape[0])

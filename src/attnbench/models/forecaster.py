@@ -51,7 +51,7 @@ class PatchForecaster(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         B, L, C = x.shape
-        if L != self.seq_len:
+        if self.seq_len != L:
             raise ValueError(f"input length {L} != seq_len={self.seq_len}")
         x = x.transpose(1, 2)  # (B, C, L)
         if self.revin:  # non-affine instance normalisation per variable (biased var + 1e-5, as the code)
