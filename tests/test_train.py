@@ -137,3 +137,16 @@ def test_real_etth1_trains_a_few_steps(tmp_path):
     res = results(tmp_path)[0]
     assert res["status"] == "ok" and res["metrics"]["test/mse"] < 5
     json.dumps(res)
+
+
+@pytest.mark.gpu
+def test_gpu_bf16_debug_run(tmp_path, synth_data_dir):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    p = run_cli([*data_args(synth_data_dir), "trainer=gpu", "model=hot"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = results(tmp_path)[0]
+    assert res["status"] == "ok" and res["peak_memory_kind"] == "cuda_max_allocated"
+    assert res["config"]["trainer"]["precision"] in ("bf16-mixed", "16-mixed")

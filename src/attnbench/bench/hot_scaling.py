@@ -24,6 +24,7 @@ attention beyond ``--max-tokens-full`` tokens is a ``skipped`` row. Outputs unde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import dataclasses
 import gc
@@ -170,10 +171,9 @@ def reset_peak_rss() -> bool:
     where that is refused: the peak is then the process's lifetime peak (kept meaningful by running
     each point in a fresh process), and the row's mem_kind says so.
     """
-    try:
+    # Not glibc: freed memory stays mapped and gets reused, so the peak increase can only come out lower.
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: freed memory stays mapped, the peak increase can only come out lower
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")

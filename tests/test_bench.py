@@ -1,0 +1,88 @@
+"""The HOT scaling benchmark: crossover helper (fast) and an end-to-end run at tiny sizes (slow)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from attnbench.bench.hot_scaling import CSV_COLUMNS, crossover, describe_crossover, main, summarize, time_steps
+
+
+def _row(model: str, seq_len: int, n_vars: int, ms: float, mb: float, status: str = "ok") -> dict:
+    return {"model": model, "seq_len": seq_len, "n_vars": n_vars, "tokens": n_vars * seq_len // 4,
+            "step_ms_median": ms, "peak_mem_mb": mb, "status": status}
+
+
+def test_crossover_is_the_start_of_the_final_winning_run():
+    df = pd.DataFrame([
+        # seq_len 16 (4 patches): hot wins at 12 tokens, loses at 28, wins from 84 on -> crossover 84 tokens.
+        _row("hot", 16, 3, 1.0, 9.0), _row("full", 16, 3, 2.0, 5.0),
+        _row("hot", 16, 7, 3.0, 9.0), _row("full", 16, 7, 2.0, 8.0),
+        _row("hot", 16, 21, 3.0, 9.0), _row("full", 16, 21, 4.0, 10.0),
+        _row("hot", 16, 50, 5.0, 9.0), _row("full", 16, 50, 9.0, 20.0),
+        _row("hot", 16, 99, 7.0, 9.0), _row("full", 16, 99, math.nan, math.nan, status="skipped"),
+        # seq_len 32: full faster at the largest paired point -> no time crossover; no memory pair differs.
+        _row("hot", 32, 3, 1.0, 5.0), _row("full", 32, 3, 2.0, 5.0),
+        _row("hot", 32, 7, 3.0, 6.0), _row("full", 32, 7, 2.0, 6.0),
+    ])
+    t = crossover(df, "step_ms_median").set_index("seq_len")
+    assert t.loc[16, "crossover_tokens"] == 84 and t.loc[16, "crossover_n_vars"] == 21
+    assert t.loc[16, "n_pairs"] == 4 and t.loc[16, "n_wins"] == 3  # the skipped full point is not paired
+    assert t.loc[16, "max_tokens_paired"] == 200
+    assert pd.isna(t.loc[32, "crossover_tokens"]) and t.loc[32, "n_wins"] == 1
+    m = crossover(df, "peak_mem_mb").set_index("seq_len")
+    assert m.loc[16, "crossover_tokens"] == 84  # 9 < 10 and 9 < 20 after 9 > 8
+    assert pd.isna(m.loc[32, "crossover_tokens"])  # ties are not wins
+    assert "from 84 tokens (21 variables) on" in describe_crossover(t.reset_index().iloc[0])
+    assert "not within the measured range" in describe_crossover(t.reset_index().iloc[1])
+
+
+def test_crossover_without_pairs_and_unknown_metric():
+    df = pd.DataFrame([_row("hot", 16, 3, 1.0, 1.0), _row("full", 16, 3, math.nan, math.nan, "oom")])
+    t = crossover(df, "step_ms_median")
+    assert t["n_pairs"].tolist() == [0] and pd.isna(t["crossover_tokens"].iloc[0])
+    assert "no point where both ran" in describe_crossover(t.iloc[0])
+    with pytest.raises(KeyError, match="nope"):
+        crossover(df, "nope")
+
+
+def test_time_steps_budget_keeps_one_of_each_and_summarize():
+    calls = []
+    n_warm, times = time_steps(lambda: calls.append(1), warmup=3, repeats=5, budget_s=0.0)
+    assert (n_warm, len(times), len(calls)) == (1, 1, 2)
+    n_warm, times = time_steps(lambda: None, warmup=2, repeats=4, budget_s=60.0)
+    assert (n_warm, len(times)) == (2, 4)
+    s = summarize([0.001, 0.002, 0.003, 0.004])
+    assert s["step_ms_median"] == pytest.approx(2.5) and s["step_ms_min"] == pytest.approx(1.0)
+    assert s["step_ms_iqr"] == pytest.approx(1.5)
+    assert math.isnan(summarize([0.001])["step_ms_iqr"])
+
+
+@pytest.mark.slow
+def test_main_tiny_run_writes_csv_png_md(tmp_path, capsys):
+    out = tmp_path / "bench"
+    rc = main(["--n-vars", "3", "7", "--seq-lens", "16", "--models", "hot", "full", "--batch-size", "2",
+               "--pred-len", "8", "--d-model", "32", "--n-heads", "2", "--d-mlp", "64", "--n-layers", "1",
+               "--repeats", "1", "--warmup", "1", "--max-tokens-full", "20", "--device", "cpu",
+               "--out", str(out)])
+    assert rc == 0
+    df = pd.read_csv(out / "hot_scaling.csv")
+    assert list(df.columns) == CSV_COLUMNS
+    assert len(df) == 4  # 2 models x 1 seq_len x 2 n_vars, the skipped point included
+    assert set(zip(df["model"], df["n_vars"], strict=True)) == {("hot", 3), ("hot", 7), ("full", 3), ("full", 7)}
+    assert (df["tokens"] == df["n_vars"] * 4).all() and (df["n_params"] > 0).all()
+    skipped = df[(df["model"] == "full") & (df["n_vars"] == 7)].iloc[0]
+    assert skipped["status"] == "skipped" and "max-tokens-full" in skipped["reason"]
+    ok = df[df["status"] == "ok"]
+    assert len(ok) == 3, df[["model", "n_vars", "status", "reason"]]
+    for col in ("step_ms_median", "step_ms_min", "peak_mem_mb"):
+        assert ok[col].map(math.isfinite).all() and (ok[col] > 0).all(), ok[col]
+    assert (ok["n_timed"] == 1).all() and (ok["mem_kind"].str.startswith("cpu_peak_rss")).all()
+    assert (out / "hot_scaling.png").stat().st_size > 0
+    md = (out / "hot_scaling.md").read_text()
+    assert "| seq_len" in md and "skipped: tokens=28 > --max-tokens-full=20" in md
+    assert "hot faster than full" in md and "hot uses less memory than full" in md
+    assert (out / "machine.json").is_file()
+    assert "## Crossovers" in capsys.readouterr().out
