@@ -40,13 +40,12 @@ def mode_product(a: Tensor, v: Tensor, axis: int) -> Tensor:
     """A x_axis V: contract axis ``axis`` of v (B, H, *axes, D) with a (B, H, N', N_axis).
 
     out[b, h, .., n, .., d] = sum_m a[b, h, n, m] v[b, h, .., m, .., d]; the axis becomes length N'.
+    One batched matmul against (B, H, M, R*D): a is never expanded over the other axes.
     """
-    vt = v.movedim(2 + axis, -2)  # (B, H, *others, M, D)
-    B, H, M, D = vt.shape[0], vt.shape[1], vt.shape[-2], vt.shape[-1]
-    others = vt.shape[2:-2]
-    vt = vt.reshape(B, H, -1, M, D)  # (B, H, R, M, D)
-    out = a.unsqueeze(2) @ vt  # (B, H, R, N', D)
-    return out.reshape(B, H, *others, a.shape[-2], D).movedim(-2, 2 + axis)
+    vt = v.movedim(2 + axis, 2)  # (B, H, M, *others, D)
+    rest = vt.shape[3:]
+    out = a @ vt.flatten(3)  # (B, H, N', R*D)
+    return out.unflatten(3, rest).movedim(2, 2 + axis)
 
 
 def combine(factors: Sequence[Tensor], v: Tensor, mode: Literal["product", "sum"], sum_normalize: bool = False
