@@ -111,7 +111,7 @@ class ForecasterNetConfig:
     rope: bool = True
     per_axis_qk: bool = True
     revin: bool = True
-    head: Head = Head.mean
+    head: Head = Head.flatten
 
     def __post_init__(self) -> None:
         if _incomplete(self):
