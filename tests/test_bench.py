@@ -86,3 +86,15 @@ def test_main_tiny_run_writes_csv_png_md(tmp_path, capsys):
     assert "hot faster than full" in md and "hot uses less memory than full" in md
     assert (out / "machine.json").is_file()
     assert "## Crossovers" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_main_records_oom_as_a_row(tmp_path):
+    out = tmp_path / "bench"
+    rc = main(["--n-vars", "7", "--seq-lens", "16", "--models", "hot", "--pred-len", "8", "--d-model", "32",
+               "--n-heads", "2", "--d-mlp", "64", "--n-layers", "1", "--repeats", "1", "--warmup", "1",
+               "--device", "cpu", "--max-memory-gb", "0.05", "--out", str(out)])
+    assert rc == 0
+    df = pd.read_csv(out / "hot_scaling.csv")
+    assert df["status"].tolist() == ["oom"] and df["reason"].str.contains("Memory|allocate").all()
+    assert (out / "hot_scaling.md").is_file() and (out / "hot_scaling.png").is_file()

@@ -52,9 +52,12 @@ from attnbench.models.forecaster import PatchForecaster
 
 MODULE = "attnbench.bench.hot_scaling"
 RESULT_TAG = "ATTNBENCH_POINT_RESULT "  # the line a point's process prints its result on
-# Full attention on CPU: a 3288-token point (137 variables x 24 patches) takes ~10 s a step at batch 4 on one
-# thread; the next default point (7704 tokens) would take ~6x longer. CUDA has no cap by default.
+# Full attention on CPU: a 3288-token point (137 variables x 24 patches) took ~11 s a step at batch 4 on one
+# thread; the next default point (7704 tokens) would take ~5x longer. CUDA has no cap by default.
 CPU_MAX_TOKENS_FULL = 3500
+# At batch 4 the default CPU sweep took 8 min 44 s on 2 shared cores (HOT at 20688 tokens: 65 s a step);
+# batch 1 keeps it to a few minutes. Both models get the same batch, so the comparison is unaffected.
+CPU_BATCH_SIZE, CUDA_BATCH_SIZE = 1, 4
 CPU_MEMORY_FRACTION = 0.7  # default cap of a CPU point process: this share of MemAvailable at start
 CSV_COLUMNS = [
     "model", "seq_len", "n_vars", "n_patches", "tokens", "batch_size", "n_params", "device", "n_warmup",
@@ -191,7 +194,8 @@ def is_oom(err: BaseException) -> bool:
 
 
 def _first_line(err: BaseException, limit: int = 200) -> str:
-    text = f"{type(err).__name__}: {str(err).strip()}"
+    msg = str(err).strip()
+    text = f"{type(err).__name__}: {msg}" if msg else type(err).__name__
     return text.splitlines()[0][:limit]
 
 
@@ -216,22 +220,21 @@ def measure_point(spec: PointSpec) -> dict:
     torch.manual_seed(spec.seed)
     dev = torch.device(spec.device)
     cuda = dev.type == "cuda"
-    _warm_up_runtime(spec, dev)
-    if cuda:
-        torch.cuda.synchronize(dev)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(dev)
-        base = torch.cuda.memory_allocated(dev)
-        mem_kind = "cuda_max_allocated"
-    else:
-        mem_kind = "cpu_peak_rss_increase" if reset_peak_rss() else "cpu_peak_rss_increase_lifetime"
-        base = rss_bytes()
-    state: dict = {}
+    mem_kind = "cuda_max_allocated" if cuda else "cpu_peak_rss_increase"
     try:
-        state["model"] = model = build_model(spec).to(dev)
-        state["opt"] = opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        state["x"] = x = torch.randn(spec.batch_size, spec.seq_len, spec.n_vars, device=dev)  # (B, L, N)
-        state["y"] = y = torch.randn(spec.batch_size, spec.pred_len, spec.n_vars, device=dev)  # (B, T, N)
+        _warm_up_runtime(spec, dev)
+        if cuda:
+            torch.cuda.synchronize(dev)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(dev)
+            base = torch.cuda.memory_allocated(dev)
+        else:
+            mem_kind += "" if reset_peak_rss() else "_lifetime"
+            base = rss_bytes()
+        model = build_model(spec).to(dev)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        x = torch.randn(spec.batch_size, spec.seq_len, spec.n_vars, device=dev)  # (B, L, N)
+        y = torch.randn(spec.batch_size, spec.pred_len, spec.n_vars, device=dev)  # (B, T, N)
         losses: list[torch.Tensor] = []
         sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
         n_warm, times = time_steps(lambda: losses.append(train_step(model, opt, x, y)), spec.warmup,
@@ -239,12 +242,8 @@ def measure_point(spec: PointSpec) -> dict:
         peak = (torch.cuda.max_memory_allocated(dev) if cuda else peak_rss_bytes()) - base
         if not torch.stack(losses).isfinite().all():
             return {"status": "error", "reason": "non-finite training loss", "mem_kind": mem_kind}
-    except (RuntimeError, MemoryError) as err:
+    except (RuntimeError, MemoryError) as err:  # the next point's empty_cache frees what this one held
         return {"status": "oom" if is_oom(err) else "error", "reason": _first_line(err), "mem_kind": mem_kind}
-    finally:
-        state.clear()
-        if cuda:
-            torch.cuda.empty_cache()
     return {"status": "ok", "reason": "", "n_warmup": n_warm, "n_timed": len(times), **summarize(times),
             "peak_mem_mb": peak / 2**20, "mem_kind": mem_kind}
 
@@ -279,7 +278,9 @@ def run_point_isolated(spec: PointSpec, timeout_s: float) -> dict:
     tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1][:200]
     if proc.returncode == -9:
         return {"status": "killed", "reason": f"point process got SIGKILL (kernel OOM killer?): {tail}"}
-    return {"status": "error", "reason": f"point process exited with {proc.returncode}: {tail}"}
+    # An allocation can also fail outside measure_point's try (e.g. while printing the result).
+    oom = any(s in tail for s in ("MemoryError", "can't allocate memory", "bad_alloc", "out of memory"))
+    return {"status": "oom" if oom else "error", "reason": f"point process exited with {proc.returncode}: {tail}"}
 
 
 def _point_main(spec_json: str) -> int:
@@ -438,7 +439,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--n-vars", type=int, nargs="+", default=[7, 21, 137, 321, 862])
     p.add_argument("--seq-lens", type=int, nargs="+", default=[96, 336])
     p.add_argument("--models", nargs="+", default=["hot", "full"], choices=available())
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"default {CUDA_BATCH_SIZE} on cuda, {CPU_BATCH_SIZE} on cpu")
     p.add_argument("--pred-len", type=int, default=96)
     p.add_argument("--patch-len", type=int, default=4)
     p.add_argument("--d-model", type=int, default=128)
@@ -448,7 +450,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--repeats", type=int, default=5, help="timed steps per point (at least 1)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
-    p.add_argument("--time-budget-s", type=float, default=30.0,
+    p.add_argument("--time-budget-s", type=float, default=20.0,
                    help="per point: stop warm-up/repeats early once spent (>= 1 of each still run)")
     p.add_argument("--point-timeout-s", type=float, default=180.0,
                    help="CPU: kill a point's process after this long and record it as 'timeout'")
@@ -466,6 +468,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("outputs/bench/hot_scaling"))
     p.add_argument("--_point", help=argparse.SUPPRESS)  # internal: measure one point (JSON PointSpec)
     args = p.parse_args(argv)
+    if args.batch_size is None:
+        args.batch_size = CPU_BATCH_SIZE if args.device == "cpu" else CUDA_BATCH_SIZE
     for name in ("batch_size", "pred_len", "patch_len", "d_model", "n_heads", "n_layers", "d_mlp", "repeats",
                  "threads"):
         if getattr(args, name) < 1:
@@ -548,7 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine["wall_s"] = time.perf_counter() - t_start
     crossovers = pd.concat([crossover(df, metric, model=m, baseline="full")
                             for m in args.models if m != "full" for metric in METRICS]
-                           ) if "full" in args.models and len(args.models) > 1 else pd.DataFrame()
+                           ).sort_values(["seq_len", "model"], kind="stable") \
+        if "full" in args.models and len(args.models) > 1 else pd.DataFrame()
     command = " ".join(["python", "-m", MODULE, *map(shlex.quote, argv)])
     md = markdown_report(df, crossovers, machine, command)
     (args.out / "hot_scaling.md").write_text(md)
