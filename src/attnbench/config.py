@@ -219,7 +219,7 @@ class PathsConfig:
     root_dir: str = MISSING
     data_dir: str = MISSING
     log_dir: str = MISSING
-    output_dir: str = MISSING
+    output_dir: Optional[str] = MISSING  # Hydra's run dir; None under --cfg (nothing runs)
 
 
 @dataclass
