@@ -9,7 +9,7 @@ import difflib
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any  # noqa: UP035  (OmegaConf reads typing forms)
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -219,7 +219,7 @@ class PathsConfig:
     root_dir: str = MISSING
     data_dir: str = MISSING
     log_dir: str = MISSING
-    output_dir: Optional[str] = MISSING  # Hydra's run dir; None under --cfg (nothing runs)
+    output_dir: str | None = MISSING  # Hydra's run dir; None under --cfg (nothing runs)
 
 
 @dataclass
