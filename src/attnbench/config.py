@@ -176,7 +176,7 @@ class ForecastingModelConfig:
 @dataclass
 class TrainerConfig:
     _target_: str = "lightning.pytorch.Trainer"
-    default_root_dir: str = MISSING
+    default_root_dir: str | None = MISSING
     accelerator: str = "cpu"
     devices: Any = 1
     num_nodes: int = 1
