@@ -24,7 +24,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) scripts/prepare_data.py ETTh1 --data-dir "$(DATA_DIR)"
 	$(PY) train.py model=hot data=ett paths.data_dir="$(abspath $(DATA_DIR))" \
-		trainer.max_epochs=3 task_name=demo
+		trainer.max_epochs=1 task_name=demo
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not gpu" -q
