@@ -40,8 +40,8 @@ def verify(name: str, src: Source, path: Path) -> None:
     if digest not in src.sha256:
         raise DataError(
             f"{name}: {path} is corrupt or not the official file: sha256 {digest}, expected "
-            f"{' or '.join(src.sha256)}. Delete it and fetch it again:\n"
-            f"  python scripts/prepare_data.py {name} --data-dir {path.parents[len(Path(src.path).parts) - 1]}"
+            f"{' or '.join(src.sha256)}. Delete it and fetch it again with\n"
+            f"  python scripts/prepare_data.py {name} [--from DIR] --data-dir <the data directory>"
         )
 
 
