@@ -1,0 +1,83 @@
+"""Local (sliding-window) attention: each query sees only nearby keys.
+
+The LRA "Local Attention" baseline (Tay et al., arXiv:2011.04006) and CAB's ``local`` (window size ``wsize``,
+after Luong et al., 2015, arXiv:1508.04025): query i attends keys j with |i - j| <= window, or
+i - window <= j <= i when causal. This implementation is the exact definition: an explicit banded
+boolean (L, S) mask into SDPA, O(L S) time and memory like full attention. It is the correctness
+baseline, not a fast blocked kernel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from attnbench.attention.registry import AttentionBase, Caps, register
+
+
+# ----------------------------------------------------------------------------- pure math
+def band_mask(
+    L: int, window: int, key_padding_mask: Tensor | None, causal: bool, device: torch.device
+) -> Tensor:
+    """Boolean mask broadcastable to (B, H, L, L), True = attend: |i - j| <= window (j <= i if causal)."""
+    i = torch.arange(L, device=device)[:, None]  # (L, 1)
+    j = torch.arange(L, device=device)[None, :]  # (1, L)
+    mask = (j >= i - window) & (j <= i if causal else j <= i + window)  # (L, L)
+    if key_padding_mask is not None:
+        mask = mask & key_padding_mask.bool()[:, None, None, :]  # (B, 1, L, L)
+    return mask
+
+
+def local_attention(
+    q: Tensor, k: Tensor, v: Tensor, window: int, key_padding_mask: Tensor | None = None, causal: bool = False,
+    dropout_p: float = 0.0,
+) -> Tensor:
+    """Sliding-window softmax attention through SDPA with a banded mask. (B,H,L,D) -> (B,H,L,Dv).
+
+    Rows with no visible key (all padded) give zeros.
+    """
+    mask = band_mask(q.shape[-2], window, key_padding_mask, causal, q.device)
+    dead = ~mask.any(dim=-1, keepdim=True)  # (B|1, 1, L, 1)
+    # Dead rows attend every key (finite softmax and gradients), then are zeroed.
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | dead, dropout_p=dropout_p)
+    return out.masked_fill(dead, 0.0)
+
+
+def local_attention_reference(
+    q: Tensor, k: Tensor, v: Tensor, window: int, key_padding_mask: Tensor | None = None, causal: bool = False
+) -> Tensor:
+    """Slow reference: explicit scores, band and padding masks, softmax; dead rows give zeros."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, L, L)
+    mask = band_mask(q.shape[-2], window, key_padding_mask, causal, q.device)
+    attn = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1).nan_to_num(0.0)
+    return attn @ v
+
+
+# ----------------------------------------------------------------------------- module
+@register("local")
+class LocalAttention(AttentionBase):
+    """Softmax attention restricted to a window of +-``window`` positions (self-attention only)."""
+
+    # Positions i and j must index the same sequence: no cross attention.
+    caps = Caps(cross_attention=False)
+
+    def __init__(self, window: int = 16, dropout: float = 0.0) -> None:
+        super().__init__()
+        if window < 0:
+            raise ValueError(f"local: window={window} must be >= 0")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"local: dropout={dropout} must be in [0, 1)")
+        self.window, self.dropout = window, dropout
+
+    def forward(
+        self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        L, S = q.shape[-2], k.shape[-2]
+        if L != S:
+            raise ValueError(f"local attention needs as many queries as keys (self-attention), got L={L}, S={S}")
+        p = self.dropout if self.training else 0.0
+        return local_attention(q, k, v, self.window, key_padding_mask=key_padding_mask, causal=causal, dropout_p=p)

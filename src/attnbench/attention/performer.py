@@ -1,0 +1,115 @@
+"""Performer / FAVOR+ (Choromanski et al., "Rethinking Attention with Performers", ICLR 2021, arXiv:2009.14794).
+
+exp(q.k / sqrt(D)) is estimated without bias by positive orthogonal random features,
+phi(x) = exp(W x' - |x'|^2 / 2) / sqrt(m) with x' = x D^-1/4 and W (m, D) orthogonal Gaussian rows
+(:func:`~attnbench.attention.feature_maps.favor_feature_map`), and attention is computed in linear form
+(:func:`~attnbench.attention.linear.linear_attention`, prefix sums when causal): O(N m Dv).
+
+Stabilisers. Query features are divided by their own row max (a per-row factor, cancels in the
+normalisation). Key features are divided by one max over the valid keys of each (batch, head), with
+eps=0, so that factor cancels exactly between numerator and denominator: future keys (causal) and
+padded keys do not leak into an output through it. Padded keys are replaced by a valid key before the
+feature map (so their content cannot move the max) and then get zero features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from attnbench.attention.feature_maps import favor_feature_map, orthogonal_gaussian
+from attnbench.attention.linear import linear_attention, linear_attention_reference
+from attnbench.attention.registry import AttentionBase, Caps, register
+
+
+# ----------------------------------------------------------------------------- pure math
+def favor_features(
+    q: Tensor, k: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """FAVOR+ features of q (B,H,L,D) and k (B,H,S,D) for proj (m, D) -> (B,H,L,m), (B,H,S,m)."""
+    if key_padding_mask is not None:
+        keep = key_padding_mask.bool()  # (B, S)
+        # Padded keys become a copy of the first valid key: the key stabiliser (a max over keys) then
+        # depends on valid keys only. Their features are zeroed later by linear_attention.
+        first = keep.float().argmax(dim=-1)  # (B,) index of the first valid key (0 if none)
+        idx = first[:, None, None, None].expand(-1, k.shape[1], 1, k.shape[-1])  # (B, H, 1, D)
+        k = torch.where(keep[:, None, :, None], k, k.gather(2, idx))  # (B, H, S, D)
+    phi_q = favor_feature_map(q, proj, is_query=True)  # (B, H, L, m)
+    phi_k = favor_feature_map(k, proj, is_query=False, eps=0.0)  # (B, H, S, m)
+    return phi_q, phi_k
+
+
+def favor_attention(
+    q: Tensor, k: Tensor, v: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False
+) -> Tensor:
+    """FAVOR+ attention, linear in the sequence length. (B,H,L,D), (B,H,S,D), (B,H,S,Dv) -> (B,H,L,Dv)."""
+    phi_q, phi_k = favor_features(q, k, proj, key_padding_mask)
+    return linear_attention(phi_q, phi_k, v, key_padding_mask=key_padding_mask, causal=causal)
+
+
+def favor_attention_reference(
+    q: Tensor, k: Tensor, v: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False
+) -> Tensor:
+    """Slow reference: the same features, the explicit (B,H,L,S) kernel matrix."""
+    phi_q, phi_k = favor_features(q, k, proj, key_padding_mask)
+    return linear_attention_reference(phi_q, phi_k, v, key_padding_mask=key_padding_mask, causal=causal)
+
+
+def default_n_features(head_dim: int) -> int:
+    """m = D ln D (the Performer paper's Theta(D log D); performer-pytorch's default), at least 1."""
+    return max(1, int(head_dim * math.log(head_dim)))
+
+
+# ----------------------------------------------------------------------------- module
+@register("performer")
+class PerformerAttention(AttentionBase):
+    """FAVOR+ softmax attention with a fixed buffer of m orthogonal random features.
+
+    ``redraw()`` draws new features from the module's seeded generator; ``redraw_every=n`` does so
+    automatically before every n-th training forward call after the first n (eval calls do not count).
+    """
+
+    # An unbiased estimator of softmax attention: usable in place of a pretrained dense layer, with an
+    # error that shrinks as n_features grows.
+    caps = Caps()
+
+    def __init__(self, head_dim: int, n_features: int | None = None, redraw_every: int | None = None,
+                 seed: int = 0) -> None:
+        super().__init__()
+        if head_dim < 1:
+            raise ValueError(f"performer: head_dim={head_dim} must be >= 1")
+        self.head_dim = head_dim
+        self.n_features = default_n_features(head_dim) if n_features is None else n_features
+        if self.n_features < 1:
+            raise ValueError(f"performer: n_features={n_features} must be >= 1 (or null for D ln D)")
+        if redraw_every is not None and redraw_every < 1:
+            raise ValueError(f"performer: redraw_every={redraw_every} must be >= 1 (or null: never redraw)")
+        self.redraw_every = redraw_every
+        self.calls_since_redraw = 0  # training forward calls with the current features
+        self._gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("proj", orthogonal_gaussian(self.n_features, head_dim, self._gen))  # (m, D)
+
+    @torch.no_grad()
+    def redraw(self) -> None:
+        """Draw new random features (FAVOR+ redraw)."""
+        self.proj.copy_(orthogonal_gaussian(self.n_features, self.head_dim, self._gen))
+        self.calls_since_redraw = 0
+
+    def forward(
+        self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        if q.shape[-1] != self.head_dim or k.shape[-1] != self.head_dim:
+            raise ValueError(f"performer: built for head_dim={self.head_dim}, got q/k head sizes "
+                             f"{q.shape[-1]}/{k.shape[-1]}")
+        if self.training and self.redraw_every is not None:
+            if self.calls_since_redraw >= self.redraw_every:
+                self.redraw()
+            self.calls_since_redraw += 1
+        # Exponentials and prefix sums stay in (at least) fp32 under autocast.
+        dt = torch.promote_types(v.dtype, torch.float32)
+        with torch.autocast(device_type=v.device.type, enabled=False):
+            out = favor_attention(q.to(dt), k.to(dt), v.to(dt), self.proj, key_padding_mask, causal)
+        return out.to(v.dtype)
