@@ -23,7 +23,7 @@ def test_debug_fast_end_to_end(tmp_path, synth_data_dir, model):
     (res,) = results(tmp_path)
     assert res["status"] == "ok" and res["error"] is None
     m = res["metrics"]
-    for key in ("test/mse", "test/mae", "val/mse", "val/mae", "train/loss"):
+    for key in ("test/mse", "test/mae", "val/mse", "val/mae", "train/loss", "val/mse_best"):
         assert math.isfinite(m[key]), key
     assert res["choices"]["model"] == model and res["config"]["data"]["name"] == "ETTh1"
     assert res["wall_time_s"] > 0 and res["peak_memory_mb"] > 0

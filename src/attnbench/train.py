@@ -66,6 +66,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
         metrics.update({k: _scalar(v) for k, v in trainer.callback_metrics.items()})
     ckpt_cb = trainer.checkpoint_callback
     best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
+    if best and ckpt_cb.monitor and ckpt_cb.best_model_score is not None:
+        metrics[f"{ckpt_cb.monitor}_best"] = float(ckpt_cb.best_model_score)  # e.g. val/mse_best
     if cfg.test:
         # "best": the checkpoint with the best monitored val metric; "last": the final weights (the HOT code).
         ckpt = best if cfg.test_ckpt == "best" and best else None
