@@ -35,5 +35,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m attnbench.bench.hot_scaling
 
+# Attention-only fwd / fwd+bwd time and memory of every sequence entry vs full; efficiency lengths (CAB).
+bench-attention: $(STAMP)
+	$(PY) -m attnbench.bench.attention
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

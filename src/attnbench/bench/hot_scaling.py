@@ -24,20 +24,15 @@ attention beyond ``--max-tokens-full`` tokens is a ``skipped`` row. Outputs unde
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import dataclasses
 import gc
 import json
-import math
 import os
-import platform
-import resource
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,6 +43,19 @@ import torch
 import torch.nn.functional as F
 
 from attnbench.attention import available, get
+from attnbench.bench.common import (
+    first_line,
+    fmt,
+    is_oom,
+    limit_address_space,
+    machine_info,
+    mem_available_bytes,
+    peak_rss_bytes,
+    reset_peak_rss,
+    rss_bytes,
+    summarize,
+    time_steps,
+)
 from attnbench.models.forecaster import PatchForecaster
 
 MODULE = "attnbench.bench.hot_scaling"
@@ -123,82 +131,6 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
     return loss.detach()
 
 
-def time_steps(step: Callable[[], object], warmup: int, repeats: int, budget_s: float,
-               sync: Callable[[], None] = lambda: None) -> tuple[int, list[float]]:
-    """Run ``warmup`` untimed then up to ``repeats`` timed calls of ``step``; seconds per timed call.
-
-    Once ``budget_s`` (counted from the first call) is spent both loops stop early, keeping at least one
-    warm-up call (if ``warmup`` >= 1) and one timed call. Returns (warm-up calls made, timed seconds).
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats={repeats} must be >= 1")
-    start = time.perf_counter()
-    n_warm = 0
-    while n_warm < warmup and (n_warm == 0 or time.perf_counter() - start < budget_s):
-        step()
-        sync()
-        n_warm += 1
-    times: list[float] = []
-    while len(times) < repeats and (not times or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return n_warm, times
-
-
-def summarize(times_s: Sequence[float]) -> dict[str, float]:
-    """Median, interquartile range (NaN for a single sample) and min of step times, in milliseconds."""
-    ms = np.asarray(times_s, dtype=float) * 1e3
-    if ms.size == 0:
-        raise ValueError("no step times to summarize")
-    iqr = float(np.subtract(*np.percentile(ms, [75, 25]))) if ms.size > 1 else math.nan
-    return {"step_ms_median": float(np.median(ms)), "step_ms_iqr": iqr, "step_ms_min": float(ms.min())}
-
-
-def rss_bytes() -> int:
-    """Current resident set size of this process (Linux /proc)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size over this process's lifetime (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def reset_peak_rss() -> bool:
-    """Hand freed heap back to the OS (glibc ``malloc_trim``) and reset the peak RSS to the current RSS.
-
-    Writing "5" to /proc/self/clear_refs resets VmHWM, which ``ru_maxrss`` reports (Linux >= 4.0). False
-    where that is refused: the peak is then the process's lifetime peak (kept meaningful by running
-    each point in a fresh process), and the row's mem_kind says so.
-    """
-    # Not glibc: freed memory stays mapped and gets reused, so the peak increase can only come out lower.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return True
-
-
-def is_oom(err: BaseException) -> bool:
-    """Whether an exception is an allocation failure (CUDA OOM, CPU allocator or Python MemoryError)."""
-    if isinstance(err, MemoryError | torch.cuda.OutOfMemoryError):
-        return True
-    msg = str(err)
-    return "out of memory" in msg or "can't allocate memory" in msg
-
-
-def _first_line(err: BaseException, limit: int = 200) -> str:
-    msg = str(err).strip()
-    text = f"{type(err).__name__}: {msg}" if msg else type(err).__name__
-    return text.splitlines()[0][:limit]
-
-
 def _warm_up_runtime(spec: PointSpec, dev: torch.device) -> None:
     """One throwaway step of a 1-variable, batch-1 copy of the model: loads kernels and initialises the
     runtime (tens of MB of RSS on CPU) so that this one-time cost is not counted as the point's memory."""
@@ -243,22 +175,9 @@ def measure_point(spec: PointSpec) -> dict:
         if not torch.stack(losses).isfinite().all():
             return {"status": "error", "reason": "non-finite training loss", "mem_kind": mem_kind}
     except (RuntimeError, MemoryError) as err:  # the next point's empty_cache frees what this one held
-        return {"status": "oom" if is_oom(err) else "error", "reason": _first_line(err), "mem_kind": mem_kind}
+        return {"status": "oom" if is_oom(err) else "error", "reason": first_line(err), "mem_kind": mem_kind}
     return {"status": "ok", "reason": "", "n_warmup": n_warm, "n_timed": len(times), **summarize(times),
             "peak_mem_mb": peak / 2**20, "mem_kind": mem_kind}
-
-
-def _limit_address_space(allowance: int | None) -> None:
-    """Cap this process's address space at its current size + ``allowance`` bytes (RLIMIT_AS).
-
-    Past the cap allocations fail with a RuntimeError (recorded as ``oom``) instead of the kernel's
-    OOM killer picking a process, possibly someone else's, on a shared machine.
-    """
-    if allowance is None:
-        return
-    with open("/proc/self/statm") as f:
-        vm_size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    resource.setrlimit(resource.RLIMIT_AS, (vm_size + allowance, resource.RLIM_INFINITY))
 
 
 def run_point_isolated(spec: PointSpec, timeout_s: float) -> dict:
@@ -286,7 +205,7 @@ def run_point_isolated(spec: PointSpec, timeout_s: float) -> dict:
 def _point_main(spec_json: str) -> int:
     """Entry of a point's process: cap memory, measure, print the result on one tagged line."""
     spec = PointSpec(**json.loads(spec_json))
-    _limit_address_space(spec.max_memory_bytes)
+    limit_address_space(spec.max_memory_bytes)
     print(RESULT_TAG + json.dumps(measure_point(spec)), flush=True)
     return 0
 
@@ -338,12 +257,6 @@ def describe_crossover(row: pd.Series) -> str:
             f"({span}).")
 
 
-def _fmt(v: object, digits: int = 1) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-        return "-"
-    return f"{v:,.{digits}f}" if isinstance(v, float) else str(v)
-
-
 def results_table(df: pd.DataFrame) -> str:
     """The results as a Markdown table, one row per point, sorted by seq_len, n_vars, model."""
     rows = []
@@ -351,9 +264,9 @@ def results_table(df: pd.DataFrame) -> str:
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
         rows.append({
             "seq_len": r["seq_len"], "n_vars": r["n_vars"], "tokens": f"{r['tokens']:,}", "model": r["model"],
-            "step ms (median)": _fmt(r["step_ms_median"]), "IQR ms": _fmt(r["step_ms_iqr"]),
-            "min ms": _fmt(r["step_ms_min"]), "timed steps": _fmt(r["n_timed"], 0),
-            "peak MB": _fmt(r["peak_mem_mb"]), "status": status.replace("|", "/"),
+            "step ms (median)": fmt(r["step_ms_median"]), "IQR ms": fmt(r["step_ms_iqr"]),
+            "min ms": fmt(r["step_ms_min"]), "timed steps": fmt(r["n_timed"], 0),
+            "peak MB": fmt(r["peak_mem_mb"]), "status": status.replace("|", "/"),
         })
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
@@ -407,29 +320,6 @@ def plot(df: pd.DataFrame, path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=120)
-
-
-def machine_info(device: str, threads: int) -> dict:
-    """CPU model, core count, torch version, threads and device name of this machine."""
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    name = torch.cuda.get_device_name(0) if device == "cuda" else cpu
-    return {"device": device, "device_name": name, "cpu_model": cpu, "cpu_count": os.cpu_count(),
-            "threads": threads, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform()}
-
-
-def _mem_available_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            kb = next(int(ln.split()[1]) for ln in f if ln.startswith("MemAvailable"))
-        return kb * 1024
-    except (OSError, StopIteration):
-        return None
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -506,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_memory_gb is not None:
         allowance = int(args.max_memory_gb * 2**30)
     else:
-        avail = _mem_available_bytes()
+        avail = mem_available_bytes()
         allowance = int(CPU_MEMORY_FRACTION * avail) if (cpu and avail) else None
     machine = {**machine_info(args.device, args.threads), "loadavg_start": os.getloadavg(),
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -546,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 r = rows[-1]
                 print(f"[{time.perf_counter() - t_start:6.0f} s] {model:>10} seq_len={seq_len} n_vars={n_vars} "
                       f"tokens={spec.tokens}: {r['status']} "
-                      f"{_fmt(r.get('step_ms_median'))} ms {_fmt(r.get('peak_mem_mb'))} MB {r.get('reason', '')}",
+                      f"{fmt(r.get('step_ms_median'))} ms {fmt(r.get('peak_mem_mb'))} MB {r.get('reason', '')}",
                       flush=True)
     machine["loadavg_end"] = os.getloadavg()
     machine["wall_s"] = time.perf_counter() - t_start

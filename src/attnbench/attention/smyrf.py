@@ -1,0 +1,218 @@
+"""SMYRF (Daras, Kitaev, Odena, Dimakis, "SMYRF: Efficient Attention using Asymmetric Clustering",
+NeurIPS 2020, arXiv:2010.05315).
+
+Each query attends only to the keys of "its" cluster. Clusters come from asymmetric LSH:
+
+1. XBOX+ transforms (per (batch, head)), M_Q = max_i |q_i|, M_K = max_j |k_j| over the valid keys,
+       F(q) = [q; 0; sqrt(M_Q^2 + M_K^2 - |q|^2)],   G(k) = [k; sqrt(M_Q^2 + M_K^2 - |k|^2); 0],
+   so |F(q) - G(k)|^2 = 2 (M_Q^2 + M_K^2) - 2 q.k: maximum inner product becomes nearest neighbour.
+2. One Gaussian projection a_h (D+2,) per hashing round h, the same for queries and keys; the hash is the
+   real-valued projection F(q).a_h, G(k).a_h (the official code's E2LSH: it drops the floor((a.x+b)/r)
+   and its uniform shift b only adds a constant, so neither r nor b changes the ordering; we omit both).
+3. Balanced clusters: queries and keys are each sorted by hash and cut into n_c = ceil(L / cluster_size)
+   consecutive groups of (almost) equal size: rank r of N goes to group c with
+   floor(c N / n_c) <= r < floor((c+1) N / n_c). Query group c attends densely to key group c
+   (softmax(q k^T / sqrt(D)) inside the pair), so each side has at most ceil(L / n_c), ceil(S / n_c)
+   members: any L, S, cross attention with L != S.
+4. n_hashes rounds merged by log-sum-exp weights: out_i = sum_h softmax_h(lse_h(i)) o_h(i), where lse_h
+   is the log normaliser of query i's softmax in round h (a key met in several rounds counts several
+   times, as in the paper/official code; no de-duplication).
+
+Cost: O(n_hashes (L + S) log) for the sorts and O(n_hashes L S / n_c D) for attention. With one
+cluster (cluster_size >= L) and any n_hashes it is full attention exactly.
+
+Fixes of known bugs of the official code (giannisdaras/smyrf, see shared/papers/smyrf.md §6):
+- padding masks are per (batch, head) row (the official `repeat` tiles batch masks across heads);
+- lengths need not be multiples of the cluster size (the official reshape mixes batch rows/rounds);
+  here groups are balanced with a fixed capacity and empty slots are masked;
+- padded keys are excluded from M_K and sorted after all valid keys; the valid keys of each batch
+  element are spread over all n_c groups (the official code puts padding at the end of the sorted list,
+  which leaves the last query groups with only padded keys); padded keys never get weight and a query
+  whose groups hold no valid key gives zeros (official: uniform weights over padding or NaN);
+- projections are drawn once from a seeded generator and kept in a buffer (official: redrawn from the
+  global RNG at every call, so eval is not deterministic).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from attnbench.attention.registry import AttentionBase, Caps, register
+
+_TINY = 1e-30  # clamps a softmax normaliser that is 0 only for rows without any key
+
+
+# ----------------------------------------------------------------------------- pure math
+def xbox_plus(q: Tensor, k: Tensor, key_padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Asymmetric XBOX+ transforms F(q) (B,H,L,D+2), G(k) (B,H,S,D+2); M_K over valid keys only."""
+    qn2, kn2 = q.square().sum(-1), k.square().sum(-1)  # (B, H, L), (B, H, S)
+    kn2_valid = kn2 if key_padding_mask is None else kn2.masked_fill(~key_padding_mask[:, None].bool(), 0.0)
+    total = qn2.amax(-1, keepdim=True) + kn2_valid.amax(-1, keepdim=True)  # (B, H, 1): M_Q^2 + M_K^2
+    fq_extra = (total - qn2).clamp_min(0.0).sqrt()[..., None]  # (B, H, L, 1)
+    gk_extra = (total - kn2).clamp_min(0.0).sqrt()[..., None]  # (B, H, S, 1) (padded keys: clamped, unused)
+    fq = torch.cat([q, torch.zeros_like(fq_extra), fq_extra], dim=-1)  # (B, H, L, D+2)
+    gk = torch.cat([k, gk_extra, torch.zeros_like(gk_extra)], dim=-1)  # (B, H, S, D+2)
+    return fq, gk
+
+
+def balanced_groups(n: Tensor | int, n_groups: int, cap: int, device) -> tuple[Tensor, Tensor]:
+    """Rank of each slot of n_groups groups of ``cap`` slots when n items are split into balanced groups.
+
+    n: int or (B,) counts. Returns rank (..., n_groups * cap) long and valid (..., n_groups * cap) bool
+    (leading axis B when n is a tensor): group c holds ranks floor(c n / n_groups) .. floor((c+1) n / n_groups) - 1.
+    """
+    n = torch.as_tensor(n, device=device).reshape(-1, 1)  # (B|1, 1)
+    c = torch.arange(n_groups + 1, device=device)  # (n_c + 1,)
+    start = c * n // n_groups  # (B|1, n_c + 1)
+    s = torch.arange(cap, device=device)  # (cap,)
+    rank = start[:, :-1, None] + s  # (B|1, n_c, cap)
+    valid = rank < start[:, 1:, None]  # (B|1, n_c, cap)
+    return rank.flatten(1), valid.flatten(1)
+
+
+def attend(qs: Tensor, ks: Tensor, vs: Tensor, key_ok: Tensor, scores_fn=None, dropout_p: float = 0.0
+           ) -> tuple[Tensor, Tensor, Tensor]:
+    """Masked softmax attention per block, returning (out, lse, has_key).
+
+    qs (..., M, D), ks (..., C, D), vs (..., C, Dv), key_ok broadcastable to (..., M, C).
+    ``scores_fn(scores) -> scores`` may edit the logits (e.g. the Reformer self-penalty) before masking.
+    Rows with no key: out 0, has_key False, lse finite but meaningless (finite gradients everywhere).
+    """
+    scores = qs @ ks.transpose(-1, -2) / math.sqrt(qs.shape[-1])  # (..., M, C)
+    if scores_fn is not None:
+        scores = scores_fn(scores)
+    scores = scores.masked_fill(~key_ok, float("-inf"))
+    m = scores.amax(-1, keepdim=True).detach()  # (..., M, 1): stabiliser, cancels exactly
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    p = torch.exp(scores - m)  # masked -> exp(-inf) = 0
+    denom = p.sum(-1, keepdim=True)  # (..., M, 1)
+    probs = p / denom.clamp_min(_TINY)
+    if dropout_p > 0.0:
+        probs = F.dropout(probs, dropout_p, training=True)
+    out = probs @ vs  # (..., M, Dv)
+    lse = (denom.clamp_min(_TINY).log() + m).squeeze(-1)  # (..., M)
+    return out, lse, (denom > 0).squeeze(-1)
+
+
+def merge_rounds(out: Tensor, lse: Tensor, has: Tensor) -> Tensor:
+    """Log-sum-exp merge of hashing rounds (axis 2): out (B,H,R,L,Dv), lse/has (B,H,R,L) -> (B,H,L,Dv).
+
+    Weight of round h = exp(lse_h) / sum_h' exp(lse_h') over the rounds where the query met a key;
+    a query that met no valid key in any round gives zeros.
+    """
+    top = lse.masked_fill(~has, float("-inf")).amax(2, keepdim=True).detach()  # (B, H, 1, L)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    e = torch.where(has, torch.exp(lse - top), torch.zeros_like(lse))  # (B, H, R, L)
+    w = e / e.sum(2, keepdim=True).clamp_min(_TINY)  # (B, H, R, L)
+    return (w[..., None] * out).sum(2)  # (B, H, L, Dv)
+
+
+def smyrf_attention(q: Tensor, k: Tensor, v: Tensor, proj: Tensor, cluster_size: int,
+                    key_padding_mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
+    """SMYRF attention. q (B,H,L,D), k (B,H,S,D), v (B,H,S,Dv), proj (D+2, R) -> (B,H,L,Dv)."""
+    B, H, L, D = q.shape
+    S, Dv, R = k.shape[2], v.shape[-1], proj.shape[1]
+    keep = None if key_padding_mask is None else key_padding_mask.bool()  # (B, S)
+    with torch.no_grad():  # the clustering is not differentiable (as in the paper)
+        fq, gk = xbox_plus(q, k, keep)
+        hq = (fq @ proj).transpose(-1, -2)  # (B, H, R, L)
+        hk = (gk @ proj).transpose(-1, -2)  # (B, H, R, S)
+        if keep is not None:
+            hk = hk.masked_fill(~keep[:, None, None], float("inf"))  # padded keys sort last
+        q_perm = hq.argsort(dim=-1)  # (B, H, R, L): position of the query with hash rank r
+        k_perm = hk.argsort(dim=-1)  # (B, H, R, S)
+    n_c = math.ceil(L / cluster_size)  # number of clusters, the same on both sides
+    cq, ck = math.ceil(L / n_c), math.ceil(S / n_c)  # slots per query / key cluster
+    q_rank, q_valid = balanced_groups(L, n_c, cq, q.device)  # (1, n_c*cq)
+    n_keys = S if keep is None else keep.sum(-1)  # valid keys per batch element
+    k_rank, k_valid = balanced_groups(n_keys, n_c, ck, q.device)  # (B|1, n_c*ck)
+    # slot -> original position (empty slots point at rank 0; they are masked / dropped)
+    q_idx = q_perm.gather(-1, q_rank.masked_fill(~q_valid, 0).expand(B, H, R, -1))  # (B, H, R, n_c*cq)
+    k_idx = k_perm.gather(-1, k_rank.masked_fill(~k_valid, 0)[:, None, None].expand(B, H, R, -1))
+    qs = q[:, :, None].expand(B, H, R, L, D).gather(3, q_idx[..., None].expand(-1, -1, -1, -1, D))
+    ks = k[:, :, None].expand(B, H, R, S, D).gather(3, k_idx[..., None].expand(-1, -1, -1, -1, D))
+    vs = v[:, :, None].expand(B, H, R, S, Dv).gather(3, k_idx[..., None].expand(-1, -1, -1, -1, Dv))
+    qs = qs.unflatten(3, (n_c, cq))  # (B, H, R, n_c, cq, D)
+    ks, vs = ks.unflatten(3, (n_c, ck)), vs.unflatten(3, (n_c, ck))  # (B, H, R, n_c, ck, D|Dv)
+    key_ok = k_valid.view(-1, 1, 1, n_c, 1, ck)  # (B|1, 1, 1, n_c, 1, ck)
+    out, lse, has = attend(qs, ks, vs, key_ok, dropout_p=dropout_p)  # (B,H,R,n_c,cq,Dv), (B,H,R,n_c,cq)
+    # undo the sort: query at rank r sits in slot c(r) * cq + r - start(c(r))
+    slot_of_rank = torch.nonzero(q_valid[0]).squeeze(-1)  # (L,) valid slots in rank order
+    inv = q_perm.argsort(dim=-1)  # (B, H, R, L): rank of each query
+    slot = slot_of_rank[inv]  # (B, H, R, L)
+    out = out.flatten(3, 4).gather(3, slot[..., None].expand(-1, -1, -1, -1, Dv))  # (B, H, R, L, Dv)
+    lse, has = lse.flatten(3).gather(3, slot), has.flatten(3).gather(3, slot)  # (B, H, R, L)
+    return merge_rounds(out, lse, has)
+
+
+def smyrf_reference(q: Tensor, k: Tensor, v: Tensor, proj: Tensor, cluster_size: int,
+                    key_padding_mask: Tensor | None = None) -> Tensor:
+    """Slow reference: per (batch, head, round) loops over the clusters, explicit LSE merge."""
+    B, H, L, D = q.shape
+    S, R = k.shape[2], proj.shape[1]
+    keep = torch.ones(B, S, dtype=torch.bool) if key_padding_mask is None else key_padding_mask.bool()
+    fq, gk = xbox_plus(q, k, keep)
+    n_c = math.ceil(L / cluster_size)
+    out = torch.zeros(B, H, L, v.shape[-1], dtype=q.dtype)
+    for b in range(B):
+        valid = torch.nonzero(keep[b]).squeeze(-1)  # valid key positions
+        nk = len(valid)
+        for h in range(H):
+            outs, lses = torch.zeros(R, L, v.shape[-1], dtype=q.dtype), torch.full((R, L), -math.inf, dtype=q.dtype)
+            for r in range(R):
+                q_order = (fq[b, h] @ proj[:, r]).argsort()
+                k_order = valid[(gk[b, h, valid] @ proj[:, r]).argsort()]
+                for c in range(n_c):
+                    qi = q_order[c * L // n_c:(c + 1) * L // n_c]
+                    kj = k_order[c * nk // n_c:(c + 1) * nk // n_c]
+                    if len(kj) == 0:
+                        continue
+                    s = q[b, h, qi] @ k[b, h, kj].T / math.sqrt(D)
+                    lses[r, qi] = torch.logsumexp(s, -1)
+                    outs[r, qi] = torch.softmax(s, -1) @ v[b, h, kj]
+            for i in range(L):
+                if torch.isfinite(lses[:, i]).any():
+                    out[b, h, i] = (torch.softmax(lses[:, i], 0)[:, None] * outs[:, i]).sum(0)
+    return out
+
+
+# ----------------------------------------------------------------------------- module
+@register("smyrf")
+class SmyrfAttention(AttentionBase):
+    """SMYRF: asymmetric-LSH balanced clustering, dense attention inside clusters, rounds merged by LSE.
+
+    No learned parameters: it can replace a pretrained dense layer (the paper's BERT/BigGAN swap).
+    The Gaussian projections (D+2, n_hashes) live in the buffer ``proj``, drawn from ``seed``.
+    """
+
+    caps = Caps(causal=False)
+
+    def __init__(self, head_dim: int, n_hashes: int = 2, cluster_size: int = 32, dropout: float = 0.0,
+                 seed: int = 0) -> None:
+        super().__init__()
+        if head_dim < 1 or n_hashes < 1 or cluster_size < 1:
+            raise ValueError(f"smyrf: head_dim={head_dim}, n_hashes={n_hashes}, cluster_size={cluster_size} "
+                             "must all be >= 1")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"smyrf: dropout={dropout} must be in [0, 1)")
+        self.head_dim, self.n_hashes, self.cluster_size, self.dropout = head_dim, n_hashes, cluster_size, dropout
+        gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("proj", torch.randn(head_dim + 2, n_hashes, generator=gen))  # (D+2, R)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
+                causal: bool = False) -> Tensor:
+        if causal:
+            raise ValueError("smyrf: causal attention is not supported (clusters mix past and future)")
+        if q.shape[-1] != self.head_dim or k.shape[-1] != self.head_dim:
+            raise ValueError(f"smyrf: built for head_dim={self.head_dim}, got q/k head sizes "
+                             f"{q.shape[-1]}/{k.shape[-1]}")
+        p = self.dropout if self.training else 0.0
+        dt = torch.promote_types(v.dtype, torch.float32)  # hashes, exponentials in >= fp32 under autocast
+        with torch.autocast(device_type=v.device.type, enabled=False):
+            out = smyrf_attention(q.to(dt), k.to(dt), v.to(dt), self.proj.to(dt), self.cluster_size,
+                                  key_padding_mask, p)
+        return out.to(v.dtype)

@@ -1,0 +1,515 @@
+"""Forward and forward+backward time and peak memory of every attention entry vs ``full``, by length.
+
+After CAB's efficiency test (Zhang et al., ICML 2023; ``docs/benchmarks.md``): one attention module on random
+q, k, v of shape (B, H, L, D) (CAB: B 4, 8 heads, D 64), a fresh module per point, left in training mode,
+gradients on. A point is (entry, kind, causal, pass, length): kind ``self`` (S = L) or ``cross``
+(S = ``cross_kv_ratio`` * L, never causal), pass ``fwd`` or ``fwd_bwd`` (backward of a random output
+gradient into q, k, v and the module's own parameters).
+
+Time: median, IQR and min over up to ``repeats`` timed calls after ``warmup`` calls, both cut short by
+``time_budget_s`` (CUDA synchronised). Memory: on CUDA ``max_memory_allocated`` after
+``reset_peak_memory_stats`` minus what was allocated before the module was built (inputs excluded); on CPU
+one fresh process per (entry, length) measures its points one after another, each as peak RSS minus RSS
+just before the module was built, the peak reset between points (``common.reset_peak_rss``).
+
+A point predicted (from the shorter lengths of its series) to exceed ``max_call_s`` per call or the memory
+cap, one after a failure of its series, and every point once ``max_total_s`` is spent, is a ``skipped``
+row with the reason; a point that runs out of memory or raises is an ``oom`` / ``error`` row. Outputs under
+``out_dir``: ``attention.csv``, ``attention_time.png``, ``attention_memory.png``, ``efficiency_length.md``
+(ours beside CAB's published efficiency lengths), ``machine.json``.
+
+    python -m attnbench.bench.attention                              # CPU defaults, < 10 min
+    python -m attnbench.bench.attention entries=[linear,performer] lengths=[256,512] repeats=1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import inspect
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pandas as pd
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from attnbench.attention import available, build, check_kwargs, get
+from attnbench.bench.common import (
+    first_line,
+    fmt,
+    is_oom,
+    limit_address_space,
+    machine_info,
+    mem_available_bytes,
+    peak_rss_bytes,
+    reset_peak_rss,
+    rss_bytes,
+    summarize,
+    time_steps,
+)
+from attnbench.config import ConfigError, project_root
+
+RESULT_TAG = "ATTNBENCH_POINT_RESULT "  # the line a point process prints its results on
+KINDS, PASSES = ("self", "cross"), ("fwd", "fwd_bwd")
+SERIES = ["kind", "causal", "pass"]  # with entry: one curve over lengths
+FAILED = ("oom", "error", "timeout", "killed")
+CPU_MEMORY_FRACTION, CUDA_MEMORY_FRACTION = 0.7, 0.9  # default memory caps (see max_memory_gb)
+CSV_COLUMNS = [
+    "entry", "kind", "causal", "pass", "length", "kv_length", "batch", "heads", "head_dim", "device",
+    "n_warmup", "n_timed", "ms_median", "ms_iqr", "ms_min", "peak_mem_mb", "mem_kind", "status", "reason",
+]
+METRICS = {"ms_median": "time", "peak_mem_mb": "memory"}
+
+
+# ----------------------------------------------------------------------------- config schema
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _need(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
+
+
+@dataclass
+class AttentionBenchConfig:
+    """``conf/bench/attention.yaml``; range checks in ``__post_init__`` name the key and the fix."""
+
+    entries: list[str] | None = None  # None: every entry with caps.tensor False
+    baseline: str = "full"
+    lengths: list[int] | None = None  # None: lengths_cpu / lengths_cuda by device
+    lengths_cpu: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048, 4096, 8192, 16384])
+    lengths_cuda: list[int] = field(default_factory=lambda: [2**i for i in range(8, 17)])
+    batch: int = 4
+    heads: int = 8
+    head_dim: int = 64
+    causal: list[bool] = field(default_factory=lambda: [False, True])
+    kinds: list[str] = field(default_factory=lambda: list(KINDS))
+    passes: list[str] = field(default_factory=lambda: list(PASSES))
+    cross_kv_ratio: float = 0.5
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warmup: int = 2
+    repeats: int = 5
+    time_budget_s: float = 2.0
+    max_call_s: float = 2.0
+    max_memory_gb: float | None = None
+    point_timeout_s: float = 120.0
+    max_total_s: float | None = 480.0
+    device: Device = Device.auto
+    threads: int = 1
+    seed: int = 0
+    out_dir: str = "outputs/bench/attention"
+
+    def __post_init__(self) -> None:
+        names = available()
+        for e in [*(self.entries or []), self.baseline, *self.options]:
+            _need(e in names, "entries/baseline/options", e, f"allowed: {', '.join(names)}")
+        for e in [*(self.entries or []), self.baseline]:
+            _need(not get(e).caps.tensor, "entries", e, "tensor entries (caps.tensor) take (B, H, *axes, D) "
+                  "inputs and are not measured here; see attnbench.bench.hot_scaling")
+        for e, opts in self.options.items():
+            try:
+                check_kwargs(e, dict(opts))
+            except TypeError as err:
+                raise ConfigError(f"options.{e}: {err}") from None
+        for k in ("batch", "heads", "head_dim", "repeats", "threads"):
+            _need(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
+        _need(self.warmup >= 0, "warmup", self.warmup, "must be >= 0")
+        for k in ("lengths", "lengths_cpu", "lengths_cuda"):
+            v = getattr(self, k)
+            _need(v is None or (len(v) > 0 and min(v) >= 1), k, v, "needs at least one length, each >= 1")
+        _need(set(self.kinds) <= set(KINDS) and len(self.kinds) > 0, "kinds", self.kinds, f"subset of {KINDS}")
+        _need(set(self.passes) <= set(PASSES) and len(self.passes) > 0, "passes", self.passes,
+              f"subset of {PASSES}")
+        _need(len(self.causal) > 0, "causal", self.causal, "e.g. [false, true]")
+        _need(self.cross_kv_ratio > 0, "cross_kv_ratio", self.cross_kv_ratio, "must be > 0")
+        for k in ("time_budget_s", "max_call_s", "point_timeout_s"):
+            _need(getattr(self, k) > 0, k, getattr(self, k), "must be > 0")
+        _need(self.max_memory_gb is None or self.max_memory_gb > 0, "max_memory_gb", self.max_memory_gb,
+              "must be > 0 or null")
+        _need(self.max_total_s is None or self.max_total_s > 0, "max_total_s", self.max_total_s,
+              "must be > 0 or null")
+
+
+ConfigStore.instance().store(name="attention_bench_schema", node=AttentionBenchConfig)
+
+
+# ----------------------------------------------------------------------------- one point group
+@dataclass(frozen=True)
+class GroupSpec:
+    """One entry at one length and the (kind, causal, pass) points to measure; JSON round-trips."""
+
+    entry: str
+    options: dict
+    length: int
+    points: list  # [kind, causal, pass] triples
+    batch: int
+    heads: int
+    head_dim: int
+    cross_kv_ratio: float
+    warmup: int
+    repeats: int
+    time_budget_s: float
+    device: str
+    threads: int
+    seed: int
+    max_memory_bytes: int | None = None  # CPU only: address-space allowance of the group's process
+
+
+def kv_length(length: int, kind: str, ratio: float) -> int:
+    """Key length S: L for self-attention, max(1, round(ratio * L)) for cross-attention."""
+    return length if kind == "self" else max(1, round(ratio * length))
+
+
+def build_entry(entry: str, options: dict, head_dim: int, kv_len: int) -> torch.nn.Module:
+    """The module of a point: ``options`` plus the sizes its constructor asks for (head_dim, max_len)."""
+    params = inspect.signature(get(entry).__init__).parameters
+    sizes = {k: v for k, v in {"head_dim": head_dim, "max_len": kv_len}.items() if k in params}
+    return build(entry, **{**sizes, **options})
+
+
+def _call(module: torch.nn.Module, q, k, v, causal: bool, grad: torch.Tensor | None) -> None:
+    """One forward (and, given ``grad``, backward into q, k, v and the parameters; grads then dropped)."""
+    out = module(q, k, v, causal=causal)  # (B, H, L, D)
+    if grad is not None:
+        out.backward(grad)
+        for t in (q, k, v, *module.parameters()):
+            t.grad = None
+
+
+def measure_point(spec: GroupSpec, kind: str, causal: bool, pass_: str) -> dict:
+    """Time and peak memory of one point in this process; ``oom`` / ``error`` rows instead of raising."""
+    dev = torch.device(spec.device)
+    cuda = dev.type == "cuda"
+    mem_kind = "cuda_max_allocated" if cuda else "cpu_peak_rss_increase"
+    B, H, L, D = spec.batch, spec.heads, spec.length, spec.head_dim
+    S = kv_length(L, kind, spec.cross_kv_ratio)
+    bwd = pass_ == "fwd_bwd"
+    try:
+        q = torch.randn(B, H, L, D, device=dev, requires_grad=bwd)  # (B, H, L, D)
+        k, v = (torch.randn(B, H, S, D, device=dev, requires_grad=bwd) for _ in range(2))  # (B, H, S, D)
+        grad = torch.randn(B, H, L, D, device=dev) if bwd else None
+        gc.collect()
+        if cuda:
+            torch.cuda.synchronize(dev)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(dev)
+            base = torch.cuda.memory_allocated(dev)
+        else:
+            mem_kind += "" if reset_peak_rss() else "_lifetime"
+            base = rss_bytes()
+        module = build_entry(spec.entry, spec.options, D, S).to(dev)
+        sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
+        n_warm, times = time_steps(lambda: _call(module, q, k, v, causal, grad), spec.warmup, spec.repeats,
+                                   spec.time_budget_s, sync)
+        peak = (torch.cuda.max_memory_allocated(dev) if cuda else peak_rss_bytes()) - base
+    except (RuntimeError, MemoryError, ValueError) as err:
+        return {"status": "oom" if is_oom(err) else "error", "reason": first_line(err), "mem_kind": mem_kind}
+    finally:
+        q = k = v = grad = module = None  # noqa: F841  (free before the next point)
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+    s = summarize(times)
+    return {"status": "ok", "reason": "", "n_warmup": n_warm, "n_timed": len(times), "ms_median": s["step_ms_median"],
+            "ms_iqr": s["step_ms_iqr"], "ms_min": s["step_ms_min"], "peak_mem_mb": peak / 2**20,
+            "mem_kind": mem_kind}
+
+
+def measure_group(spec: GroupSpec) -> list[dict]:
+    """Every point of ``spec`` in this process, after one untimed tiny call (runtime set-up not counted)."""
+    torch.set_num_threads(spec.threads)
+    torch.manual_seed(spec.seed)
+    tiny = dataclasses.replace(spec, length=min(spec.length, 32), warmup=0, repeats=1)
+    for kind, causal, pass_ in spec.points:
+        measure_point(tiny, kind, causal, pass_)
+    return [measure_point(spec, kind, causal, pass_) for kind, causal, pass_ in spec.points]
+
+
+def point_main(spec_json: str) -> int:
+    """Entry of a CPU group process: cap memory, measure, print the results on one tagged line."""
+    spec = GroupSpec(**json.loads(spec_json))
+    limit_address_space(spec.max_memory_bytes)
+    print(RESULT_TAG + json.dumps(measure_group(spec)), flush=True)
+    return 0
+
+
+def run_group_isolated(spec: GroupSpec, timeout_s: float) -> list[dict]:
+    """:func:`measure_group` in a fresh Python process (CPU peak RSS is per process)."""
+    code = "import sys; from attnbench.bench.attention import point_main; raise SystemExit(point_main(sys.argv[1]))"
+    cmd = [sys.executable, "-c", code, json.dumps(dataclasses.asdict(spec))]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        fail = {"status": "timeout", "reason": f"group process killed after {timeout_s:g} s (point_timeout_s)"}
+        return [fail] * len(spec.points)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1][:200]
+    status = "killed" if proc.returncode == -9 else "error"
+    return [{"status": status, "reason": f"group process exited with {proc.returncode}: {tail}"}] * len(spec.points)
+
+
+# ----------------------------------------------------------------------------- planning
+def predict(lengths: list[int], values: list[float], at: int) -> float:
+    """Extrapolate a cost to length ``at`` as c * L^p from the last two points (p clipped to [1, 2]);
+    from a single point p = 2 (quadratic, the cautious guess)."""
+    p = 2.0
+    if len(values) >= 2 and values[-2] > 0 and values[-1] > 0 and lengths[-1] != lengths[-2]:
+        p = math.log(values[-1] / values[-2]) / math.log(lengths[-1] / lengths[-2])
+    return values[-1] * (at / lengths[-1]) ** min(max(p, 1.0), 2.0)
+
+
+def skip_reason(history: pd.DataFrame, length: int, max_call_s: float, max_mem_mb: float | None) -> str | None:
+    """Why a point at ``length`` should not run, given the earlier rows of its series (or None)."""
+    if history.empty:
+        return None
+    failed = history[history["status"].isin(FAILED)]
+    if len(failed):
+        r = failed.iloc[0]
+        return f"{r['status']} at length {r['length']}"
+    ok = history[history["status"] == "ok"].sort_values("length")
+    if ok.empty:
+        return None
+    Ls = ok["length"].tolist()
+    t = predict(Ls, (ok["ms_median"] / 1e3).tolist(), length)
+    if t > max_call_s:
+        return f"predicted {t:.3g} s a call > max_call_s={max_call_s:g}"
+    if max_mem_mb is not None:
+        m = predict(Ls, ok["peak_mem_mb"].clip(lower=1e-3).tolist(), length)
+        if m > max_mem_mb:
+            return f"predicted {m:,.0f} MB > memory cap {max_mem_mb:,.0f} MB"
+    return None
+
+
+def modes(entry: str, cfg: AttentionBenchConfig) -> list[list]:
+    """The [kind, causal, pass] points the entry's caps allow (cross-attention is never causal)."""
+    caps = get(entry).caps
+    out = []
+    for kind in cfg.kinds:
+        if not (caps.self_attention if kind == "self" else caps.cross_attention):
+            continue
+        for causal in cfg.causal:
+            if causal and (kind == "cross" or not caps.causal):
+                continue
+            out += [[kind, bool(causal), p] for p in cfg.passes]
+    return out
+
+
+# ----------------------------------------------------------------------------- analysis
+def efficiency_lengths(df: pd.DataFrame, metric: str, baseline: str = "full") -> pd.DataFrame:
+    """Per entry and (kind, causal, pass): the shortest length from which it beats ``baseline`` on ``metric``.
+
+    Only lengths where both ran (status ``ok``) are paired. The efficiency length is the smallest paired
+    length L such that the entry has the strictly lower ``metric`` at every paired length >= L; <NA> when
+    the baseline is as good or better at the longest paired length (so beating it and then losing again
+    does not count). Columns: entry, kind, causal, pass, metric, efficiency_length, n_pairs, n_wins,
+    max_length_paired.
+    """
+    if metric not in df.columns:
+        raise KeyError(f"metric {metric!r} not in columns {list(df.columns)}")
+    ok = df[df["status"] == "ok"]
+    base = ok[ok["entry"] == baseline][[*SERIES, "length", metric]]
+    rows = []
+    for (entry, kind, causal, pass_), g in df[df["entry"] != baseline].groupby(["entry", *SERIES], sort=True):
+        a = g[g["status"] == "ok"][[*SERIES, "length", metric]]
+        pairs = a.merge(base, on=[*SERIES, "length"], suffixes=("_e", "_b")).sort_values("length")
+        wins = (pairs[f"{metric}_e"] < pairs[f"{metric}_b"]).to_numpy()
+        length = pd.NA
+        if len(wins) and wins[-1]:
+            losses = np.flatnonzero(~wins)
+            length = int(pairs["length"].iloc[losses[-1] + 1 if losses.size else 0])
+        rows.append({"entry": entry, "kind": kind, "causal": bool(causal), "pass": pass_, "metric": metric,
+                     "efficiency_length": length, "n_pairs": len(wins), "n_wins": int(wins.sum()),
+                     "max_length_paired": int(pairs["length"].max()) if len(wins) else pd.NA})
+    out = pd.DataFrame(rows, columns=["entry", *SERIES, "metric", "efficiency_length", "n_pairs", "n_wins",
+                                      "max_length_paired"])
+    for col in ("efficiency_length", "max_length_paired"):
+        out[col] = out[col].astype("Int64")
+    return out
+
+
+def load_cab_reference() -> pd.DataFrame:
+    """CAB's published efficiency lengths (``analysis/reference/cab_efficiency_length.csv``)."""
+    path = resources.files("attnbench.analysis") / "reference" / "cab_efficiency_length.csv"
+    with resources.as_file(path) as p:
+        return pd.read_csv(p, dtype={"entry": "string"})
+
+
+def _eff_cell(r: pd.Series) -> str:
+    if r["n_pairs"] == 0:
+        return "no pair"
+    if pd.isna(r["efficiency_length"]):
+        return f"not reached (≤ {r['max_length_paired']})"
+    return f"{r['efficiency_length']:,} ({r['n_wins']}/{r['n_pairs']})"
+
+
+def efficiency_markdown(df: pd.DataFrame, baseline: str, reference: pd.DataFrame, header: str) -> str:
+    """The efficiency-length tables (CAB's setting beside the paper, then every setting) as Markdown."""
+    t, m = (efficiency_lengths(df, metric, baseline).set_index(["entry", *SERIES]) for metric in METRICS)
+    ref = reference.dropna(subset=["entry"]).set_index("entry")
+    cab_rows, all_rows = [], []
+    for key in t.index:
+        entry, kind, causal, pass_ = key
+        cells = {"time": _eff_cell(t.loc[key]), "memory": _eff_cell(m.loc[key])}
+        all_rows.append({"entry": entry, "kind": kind, "causal": causal, "pass": pass_, **cells})
+        if (kind, causal, pass_) == ("self", False, "fwd"):
+            has = entry in ref.index
+            cab_rows.append({"entry": entry, "time (ours)": cells["time"], "memory (ours)": cells["memory"],
+                             "CAB model": ref.loc[entry, "model"] if has else "-",
+                             "time (CAB)": f"{ref.loc[entry, 'time_length']:,}" if has else "-",
+                             "memory (CAB)": f"{ref.loc[entry, 'memory_length']:,}" if has else "-"})
+    md = lambda rows: pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "(none)"  # noqa: E731
+    return "\n".join([
+        header, "",
+        f"Efficiency length: the shortest measured length from which the entry beats `{baseline}` (strictly "
+        "lower median time / peak memory) at every longer length where both ran; \"(w/n)\" counts the "
+        "paired lengths it wins. CAB's numbers are crossings of fitted cost curves (quadratic for vanilla, "
+        "linear for the efficient model) on an A100 with dropout 0.3, so they are a reference, not a target.",
+        "", "## CAB's setting: self-attention, non-causal, forward only", "", md(cab_rows), "",
+        "## Every setting", "", md(all_rows), "",
+        "## CAB reference (all models)", "",
+        reference.fillna({"entry": "-"}).drop(columns="source").to_markdown(index=False, disable_numparse=True),
+        "", f"Source: {reference['source'].iloc[0]}.", "",
+    ])
+
+
+def plot(df: pd.DataFrame, out: Path, title: str = "") -> None:
+    """Two figures (time, memory), 2x2 panels (non-causal / causal x fwd / fwd+bwd), log-log, one colour
+    per entry, solid self- and dashed cross-attention; ok points only."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state
+
+    entries = sorted(df["entry"].unique())
+    for metric, fname, ylabel in [("ms_median", "attention_time.png", "time per call, median (ms)"),
+                                  ("peak_mem_mb", "attention_memory.png", "peak memory (MB)")]:
+        fig = Figure(figsize=(11, 8), layout="constrained")
+        axes = fig.subplots(2, 2, squeeze=False)
+        ok = df[df["status"] == "ok"]
+        for i, causal in enumerate([False, True]):
+            for j, pass_ in enumerate(PASSES):
+                ax = axes[i, j]
+                sel = ok[(ok["causal"] == causal) & (ok["pass"] == pass_)]
+                for (entry, kind), g in sel.groupby(["entry", "kind"]):
+                    g = g.sort_values("length")
+                    ax.plot(g["length"], g[metric], marker="o", ms=3, color=f"C{entries.index(entry) % 10}",
+                            ls="-" if kind == "self" else "--", label=f"{entry} ({kind})")
+                ax.set(xscale="log", yscale="log", xlabel="length L", ylabel=ylabel,
+                       title=f"{'causal' if causal else 'non-causal'}, {pass_.replace('_', '+')}")
+                ax.grid(True, which="both", alpha=0.3)
+                if len(sel):
+                    ax.legend(fontsize=7)
+        if title:
+            fig.suptitle(title, fontsize=10)
+        fig.savefig(out / fname, dpi=110)
+
+
+# ----------------------------------------------------------------------------- sweep
+def _write_csv(rows: list[dict], path: Path) -> pd.DataFrame:
+    df = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
+    df.to_csv(path, index=False)
+    return df
+
+
+def run(cfg: AttentionBenchConfig) -> pd.DataFrame:
+    """The sweep: every entry x length x allowed point; writes every output; returns the rows."""
+    t_start = time.perf_counter()
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == Device.auto else cfg.device.value
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but torch.cuda.is_available() is False; use device=cpu or auto")
+    cpu = device == "cpu"
+    lengths = sorted(cfg.lengths or (cfg.lengths_cpu if cpu else cfg.lengths_cuda))
+    entries = [cfg.baseline, *sorted(e for e in (cfg.entries or available())
+                                     if e != cfg.baseline and not get(e).caps.tensor)]
+    if cfg.max_memory_gb is not None:
+        cap = int(cfg.max_memory_gb * 2**30)
+    elif cpu:
+        avail = mem_available_bytes()
+        cap = int(CPU_MEMORY_FRACTION * avail) if avail else None
+    else:
+        cap = int(CUDA_MEMORY_FRACTION * torch.cuda.get_device_properties(0).total_memory)
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    excluded = [e for e in available() if get(e).caps.tensor]
+    machine = {**machine_info(device, cfg.threads), "loadavg_start": os.getloadavg(),
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "memory_cap_gb": round(cap / 2**30, 2) if cap else None, "entries": entries, "lengths": lengths,
+               "excluded_tensor_entries": excluded,
+               **{k: getattr(cfg, k) for k in ("batch", "heads", "head_dim", "cross_kv_ratio", "warmup", "repeats",
+                                                "time_budget_s", "max_call_s", "max_total_s")}}
+    rows: list[dict] = []
+    df = pd.DataFrame(columns=CSV_COLUMNS)
+    for length in lengths:
+        for entry in entries:
+            run_pts, base_rows = [], []
+            for kind, causal, pass_ in modes(entry, cfg):
+                row = {"entry": entry, "kind": kind, "causal": causal, "pass": pass_, "length": length,
+                       "kv_length": kv_length(length, kind, cfg.cross_kv_ratio), "batch": cfg.batch,
+                       "heads": cfg.heads, "head_dim": cfg.head_dim, "device": device}
+                hist = df[(df["entry"] == entry) & (df["kind"] == kind) & (df["causal"] == causal)
+                          & (df["pass"] == pass_)]
+                elapsed = time.perf_counter() - t_start
+                reason = (f"max_total_s={cfg.max_total_s:g} spent ({elapsed:.0f} s)"
+                          if cfg.max_total_s is not None and elapsed > cfg.max_total_s else
+                          skip_reason(hist, length, cfg.max_call_s, cap / 2**20 if cap else None))
+                if reason is not None:
+                    rows.append({**row, "status": "skipped", "reason": reason})
+                else:
+                    run_pts.append([kind, causal, pass_])
+                    base_rows.append(row)
+            if run_pts:
+                spec = GroupSpec(entry=entry, options=dict(cfg.options.get(entry, {})), length=length,
+                                 points=run_pts, batch=cfg.batch, heads=cfg.heads, head_dim=cfg.head_dim,
+                                 cross_kv_ratio=cfg.cross_kv_ratio, warmup=cfg.warmup, repeats=cfg.repeats,
+                                 time_budget_s=cfg.time_budget_s, device=device, threads=cfg.threads,
+                                 seed=cfg.seed, max_memory_bytes=cap if cpu else None)
+                results = run_group_isolated(spec, cfg.point_timeout_s) if cpu else measure_group(spec)
+                rows += [{**r, **res} for r, res in zip(base_rows, results, strict=True)]
+            df = _write_csv(rows, out / "attention.csv")  # after every group: partial results survive a kill
+            done = [r for r in rows if r["entry"] == entry and r["length"] == length]
+            print(f"[{time.perf_counter() - t_start:6.0f} s] {entry:>10} L={length}: " + ", ".join(
+                f"{r['kind']}{'/causal' if r['causal'] else ''}/{r['pass']} "
+                + (f"{fmt(r['ms_median'], 2)} ms {fmt(r['peak_mem_mb'])} MB" if r["status"] == "ok" else r["status"])
+                for r in done), flush=True)
+    machine["loadavg_end"] = os.getloadavg()
+    machine["wall_s"] = round(time.perf_counter() - t_start, 1)
+    (out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+    counts = ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items())
+    header = "\n".join([
+        f"# Efficiency length vs `{cfg.baseline}`", "",
+        f"Device: {machine['device_name']} ({device}), torch {machine['torch']}, {cfg.threads} thread(s); "
+        f"B {cfg.batch}, H {cfg.heads}, D {cfg.head_dim}, lengths {lengths}; wall time {machine['wall_s']:.0f} s; "
+        f"load average {machine['loadavg_start'][0]:.2f} -> {machine['loadavg_end'][0]:.2f}. Points: {counts}.",
+        "", f"Tensor entries not measured (they take (B, H, *axes, D) inputs): {', '.join(excluded) or 'none'}.",
+    ])
+    (out / "efficiency_length.md").write_text(efficiency_markdown(df, cfg.baseline, load_cab_reference(), header))
+    plot(df, out, title=f"{machine['device_name']}, B {cfg.batch}, H {cfg.heads}, D {cfg.head_dim}, "
+                        f"{cfg.threads} thread(s)")
+    print((out / "efficiency_length.md").read_text())
+    return df
+
+
+@hydra.main(config_path=os.path.join(project_root(), "conf"), config_name="bench/attention", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(OmegaConf.to_object(cfg))  # to_object builds the dataclass: runs its checks
+
+
+if __name__ == "__main__":
+    main()
