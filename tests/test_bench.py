@@ -91,10 +91,30 @@ def test_main_tiny_run_writes_csv_png_md(tmp_path, capsys):
 @pytest.mark.slow
 def test_main_records_oom_as_a_row(tmp_path):
     out = tmp_path / "bench"
-    rc = main(["--n-vars", "7", "--seq-lens", "16", "--models", "hot", "--pred-len", "8", "--d-model", "32",
+    # The input batch alone (200000 x 512 x 7 fp32 = 2.7 GiB) exceeds the 0.5 GiB cap, so the failure is a
+    # torch allocation after every import is done (a tiny cap fails inside lazy imports instead).
+    rc = main(["--n-vars", "7", "--seq-lens", "512", "--models", "hot", "--pred-len", "8", "--d-model", "32",
                "--n-heads", "2", "--d-mlp", "64", "--n-layers", "1", "--repeats", "1", "--warmup", "1",
-               "--device", "cpu", "--max-memory-gb", "0.05", "--out", str(out)])
+               "--batch-size", "200000", "--patch-len", "16", "--device", "cpu", "--max-memory-gb", "0.5",
+               "--out", str(out)])
     assert rc == 0
     df = pd.read_csv(out / "hot_scaling.csv")
     assert df["status"].tolist() == ["oom"] and df["reason"].str.contains("Memory|allocate").all()
     assert (out / "hot_scaling.md").is_file() and (out / "hot_scaling.png").is_file()
+
+
+@pytest.mark.parametrize(("rc", "cap", "status"), [(-11, 2**30, "oom"), (-6, 2**30, "oom"), (-11, None, "error"),
+                                                   (-9, 2**30, "killed"), (1, 2**30, "error")])
+def test_isolated_point_classifies_a_dead_process(monkeypatch, rc, cap, status):
+    import subprocess
+
+    from attnbench.bench import hot_scaling
+
+    spec = hot_scaling.PointSpec(model="hot", seq_len=16, n_vars=7, batch_size=1, pred_len=8, d_model=32,
+                                 n_heads=2, d_mlp=64, n_layers=1, patch_len=4, dropout=0.0, repeats=1, warmup=1,
+                                 time_budget_s=1.0, device="cpu", threads=1, seed=0, max_memory_bytes=cap)
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, rc, "", "boom\n"))
+    out = hot_scaling.run_point_isolated(spec, timeout_s=5)
+    assert out["status"] == status and "boom" in out["reason"]
+    if status == "oom":
+        assert "address-space cap" in out["reason"]

@@ -29,6 +29,7 @@ import gc
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -197,8 +198,14 @@ def run_point_isolated(spec: PointSpec, timeout_s: float) -> dict:
     tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1][:200]
     if proc.returncode == -9:
         return {"status": "killed", "reason": f"point process got SIGKILL (kernel OOM killer?): {tail}"}
-    # An allocation can also fail outside measure_point's try (e.g. while printing the result).
+    # An allocation can also fail outside measure_point's try (e.g. while printing the result), or inside
+    # native code that does not check malloc's NULL and then segfaults/aborts: under our own address-space
+    # cap that is how an allocation failure looks, so SIGSEGV/SIGABRT there count as ``oom`` (reason says so).
     oom = any(s in tail for s in ("MemoryError", "can't allocate memory", "bad_alloc", "out of memory"))
+    if spec.max_memory_bytes is not None and proc.returncode in (-signal.SIGSEGV, -signal.SIGABRT):
+        name = signal.Signals(-proc.returncode).name
+        return {"status": "oom", "reason": f"point process died with {name} under the "
+                f"{spec.max_memory_bytes / 2**30:.2f} GB address-space cap (unchecked allocation failure): {tail}"}
     return {"status": "oom" if oom else "error", "reason": f"point process exited with {proc.returncode}: {tail}"}
 
 
