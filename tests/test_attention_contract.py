@@ -35,7 +35,7 @@ AXES = (3, 4)  # tensor attentions: a 3 x 4 grid of tokens (12 tokens)
 # window narrower than the sequence).
 TEST_VALUES = {"head_dim": D, "max_len": 16, "k": 5, "n_landmarks": 4, "window": 2, "n_features": 16,
                # reformer: required; the layer passes separate q and k projections
-               "shared_qk": False}
+               "shared_qk": False, "height": 2}
 
 
 def make(name: str, dtype: torch.dtype = torch.float32, **over) -> attention.AttentionBase:
@@ -153,6 +153,29 @@ def test_causal_entries_ignore_future_tokens(name):
     out, out2 = att(q, k, v, causal=True), att(q2, k2, v2, causal=True)
     torch.testing.assert_close(out2[:, :, : t + 1], out[:, :, : t + 1])
     assert not torch.allclose(out2[:, :, t + 1:], out[:, :, t + 1:])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_permutation_equivariance_where_declared(name):
+    """Permuting the tokens permutes the outputs; permuting keys with their values changes nothing."""
+    caps = attention.get(name).caps
+    if not caps.permutation_equivariant:
+        pytest.skip("position-dependent by design")
+    att = make(name, torch.float64)
+    q, k, v = qkv(name, dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    if caps.tensor:  # a permutation of the first axis of the shared 3 x 4 grid
+        p = torch.randperm(AXES[0], generator=g)
+        torch.testing.assert_close(att(q[:, :, p], k[:, :, p], v[:, :, p]), att(q, k, v)[:, :, p])
+        return
+    p = torch.randperm(L, generator=g)
+    mask = padding_mask()
+    kw = {"key_padding_mask": mask} if caps.key_padding_mask else {}
+    kw_p = {"key_padding_mask": mask[:, p]} if caps.key_padding_mask else {}
+    out = att(q, k, v, **kw)
+    torch.testing.assert_close(att(q[:, :, p], k[:, :, p], v[:, :, p], **kw_p), out[:, :, p])
+    if caps.cross_attention:  # keys and values only
+        torch.testing.assert_close(att(q, k[:, :, p], v[:, :, p], **kw_p), out)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hydra
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from attnbench import attention
 from attnbench.config import ConfigError, validate
 from tests.conftest import FAST, run_cli
 
@@ -92,3 +95,22 @@ def test_cli_prints_config(tmp_path):
     p = run_cli(["data.name=ETTm2"], tmp_path, flags=("--cfg", "job", "--resolve"))
     assert p.returncode == 0, p.stderr
     assert "name: ETTm2" in p.stdout and "seq_len: 96" in p.stdout and "${" not in p.stdout
+
+
+@pytest.mark.parametrize("name", [n for n in attention.available() if not attention.get(n).caps.tensor])
+def test_every_sequence_attention_composes_builds_and_runs_in_the_forecaster(compose_cfg, name):
+    """`model=full model/attention=<name>` (required options given) validates, builds and runs a forward pass."""
+    tokens = 7 * 96 // 16  # ETT's 7 variables x 96 steps / patch_len 16
+    required = {"linformer": ["model.net.attention.max_len=42", "model.net.attention.k=8"],
+                "super": ["model.net.attention.max_len=42"]}.get(name, [])
+    ov = ["model=full", f"model/attention={name}", "model.net.patch_len=16", "model.net.d_model=32",
+          "model.net.n_heads=2", "model.net.d_mlp=64", "model.net.n_layers=1", *required]
+    cfg = compose_cfg(ov)
+    validate(cfg)
+    net = hydra.utils.instantiate(cfg.model.net)
+    y = net(torch.randn(2, 96, 7))
+    assert y.shape == (2, cfg.data.pred_len, 7) and torch.isfinite(y).all()
+    assert tokens == 42
+    if name == "super":
+        with pytest.raises(ConfigError, match=r"model\.net\.attention\.max_len is required"):
+            validate(compose_cfg([o for o in ov if "max_len" not in o]))

@@ -279,6 +279,19 @@ SCHEMAS = {
 }
 
 
+def missing_keys(node: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the mandatory (``???``) values under a config node."""
+    out: list[str] = []
+    if isinstance(node, DictConfig):
+        for k in node:
+            path = f"{prefix}{k}"
+            if OmegaConf.is_missing(node, k):
+                out.append(path)
+            else:
+                out += missing_keys(node._get_node(k), f"{path}.")
+    return out
+
+
 def validate(cfg: DictConfig) -> None:
     """Range and cross-group checks; raise ConfigError naming the key before anything is built."""
     for group in ("data", "model", "trainer"):
@@ -291,6 +304,10 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{group}._target_={target!r} has no schema; known: {', '.join(SCHEMAS)}")
         plain = OmegaConf.to_container(node, resolve=True)  # interpolations resolve against the whole config
         merged = OmegaConf.merge(OmegaConf.structured(schema), plain)  # unknown keys / bad types raise
+        missing = missing_keys(merged)
+        if missing:
+            key = f"{group}.{missing[0]}"
+            raise ConfigError(f"{key} is required and has no value (???): set it, e.g. `{key}=<value>`")
         OmegaConf.to_object(merged)  # builds the dataclasses: runs every __post_init__
     _choice("test_ckpt", cfg.test_ckpt, ["best", "last"])
     if cfg.model.net.get("seq_len") != cfg.data.seq_len or cfg.model.net.get("pred_len") != cfg.data.pred_len:

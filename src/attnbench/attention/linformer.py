@@ -62,7 +62,8 @@ def linformer_attention_reference(
 class LinformerAttention(AttentionBase):
     """Low-rank attention through learned sequence projections E, F (k x max_len)."""
 
-    caps = Caps(causal=False, learned_params=True, pretrained_drop_in=False, fixed_len=True)
+    caps = Caps(causal=False, learned_params=True, pretrained_drop_in=False, fixed_len=True,
+                permutation_equivariant=False)
 
     def __init__(self, max_len: int, k: int, dropout: float = 0.0) -> None:
         super().__init__()

@@ -62,7 +62,7 @@ class LocalAttention(AttentionBase):
     """Softmax attention restricted to a window of +-``window`` positions (self-attention only)."""
 
     # Positions i and j must index the same sequence: no cross attention.
-    caps = Caps(cross_attention=False)
+    caps = Caps(cross_attention=False, permutation_equivariant=False)
 
     def __init__(self, window: int = 16, dropout: float = 0.0) -> None:
         super().__init__()

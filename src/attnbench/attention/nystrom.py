@@ -114,7 +114,7 @@ class NystromAttention(AttentionBase):
     """Nyström-approximated softmax attention with segment-mean landmarks (not causal)."""
 
     # No parameters unless conv_kernel is set (then a learned residual convolution: not a drop-in).
-    caps = Caps(causal=False)
+    caps = Caps(causal=False, permutation_equivariant=False)
 
     def __init__(self, head_dim: int, n_landmarks: int = 64, pinv_iters: int = 6, conv_kernel: int | None = None
                  ) -> None:

@@ -178,7 +178,7 @@ class ReformerAttention(AttentionBase):
     for a pretrained dense layer: shared QK and unit keys change the attention function.
     """
 
-    caps = Caps(cross_attention=False, pretrained_drop_in=False)
+    caps = Caps(cross_attention=False, pretrained_drop_in=False, permutation_equivariant=False)
 
     def __init__(self, head_dim: int, shared_qk: bool, n_buckets: int = 32, chunk_size: int = 64,
                  n_hashes: int = 1, dropout: float = 0.0, seed: int = 0) -> None:

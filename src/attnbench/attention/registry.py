@@ -37,6 +37,17 @@ class Caps:
     pretrained_drop_in: bool = True
     # Needs a fixed maximum sequence length at build time.
     fixed_len: bool = False
+    # Without causal masking, permuting the tokens permutes the outputs (a joint permutation of keys and
+    # values changes nothing). False for position-dependent methods (windows, segments, length projections,
+    # position-ordered chunks); tensor attentions: along each axis.
+    permutation_equivariant: bool = True
+    # Which projections of the input the multi-head layer learns ("qkv": all three; "qk": values are the
+    # input's per-head slices; "q": keys and values are). "You need to pay better attention" drops W^V / W^K.
+    projections: str = "qkv"
+
+    def __post_init__(self) -> None:
+        if self.projections not in ("qkv", "qk", "q"):
+            raise ValueError(f"Caps.projections={self.projections!r}; allowed: 'qkv', 'qk', 'q'")
 
 
 class AttentionBase(nn.Module):

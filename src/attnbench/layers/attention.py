@@ -24,6 +24,11 @@ class MultiAxisAttention(nn.Module):
     per token for sequence attentions, on the pooled per-axis queries/keys for tensor attentions (the
     HOT code's order: pool, LayerNorm, RoPE).
 
+    Projections follow the entry's ``caps.projections``: "qkv" learns W^Q, W^K, W^V; "qk" uses the input's
+    per-head slices X_i as values, "q" as keys and values ("You need to pay better attention"; X_i is not
+    LayerNormed here, RoPE still applies). An entry built with ``shared_qk=True`` (Reformer) gets one
+    shared query/key projection: k is the very tensor q (self-attention only).
+
     attention: ``{"name": <registry key>, **options}``.
     """
 
@@ -51,16 +56,19 @@ class MultiAxisAttention(nn.Module):
         bad = [a for a in rope_axes if not 0 <= a < n_axes]
         if bad:
             raise ValueError(f"rope_axes={list(rope_axes)} out of range for a tensor with {n_axes} axes")
+        proj = cls.caps.projections
         self.attn = cls(**opts)
         self.tensor = cls.caps.tensor
+        self.shared_qk = bool(getattr(self.attn, "shared_qk", False))
         self.n_heads, self.head_dim, self.n_axes = n_heads, d_model // n_heads, n_axes
         self.n_qk = n_axes if per_axis_qk else 1
+        learn_k = "k" in proj and not self.shared_qk
         self.q_proj = nn.Linear(d_model, d_model * self.n_qk, bias=bias)
-        self.k_proj = nn.Linear(d_model, d_model * self.n_qk, bias=bias)
-        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model * self.n_qk, bias=bias) if learn_k else None
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias) if "v" in proj else None
         self.o_proj = nn.Linear(d_model, d_model, bias=bias)
         self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm and learn_k else nn.Identity()
         self.rope_axes, self.rope_base = tuple(rope_axes), rope_base
         self.drop = nn.Dropout(dropout)
 
@@ -81,10 +89,12 @@ class MultiAxisAttention(nn.Module):
         """x (B, *axes, E); context (B, *axes', E) for cross attention -> (B, *axes, E)."""
         if x.dim() - 2 != self.n_axes:
             raise ValueError(f"expected (B, {self.n_axes} axes, E), got shape {tuple(x.shape)}")
+        if self.shared_qk and context is not None:
+            raise ValueError("a shared query/key projection (shared_qk=True) is self-attention only")
         ctx = x if context is None else context
         qs = self._heads(self.q_proj(x), self.n_qk)  # n_qk x (B, H, *axes, D)
-        ks = self._heads(self.k_proj(ctx), self.n_qk)
-        (v,) = self._heads(self.v_proj(ctx), 1)  # (B, H, *axes', D)
+        ks = self._heads(self.k_proj(ctx) if self.k_proj is not None else ctx, self.n_qk)  # X_i if unprojected
+        (v,) = self._heads(self.v_proj(ctx) if self.v_proj is not None else ctx, 1)  # (B, H, *axes', D)
         if self.tensor:
             q = qs[0] if self.n_qk == 1 else tuple(qs)
             k = ks[0] if self.n_qk == 1 else tuple(ks)
@@ -93,6 +103,8 @@ class MultiAxisAttention(nn.Module):
             q, k = self.q_norm(qs[0]), self.k_norm(ks[0])
             for a in self.rope_axes:
                 q, k = apply_rope(q, 2 + a, self.rope_base), apply_rope(k, 2 + a, self.rope_base)
+            if self.shared_qk:
+                k = q  # the same tensor: one projection, one norm, one rotation
             axes = q.shape[2:-1]
             y = self.attn(q.flatten(2, -2), k.flatten(2, -2), v.flatten(2, -2),  # (B, H, N, D)
                           key_padding_mask=key_padding_mask, causal=causal)

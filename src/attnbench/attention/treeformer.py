@@ -1,0 +1,275 @@
+"""Treeformer decision-tree attention (Madaan, Bhojanapalli, Jain, Jain, "Treeformer: Dense Gradient Trees
+for Efficient Attention Computation", ICLR 2023, arXiv:2208.09015).
+
+Attention as nearest-neighbour retrieval through a learned oblique decision tree of height h (2^h - 1
+internal nodes in heap order: root 0, children 2u+1 / 2u+2; 2^h leaves). Queries and keys are routed by
+the same tree, so they share its partition.
+
+Routing (Dense Gradient Trees, DGT, arXiv:2102.07567): z = x W^T + b (one hyperplane per internal node);
+s = +1 (go left) where z >= 0 else -1, with a straight-through gradient through hardtanh(z) (passed where
+|z| <= 1); leaf scores a = s P^T with the fixed path matrix P (2^h, 2^h - 1): +1 where the leaf is in the
+node's left subtree, -1 in its right subtree, 0 off its path; the leaf is argmax a (the only leaf with
+a = h), as a one-hot whose backward is the identity on a (DGT's "Sparser1"). DGT scales s by mean|z|; that
+only rescales the surrogate gradient and is omitted.
+
+``treeformer_tf`` (TF-Attention, fine): query i attends with a softmax to the keys in its own leaf,
+    out_i = sum_{j: leaf(k_j) = leaf(q_i)} softmax_j(q_i.k_j / sqrt(D)) g_i g_j v_j,
+  where g = the straight-through one-hot entry of the token's leaf (forward exactly 1): the tree gets
+  gradient through these gates. Computed per leaf: queries and keys are sorted by (leaf, position) into
+  blocks of the largest leaf's size (or ``capacity_factor`` x balanced size, dropping the later tokens of
+  overfull leaves), so the cost is O(sum_leaf n_q n_k D) ~ O(N^2 D / 2^h) for balanced leaves.
+  A query whose leaf holds no (visible) key gives zeros. Causal: keys j <= i inside the leaf.
+``treeformer_tc`` (TC-Attention, coarse, dense gradients): every node u on the query's root-to-leaf path
+  (depth 0..h) summarises the keys routed through it by their means K_u, V_u, and
+    out_i = sum_{d=0..h} softmax_d(q_i.K_{u_d(i)} / sqrt(D)) V_{u_d(i)},
+  empty nodes excluded. Every key reaches the root summary, so every key and the routing of every token
+  get gradient. O(N 2^h D). Not causal (node summaries pool over all positions).
+
+The paper's body and code are not available (see shared/papers/treeformer.md): the equations above are
+the digest's reconstruction of its description. Choices it leaves open and we made: one tree per layer
+shared by all heads (no head count is needed at build time), routing on the per-head q and k themselves,
+mean (not sum) node summaries, zeros for an empty leaf. With height 0 (one leaf) TF is full attention.
+Two-level bootstrapping (Algorithm 1) is a training schedule: ``active_height`` routes with only the top
+levels of the tree (leaves at that depth), so a trainer can grow the tree during training.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnbench.attention.full import _mask
+from attnbench.attention.registry import AttentionBase, Caps, register
+
+
+# ----------------------------------------------------------------------------- pure math
+@functools.lru_cache(maxsize=16)
+def path_matrix(height: int) -> Tensor:
+    """P (2^h, 2^h - 1): +1 if the leaf lies in the node's left subtree, -1 in its right, 0 off its path."""
+    n_leaves = 2**height
+    P = torch.zeros(n_leaves, n_leaves - 1)
+    for leaf in range(n_leaves):
+        u = 0
+        for d in range(height):
+            right = (leaf >> (height - 1 - d)) & 1
+            P[leaf, u] = -1.0 if right else 1.0
+            u = 2 * u + 1 + right
+    return P
+
+
+def route(x: Tensor, weight: Tensor, bias: Tensor, height: int) -> tuple[Tensor, Tensor]:
+    """Leaves of tokens x (B,H,N,D) in a tree of ``height`` whose nodes are the first 2^height - 1 rows of
+    weight (nodes, D) / bias (nodes,). Returns leaf (B,H,N) long and the straight-through one-hot
+    (B,H,N,2^height): forward exactly one_hot(leaf), backward the identity on the leaf scores."""
+    n_nodes = 2**height - 1
+    if height == 0:
+        return x.new_zeros(x.shape[:-1], dtype=torch.long), x.new_ones(*x.shape[:-1], 1)
+    z = x @ weight[:n_nodes].to(x.dtype).T + bias[:n_nodes].to(x.dtype)  # (B, H, N, nodes)
+    soft = F.hardtanh(z)
+    s = soft + (torch.where(z >= 0, 1.0, -1.0).to(z.dtype) - soft).detach()  # +-1, hardtanh gradient
+    a = s @ path_matrix(height).to(x).T  # (B, H, N, 2^h) leaf scores, h at the reached leaf
+    leaf = a.argmax(dim=-1)  # (B, H, N)
+    hard = F.one_hot(leaf, 2**height).to(a.dtype)
+    return leaf, hard + a - a.detach()
+
+
+def leaf_slots(leaf: Tensor, keep: Tensor | None, n_leaves: int, capacity: int | None
+               ) -> tuple[Tensor, Tensor]:
+    """Sort tokens by (leaf, position) into n_leaves blocks of C slots.
+
+    leaf (B,H,N) long; keep (B,N) bool or None (dropped tokens take no slot). C = the fullest leaf, or
+    ``capacity`` if smaller (the later tokens of a fuller leaf are dropped). Returns idx (B,H,n_leaves,C),
+    the token index of each slot (0 for empty slots), and valid (B,H,n_leaves,C).
+    """
+    N = leaf.shape[-1]
+    if keep is not None:
+        leaf = leaf.masked_fill(~keep[:, None, :].bool(), n_leaves)  # sentinel leaf after the real ones
+    pos = torch.arange(N, device=leaf.device)
+    order = torch.argsort(leaf * N + pos, dim=-1)  # (B, H, N) token indices sorted by (leaf, position)
+    counts = torch.zeros(*leaf.shape[:-1], n_leaves + 1, dtype=torch.long, device=leaf.device)
+    counts.scatter_add_(-1, leaf, torch.ones_like(leaf))  # (B, H, n_leaves + 1)
+    start = counts.cumsum(-1) - counts  # first sorted position of each leaf
+    counts, start = counts[..., :n_leaves], start[..., :n_leaves]
+    C = max(int(counts.max()) if counts.numel() else 0, 1)
+    if capacity is not None:
+        C = min(C, capacity)
+    c = torch.arange(C, device=leaf.device)
+    valid = c < counts[..., None]  # (B, H, n_leaves, C)
+    sorted_pos = (start[..., None] + c).clamp(max=N - 1).flatten(-2)  # (B, H, n_leaves * C)
+    idx = order.gather(-1, sorted_pos).view(valid.shape).masked_fill(~valid, 0)
+    return idx, valid
+
+
+def _gather(x: Tensor, idx: Tensor) -> Tensor:
+    """x (B,H,N,D), idx (B,H,L,C) -> (B,H,L,C,D)."""
+    flat = idx.flatten(-2)[..., None].expand(-1, -1, -1, x.shape[-1])  # (B, H, L*C, D)
+    return x.gather(2, flat).view(*idx.shape, x.shape[-1])
+
+
+def tf_attention(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf_k: Tensor, gate_q: Tensor,
+                 gate_k: Tensor, n_leaves: int, key_padding_mask: Tensor | None = None, causal: bool = False,
+                 capacity: int | None = None, dropout_p: float = 0.0) -> Tensor:
+    """TF-Attention by leaf blocks. q (B,H,L,D), k (B,H,S,D), v (B,H,S,Dv); leaf_q (B,H,L), leaf_k (B,H,S)
+    long; gate_q (B,H,L), gate_k (B,H,S) the straight-through one-hot entries of their own leaves
+    (forward 1) -> (B,H,L,Dv)."""
+    L, S, D = q.shape[2], k.shape[2], q.shape[-1]
+    iq, vq = leaf_slots(leaf_q, None, n_leaves, capacity)  # (B, H, n, Cq)
+    ik, vk = leaf_slots(leaf_k, key_padding_mask, n_leaves, capacity)  # (B, H, n, Ck)
+    qb, kb, vb = _gather(q, iq), _gather(k, ik), _gather(v, ik)  # (B, H, n, C, D)
+    scores = qb @ kb.transpose(-1, -2) / math.sqrt(D)  # (B, H, n, Cq, Ck)
+    ok = vk[..., None, :]  # (B, H, n, 1, Ck)
+    if causal:  # suffix alignment as full attention: query i sees keys j <= i + S - L
+        ok = ok & (ik[..., None, :] <= iq[..., :, None] + (S - L))
+    dead = ~ok.any(-1, keepdim=True)  # (B, H, n, Cq, 1) no visible key in the leaf
+    probs = torch.softmax(scores.masked_fill(~ok, float("-inf")).masked_fill(dead, 0.0), dim=-1)
+    probs = probs * ok  # dead rows: 0
+    if dropout_p > 0.0:
+        probs = F.dropout(probs, dropout_p)
+    gq = gate_q.gather(-1, iq.flatten(-2)).view(iq.shape)  # (B, H, n, Cq)
+    gk = gate_k.gather(-1, ik.flatten(-2)).view(ik.shape)  # (B, H, n, Ck)
+    out_b = (probs * gq[..., None] * gk[..., None, :]) @ vb  # (B, H, n, Cq, Dv)
+    out_b = out_b * vq[..., None]  # empty query slots contribute nothing
+    index = iq.flatten(-2)[..., None].expand(-1, -1, -1, v.shape[-1])  # (B, H, n*Cq, Dv)
+    return v.new_zeros(*q.shape[:-1], v.shape[-1]).scatter_add(2, index, out_b.flatten(2, 3))
+
+
+def tf_attention_reference(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf_k: Tensor,
+                           key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
+    """Slow reference: full attention with the mask leaf(q_i) == leaf(k_j); rows with no key give zeros."""
+    L, S = q.shape[2], k.shape[2]
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, L, S)
+    ok = leaf_q[..., :, None] == leaf_k[..., None, :]  # (B, H, L, S)
+    m = _mask(key_padding_mask, causal, L, S, q.device)
+    if m is not None:
+        ok = ok & m
+    attn = torch.softmax(scores.masked_fill(~ok, float("-inf")), dim=-1).nan_to_num(0.0)
+    return attn @ v
+
+
+def tc_attention(q: Tensor, k: Tensor, v: Tensor, onehot_q: Tensor, onehot_k: Tensor, height: int,
+                 key_padding_mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
+    """TC-Attention. onehot_q (B,H,L,2^h), onehot_k (B,H,S,2^h) straight-through leaf one-hots.
+
+    For each depth d the keys are pooled into the 2^d nodes of that depth (mean of k and v over the keys
+    routed through the node); query i scores the node of each depth on its path, softmax over the h + 1
+    depths (empty nodes excluded) -> (B,H,L,Dv)."""
+    D = q.shape[-1]
+    mk = onehot_k
+    if key_padding_mask is not None:
+        mk = mk * key_padding_mask[:, None, :, None].to(mk.dtype)  # padded keys belong nowhere
+    scores, values, present = [], [], []
+    for d in range(height + 1):
+        group = 2 ** (height - d)  # leaves under one node of depth d
+        m_k = mk.unflatten(-1, (2**d, group)).sum(-1)  # (B, H, S, 2^d) key membership
+        m_q = onehot_q.unflatten(-1, (2**d, group)).sum(-1)  # (B, H, L, 2^d) query's node (one-hot)
+        count = m_k.sum(2)  # (B, H, 2^d)
+        denom = count.detach().clamp_min(1.0)[..., None]
+        k_bar = m_k.transpose(-1, -2) @ k / denom  # (B, H, 2^d, D) node means
+        v_bar = m_k.transpose(-1, -2) @ v / denom  # (B, H, 2^d, Dv)
+        k_sel, v_sel = m_q @ k_bar, m_q @ v_bar  # (B, H, L, D), (B, H, L, Dv): the query's node
+        scores.append((q * k_sel).sum(-1) / math.sqrt(D))  # (B, H, L)
+        values.append(v_sel)
+        present.append((m_q.detach() @ count.detach()[..., None]).squeeze(-1) > 0.5)  # node has keys
+    s = torch.stack(scores, -1)  # (B, H, L, h+1)
+    ok = torch.stack(present, -1)
+    dead = ~ok.any(-1, keepdim=True)
+    w = torch.softmax(s.masked_fill(~ok, float("-inf")).masked_fill(dead, 0.0), dim=-1) * ok
+    if dropout_p > 0.0:
+        w = F.dropout(w, dropout_p)
+    return (w[..., None] * torch.stack(values, -2)).sum(-2)  # (B, H, L, Dv)
+
+
+def tc_attention_reference(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf_k: Tensor, height: int,
+                           key_padding_mask: Tensor | None = None) -> Tensor:
+    """Slow reference of TC-Attention: explicit loops over batch, head, query and depth."""
+    B, H, L, D = q.shape
+    out = v.new_zeros(B, H, L, v.shape[-1])
+    keep = torch.ones(B, k.shape[2], dtype=torch.bool) if key_padding_mask is None else key_padding_mask
+    for b in range(B):
+        for h in range(H):
+            for i in range(L):
+                s, vals = [], []
+                for d in range(height + 1):
+                    node = leaf_q[b, h, i] >> (height - d)
+                    members = ((leaf_k[b, h] >> (height - d)) == node) & keep[b]
+                    if members.any():
+                        s.append(q[b, h, i] @ k[b, h, members].mean(0) / math.sqrt(D))
+                        vals.append(v[b, h, members].mean(0))
+                if s:
+                    out[b, h, i] = torch.softmax(torch.stack(s), 0) @ torch.stack(vals)
+    return out
+
+
+# ----------------------------------------------------------------------------- modules
+class _TreeAttention(AttentionBase):
+    """Shared parts: the oblique tree (one per layer, shared by the heads) and option checks."""
+
+    def __init__(self, head_dim: int, height: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        if height < 0 or height > 12:
+            raise ValueError(f"{self.name}: height={height} must be in [0, 12] (2^height leaves)")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{self.name}: dropout={dropout} must be in [0, 1)")
+        n_nodes = 2**height - 1
+        self.height, self.active_height, self.dropout = height, height, dropout
+        self.weight = nn.Parameter(torch.randn(n_nodes, head_dim) / math.sqrt(head_dim))  # (nodes, D)
+        self.bias = nn.Parameter(torch.zeros(n_nodes))
+
+    def set_active_height(self, h: int) -> None:
+        """Route with the top ``h`` levels only (2^h leaves): the tree-height axis of bootstrapping."""
+        if not 0 <= h <= self.height:
+            raise ValueError(f"{self.name}: active height {h} must be in [0, {self.height}]")
+        self.active_height = h
+
+    def extra_repr(self) -> str:
+        return f"height={self.height}, active_height={self.active_height}, dropout={self.dropout}"
+
+
+@register("treeformer_tf")
+class TreeformerTF(_TreeAttention):
+    """TF-Attention: softmax over the keys of the query's leaf. Permutation-equivariant only while no
+    leaf overflows ``capacity_factor``."""
+
+    caps = Caps(learned_params=True, pretrained_drop_in=False)
+
+    def __init__(self, head_dim: int, height: int = 4, capacity_factor: float | None = None,
+                 dropout: float = 0.0) -> None:
+        super().__init__(head_dim, height, dropout)
+        if capacity_factor is not None and capacity_factor <= 0:
+            raise ValueError(f"treeformer_tf: capacity_factor={capacity_factor} must be > 0 or null (exact)")
+        self.capacity_factor = capacity_factor
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
+                causal: bool = False) -> Tensor:
+        h = self.active_height
+        leaf_q, oh_q = route(q, self.weight, self.bias, h)
+        leaf_k, oh_k = route(k, self.weight, self.bias, h)
+        gate_q = oh_q.gather(-1, leaf_q[..., None]).squeeze(-1)  # (B, H, L) forward 1
+        gate_k = oh_k.gather(-1, leaf_k[..., None]).squeeze(-1)  # (B, H, S)
+        cap = None
+        if self.capacity_factor is not None:
+            cap = math.ceil(self.capacity_factor * max(q.shape[2], k.shape[2]) / 2**h)
+        p = self.dropout if self.training else 0.0
+        return tf_attention(q, k, v, leaf_q, leaf_k, gate_q, gate_k, 2**h, key_padding_mask, causal, cap, p)
+
+
+@register("treeformer_tc")
+class TreeformerTC(_TreeAttention):
+    """TC-Attention: softmax over the mean key/value summaries of the nodes on the query's path."""
+
+    caps = Caps(causal=False, learned_params=True, pretrained_drop_in=False)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
+                causal: bool = False) -> Tensor:
+        if causal:
+            raise ValueError("treeformer_tc does not support causal=True (node summaries pool all positions); "
+                             "use treeformer_tf")
+        h = self.active_height
+        _, oh_q = route(q, self.weight, self.bias, h)
+        _, oh_k = route(k, self.weight, self.bias, h)
+        p = self.dropout if self.training else 0.0
+        return tc_attention(q, k, v, oh_q, oh_k, h, key_padding_mask, p)
