@@ -6,7 +6,7 @@ DATA_DIR ?= data
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint bench bench-attention clean
+.PHONY: setup demo test test-all lint bench bench-attention bench-approx clean
 export DATA_DIR
 
 $(STAMP): pyproject.toml
@@ -38,6 +38,10 @@ bench: $(STAMP)
 # Attention-only fwd / fwd+bwd time and memory of every sequence entry vs full; efficiency lengths (CAB).
 bench-attention: $(STAMP)
 	$(PY) -m attnbench.bench.attention
+
+# Relative error of every entry vs full attention on structured inputs (random, clustered, local, low-rank).
+bench-approx: $(STAMP)
+	$(PY) -m attnbench.bench.approx
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -178,3 +178,20 @@ def test_gradients_are_finite(name):
     out.square().sum().backward()
     for t in (q, k, v):
         assert t.grad is not None and torch.isfinite(t.grad).all()
+
+
+def test_favor_features_survive_large_norms():
+    """The stabiliser covers the whole exponent: |x'|^2 / 2 > 745 does not underflow every feature to 0."""
+    from attnbench.attention.feature_maps import favor_feature_map, orthogonal_gaussian
+
+    proj = orthogonal_gaussian(32, 16, torch.Generator().manual_seed(0)).double()
+    x = 200.0 * torch.randn(3, 5, 16, dtype=torch.float64)  # |x'|^2 / 2 ~ 1e5
+    fq = favor_feature_map(x, proj, is_query=True, eps=0.0)
+    torch.testing.assert_close(fq.amax(-1), torch.full((3, 5), 32**-0.5, dtype=torch.float64))
+    fk = favor_feature_map(x, proj, is_query=False, eps=0.0)
+    torch.testing.assert_close(fk.amax(dim=(-1, -2)), torch.full((3,), 32**-0.5, dtype=torch.float64))
+    # the kernel ratios are unchanged by the stabiliser: compare with an unstabilised small-norm copy
+    small = x / 100.0
+    raw = torch.exp(small * 16**-0.25 @ proj.T - 0.5 * (small * 16**-0.25).square().sum(-1, keepdim=True))
+    ref = raw / raw.amax(-1, keepdim=True) / 32**0.5
+    torch.testing.assert_close(favor_feature_map(small, proj, is_query=True, eps=0.0), ref)

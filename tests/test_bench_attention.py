@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
-from attnbench.bench.attention import CSV_COLUMNS, efficiency_lengths, load_cab_reference, main, predict, skip_reason
+from attnbench.attention import available, get
+from attnbench.bench.attention import (
+    CSV_COLUMNS,
+    AttentionBenchConfig,
+    GroupSpec,
+    efficiency_lengths,
+    load_cab_reference,
+    main,
+    measure_point,
+    modes,
+    predict,
+    skip_reason,
+)
+
+CONF_BENCH = Path(__file__).resolve().parents[1] / "conf" / "bench" / "attention.yaml"
 
 
 def _row(entry: str, length: int, ms: float, mb: float, status: str = "ok", kind: str = "self",
@@ -92,3 +108,19 @@ def test_main_tiny_run_writes_csv_plots_table(tmp_path, monkeypatch):
     assert (ok["ms_median"] > 0).all() and (ok["peak_mem_mb"] >= 0).all()
     md = (out / "efficiency_length.md").read_text()
     assert "| linear" in md and "CAB reference" in md and "hot" in md  # tensor entries named as excluded
+
+
+@pytest.mark.parametrize("entry", [e for e in available() if not get(e).caps.tensor])
+def test_every_sequence_entry_runs_every_allowed_point(entry):
+    """The default config's options build every entry, and each allowed (kind, causal, pass) point is ok."""
+    yaml = OmegaConf.load(CONF_BENCH)
+    yaml.pop("defaults"), yaml.pop("hydra")
+    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AttentionBenchConfig), yaml))
+    points = modes(entry, cfg)
+    assert points, entry
+    spec = GroupSpec(entry=entry, options=dict(cfg.options.get(entry, {})), length=64, points=points, batch=1,
+                     heads=2, head_dim=8, cross_kv_ratio=0.5, warmup=0, repeats=1, time_budget_s=1.0,
+                     device="cpu", threads=1, seed=0)
+    for kind, causal, pass_ in points:
+        res = measure_point(spec, kind, causal, pass_)
+        assert res["status"] == "ok", (kind, causal, pass_, res["reason"])

@@ -30,12 +30,15 @@ def favor_feature_map(x: Tensor, proj: Tensor, is_query: bool, eps: float = 1e-6
     """Positive random features for the softmax kernel exp(q.k / sqrt(D)) (Choromanski et al., 2021).
 
     phi(x) = exp(w^T x' - |x'|^2 / 2 - c) / sqrt(m) with x' = x D^-1/4; c is a stabiliser: the row max
-    for queries (cancels in the normalised attention) and the global max for keys.
+    for queries (cancels in the normalised attention) and the global max for keys, taken over the whole
+    exponent w^T x' - |x'|^2 / 2 (performer-pytorch takes it over w^T x' only, so large-norm inputs
+    underflow to 0 there: |x'|^2 / 2 alone can exceed 745).
     x: (..., N, D), proj: (m, D) -> (..., N, m).
     """
     d = x.shape[-1]
     x = x * d**-0.25
     wx = x @ proj.T.to(x.dtype)  # (..., N, m)
     sq = 0.5 * (x * x).sum(dim=-1, keepdim=True)  # (..., N, 1)
-    c = wx.amax(dim=-1 if is_query else (-1, -2), keepdim=True).detach()
-    return (torch.exp(wx - sq - c) + eps) / math.sqrt(proj.shape[0])
+    expo = wx - sq
+    c = expo.amax(dim=-1 if is_query else (-1, -2), keepdim=True).detach()
+    return (torch.exp(expo - c) + eps) / math.sqrt(proj.shape[0])

@@ -87,10 +87,12 @@ def softmax_factor(q: Tensor, k: Tensor, dropout: nn.Module | None = None) -> Te
     return dropout(a) if dropout is not None else a
 
 
-def linear_mode_product(phi_q: Tensor, phi_k: Tensor, v: Tensor, axis: int, eps: float = 1e-6) -> Tensor:
+def linear_mode_product(phi_q: Tensor, phi_k: Tensor, v: Tensor, axis: int, eps: float = 1e-30) -> Tensor:
     """[phi_q (phi_k^T V)] / [phi_q (phi_k^T 1)] along ``axis`` without forming the N x M factor.
 
     phi_q (B,H,N,F), phi_k (B,H,M,F), v (B,H,*axes,D) with axis length M -> axis length N; O(R (N+M) F D).
+    ``eps`` only guards a zero normaliser: FAVOR features of large-norm (e.g. sum-pooled) inputs are tiny but
+    their ratio is still meaningful, which an additive 1e-6 would destroy.
     """
     vt = v.movedim(2 + axis, -2)  # (B, H, *others, M, D)
     B, H, M, D = vt.shape[0], vt.shape[1], vt.shape[-2], vt.shape[-1]
@@ -99,14 +101,14 @@ def linear_mode_product(phi_q: Tensor, phi_k: Tensor, v: Tensor, axis: int, eps:
     kv = torch.einsum("bhmf,bhrmd->bhrfd", phi_k, vt)  # (B, H, R, F, D)
     num = torch.einsum("bhnf,bhrfd->bhrnd", phi_q, kv)  # (B, H, R, N, D)
     den = phi_q @ phi_k.sum(dim=-2).unsqueeze(-1)  # (B, H, N, 1)
-    out = num / (den.unsqueeze(2) + eps)
+    out = num / den.unsqueeze(2).clamp_min(eps)
     return out.reshape(B, H, *others, phi_q.shape[-2], D).movedim(-2, 2 + axis)
 
 
-def linear_factor(phi_q: Tensor, phi_k: Tensor, eps: float = 1e-6) -> Tensor:
+def linear_factor(phi_q: Tensor, phi_k: Tensor, eps: float = 1e-30) -> Tensor:
     """Slow reference: the explicit row-normalised kernel factor phi_q phi_k^T / rowsum, (B,H,N,M)."""
     a = phi_q @ phi_k.transpose(-1, -2)
-    return a / (a.sum(dim=-1, keepdim=True) + eps)
+    return a / a.sum(dim=-1, keepdim=True).clamp_min(eps)
 
 
 # ----------------------------------------------------------------------------- modules
@@ -207,7 +209,8 @@ class HOTLinearAttention(_HOTBase):
     def features(self, x: Tensor, is_query: bool) -> Tensor:
         if self.feature_map == "elu":
             return elu_feature_map(x)
-        return favor_feature_map(x, self.proj, is_query)
+        # keys: eps=0, so their global stabiliser cancels exactly in each row's normalisation (as Performer)
+        return favor_feature_map(x, self.proj, is_query, eps=1e-6 if is_query else 0.0)
 
     def forward(self, q, k, v: Tensor, *, key_padding_mask: Tensor | None = None, causal: bool = False,
                 qk_hook: QKHook | None = None) -> Tensor:

@@ -185,8 +185,9 @@ def build_entry(entry: str, options: dict, head_dim: int, kv_len: int) -> torch.
 
 
 def _call(module: torch.nn.Module, q, k, v, causal: bool, grad: torch.Tensor | None) -> None:
-    """One forward (and, given ``grad``, backward into q, k, v and the parameters; grads then dropped)."""
-    out = module(q, k, v, causal=causal)  # (B, H, L, D)
+    """One forward (and, given ``grad``, backward into q, k, v and the parameters; grads then dropped).
+    A shared-QK entry (Reformer) gets q as its keys: the one projection a layer would give it."""
+    out = module(q, q if getattr(module, "shared_qk", False) else k, v, causal=causal)  # (B, H, L, D)
     if grad is not None:
         out.backward(grad)
         for t in (q, k, v, *module.parameters()):
