@@ -387,3 +387,8 @@ def test_favor_attention_function_matches_module():
     att = make("performer", torch.float64)
     q, k, v = rand(B, H, L, D, seed=1), rand(B, H, L, D, seed=2), rand(B, H, L, DV, seed=3)
     torch.testing.assert_close(att(q, k, v, causal=True), favor_attention(q, k, v, att.proj, causal=True))
+
+
+def test_readme_capability_table_is_current():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert attention.registry.caps_table() in readme, "regenerate README's table with caps_table()"

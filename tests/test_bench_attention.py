@@ -124,3 +124,32 @@ def test_every_sequence_entry_runs_every_allowed_point(entry):
     for kind, causal, pass_ in points:
         res = measure_point(spec, kind, causal, pass_)
         assert res["status"] == "ok", (kind, causal, pass_, res["reason"])
+
+
+def _spec(**over) -> GroupSpec:
+    kw = {"entry": "linear", "options": {}, "length": 16, "points": [["self", False, "fwd"]], "batch": 1, "heads": 1,
+          "head_dim": 8, "cross_kv_ratio": 0.5, "warmup": 0, "repeats": 1, "time_budget_s": 1.0, "device": "cpu",
+          "threads": 1, "seed": 0}
+    return GroupSpec(**{**kw, **over})
+
+
+@pytest.mark.slow
+def test_worker_reuses_its_process_and_survives_timeouts_and_deaths(monkeypatch):
+    from attnbench.bench.attention import Worker
+
+    w = Worker(None)
+    try:
+        a = w.measure(_spec(), timeout_s=120)
+        pid = w.proc.pid
+        b = w.measure(_spec(length=32, points=[["self", False, "fwd"], ["self", True, "fwd_bwd"]]), timeout_s=120)
+        assert [r["status"] for r in a + b] == ["ok"] * 3 and w.proc.pid == pid  # one process, two groups
+        t = w.measure(_spec(), timeout_s=0.01)
+        assert t == [{"status": "timeout", "reason": "group killed after 0.01 s (point_timeout_s)"}]
+        assert w.proc is None
+        assert w.measure(_spec(), timeout_s=120)[0]["status"] == "ok"  # a fresh worker
+        w.close()
+        monkeypatch.setattr(Worker, "CODE", "import sys; print('boom', file=sys.stderr); sys.exit(3)")
+        (dead,) = w.measure(_spec(), timeout_s=120)
+        assert dead == {"status": "error", "reason": "worker process exited with 3: boom"}
+    finally:
+        w.close()

@@ -120,3 +120,14 @@ def check_kwargs(name: str, kwargs: dict) -> None:
             raise TypeError(
                 f"attention {name!r} got unknown option {key!r}; accepted: {', '.join(accepted) or 'none'}"
             )
+
+
+def caps_table() -> str:
+    """Markdown table of every entry's capabilities (README's registry table is this output)."""
+    cols = [f.name for f in fields(Caps)]
+    lines = ["| entry | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for name in available():
+        caps = _REGISTRY[name].caps
+        cells = [("yes" if v else "-") if isinstance(v, bool) else str(v) for v in (getattr(caps, c) for c in cols)]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

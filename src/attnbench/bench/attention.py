@@ -9,8 +9,8 @@ gradient into q, k, v and the module's own parameters).
 Time: median, IQR and min over up to ``repeats`` timed calls after ``warmup`` calls, both cut short by
 ``time_budget_s`` (CUDA synchronised). Memory: on CUDA ``max_memory_allocated`` after
 ``reset_peak_memory_stats`` minus what was allocated before the module was built (inputs excluded); on CPU
-one fresh process per (entry, length) measures its points one after another, each as peak RSS minus RSS
-just before the module was built, the peak reset between points (``common.reset_peak_rss``).
+one persistent process per entry (:class:`Worker`) measures its points one after another, each as peak RSS
+minus RSS just before the module was built, the peak reset between points (``common.reset_peak_rss``).
 
 A point predicted (from the shorter lengths of its series) to exceed ``max_call_s`` per call or the memory
 cap, one after a failure of its series, and every point once ``max_total_s`` is spent, is a ``skipped``
@@ -24,14 +24,17 @@ row with the reason; a point that runs out of memory or raises is an ``oom`` / `
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import inspect
 import json
 import math
 import os
+import select
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -243,29 +246,85 @@ def measure_group(spec: GroupSpec) -> list[dict]:
     return [measure_point(spec, kind, causal, pass_) for kind, causal, pass_ in spec.points]
 
 
-def point_main(spec_json: str) -> int:
-    """Entry of a CPU group process: cap memory, measure, print the results on one tagged line."""
-    spec = GroupSpec(**json.loads(spec_json))
-    limit_address_space(spec.max_memory_bytes)
-    print(RESULT_TAG + json.dumps(measure_group(spec)), flush=True)
+def worker_main(max_memory_bytes: int | None) -> int:
+    """Entry of a CPU worker process: cap memory, then measure one JSON GroupSpec per stdin line, printing
+    each group's results on one tagged stdout line (until stdin closes)."""
+    limit_address_space(max_memory_bytes)
+    for line in sys.stdin:
+        if line.strip():
+            print(RESULT_TAG + json.dumps(measure_group(GroupSpec(**json.loads(line)))), flush=True)
     return 0
 
 
-def run_group_isolated(spec: GroupSpec, timeout_s: float) -> list[dict]:
-    """:func:`measure_group` in a fresh Python process (CPU peak RSS is per process)."""
-    code = "import sys; from attnbench.bench.attention import point_main; raise SystemExit(point_main(sys.argv[1]))"
-    cmd = [sys.executable, "-c", code, json.dumps(dataclasses.asdict(spec))]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        fail = {"status": "timeout", "reason": f"group process killed after {timeout_s:g} s (point_timeout_s)"}
-        return [fail] * len(spec.points)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
-    tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1][:200]
-    status = "killed" if proc.returncode == -9 else "error"
-    return [{"status": status, "reason": f"group process exited with {proc.returncode}: {tail}"}] * len(spec.points)
+class Worker:
+    """A persistent Python process that measures the groups of one entry, one after another.
+
+    CPU peak RSS is per process, so every entry gets its own process (torch is imported once per entry,
+    not once per length); the peak is reset before every point (``common.reset_peak_rss``). A worker that
+    times out is killed, one that dies is reported; either way the next group starts a fresh one.
+    """
+
+    CODE = ("import sys; from attnbench.bench.attention import worker_main; "
+            "raise SystemExit(worker_main(None if sys.argv[1] == 'none' else int(sys.argv[1])))")
+
+    def __init__(self, max_memory_bytes: int | None) -> None:
+        self.cap = max_memory_bytes
+        self.proc: subprocess.Popen | None = None
+        self.stderr = None
+
+    def _start(self) -> subprocess.Popen:
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the worker)
+        cap = "none" if self.cap is None else str(self.cap)
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE, cap], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1)
+        return self.proc
+
+    def _stderr_tail(self) -> str:
+        self.stderr.seek(0)
+        return (self.stderr.read().strip().splitlines() or ["(no stderr)"])[-1][:200]
+
+    def measure(self, spec: GroupSpec, timeout_s: float) -> list[dict]:
+        """:func:`measure_group` of ``spec`` in the worker; failure rows instead of raising."""
+        proc = self.proc if self.proc is not None and self.proc.poll() is None else self._start()
+        deadline = time.monotonic() + timeout_s
+        try:
+            proc.stdin.write(json.dumps(dataclasses.asdict(spec)) + "\n")
+            proc.stdin.flush()
+            while True:
+                ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    self.close(kill=True)
+                    fail = {"status": "timeout", "reason": f"group killed after {timeout_s:g} s (point_timeout_s)"}
+                    return [fail] * len(spec.points)
+                line = proc.stdout.readline()
+                if not line:  # EOF: the worker died
+                    break
+                if line.startswith(RESULT_TAG):
+                    return json.loads(line[len(RESULT_TAG):])
+        except BrokenPipeError:
+            pass
+        rc = proc.wait()
+        tail = self._stderr_tail()
+        self.close()
+        status = "killed" if rc == -9 else "error"
+        return [{"status": status, "reason": f"worker process exited with {rc}: {tail}"}] * len(spec.points)
+
+    def close(self, kill: bool = False) -> None:
+        if self.proc is not None:
+            if kill:
+                self.proc.kill()
+            else:
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        if self.stderr is not None:
+            self.stderr.close()
+            self.stderr = None
 
 
 # ----------------------------------------------------------------------------- planning
@@ -457,38 +516,48 @@ def run(cfg: AttentionBenchConfig) -> pd.DataFrame:
                                                 "time_budget_s", "max_call_s", "max_total_s")}}
     rows: list[dict] = []
     df = pd.DataFrame(columns=CSV_COLUMNS)
-    for length in lengths:
-        for entry in entries:
-            run_pts, base_rows = [], []
-            for kind, causal, pass_ in modes(entry, cfg):
-                row = {"entry": entry, "kind": kind, "causal": causal, "pass": pass_, "length": length,
-                       "kv_length": kv_length(length, kind, cfg.cross_kv_ratio), "batch": cfg.batch,
-                       "heads": cfg.heads, "head_dim": cfg.head_dim, "device": device}
-                hist = df[(df["entry"] == entry) & (df["kind"] == kind) & (df["causal"] == causal)
-                          & (df["pass"] == pass_)]
-                elapsed = time.perf_counter() - t_start
-                reason = (f"max_total_s={cfg.max_total_s:g} spent ({elapsed:.0f} s)"
-                          if cfg.max_total_s is not None and elapsed > cfg.max_total_s else
-                          skip_reason(hist, length, cfg.max_call_s, cap / 2**20 if cap else None))
-                if reason is not None:
-                    rows.append({**row, "status": "skipped", "reason": reason})
-                else:
-                    run_pts.append([kind, causal, pass_])
-                    base_rows.append(row)
-            if run_pts:
-                spec = GroupSpec(entry=entry, options=dict(cfg.options.get(entry, {})), length=length,
-                                 points=run_pts, batch=cfg.batch, heads=cfg.heads, head_dim=cfg.head_dim,
-                                 cross_kv_ratio=cfg.cross_kv_ratio, warmup=cfg.warmup, repeats=cfg.repeats,
-                                 time_budget_s=cfg.time_budget_s, device=device, threads=cfg.threads,
-                                 seed=cfg.seed, max_memory_bytes=cap if cpu else None)
-                results = run_group_isolated(spec, cfg.point_timeout_s) if cpu else measure_group(spec)
-                rows += [{**r, **res} for r, res in zip(base_rows, results, strict=True)]
-            df = _write_csv(rows, out / "attention.csv")  # after every group: partial results survive a kill
-            done = [r for r in rows if r["entry"] == entry and r["length"] == length]
-            print(f"[{time.perf_counter() - t_start:6.0f} s] {entry:>10} L={length}: " + ", ".join(
-                f"{r['kind']}{'/causal' if r['causal'] else ''}/{r['pass']} "
-                + (f"{fmt(r['ms_median'], 2)} ms {fmt(r['peak_mem_mb'])} MB" if r["status"] == "ok" else r["status"])
-                for r in done), flush=True)
+    workers: dict[str, Worker] = {}  # CPU: one persistent measuring process per entry
+    try:
+        for length in lengths:
+            for entry in entries:
+                run_pts, base_rows = [], []
+                for kind, causal, pass_ in modes(entry, cfg):
+                    row = {"entry": entry, "kind": kind, "causal": causal, "pass": pass_, "length": length,
+                           "kv_length": kv_length(length, kind, cfg.cross_kv_ratio), "batch": cfg.batch,
+                           "heads": cfg.heads, "head_dim": cfg.head_dim, "device": device}
+                    hist = df[(df["entry"] == entry) & (df["kind"] == kind) & (df["causal"] == causal)
+                              & (df["pass"] == pass_)]
+                    elapsed = time.perf_counter() - t_start
+                    reason = (f"max_total_s={cfg.max_total_s:g} spent ({elapsed:.0f} s)"
+                              if cfg.max_total_s is not None and elapsed > cfg.max_total_s else
+                              skip_reason(hist, length, cfg.max_call_s, cap / 2**20 if cap else None))
+                    if reason is not None:
+                        rows.append({**row, "status": "skipped", "reason": reason})
+                    else:
+                        run_pts.append([kind, causal, pass_])
+                        base_rows.append(row)
+                if run_pts:
+                    spec = GroupSpec(entry=entry, options=dict(cfg.options.get(entry, {})), length=length,
+                                     points=run_pts, batch=cfg.batch, heads=cfg.heads, head_dim=cfg.head_dim,
+                                     cross_kv_ratio=cfg.cross_kv_ratio, warmup=cfg.warmup, repeats=cfg.repeats,
+                                     time_budget_s=cfg.time_budget_s, device=device, threads=cfg.threads,
+                                     seed=cfg.seed, max_memory_bytes=cap if cpu else None)
+                    if cpu:
+                        worker = workers.setdefault(entry, Worker(spec.max_memory_bytes))
+                        results = worker.measure(spec, cfg.point_timeout_s)
+                    else:
+                        results = measure_group(spec)
+                    rows += [{**r, **res} for r, res in zip(base_rows, results, strict=True)]
+                df = _write_csv(rows, out / "attention.csv")  # after every group: partial results survive a kill
+                done = [r for r in rows if r["entry"] == entry and r["length"] == length]
+                cells = [f"{r['kind']}{'/causal' if r['causal'] else ''}/{r['pass']} "
+                         + (f"{fmt(r['ms_median'], 2)} ms {fmt(r['peak_mem_mb'])} MB" if r["status"] == "ok"
+                            else r["status"]) for r in done]
+                print(f"[{time.perf_counter() - t_start:6.0f} s] {entry:>13} L={length}: " + ", ".join(cells),
+                      flush=True)
+    finally:
+        for w in workers.values():
+            w.close()
     machine["loadavg_end"] = os.getloadavg()
     machine["wall_s"] = round(time.perf_counter() - t_start, 1)
     (out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
