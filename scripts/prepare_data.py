@@ -3,6 +3,8 @@
     python scripts/prepare_data.py ETTh1                  # download (URL + sha256 from the catalogue)
     python scripts/prepare_data.py ETTh1 ETTh2 --from ../shared/data
     python scripts/prepare_data.py all --from DIR         # every forecasting data set found in DIR
+    python scripts/prepare_data.py adrenalmnist3d_64      # one MedMNIST3D file (zenodo URL + md5)
+    python scripts/prepare_data.py medmnist3d --from DIR  # every MedMNIST3D file found in DIR (28^3 and 64^3)
     python scripts/prepare_data.py --list
 
 When DATA_DIR (or --data-dir) already holds a verified copy, nothing is fetched.
@@ -15,31 +17,43 @@ import os
 import sys
 from pathlib import Path
 
-from attnbench.data.catalog import TIME_SERIES
+from attnbench.data.catalog import TIME_SERIES, medmnist_files
 from attnbench.data.download import DataError, fetch
 
 
+def catalogue() -> dict:
+    """Every fetchable file by name: the forecasting data sets, then the MedMNIST3D files."""
+    return {**{n: s.source for n, s in TIME_SERIES.items()}, **medmnist_files()}
+
+
+GROUPS = {"all": list(TIME_SERIES), "medmnist3d": list(medmnist_files())}
+
+
 def main(argv: list[str] | None = None) -> int:
+    files = catalogue()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("names", nargs="*", help=f"data sets: {', '.join(TIME_SERIES)} or 'all'")
+    p.add_argument("names", nargs="*", help=f"data sets: {', '.join(files)}; or a group: {', '.join(GROUPS)}")
     p.add_argument("--from", dest="from_dir", type=Path, default=None, help="copy from this folder")
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DATA_DIR", "data")),
                    help="destination (default: $DATA_DIR or data/)")
     p.add_argument("--list", action="store_true", help="list the data sets and their sources")
     args = p.parse_args(argv)
     if args.list or not args.names:
-        for name, s in TIME_SERIES.items():
-            print(f"{name:18s} {s.source.path:36s} {s.source.url}")
+        for name, src in files.items():
+            print(f"{name:22s} {src.path:40s} {src.url}")
         return 0
-    names = list(TIME_SERIES) if args.names == ["all"] else args.names
-    unknown = [n for n in names if n not in TIME_SERIES]
+    names = [n for arg in args.names for n in GROUPS.get(arg, [arg])]
+    unknown = [n for n in names if n not in files]
     if unknown:
-        print(f"error: unknown data set(s) {unknown}; allowed: {', '.join(TIME_SERIES)} or all", file=sys.stderr)
+        print(f"error: unknown data set(s) {unknown}; allowed: {', '.join(files)} or a group: "
+              f"{', '.join(GROUPS)}", file=sys.stderr)
         return 2
+    in_group = {n for arg in args.names if arg in GROUPS for n in GROUPS[arg]}
     failed = 0
     for name in names:
-        src = TIME_SERIES[name].source
-        if args.names == ["all"] and args.from_dir is not None and not (args.from_dir / src.path).is_file():
+        src = files[name]
+        if name in in_group and args.from_dir is not None and not any(
+                (args.from_dir / c).is_file() for c in (src.path, Path(src.path).name)):
             print(f"skip {name}: not in {args.from_dir}")
             continue
         try:

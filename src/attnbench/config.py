@@ -15,7 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from attnbench import attention
-from attnbench.data.catalog import TIME_SERIES
+from attnbench.data.catalog import MEDMNIST3D, TIME_SERIES
 
 
 def _incomplete(obj: Any) -> bool:
@@ -158,6 +158,8 @@ class ForecastingModelConfig:
     n_targets: int = MISSING
     horizons: list[int] | None = None
     compile: bool = False
+    monitor: str = "val/mse"  # checkpoint / early-stopping / scheduler metric (callbacks read it)
+    monitor_mode: str = "min"
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -168,6 +170,130 @@ class ForecastingModelConfig:
             if bad:
                 raise ConfigError(f"model.horizons={list(self.horizons)}: {bad} outside [1, data.pred_len="
                                   f"{self.net.pred_len}]")
+        if self.scheduler is not None and "_target_" not in self.scheduler:
+            raise ConfigError("model.scheduler needs a _target_ (e.g. torch.optim.lr_scheduler.CosineAnnealingLR)")
+
+
+# ----------------------------------------------------------------------------- 3D classification
+class Augment(str, Enum):
+    mul = "mul"
+    flip = "flip"
+    none = "none"
+
+
+@dataclass
+class MedMNISTDataConfig:
+    _target_: str = "attnbench.data.medmnist.MedMNIST3DDataModule"
+    name: str = MISSING
+    data_dir: str = MISSING
+    size: int = 28
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+    augment: Augment = Augment.mul
+    download: bool = True
+    verify: bool = True
+    drop_last_train: bool = False
+    seed: int = 0
+    n_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _choice("data.name", self.name, list(MEDMNIST3D))
+        _choice("data.size", str(self.size), ["28", "64"])
+        _need(self.batch_size >= 1, "data.batch_size", self.batch_size, "must be >= 1")
+        _need(self.num_workers >= 0, "data.num_workers", self.num_workers, "must be >= 0")
+
+
+@dataclass
+class VolumeClassifierNetConfig:
+    _target_: str = "attnbench.models.classifier3d.VolumeClassifier"
+    img_size: Any = MISSING  # one side or [D, H, W]
+    n_classes: int = MISSING
+    attention: dict[str, Any] = MISSING
+    in_channels: int = 1
+    patch_size: int = 4
+    d_model: int = 128
+    n_heads: int = 8
+    n_layers: int = 4
+    d_mlp: int = 512
+    dropout: float = 0.1
+    qk_norm: bool = True
+    rope: bool = True
+    per_axis_qk: bool = True
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        for k in ("patch_size", "d_model", "n_heads", "n_layers", "d_mlp", "in_channels"):
+            _need(getattr(self, k) >= 1, f"model.net.{k}", getattr(self, k), "must be >= 1")
+        _need(0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout, "must lie in [0, 1)")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"model.net.n_heads={self.n_heads} must divide model.net.d_model={self.d_model}")
+        if self.rope and (self.d_model // self.n_heads) % 2:
+            raise ConfigError(f"RoPE needs an even head size: model.net.d_model/n_heads = "
+                              f"{self.d_model}/{self.n_heads} is odd (or set model.net.rope=false)")
+        sides = [self.img_size] * 3 if isinstance(self.img_size, int) else list(self.img_size)
+        if len(sides) != 3 or any(int(s) % self.patch_size for s in sides):
+            raise ConfigError(f"model.net.patch_size={self.patch_size} must divide every side of "
+                              f"model.net.img_size={sides}")
+        check_attention("model.net.attention", dict(self.attention))
+        cls = attention.get(self.attention["name"])
+        if self.per_axis_qk and not cls.caps.per_axis_qk:
+            raise ConfigError(f"model.net.per_axis_qk=true but attention {cls.name!r} takes one query/key "
+                              "tensor: set model.net.per_axis_qk=false")
+
+
+@dataclass
+class ResNet3DNetConfig:
+    _target_: str = "attnbench.models.classifier3d.resnet3d"
+    depth: int = 18
+    n_classes: int = MISSING
+    in_channels: int = 1
+    widen_factor: float = 1.0
+    conv1_kernel: int = 7
+    conv1_stride: int = 2
+    no_max_pool: bool = False
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _choice("model.net.depth", str(self.depth), ["10", "18", "34", "50"])
+        _need(self.widen_factor > 0, "model.net.widen_factor", self.widen_factor, "must be > 0")
+
+
+NET_SCHEMAS = {
+    "attnbench.models.classifier3d.VolumeClassifier": VolumeClassifierNetConfig,
+    "attnbench.models.classifier3d.resnet3d": ResNet3DNetConfig,
+}
+
+
+@dataclass
+class ClassificationModelConfig:
+    _target_: str = "attnbench.lit.classification.ClassificationModule"
+    net: Any = MISSING  # a VolumeClassifier or resnet3d node, checked by its own schema in validate()
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: dict[str, Any] | None = None
+    scheduler_interval: str = "epoch"
+    n_classes: int = MISSING
+    class_weights: str = "none"
+    compile: bool = False
+    monitor: str = "val/acc"
+    monitor_mode: str = "max"
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _choice("model.scheduler_interval", self.scheduler_interval, ["epoch", "step"])
+        _choice("model.class_weights", self.class_weights, ["none", "inverse"])
+        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
+        target = self.net.get("_target_") if isinstance(self.net, dict) else None
+        _choice("model.net._target_", str(target), list(NET_SCHEMAS))
+        check_schema("model.net", NET_SCHEMAS[target], self.net)
+        if self.net.get("n_classes") != self.n_classes:
+            raise ConfigError(f"model.net.n_classes={self.net.get('n_classes')} must equal "
+                              f"model.n_classes={self.n_classes}")
         if self.scheduler is not None and "_target_" not in self.scheduler:
             raise ConfigError("model.scheduler needs a _target_ (e.g. torch.optim.lr_scheduler.CosineAnnealingLR)")
 
@@ -265,17 +391,34 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="data", name="timeseries_schema", node=TimeSeriesDataConfig)
     cs.store(group="model", name="forecasting_schema", node=ForecastingModelConfig)
+    cs.store(group="data", name="medmnist_schema", node=MedMNISTDataConfig)
+    cs.store(group="model", name="classification_schema", node=ClassificationModelConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
-    for name, fn in {"project_root": project_root, "ts_targets": _ts_targets, "amp_precision": _amp_precision}.items():
+    resolvers = {"project_root": project_root, "ts_targets": _ts_targets, "amp_precision": _amp_precision,
+                 "medmnist_classes": _medmnist_classes}
+    for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+
+
+def _medmnist_classes(name: str) -> int:
+    return MEDMNIST3D[name].n_classes if name in MEDMNIST3D else 2
 
 
 SCHEMAS = {
     "attnbench.data.timeseries.TimeSeriesDataModule": TimeSeriesDataConfig,
     "attnbench.lit.forecasting.ForecastingModule": ForecastingModelConfig,
+    "attnbench.data.medmnist.MedMNIST3DDataModule": MedMNISTDataConfig,
+    "attnbench.lit.classification.ClassificationModule": ClassificationModelConfig,
     "lightning.pytorch.Trainer": TrainerConfig,
+}
+
+
+# which data modules each LightningModule trains on
+TASK_DATA = {
+    "attnbench.lit.forecasting.ForecastingModule": ("attnbench.data.timeseries.TimeSeriesDataModule",),
+    "attnbench.lit.classification.ClassificationModule": ("attnbench.data.medmnist.MedMNIST3DDataModule",),
 }
 
 
@@ -292,6 +435,17 @@ def missing_keys(node: Any, prefix: str = "") -> list[str]:
     return out
 
 
+def check_schema(key: str, schema: type, plain: Any) -> None:
+    """Merge a plain node into ``schema`` (unknown keys / bad types raise), require every ``???`` value, and
+    build the dataclasses (every ``__post_init__`` runs)."""
+    merged = OmegaConf.merge(OmegaConf.structured(schema), plain)
+    missing = missing_keys(merged)
+    if missing:
+        k = f"{key}.{missing[0]}"
+        raise ConfigError(f"{k} is required and has no value (???): set it, e.g. `{k}=<value>`")
+    OmegaConf.to_object(merged)
+
+
 def validate(cfg: DictConfig) -> None:
     """Range and cross-group checks; raise ConfigError naming the key before anything is built."""
     for group in ("data", "model", "trainer"):
@@ -302,14 +456,14 @@ def validate(cfg: DictConfig) -> None:
         schema = SCHEMAS.get(target)
         if schema is None:
             raise ConfigError(f"{group}._target_={target!r} has no schema; known: {', '.join(SCHEMAS)}")
-        plain = OmegaConf.to_container(node, resolve=True)  # interpolations resolve against the whole config
-        merged = OmegaConf.merge(OmegaConf.structured(schema), plain)  # unknown keys / bad types raise
-        missing = missing_keys(merged)
-        if missing:
-            key = f"{group}.{missing[0]}"
-            raise ConfigError(f"{key} is required and has no value (???): set it, e.g. `{key}=<value>`")
-        OmegaConf.to_object(merged)  # builds the dataclasses: runs every __post_init__
+        check_schema(group, schema, OmegaConf.to_container(node, resolve=True))  # resolved against the whole cfg
     _choice("test_ckpt", cfg.test_ckpt, ["best", "last"])
-    if cfg.model.net.get("seq_len") != cfg.data.seq_len or cfg.model.net.get("pred_len") != cfg.data.pred_len:
+    wants = TASK_DATA.get(cfg.model._target_, ())
+    if cfg.data._target_ not in wants:
+        raise ConfigError(f"model {cfg.model._target_} cannot train on data {cfg.data._target_}; it takes "
+                          f"{', '.join(wants)} (forecasting: model=hot|full with data=ett|weather|...; "
+                          "3D classification: model=hot3d|vit3d|resnet3d with data=medmnist3d|nifti)")
+    forecasting = "seq_len" in cfg.data and "seq_len" in cfg.model.net
+    if forecasting and (cfg.model.net.seq_len != cfg.data.seq_len or cfg.model.net.pred_len != cfg.data.pred_len):
         raise ConfigError(f"model.net.seq_len/pred_len ({cfg.model.net.seq_len}/{cfg.model.net.pred_len}) must "
                           f"equal data.seq_len/pred_len ({cfg.data.seq_len}/{cfg.data.pred_len})")

@@ -34,13 +34,24 @@ def _how_to_get(name: str, src: Source, data_dir: Path) -> str:
     )
 
 
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def verify(name: str, src: Source, path: Path) -> None:
-    """Raise DataError unless ``path`` has one of the accepted digests."""
-    digest = sha256sum(path)
-    if digest not in src.sha256:
+    """Raise DataError unless ``path`` has one of the accepted digests (sha256, else the publisher's md5)."""
+    if src.sha256:
+        digest, expected, kind = sha256sum(path), src.sha256, "sha256"
+    else:
+        digest, expected, kind = md5sum(path), src.md5, "md5"
+    if digest not in expected:
         raise DataError(
-            f"{name}: {path} is corrupt or not the official file: sha256 {digest}, expected "
-            f"{' or '.join(src.sha256)}. Delete it and fetch it again with\n"
+            f"{name}: {path} is corrupt or not the official file: {kind} {digest}, expected "
+            f"{' or '.join(expected)}. Delete it and fetch it again with\n"
             f"  python scripts/prepare_data.py {name} [--from DIR] --data-dir <the data directory>"
         )
 

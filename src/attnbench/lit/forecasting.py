@@ -23,6 +23,7 @@ class ForecastingModule(L.LightningModule):
         self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None, n_targets: int = 1,
         horizons: Sequence[int] | None = None, scheduler_interval: str = "epoch", compile: bool = False,
+        monitor: str = "val/mse", monitor_mode: str = "min",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"], logger=False)
@@ -75,4 +76,4 @@ class ForecastingModule(L.LightningModule):
             return opt
         sched = self.hparams.scheduler(optimizer=opt)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval,
-                                                   "monitor": "val/mse"}}
+                                                   "monitor": self.hparams.monitor}}
