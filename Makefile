@@ -34,6 +34,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m attnbench.bench.hot_scaling
+	$(PY) -m attnbench.bench.volume_scaling
 
 # Attention-only fwd / fwd+bwd time and memory of every sequence entry vs full; efficiency lengths (CAB).
 bench-attention: $(STAMP)

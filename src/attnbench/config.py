@@ -207,6 +207,56 @@ class MedMNISTDataConfig:
 
 
 @dataclass
+class NiftiDataConfig:
+    """NIfTI volumes + a label CSV (attnbench.data.nifti). ``size`` is ``${data.spatial_size}`` in the yaml
+    (the model reads ``img_size: ${data.size}``) and must equal ``spatial_size``."""
+
+    _target_: str = "attnbench.data.nifti.NiftiDataModule"
+    data_dir: str = MISSING
+    csv: str = MISSING
+    n_classes: int = MISSING
+    spatial_size: list[int] = MISSING
+    size: list[int] | None = None
+    image_column: str = "image"
+    label_column: str = "label"
+    split_column: str | None = None
+    pixdim: list[float] | None = None
+    intensity: str = "minmax"
+    clip: list[float] | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    seed: int = 0
+    batch_size: int = 8
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+    augment: str = "none"
+    cache: bool = True
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _need(self.n_classes >= 2, "data.n_classes", self.n_classes, "must be >= 2")
+        sides = list(self.spatial_size)
+        _need(len(sides) == 3 and min(sides) >= 1, "data.spatial_size", sides, "must be three sides >= 1")
+        _need(self.size is None or list(self.size) == sides, "data.size", self.size,
+              f"must equal data.spatial_size={sides} (it is derived from it: set data.spatial_size)")
+        _need(self.pixdim is None or (len(self.pixdim) == 3 and min(self.pixdim) > 0), "data.pixdim",
+              self.pixdim, "must be three voxel spacings > 0 (mm) or null")
+        _need(self.clip is None or (len(self.clip) == 2 and self.clip[0] < self.clip[1]), "data.clip",
+              self.clip, "must be [a_min, a_max] with a_min < a_max, or null")
+        _choice("data.intensity", self.intensity, ["minmax", "zscore", "none"])
+        _choice("data.augment", self.augment, ["flip", "none"])
+        _need(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "must lie in (0, 1)")
+        _need(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "must lie in (0, 1)")
+        _need(self.val_fraction + self.test_fraction < 1, "data.val_fraction + data.test_fraction",
+              self.val_fraction + self.test_fraction, "must be < 1")
+        _need(self.batch_size >= 1, "data.batch_size", self.batch_size, "must be >= 1")
+        _need(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
+              self.eval_batch_size, "must be >= 1 or null")
+        _need(self.num_workers >= 0, "data.num_workers", self.num_workers, "must be >= 0")
+
+
+@dataclass
 class VolumeClassifierNetConfig:
     _target_: str = "attnbench.models.classifier3d.VolumeClassifier"
     img_size: Any = MISSING  # one side or [D, H, W]
@@ -392,6 +442,7 @@ def register_configs() -> None:
     cs.store(group="data", name="timeseries_schema", node=TimeSeriesDataConfig)
     cs.store(group="model", name="forecasting_schema", node=ForecastingModelConfig)
     cs.store(group="data", name="medmnist_schema", node=MedMNISTDataConfig)
+    cs.store(group="data", name="nifti_schema", node=NiftiDataConfig)
     cs.store(group="model", name="classification_schema", node=ClassificationModelConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
@@ -410,6 +461,7 @@ SCHEMAS = {
     "attnbench.data.timeseries.TimeSeriesDataModule": TimeSeriesDataConfig,
     "attnbench.lit.forecasting.ForecastingModule": ForecastingModelConfig,
     "attnbench.data.medmnist.MedMNIST3DDataModule": MedMNISTDataConfig,
+    "attnbench.data.nifti.NiftiDataModule": NiftiDataConfig,
     "attnbench.lit.classification.ClassificationModule": ClassificationModelConfig,
     "lightning.pytorch.Trainer": TrainerConfig,
 }
@@ -418,7 +470,8 @@ SCHEMAS = {
 # which data modules each LightningModule trains on
 TASK_DATA = {
     "attnbench.lit.forecasting.ForecastingModule": ("attnbench.data.timeseries.TimeSeriesDataModule",),
-    "attnbench.lit.classification.ClassificationModule": ("attnbench.data.medmnist.MedMNIST3DDataModule",),
+    "attnbench.lit.classification.ClassificationModule": ("attnbench.data.medmnist.MedMNIST3DDataModule",
+                                                          "attnbench.data.nifti.NiftiDataModule"),
 }
 
 
@@ -449,20 +502,21 @@ def check_schema(key: str, schema: type, plain: Any) -> None:
 def validate(cfg: DictConfig) -> None:
     """Range and cross-group checks; raise ConfigError naming the key before anything is built."""
     for group in ("data", "model", "trainer"):
-        node = cfg.get(group)
-        if node is None:
+        if cfg.get(group) is None:
             raise ConfigError(f"config group {group!r} is missing")
+    wants = TASK_DATA.get(cfg.model.get("_target_"), ())
+    if wants and cfg.data.get("_target_") not in wants:  # before resolving: cross-task interpolations fail
+        raise ConfigError(f"model {cfg.model._target_} cannot train on data {cfg.data._target_}; it takes "
+                          f"{', '.join(wants)} (forecasting: model=hot|full with data=ett|weather|...; "
+                          "3D classification: model=hot3d|vit3d|resnet3d with data=medmnist3d|nifti)")
+    for group in ("data", "model", "trainer"):
+        node = cfg.get(group)
         target = node.get("_target_")
         schema = SCHEMAS.get(target)
         if schema is None:
             raise ConfigError(f"{group}._target_={target!r} has no schema; known: {', '.join(SCHEMAS)}")
         check_schema(group, schema, OmegaConf.to_container(node, resolve=True))  # resolved against the whole cfg
     _choice("test_ckpt", cfg.test_ckpt, ["best", "last"])
-    wants = TASK_DATA.get(cfg.model._target_, ())
-    if cfg.data._target_ not in wants:
-        raise ConfigError(f"model {cfg.model._target_} cannot train on data {cfg.data._target_}; it takes "
-                          f"{', '.join(wants)} (forecasting: model=hot|full with data=ett|weather|...; "
-                          "3D classification: model=hot3d|vit3d|resnet3d with data=medmnist3d|nifti)")
     forecasting = "seq_len" in cfg.data and "seq_len" in cfg.model.net
     if forecasting and (cfg.model.net.seq_len != cfg.data.seq_len or cfg.model.net.pred_len != cfg.data.pred_len):
         raise ConfigError(f"model.net.seq_len/pred_len ({cfg.model.net.seq_len}/{cfg.model.net.pred_len}) must "

@@ -175,6 +175,16 @@ class GroupSpec:
     max_memory_bytes: int | None = None  # CPU only: address-space allowance of the group's process
 
 
+def default_excluded(baseline: str) -> list[str]:
+    """Entries whose kernel is full attention itself (subclasses of it: Optimised / Efficient Attention):
+    timing them against ``full`` measures only noise, so the default run leaves them out."""
+    from attnbench.attention.full import FullAttention
+
+    base = get(baseline)
+    return [e for e in available() if e != baseline and issubclass(get(e), FullAttention)
+            and get(e).forward is base.forward]
+
+
 def kv_length(length: int, kind: str, ratio: float) -> int:
     """Key length S: L for self-attention, max(1, round(ratio * L)) for cross-attention."""
     return length if kind == "self" else max(1, round(ratio * length))
@@ -495,7 +505,8 @@ def run(cfg: AttentionBenchConfig) -> pd.DataFrame:
         raise ConfigError("device=cuda but torch.cuda.is_available() is False; use device=cpu or auto")
     cpu = device == "cpu"
     lengths = sorted(cfg.lengths or (cfg.lengths_cpu if cpu else cfg.lengths_cuda))
-    entries = [cfg.baseline, *sorted(e for e in (cfg.entries or available())
+    same_kernel = default_excluded(cfg.baseline)
+    entries = [cfg.baseline, *sorted(e for e in (cfg.entries or [e for e in available() if e not in same_kernel])
                                      if e != cfg.baseline and not get(e).caps.tensor)]
     if cfg.max_memory_gb is not None:
         cap = int(cfg.max_memory_gb * 2**30)
@@ -508,10 +519,11 @@ def run(cfg: AttentionBenchConfig) -> pd.DataFrame:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     excluded = [e for e in available() if get(e).caps.tensor]
+    not_default = [] if cfg.entries else same_kernel
     machine = {**machine_info(device, cfg.threads), "loadavg_start": os.getloadavg(),
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "memory_cap_gb": round(cap / 2**30, 2) if cap else None, "entries": entries, "lengths": lengths,
-               "excluded_tensor_entries": excluded,
+               "excluded_tensor_entries": excluded, "excluded_same_kernel_entries": not_default,
                **{k: getattr(cfg, k) for k in ("batch", "heads", "head_dim", "cross_kv_ratio", "warmup", "repeats",
                                                 "time_budget_s", "max_call_s", "max_total_s")}}
     rows: list[dict] = []
@@ -568,6 +580,8 @@ def run(cfg: AttentionBenchConfig) -> pd.DataFrame:
         f"B {cfg.batch}, H {cfg.heads}, D {cfg.head_dim}, lengths {lengths}; wall time {machine['wall_s']:.0f} s; "
         f"load average {machine['loadavg_start'][0]:.2f} -> {machine['loadavg_end'][0]:.2f}. Points: {counts}.",
         "", f"Tensor entries not measured (they take (B, H, *axes, D) inputs): {', '.join(excluded) or 'none'}.",
+        *([f"Not measured by default (their kernel is the baseline's SDPA; they change the layer's projections "
+           f"instead; name them in `entries` to measure anyway): {', '.join(not_default)}."] if not_default else []),
     ])
     (out / "efficiency_length.md").write_text(efficiency_markdown(df, cfg.baseline, load_cab_reference(), header))
     plot(df, out, title=f"{machine['device_name']}, B {cfg.batch}, H {cfg.heads}, D {cfg.head_dim}, "

@@ -1,0 +1,461 @@
+"""Classification sweep (MedMNIST3D) -> test ACC/AUC beside published baselines, plus a cost table.
+
+    runs = load_runs("outputs/hot_medmnist3d/multiruns/<time>")  # one row per job
+    table = classification_table(runs, load_reference("medmnist3d"))
+    print(to_markdown(table, runs))
+
+``scripts/make_table.py`` comes here when ``is_classification_sweep`` says so. The conventions are those
+of ``tables`` (the forecasting table): a failed job stays as a ``failed`` cell and is listed with its error,
+a job folder with ``.hydra/`` but no ``results.json`` (killed, or still running) shows as ``missing``,
+repeated runs (seeds) are averaged. Both metrics are higher-is-better.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attnbench.analysis.tables import HOT_NOTE, MISSING_ERROR, STATUSES, Fmt, _as_bool, _show_counts, _tex_escape
+from attnbench.analysis.tables import model_label
+
+TARGET = "attnbench.lit.classification.ClassificationModule"  # config.model._target_ of a classification job
+RUN_COLUMNS = ["dataset", "size", "model", "status", "error", "acc", "auc", "val_acc_best", "epochs",
+               "wall_time_s", "peak_memory_mb", "n_params", "run_dir"]
+REFERENCE_COLUMNS = ["dataset", "size", "model", "acc", "auc", "confirmed", "source"]
+BASELINES = ("ResNet-18 (3D)", "ResNet-50 (3D)")  # our best is compared with the best of these
+METRICS = ("acc", "auc")
+COST_METRICS = ("n_params", "epochs", "minutes", "peak_memory_mb")
+OUTPUT_NAMES = ("table.md", "table.tex", "table.csv", "table.png", "runs.csv")
+MEDMNIST_CITATION = "MedMNIST v2 (Yang et al., Scientific Data 2023, arXiv:2110.14795)"
+_KEYS = ["dataset", "size", "model"]
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> dict[str, Any]:
+    """The row of one job from its ``results.json`` content (or what ``.hydra/`` tells of a missing one)."""
+    where = job_dir / "results.json"
+    choices = result.get("choices") or {}
+    data = (result.get("config") or {}).get("data") or {}
+    if "model" not in choices:
+        raise ValueError(f"{where}: no choices['model'] to name the model "
+                         "(written by an older train.py, or outside Hydra?)")
+    if "name" not in data or "size" not in data:
+        raise ValueError(f"{where}: config.data.name and config.data.size are required (not a classification job?)")
+    status = status or result.get("status")
+    if status not in STATUSES:
+        raise ValueError(f"{where}: status={status!r}; expected one of {STATUSES}")
+    metrics = result.get("metrics") or {}
+    return {"dataset": str(data["name"]), "size": int(data["size"]), "model": model_label(choices),
+            "status": status, "error": result.get("error"), "acc": metrics.get("test/acc"),
+            "auc": metrics.get("test/auc"), "val_acc_best": metrics.get("val/acc_best"),
+            "epochs": metrics.get("epochs"), "wall_time_s": result.get("wall_time_s"),
+            "peak_memory_mb": result.get("peak_memory_mb"), "n_params": metrics.get("n_params"),
+            "run_dir": str(job_dir)}
+
+
+def _hydra_result(job_dir: Path) -> dict[str, Any]:
+    """A stand-in ``results.json`` content for a job that wrote none, from its ``.hydra/`` folder."""
+    from omegaconf import OmegaConf
+
+    hydra_dir = job_dir / ".hydra"
+    config = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"), resolve=False)
+    choices: Any = {}
+    if (hydra_dir / "hydra.yaml").is_file():
+        runtime = OmegaConf.select(OmegaConf.load(hydra_dir / "hydra.yaml"), "hydra.runtime.choices", default={})
+        choices = OmegaConf.to_container(runtime, resolve=False) if OmegaConf.is_config(runtime) else runtime
+    return {"error": MISSING_ERROR, "choices": choices, "config": config}
+
+
+def _read_result(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
+    """Every job under ``sweep_dir``, one row each (columns ``RUN_COLUMNS``); failed/missing jobs are kept.
+
+    Raises ``FileNotFoundError`` when the folder does not exist or holds no ``results.json``.
+    """
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"sweep directory {root} does not exist")
+    files = sorted(root.rglob("results.json"))
+    if not files:
+        raise FileNotFoundError(
+            f"no results.json under {root}: expected one folder per job, e.g. {root}/0/results.json "
+            "(written by `python train.py -m experiment=...`)")
+    rows = [_job_row(f.parent, _read_result(f)) for f in files]
+    written = {f.parent for f in files}
+    for hydra_cfg in sorted(root.glob("**/.hydra/config.yaml")):
+        job = hydra_cfg.parent.parent
+        if job not in written:
+            rows.append(_job_row(job, _hydra_result(job), status="missing"))
+    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    runs["size"] = runs["size"].astype(int)
+    for c in ("acc", "auc", "val_acc_best", "epochs", "wall_time_s", "peak_memory_mb", "n_params"):
+        runs[c] = pd.to_numeric(runs[c])
+    return runs.sort_values([*_KEYS, "run_dir"], ignore_index=True)
+
+
+def is_classification_sweep(sweep_dir: str | Path) -> bool:
+    """True when some job's ``results.json`` has the classification module as ``config.model._target_``
+    or a ``test/acc`` metric (unreadable files are skipped; the loader reports them)."""
+    for f in sorted(Path(sweep_dir).rglob("results.json")):
+        try:
+            result = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not isinstance(result, dict):
+            continue
+        model = (result.get("config") or {}).get("model") or {}
+        if model.get("_target_") == TARGET or "test/acc" in (result.get("metrics") or {}):
+            return True
+    return False
+
+
+def _confirmed(v: Any) -> bool:
+    """``yes``/``no`` (the MedMNIST CSV) or ``true``/``false``."""
+    word = str(v).strip().lower()
+    return {"yes": True, "no": False}[word] if word in ("yes", "no") else _as_bool(v)
+
+
+def load_reference(name: str = "medmnist3d") -> pd.DataFrame:
+    """Published numbers: ``analysis/reference/<name>.csv`` (package data) or a path to such a CSV.
+
+    The CSV's ``data`` column is renamed ``dataset``; columns ``REFERENCE_COLUMNS``, ``confirmed`` as bool.
+    """
+    ref_dir = resources.files("attnbench.analysis").joinpath("reference")
+    source: Any = Path(name) if name.endswith(".csv") and Path(name).is_file() else ref_dir.joinpath(f"{name}.csv")
+    if not source.is_file():
+        known = sorted(p.name[:-4] for p in ref_dir.iterdir() if p.name.endswith(".csv"))
+        raise FileNotFoundError(f"no reference table {name!r}; known: {', '.join(known)} (or a path to a .csv)")
+    with source.open() as fh:
+        ref = pd.read_csv(fh).rename(columns={"data": "dataset"})
+    lacking = [c for c in REFERENCE_COLUMNS if c not in ref.columns]
+    if lacking:
+        raise ValueError(f"reference {name!r} lacks columns {lacking}; expected data (or dataset), size, model, "
+                         "acc, auc, confirmed, source")
+    repeated = ref[ref.duplicated(_KEYS, keep=False)]
+    if not repeated.empty:
+        raise ValueError(f"reference {name!r} repeats (dataset, size, model):\n{repeated[_KEYS]}")
+    ref = ref[REFERENCE_COLUMNS].copy()
+    ref["size"] = ref["size"].astype(int)
+    ref["confirmed"] = ref["confirmed"].map(_confirmed).astype(bool)
+    return ref
+
+
+# ---------------------------------------------------------------------------------------------- tables
+def _row_index(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.MultiIndex:
+    """(dataset, size) pairs we ran: reference order of data sets first, then the others by name."""
+    known = list(dict.fromkeys(reference["dataset"]))
+    order = known + sorted(set(runs["dataset"]) - set(known))
+    pairs = runs[["dataset", "size"]].drop_duplicates()
+    pairs = pairs.assign(rank=pairs["dataset"].map(order.index)).sort_values(["rank", "size"])
+    return pd.MultiIndex.from_frame(pairs[["dataset", "size"]])
+
+
+def _per_model(frame: pd.DataFrame, model: str, index: pd.MultiIndex) -> pd.DataFrame:
+    """Rows of ``frame`` (index dataset, size, model) for one model, reindexed to ``index``."""
+    return frame[frame.index.get_level_values("model") == model].droplevel("model").reindex(index)
+
+
+def _our_stats(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, size, model): mean ACC/AUC over ok runs, n of them, and counts of failed/missing jobs."""
+    counts = pd.crosstab([runs["dataset"], runs["size"], runs["model"]], runs["status"])
+    counts = counts.reindex(columns=list(STATUSES), fill_value=0)
+    ok = runs[runs["status"] == "ok"].groupby(_KEYS)
+    means = ok[list(METRICS)].mean().assign(n=ok["acc"].count())
+    return counts[["failed", "missing"]].join(means, how="left")
+
+
+def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines: Sequence[str] = BASELINES
+                         ) -> pd.DataFrame:
+    """Wide table, index (dataset, size) of the pairs we ran, columns (group, model, metric).
+
+    ``("ours", m, acc|auc|n|failed|missing)``: our runs averaged (seeds); n counts the ok ones.
+    ``("diff", "best", acc|auc)``: the best of our models minus the best published of ``baselines``, per
+    metric (positive = ours better). ``("published", r, acc|auc|confirmed)``: every reference model, empty
+    where the reference has no number for that data set and size. ``attrs``: baselines, sources, and the
+    sizes with published numbers.
+    """
+    if runs.empty:
+        raise ValueError("no runs to tabulate")
+    ref_models = list(dict.fromkeys(reference["model"]))
+    unknown = [b for b in baselines if b not in ref_models]
+    if unknown or not baselines:
+        raise ValueError(f"baseline(s) {unknown or list(baselines)} not in the reference; choose from {ref_models}")
+    index = _row_index(runs, reference)
+    stats = _our_stats(runs)
+    ours: dict[tuple[str, str, str], pd.Series] = {}
+    for m in sorted(runs["model"].unique()):
+        s = _per_model(stats, m, index)
+        for c in (*METRICS, "n", "failed", "missing"):
+            ours[("ours", m, c)] = s[c] if c in METRICS else s[c].fillna(0).astype(int)
+    ref = reference.set_index(_KEYS)
+    published = {("published", r, c): _per_model(ref, r, index)[c]
+                 for r in ref_models for c in (*METRICS, "confirmed")}
+    diff = {}
+    for c in METRICS:
+        best_ours = pd.concat([v for (_, _, k), v in ours.items() if k == c], axis=1).max(axis=1)
+        best_base = pd.concat([published[("published", b, c)] for b in baselines], axis=1).max(axis=1)
+        diff[("diff", "best", c)] = best_ours - best_base
+    cols = {**ours, **diff, **published}
+    table = pd.DataFrame(cols, index=index)
+    table.columns = pd.MultiIndex.from_tuples(list(cols), names=["group", "model", "metric"])
+    table.attrs.update(baselines=list(baselines), sources=sorted(reference["source"].unique()),
+                       published_sizes=sorted(int(s) for s in reference["size"].unique()))
+    return table
+
+
+def cost_table(runs: pd.DataFrame, index: pd.MultiIndex | None = None) -> pd.DataFrame:
+    """What our runs cost: index (dataset, size), columns ("cost", model, n_params|epochs|minutes|peak_memory_mb),
+    means over the ok runs (wall time in minutes)."""
+    if index is None:
+        index = pd.MultiIndex.from_frame(runs[["dataset", "size"]].drop_duplicates().sort_values(["dataset", "size"]))
+    ok = runs[runs["status"] == "ok"].assign(minutes=runs["wall_time_s"] / 60)
+    means = ok.groupby(_KEYS)[list(COST_METRICS)].mean()
+    cols = {("cost", m, c): _per_model(means, m, index)[c]
+            for m in sorted(runs["model"].unique()) for c in COST_METRICS}
+    cost = pd.DataFrame(cols, index=index)
+    cost.columns = pd.MultiIndex.from_tuples(list(cols), names=["group", "model", "metric"])
+    return cost
+
+
+def failed_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per failed or missing job: model, dataset, size, status, error, run_dir."""
+    bad = runs[runs["status"] != "ok"].sort_values("run_dir")
+    return bad[["model", "dataset", "size", "status", "error", "run_dir"]].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------- display
+class _Style:
+    """Markdown or LaTeX spelling of the few marks the tables use."""
+
+    def __init__(self, fmt: Fmt) -> None:
+        self.md = fmt == "md"
+        self.dash = "–" if self.md else "--"
+        self.dagger = "†" if self.md else r"\textsuperscript{\dag}"
+        self.delta = "Δ" if self.md else r"$\Delta$"
+
+    def name(self, s: str) -> str:
+        return s if self.md else _tex_escape(s)
+
+    def bold(self, s: str) -> str:
+        return f"**{s}**" if self.md else rf"\textbf{{{s}}}"
+
+    def note(self, s: str) -> str:
+        if self.md:
+            return s
+        return (_tex_escape(s).replace("Δ", r"$\Delta$").replace("−", "$-$").replace("†", r"\dag{}")
+                .replace("³", "$^3$"))
+
+
+def _bests(table: pd.DataFrame, metric: str) -> pd.Series:
+    """Per row the highest value (3 decimals) among ours and published; NaN without at least two values."""
+    vals = pd.concat([table["ours"].xs(metric, level="metric", axis=1),
+                      table["published"].xs(metric, level="metric", axis=1)], axis=1).astype(float).round(3)
+    return vals.max(axis=1).where(vals.notna().sum(axis=1) >= 2)
+
+
+def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
+    """String cells: 3 decimals, the best ACC and AUC per row in bold, ``failed``/``missing`` where a model of
+    ours has no score, a dagger on published values not confirmed by the source check."""
+    st = _Style(fmt)
+    bests = {c: _bests(table, c) for c in METRICS}
+
+    def score(v: float, best: float, mark: str = "") -> str:
+        if pd.isna(v):
+            return st.dash
+        text = f"{v:.3f}"
+        return (st.bold(text) if round(v, 3) == best else text) + mark
+
+    out: dict[tuple[str, str], list[str]] = {}
+    ours, pub = table["ours"], table["published"]
+    show_n = _show_counts(table)
+    for m in ours.columns.get_level_values("model").unique():
+        s = ours[m]
+        for c in METRICS:
+            out[(st.name(m), c.upper())] = [
+                score(v, b) if n else ("failed" if f else "missing" if k else st.dash)
+                for v, b, n, f, k in zip(s[c], bests[c], s["n"], s["failed"], s["missing"], strict=True)]
+        if show_n:
+            out[(st.name(m), "n")] = [
+                str(n) + ("" if not (f or k) else " (" + ", ".join(
+                    f"+{x} {word}" for x, word in ((f, "failed"), (k, "missing")) if x) + ")")
+                for n, f, k in zip(s["n"], s["failed"], s["missing"], strict=True)]
+    versus = "ResNet (3D)" if list(table.attrs.get("baselines", BASELINES)) == list(BASELINES) else "baseline"
+    diff_label = f"{st.delta} best vs {versus}"
+    for c in METRICS:
+        out[(diff_label, c.upper())] = [st.dash if pd.isna(v) else f"{round(v, 3) + 0.0:+.3f}"  # no -0.000
+                                        for v in table[("diff", "best", c)]]
+    for r in pub.columns.get_level_values("model").unique():
+        s = pub[r]
+        for c in METRICS:
+            out[(st.name(r), c.upper())] = [
+                score(v, b, "" if pd.isna(ok) or ok else st.dagger)
+                for v, b, ok in zip(s[c], bests[c], s["confirmed"], strict=True)]
+    return _framed(out, table.index, st)
+
+
+def _framed(out: dict[tuple[str, str], list[str]], index: pd.MultiIndex, st: _Style) -> pd.DataFrame:
+    frame = pd.DataFrame(out)
+    frame.columns = pd.MultiIndex.from_tuples(list(out))
+    frame.index = pd.MultiIndex.from_arrays(
+        [[st.name(str(d)) for d in index.get_level_values("dataset")], list(index.get_level_values("size"))],
+        names=["dataset", "size"])
+    return frame
+
+
+def display_cost(cost: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
+    """String cells of ``cost_table``: parameters in millions, epochs, minutes (1 decimal), peak memory MB."""
+    st = _Style(fmt)
+    spell = {"n_params": ("params", lambda v: f"{v / 1e6:.2f}M"), "epochs": ("epochs", lambda v: f"{v:.0f}"),
+             "minutes": ("min", lambda v: f"{v:.1f}"), "peak_memory_mb": ("peak MB", lambda v: f"{v:.0f}")}
+    out: dict[tuple[str, str], list[str]] = {}
+    for (_, m, c), col in cost.items():
+        header, fmt_value = spell[c]
+        out[(st.name(m), header)] = [st.dash if pd.isna(v) else fmt_value(v) for v in col]
+    return _framed(out, cost.index, st)
+
+
+def _size_note(table: pd.DataFrame) -> str | None:
+    """Say where our sizes have no published numbers (MedMNIST v2 publishes 28^3 only)."""
+    published = table.attrs.get("published_sizes", [])
+    ours = sorted({int(s) for s in table.index.get_level_values("size")} - set(published))
+    if not ours or not published:
+        return None
+    theirs = ", ".join(f"{s}³" for s in published)
+    return (f"Published numbers are for {theirs} only; our runs at {', '.join(f'{s}³' for s in ours)} are not "
+            "directly comparable (no published cells in those rows).")
+
+
+def _notes(table: pd.DataFrame, fmt: Fmt) -> list[str]:
+    st = _Style(fmt)
+    sources = "; ".join(table.attrs.get("sources", []))
+    cite = f"{MEDMNIST_CITATION}, " if sources and "medmnist" in sources.lower() else ""
+    baselines = ", ".join(table.attrs.get("baselines", BASELINES))
+    notes = [f"Δ = best of ours − best published of {baselines}, per metric; positive = ours better. "
+             "Best ACC and AUC per row in bold. Repeated runs (seeds) of a model are averaged.",
+             f"Published numbers (test split): {cite}source: {sources}."]
+    if (table["published"].xs("confirmed", level="metric", axis=1) == False).to_numpy().any():  # noqa: E712
+        notes.append("† not confirmed against the published source.")
+    size_note = _size_note(table)
+    if size_note:
+        notes.append(size_note)
+    if not any("hot" in str(r).lower() for r in table["published"].columns.get_level_values("model")):
+        notes.append(HOT_NOTE)
+    return [st.note(n) for n in notes]
+
+
+COST_NOTE = ("Means over ok runs. params: trainable parameters; epochs: epochs trained (early stopping on val "
+             "ACC); min: wall time of the whole job (fit + test); peak MB: peak CUDA memory allocated (peak RSS "
+             "on CPU).")
+
+
+def _md_cell(v: Any) -> str:
+    return "" if pd.isna(v) else str(v).replace("\n", " ").replace("|", r"\|")
+
+
+def to_markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """Markdown: the ACC/AUC table and its notes, the cost table, and the failed/missing jobs with their errors."""
+    def flat(frame: pd.DataFrame) -> str:
+        frame.columns = [f"{a} {b}" for a, b in frame.columns]
+        return frame.reset_index().to_markdown(index=False, disable_numparse=True)
+
+    lines = ["## Classification: test ACC / AUC (higher is better)", "", flat(display_frame(table, "md")), ""]
+    lines += [f"- {n}" for n in _notes(table, "md")]
+    lines += ["", "## Cost of our runs", "", flat(display_cost(cost_table(runs, table.index), "md")), "",
+              f"- {COST_NOTE}"]
+    bad = failed_runs(runs)
+    if not bad.empty:
+        bad["error"] = [_md_cell(e) for e in bad["error"]]
+        lines += ["", f"## Failed or missing jobs ({len(bad)})", "",
+                  bad.to_markdown(index=False, disable_numparse=True)]
+    return "\n".join(lines) + "\n"
+
+
+def _latex_table(frame: pd.DataFrame, caption: str, label: str, notes: list[str]) -> str:
+    """One booktabs ``table`` (scaled to the text width) with notes under it."""
+    tex = frame.to_latex(escape=False, multicolumn=True, multicolumn_format="c", multirow=False,
+                         column_format="ll" + "r" * frame.shape[1], position="t", label=label, caption=caption)
+    tex = tex.replace(r"\begin{tabular}", "\\resizebox{\\textwidth}{!}{%\n\\begin{tabular}")
+    tex = tex.replace(r"\end{tabular}", "\\end{tabular}}")
+    footer = "\n".join([r"\par\smallskip\footnotesize", *(n + r"\\" for n in notes)])
+    return tex.replace(r"\end{table}", footer + "\n" + r"\end{table}")
+
+
+def to_latex(table: pd.DataFrame, runs: pd.DataFrame, label: str = "tab:medmnist3d") -> str:
+    """LaTeX: the ACC/AUC table and the cost table (booktabs, graphicx for the scaling)."""
+    main = _latex_table(display_frame(table, "tex"), "3D classification: test ACC and AUC (higher is better).",
+                        label, _notes(table, "tex"))
+    cost = _latex_table(display_cost(cost_table(runs, table.index), "tex"), "Cost of our runs.",
+                        f"{label}-cost", [_Style("tex").note(COST_NOTE)])
+    return "% needs \\usepackage{booktabs,graphicx}\n" + main + "\n" + cost
+
+
+def plot_acc(table: pd.DataFrame, path: str | Path) -> Path:
+    """Grouped bars of test ACC per (data set, size): our models and the best published model of the row.
+
+    A failed/missing model of ours shows as a red x at zero.
+    """
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
+
+    ours = table["ours"]
+    best_pub = table["published"].xs("acc", level="metric", axis=1).astype(float).max(axis=1)
+    series = [(m, ours[(m, "acc")], ours[(m, "failed")] + ours[(m, "missing")])
+              for m in ours.columns.get_level_values("model").unique()]
+    series.append(("best published", best_pub, None))
+    labels = [f"{str(d).removesuffix('mnist3d')}\n{s}³" for d, s in table.index]
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(max(6.0, 1.1 * len(labels) + 2), 3.6), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / len(series)
+    for k, (name, acc, bad) in enumerate(series):
+        xs = [j + (k - (len(series) - 1) / 2) * width for j in range(len(labels))]
+        style = {"color": "0.6", "hatch": "//"} if bad is None else {"color": colors[k % len(colors)]}
+        ax.bar(xs, acc.to_numpy(dtype=float), width, edgecolor="black", linewidth=0.5, label=name, **style)
+        if bad is not None:
+            crosses = [x for x, b, v in zip(xs, bad, acc, strict=True) if b and pd.isna(v)]
+            if crosses:
+                ax.plot(crosses, [0] * len(crosses), "x", color="red", markersize=9, clip_on=False,
+                        label="failed / missing")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlim(-0.5, len(labels) - 0.5)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test ACC")
+    handles, names = ax.get_legend_handles_labels()
+    shown = dict(zip(names, handles, strict=True))  # one "failed / missing" entry
+    fig.legend(list(shown.values()), list(shown), loc="outside lower center", ncols=min(len(shown), 6),
+               frameon=False)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out
+
+
+def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: str = "medmnist3d",
+                  baselines: Sequence[str] = BASELINES) -> str:
+    """Write ``OUTPUT_NAMES`` into ``out_dir`` (default ``sweep_dir``): table.md/.tex/.png, table.csv (the wide
+    table with the cost columns, headers ``group/model/metric``) and runs.csv (one row per job); returns the
+    Markdown."""
+    runs = load_runs(sweep_dir)
+    table = classification_table(runs, load_reference(reference), baselines=baselines)
+    out = Path(out_dir if out_dir is not None else sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(table, runs)
+    (out / "table.md").write_text(md)
+    (out / "table.tex").write_text(to_latex(table, runs))
+    wide = pd.concat([table, cost_table(runs, table.index)], axis=1)
+    wide.columns = ["/".join(c) for c in wide.columns]
+    wide.to_csv(out / "table.csv")
+    plot_acc(table, out / "table.png")
+    runs.to_csv(out / "runs.csv", index=False)
+    return md
