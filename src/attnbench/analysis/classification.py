@@ -20,8 +20,16 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.analysis.tables import HOT_NOTE, MISSING_ERROR, STATUSES, Fmt, _as_bool, _show_counts, _tex_escape
-from attnbench.analysis.tables import model_label
+from attnbench.analysis.tables import (
+    HOT_NOTE,
+    MISSING_ERROR,
+    STATUSES,
+    Fmt,
+    _as_bool,
+    _show_counts,
+    _tex_escape,
+    model_label,
+)
 
 TARGET = "attnbench.lit.classification.ClassificationModule"  # config.model._target_ of a classification job
 RUN_COLUMNS = ["dataset", "size", "model", "status", "error", "acc", "auc", "val_acc_best", "epochs",
@@ -32,10 +40,20 @@ METRICS = ("acc", "auc")
 COST_METRICS = ("n_params", "epochs", "minutes", "peak_memory_mb")
 OUTPUT_NAMES = ("table.md", "table.tex", "table.csv", "table.png", "runs.csv")
 MEDMNIST_CITATION = "MedMNIST v2 (Yang et al., Scientific Data 2023, arXiv:2110.14795)"
+DEFAULT_ATTENTION = {"hot3d": "hot", "vit3d": "full"}  # conf/model/<model>.yaml: not named in the label
 _KEYS = ["dataset", "size", "model"]
 
 
 # ---------------------------------------------------------------------------------------------- loading
+def classifier_label(choices: dict[str, Any]) -> str:
+    """``tables.model_label``, naming the attention only when it is not the model's default
+    (``hot3d``, ``vit3d``, ``hot3d[hot_linear]``)."""
+    model = str(choices.get("model"))
+    if choices.get("model/attention") == DEFAULT_ATTENTION.get(model, model.removesuffix("3d")):
+        choices = {k: v for k, v in choices.items() if k != "model/attention"}
+    return model_label(choices)
+
+
 def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> dict[str, Any]:
     """The row of one job from its ``results.json`` content (or what ``.hydra/`` tells of a missing one)."""
     where = job_dir / "results.json"
@@ -50,7 +68,7 @@ def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -
     if status not in STATUSES:
         raise ValueError(f"{where}: status={status!r}; expected one of {STATUSES}")
     metrics = result.get("metrics") or {}
-    return {"dataset": str(data["name"]), "size": int(data["size"]), "model": model_label(choices),
+    return {"dataset": str(data["name"]), "size": int(data["size"]), "model": classifier_label(choices),
             "status": status, "error": result.get("error"), "acc": metrics.get("test/acc"),
             "auc": metrics.get("test/auc"), "val_acc_best": metrics.get("val/acc_best"),
             "epochs": metrics.get("epochs"), "wall_time_s": result.get("wall_time_s"),
@@ -84,13 +102,12 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
     Raises ``FileNotFoundError`` when the folder does not exist or holds no ``results.json``.
     """
     root = Path(sweep_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"sweep directory {root} does not exist")
-    files = sorted(root.rglob("results.json"))
+    files = sorted(root.rglob("results.json")) if root.is_dir() else []
     if not files:
         raise FileNotFoundError(
-            f"no results.json under {root}: expected one folder per job, e.g. {root}/0/results.json "
-            "(written by `python train.py -m experiment=...`)")
+            f"sweep directory {root} does not exist" if not root.is_dir() else
+            f"no results.json under {root}: one folder per job was expected (e.g. {root}/0/results.json, "
+            "written by `python train.py -m experiment=hot/medmnist3d`)")
     rows = [_job_row(f.parent, _read_result(f)) for f in files]
     written = {f.parent for f in files}
     for hydra_cfg in sorted(root.glob("**/.hydra/config.yaml")):
@@ -403,42 +420,42 @@ def to_latex(table: pd.DataFrame, runs: pd.DataFrame, label: str = "tab:medmnist
 def plot_acc(table: pd.DataFrame, path: str | Path) -> Path:
     """Grouped bars of test ACC per (data set, size): our models and the best published model of the row.
 
-    A failed/missing model of ours shows as a red x at zero.
+    A group shows only the models with a number there; a failed/missing model of ours shows as a red x at zero.
     """
     from matplotlib import rcParams
     from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
 
     ours = table["ours"]
     best_pub = table["published"].xs("acc", level="metric", axis=1).astype(float).max(axis=1)
-    series = [(m, ours[(m, "acc")], ours[(m, "failed")] + ours[(m, "missing")])
+    series = [(m, ours[(m, "acc")].to_numpy(dtype=float), (ours[(m, "failed")] + ours[(m, "missing")]).to_numpy())
               for m in ours.columns.get_level_values("model").unique()]
-    series.append(("best published", best_pub, None))
-    labels = [f"{str(d).removesuffix('mnist3d')}\n{s}³" for d, s in table.index]
+    series.append(("best published", best_pub.to_numpy(dtype=float), [0] * len(best_pub)))
     colors = rcParams["axes.prop_cycle"].by_key()["color"]
-    fig = Figure(figsize=(max(6.0, 1.1 * len(labels) + 2), 3.6), layout="constrained")
+    fig = Figure(figsize=(max(7.0, 1.3 * len(table) + 2), 4.0), layout="constrained")
     ax = fig.subplots()
-    width = 0.8 / len(series)
-    for k, (name, acc, bad) in enumerate(series):
-        xs = [j + (k - (len(series) - 1) / 2) * width for j in range(len(labels))]
-        style = {"color": "0.6", "hatch": "//"} if bad is None else {"color": colors[k % len(colors)]}
-        ax.bar(xs, acc.to_numpy(dtype=float), width, edgecolor="black", linewidth=0.5, label=name, **style)
-        if bad is not None:
-            crosses = [x for x, b, v in zip(xs, bad, acc, strict=True) if b and pd.isna(v)]
-            if crosses:
-                ax.plot(crosses, [0] * len(crosses), "x", color="red", markersize=9, clip_on=False,
-                        label="failed / missing")
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_xlim(-0.5, len(labels) - 0.5)
+    handles: dict[str, Any] = {}
+    groups = [[(k, name, acc[j]) for k, (name, acc, bad) in enumerate(series) if not pd.isna(acc[j]) or bad[j]]
+              for j in range(len(table))]
+    width = 0.8 / max(1, *(len(g) for g in groups))
+    for j, shown in enumerate(groups):
+        for i, (k, name, acc) in enumerate(shown):
+            x = j + (i - (len(shown) - 1) / 2) * width
+            if pd.isna(acc):
+                (handles["failed / missing"],) = ax.plot([x], [0], "x", color="red", markersize=9, clip_on=False)
+                continue
+            style = ({"color": "0.6", "hatch": "//"} if k == len(series) - 1
+                     else {"color": colors[k % len(colors)]})
+            handles[name] = ax.bar([x], [acc], width, edgecolor="black", linewidth=0.5, **style)
+    ax.set_xticks(range(len(table)), [f"{str(d).removesuffix('mnist3d')}\n{s}³" for d, s in table.index])
+    ax.set_xlim(-0.5, len(table) - 0.5)
     ax.set_ylim(0, 1)
     ax.set_ylabel("test ACC")
-    handles, names = ax.get_legend_handles_labels()
-    shown = dict(zip(names, handles, strict=True))  # one "failed / missing" entry
-    fig.legend(list(shown.values()), list(shown), loc="outside lower center", ncols=min(len(shown), 6),
+    order = [name for name, _, _ in series if name in handles] + [n for n in ("failed / missing",) if n in handles]
+    fig.legend([handles[n] for n in order], order, loc="outside lower center", ncols=min(len(order), 4),
                frameon=False)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    return out
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return Path(path)
 
 
 def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: str = "medmnist3d",
@@ -448,9 +465,9 @@ def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None, refe
     Markdown."""
     runs = load_runs(sweep_dir)
     table = classification_table(runs, load_reference(reference), baselines=baselines)
-    out = Path(out_dir if out_dir is not None else sweep_dir)
-    out.mkdir(parents=True, exist_ok=True)
     md = to_markdown(table, runs)
+    out = Path(sweep_dir if out_dir is None else out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(md)
     (out / "table.tex").write_text(to_latex(table, runs))
     wide = pd.concat([table, cost_table(runs, table.index)], axis=1)
