@@ -95,13 +95,28 @@ def check_attention(key: str, att: dict) -> None:
         raise ConfigError(f"{key}: {e}") from None
 
 
+def check_transformer_net(net: Any, *positive: str) -> None:
+    """Checks shared by the tensor-block networks (``model.net``): sizes, heads, RoPE, attention, per-axis q/k."""
+    for k in (*positive, "d_model", "n_heads", "n_layers", "d_mlp"):
+        _need(getattr(net, k) >= 1, f"model.net.{k}", getattr(net, k), "must be >= 1")
+    _need(0.0 <= net.dropout < 1.0, "model.net.dropout", net.dropout, "must lie in [0, 1)")
+    if net.d_model % net.n_heads:
+        raise ConfigError(f"model.net.n_heads={net.n_heads} must divide model.net.d_model={net.d_model}")
+    if net.rope and (net.d_model // net.n_heads) % 2:
+        raise ConfigError(f"RoPE needs an even head size: model.net.d_model/n_heads = "
+                          f"{net.d_model}/{net.n_heads} is odd (or set model.net.rope=false)")
+    check_attention("model.net.attention", dict(net.attention))
+    cls = attention.get(net.attention["name"])
+    if net.per_axis_qk and not cls.caps.per_axis_qk:
+        raise ConfigError(f"model.net.per_axis_qk=true but attention {cls.name!r} takes one query/key "
+                          "tensor: set model.net.per_axis_qk=false")
+
+
 @dataclass
-class ForecasterNetConfig:
-    _target_: str = "attnbench.models.forecaster.PatchForecaster"
-    seq_len: int = MISSING
-    pred_len: int = MISSING
+class TransformerNetConfig:
+    """Fields of the tensor-block networks (``layers.block.TensorBlock`` stacks)."""
+
     attention: dict[str, Any] = MISSING
-    patch_len: int = 4
     d_model: int = 128
     n_heads: int = 8
     n_layers: int = 4
@@ -110,27 +125,23 @@ class ForecasterNetConfig:
     qk_norm: bool = True
     rope: bool = True
     per_axis_qk: bool = True
+
+
+@dataclass
+class ForecasterNetConfig(TransformerNetConfig):
+    _target_: str = "attnbench.models.forecaster.PatchForecaster"
+    seq_len: int = MISSING
+    pred_len: int = MISSING
+    patch_len: int = 4
     revin: bool = True
     head: Head = Head.flatten
 
     def __post_init__(self) -> None:
         if _incomplete(self):
             return
-        for k in ("patch_len", "d_model", "n_heads", "n_layers", "d_mlp"):
-            _need(getattr(self, k) >= 1, f"model.net.{k}", getattr(self, k), "must be >= 1")
-        _need(0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout, "must lie in [0, 1)")
-        if self.d_model % self.n_heads:
-            raise ConfigError(f"model.net.n_heads={self.n_heads} must divide model.net.d_model={self.d_model}")
-        if self.rope and (self.d_model // self.n_heads) % 2:
-            raise ConfigError(f"RoPE needs an even head size: model.net.d_model/n_heads = "
-                              f"{self.d_model}/{self.n_heads} is odd (or set model.net.rope=false)")
+        check_transformer_net(self, "patch_len")
         if self.seq_len % self.patch_len:
             raise ConfigError(f"model.net.patch_len={self.patch_len} must divide data.seq_len={self.seq_len}")
-        check_attention("model.net.attention", dict(self.attention))
-        cls = attention.get(self.attention["name"])
-        if self.per_axis_qk and not cls.caps.per_axis_qk:
-            raise ConfigError(f"model.net.per_axis_qk=true but attention {cls.name!r} takes one query/key "
-                              "tensor: set model.net.per_axis_qk=false")
 
 
 @dataclass
@@ -257,42 +268,21 @@ class NiftiDataConfig:
 
 
 @dataclass
-class VolumeClassifierNetConfig:
+class VolumeClassifierNetConfig(TransformerNetConfig):
     _target_: str = "attnbench.models.classifier3d.VolumeClassifier"
     img_size: Any = MISSING  # one side or [D, H, W]
     n_classes: int = MISSING
-    attention: dict[str, Any] = MISSING
     in_channels: int = 1
     patch_size: int = 4
-    d_model: int = 128
-    n_heads: int = 8
-    n_layers: int = 4
-    d_mlp: int = 512
-    dropout: float = 0.1
-    qk_norm: bool = True
-    rope: bool = True
-    per_axis_qk: bool = True
 
     def __post_init__(self) -> None:
         if _incomplete(self):
             return
-        for k in ("patch_size", "d_model", "n_heads", "n_layers", "d_mlp", "in_channels"):
-            _need(getattr(self, k) >= 1, f"model.net.{k}", getattr(self, k), "must be >= 1")
-        _need(0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout, "must lie in [0, 1)")
-        if self.d_model % self.n_heads:
-            raise ConfigError(f"model.net.n_heads={self.n_heads} must divide model.net.d_model={self.d_model}")
-        if self.rope and (self.d_model // self.n_heads) % 2:
-            raise ConfigError(f"RoPE needs an even head size: model.net.d_model/n_heads = "
-                              f"{self.d_model}/{self.n_heads} is odd (or set model.net.rope=false)")
+        check_transformer_net(self, "patch_size", "in_channels")
         sides = [self.img_size] * 3 if isinstance(self.img_size, int) else list(self.img_size)
         if len(sides) != 3 or any(int(s) % self.patch_size for s in sides):
             raise ConfigError(f"model.net.patch_size={self.patch_size} must divide every side of "
                               f"model.net.img_size={sides}")
-        check_attention("model.net.attention", dict(self.attention))
-        cls = attention.get(self.attention["name"])
-        if self.per_axis_qk and not cls.caps.per_axis_qk:
-            raise ConfigError(f"model.net.per_axis_qk=true but attention {cls.name!r} takes one query/key "
-                              "tensor: set model.net.per_axis_qk=false")
 
 
 @dataclass

@@ -12,13 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import numpy as np
 import torch
 from monai.transforms import Compose, RandFlip, RandScaleIntensity, ScaleIntensity, ToTensor
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from attnbench.data.base import SplitDataModule
 from attnbench.data.catalog import VolumeSpec, volume_spec
 from attnbench.data.download import DataError, fetch, locate
 
@@ -85,7 +85,7 @@ def load_npz(path: Path, spec: VolumeSpec, size: int, check: bool = True) -> dic
     return out
 
 
-class MedMNIST3DDataModule(L.LightningDataModule):
+class MedMNIST3DDataModule(SplitDataModule):
     """One MedMNIST3D data set at size 28 or 64 with its official splits.
 
     ``n_classes``, ``task`` and (after ``setup``) ``class_counts`` of the train split are exposed for the
@@ -108,7 +108,6 @@ class MedMNIST3DDataModule(L.LightningDataModule):
         self.num_workers, self.augment, self.download, self.verify = num_workers, augment, download, verify
         self.drop_last_train, self.seed = drop_last_train, seed
         self.n_classes, self.task = self.spec.n_classes, self.spec.task
-        self.datasets: dict[str, VolumeDataset] = {}
         self.class_counts: list[int] | None = None
 
     def prepare_data(self) -> None:
@@ -129,17 +128,3 @@ class MedMNIST3DDataModule(L.LightningDataModule):
             self.datasets[s] = VolumeDataset(imgs, labels, tf)
         self.class_counts = np.bincount(self.datasets["train"].labels, minlength=self.n_classes).tolist()
 
-    def _loader(self, split: str) -> DataLoader:
-        train = split == "train"
-        return DataLoader(self.datasets[split], batch_size=self.batch_size if train else self.eval_batch_size,
-                          shuffle=train, drop_last=train and self.drop_last_train, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")

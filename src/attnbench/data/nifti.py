@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -47,8 +46,9 @@ from monai.transforms import (
     Spacingd,
 )
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from attnbench.data.base import SplitDataModule
 from attnbench.data.download import DataError
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def nifti_transform(spatial_size: Sequence[int], pixdim: Sequence[float] | None 
     return Compose(ts)
 
 
-class NiftiDataModule(L.LightningDataModule):
+class NiftiDataModule(SplitDataModule):
     """NIfTI volumes listed in a CSV, for 3D classification (see the module doc).
 
     After ``setup``: ``splits`` (CSV image entries per split), ``class_counts`` (train rows per class),
@@ -220,7 +220,7 @@ class NiftiDataModule(L.LightningDataModule):
         self.task = "binary-class" if n_classes == 2 else "multi-class"
         self.classes: list[str] | None = None
         self.splits: dict[str, list[str]] = {}
-        self.datasets: dict[str, _Pairs] = {}
+        self.worker_init_fn = worker_init_fn  # re-seeds MONAI's random flips in each loader worker
         self.class_counts: list[int] | None = None
 
     # ------------------------------------------------------------------ reading and checking the CSV
@@ -354,17 +354,3 @@ class NiftiDataModule(L.LightningDataModule):
         log.info("nifti: %s volumes (train/val/test), train class counts %s",
                  [len(rows[s]) for s in SPLITS], self.class_counts)
 
-    def _loader(self, split: str) -> DataLoader:
-        train = split == "train"
-        return DataLoader(self.datasets[split], batch_size=self.batch_size if train else self.eval_batch_size,
-                          shuffle=train, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          worker_init_fn=worker_init_fn if self.num_workers > 0 else None)  # re-seeds MONAI flips
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, MulticlassAccuracy, MulticlassAUROC
+
+from attnbench.lit.base import ConfiguredModule
 
 
 def inverse_frequency_weights(counts: list[int]) -> Tensor:
@@ -24,7 +25,7 @@ def inverse_frequency_weights(counts: list[int]) -> Tensor:
     return w / w.sum()
 
 
-class ClassificationModule(L.LightningModule):
+class ClassificationModule(ConfiguredModule):
     """Trains any ``net: x -> (B, n_classes)`` logits.
 
     class_weights: "none" or "inverse" (1 / train count per class, read from the datamodule's
@@ -79,17 +80,3 @@ class ClassificationModule(L.LightningModule):
         m = getattr(self, f"{stage}_metrics")
         m.update(prob[:, 1] if self.binary else prob, y)
         self.log_dict(m, on_step=False, on_epoch=True, prog_bar=True)
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def configure_optimizers(self):
-        opt = self.hparams.optimizer(params=self.parameters())
-        if self.hparams.scheduler is None:
-            return opt
-        sched = self.hparams.scheduler(optimizer=opt)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval,
-                                                   "monitor": self.hparams.monitor}}

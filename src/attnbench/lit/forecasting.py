@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
+from attnbench.lit.base import ConfiguredModule
 
-class ForecastingModule(L.LightningModule):
+
+class ForecastingModule(ConfiguredModule):
     """Trains any ``net: (B, seq_len, C) -> (B, pred_len, C)``.
 
     Scores the last ``n_targets`` variables (all for features M, the target for S/MS). ``horizons``
@@ -63,17 +64,3 @@ class ForecastingModule(L.LightningModule):
             self.log_dict(m, on_step=False, on_epoch=True, prog_bar=(h == self.horizons[-1]))
         if self.multi:  # alias of the longest horizon, the monitor of early stopping/checkpoints
             self.log(f"{stage}/mse", F.mse_loss(out.float(), tgt.float()), on_epoch=True, batch_size=len(out))
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def configure_optimizers(self):
-        opt = self.hparams.optimizer(params=self.parameters())
-        if self.hparams.scheduler is None:
-            return opt
-        sched = self.hparams.scheduler(optimizer=opt)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval,
-                                                   "monitor": self.hparams.monitor}}
