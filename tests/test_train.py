@@ -150,3 +150,19 @@ def test_gpu_bf16_debug_run(tmp_path, synth_data_dir):
     res = results(tmp_path)[0]
     assert res["status"] == "ok" and res["peak_memory_kind"] == "cuda_max_allocated"
     assert res["config"]["trainer"]["precision"] in ("bf16-mixed", "16-mixed")
+
+
+@pytest.mark.slow
+def test_evaluate_a_checkpoint_without_training(tmp_path, synth_data_dir):
+    """train=false ckpt_path=<best> reproduces the test metrics of the run that wrote it; no ckpt: an error."""
+    p = run_cli(data_args(synth_data_dir), tmp_path / "a")
+    assert p.returncode == 0, p.stderr[-3000:]
+    (first,) = results(tmp_path / "a")
+    p = run_cli([*data_args(synth_data_dir), "train=false", f"ckpt_path={first['best_checkpoint']}"], tmp_path / "b")
+    assert p.returncode == 0, p.stderr[-3000:]
+    (again,) = results(tmp_path / "b")
+    assert again["metrics"]["test/mse"] == pytest.approx(first["metrics"]["test/mse"], rel=1e-6)
+    p = run_cli([*data_args(synth_data_dir), "train=false"], tmp_path / "c")
+    assert p.returncode != 0
+    (failed,) = results(tmp_path / "c")
+    assert failed["status"] == "failed" and "train=false needs ckpt_path" in failed["error"]

@@ -71,7 +71,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
     if cfg.test:
         # "best": the checkpoint with the best monitored val metric; "last": the final weights (the HOT code).
         ckpt = best if cfg.test_ckpt == "best" and best else None
-        if cfg.test_ckpt == "best" and not best:
+        if not cfg.train:  # evaluate a trained model: train=false ckpt_path=<.ckpt>
+            if not cfg.get("ckpt_path"):
+                raise ValueError("train=false needs ckpt_path=<checkpoint> to test (else it would test untrained "
+                                 "weights)")
+            ckpt = cfg.ckpt_path
+        elif cfg.test_ckpt == "best" and not best:
             log.warning("no best checkpoint was saved; testing the current weights")
         trainer.test(model, datamodule=dm, ckpt_path=ckpt, weights_only=False)
         metrics.update({k: _scalar(v) for k, v in trainer.callback_metrics.items()})
