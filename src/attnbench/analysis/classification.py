@@ -28,6 +28,7 @@ from attnbench.analysis.tables import (
     _as_bool,
     _show_counts,
     _tex_escape,
+    job_parts,
     model_label,
 )
 
@@ -56,18 +57,8 @@ def classifier_label(choices: dict[str, Any]) -> str:
 
 def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> dict[str, Any]:
     """The row of one job from its ``results.json`` content (or what ``.hydra/`` tells of a missing one)."""
-    where = job_dir / "results.json"
-    choices = result.get("choices") or {}
-    data = (result.get("config") or {}).get("data") or {}
-    if "model" not in choices:
-        raise ValueError(f"{where}: no choices['model'] to name the model "
-                         "(written by an older train.py, or outside Hydra?)")
-    if "name" not in data or "size" not in data:
-        raise ValueError(f"{where}: config.data.name and config.data.size are required (not a classification job?)")
-    status = status or result.get("status")
-    if status not in STATUSES:
-        raise ValueError(f"{where}: status={status!r}; expected one of {STATUSES}")
-    metrics = result.get("metrics") or {}
+    choices, data, status, metrics = job_parts(job_dir / "results.json", result, ("name", "size"), status,
+                                               " (not a classification job?)")
     return {"dataset": str(data["name"]), "size": int(data["size"]), "model": classifier_label(choices),
             "status": status, "error": result.get("error"), "acc": metrics.get("test/acc"),
             "auc": metrics.get("test/auc"), "val_acc_best": metrics.get("val/acc_best"),

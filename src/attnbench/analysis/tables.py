@@ -43,19 +43,26 @@ def model_label(choices: dict[str, Any]) -> str:
     return label
 
 
-def _rows(path: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
-    """Long-form rows of one job: one per scored horizon (per configured horizon if it has no scores)."""
+def job_parts(where: Path, result: dict[str, Any], data_keys: tuple[str, ...], status: str | None = None,
+              hint: str = "") -> tuple[dict[str, Any], dict[str, Any], str, dict[str, Any]]:
+    """(choices, config.data, status, metrics) of one job's ``results.json`` content, checked: the model
+    choice, the ``data_keys`` and a known status must be there (errors name ``where``)."""
     choices = result.get("choices") or {}
     data = (result.get("config") or {}).get("data") or {}
     if "model" not in choices:
-        raise ValueError(f"{path}: no choices['model'] to name the model "
+        raise ValueError(f"{where}: no choices['model'] to name the model "
                          "(written by an older train.py, or outside Hydra?)")
-    if "name" not in data or "pred_len" not in data:
-        raise ValueError(f"{path}: config.data.name and config.data.pred_len are required")
+    if any(k not in data for k in data_keys):
+        raise ValueError(f"{where}: {' and '.join(f'config.data.{k}' for k in data_keys)} are required{hint}")
     status = status or result.get("status")
     if status not in STATUSES:
-        raise ValueError(f"{path}: status={status!r}; expected one of {STATUSES}")
-    metrics = result.get("metrics") or {}
+        raise ValueError(f"{where}: status={status!r}; expected one of {STATUSES}")
+    return choices, data, status, result.get("metrics") or {}
+
+
+def _rows(path: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
+    """Long-form rows of one job: one per scored horizon (per configured horizon if it has no scores)."""
+    choices, data, status, metrics = job_parts(path, result, ("name", "pred_len"), status)
     base = dict(dataset=str(data["name"]), model=model_label(choices), status=status,
                 error=result.get("error"), wall_time_s=result.get("wall_time_s"),
                 peak_memory_mb=result.get("peak_memory_mb"), n_params=metrics.get("n_params"),

@@ -107,13 +107,13 @@ class AttentionBenchConfig:
     passes: list[str] = field(default_factory=lambda: list(PASSES))
     cross_kv_ratio: float = 0.5
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    warmup: int = 2
-    repeats: int = 5
-    time_budget_s: float = 2.0
-    max_call_s: float = 2.0
+    warmup: int = 1
+    repeats: int = 3
+    time_budget_s: float = 1.0
+    max_call_s: float = 3.0
     max_memory_gb: float | None = None
     point_timeout_s: float = 120.0
-    max_total_s: float | None = 480.0
+    max_total_s: float | None = 510.0
     device: Device = Device.auto
     threads: int = 1
     seed: int = 0
