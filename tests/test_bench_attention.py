@@ -83,7 +83,8 @@ def test_cab_reference_is_package_data():
 def test_main_tiny_run_writes_csv_plots_table(tmp_path, monkeypatch):
     out = tmp_path / "bench"
     overrides = ["entries=[linear]", "lengths=[32,64]", "batch=1", "heads=2", "head_dim=8", "repeats=1",
-                 "warmup=1", "passes=[fwd]", "max_call_s=1e-9", "device=cpu", f"out_dir={out}"]
+                 "warmup=1", "passes=[fwd]", "max_call_s=1e-9", "baseline_max_call_s=1e-9", "device=cpu",
+                 f"out_dir={out}"]
     monkeypatch.setattr(sys, "argv", ["attention", *overrides])
     GlobalHydra.instance().clear()
     try:
@@ -103,6 +104,7 @@ def test_main_tiny_run_writes_csv_plots_table(tmp_path, monkeypatch):
     assert (df[df["length"] == 32]["status"] == "ok").all(), df[["entry", "status", "reason"]]
     skipped = df[df["length"] == 64]
     assert (skipped["status"] == "skipped").all() and skipped["reason"].str.contains("max_call_s").all()
+    assert skipped[skipped["entry"] == "full"]["reason"].str.contains("1e-09").all()
     assert (df[df["kind"] == "cross"]["kv_length"] == df[df["kind"] == "cross"]["length"] // 2).all()
     ok = df[df["status"] == "ok"]
     assert (ok["ms_median"] > 0).all() and (ok["peak_mem_mb"] >= 0).all()
