@@ -166,3 +166,15 @@ def test_evaluate_a_checkpoint_without_training(tmp_path, synth_data_dir):
     assert p.returncode != 0
     (failed,) = results(tmp_path / "c")
     assert failed["status"] == "failed" and "train=false needs ckpt_path" in failed["error"]
+
+
+@pytest.mark.slow
+def test_resume_training_from_last_checkpoint(tmp_path, synth_data_dir):
+    """ckpt_path=<last.ckpt> with train=true resumes fit (epoch counter, optimizer and callbacks restored)."""
+    p = run_cli(data_args(synth_data_dir), tmp_path / "a")
+    assert p.returncode == 0, p.stderr[-3000:]
+    last = next((tmp_path / "a" / "outputs").rglob("last.ckpt"))
+    p = run_cli([*data_args(synth_data_dir), "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "b")
+    assert p.returncode == 0, p.stderr[-3000:]
+    (res,) = results(tmp_path / "b")
+    assert res["status"] == "ok" and res["metrics"]["epochs"] == 2  # one more epoch after the restored one

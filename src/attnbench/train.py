@@ -62,7 +62,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
 
     metrics: dict[str, float] = {}
     if cfg.train:
-        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        # our own checkpoints hold optimizer/scheduler/callback state that torch's weights_only loader refuses
+        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
         metrics.update({k: _scalar(v) for k, v in trainer.callback_metrics.items()})
     ckpt_cb = trainer.checkpoint_callback
     best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
