@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -178,3 +179,8 @@ def test_resume_training_from_last_checkpoint(tmp_path, synth_data_dir):
     assert p.returncode == 0, p.stderr[-3000:]
     (res,) = results(tmp_path / "b")
     assert res["status"] == "ok" and res["metrics"]["epochs"] == 2  # one more epoch after the restored one
+    # checkpoints continue in the resumed run's folder, so the best score of its earlier epochs still counts
+    assert Path(res["best_checkpoint"]).parent == last.parent
+    val = [pd.read_csv(f)["val/mse"].dropna() for f in sorted(tmp_path.rglob("csv/metrics.csv"))]
+    assert len(val) == 2 and len(val[0]) == 1 and len(val[1]) == 1
+    assert res["metrics"]["val/mse_best"] == pytest.approx(min(val[0].iloc[0], val[1].iloc[0]), rel=1e-6)

@@ -61,6 +61,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
         raise RuntimeError("forced failure before fit (cfg.fail=before_fit)")
 
     metrics: dict[str, float] = {}
+    if cfg.train and cfg.get("ckpt_path"):
+        _continue_checkpoint_dir(trainer, cfg.ckpt_path)
     if cfg.train:
         # our own checkpoints hold optimizer/scheduler/callback state that torch's weights_only loader refuses
         trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
@@ -84,6 +86,26 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
     metrics["n_params"] = hparams["n_params"]
     metrics["epochs"] = trainer.current_epoch
     return {k: v for k, v in metrics.items() if isinstance(v, int | float)}, best
+
+
+def _continue_checkpoint_dir(trainer: L.Trainer, ckpt_path: str) -> None:
+    """Resume: save into the checkpoint folder of the run being resumed.
+
+    Lightning restores ModelCheckpoint's best score and top-k only when ``dirpath`` is unchanged; a resumed run in a
+    fresh output folder would otherwise call its first epoch "best" whatever its score, and test the wrong weights.
+    """
+    cb = trainer.checkpoint_callback
+    if cb is None:
+        return
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("callbacks", {}).get(cb.state_key)
+    old = (state or {}).get("dirpath")
+    if old and Path(old).is_dir():
+        log.info("resuming: checkpoints continue in %s (best %s so far: %s)", old, cb.monitor,
+                 _scalar(state.get("best_model_score")))
+        cb.dirpath = old
+    elif old:
+        log.warning("resuming: the checkpoint folder %s is gone; best-checkpoint tracking restarts in %s", old,
+                    cb.dirpath)
 
 
 def peak_memory_mb() -> tuple[float, str]:
