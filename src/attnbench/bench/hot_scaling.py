@@ -29,8 +29,6 @@ import gc
 import json
 import os
 import shlex
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -54,6 +52,7 @@ from attnbench.bench.common import (
     peak_rss_bytes,
     reset_peak_rss,
     rss_bytes,
+    run_isolated,
     summarize,
     time_steps,
 )
@@ -184,29 +183,11 @@ def measure_point(spec: PointSpec) -> dict:
 def run_point_isolated(spec: PointSpec, timeout_s: float) -> dict:
     """:func:`measure_point` in a fresh ``python -m attnbench.bench.hot_scaling`` process.
 
-    A process killed by the timeout or that dies without a result gives a ``timeout`` / ``killed`` /
-    ``error`` row with the reason.
+    A process that dies without a result gives a ``timeout`` / ``killed`` / ``oom`` / ``error`` row with the
+    reason (:func:`attnbench.bench.common.run_isolated`).
     """
     cmd = [sys.executable, "-m", MODULE, "--_point", json.dumps(dataclasses.asdict(spec))]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout", "reason": f"point process killed after {timeout_s:g} s (--point-timeout-s)"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
-    tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1][:200]
-    if proc.returncode == -9:
-        return {"status": "killed", "reason": f"point process got SIGKILL (kernel OOM killer?): {tail}"}
-    # An allocation can also fail outside measure_point's try (e.g. while printing the result), or inside
-    # native code that does not check malloc's NULL and then segfaults/aborts: under our own address-space
-    # cap that is how an allocation failure looks, so SIGSEGV/SIGABRT there count as ``oom`` (reason says so).
-    oom = any(s in tail for s in ("MemoryError", "can't allocate memory", "bad_alloc", "out of memory"))
-    if spec.max_memory_bytes is not None and proc.returncode in (-signal.SIGSEGV, -signal.SIGABRT):
-        name = signal.Signals(-proc.returncode).name
-        return {"status": "oom", "reason": f"point process died with {name} under the "
-                f"{spec.max_memory_bytes / 2**30:.2f} GB address-space cap (unchecked allocation failure): {tail}"}
-    return {"status": "oom" if oom else "error", "reason": f"point process exited with {proc.returncode}: {tail}"}
+    return run_isolated(cmd, RESULT_TAG, timeout_s, spec.max_memory_bytes)
 
 
 def _point_main(spec_json: str) -> int:

@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -38,6 +37,7 @@ from attnbench.bench.common import (
     peak_rss_bytes,
     reset_peak_rss,
     rss_bytes,
+    run_isolated,
     summarize,
     time_steps,
 )
@@ -115,16 +115,7 @@ def measure_isolated(p: VolumePoint, timeout_s: float, max_memory_bytes: int | N
     """:func:`measure` in a fresh process (CPU peak RSS is per process)."""
     cmd = [sys.executable, "-m", MODULE, "--_point", json.dumps(dataclasses.asdict(p)),
            "--_cap", str(max_memory_bytes or 0)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout", "reason": f"point killed after {timeout_s:g} s (--point-timeout-s)"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
-    tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1][:200]
-    return {"status": "killed" if proc.returncode == -9 else "error",
-            "reason": f"point process exited with {proc.returncode}: {tail}"}
+    return run_isolated(cmd, RESULT_TAG, timeout_s, max_memory_bytes)
 
 
 def predicted_step_s(history: pd.DataFrame, model: str, tokens: int) -> float | None:
