@@ -170,6 +170,21 @@ def test_evaluate_a_checkpoint_without_training(tmp_path, synth_data_dir):
 
 
 @pytest.mark.slow
+def test_last_checkpoint_is_the_latest_epoch_not_the_best(tmp_path, synth_data_dir):
+    """last.ckpt holds the latest epoch even when it did not improve (Lightning 2.6's save_last would not)."""
+    import torch
+
+    # lr 1e-30 leaves the weights unchanged: epoch 1 ties epoch 0, which stays the best checkpoint
+    p = run_cli([*data_args(synth_data_dir), "trainer.max_epochs=2", "model.optimizer.lr=1e-30"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (res,) = results(tmp_path)
+    ckpts = Path(res["best_checkpoint"]).parent
+    assert Path(res["best_checkpoint"]).name == "epoch_000.ckpt"
+    assert sorted(f.name for f in ckpts.iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
+    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 1
+
+
+@pytest.mark.slow
 def test_resume_training_from_last_checkpoint(tmp_path, synth_data_dir):
     """ckpt_path=<last.ckpt> with train=true resumes fit (epoch counter, optimizer and callbacks restored)."""
     p = run_cli(data_args(synth_data_dir), tmp_path / "a")

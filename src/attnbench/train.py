@@ -89,23 +89,22 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
 
 
 def _continue_checkpoint_dir(trainer: L.Trainer, ckpt_path: str) -> None:
-    """Resume: save into the checkpoint folder of the run being resumed.
+    """Resume: every ModelCheckpoint saves into the folder it saved into in the run being resumed.
 
-    Lightning restores ModelCheckpoint's best score and top-k only when ``dirpath`` is unchanged; a resumed run in a
-    fresh output folder would otherwise call its first epoch "best" whatever its score, and test the wrong weights.
+    Lightning restores a ModelCheckpoint's best score and top-k only when ``dirpath`` is unchanged; a resumed run
+    in a fresh output folder would otherwise call its first epoch "best" whatever its score, and test the wrong
+    weights.
     """
-    cb = trainer.checkpoint_callback
-    if cb is None:
-        return
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("callbacks", {}).get(cb.state_key)
-    old = (state or {}).get("dirpath")
-    if old and Path(old).is_dir():
-        log.info("resuming: checkpoints continue in %s (best %s so far: %s)", old, cb.monitor,
-                 _scalar(state.get("best_model_score")))
-        cb.dirpath = old
-    elif old:
-        log.warning("resuming: the checkpoint folder %s is gone; best-checkpoint tracking restarts in %s", old,
-                    cb.dirpath)
+    states = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("callbacks", {})
+    for cb in trainer.checkpoint_callbacks:
+        state = states.get(cb.state_key) or {}
+        old = state.get("dirpath")
+        if old and Path(old).is_dir():
+            log.info("resuming: %s checkpoints continue in %s (best so far: %s)", cb.monitor or "last", old,
+                     _scalar(state.get("best_model_score")))
+            cb.dirpath = old
+        elif old:
+            log.warning("resuming: the checkpoint folder %s is gone; checkpoints restart in %s", old, cb.dirpath)
 
 
 def peak_memory_mb() -> tuple[float, str]:
