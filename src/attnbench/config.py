@@ -15,7 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from attnbench import attention
-from attnbench.data.catalog import MEDMNIST3D, TIME_SERIES
+from attnbench.data.catalog import GLUE, MEDMNIST3D, TIME_SERIES
 
 
 def _incomplete(obj: Any) -> bool:
@@ -338,6 +338,85 @@ class ClassificationModelConfig:
             raise ConfigError("model.scheduler needs a _target_ (e.g. torch.optim.lr_scheduler.CosineAnnealingLR)")
 
 
+# ----------------------------------------------------------------------------- text classification (GLUE)
+@dataclass
+class GlueDataConfig:
+    _target_: str = "attnbench.data.glue.GlueDataModule"
+    task: str = MISSING
+    data_dir: str = MISSING
+    tokenizer: str = MISSING
+    max_length: int = 128
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+    download: bool = True
+    verify: bool = True
+    limit_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _choice("data.task", self.task, list(GLUE))
+        for k in ("max_length", "batch_size"):
+            _need(getattr(self, k) >= 1, f"data.{k}", getattr(self, k), "must be >= 1")
+        _need(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
+              self.eval_batch_size, "must be >= 1 or null")
+        _need(self.num_workers >= 0, "data.num_workers", self.num_workers, "must be >= 0")
+        _need(self.limit_examples is None or self.limit_examples >= 1, "data.limit_examples",
+              self.limit_examples, "must be >= 1 or null")
+
+
+@dataclass
+class HFClassifierNetConfig:
+    _target_: str = "attnbench.models.hf_text.pretrained_classifier"
+    pretrained: str = MISSING
+    n_labels: int = MISSING
+    attention: dict[str, Any] | None = None
+    dropout: float | None = None
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _need(self.n_labels >= 1, "model.net.n_labels", self.n_labels, "must be >= 1 (1 = regression)")
+        _need(self.dropout is None or 0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout,
+              "must lie in [0, 1) or be null")
+        if self.attention is not None:
+            check_attention("model.net.attention", dict(self.attention))
+            cls = attention.get(self.attention["name"])
+            caps = cls.caps
+            if not (caps.pretrained_drop_in and caps.key_padding_mask and caps.projections == "qkv"
+                    and not caps.tensor):
+                able = [n for n in attention.available() if attention.get(n).caps.pretrained_drop_in]
+                raise ConfigError(f"model.net.attention.name={cls.name!r} cannot replace a pretrained "
+                                  f"self-attention; allowed: {', '.join(able)}")
+
+
+@dataclass
+class TextClassificationModelConfig:
+    _target_: str = "attnbench.lit.text_classification.TextClassificationModule"
+    net: HFClassifierNetConfig = field(default_factory=HFClassifierNetConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: dict[str, Any] | None = None
+    scheduler_interval: str = "step"
+    warmup_ratio: float = 0.0
+    task: str = MISSING
+    monitor: str = "val/score"
+    monitor_mode: str = "max"
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _choice("model.task", self.task, list(GLUE))
+        _choice("model.scheduler_interval", self.scheduler_interval, ["epoch", "step"])
+        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
+        _need(0.0 <= self.warmup_ratio < 1.0, "model.warmup_ratio", self.warmup_ratio, "must lie in [0, 1)")
+        if self.net.n_labels != GLUE[self.task].n_labels:
+            raise ConfigError(f"model.net.n_labels={self.net.n_labels} but GLUE task {self.task!r} has "
+                              f"{GLUE[self.task].n_labels} (1 = regression)")
+        if self.scheduler is not None and "_target_" not in self.scheduler:
+            raise ConfigError("model.scheduler needs a _target_ (e.g. transformers.get_linear_schedule_with_warmup)")
+
+
 # ----------------------------------------------------------------------------- trainer
 @dataclass
 class TrainerConfig:
@@ -434,10 +513,12 @@ def register_configs() -> None:
     cs.store(group="data", name="medmnist_schema", node=MedMNISTDataConfig)
     cs.store(group="data", name="nifti_schema", node=NiftiDataConfig)
     cs.store(group="model", name="classification_schema", node=ClassificationModelConfig)
+    cs.store(group="data", name="glue_schema", node=GlueDataConfig)
+    cs.store(group="model", name="text_classification_schema", node=TextClassificationModelConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
     resolvers = {"project_root": project_root, "ts_targets": _ts_targets, "amp_precision": _amp_precision,
-                 "medmnist_classes": _medmnist_classes}
+                 "medmnist_classes": _medmnist_classes, "glue_labels": _glue_labels}
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
@@ -447,7 +528,13 @@ def _medmnist_classes(name: str) -> int:
     return MEDMNIST3D[name].n_classes if name in MEDMNIST3D else 2
 
 
+def _glue_labels(task: str) -> int:
+    return GLUE[task].n_labels if task in GLUE else 2
+
+
 SCHEMAS = {
+    "attnbench.data.glue.GlueDataModule": GlueDataConfig,
+    "attnbench.lit.text_classification.TextClassificationModule": TextClassificationModelConfig,
     "attnbench.data.timeseries.TimeSeriesDataModule": TimeSeriesDataConfig,
     "attnbench.lit.forecasting.ForecastingModule": ForecastingModelConfig,
     "attnbench.data.medmnist.MedMNIST3DDataModule": MedMNISTDataConfig,
@@ -462,6 +549,7 @@ TASK_DATA = {
     "attnbench.lit.forecasting.ForecastingModule": ("attnbench.data.timeseries.TimeSeriesDataModule",),
     "attnbench.lit.classification.ClassificationModule": ("attnbench.data.medmnist.MedMNIST3DDataModule",
                                                           "attnbench.data.nifti.NiftiDataModule"),
+    "attnbench.lit.text_classification.TextClassificationModule": ("attnbench.data.glue.GlueDataModule",),
 }
 
 
@@ -498,7 +586,8 @@ def validate(cfg: DictConfig) -> None:
     if wants and cfg.data.get("_target_") not in wants:  # before resolving: cross-task interpolations fail
         raise ConfigError(f"model {cfg.model._target_} cannot train on data {cfg.data._target_}; it takes "
                           f"{', '.join(wants)} (forecasting: model=hot|full with data=ett|weather|...; "
-                          "3D classification: model=hot3d|vit3d|resnet3d with data=medmnist3d|nifti)")
+                          "3D classification: model=hot3d|vit3d|resnet3d with data=medmnist3d|nifti; GLUE: "
+                          "model=bert|smyrf_bert with data=glue)")
     for group in ("data", "model", "trainer"):
         node = cfg.get(group)
         target = node.get("_target_")

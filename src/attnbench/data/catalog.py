@@ -27,6 +27,8 @@ class Source:
     sha256: tuple[str, ...]
     gz_sha256: str | None = None
     md5: tuple[str, ...] = ()  # accepted md5 digests where the publisher gives md5 (MedMNIST's INFO)
+    member: str | None = None  # the file's path inside the zip archive at ``url``
+    builder: str | None = None  # the file is built from downloads by ``data.download.BUILDERS[builder]``
 
 
 @dataclass(frozen=True)
@@ -163,3 +165,71 @@ def medmnist_files() -> dict[str, Source]:
     """Every MedMNIST3D file by its key (``organmnist3d`` = 28^3, ``organmnist3d_64`` = 64^3)."""
     return {(v.name if size == 28 else f"{v.name}_{size}"): v.source(size) for v in MEDMNIST3D.values()
             for size in v.md5}
+
+
+# ----------------------------------------------------------------------------- GLUE
+_GLUE = "https://dl.fbaipublicfiles.com/glue/data/"
+_MRPC_MS = "https://dl.fbaipublicfiles.com/senteval/senteval_data/msr_paraphrase_train.txt"
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    """One GLUE task in the original tsv release (``<data_dir>/glue/<folder>/{train,dev}.tsv``).
+
+    ``text`` / ``label`` are column names, or indices for CoLA's header-less files. ``labels`` maps the label
+    strings to classes in order (empty for STS-B's regression score). ``metrics`` are the task's GLUE metrics;
+    the GLUE score of a task is their mean. The official zips give no checksum: the extracted files are checked
+    against the sha256 of the original release. MNLI, QNLI and QQP are not listed until their digests are pinned.
+    """
+
+    name: str
+    folder: str
+    text: tuple[str | int, ...]
+    label: str | int
+    labels: tuple[str, ...]
+    metrics: tuple[str, ...]
+    sha256: dict = field(default_factory=dict)  # split -> sha256 of <folder>/<split>.tsv
+    header: bool = True
+    url: str = ""  # the zip holding <folder>/<split>.tsv
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.labels) or 1  # 1 = regression
+
+    def source(self, split: str) -> Source:
+        path, digest = f"glue/{self.folder}/{split}.tsv", (self.sha256[split],)
+        if self.name == "mrpc":
+            return Source(path, self.url, digest, builder="glue_mrpc")
+        return Source(path, self.url, digest, member=f"{self.folder}/{split}.tsv")
+
+
+GLUE: dict[str, GlueTask] = {
+    t.name: t
+    for t in [
+        GlueTask("cola", "CoLA", (3,), 1, ("0", "1"), ("mcc",), {
+            "train": "cb368ebeb9f27d7ad03720d27ddc95687a311bdb100781a2fe59a5f5b1bc0624",
+            "dev": "8c013e21dc39957cac37378d87bebe225b694a0d5fe13eded66c2856628833fd"},
+            header=False, url=_GLUE + "CoLA.zip"),
+        GlueTask("sst2", "SST-2", ("sentence",), "label", ("0", "1"), ("acc",), {
+            "train": "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
+            "dev": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0"}, url=_GLUE + "SST-2.zip"),
+        # GLUE builds MRPC's train/dev from Microsoft's file and its list of dev ids (see data.download)
+        GlueTask("mrpc", "MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1"), ("f1", "acc"), {
+            "train": "69abcedee3cf738c6ce58d772e43e1b7cdf5b4edee4aceda459c0d9f4e5599f3",
+            "dev": "9e8f284788040f7c9ecde2e1b3c07237c756f926bd9ef8548ef5d34b56f69f17"}, url=_MRPC_MS),
+        GlueTask("stsb", "STS-B", ("sentence1", "sentence2"), "score", (), ("pearson", "spearman"), {
+            "train": "41c4d978b6162abdcada7e49a982211954cca5459c228db478af333124b257a2",
+            "dev": "fe7dc0632a5033562f3cadff991f6e8d9b9b6311861660e78c3c82eb7db67f59"}, url=_GLUE + "STS-B.zip"),
+        GlueTask("rte", "RTE", ("sentence1", "sentence2"), "label", ("entailment", "not_entailment"), ("acc",), {
+            "train": "41e3a9b063433392343fad9e962cf2f58b681c78d8f71592f4186f0837246c5c",
+            "dev": "80230dfa1347282e7b532b06a1004a76a710087541189bf874223ddf0e3819fb"}, url=_GLUE + "RTE.zip"),
+        GlueTask("wnli", "WNLI", ("sentence1", "sentence2"), "label", ("0", "1"), ("acc",), {
+            "train": "9a88e9d54b6861cc796a088e9acf4f5f65064a9ef65ae6fa7a688b28391e5c9a",
+            "dev": "cba00490596dd14be8cf53b4f53bb744abe3a7b89f81ab210528d80225338ed5"}, url=_GLUE + "WNLI.zip"),
+    ]
+}
+
+
+def glue_files() -> dict[str, Source]:
+    """Every GLUE file by its key (``glue_sst2_train``)."""
+    return {f"glue_{t.name}_{s}": t.source(s) for t in GLUE.values() for s in t.sha256}

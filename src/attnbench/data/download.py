@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 from attnbench.data.catalog import Source
@@ -95,15 +96,26 @@ def fetch(name: str, src: Source, data_dir: Path, from_dir: Path | None = None, 
         shutil.copyfile(found, path)
         return path
     gz = src.gz_sha256 is not None
-    raw = path.with_name(path.name + ".gz") if gz else path
+    raw = path.with_name(path.name + (".gz" if gz else ".zip" if src.member else ""))
     try:
-        download(src.url, raw, timeout)
+        if src.builder:
+            BUILDERS[src.builder](path, timeout)
+        else:
+            download(src.url, raw, timeout)
     except (urllib.error.URLError, TimeoutError, OSError) as e:
         raise DataError(
             f"{name}: download of {src.url} failed ({e}). Without network, copy the file from a folder that "
             f"holds it:\n  python scripts/prepare_data.py {name} --from DIR --data-dir {data_dir}\n"
             f"or point paths.data_dir (env DATA_DIR) at a folder holding {src.path}."
         ) from e
+    if src.member:
+        try:
+            with zipfile.ZipFile(raw) as zf, zf.open(src.member) as fi, open(path, "wb") as fo:
+                shutil.copyfileobj(fi, fo)
+        except (zipfile.BadZipFile, KeyError) as e:
+            raise DataError(f"{name}: {src.url} is not a zip holding {src.member} ({e})") from e
+        finally:
+            raw.unlink(missing_ok=True)
     if gz:
         digest = sha256sum(raw)
         if digest != src.gz_sha256:
@@ -118,3 +130,40 @@ def fetch(name: str, src: Source, data_dir: Path, from_dir: Path | None = None, 
         path.unlink()
         raise
     return path
+
+
+MRPC_DEV_IDS = "https://dl.fbaipublicfiles.com/glue/data/mrpc_dev_ids.tsv"
+
+
+def split_mrpc(msr_train: Path, dev_ids: Path, out_dir: Path) -> None:
+    """GLUE's MRPC: Microsoft's training file split into ``train.tsv`` / ``dev.tsv`` by GLUE's list of dev ids.
+
+    The header line is copied as it is (with its byte-order mark) to both files; every row is rewritten as
+    ``label, id1, id2, string1, string2`` joined by tabs (the rule of GLUE's download script).
+    """
+    dev = {tuple(line.rstrip("\r\n").split("\t")) for line in dev_ids.read_text(encoding="utf-8").splitlines()
+           if line.strip()}
+    with open(msr_train, encoding="utf-8", newline="") as fi:
+        header = fi.readline()
+        rows = [line.strip().split("\t") for line in fi if line.strip()]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "train.tsv", "w", encoding="utf-8", newline="") as tr, \
+            open(out_dir / "dev.tsv", "w", encoding="utf-8", newline="") as dv:
+        tr.write(header)
+        dv.write(header)
+        for label, id1, id2, s1, s2 in rows:
+            (dv if (id1, id2) in dev else tr).write(f"{label}\t{id1}\t{id2}\t{s1}\t{s2}\n")
+
+
+def _build_glue_mrpc(path: Path, timeout: float) -> None:
+    """Download Microsoft's MRPC training file and GLUE's dev ids, write train.tsv and dev.tsv next to ``path``."""
+    from attnbench.data.catalog import _MRPC_MS
+
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        msr, ids = Path(tmp) / "msr_paraphrase_train.txt", Path(tmp) / "mrpc_dev_ids.tsv"
+        download(_MRPC_MS, msr, timeout)
+        download(MRPC_DEV_IDS, ids, timeout)
+        split_mrpc(msr, ids, path.parent)
+
+
+BUILDERS = {"glue_mrpc": _build_glue_mrpc}

