@@ -1,11 +1,13 @@
-"""Turn a sweep into its paper table beside published numbers: forecasting or 3D classification.
+"""Turn a sweep into its paper table beside published numbers: forecasting, 3D classification or GLUE.
 
     python scripts/make_table.py outputs/hot_forecasting/multiruns/<time>
     python scripts/make_table.py SWEEP_DIR --out paper/ --reference forecasting_lookback96 --baseline PatchTST
     python scripts/make_table.py outputs/hot_medmnist3d/multiruns/<time>      # classification, found by itself
+    python scripts/make_table.py outputs/smyrf_glue/multiruns/<time>          # GLUE (SMYRF-BERT), found by itself
 
-The task is read from the jobs' results.json (config.model._target_ is the classification module, or the
-metrics hold test/acc: classification; otherwise forecasting); --task overrides it.
+The task is read from the jobs' results.json (config.model._target_ is the GLUE module: glue; the
+classification module, or the metrics hold test/acc: classification; otherwise forecasting); --task overrides
+it. GLUE writes table.md, table.csv and runs.csv.
 Forecasting writes table.md, table.tex, table.csv (one row per run x horizon) and table.png; classification
 writes table.md, table.tex, table.csv (the wide table), table.png and runs.csv (one row per job). Both go into
 --out (default SWEEP_DIR) and print the Markdown. Failed jobs stay in the table as "failed" and are listed
@@ -18,16 +20,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from attnbench.analysis import classification, tables
+from attnbench.analysis import classification, glue, tables
 
-DEFAULT_REFERENCE = {"forecasting": "forecasting_lookback96", "classification": "medmnist3d"}
+DEFAULT_REFERENCE = {"forecasting": "forecasting_lookback96", "classification": "medmnist3d",
+                     "glue": "smyrf_glue"}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep_dir", type=Path, help="multirun folder holding one results.json per job")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR)")
-    p.add_argument("--task", choices=("auto", "forecasting", "classification"), default="auto",
+    p.add_argument("--task", choices=("auto", "forecasting", "classification", "glue"), default="auto",
                    help="which table (default: read from the sweep's results.json)")
     p.add_argument("--reference", default=None,
                    help="reference table: a name under attnbench/analysis/reference/ or a .csv path "
@@ -39,10 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     task = args.task
     if task == "auto":
-        task = "classification" if classification.is_classification_sweep(args.sweep_dir) else "forecasting"
+        task = ("glue" if glue.is_glue_sweep(args.sweep_dir) else
+                "classification" if classification.is_classification_sweep(args.sweep_dir) else "forecasting")
     reference = args.reference or DEFAULT_REFERENCE[task]
     try:
-        if task == "classification":
+        if task == "glue":
+            md = glue.write_outputs(args.sweep_dir, args.out, reference=reference)
+            out = args.out if args.out is not None else args.sweep_dir
+            paths = [out / name for name in glue.OUTPUT_NAMES]
+        elif task == "classification":
             baselines = ([b.strip() for b in args.baseline.split(",") if b.strip()] if args.baseline
                          else classification.BASELINES)
             md = classification.write_outputs(args.sweep_dir, args.out, reference=reference, baselines=baselines)

@@ -7,6 +7,7 @@ import math
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -190,3 +191,63 @@ def test_real_glue_dev_files_verify_and_read():
         path = locate(f"glue_{task}_dev", GLUE[task].source("dev"), SHARED_DATA, check=True)
         texts, labels = read_glue_tsv(path, GLUE[task])
         assert len(texts) == len(labels) == n, task
+
+
+def _glue_job(d: Path, model: str, task: str, score: float | None, status: str = "ok", cluster: int = 32,
+              pretrained: str = "bert-base-uncased") -> None:
+    import json
+
+    d.mkdir(parents=True)
+    att = {"name": "smyrf", "n_hashes": 2, "cluster_size": cluster} if "smyrf" in model else {"name": "full"}
+    res = {"status": status, "error": None if status == "ok" else "RuntimeError: boom",
+           "metrics": {} if score is None else {"test/score": score, "epochs": 3, "n_params": 1e8},
+           "choices": {"model": model, "model/attention": att["name"], "data": "glue"},
+           "config": {"model": {"_target_": "attnbench.lit.text_classification.TextClassificationModule",
+                                "net": {"pretrained": pretrained, "attention": att}},
+                      "data": {"task": task}}, "wall_time_s": 10.0}
+    (d / "results.json").write_text(json.dumps(res))
+
+
+def test_glue_table_beside_the_paper_and_make_table(tmp_path):
+    from attnbench.analysis import glue
+    from scripts.make_table import main as make_table
+
+    sweep = tmp_path / "sweep"
+    _glue_job(sweep / "0", "bert", "rte", 66.0)
+    _glue_job(sweep / "1", "bert", "sst2", 92.0)
+    _glue_job(sweep / "2", "smyrf_bert", "rte", 64.0)
+    _glue_job(sweep / "3", "smyrf_bert", "sst2", None, status="failed")
+    _glue_job(sweep / "4", "bert", "rte", 68.0)  # a second seed: averaged
+    assert glue.is_glue_sweep(sweep)
+    runs = glue.load_runs(sweep)
+    table = glue.glue_table(runs, glue.load_reference())
+    assert list(table.columns[:3]) == ["rte", "sst2", "Avg"]
+    assert table.loc["ours: bert", "rte"] == pytest.approx(67.0) and table.loc["ours: bert", "Avg"] == 79.5
+    assert table.loc["ours: smyrf_bert 2x32", "sst2"] == "failed"
+    assert pd.isna(table.loc["ours: smyrf_bert 2x32", "Avg"])  # no Avg over an incomplete row
+    assert table.loc["SMYRF-BERT_2x32", "rte"] == 68.59
+    assert table.loc["BERT_128", "Avg"] == pytest.approx((65.70 + 93.46) / 2)
+    rc = make_table([str(sweep), "--out", str(tmp_path / "out")])
+    md = (tmp_path / "out" / "table.md").read_text()
+    assert rc == 0 and "| model | RTE | SST-2 | Avg |" in md and "SMYRF-BERT_2x16" in md
+    assert "smyrf_bert 2x32 / sst2: failed: RuntimeError: boom" in md
+    assert (tmp_path / "out" / "runs.csv").is_file()
+
+
+def test_glue_label_names_pretrained_and_budget():
+    from attnbench.analysis.glue import glue_label
+
+    cfg = {"model": {"net": {"pretrained": "/x/site-packages/gt/model", "attention": {
+        "name": "smyrf", "n_hashes": 2, "cluster_size": 16}}}}
+    assert glue_label({"model": "smyrf_bert_2x16", "model/attention": "smyrf"}, cfg) == \
+        "smyrf_bert_2x16[smyrf] 2x16 (model)"
+    assert glue_label({"model": "bert", "model/attention": "full"}, {"model": {"net": {
+        "pretrained": "bert-base-uncased", "attention": {"name": "full"}}}}) == "bert"
+
+
+@pytest.mark.parametrize("model", ["bert", "smyrf_bert", "smyrf_bert_2x16"])
+def test_smyrf_glue_experiment_composes(compose_cfg, model):
+    cfg = compose_cfg(["experiment=smyrf/glue", f"model={model}", "data.task=stsb"])
+    validate(cfg)
+    assert cfg.model.net.n_labels == 1 and cfg.trainer.max_epochs == 3 and cfg.callbacks.early_stopping is None
+    assert cfg.model.net.attention.name == ("full" if model == "bert" else "smyrf")

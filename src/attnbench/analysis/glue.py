@@ -1,0 +1,172 @@
+"""GLUE sweep (SMYRF-BERT) -> one row per model, one column per task (dev score, %), beside the paper's rows.
+
+    runs = load_runs("outputs/smyrf_glue/multiruns/<time>")
+    print(to_markdown(glue_table(runs, load_reference("smyrf_glue")), runs))
+
+A job's cell is its ``test/score`` (the mean of the task's GLUE metrics on dev, see
+``lit.text_classification``); seeds are averaged. ``Avg`` is the plain mean over the tasks shown, for ours
+and for the published rows alike (the paper's own Avg also counts MNLI-m/mm, QNLI and QQP; it is given in a
+note). Failed and missing jobs stay visible as cells and are listed with their error.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attnbench.analysis.classification import _hydra_result, _read_result
+from attnbench.analysis.tables import _as_bool, job_parts, model_label
+
+TARGET = "attnbench.lit.text_classification.TextClassificationModule"
+TASKS = {"cola": "CoLA", "mnli_m": "MNLI-m", "mnli_mm": "MNLI-mm", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP",
+         "rte": "RTE", "sst2": "SST-2", "stsb": "STS-B", "wnli": "WNLI"}  # the paper's column order
+RUN_COLUMNS = ["task", "model", "status", "error", "score", "epochs", "wall_time_s", "n_params", "run_dir"]
+OUTPUT_NAMES = ("table.md", "table.csv", "runs.csv")
+DEFAULT_PRETRAINED = "bert-base-uncased"
+
+
+def glue_label(choices: dict[str, Any], config: dict[str, Any]) -> str:
+    """``model`` (+ ``[attention]`` when swapped to a non-default entry), plus ``(pretrained)`` when not BERT-base
+    and the SMYRF budget ``n_hashes x cluster_size`` when SMYRF runs."""
+    model = str(choices["model"])
+    default = {"bert": "full", "smyrf_bert": "smyrf"}.get(model, model)
+    if choices.get("model/attention") == default:
+        choices = {k: v for k, v in choices.items() if k != "model/attention"}
+    label = model_label(choices)
+    net = (config.get("model") or {}).get("net") or {}
+    att = net.get("attention") or {}
+    if att.get("name") == "smyrf":
+        label += f" {att.get('n_hashes')}x{att.get('cluster_size')}"
+    pretrained = net.get("pretrained")
+    if pretrained and pretrained != DEFAULT_PRETRAINED:
+        label += f" ({Path(str(pretrained)).name})"
+    return label
+
+
+def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> dict[str, Any]:
+    choices, data, status, metrics = job_parts(job_dir / "results.json", result, ("task",), status,
+                                               " (not a GLUE job?)")
+    return {"task": str(data["task"]), "model": glue_label(choices, result.get("config") or {}), "status": status,
+            "error": result.get("error"), "score": metrics.get("test/score"), "epochs": metrics.get("epochs"),
+            "wall_time_s": result.get("wall_time_s"), "n_params": metrics.get("n_params"), "run_dir": str(job_dir)}
+
+
+def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
+    """Every job under ``sweep_dir`` (columns ``RUN_COLUMNS``); failed and missing jobs are kept."""
+    root = Path(sweep_dir)
+    files = sorted(root.rglob("results.json")) if root.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"sweep directory {root} does not exist" if not root.is_dir() else
+                                f"no results.json under {root} (written by `python train.py -m "
+                                "experiment=smyrf/glue`)")
+    rows = [_job_row(f.parent, _read_result(f)) for f in files]
+    written = {f.parent for f in files}
+    for hydra_cfg in sorted(root.glob("**/.hydra/config.yaml")):
+        job = hydra_cfg.parent.parent
+        if job not in written:
+            rows.append(_job_row(job, _hydra_result(job), status="missing"))
+    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    for c in ("score", "epochs", "wall_time_s", "n_params"):
+        runs[c] = pd.to_numeric(runs[c])
+    return runs.sort_values(["model", "task", "run_dir"], ignore_index=True)
+
+
+def is_glue_sweep(sweep_dir: str | Path) -> bool:
+    """True when some job's ``config.model._target_`` is the GLUE module (unreadable files are skipped)."""
+    for f in sorted(Path(sweep_dir).rglob("results.json")):
+        try:
+            result = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if ((result.get("config") or {}).get("model") or {}).get("_target_") == TARGET:
+            return True
+    return False
+
+
+def load_reference(name: str = "smyrf_glue") -> pd.DataFrame:
+    """Published rows: ``analysis/reference/<name>.csv`` or a path; columns task, model, score, confirmed, source."""
+    ref_dir = resources.files("attnbench.analysis").joinpath("reference")
+    source: Any = Path(name) if name.endswith(".csv") and Path(name).is_file() else ref_dir.joinpath(f"{name}.csv")
+    if not source.is_file():
+        raise FileNotFoundError(f"no reference table {name!r} (a name under attnbench/analysis/reference/ or a "
+                                ".csv path)")
+    with source.open() as fh:
+        ref = pd.read_csv(fh)
+    lacking = [c for c in ("task", "model", "score", "confirmed", "source") if c not in ref.columns]
+    if lacking:
+        raise ValueError(f"reference {name!r} lacks columns {lacking}")
+    ref["confirmed"] = ref["confirmed"].map(lambda v: str(v).lower() == "yes" or _as_bool(v))
+    return ref
+
+
+def glue_table(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Rows: our models then the published ones; columns: the tasks our sweep ran (paper order), then ``Avg``.
+
+    A cell of ours is the mean ``test/score`` over its ok jobs, ``failed``/``missing`` when none succeeded.
+    Published values not marked confirmed get a trailing ``?``.
+    """
+    tasks = [t for t in TASKS if t in set(runs["task"])]
+    out: dict[str, dict[str, Any]] = {}
+    for model, g in runs.groupby("model", sort=False):
+        row: dict[str, Any] = {}
+        for t in tasks:
+            jobs = g[g["task"] == t]
+            ok = jobs[jobs["status"] == "ok"]["score"].dropna()
+            row[t] = float(ok.mean()) if len(ok) else (jobs["status"].iloc[0] if len(jobs) else None)
+        nums = [row[t] for t in tasks if isinstance(row[t], float)]
+        row["Avg"] = sum(nums) / len(nums) if len(nums) == len(tasks) else None
+        out[f"ours: {model}"] = row
+    for model, g in reference.groupby("model", sort=False):
+        by_task = g.set_index("task")
+        row = {t: (float(by_task.loc[t, "score"]) if t in by_task.index else None) for t in tasks}
+        nums = [v for v in row.values() if v is not None]
+        row["Avg"] = sum(nums) / len(nums) if nums and len(nums) == len(tasks) else None
+        row["_unconfirmed"] = not bool(g["confirmed"].all())
+        out[model] = row
+    frame = pd.DataFrame.from_dict(out, orient="index")
+    frame.index.name = "model"
+    return frame
+
+
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return "–"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> str:
+    cols = [c for c in table.columns if not c.startswith("_")]
+    head = "| model | " + " | ".join(TASKS.get(c, c) for c in cols) + " |"
+    lines = [head, "|---|" + "---|" * len(cols)]
+    for model, row in table.iterrows():
+        mark = "?" if row.get("_unconfirmed") is True else ""
+        lines.append(f"| {model}{mark} | " + " | ".join(_cell(row[c]) for c in cols) + " |")
+    notes = ["", "Scores in %, GLUE dev (val = test = dev); a task's score is the mean of its GLUE metrics (CoLA "
+             "MCC, MRPC F1/acc, STS-B Pearson/Spearman, others accuracy). Avg: over the tasks shown."]
+    if reference is not None and not reference.empty:
+        src = reference["source"].iloc[0]
+        notes.append(f"Published rows: {src}. The paper's Avg counts all nine columns (CoLA, MNLI-m/mm, MRPC, "
+                     "QNLI, QQP, RTE, SST-2, STS-B).")
+    bad = runs[runs["status"] != "ok"]
+    if not bad.empty:
+        notes += ["", "Jobs without a result:"] + [f"- {r.model} / {r.task}: {r.status}: {r.error} ({r.run_dir})"
+                                                    for r in bad.itertuples()]
+    return "\n".join(lines + notes) + "\n"
+
+
+def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: str = "smyrf_glue") -> str:
+    """Write ``OUTPUT_NAMES`` into ``out_dir`` (default the sweep folder); return the Markdown."""
+    runs = load_runs(sweep_dir)
+    ref = load_reference(reference)
+    table = glue_table(runs, ref)
+    out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(table, runs, ref)
+    (out / "table.md").write_text(md)
+    table.drop(columns=[c for c in table.columns if c.startswith("_")]).to_csv(out / "table.csv")
+    runs.to_csv(out / "runs.csv", index=False)
+    return md
