@@ -382,13 +382,13 @@ class HFClassifierNetConfig:
               "must lie in [0, 1) or be null")
         if self.attention is not None:
             check_attention("model.net.attention", dict(self.attention))
-            cls = attention.get(self.attention["name"])
-            caps = cls.caps
-            if not (caps.pretrained_drop_in and caps.key_padding_mask and caps.projections == "qkv"
-                    and not caps.tensor):
-                able = [n for n in attention.available() if attention.get(n).caps.pretrained_drop_in]
-                raise ConfigError(f"model.net.attention.name={cls.name!r} cannot replace a pretrained "
-                                  f"self-attention; allowed: {', '.join(able)}")
+            from attnbench.models.hf_swap import check_drop_in
+
+            try:
+                check_drop_in(self.attention["name"])
+            except ValueError as e:
+                raise ConfigError(f"model.net.attention.name={self.attention['name']!r} cannot replace a pretrained "
+                                  f"self-attention: {e}") from None
 
 
 @dataclass

@@ -13,7 +13,7 @@ repeated runs (seeds) are averaged. Both metrics are higher-is-better.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,18 @@ def _read_result(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
 
 
+def job_rows(root: Path, files: list[Path], job_row: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
+    """``job_row(job_dir, result)`` of every ``results.json`` in ``files``, then ``job_row(job_dir, stand-in,
+    status="missing")`` of every job folder under ``root`` that has ``.hydra/`` but wrote no result."""
+    rows = [job_row(f.parent, _read_result(f)) for f in files]
+    written = {f.parent for f in files}
+    for hydra_cfg in sorted(root.glob("**/.hydra/config.yaml")):
+        job = hydra_cfg.parent.parent
+        if job not in written:
+            rows.append(job_row(job, _hydra_result(job), status="missing"))
+    return rows
+
+
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
     """Every job under ``sweep_dir``, one row each (columns ``RUN_COLUMNS``); failed/missing jobs are kept.
 
@@ -99,13 +111,7 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
             f"sweep directory {root} does not exist" if not root.is_dir() else
             f"no results.json under {root}: one folder per job was expected (e.g. {root}/0/results.json, "
             "written by `python train.py -m experiment=hot/medmnist3d`)")
-    rows = [_job_row(f.parent, _read_result(f)) for f in files]
-    written = {f.parent for f in files}
-    for hydra_cfg in sorted(root.glob("**/.hydra/config.yaml")):
-        job = hydra_cfg.parent.parent
-        if job not in written:
-            rows.append(_job_row(job, _hydra_result(job), status="missing"))
-    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    runs = pd.DataFrame(job_rows(root, files, _job_row), columns=RUN_COLUMNS)
     runs["size"] = runs["size"].astype(int)
     for c in ("acc", "auc", "val_acc_best", "epochs", "wall_time_s", "peak_memory_mb", "n_params"):
         runs[c] = pd.to_numeric(runs[c])

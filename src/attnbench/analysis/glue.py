@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.analysis.classification import _hydra_result, _read_result
+from attnbench.analysis.classification import job_rows
 from attnbench.analysis.tables import _as_bool, job_parts, model_label
 
 TARGET = "attnbench.lit.text_classification.TextClassificationModule"
@@ -63,13 +63,7 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"sweep directory {root} does not exist" if not root.is_dir() else
                                 f"no results.json under {root} (written by `python train.py -m "
                                 "experiment=smyrf/glue`)")
-    rows = [_job_row(f.parent, _read_result(f)) for f in files]
-    written = {f.parent for f in files}
-    for hydra_cfg in sorted(root.glob("**/.hydra/config.yaml")):
-        job = hydra_cfg.parent.parent
-        if job not in written:
-            rows.append(_job_row(job, _hydra_result(job), status="missing"))
-    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    runs = pd.DataFrame(job_rows(root, files, _job_row), columns=RUN_COLUMNS)
     for c in ("score", "epochs", "wall_time_s", "n_params"):
         runs[c] = pd.to_numeric(runs[c])
     return runs.sort_values(["model", "task", "run_dir"], ignore_index=True)

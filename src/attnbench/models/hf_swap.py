@@ -84,6 +84,17 @@ def self_attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return found
 
 
+def check_drop_in(name: str) -> type:
+    """The registry class ``name`` if it can replace a pretrained dense self-attention, else ValueError/KeyError
+    naming the entries that can."""
+    cls = get(name)
+    require(cls, self_attention=True, key_padding_mask=True, pretrained_drop_in=True)
+    if cls.caps.tensor or cls.caps.per_axis_qk or cls.caps.projections != "qkv":
+        raise ValueError(f"attention {name!r} needs tensor / per-axis inputs or its own projections; a pretrained "
+                         "encoder supplies (B, H, L, D) q, k, v from its q/k/v projections")
+    return cls
+
+
 def swap_self_attention(model: nn.Module, name: str, **options) -> list[str]:
     """Replace the attention kernel of every self-attention of ``model`` by registry entry ``name``.
 
@@ -92,11 +103,7 @@ def swap_self_attention(model: nn.Module, name: str, **options) -> list[str]:
     Entries that cannot replace a pretrained dense layer (learned parameters of their own, per-axis or tensor
     inputs, fewer than three projections, no padding mask) are refused with the entries that can.
     """
-    cls = get(name)
-    require(cls, self_attention=True, key_padding_mask=True, pretrained_drop_in=True)
-    if cls.caps.tensor or cls.caps.per_axis_qk or cls.caps.projections != "qkv":
-        raise ValueError(f"attention {name!r} needs tensor / per-axis inputs or its own projections; a pretrained "
-                         "encoder supplies (B, H, L, D) q, k, v from its q/k/v projections")
+    cls = check_drop_in(name)
     mods = self_attention_modules(model)
     if not mods:
         raise ValueError(f"{type(model).__name__} has no self-attention with query/key/value projections to swap")
