@@ -6,7 +6,7 @@ DATA_DIR ?= data
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint bench bench-attention bench-approx clean
+.PHONY: setup demo test test-all lint bench bench-attention bench-approx bench-swap clean
 export DATA_DIR
 
 $(STAMP): pyproject.toml
@@ -46,6 +46,10 @@ bench-attention: $(STAMP)
 # Relative error of every entry vs full attention on structured inputs (random, clustered, local, low-rank).
 bench-approx: $(STAMP)
 	$(PY) -m attnbench.bench.approx
+
+# A pretrained encoder's self-attention swapped for SMYRF / local windows, no retraining: error vs dense (GLUE dev).
+bench-swap: $(STAMP)
+	$(PY) -m attnbench.bench.swap
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

