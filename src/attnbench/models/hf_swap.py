@@ -121,6 +121,8 @@ def swap_self_attention(model: nn.Module, name: str, **options) -> list[str]:
         attn = build(name, **kwargs).train(m.training)  # a new module is in training mode: follow the model's
         setattr(m, ATTR, attn.to(device=next(m.parameters()).device))
     _register_with_transformers()
+    if config is not None and config._attn_implementation != IMPLEMENTATION:
+        model._attnbench_previous_implementation = config._attn_implementation  # for restore_dense
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(IMPLEMENTATION)
     else:
@@ -128,9 +130,10 @@ def swap_self_attention(model: nn.Module, name: str, **options) -> list[str]:
     return [n for n, _ in mods]
 
 
-def restore_dense(model: nn.Module, implementation: str = "sdpa") -> None:
-    """Undo :func:`swap_self_attention`: drop the registry modules and go back to dense attention."""
+def restore_dense(model: nn.Module, implementation: str | None = None) -> None:
+    """Undo :func:`swap_self_attention`: drop the registry modules and go back to dense attention
+    (``implementation``, default the one the model had before the swap, else ``sdpa``)."""
     for _, m in self_attention_modules(model):
         if hasattr(m, ATTR):
             delattr(m, ATTR)
-    model.set_attn_implementation(implementation)
+    model.set_attn_implementation(implementation or getattr(model, "_attnbench_previous_implementation", "sdpa"))
