@@ -6,6 +6,7 @@
     python scripts/prepare_data.py adrenalmnist3d_64      # one MedMNIST3D file (zenodo URL + md5)
     python scripts/prepare_data.py medmnist3d --from DIR  # every MedMNIST3D file found in DIR (28^3 and 64^3)
     python scripts/prepare_data.py glue --from ../shared/data   # the GLUE tsv files (glue_sst2_train, ...)
+    python scripts/prepare_data.py imdb                        # aclImdb_v1.tar.gz (Stanford URL + md5)
     python scripts/prepare_data.py --list
 
 When DATA_DIR (or --data-dir) already holds a verified copy, nothing is fetched.
@@ -18,13 +19,13 @@ import os
 import sys
 from pathlib import Path
 
-from attnbench.data.catalog import TIME_SERIES, glue_files, medmnist_files
+from attnbench.data.catalog import IMDB_SOURCE, TIME_SERIES, glue_files, medmnist_files
 from attnbench.data.download import DataError, fetch
 
 
 def catalogue() -> dict:
-    """Every fetchable file by name: the forecasting data sets, the MedMNIST3D files, the GLUE files."""
-    return {**{n: s.source for n, s in TIME_SERIES.items()}, **medmnist_files(), **glue_files()}
+    """Every fetchable file by name: the forecasting data sets, the MedMNIST3D files, the GLUE files, IMDB."""
+    return {**{n: s.source for n, s in TIME_SERIES.items()}, **medmnist_files(), **glue_files(), "imdb": IMDB_SOURCE}
 
 
 GROUPS = {"all": list(TIME_SERIES), "medmnist3d": list(medmnist_files()), "glue": list(glue_files())}

@@ -15,7 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from attnbench import attention
-from attnbench.data.catalog import GLUE, MEDMNIST3D, TIME_SERIES
+from attnbench.data.catalog import GLUE, MEDMNIST3D, TEXT_TASKS, TIME_SERIES
 
 
 def _incomplete(obj: Any) -> bool:
@@ -367,6 +367,36 @@ class GlueDataConfig:
 
 
 @dataclass
+class ImdbDataConfig:
+    _target_: str = "attnbench.data.imdb.ImdbDataModule"
+    task: str = "imdb"
+    data_dir: str = MISSING
+    tokenizer: str = MISSING
+    max_length: int = 512
+    batch_size: int = 8
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+    val_fraction: float = 0.1
+    seed: int = 0
+    download: bool = True
+    verify: bool = True
+    limit_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _choice("data.task", self.task, ["imdb"])
+        for k in ("max_length", "batch_size"):
+            _need(getattr(self, k) >= 1, f"data.{k}", getattr(self, k), "must be >= 1")
+        _need(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "must lie in (0, 1)")
+        _need(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
+              self.eval_batch_size, "must be >= 1 or null")
+        _need(self.num_workers >= 0, "data.num_workers", self.num_workers, "must be >= 0")
+        _need(self.limit_examples is None or self.limit_examples >= 1, "data.limit_examples",
+              self.limit_examples, "must be >= 1 or null")
+
+
+@dataclass
 class HFClassifierNetConfig:
     _target_: str = "attnbench.models.hf_text.pretrained_classifier"
     pretrained: str = MISSING
@@ -406,13 +436,13 @@ class TextClassificationModelConfig:
     def __post_init__(self) -> None:
         if _incomplete(self):
             return
-        _choice("model.task", self.task, list(GLUE))
+        _choice("model.task", self.task, list(TEXT_TASKS))
         _choice("model.scheduler_interval", self.scheduler_interval, ["epoch", "step"])
         _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _need(0.0 <= self.warmup_ratio < 1.0, "model.warmup_ratio", self.warmup_ratio, "must lie in [0, 1)")
-        if self.net.n_labels != GLUE[self.task].n_labels:
-            raise ConfigError(f"model.net.n_labels={self.net.n_labels} but GLUE task {self.task!r} has "
-                              f"{GLUE[self.task].n_labels} (1 = regression)")
+        if self.net.n_labels != TEXT_TASKS[self.task].n_labels:
+            raise ConfigError(f"model.net.n_labels={self.net.n_labels} but task {self.task!r} has "
+                              f"{TEXT_TASKS[self.task].n_labels} (1 = regression)")
         if self.scheduler is not None and "_target_" not in self.scheduler:
             raise ConfigError("model.scheduler needs a _target_ (e.g. transformers.get_linear_schedule_with_warmup)")
 
@@ -514,6 +544,7 @@ def register_configs() -> None:
     cs.store(group="data", name="nifti_schema", node=NiftiDataConfig)
     cs.store(group="model", name="classification_schema", node=ClassificationModelConfig)
     cs.store(group="data", name="glue_schema", node=GlueDataConfig)
+    cs.store(group="data", name="imdb_schema", node=ImdbDataConfig)
     cs.store(group="model", name="text_classification_schema", node=TextClassificationModelConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
@@ -529,11 +560,12 @@ def _medmnist_classes(name: str) -> int:
 
 
 def _glue_labels(task: str) -> int:
-    return GLUE[task].n_labels if task in GLUE else 2
+    return TEXT_TASKS[task].n_labels if task in TEXT_TASKS else 2
 
 
 SCHEMAS = {
     "attnbench.data.glue.GlueDataModule": GlueDataConfig,
+    "attnbench.data.imdb.ImdbDataModule": ImdbDataConfig,
     "attnbench.lit.text_classification.TextClassificationModule": TextClassificationModelConfig,
     "attnbench.data.timeseries.TimeSeriesDataModule": TimeSeriesDataConfig,
     "attnbench.lit.forecasting.ForecastingModule": ForecastingModelConfig,
@@ -549,7 +581,8 @@ TASK_DATA = {
     "attnbench.lit.forecasting.ForecastingModule": ("attnbench.data.timeseries.TimeSeriesDataModule",),
     "attnbench.lit.classification.ClassificationModule": ("attnbench.data.medmnist.MedMNIST3DDataModule",
                                                           "attnbench.data.nifti.NiftiDataModule"),
-    "attnbench.lit.text_classification.TextClassificationModule": ("attnbench.data.glue.GlueDataModule",),
+    "attnbench.lit.text_classification.TextClassificationModule": ("attnbench.data.glue.GlueDataModule",
+                                                                   "attnbench.data.imdb.ImdbDataModule"),
 }
 
 
@@ -587,7 +620,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model {cfg.model._target_} cannot train on data {cfg.data._target_}; it takes "
                           f"{', '.join(wants)} (forecasting: model=hot|full with data=ett|weather|...; "
                           "3D classification: model=hot3d|vit3d|resnet3d with data=medmnist3d|nifti; GLUE: "
-                          "model=bert|smyrf_bert with data=glue)")
+                          "model=bert|smyrf_bert with data=glue|imdb)")
     for group in ("data", "model", "trainer"):
         node = cfg.get(group)
         target = node.get("_target_")

@@ -233,3 +233,14 @@ GLUE: dict[str, GlueTask] = {
 def glue_files() -> dict[str, Source]:
     """Every GLUE file by its key (``glue_sst2_train``)."""
     return {f"glue_{t.name}_{s}": t.source(s) for t in GLUE.values() for s in t.sha256}
+
+
+# ----------------------------------------------------------------------------- IMDB
+# Maas et al. (ACL 2011), the Stanford archive: aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt, 25k + 25k.
+# md5 of the official archive (as torchtext pins it); the sha256 is the offline copy in ../shared/data, rebuilt
+# from the same reviews without the unlabelled ``unsup`` folder (its README gives the provenance).
+IMDB_SOURCE = Source("imdb/aclImdb_v1.tar.gz", "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
+                     ("b98d87f0ff79a81f44da08232e6f00c4ea291e69c1cb7bc30a4d00f0c3247781",),
+                     md5=("7c2ac02c03563afcf9b574c7e56c153a",))
+IMDB = GlueTask("imdb", "aclImdb", ("text",), "label", ("neg", "pos"), ("acc",))  # same task record as GLUE's
+TEXT_TASKS: dict[str, GlueTask] = {**GLUE, "imdb": IMDB}  # every task the text classifier trains on

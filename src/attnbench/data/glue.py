@@ -62,7 +62,30 @@ class EncodedDataset(torch.utils.data.Dataset):
         return {**{k: v[i] for k, v in self.encodings.items()}, "labels": self.labels[i]}
 
 
-class GlueDataModule(SplitDataModule):
+class TokenizedDataModule(SplitDataModule):
+    """Text datamodules: ``encode`` tokenizes (text, label) lists with the model's tokenizer; batches are padded
+    per batch."""
+
+    tokenizer_name: str
+    max_length: int
+
+    def encode(self, tok, texts: list[tuple[str, ...]], labels: list) -> EncodedDataset:
+        columns = list(zip(*texts, strict=True))  # one list per text column (one, or a sentence pair)
+        return EncodedDataset(dict(tok(*columns, truncation=True, max_length=self.max_length)), labels)
+
+    def _loader(self, split: str) -> DataLoader:
+        train = split == "train"
+        return DataLoader(self.datasets[split], batch_size=self.batch_size if train else self.eval_batch_size,
+                          shuffle=train, num_workers=self.num_workers, collate_fn=self.collate,
+                          persistent_workers=self.num_workers > 0)
+
+    def _tokenizer(self):
+        tok = load_tokenizer(self.tokenizer_name)
+        self.collate = _collator(tok)
+        return tok
+
+
+class GlueDataModule(TokenizedDataModule):
     """One GLUE task: train.tsv for training, dev.tsv for validation and test (see the module doc)."""
 
     def __init__(self, task: str, data_dir: str, tokenizer: str, max_length: int = 128, batch_size: int = 32,
@@ -90,25 +113,16 @@ class GlueDataModule(SplitDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        tok = load_tokenizer(self.tokenizer_name)
-        self.collate = _collator(tok)
+        tok = self._tokenizer()
         for split in ("train", "dev"):
             texts, labels = read_glue_tsv(self._file(split), self.task)
             if self.limit_examples:
                 texts, labels = texts[: self.limit_examples], labels[: self.limit_examples]
-            columns = list(zip(*texts, strict=True))
-            enc = tok(*columns, truncation=True, max_length=self.max_length)
-            ds = EncodedDataset(dict(enc), labels)
+            ds = self.encode(tok, texts, labels)
             if split == "train":
                 self.datasets["train"] = ds
             else:
                 self.datasets["val"] = self.datasets["test"] = ds
-
-    def _loader(self, split: str) -> DataLoader:
-        train = split == "train"
-        return DataLoader(self.datasets[split], batch_size=self.batch_size if train else self.eval_batch_size,
-                          shuffle=train, num_workers=self.num_workers, collate_fn=self.collate,
-                          persistent_workers=self.num_workers > 0)
 
 
 def _collator(tok):

@@ -1,8 +1,9 @@
-"""GLUE fine-tuning of a pretrained HF classifier: its own loss, the task's GLUE metrics on val/test.
+"""GLUE (and IMDB) fine-tuning of a pretrained HF classifier: its own loss, the task's GLUE metrics on val/test.
 
 Metrics per task (GLUE): CoLA Matthews correlation; SST-2, RTE, WNLI accuracy; MRPC F1 and accuracy; STS-B
-Pearson and Spearman correlations. ``<stage>/score`` is the mean of the task's metrics (the GLUE leaderboard's
-per-task number), in percent like the papers' tables, and is what checkpoints and early stopping follow.
+Pearson and Spearman correlations; IMDB accuracy. ``<stage>/score`` is the mean of the task's metrics (the GLUE
+leaderboard's per-task number), in percent like the papers' tables, and is what checkpoints and early stopping
+follow.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryMatthewsCorrCoef, MulticlassAccuracy
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
-from attnbench.data.catalog import GLUE
+from attnbench.data.catalog import TEXT_TASKS
 from attnbench.lit.base import ConfiguredModule
 
 
 def glue_metrics(task: str) -> dict[str, Metric]:
-    """torchmetrics objects of a GLUE task, keyed by the catalogue's metric names."""
-    t = GLUE[task]
+    """torchmetrics objects of a GLUE task (or IMDB), keyed by the catalogue's metric names."""
+    t = TEXT_TASKS[task]
     make = {"mcc": BinaryMatthewsCorrCoef, "f1": BinaryF1Score, "pearson": PearsonCorrCoef,
             "spearman": SpearmanCorrCoef,
             "acc": BinaryAccuracy if t.n_labels == 2 else lambda: MulticlassAccuracy(t.n_labels, average="micro")}
@@ -39,10 +40,10 @@ class TextClassificationModule(ConfiguredModule):
                  scheduler: Callable | None = None, scheduler_interval: str = "step", warmup_ratio: float = 0.0,
                  monitor: str = "val/score", monitor_mode: str = "max") -> None:
         super().__init__()
-        if task not in GLUE:
-            raise ValueError(f"task={task!r}; allowed: {', '.join(GLUE)}")
+        if task not in TEXT_TASKS:
+            raise ValueError(f"task={task!r}; allowed: {', '.join(TEXT_TASKS)}")
         self.save_hyperparameters(ignore=["net"], logger=False)
-        self.net, self.task = net.train(), GLUE[task]  # from_pretrained returns eval mode; Lightning keeps it
+        self.net, self.task = net.train(), TEXT_TASKS[task]  # from_pretrained returns eval mode; Lightning keeps it
         for stage in ("val", "test"):
             setattr(self, f"{stage}_metrics", MetricCollection(glue_metrics(task), prefix=f"{stage}/"))
 

@@ -1,0 +1,85 @@
+"""IMDB movie reviews (Maas et al., ACL 2011): the Stanford archive, read in place, tokenized by the model.
+
+``<data_dir>/imdb/aclImdb_v1.tar.gz`` (``scripts/prepare_data.py imdb``) holds ``aclImdb/{train,test}/{pos,neg}/
+<id>_<rating>.txt``: 25k training and 25k test reviews, half positive. Splits: a seeded ``val_fraction`` of the
+training reviews for validation (checkpoint selection), the rest for training, the official test set for test.
+Texts are kept as written (with their ``<br />``), truncated to ``max_length`` tokens (SMYRF's IMDB example: 512).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import tarfile
+from pathlib import Path
+
+from attnbench.data.catalog import IMDB, IMDB_SOURCE
+from attnbench.data.download import DataError, fetch, locate
+from attnbench.data.glue import TokenizedDataModule
+
+_MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+
+
+def read_imdb(path: Path) -> dict[str, tuple[list[tuple[str]], list[int]]]:
+    """``{"train": (texts, labels), "test": ...}`` from the archive, in file-name order; label 1 = pos."""
+    out: dict[str, list] = {"train": [], "test": []}
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for m in tar:
+                hit = _MEMBER.match(m.name)
+                if hit and m.isfile():
+                    text = tar.extractfile(m).read().decode("utf-8")
+                    out[hit[1]].append((hit[2], int(hit[3]), text))
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"imdb: {path} is not a readable aclImdb archive ({e}); fetch it again with\n"
+                        "  python scripts/prepare_data.py imdb [--from DIR]") from e
+    for split, rows in out.items():
+        if not rows:
+            raise DataError(f"imdb: {path} holds no aclImdb/{split}/{{pos,neg}}/*.txt reviews")
+        rows.sort(key=lambda r: (r[0], r[1]))
+    return {s: ([(r[2],) for r in rows], [IMDB.labels.index(r[0]) for r in rows]) for s, rows in out.items()}
+
+
+class ImdbDataModule(TokenizedDataModule):
+    """IMDB sentiment (binary): train / seeded val from train / official test (see the module doc)."""
+
+    def __init__(self, data_dir: str, tokenizer: str, task: str = "imdb", max_length: int = 512,
+                 batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 0,
+                 val_fraction: float = 0.1, seed: int = 0, download: bool = True, verify: bool = True,
+                 limit_examples: int | None = None) -> None:
+        super().__init__()
+        if task != "imdb":
+            raise ValueError(f"data.task={task!r}: the IMDB datamodule has the one task 'imdb'")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction={val_fraction} must lie in (0, 1)")
+        self.task, self.n_labels = IMDB, IMDB.n_labels
+        self.data_dir, self.tokenizer_name, self.max_length = Path(data_dir), tokenizer, max_length
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers, self.val_fraction, self.seed = num_workers, val_fraction, seed
+        self.download, self.verify, self.limit_examples = download, verify, limit_examples
+
+    def _file(self) -> Path:
+        if self.download:
+            return fetch("imdb", IMDB_SOURCE, self.data_dir)
+        return locate("imdb", IMDB_SOURCE, self.data_dir, check=self.verify)
+
+    def prepare_data(self) -> None:
+        self._file()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        tok = self._tokenizer()
+        data = read_imdb(self._file())
+        rng = random.Random(self.seed)
+        order = list(range(len(data["train"][1])))
+        rng.shuffle(order)
+        n_val = round(self.val_fraction * len(order))
+        parts = {"val": order[:n_val], "train": order[n_val:]}
+        test_order = list(range(len(data["test"][1])))
+        rng.shuffle(test_order)  # so that limit_examples keeps both classes
+        for split, (source, idx) in {"train": ("train", parts["train"]), "val": ("train", parts["val"]),
+                                     "test": ("test", test_order)}.items():
+            texts, labels = data[source]
+            idx = idx[: self.limit_examples] if self.limit_examples else idx
+            self.datasets[split] = self.encode(tok, [texts[i] for i in idx], [labels[i] for i in idx])
