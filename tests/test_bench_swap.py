@@ -21,6 +21,9 @@ def test_keys_per_query():
     assert keys_per_query({"name": "smyrf", "n_hashes": 1, "cluster_size": 48}, 128) == 43  # 3 clusters
     assert keys_per_query({"name": "local", "window": 8}, 128) == 17
     assert keys_per_query({"name": "full"}, 128) == 128
+    # 68 real tokens padded to 128: SMYRF spreads them over the 4 clusters of the padded length
+    assert keys_per_query({"name": "smyrf", "n_hashes": 2, "cluster_size": 32}, 128, 68) == 34
+    assert keys_per_query({"name": "local", "window": 8}, 128, 10) == 10
 
 
 def test_swap_bench_full_and_one_cluster_are_exact(tmp_path):
@@ -37,7 +40,11 @@ def test_swap_bench_full_and_one_cluster_are_exact(tmp_path):
     assert df["rel_error"].iloc[2] > 1e-2 and df["rel_error"].iloc[3] > 1e-2
     assert (df["cosine"] <= 1.0 + 1e-6).all() and df["attn_memory"].tolist()[2] == pytest.approx(16 / 48)
     assert pd.read_csv(tmp_path / "out" / "swap.csv").shape[0] == 4
-    assert "| smyrf (n_hashes=2, cluster_size=8) | 16 | 33% |" in (tmp_path / "out" / "swap.md").read_text()
+    assert "| smyrf (n_hashes=2, cluster_size=8) | 16 | " in (tmp_path / "out" / "swap.md").read_text()
+    assert (df["real_keys"] <= df["key_slots"]).all()
+    unpadded = run(SwapConfig(**{**cfg.__dict__, "pad": False, "out_dir": str(tmp_path / "out2")}))
+    assert unpadded["rel_error"].iloc[1] < 1e-4 and unpadded["attn_memory"].iloc[0] == 1.0
+    assert (unpadded["real_keys"] == unpadded["key_slots"]).all()  # no padding: every slot holds a real key
 
 
 def test_swap_bench_refuses_entries_that_are_not_drop_in():

@@ -5,12 +5,15 @@ every self-attention replaced by a drop-in registry entry (``models.hf_swap``). 
 
 - ``rel_error``: ||h - h_dense|| / ||h_dense|| of the last hidden states over the real (non-padding) tokens;
 - ``cosine``: mean cosine between the mean-pooled embeddings (how all-MiniLM-L6-v2 embeds a sentence);
-- ``keys/query``: keys each query attends to (SMYRF: n_hashes x keys per cluster; local: the window;
-  full: L), and ``attn memory``: the attention matrix entries relative to dense (n_hashes x C / L for SMYRF,
-  the paper's memory column).
+- ``key slots``: keys a query's attention row holds (SMYRF: n_hashes x keys per cluster; local: the window;
+  full: L) and ``attn memory``: those slots relative to dense (n_hashes x C / L for SMYRF, the paper's memory
+  column); ``real keys``: of those, the non-padding keys, mean over examples (SMYRF spreads a row's real keys
+  over all ceil(L / C) clusters of the padded length: about n_hashes x real / clusters).
 
-Inputs are padded to ``max_length`` as the paper's GLUE runs (length 128). ``variants`` are registry entries
-with options; the default grid is SMYRF's hashes x cluster sizes beside windows of the same key budget.
+``pad=true`` pads every batch to ``max_length``, as the paper's GLUE runs (length 128); ``pad=false`` encodes
+one example at a time without padding (clusters of C real tokens, what the official code's "padding sorted
+last" amounts to). ``variants`` are registry entries with options; the default grid is SMYRF's hashes x
+cluster sizes beside windows of the same key budget.
 
     python -m attnbench.bench.swap                              # writes outputs/bench/swap/swap.{csv,md}
     python -m attnbench.bench.swap pretrained=bert-base-uncased task=mrpc n_examples=128
@@ -52,6 +55,7 @@ class SwapConfig:
     verify: bool = True  # check the dev file's sha256
     n_examples: int = 64
     max_length: int = 128
+    pad: bool = True  # pad to max_length (the paper's GLUE inputs); false: one example at a time, no padding
     batch_size: int = 16
     variants: list[dict[str, Any]] = field(default_factory=_default_variants)
     out_dir: str = "outputs/bench/swap"
@@ -76,15 +80,17 @@ class SwapConfig:
 ConfigStore.instance().store(name="swap_bench_schema", node=SwapConfig)
 
 
-def keys_per_query(variant: dict[str, Any], length: int) -> int:
-    """Keys a query attends to under ``variant`` at sequence length ``length``."""
+def keys_per_query(variant: dict[str, Any], length: int, real: int | None = None) -> int:
+    """Key slots of a query's attention row under ``variant`` at (padded) length ``length``; with ``real`` (the
+    non-padding tokens), how many of them can hold a real key."""
+    real = length if real is None else real
     name = variant["name"]
     if name == "smyrf":
         n_c = math.ceil(length / variant["cluster_size"])
-        return variant["n_hashes"] * math.ceil(length / n_c)
+        return variant["n_hashes"] * math.ceil(real / n_c)
     if name == "local":
-        return min(length, 2 * variant["window"] + 1)
-    return length
+        return min(real, 2 * variant["window"] + 1)
+    return real
 
 
 def _label(variant: dict[str, Any]) -> str:
@@ -97,6 +103,12 @@ def _encode(model, batches: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     """Last hidden states (N, L, d) and the mask (N, L) of every batch."""
     hs = [model(**b).last_hidden_state for b in batches]
     return torch.cat(hs), torch.cat([b["attention_mask"] for b in batches]).bool()
+
+
+def _flat(parts: tuple | list) -> torch.Tensor:
+    """Batches of (n, L_i, ...) with different L_i -> one (N, max L, ...) tensor, zero-padded (masks: False)."""
+    L = max(t.shape[1] for t in parts)
+    return torch.cat([torch.nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, L - t.shape[1])) for t in parts])
 
 
 def compare(h: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
@@ -121,21 +133,27 @@ def run(cfg: SwapConfig) -> pd.DataFrame:
     texts = texts[: cfg.n_examples]
     tok = load_tokenizer(cfg.pretrained)
     model = AutoModel.from_pretrained(resolve_pretrained(cfg.pretrained)).eval()
-    batches = [dict(tok(*zip(*texts[i:i + cfg.batch_size], strict=True), truncation=True, padding="max_length",
-                        max_length=cfg.max_length, return_tensors="pt"))
-               for i in range(0, len(texts), cfg.batch_size)]
-    ref, mask = _encode(model, batches)
-    real_len = float(mask.sum(1).float().mean())
+    size = cfg.batch_size if cfg.pad else 1
+    batches = [dict(tok(*zip(*texts[i:i + size], strict=True), truncation=True, max_length=cfg.max_length,
+                        padding="max_length" if cfg.pad else False, return_tensors="pt"))
+               for i in range(0, len(texts), size)]
+    ref, mask = zip(*(_encode(model, [b]) for b in batches), strict=True)  # per batch: lengths may differ
+    reals = [int(n) for m in mask for n in m.sum(1)]  # real tokens per example
+    padded = [m.shape[1] for m in mask for _ in range(m.shape[0])]  # its padded length
+    real_len = sum(reals) / len(reals)
     rows = []
     for v in cfg.variants:
         opts = {k: x for k, x in v.items() if k != "name"}
         t1 = time.perf_counter()
         swap_self_attention(model, v["name"], **opts)
-        h, _ = _encode(model, batches)
+        hs = [_encode(model, [b])[0] for b in batches]
         restore_dense(model)
-        rel, cos = compare(h, ref, mask)
-        kq = keys_per_query(v, cfg.max_length)
-        rows.append({"variant": _label(v), "keys_per_query": kq, "attn_memory": kq / cfg.max_length,
+        rel, cos = compare(_flat(hs), _flat(ref), _flat(mask))
+        slots = [keys_per_query(v, n) for n in padded]
+        real = [keys_per_query(v, n, r) for n, r in zip(padded, reals, strict=True)]
+        rows.append({"variant": _label(v), "key_slots": sum(slots) / len(slots),
+                     "real_keys": sum(real) / len(real),
+                     "attn_memory": sum(s_ / n for s_, n in zip(slots, padded, strict=True)) / len(slots),
                      "rel_error": rel, "cosine": cos, "seconds": time.perf_counter() - t1})
     df = pd.DataFrame(rows)
     out = Path(cfg.out_dir)
@@ -149,14 +167,16 @@ def run(cfg: SwapConfig) -> pd.DataFrame:
 
 def markdown(df: pd.DataFrame, cfg: SwapConfig, n: int, real_len: float, wall_s: float) -> str:
     info = machine_info("cpu", torch.get_num_threads())
-    lines = ["| variant | keys / query | attn memory | rel. error | cosine |", "|---|---|---|---|---|"]
+    lines = ["| variant | key slots | real keys | attn memory | rel. error | cosine |", "|---|---|---|---|---|---|"]
     for r in df.itertuples():
-        lines.append(f"| {r.variant} | {r.keys_per_query} | {r.attn_memory:.0%} | {r.rel_error:.3f} | "
-                     f"{r.cosine:.4f} |")
+        lines.append(f"| {r.variant} | {r.key_slots:.0f} | {r.real_keys:.0f} | {r.attn_memory:.0%} | "
+                     f"{r.rel_error:.3f} | {r.cosine:.4f} |")
+    how = (f"padded to {cfg.max_length} tokens" if cfg.pad else
+           f"one at a time without padding (at most {cfg.max_length} tokens)")
     intro = (f"Pretrained `{cfg.pretrained}`, no retraining: {n} sentence pairs of GLUE {GLUE[cfg.task].folder} dev, "
-             f"padded to {cfg.max_length} tokens ({real_len:.0f} real on average). rel. error: last hidden states "
-             "vs dense over real tokens; cosine: mean-pooled embeddings vs dense. "
-             f"{info['cpu_model']}, torch {info['torch']}, {wall_s:.0f} s.")
+             f"{how}, {real_len:.0f} real tokens on average. Key slots, real keys: per query row, mean over "
+             "examples. rel. error: last hidden states vs dense over real tokens; cosine: mean-pooled embeddings "
+             f"vs dense. {info['cpu_model']}, torch {info['torch']}, {wall_s:.0f} s.")
     return "\n".join(["# Swapping a pretrained encoder's attention", "", intro, "", *lines]) + "\n"
 
 
