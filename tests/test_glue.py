@@ -251,3 +251,29 @@ def test_smyrf_glue_experiment_composes(compose_cfg, model):
     validate(cfg)
     assert cfg.model.net.n_labels == 1 and cfg.trainer.max_epochs == 3 and cfg.callbacks.early_stopping is None
     assert cfg.model.net.attention.name == ("full" if model == "bert" else "smyrf")
+
+
+@needs_minilm
+@pytest.mark.slow
+def test_a_fine_tuned_checkpoint_is_evaluated_as_it_is_with_smyrf(tmp_path):
+    """train=false without ckpt_path tests a pretrained classifier whose head came with it (SMYRF's "no
+    retraining" experiment); a checkpoint without a trained head is refused."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from attnbench.models.hf_text import resolve_pretrained
+
+    src = resolve_pretrained("minilm")
+    tuned = tmp_path / "tuned"
+    AutoModelForSequenceClassification.from_pretrained(src, num_labels=2).save_pretrained(tuned)
+    AutoTokenizer.from_pretrained(src).save_pretrained(tuned)
+    data = write_glue(tmp_path / "data", "SST-2", SST2, SST2)
+    base = [*QUICK, "model=smyrf_bert", "data=glue", "train=false", "data.max_length=24", f"paths.data_dir={data}",
+            "model.net.attention.cluster_size=8"]
+    p = run_cli([*base, f"model.net.pretrained={tuned}"], tmp_path / "a")
+    assert p.returncode == 0, p.stderr[-3000:]
+    (res,) = results(tmp_path / "a")
+    assert res["status"] == "ok" and 0.0 <= res["metrics"]["test/acc"] <= 100.0 and res["best_checkpoint"] is None
+    p = run_cli([*base, "model.net.pretrained=minilm"], tmp_path / "b")
+    assert p.returncode != 0
+    (res,) = results(tmp_path / "b")
+    assert "fine-tuned for the task" in res["error"]

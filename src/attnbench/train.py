@@ -75,10 +75,14 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
         # "best": the checkpoint with the best monitored val metric; "last": the final weights (the HOT code).
         ckpt = best if cfg.test_ckpt == "best" and best else None
         if not cfg.train:  # evaluate a trained model: train=false ckpt_path=<.ckpt>
-            if not cfg.get("ckpt_path"):
+            if cfg.get("ckpt_path"):
+                ckpt = cfg.ckpt_path
+            elif getattr(model, "evaluable_untrained", False):  # a fine-tuned pretrained model, as it is
+                ckpt = None
+            else:
                 raise ValueError("train=false needs ckpt_path=<checkpoint> to test (else it would test untrained "
-                                 "weights)")
-            ckpt = cfg.ckpt_path
+                                 "weights; only a pretrained model fine-tuned for the task, head included, is "
+                                 "tested as it is)")
         elif cfg.test_ckpt == "best" and not best:
             log.warning("no best checkpoint was saved; testing the current weights")
         trainer.test(model, datamodule=dm, ckpt_path=ckpt, weights_only=False)

@@ -47,6 +47,11 @@ class TextClassificationModule(ConfiguredModule):
         for stage in ("val", "test"):
             setattr(self, f"{stage}_metrics", MetricCollection(glue_metrics(task), prefix=f"{stage}/"))
 
+    @property
+    def evaluable_untrained(self) -> bool:
+        """True when every weight came from a checkpoint fine-tuned for the task (train=false needs no ckpt)."""
+        return bool(getattr(self.net, "attnbench_trained_head", False))
+
     def forward(self, batch: dict) -> Tensor:
         return self.net(**{k: v for k, v in batch.items() if k != "labels"}).logits
 

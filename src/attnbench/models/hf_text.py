@@ -48,7 +48,8 @@ def pretrained_classifier(pretrained: str, n_labels: int, attention: dict[str, A
     every self-attention swapped for the registry entry ``attention['name']`` (options: the rest) when given.
 
     ``attention=None`` keeps the model's own attention (SDPA); ``{'name': 'full'}`` is the same function through
-    the registry. ``dropout`` overrides the hidden and attention dropout of the config.
+    the registry. ``dropout`` overrides the hidden and attention dropout of the config. The model's
+    ``attnbench_trained_head`` says whether every weight, the classifier included, came from the checkpoint.
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -58,9 +59,13 @@ def pretrained_classifier(pretrained: str, n_labels: int, attention: dict[str, A
     if dropout is not None:
         kwargs.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(resolve_pretrained(pretrained), **kwargs)
+        model, info = AutoModelForSequenceClassification.from_pretrained(resolve_pretrained(pretrained),
+                                                                         output_loading_info=True, **kwargs)
     except (OSError, ValueError) as e:
         raise _offline_hint(pretrained, e) from e
+    # a checkpoint fine-tuned for the task brings its classifier: then it can be evaluated as it is (train=false,
+    # no ckpt_path), e.g. with SMYRF swapped in, which is the paper's "no retraining" experiment
+    model.attnbench_trained_head = not info.get("missing_keys") and not info.get("mismatched_keys")
     if attention:
         opts = dict(attention)
         swap_self_attention(model, opts.pop("name"), **opts)
