@@ -277,3 +277,23 @@ def test_a_fine_tuned_checkpoint_is_evaluated_as_it_is_with_smyrf(tmp_path):
     assert p.returncode != 0
     (res,) = results(tmp_path / "b")
     assert "fine-tuned for the task" in res["error"]
+
+
+@needs_minilm
+@pytest.mark.slow
+def test_interchangeability_train_with_smyrf_test_dense(tmp_path):
+    """SMYRF's IMDB table: a model trained with SMYRF is tested with dense attention (and the reverse)."""
+    data = write_glue(tmp_path / "data", "SST-2", SST2, SST2)
+    base = [*QUICK, "data=glue", "model.net.pretrained=minilm", "data.max_length=24", "data.batch_size=4",
+            "data.eval_batch_size=4", f"paths.data_dir={data}"]
+    p = run_cli([*base, "model=smyrf_bert", "model.net.attention.cluster_size=8"], tmp_path / "smyrf")
+    assert p.returncode == 0, p.stderr[-3000:]
+    (trained,) = results(tmp_path / "smyrf")
+    p = run_cli([*base, "model=bert", "train=false", f"ckpt_path={trained['best_checkpoint']}"], tmp_path / "dense")
+    assert p.returncode == 0, p.stderr[-3000:]
+    (dense,) = results(tmp_path / "dense")
+    assert dense["status"] == "ok" and math.isfinite(dense["metrics"]["test/acc"])
+    p = run_cli([*base, "model=smyrf_bert", "model.net.attention.cluster_size=8", "train=false",
+                 f"ckpt_path={trained['best_checkpoint']}"], tmp_path / "again")
+    (again,) = results(tmp_path / "again")
+    assert again["metrics"]["test/acc"] == pytest.approx(trained["metrics"]["test/acc"])  # same weights, same swap

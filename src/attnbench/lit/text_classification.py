@@ -18,6 +18,7 @@ from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
 from attnbench.data.catalog import TEXT_TASKS
 from attnbench.lit.base import ConfiguredModule
+from attnbench.models.hf_swap import ATTR
 
 
 def glue_metrics(task: str) -> dict[str, Metric]:
@@ -51,6 +52,17 @@ class TextClassificationModule(ConfiguredModule):
     def evaluable_untrained(self) -> bool:
         """True when every weight came from a checkpoint fine-tuned for the task (train=false needs no ckpt)."""
         return bool(getattr(self.net, "attnbench_trained_head", False))
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Load weights across attention swaps (SMYRF's interchangeability: train with SMYRF, test dense, or the
+        reverse): the swapped-in attention's own buffers (e.g. SMYRF's seeded projections) follow the model
+        being loaded into, not the checkpoint."""
+        state = checkpoint["state_dict"]
+        own = self.state_dict()
+        for key in [k for k in state if ATTR in k and k not in own]:
+            del state[key]
+        for key in [k for k in own if ATTR in k and k not in state]:
+            state[key] = own[key]
 
     def forward(self, batch: dict) -> Tensor:
         return self.net(**{k: v for k, v in batch.items() if k != "labels"}).logits
