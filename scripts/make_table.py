@@ -23,7 +23,7 @@ from pathlib import Path
 from attnbench.analysis import classification, glue, tables
 
 DEFAULT_REFERENCE = {"forecasting": "forecasting_lookback96", "classification": "medmnist3d",
-                     "glue": "smyrf_glue"}
+                     "glue": None}  # glue: smyrf_imdb for an IMDB sweep, else smyrf_glue
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -297,3 +297,24 @@ def test_interchangeability_train_with_smyrf_test_dense(tmp_path):
                  f"ckpt_path={trained['best_checkpoint']}"], tmp_path / "again")
     (again,) = results(tmp_path / "again")
     assert again["metrics"]["test/acc"] == pytest.approx(trained["metrics"]["test/acc"])  # same weights, same swap
+
+
+def test_imdb_sweep_table_uses_the_imdb_reference(tmp_path):
+    from scripts.make_table import main as make_table
+
+    sweep = tmp_path / "sweep"
+    _glue_job(sweep / "0", "bert", "imdb", 93.0)
+    _glue_job(sweep / "1", "smyrf_bert_8x32", "imdb", 91.5)
+    assert make_table([str(sweep)]) == 0
+    md = (sweep / "table.md").read_text()
+    assert "| model | IMDB | Avg |" in md and "| ours: bert | 93.00 | 93.00 |" in md
+    assert "SMYRF-BERT (dense inference) | 93.54" in md and "GLUE dev" not in md
+
+
+@pytest.mark.parametrize("model", ["bert", "smyrf_bert_8x32"])
+def test_smyrf_imdb_experiment_composes(compose_cfg, model):
+    cfg = compose_cfg(["experiment=smyrf/imdb", f"model={model}"])
+    validate(cfg)
+    assert cfg.data.max_length == 512 and cfg.model.optimizer.lr == 3e-5 and cfg.model.task == "imdb"
+    if model != "bert":
+        assert (cfg.model.net.attention.n_hashes, cfg.model.net.attention.cluster_size) == (8, 32)

@@ -1,4 +1,4 @@
-"""GLUE sweep (SMYRF-BERT) -> one row per model, one column per task (dev score, %), beside the paper's rows.
+"""GLUE / IMDB sweep (SMYRF-BERT) -> one row per model, one column per task (score, %), beside the paper's rows.
 
     runs = load_runs("outputs/smyrf_glue/multiruns/<time>")
     print(to_markdown(glue_table(runs, load_reference("smyrf_glue")), runs))
@@ -23,7 +23,7 @@ from attnbench.analysis.tables import _as_bool, job_parts, model_label
 
 TARGET = "attnbench.lit.text_classification.TextClassificationModule"
 TASKS = {"cola": "CoLA", "mnli_m": "MNLI-m", "mnli_mm": "MNLI-mm", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP",
-         "rte": "RTE", "sst2": "SST-2", "stsb": "STS-B", "wnli": "WNLI"}  # the paper's column order
+         "rte": "RTE", "sst2": "SST-2", "stsb": "STS-B", "wnli": "WNLI", "imdb": "IMDB"}  # the paper's order
 RUN_COLUMNS = ["task", "model", "status", "error", "score", "epochs", "wall_time_s", "n_params", "run_dir"]
 OUTPUT_NAMES = ("table.md", "table.csv", "runs.csv")
 DEFAULT_PRETRAINED = "bert-base-uncased"
@@ -139,12 +139,19 @@ def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame
     for model, row in table.iterrows():
         mark = "?" if row.get("_unconfirmed") is True else ""
         lines.append(f"| {model}{mark} | " + " | ".join(_cell(row[c]) for c in cols) + " |")
-    notes = ["", "Scores in %, GLUE dev (val = test = dev); a task's score is the mean of its GLUE metrics (CoLA "
-             "MCC, MRPC F1/acc, STS-B Pearson/Spearman, others accuracy). Avg: over the tasks shown."]
+    glue_tasks = [c for c in cols if c not in ("Avg", "imdb")]
+    notes = [""]
+    if glue_tasks:
+        notes.append("Scores in %, GLUE dev (val = test = dev); a task's score is the mean of its GLUE metrics "
+                     "(CoLA MCC, MRPC F1/acc, STS-B Pearson/Spearman, others accuracy). Avg: over the tasks shown.")
+    if "imdb" in cols:
+        notes.append("IMDB: test accuracy in % on the 25k test reviews (val: 10 % of the training reviews).")
     if reference is not None and not reference.empty:
         src = reference["source"].iloc[0]
-        notes.append(f"Published rows: {src}. The paper's Avg counts all nine columns (CoLA, MNLI-m/mm, MRPC, "
-                     "QNLI, QQP, RTE, SST-2, STS-B).")
+        notes.append(f"Published rows: {src}.")
+        if glue_tasks:
+            notes.append("The paper's GLUE Avg counts all nine columns (CoLA, MNLI-m/mm, MRPC, QNLI, QQP, RTE, "
+                         "SST-2, STS-B).")
     bad = runs[runs["status"] != "ok"]
     if not bad.empty:
         notes += ["", "Jobs without a result:"] + [f"- {r.model} / {r.task}: {r.status}: {r.error} ({r.run_dir})"
@@ -152,10 +159,11 @@ def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame
     return "\n".join(lines + notes) + "\n"
 
 
-def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: str = "smyrf_glue") -> str:
-    """Write ``OUTPUT_NAMES`` into ``out_dir`` (default the sweep folder); return the Markdown."""
+def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: str | None = None) -> str:
+    """Write ``OUTPUT_NAMES`` into ``out_dir`` (default the sweep folder); return the Markdown. ``reference``
+    defaults to ``smyrf_imdb`` for an IMDB-only sweep, else ``smyrf_glue``."""
     runs = load_runs(sweep_dir)
-    ref = load_reference(reference)
+    ref = load_reference(reference or ("smyrf_imdb" if set(runs["task"]) == {"imdb"} else "smyrf_glue"))
     table = glue_table(runs, ref)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
