@@ -120,3 +120,15 @@ def test_key_padding_mask_from_bool_and_additive_masks():
     causal = torch.ones(1, 1, 3, 3, dtype=torch.bool).tril()
     with pytest.raises(ValueError, match="varies across queries"):
         key_padding_mask(causal)
+
+
+def test_smyrf_in_the_model_ignores_how_much_padding(model):
+    """With the padding mask passed for queries too, a sentence's SMYRF outputs do not depend on padding."""
+    tok, m = model
+    swap_self_attention(m, "smyrf", n_hashes=2, cluster_size=4)
+    s = SENTENCES[0]
+    alone = hidden(m, tok([s], return_tensors="pt"))
+    n = alone.shape[1]
+    for length in (n + 3, 64):
+        padded = hidden(m, tok([s], padding="max_length", max_length=length, return_tensors="pt"))
+        torch.testing.assert_close(padded[:, :n], alone, atol=1e-5, rtol=1e-5)

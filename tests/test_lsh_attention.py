@@ -60,6 +60,34 @@ def test_smyrf_any_length_matches_the_slow_reference(L, S, cs):
         torch.testing.assert_close(out, smyrf_reference(q, k, v, att.proj, cs, m))
 
 
+@pytest.mark.parametrize(("L", "cs"), [(37, 8), (64, 16), (30, 64)])
+def test_smyrf_query_padding_matches_the_slow_reference(L, cs):
+    q, k, v = rand(B, H, L, D, seed=1), rand(B, H, L, D, seed=2), rand(B, H, L, DV, seed=3)
+    att = SmyrfAttention(D, n_hashes=3, cluster_size=cs, seed=4).double()
+    m = pad_mask(L)
+    out = att(q, k, v, key_padding_mask=m, query_padding_mask=m)
+    torch.testing.assert_close(out, smyrf_reference(q, k, v, att.proj, cs, m, m))
+    assert (out.masked_select(~m[:, None, :, None].expand_as(out)) == 0).all()  # padded queries: zeros
+
+
+def test_smyrf_with_query_padding_ignores_how_much_padding():
+    """Self-attention with both masks: the real tokens' outputs do not depend on the padded length (clusters
+    of cluster_size real tokens, as the official code's padding-sorted-last gives)."""
+    n = 23
+    q, k, v = rand(1, H, n, D, seed=1), rand(1, H, n, D, seed=2), rand(1, H, n, DV, seed=3)
+    att = SmyrfAttention(D, n_hashes=2, cluster_size=8, seed=0).double()
+    alone = att(q, k, v)
+    for L in (24, 40, 128):
+        pad = [rand(1, H, L - n, d, seed=9) * 50 for d in (D, D, DV)]
+        qp, kp, vp = (torch.cat([t, p_], 2) for t, p_ in zip((q, k, v), pad, strict=True))
+        m = torch.arange(L)[None] < n
+        torch.testing.assert_close(att(qp, kp, vp, key_padding_mask=m, query_padding_mask=m)[:, :, :n], alone)
+    # without the query mask the clusters cover the padded length: real tokens see fewer real keys
+    m = torch.arange(128)[None] < n
+    qp, kp, vp = (torch.cat([t, torch.zeros(1, H, 128 - n, t.shape[-1], dtype=t.dtype)], 2) for t in (q, k, v))
+    assert not torch.allclose(att(qp, kp, vp, key_padding_mask=m)[:, :, :n], alone)
+
+
 def test_smyrf_padding_batch2_and_dead_rows():
     L = S = 37
     q, k, v = rand(B, H, L, D, seed=1), rand(B, H, S, D, seed=2), rand(B, H, S, DV, seed=3)

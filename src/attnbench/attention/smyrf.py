@@ -10,10 +10,10 @@ Each query attends only to the keys of "its" cluster. Clusters come from asymmet
    real-valued projection F(q).a_h, G(k).a_h (the official code's E2LSH: it drops the floor((a.x+b)/r)
    and its uniform shift b only adds a constant, so neither r nor b changes the ordering; we omit both).
 3. Balanced clusters: queries and keys are each sorted by hash and cut into n_c = ceil(L / cluster_size)
-   consecutive groups of (almost) equal size: rank r of N goes to group c with
-   floor(c N / n_c) <= r < floor((c+1) N / n_c). Query group c attends densely to key group c
-   (softmax(q k^T / sqrt(D)) inside the pair), so each side has at most ceil(L / n_c), ceil(S / n_c)
-   members: any L, S, cross attention with L != S.
+   consecutive groups of (almost) equal size (L: the row's real queries when a query padding mask is
+   given): rank r of N goes to group c with floor(c N / n_c) <= r < floor((c+1) N / n_c). Query group c
+   attends densely to key group c (softmax(q k^T / sqrt(D)) inside the pair), so each side has at most
+   ceil(L / n_c), ceil(S / n_c) members: any L, S, cross attention with L != S.
 4. n_hashes rounds merged by log-sum-exp weights: out_i = sum_h softmax_h(lse_h(i)) o_h(i), where lse_h
    is the log normaliser of query i's softmax in round h (a key met in several rounds counts several
    times, as in the paper/official code; no de-duplication).
@@ -26,9 +26,10 @@ Fixes of known bugs of the official code (giannisdaras/smyrf, see shared/papers/
 - lengths need not be multiples of the cluster size (the official reshape mixes batch rows/rounds);
   here groups are balanced with a fixed capacity and empty slots are masked;
 - padded keys are excluded from M_K and sorted after all valid keys; the valid keys of each batch
-  element are spread over all n_c groups (the official code puts padding at the end of the sorted list,
-  which leaves the last query groups with only padded keys); padded keys never get weight and a query
-  whose groups hold no valid key gives zeros (official: uniform weights over padding or NaN);
+  element are spread over all n_c groups of its row; padded keys never get weight and a query whose groups
+  hold no valid key gives zeros (official: uniform weights over padding or NaN). With a query padding mask
+  (self-attention), padded queries are left out and a row has ceil(real tokens / cluster_size) clusters,
+  which is what the official code's "padding sorted last" amounts to, without its mixed last cluster;
 - projections are drawn once from a seeded generator and kept in a buffer (official: redrawn from the
   global RNG at every call, so eval is not deterministic).
 """
@@ -47,11 +48,13 @@ _TINY = 1e-30  # clamps a softmax normaliser that is 0 only for rows without any
 
 
 # ----------------------------------------------------------------------------- pure math
-def xbox_plus(q: Tensor, k: Tensor, key_padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Asymmetric XBOX+ transforms F(q) (B,H,L,D+2), G(k) (B,H,S,D+2); M_K over valid keys only."""
+def xbox_plus(q: Tensor, k: Tensor, key_padding_mask: Tensor | None = None,
+              query_padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Asymmetric XBOX+ transforms F(q) (B,H,L,D+2), G(k) (B,H,S,D+2); M_Q, M_K over valid queries / keys only."""
     qn2, kn2 = q.square().sum(-1), k.square().sum(-1)  # (B, H, L), (B, H, S)
     kn2_valid = kn2 if key_padding_mask is None else kn2.masked_fill(~key_padding_mask[:, None].bool(), 0.0)
-    total = qn2.amax(-1, keepdim=True) + kn2_valid.amax(-1, keepdim=True)  # (B, H, 1): M_Q^2 + M_K^2
+    qn2_valid = qn2 if query_padding_mask is None else qn2.masked_fill(~query_padding_mask[:, None].bool(), 0.0)
+    total = qn2_valid.amax(-1, keepdim=True) + kn2_valid.amax(-1, keepdim=True)  # (B, H, 1): M_Q^2 + M_K^2
     fq_extra = (total - qn2).clamp_min(0.0).sqrt()[..., None]  # (B, H, L, 1)
     gk_extra = (total - kn2).clamp_min(0.0).sqrt()[..., None]  # (B, H, S, 1) (padded keys: clamped, unused)
     fq = torch.cat([q, torch.zeros_like(fq_extra), fq_extra], dim=-1)  # (B, H, L, D+2)
@@ -59,15 +62,18 @@ def xbox_plus(q: Tensor, k: Tensor, key_padding_mask: Tensor | None = None) -> t
     return fq, gk
 
 
-def balanced_groups(n: Tensor | int, n_groups: int, cap: int, device) -> tuple[Tensor, Tensor]:
+def balanced_groups(n: Tensor | int, n_groups: int, cap: int, device, groups: Tensor | int | None = None
+                    ) -> tuple[Tensor, Tensor]:
     """Rank of each slot of n_groups groups of ``cap`` slots when n items are split into balanced groups.
 
-    n: int or (B,) counts. Returns rank (..., n_groups * cap) long and valid (..., n_groups * cap) bool
-    (leading axis B when n is a tensor): group c holds ranks floor(c n / n_groups) .. floor((c+1) n / n_groups) - 1.
+    n: int or (B,) counts; groups: the groups actually used per row (int or (B,), <= n_groups; default all).
+    Returns rank (..., n_groups * cap) long and valid (..., n_groups * cap) bool (leading axis B when n or
+    groups is a tensor): group c < g holds ranks floor(c n / g) .. floor((c+1) n / g) - 1, groups c >= g none.
     """
     n = torch.as_tensor(n, device=device).reshape(-1, 1)  # (B|1, 1)
+    g = torch.as_tensor(n_groups if groups is None else groups, device=device).reshape(-1, 1).clamp_min(1)
     c = torch.arange(n_groups + 1, device=device)  # (n_c + 1,)
-    start = c * n // n_groups  # (B|1, n_c + 1)
+    start = torch.minimum(c, g) * n // g  # (B|1, n_c + 1)
     s = torch.arange(cap, device=device)  # (cap,)
     rank = start[:, :-1, None] + s  # (B|1, n_c, cap)
     valid = rank < start[:, 1:, None]  # (B|1, n_c, cap)
@@ -112,26 +118,38 @@ def merge_rounds(out: Tensor, lse: Tensor, has: Tensor) -> Tensor:
 
 
 def smyrf_attention(q: Tensor, k: Tensor, v: Tensor, proj: Tensor, cluster_size: int,
-                    key_padding_mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
-    """SMYRF attention. q (B,H,L,D), k (B,H,S,D), v (B,H,S,Dv), proj (D+2, R) -> (B,H,L,Dv)."""
+                    key_padding_mask: Tensor | None = None, dropout_p: float = 0.0,
+                    query_padding_mask: Tensor | None = None) -> Tensor:
+    """SMYRF attention. q (B,H,L,D), k (B,H,S,D), v (B,H,S,Dv), proj (D+2, R) -> (B,H,L,Dv).
+
+    Row b uses n_c(b) = ceil(valid queries / cluster_size) clusters (all L queries without
+    ``query_padding_mask``); its valid keys are spread over them. Padded queries are left out: output 0.
+    """
     B, H, L, D = q.shape
     S, Dv, R = k.shape[2], v.shape[-1], proj.shape[1]
     keep = None if key_padding_mask is None else key_padding_mask.bool()  # (B, S)
+    qkeep = None if query_padding_mask is None else query_padding_mask.bool()  # (B, L)
     with torch.no_grad():  # the clustering is not differentiable (as in the paper)
-        fq, gk = xbox_plus(q, k, keep)
+        fq, gk = xbox_plus(q, k, keep, qkeep)
         hq = (fq @ proj).transpose(-1, -2)  # (B, H, R, L)
         hk = (gk @ proj).transpose(-1, -2)  # (B, H, R, S)
         if keep is not None:
             hk = hk.masked_fill(~keep[:, None, None], float("inf"))  # padded keys sort last
+        if qkeep is not None:
+            hq = hq.masked_fill(~qkeep[:, None, None], float("inf"))  # padded queries sort last
         q_perm = hq.argsort(dim=-1)  # (B, H, R, L): position of the query with hash rank r
         k_perm = hk.argsort(dim=-1)  # (B, H, R, S)
-    n_c = math.ceil(L / cluster_size)  # number of clusters, the same on both sides
-    cq, ck = math.ceil(L / n_c), math.ceil(S / n_c)  # slots per query / key cluster
-    q_rank, q_valid = balanced_groups(L, n_c, cq, q.device)  # (1, n_c*cq)
-    n_keys = S if keep is None else keep.sum(-1)  # valid keys per batch element
-    k_rank, k_valid = balanced_groups(n_keys, n_c, ck, q.device)  # (B|1, n_c*ck)
+    dev = q.device
+    n_q = torch.full((1,), L, device=dev) if qkeep is None else qkeep.sum(-1)  # (B|1,) valid queries
+    n_k = torch.full((1,), S, device=dev) if keep is None else keep.sum(-1)  # (B|1,) valid keys
+    g = (n_q + cluster_size - 1).div(cluster_size, rounding_mode="floor").clamp_min(1)  # (B|1,) clusters per row
+    n_c = int(g.max())  # cluster slots, the same on both sides
+    cq = int(((n_q + g - 1) // g).max())  # slots per query cluster
+    ck = max(1, int(((n_k + g - 1) // g).max()))  # slots per key cluster
+    q_rank, q_valid = balanced_groups(n_q, n_c, cq, dev, g)  # (B|1, n_c*cq)
+    k_rank, k_valid = balanced_groups(n_k, n_c, ck, dev, g)  # (B|1, n_c*ck)
     # slot -> original position (empty slots point at rank 0; they are masked / dropped)
-    q_idx = q_perm.gather(-1, q_rank.masked_fill(~q_valid, 0).expand(B, H, R, -1))  # (B, H, R, n_c*cq)
+    q_idx = q_perm.gather(-1, q_rank.masked_fill(~q_valid, 0)[:, None, None].expand(B, H, R, -1))
     k_idx = k_perm.gather(-1, k_rank.masked_fill(~k_valid, 0)[:, None, None].expand(B, H, R, -1))
     qs = q[:, :, None].expand(B, H, R, L, D).gather(3, q_idx[..., None].expand(-1, -1, -1, -1, D))
     ks = k[:, :, None].expand(B, H, R, S, D).gather(3, k_idx[..., None].expand(-1, -1, -1, -1, D))
@@ -140,36 +158,45 @@ def smyrf_attention(q: Tensor, k: Tensor, v: Tensor, proj: Tensor, cluster_size:
     ks, vs = ks.unflatten(3, (n_c, ck)), vs.unflatten(3, (n_c, ck))  # (B, H, R, n_c, ck, D|Dv)
     key_ok = k_valid.view(-1, 1, 1, n_c, 1, ck)  # (B|1, 1, 1, n_c, 1, ck)
     out, lse, has = attend(qs, ks, vs, key_ok, dropout_p=dropout_p)  # (B,H,R,n_c,cq,Dv), (B,H,R,n_c,cq)
-    # undo the sort: query at rank r sits in slot c(r) * cq + r - start(c(r))
-    slot_of_rank = torch.nonzero(q_valid[0]).squeeze(-1)  # (L,) valid slots in rank order
+    # undo the sort: the query of rank r < n_q sits in slot c * cq + r - start(c) of its cluster c
+    c = torch.arange(n_c + 1, device=dev)
+    start = torch.minimum(c, g.reshape(-1, 1)) * n_q.reshape(-1, 1) // g.reshape(-1, 1)  # (B|1, n_c + 1)
+    ranks = torch.arange(L, device=dev).expand(start.shape[0], L).contiguous()  # (B|1, L)
+    cl = torch.searchsorted(start[:, 1:].contiguous(), ranks, right=True).clamp_max(n_c - 1)  # (B|1, L)
+    slot_of_rank = cl * cq + ranks - start.gather(1, cl)  # (B|1, L)
+    ranked = ranks < n_q.reshape(-1, 1)  # (B|1, L): padded queries (rank >= n_q) have no slot
     inv = q_perm.argsort(dim=-1)  # (B, H, R, L): rank of each query
-    slot = slot_of_rank[inv]  # (B, H, R, L)
+    rows = slot_of_rank[:, None, None].expand(B, H, R, L)
+    slot = rows.gather(-1, inv).clamp(0, n_c * cq - 1)  # (B, H, R, L)
+    placed = ranked[:, None, None].expand(B, H, R, L).gather(-1, inv)  # (B, H, R, L)
     out = out.flatten(3, 4).gather(3, slot[..., None].expand(-1, -1, -1, -1, Dv))  # (B, H, R, L, Dv)
-    lse, has = lse.flatten(3).gather(3, slot), has.flatten(3).gather(3, slot)  # (B, H, R, L)
+    lse, has = lse.flatten(3).gather(3, slot), has.flatten(3).gather(3, slot) & placed  # (B, H, R, L)
     return merge_rounds(out, lse, has)
 
 
 def smyrf_reference(q: Tensor, k: Tensor, v: Tensor, proj: Tensor, cluster_size: int,
-                    key_padding_mask: Tensor | None = None) -> Tensor:
+                    key_padding_mask: Tensor | None = None, query_padding_mask: Tensor | None = None) -> Tensor:
     """Slow reference: per (batch, head, round) loops over the clusters, explicit LSE merge."""
     B, H, L, D = q.shape
     S, R = k.shape[2], proj.shape[1]
     keep = torch.ones(B, S, dtype=torch.bool) if key_padding_mask is None else key_padding_mask.bool()
-    fq, gk = xbox_plus(q, k, keep)
-    n_c = math.ceil(L / cluster_size)
+    qkeep = torch.ones(B, L, dtype=torch.bool) if query_padding_mask is None else query_padding_mask.bool()
+    fq, gk = xbox_plus(q, k, keep, qkeep)
     out = torch.zeros(B, H, L, v.shape[-1], dtype=q.dtype)
     for b in range(B):
         valid = torch.nonzero(keep[b]).squeeze(-1)  # valid key positions
-        nk = len(valid)
+        qvalid = torch.nonzero(qkeep[b]).squeeze(-1)  # valid query positions
+        nk, nq = len(valid), len(qvalid)
+        n_c = max(1, math.ceil(nq / cluster_size))  # this row's clusters
         for h in range(H):
             outs, lses = torch.zeros(R, L, v.shape[-1], dtype=q.dtype), torch.full((R, L), -math.inf, dtype=q.dtype)
             for r in range(R):
-                q_order = (fq[b, h] @ proj[:, r]).argsort()
+                q_order = qvalid[(fq[b, h, qvalid] @ proj[:, r]).argsort()]
                 k_order = valid[(gk[b, h, valid] @ proj[:, r]).argsort()]
                 for c in range(n_c):
-                    qi = q_order[c * L // n_c:(c + 1) * L // n_c]
+                    qi = q_order[c * nq // n_c:(c + 1) * nq // n_c]
                     kj = k_order[c * nk // n_c:(c + 1) * nk // n_c]
-                    if len(kj) == 0:
+                    if len(kj) == 0 or len(qi) == 0:
                         continue
                     s = q[b, h, qi] @ k[b, h, kj].T / math.sqrt(D)
                     lses[r, qi] = torch.logsumexp(s, -1)
@@ -204,7 +231,10 @@ class SmyrfAttention(AttentionBase):
         self.register_buffer("proj", torch.randn(head_dim + 2, n_hashes, generator=gen))  # (D+2, R)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
-                causal: bool = False) -> Tensor:
+                causal: bool = False, query_padding_mask: Tensor | None = None) -> Tensor:
+        """``query_padding_mask`` (B, L), True = real query: padded queries are clustered apart and give zeros,
+        so a row's clusters hold ``cluster_size`` real tokens whatever its padding (the official code's effect
+        of sorting padding last). Self-attention passes the key mask here (``models.hf_swap`` does)."""
         if causal:
             raise ValueError("smyrf: causal attention is not supported (clusters mix past and future)")
         if q.shape[-1] != self.head_dim or k.shape[-1] != self.head_dim:
@@ -214,5 +244,5 @@ class SmyrfAttention(AttentionBase):
         dt = torch.promote_types(v.dtype, torch.float32)  # hashes, exponentials in >= fp32 under autocast
         with torch.autocast(device_type=v.device.type, enabled=False):
             out = smyrf_attention(q.to(dt), k.to(dt), v.to(dt), self.proj.to(dt), self.cluster_size,
-                                  key_padding_mask, p)
+                                  key_padding_mask, p, query_padding_mask)
         return out.to(v.dtype)

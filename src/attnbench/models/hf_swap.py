@@ -14,7 +14,9 @@ call of the model (e.g. a decoder's cross-attention) stays dense SDPA, as in the
 Differences from the official SMYRF patch, on purpose: its padding mask is tiled over the heads with ``repeat``
 instead of ``repeat_interleave`` (wrong rows whenever batch > 1 and lengths differ; paper digest sec. 6-1), and it
 draws fresh hash projections on every call. Here the mask is per batch row, and each layer's projections are a
-fixed buffer drawn from ``seed + layer index`` (deterministic evaluation; a new ``seed`` gives new hashes).
+fixed buffer drawn from ``seed + layer index`` (deterministic evaluation; a new ``seed`` gives new hashes). Entries
+that take a ``query_padding_mask`` (SMYRF) get the padding mask for queries too: a row's clusters then hold real
+tokens only, whatever the padded length (the official code's effect of sorting padding last).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def _hf_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, 
         query = query * (scaling * math.sqrt(D))  # registry entries scale logits by 1/sqrt(D)
     kpm = key_padding_mask(attention_mask)
     causal = bool(getattr(module, "is_causal", False))
-    out = attn(query, key, value, key_padding_mask=kpm, causal=causal)  # (B, H, L, Dv)
+    extra = {"query_padding_mask": kpm} if kpm is not None and getattr(attn, "takes_query_mask", False) else {}
+    out = attn(query, key, value, key_padding_mask=kpm, causal=causal, **extra)  # (B, H, L, Dv)
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -119,6 +122,8 @@ def swap_self_attention(model: nn.Module, name: str, **options) -> list[str]:
         if "seed" in accepted:
             kwargs["seed"] = base_seed + i
         attn = build(name, **kwargs).train(m.training)  # a new module is in training mode: follow the model's
+        # self-attention: the padded positions are padded queries too (SMYRF then clusters real tokens only)
+        attn.takes_query_mask = "query_padding_mask" in inspect.signature(attn.forward).parameters
         setattr(m, ATTR, attn.to(device=next(m.parameters()).device))
     _register_with_transformers()
     if config is not None and config._attn_implementation != IMPLEMENTATION:
