@@ -7,13 +7,13 @@ every self-attention replaced by a drop-in registry entry (``models.hf_swap``). 
 - ``cosine``: mean cosine between the mean-pooled embeddings (how all-MiniLM-L6-v2 embeds a sentence);
 - ``key slots``: keys a query's attention row holds (SMYRF: n_hashes x keys per cluster; local: the window;
   full: L) and ``attn memory``: those slots relative to dense (n_hashes x C / L for SMYRF, the paper's memory
-  column); ``real keys``: of those, the non-padding keys, mean over examples (SMYRF spreads a row's real keys
-  over all ceil(L / C) clusters of the padded length: about n_hashes x real / clusters).
+  column); ``real keys``: of those, the non-padding keys, mean over examples (SMYRF clusters a row's real
+  tokens only, so its slots are real keys).
 
 ``pad=true`` pads every batch to ``max_length``, as the paper's GLUE runs (length 128); ``pad=false`` encodes
-one example at a time without padding (clusters of C real tokens, what the official code's "padding sorted
-last" amounts to). ``variants`` are registry entries with options; the default grid is SMYRF's hashes x
-cluster sizes beside windows of the same key budget.
+one example at a time without padding. SMYRF gives the same outputs either way (its clusters hold real tokens);
+the memory column depends on the padded length. ``variants`` are registry entries with options; the default
+grid is SMYRF's hashes x cluster sizes beside windows of the same key budget.
 
     python -m attnbench.bench.swap                              # writes outputs/bench/swap/swap.{csv,md}
     python -m attnbench.bench.swap pretrained=bert-base-uncased task=mrpc n_examples=128
@@ -82,11 +82,12 @@ ConfigStore.instance().store(name="swap_bench_schema", node=SwapConfig)
 
 def keys_per_query(variant: dict[str, Any], length: int, real: int | None = None) -> int:
     """Key slots of a query's attention row under ``variant`` at (padded) length ``length``; with ``real`` (the
-    non-padding tokens), how many of them can hold a real key."""
+    non-padding tokens), how many of them can hold a real key. SMYRF in a swapped encoder clusters the real
+    tokens only (it gets the padding mask for queries too): ceil(real / C) clusters."""
     real = length if real is None else real
     name = variant["name"]
     if name == "smyrf":
-        n_c = math.ceil(length / variant["cluster_size"])
+        n_c = math.ceil(real / variant["cluster_size"])
         return variant["n_hashes"] * math.ceil(real / n_c)
     if name == "local":
         return min(real, 2 * variant["window"] + 1)
