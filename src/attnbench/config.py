@@ -340,8 +340,9 @@ class ClassificationModelConfig:
 
 # ----------------------------------------------------------------------------- text classification (GLUE)
 @dataclass
-class GlueDataConfig:
-    _target_: str = "attnbench.data.glue.GlueDataModule"
+class TextDataConfig:
+    """Fields and checks shared by the text datamodules (tokenized by the model's own tokenizer)."""
+
     task: str = MISSING
     data_dir: str = MISSING
     tokenizer: str = MISSING
@@ -356,7 +357,6 @@ class GlueDataConfig:
     def __post_init__(self) -> None:
         if _incomplete(self):
             return
-        _choice("data.task", self.task, list(GLUE))
         for k in ("max_length", "batch_size"):
             _need(getattr(self, k) >= 1, f"data.{k}", getattr(self, k), "must be >= 1")
         _need(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
@@ -367,33 +367,31 @@ class GlueDataConfig:
 
 
 @dataclass
-class ImdbDataConfig:
+class GlueDataConfig(TextDataConfig):
+    _target_: str = "attnbench.data.glue.GlueDataModule"
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _choice("data.task", self.task, list(GLUE))
+        super().__post_init__()
+
+
+@dataclass
+class ImdbDataConfig(TextDataConfig):
     _target_: str = "attnbench.data.imdb.ImdbDataModule"
     task: str = "imdb"
-    data_dir: str = MISSING
-    tokenizer: str = MISSING
     max_length: int = 512
     batch_size: int = 8
-    eval_batch_size: int | None = None
-    num_workers: int = 0
     val_fraction: float = 0.1
     seed: int = 0
-    download: bool = True
-    verify: bool = True
-    limit_examples: int | None = None
 
     def __post_init__(self) -> None:
         if _incomplete(self):
             return
         _choice("data.task", self.task, ["imdb"])
-        for k in ("max_length", "batch_size"):
-            _need(getattr(self, k) >= 1, f"data.{k}", getattr(self, k), "must be >= 1")
         _need(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "must lie in (0, 1)")
-        _need(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
-              self.eval_batch_size, "must be >= 1 or null")
-        _need(self.num_workers >= 0, "data.num_workers", self.num_workers, "must be >= 0")
-        _need(self.limit_examples is None or self.limit_examples >= 1, "data.limit_examples",
-              self.limit_examples, "must be >= 1 or null")
+        super().__post_init__()
 
 
 @dataclass
