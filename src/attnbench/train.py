@@ -99,7 +99,7 @@ def _continue_checkpoint_dir(trainer: L.Trainer, ckpt_path: str) -> None:
     in a fresh output folder would otherwise call its first epoch "best" whatever its score, and test the wrong
     weights.
     """
-    states = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("callbacks", {})
+    states = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True).get("callbacks", {})
     for cb in trainer.checkpoint_callbacks:
         state = states.get(cb.state_key) or {}
         old = state.get("dirpath")
