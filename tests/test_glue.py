@@ -231,8 +231,8 @@ def test_glue_label_names_pretrained_and_budget():
 
     cfg = {"model": {"net": {"pretrained": "/x/site-packages/gt/model", "attention": {
         "name": "smyrf", "n_hashes": 2, "cluster_size": 16}}}}
-    assert glue_label({"model": "smyrf_bert_2x16", "model/attention": "smyrf"}, cfg) == \
-        "smyrf_bert_2x16[smyrf] 2x16 (model)"
+    assert glue_label({"model": "smyrf_bert_2x16", "model/attention": "smyrf"}, cfg) == "smyrf_bert_2x16 2x16 (model)"
+    assert glue_label({"model": "bert", "model/attention": "local"}, {}) == "bert[local]"
     assert glue_label({"model": "bert", "model/attention": "full"}, {"model": {"net": {
         "pretrained": "bert-base-uncased", "attention": {"name": "full"}}}}) == "bert"
 

@@ -33,7 +33,7 @@ def glue_label(choices: dict[str, Any], config: dict[str, Any]) -> str:
     """``model`` (+ ``[attention]`` when swapped to a non-default entry), plus ``(pretrained)`` when not BERT-base
     and the SMYRF budget ``n_hashes x cluster_size`` when SMYRF runs."""
     model = str(choices["model"])
-    default = {"bert": "full", "smyrf_bert": "smyrf"}.get(model, model)
+    default = "full" if model == "bert" else "smyrf" if model.startswith("smyrf_bert") else model
     if choices.get("model/attention") == default:
         choices = {k: v for k, v in choices.items() if k != "model/attention"}
     label = model_label(choices)
