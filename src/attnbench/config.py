@@ -159,6 +159,13 @@ class OptimizerConfig:
         _need(self.weight_decay >= 0, "model.optimizer.weight_decay", self.weight_decay, "must be >= 0")
 
 
+def _check_schedule(model: Any, example: str) -> None:
+    """The scheduler fields every model schema has: ``scheduler_interval`` and a ``_target_`` when set."""
+    _choice("model.scheduler_interval", model.scheduler_interval, ["epoch", "step"])
+    if model.scheduler is not None and "_target_" not in model.scheduler:
+        raise ConfigError(f"model.scheduler needs a _target_ (e.g. {example})")
+
+
 @dataclass
 class ForecastingModelConfig:
     _target_: str = "attnbench.lit.forecasting.ForecastingModule"
@@ -175,14 +182,12 @@ class ForecastingModelConfig:
     def __post_init__(self) -> None:
         if _incomplete(self):
             return
-        _choice("model.scheduler_interval", self.scheduler_interval, ["epoch", "step"])
         if self.horizons:
             bad = [h for h in self.horizons if not 1 <= h <= self.net.pred_len]
             if bad:
                 raise ConfigError(f"model.horizons={list(self.horizons)}: {bad} outside [1, data.pred_len="
                                   f"{self.net.pred_len}]")
-        if self.scheduler is not None and "_target_" not in self.scheduler:
-            raise ConfigError("model.scheduler needs a _target_ (e.g. torch.optim.lr_scheduler.CosineAnnealingLR)")
+        _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
 
 
 # ----------------------------------------------------------------------------- 3D classification
@@ -325,7 +330,6 @@ class ClassificationModelConfig:
     def __post_init__(self) -> None:
         if _incomplete(self):
             return
-        _choice("model.scheduler_interval", self.scheduler_interval, ["epoch", "step"])
         _choice("model.class_weights", self.class_weights, ["none", "inverse"])
         _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         target = self.net.get("_target_") if isinstance(self.net, dict) else None
@@ -334,8 +338,7 @@ class ClassificationModelConfig:
         if self.net.get("n_classes") != self.n_classes:
             raise ConfigError(f"model.net.n_classes={self.net.get('n_classes')} must equal "
                               f"model.n_classes={self.n_classes}")
-        if self.scheduler is not None and "_target_" not in self.scheduler:
-            raise ConfigError("model.scheduler needs a _target_ (e.g. torch.optim.lr_scheduler.CosineAnnealingLR)")
+        _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
 
 
 # ----------------------------------------------------------------------------- text classification (GLUE)
@@ -435,14 +438,12 @@ class TextClassificationModelConfig:
         if _incomplete(self):
             return
         _choice("model.task", self.task, list(TEXT_TASKS))
-        _choice("model.scheduler_interval", self.scheduler_interval, ["epoch", "step"])
         _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _need(0.0 <= self.warmup_ratio < 1.0, "model.warmup_ratio", self.warmup_ratio, "must lie in [0, 1)")
         if self.net.n_labels != TEXT_TASKS[self.task].n_labels:
             raise ConfigError(f"model.net.n_labels={self.net.n_labels} but task {self.task!r} has "
                               f"{TEXT_TASKS[self.task].n_labels} (1 = regression)")
-        if self.scheduler is not None and "_target_" not in self.scheduler:
-            raise ConfigError("model.scheduler needs a _target_ (e.g. transformers.get_linear_schedule_with_warmup)")
+        _check_schedule(self, "transformers.get_linear_schedule_with_warmup")
 
 
 # ----------------------------------------------------------------------------- trainer
