@@ -147,6 +147,7 @@ def test_unloadable_pretrained_model_error_points_at_offline_options():
     (["model=bert", "model/attention=optimised"], "cannot replace a pretrained self-attention: .*that do: full"),
     (["data.task=mnli"], "data.task='mnli' is invalid"),
     (["model.net.n_labels=3"], "model.net.n_labels=3 but task 'sst2' has 2"),
+    (["~model.scheduler._target_"], "model.scheduler needs a _target_ \\(e.g. transformers"),
 ])
 def test_config_errors_name_the_key(compose_cfg, overrides, message):
     cfg = compose_cfg(["model=smyrf_bert", "data=glue", *overrides])  # later overrides win
