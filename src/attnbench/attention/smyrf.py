@@ -20,8 +20,7 @@ Each query attends only to the keys of "its" cluster. Clusters come from asymmet
    times, as in the paper/official code; no de-duplication).
 
 Cost: O(n_hashes (L + S) log) for the sorts and O(n_hashes L C_k D) for attention (C_k ~ C S / L keys per
-cluster). With one cluster
-(cluster_size >= L) and any n_hashes it is full attention exactly.
+cluster). With one cluster (cluster_size >= L) and any n_hashes it is full attention exactly.
 
 Fixes of known bugs of the official code (giannisdaras/smyrf, see shared/papers/smyrf.md §6):
 - padding masks are per (batch, head) row (the official `repeat` tiles batch masks across heads);
