@@ -50,8 +50,9 @@ def test_official_experiment_composes_with_every_official_setting(compose_cfg):
         "torch.optim.AdamW", 1e-3, 1e-2)
     es = cfg.callbacks.early_stopping
     assert (es.monitor, es.min_delta, es.patience, es.mode) == ("val/mae_avg", 0.005, 10, "min")
-    # the full-attention baseline runs under the same protocol
+    # the full-attention baseline runs under the same protocol; fp32 on a GPU too, as the code
     validate(compose_cfg(["experiment=hot/official", "model=full"]))
+    assert compose_cfg(["experiment=hot/official", "trainer=gpu"]).trainer.precision == "32-true"
 
 
 @pytest.mark.parametrize(("overrides", "needle"), [
