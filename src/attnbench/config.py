@@ -1008,12 +1008,12 @@ def validate(cfg: DictConfig) -> None:
     path_keys = [f.name for f in fields(PathsConfig)]
     for k in cfg.paths:
         _choice("paths key", k, path_keys)
+    if cfg.model._target_ == "attnbench.lit.forecasting.ForecastingModule":
+        check_monitor(cfg.model.monitor, cfg.model.monitor_mode, forecasting_metrics(cfg.model.get("horizons")))
     check_entries("callbacks", OmegaConf.to_container(cfg.callbacks, resolve=True) if cfg.get("callbacks") else None,
                   CALLBACK_SCHEMAS)
     check_entries("logger", OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else None,
                   LOGGER_SCHEMAS)
-    if cfg.model._target_ == "attnbench.lit.forecasting.ForecastingModule":
-        check_monitor(cfg.model.monitor, cfg.model.monitor_mode, forecasting_metrics(cfg.model.get("horizons")))
     _check_fixed_len(cfg)
     forecasting = "seq_len" in cfg.data and "seq_len" in cfg.model.net
     if forecasting and (cfg.model.net.seq_len != cfg.data.seq_len or cfg.model.net.pred_len != cfg.data.pred_len):
