@@ -344,3 +344,15 @@ def test_schemas_match_lightning_signatures():
 
             params |= set(inspect.signature(wandb.init).parameters)
         assert names == params, (target, names ^ params)
+
+
+def test_installed_entry_points_exist():
+    """pyproject's console scripts name functions that exist (`make setup` installs them)."""
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"attnbench-train": "attnbench.cli:train", "attnbench": "attnbench.cli:main"}
+    for target in scripts.values():
+        mod, fn = target.split(":")
+        assert callable(getattr(importlib.import_module(mod), fn))
