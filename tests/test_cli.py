@@ -109,6 +109,16 @@ def test_help_lists_each_group_on_one_line_without_torch(tmp_path):
     assert _imported(p) == []
 
 
+def test_hydra_help_template_is_the_same_text():
+    from hydra import compose, initialize_config_dir
+
+    from attnbench.cli import help_text
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True)
+        assert cfg.hydra.help.template == help_text()
+
+
 def test_cfg_job_resolves_every_path(tmp_path):
     p = _py(_TRAIN, "--cfg", "job", "--resolve", f"paths.log_dir={tmp_path}", cwd=tmp_path)
     assert p.returncode == 0, p.stderr

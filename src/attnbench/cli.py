@@ -59,7 +59,28 @@ def group_options(group: str) -> list[str]:
 
 def group_lines() -> list[str]:
     """``--help``'s group list: ``group  options  (what it is)``."""
-    return [f"  {g:16s} {', '.join(group_options(g))}  ({what})" for g, what in GROUPS.items()]
+    return [f"  {g:16s} {', '.join(group_options(g))}  # {what}" for g, what in GROUPS.items()]
+
+
+def help_text() -> str:
+    """``--help``: usage, one line per config group, pointers (also Hydra's help template, conf/hydra/help)."""
+    app = "attnbench-train"
+    return "\n".join([
+        f"{app}: train a model on a data set from one Hydra config tree (python train.py is the same).",
+        "",
+        f"Usage: {app} [group=option ...] [key=value ...] [+new.key=value] [-m for a sweep]",
+        f"  e.g. {app} model=hot data=ett debug=fast",
+        f"       {app} model=full model/attention=linformer model.net.attention.max_len=168 "
+        "model.net.attention.k=32",
+        f"       {app} -m experiment=hot/forecasting",
+        "",
+        "== Config groups (group=option) ==",
+        *group_lines(),
+        "",
+        "Full composed config: --cfg job [--resolve].  What exists: python -m attnbench list "
+        "attention|data|models|experiments",
+        "Hydra's own flags: --hydra-help",
+    ]) + "\n"
 
 
 def check_group_choices(args: list[str]) -> str | None:
@@ -221,6 +242,9 @@ _hydra_train = hydra.main(version_base="1.3", config_path=str(CONF), config_name
 
 def train() -> None:
     """``attnbench-train`` / ``python train.py [overrides]``: compose, check and run (Hydra's command line)."""
+    if {"--help", "-h"} & set(sys.argv[1:]):  # Hydra's --help scans every group of every config (seconds)
+        sys.stdout.write(help_text())
+        return
     bad = check_group_choices(sys.argv[1:])
     if bad:
         print(f"error (ConfigError): {bad}", file=sys.stderr)

@@ -827,11 +827,11 @@ def _or_else(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def _group_help() -> str:
-    """One line per config group and its options (``--help``); schemas (``*_schema``) left out."""
-    from attnbench.cli import group_lines
+def _help() -> str:
+    """``--help``'s text: one line per config group and its options, schemas (``*_schema``) left out."""
+    from attnbench.cli import help_text
 
-    return "\n".join(group_lines())
+    return help_text()
 
 
 def register_configs() -> None:
@@ -850,7 +850,7 @@ def register_configs() -> None:
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
     # resolvers run while composing: none may import torch (tests/test_cli.py checks)
     resolvers = {"project_root": project_root, "ts_targets": _ts_targets, "medmnist_classes": _medmnist_classes,
-                 "glue_labels": _glue_labels, "or_else": _or_else, "attnbench_groups": _group_help}
+                 "glue_labels": _glue_labels, "or_else": _or_else, "attnbench_help": _help}
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
