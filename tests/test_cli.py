@@ -232,7 +232,7 @@ def test_limit_val_batches_1_runs_one_batch_and_disabled_bar_builds(compose_cfg)
     cfg = compose_cfg(["trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "logger=none"])
     drop_disabled_progress_bar(cfg, interactive=True)
     validate(cfg)
-    callbacks = [instantiate(c) for k, c in cfg.callbacks.items() if k == "model_summary"]
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]  # every default callback but the bar
 
     class Tiny(L.LightningModule):
         def __init__(self):
@@ -282,6 +282,15 @@ def test_gpu_trainer_without_gpu_names_trainer_cpu(tmp_path, synth_data_dir):
     assert p.returncode == 2
     assert p.stderr.startswith("error (ConfigError): trainer.accelerator=gpu but this machine has no CUDA GPU")
     assert "trainer=cpu" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.slow
+def test_missing_data_is_one_paragraph_exit_2(tmp_path):
+    p = _py(_TRAIN, f"paths.log_dir={tmp_path / 'out'}", f"paths.data_dir={tmp_path / 'nothing'}", "debug=fast",
+            "data.download=false", cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.startswith("error (DataError): ETTh1: ") and "prepare_data.py ETTh1" in p.stderr
+    assert "Traceback" not in p.stderr and "(traceback: " in p.stderr
 
 
 # ----------------------------------------------------------------------------- list
