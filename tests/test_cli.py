@@ -73,6 +73,23 @@ def test_attention_spec_equals_the_registry():
     assert attention_spec.caps_table() == attention.registry.caps_table()
 
 
+def test_drop_in_rule_equals_hf_swap():
+    from attnbench.models.hf_swap import check_drop_in
+
+    def norm(msg: str | None) -> str | None:  # the registry lists entries in import order, the spec sorted
+        head, sep, names = (msg or "").partition("that do: ")
+        return None if msg is None else head + sep + ", ".join(sorted(names.split(", ")))
+
+    for name in attention_spec.available():
+        problem = attention_spec.drop_in_problem(name)
+        try:
+            check_drop_in(name)
+            live = None
+        except ValueError as e:
+            live = str(e)
+        assert norm(problem) == norm(live), name
+
+
 def test_compose_resolve_and_validate_import_no_torch():
     """Every resolver and every check runs without torch, Lightning or transformers (`--cfg job`, typos)."""
     p = _py(f"""
@@ -82,8 +99,9 @@ def test_compose_resolve_and_validate_import_no_torch():
         from attnbench.config import register_configs, validate
         register_configs()
         runs = [[], ["trainer=gpu"], ["trainer=ddp"], ["logger=wandb"], ["data=illness"], ["debug=fast"],
-                ["experiment=hot/forecasting"], ["model=hot3d", "data=medmnist3d"], ["model=full",
-                "model/attention=linformer", "model.net.attention.max_len=168", "model.net.attention.k=8"]]
+                ["experiment=hot/forecasting"], ["model=hot3d", "data=medmnist3d"], ["model=smyrf_bert", "data=glue"],
+                ["model=full", "model/attention=linformer", "model.net.attention.max_len=168",
+                 "model.net.attention.k=8"]]
         for ov in runs:
             with initialize_config_dir(config_dir="{ROOT / 'conf'}", version_base="1.3"):
                 cfg = compose("train", overrides=["paths.output_dir=/tmp/x", *ov])

@@ -138,3 +138,17 @@ def caps_table() -> str:
         cells = [("yes" if v else "-") if isinstance(v, bool) else str(v) for v in (e.caps[c] for c in cols)]
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def drop_in_problem(name: str) -> str | None:
+    """Why entry ``name`` cannot replace a pretrained dense self-attention, or None if it can: the rule of
+    ``models.hf_swap.check_drop_in`` on the declarations (tests/test_cli.py checks they agree on every entry)."""
+    e = get(name)
+    for cap in ("self_attention", "key_padding_mask", "pretrained_drop_in"):
+        if not e.caps[cap]:
+            able = [n for n, x in entries().items() if x.caps[cap]]
+            return f"attention {name!r} does not support {cap}=True; entries that do: {', '.join(able)}"
+    if e.caps["tensor"] or e.caps["per_axis_qk"] or e.caps["projections"] != "qkv":
+        return (f"attention {name!r} needs tensor / per-axis inputs or its own projections; a pretrained encoder "
+                "supplies (B, H, L, D) q, k, v from its q/k/v projections")
+    return None

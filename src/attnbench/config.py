@@ -436,13 +436,10 @@ class HFClassifierNetConfig:
               "must lie in [0, 1) or be null")
         if self.attention is not None:
             check_attention("model.net.attention", dict(self.attention))
-            from attnbench.models.hf_swap import check_drop_in
-
-            try:
-                check_drop_in(self.attention["name"])
-            except ValueError as e:
+            problem = attention.drop_in_problem(self.attention["name"])
+            if problem:
                 raise ConfigError(f"model.net.attention.name={self.attention['name']!r} cannot replace a pretrained "
-                                  f"self-attention: {e}") from None
+                                  f"self-attention: {problem}")
 
 
 @dataclass
