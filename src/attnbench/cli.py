@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 
 from attnbench.config import ConfigError, amp_precision, drop_disabled_progress_bar, project_root, register_configs
 
-log = logging.getLogger("attnbench.train")
+log = logging.getLogger(__name__)
 register_configs()
 CONF = Path(project_root()) / "conf"
 
@@ -259,12 +259,19 @@ def data_dir() -> Path:
 
 
 def list_attention() -> str:
+    from omegaconf import OmegaConf
+
     from attnbench import attention_spec
 
-    req = "\n".join(f"- `{n}` needs: {', '.join(e.required)}" for n, e in attention_spec.entries().items()
-                    if set(e.required) - {"head_dim"})  # head_dim is filled in by the layer
-    return (f"{attention_spec.caps_table()}\nUse: model/attention=<entry> (sequence entries: with model=full or "
-            f"model=vit3d). Options beyond the yaml defaults:\n{req}\n")
+    needs = []
+    for name in attention_spec.available():
+        node = OmegaConf.load(CONF / "model" / "attention" / f"{name}.yaml")
+        req = [str(k) for k in node if OmegaConf.is_missing(node, k)]
+        if req:
+            needs.append(f"- `{name}`: " + " ".join(f"model.net.attention.{k}=<value>" for k in req))
+    return (f"{attention_spec.caps_table()}\nUse: model/attention=<entry> (sequence entries with model=full or "
+            "model=vit3d; drop-in entries with model=bert). Options without a default, to give on the command "
+            "line:\n" + "\n".join(needs) + "\n")
 
 
 def list_data(where: Path) -> str:
