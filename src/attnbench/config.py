@@ -908,20 +908,6 @@ def check_schema(key: str, schema: type, plain: Any) -> None:
     OmegaConf.to_object(merged)
 
 
-def forecasting_metrics(horizons: list[int] | None) -> list[str]:
-    """Metric names a ForecastingModule logs at epoch level (what ``model.monitor`` may name)."""
-    multi = horizons is not None and len(horizons) > 1
-    names = ["val/mse", "val/mae"] if not multi else ["val/mse"]
-    names += [f"val/{m}_{h}" for h in (sorted(horizons) if multi else []) for m in ("mse", "mae")]
-    return [*names, "train/loss_epoch"]
-
-
-def check_monitor(monitor: str, mode: str, allowed: list[str]) -> None:
-    """``model.monitor`` (read by checkpointing, early stopping and the scheduler) names a logged metric."""
-    _choice("model.monitor", monitor, allowed)
-    _choice("model.monitor_mode", mode, ["min", "max"])
-
-
 def token_count(cfg: DictConfig) -> tuple[int, str] | None:
     """Tokens a sequence attention sees in one example, with how they arise; None where not known statically.
 
@@ -1005,8 +991,6 @@ def validate(cfg: DictConfig) -> None:
     path_keys = [f.name for f in fields(PathsConfig)]
     for k in cfg.paths:
         _choice("paths key", k, path_keys)
-    if cfg.model._target_ == "attnbench.lit.forecasting.ForecastingModule":
-        check_monitor(cfg.model.monitor, cfg.model.monitor_mode, forecasting_metrics(cfg.model.get("horizons")))
     check_entries("callbacks", OmegaConf.to_container(cfg.callbacks, resolve=True) if cfg.get("callbacks") else None,
                   CALLBACK_SCHEMAS)
     check_entries("logger", OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else None,
