@@ -186,6 +186,10 @@ class HOTLinearAttention(_HOTBase):
     the authors' precursor code); "elu" uses elu+1. Random features are a fixed buffer; ``redraw()`` draws new.
     """
 
+    # Fragile exponentials: (at least) fp32 under autocast (pooling and the layer's q/k hook included).
+    caps = Caps(tensor=True, causal=False, key_padding_mask=False, per_axis_qk=True, pretrained_drop_in=False,
+                needs_head_dim=True, fp32=True)
+
     def __init__(
         self, head_dim: int, mode: Literal["product", "sum"] = "product", pool: Literal["sum", "mean"] = "sum",
         sum_normalize: bool = False, feature_map: Literal["favor", "elu"] = "favor", n_features: int | None = None,
@@ -216,17 +220,12 @@ class HOTLinearAttention(_HOTBase):
                 qk_hook: QKHook | None = None) -> Tensor:
         self._refuse(key_padding_mask, causal, "hot_linear")
         pq, pk = self.pooled(q, k, v, qk_hook)
-        # Fragile exponentials stay in fp32 under autocast.
-        dt = torch.promote_types(v.dtype, torch.float32)
-        with torch.autocast(device_type=v.device.type, enabled=False):
-            fq = [self.features(x.to(dt), True) for x in pq]
-            fk = [self.features(x.to(dt), False) for x in pk]
-            vf = v.to(dt)
-            if self.mode == "product":
-                y = vf
-                for i in range(len(fq)):
-                    y = linear_mode_product(fq[i], fk[i], y, i)
-            else:
-                y = sum(linear_mode_product(fq[i], fk[i], vf, i) for i in range(len(fq)))
-                y = y / len(fq) if self.sum_normalize else y
-        return y.to(v.dtype)
+        fq = [self.features(x, True) for x in pq]
+        fk = [self.features(x, False) for x in pk]
+        if self.mode == "product":
+            y = v
+            for i in range(len(fq)):
+                y = linear_mode_product(fq[i], fk[i], y, i)
+            return y
+        y = sum(linear_mode_product(fq[i], fk[i], v, i) for i in range(len(fq)))
+        return y / len(fq) if self.sum_normalize else y

@@ -107,7 +107,8 @@ class LinearAttention(AttentionBase):
     """elu+1 linear attention: O(N F Dv) time, no parameters; not an approximation of softmax."""
 
     # A different kernel from softmax: a pretrained softmax layer does not keep its function.
-    caps = Caps(pretrained_drop_in=False)
+    # Prefix sums lose precision in half precision: (at least) fp32 under autocast.
+    caps = Caps(pretrained_drop_in=False, fp32=True)
 
     def __init__(self) -> None:
         super().__init__()
@@ -116,9 +117,5 @@ class LinearAttention(AttentionBase):
         self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
         causal: bool = False,
     ) -> Tensor:
-        # Prefix sums lose precision in half precision: run in (at least) fp32 under autocast.
-        dt = torch.promote_types(v.dtype, torch.float32)
-        with torch.autocast(device_type=v.device.type, enabled=False):
-            phi_q, phi_k = elu_feature_map(q.to(dt)), elu_feature_map(k.to(dt))  # (B,H,L,D), (B,H,S,D)
-            out = linear_attention(phi_q, phi_k, v.to(dt), key_padding_mask=key_padding_mask, causal=causal)
-        return out.to(v.dtype)
+        phi_q, phi_k = elu_feature_map(q), elu_feature_map(k)  # (B,H,L,D), (B,H,S,D)
+        return linear_attention(phi_q, phi_k, v, key_padding_mask=key_padding_mask, causal=causal)

@@ -114,7 +114,8 @@ class NystromAttention(AttentionBase):
     """Nyström-approximated softmax attention with segment-mean landmarks (not causal)."""
 
     # No parameters unless conv_kernel is set (then a learned residual convolution: not a drop-in).
-    caps = Caps(causal=False, permutation_equivariant=False)
+    # The pseudo-inverse iteration is fragile in half precision: (at least) fp32 under autocast.
+    caps = Caps(causal=False, permutation_equivariant=False, needs_head_dim=True, fp32=True)
 
     def __init__(self, head_dim: int, n_landmarks: int = 64, pinv_iters: int = 6, conv_kernel: int | None = None
                  ) -> None:
@@ -138,18 +139,14 @@ class NystromAttention(AttentionBase):
     ) -> Tensor:
         if causal:
             raise ValueError("nystrom attention is not causal (landmarks mix all positions); use causal=False")
-        # The pseudo-inverse iteration is fragile in half precision: (at least) fp32 under autocast.
-        dt = torch.promote_types(v.dtype, torch.float32)
-        with torch.autocast(device_type=v.device.type, enabled=False):
-            out = nystrom_attention(q.to(dt), k.to(dt), v.to(dt), self.n_landmarks, self.pinv_iters,
-                                    key_padding_mask)
-        out = out.to(v.dtype)
+        out = nystrom_attention(q, k, v, self.n_landmarks, self.pinv_iters, key_padding_mask)
         if self.conv is not None:
             B, H, S, Dv = v.shape
             if q.shape[-2] != S or Dv != self.head_dim:
                 raise ValueError(f"nystrom conv_kernel needs L == S and value size {self.head_dim}, got "
                                  f"L={q.shape[-2]}, S={S}, Dv={Dv}")
             vz = v if key_padding_mask is None else v.masked_fill(~key_padding_mask.bool()[:, None, :, None], 0.0)
-            res = self.conv(vz.flatten(0, 1).transpose(1, 2))  # (B*H, Dv, S)
-            out = out + res.transpose(1, 2).unflatten(0, (B, H))  # (B, H, L, Dv)
+            w = self.conv.weight.dtype  # v is fp32 here (caps.fp32); the weights may be half (bf16-true)
+            res = self.conv(vz.flatten(0, 1).transpose(1, 2).to(w))  # (B*H, Dv, S)
+            out = out + res.transpose(1, 2).unflatten(0, (B, H)).to(out.dtype)  # (B, H, L, Dv)
         return out

@@ -72,8 +72,8 @@ class PerformerAttention(AttentionBase):
     """
 
     # An unbiased estimator of softmax attention: usable in place of a pretrained dense layer, with an
-    # error that shrinks as n_features grows.
-    caps = Caps()
+    # error that shrinks as n_features grows. Exponentials and prefix sums: (at least) fp32 under autocast.
+    caps = Caps(needs_head_dim=True, fp32=True)
 
     def __init__(self, head_dim: int, n_features: int | None = None, redraw_every: int | None = None,
                  seed: int = 0) -> None:
@@ -108,8 +108,4 @@ class PerformerAttention(AttentionBase):
             if self.calls_since_redraw >= self.redraw_every:
                 self.redraw()
             self.calls_since_redraw += 1
-        # Exponentials and prefix sums stay in (at least) fp32 under autocast.
-        dt = torch.promote_types(v.dtype, torch.float32)
-        with torch.autocast(device_type=v.device.type, enabled=False):
-            out = favor_attention(q.to(dt), k.to(dt), v.to(dt), self.proj, key_padding_mask, causal)
-        return out.to(v.dtype)
+        return favor_attention(q, k, v, self.proj, key_padding_mask, causal)

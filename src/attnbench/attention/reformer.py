@@ -178,7 +178,8 @@ class ReformerAttention(AttentionBase):
     for a pretrained dense layer: shared QK and unit keys change the attention function.
     """
 
-    caps = Caps(cross_attention=False, pretrained_drop_in=False, permutation_equivariant=False)
+    caps = Caps(cross_attention=False, pretrained_drop_in=False, permutation_equivariant=False, needs_head_dim=True,
+                shared_qk=True, fp32=True)
 
     def __init__(self, head_dim: int, shared_qk: bool, n_buckets: int = 32, chunk_size: int = 64,
                  n_hashes: int = 1, dropout: float = 0.0, seed: int = 0) -> None:
@@ -210,8 +211,5 @@ class ReformerAttention(AttentionBase):
             raise ValueError(f"reformer: built for head_dim={self.head_dim}, got q/k head sizes "
                              f"{q.shape[-1]}/{k.shape[-1]}")
         p = self.dropout if self.training else 0.0
-        dt = torch.promote_types(v.dtype, torch.float32)
-        with torch.autocast(device_type=v.device.type, enabled=False):
-            out = lsh_attention(q.to(dt), k.to(dt), v.to(dt), self.rot.to(dt), self.n_buckets, self.chunk_size,
-                                key_padding_mask, causal, self.shared_qk, p)
-        return out.to(v.dtype)
+        return lsh_attention(q, k, v, self.rot.to(v.dtype), self.n_buckets, self.chunk_size, key_padding_mask,
+                             causal, self.shared_qk, p)

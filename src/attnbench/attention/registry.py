@@ -7,16 +7,23 @@ Every mechanism is a subclass of :class:`AttentionBase` registered by name where
         caps = Caps(tensor=True, causal=False)
 
 Capabilities are class attributes, readable before construction, so callers check them with
-:func:`require` and never branch on names.
+:func:`require` and never branch on names. What the declarations promise is applied here, once:
+``fp32=True`` wraps the entry's ``forward`` (:class:`AttentionBase`), and :func:`build` fills the sizes an
+entry declares (``needs_head_dim``: ``head_dim``; ``fixed_len``: ``max_len``) from the caller's ``sizes``.
+:func:`register` checks the declarations against the constructor and ``forward`` signatures.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,17 @@ class Caps:
     # Which projections of the input the multi-head layer learns ("qkv": all three; "qk": values are the
     # input's per-head slices; "q": keys and values are). "You need to pay better attention" drops W^V / W^K.
     projections: str = "qkv"
+    # The constructor takes the per-head size ``head_dim`` (:func:`build` fills it from ``sizes``).
+    needs_head_dim: bool = False
+    # Can be built with ``shared_qk=True`` (Reformer): one query/key projection, k must be the very tensor q
+    # (self-attention only). The built module's ``shared_qk`` says whether this instance shares them.
+    shared_qk: bool = False
+    # ``forward`` takes a ``query_padding_mask`` (B, L), True = real query: padded queries take no slot (SMYRF's
+    # clusters). Self-attention callers (the layer, ``models.hf_swap``) pass their padding mask as it.
+    query_padding_mask: bool = False
+    # Computes in (at least) fp32 under autocast: q, k, v are cast up to promote(v.dtype, fp32), autocast is
+    # off inside ``forward``, and the output comes back in v's dtype (exponentials, prefix sums, pinv, hashes).
+    fp32: bool = False
 
     def __post_init__(self) -> None:
         if self.projections not in ("qkv", "qk", "q"):
@@ -54,11 +72,52 @@ class CapabilityError(ValueError):
     """An attention was asked for a capability it lacks (``require``); the message names the entries that have it."""
 
 
+# Sizes the caller knows and an entry may need at build time, each with the Caps flag that declares it.
+SIZES = {"head_dim": "needs_head_dim", "max_len": "fixed_len"}
+
+
+def _upcast(x: Any, dtype: torch.dtype) -> Any:
+    """A tensor, or a tuple/list of them (per-axis q, k), in ``dtype``; anything else unchanged."""
+    if isinstance(x, Tensor):
+        return x.to(dtype)
+    if isinstance(x, (tuple, list)):
+        return type(x)(_upcast(t, dtype) for t in x)
+    return x
+
+
+def _in_fp32(forward: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``forward(q, k, v, **kw)`` run with autocast off on q, k, v in promote(v.dtype, fp32); output in v's dtype."""
+
+    @functools.wraps(forward)
+    def wrapped(self, q, k, v: Tensor, *args, **kwargs) -> Tensor:
+        dt = torch.promote_types(v.dtype, torch.float32)
+        with torch.autocast(device_type=v.device.type, enabled=False):
+            out = forward(self, _upcast(q, dt), _upcast(k, dt), v.to(dt), *args, **kwargs)
+        return out.to(v.dtype)
+
+    wrapped.fp32_region = True
+    return wrapped
+
+
 class AttentionBase(nn.Module):
-    """Base class: ``forward(q, k, v, *, key_padding_mask=None, causal=False)``."""
+    """Base class: ``forward(q, k, v, *, key_padding_mask=None, causal=False)``.
+
+    A subclass declaring ``Caps(fp32=True)`` gets its ``forward`` run in (at least) fp32 here (``_in_fp32``);
+    ``shared_qk`` is True on an instance whose keys must be its queries (entries with ``caps.shared_qk``).
+    """
 
     caps: Caps = Caps()
     name: str = ""
+    shared_qk: bool = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        wrapped = getattr(cls.forward, "fp32_region", False)
+        if cls.caps.fp32 and not wrapped:
+            cls.forward = _in_fp32(cls.forward)
+        elif wrapped and not cls.caps.fp32:
+            raise TypeError(f"{cls.__qualname__} declares fp32=False but inherits an fp32 forward; "
+                            "declare fp32=True or define its own forward")
 
 
 _REGISTRY: dict[str, type[AttentionBase]] = {}
@@ -74,11 +133,24 @@ def register(name: str):
             raise ValueError(f"attention {name!r} is already registered by {_REGISTRY[name].__qualname__}")
         if cls in _REGISTRY.values():
             raise ValueError(f"{cls.__qualname__} is already registered under another name")
+        _check_declarations(name, cls)
         cls.name = name
         _REGISTRY[name] = cls
         return cls
 
     return deco
+
+
+def _check_declarations(name: str, cls: type[AttentionBase]) -> None:
+    """The Caps flags that mirror a signature agree with it (the one place signatures are read for them)."""
+    init = accepted_options(cls)
+    takes = {"needs_head_dim": "head_dim" in init, "fixed_len": "max_len" in init, "shared_qk": "shared_qk" in init,
+             "query_padding_mask": "query_padding_mask" in inspect.signature(cls.forward).parameters}
+    for cap, has in takes.items():
+        if getattr(cls.caps, cap) != has:
+            raise TypeError(f"attention {name!r}: caps.{cap}={getattr(cls.caps, cap)} but its "
+                            f"{'forward' if cap == 'query_padding_mask' else 'constructor'} "
+                            f"{'takes' if has else 'does not take'} the matching argument; declare {cap}={has}")
 
 
 def available() -> list[str]:
@@ -108,17 +180,38 @@ def require(cls: type[AttentionBase], **wanted: bool) -> None:
             )
 
 
-def build(name: str, **kwargs) -> AttentionBase:
-    """Build attention ``name``; unknown keyword arguments raise with the accepted ones listed."""
-    cls = get(name)
+def with_sizes(name: str, sizes: Mapping[str, int] | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` plus the sizes entry ``name`` declares (``SIZES``), taken from ``sizes``; an option set to a
+    value wins, one set to None (a yaml ``???``) is filled in place. A declared size found nowhere raises."""
+    unknown = set(sizes or {}) - set(SIZES)
+    if unknown:
+        raise KeyError(f"unknown size {sorted(unknown)[0]!r}; known: {', '.join(SIZES)}")
+    out = dict(options)
+    for size, cap in SIZES.items():
+        if getattr(get(name).caps, cap) and out.get(size) is None:
+            if not sizes or size not in sizes:
+                raise TypeError(f"attention {name!r} needs {size} at build time ({cap}); pass it in sizes")
+            out[size] = sizes[size]
+    return out
+
+
+def build(name: str, sizes: Mapping[str, int] | None = None, **options) -> AttentionBase:
+    """Build attention ``name`` from ``options`` and the sizes it declares (:func:`with_sizes`: ``sizes`` holds
+    what the caller knows, e.g. ``{"head_dim": 64, "max_len": 1024}``; sizes the entry does not need are
+    ignored); unknown options raise with the accepted ones listed."""
+    kwargs = with_sizes(name, sizes, options)
     check_kwargs(name, kwargs)
-    return cls(**kwargs)
+    return get(name)(**kwargs)
+
+
+def accepted_options(cls: type[AttentionBase]) -> list[str]:
+    """The constructor parameters of an attention class (what ``build`` accepts)."""
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
 
 def check_kwargs(name: str, kwargs: dict) -> None:
     """Raise if ``kwargs`` holds a key the constructor of attention ``name`` does not accept."""
-    params = inspect.signature(get(name).__init__).parameters
-    accepted = [p for p in params if p != "self"]
+    accepted = accepted_options(get(name))
     for key in kwargs:
         if key not in accepted:
             raise TypeError(

@@ -224,7 +224,8 @@ class SmyrfAttention(AttentionBase):
     The Gaussian projections (D+2, n_hashes) live in the buffer ``proj``, drawn from ``seed``.
     """
 
-    caps = Caps(causal=False)
+    # Hashes and exponentials in (at least) fp32 under autocast.
+    caps = Caps(causal=False, needs_head_dim=True, query_padding_mask=True, fp32=True)
 
     def __init__(self, head_dim: int, n_hashes: int = 2, cluster_size: int = 32, dropout: float = 0.0,
                  seed: int = 0) -> None:
@@ -251,8 +252,5 @@ class SmyrfAttention(AttentionBase):
             raise ValueError(f"smyrf: built for head_dim={self.head_dim}, got q/k head sizes "
                              f"{q.shape[-1]}/{k.shape[-1]}")
         p = self.dropout if self.training else 0.0
-        dt = torch.promote_types(v.dtype, torch.float32)  # hashes, exponentials in >= fp32 under autocast
-        with torch.autocast(device_type=v.device.type, enabled=False):
-            out = smyrf_attention(q.to(dt), k.to(dt), v.to(dt), self.proj.to(dt), self.cluster_size,
-                                  key_padding_mask, p, query_padding_mask)
-        return out.to(v.dtype)
+        return smyrf_attention(q, k, v, self.proj.to(v.dtype), self.cluster_size, key_padding_mask, p,
+                               query_padding_mask)

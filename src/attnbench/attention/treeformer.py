@@ -234,7 +234,7 @@ class TreeformerTF(_TreeAttention):
     """TF-Attention: softmax over the keys of the query's leaf. Permutation-equivariant only while no
     leaf overflows ``capacity_factor``."""
 
-    caps = Caps(learned_params=True, pretrained_drop_in=False)
+    caps = Caps(learned_params=True, pretrained_drop_in=False, needs_head_dim=True)
 
     def __init__(self, head_dim: int, height: int = 4, capacity_factor: float | None = None,
                  dropout: float = 0.0) -> None:
@@ -261,7 +261,7 @@ class TreeformerTF(_TreeAttention):
 class TreeformerTC(_TreeAttention):
     """TC-Attention: softmax over the mean key/value summaries of the nodes on the query's path."""
 
-    caps = Caps(causal=False, learned_params=True, pretrained_drop_in=False)
+    caps = Caps(causal=False, learned_params=True, pretrained_drop_in=False, needs_head_dim=True)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:

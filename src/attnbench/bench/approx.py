@@ -17,8 +17,9 @@ learned nothing of the pattern. Tensor entries (HOT) see the N tokens as a ``gri
 and are compared with full attention over the flattened grid. Entries that change the layer's projections
 (``caps.projections != "qkv"``) are not kernel approximations and are listed, not measured. Entries with
 learned parameters are measured at initialisation (Linformer: random E, F; Treeformer: random hyperplanes).
-Reformer is measured with ``shared_qk: false`` (hashing q and k with the same rotations): with shared QK
-its keys are q / |q|, a different function from full attention on (q, k).
+Entries that can share q and k (``caps.shared_qk``: Reformer) are measured with ``shared_qk: false`` (hashing q
+and k with the same rotations): with shared QK the keys are q / |q|, a different function from full attention
+on (q, k).
 
     python -m attnbench.bench.approx                      # writes outputs/bench/approx/approx.{csv,md}
     python -m attnbench.bench.approx length=512 seeds=[0]
@@ -26,7 +27,6 @@ its keys are q / |q|, a different function from full attention on (q, k).
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import time
@@ -42,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from attnbench.attention import available, build, check_kwargs, get
 from attnbench.attention.full import full_attention_reference
+from attnbench.attention.registry import with_sizes
 from attnbench.bench.common import machine_info
 from attnbench.config import ConfigError, project_root
 
@@ -127,16 +128,12 @@ def entry_options(entry: str, cfg: ApproxConfig) -> dict[str, Any]:
     node = OmegaConf.load(path) if path.is_file() else OmegaConf.create({})
     opts = {k: (None if OmegaConf.is_missing(node, k) else node[k]) for k in node if k != "name"}
     opts = {**OmegaConf.to_container(OmegaConf.create(opts)), **dict(cfg.options.get(entry, {}))}
-    fill = {"max_len": cfg.length, "k": max(1, cfg.length // 8), "shared_qk": False}
-    for k, v in fill.items():
-        if k in opts and opts[k] is None:
-            opts[k] = v
-    if entry == "reformer":
+    if "k" in opts and opts["k"] is None:  # Linformer's projected length
+        opts["k"] = max(1, cfg.length // 8)
+    if get(entry).caps.shared_qk:
         opts["shared_qk"] = False
-    params = inspect.signature(get(entry).__init__).parameters
-    if "head_dim" in params:
-        opts["head_dim"] = cfg.head_dim
-    return opts
+    opts.pop("head_dim", None)  # the benchmark's head size, always
+    return with_sizes(entry, {"head_dim": cfg.head_dim, "max_len": cfg.length}, opts)
 
 
 def measured_entries(cfg: ApproxConfig) -> tuple[list[str], list[str]]:
@@ -171,7 +168,7 @@ def run(cfg: ApproxConfig) -> pd.DataFrame:
             for entry in entries:
                 opts = entry_options(entry, cfg)
                 torch.manual_seed(seed)
-                att = build(entry, **opts).double().eval()
+                att = build(entry, **opts).double().eval()  # opts hold the sizes (with_sizes)
                 tensor = get(entry).caps.tensor
                 args = [t.unflatten(2, tuple(cfg.grid)) for t in (q, k, v)] if tensor else [q, k, v]
                 with torch.no_grad():

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import inspect
 import json
 import math
 import os
@@ -192,16 +191,14 @@ def kv_length(length: int, kind: str, ratio: float) -> int:
 
 
 def build_entry(entry: str, options: dict, head_dim: int, kv_len: int) -> torch.nn.Module:
-    """The module of a point: ``options`` plus the sizes its constructor asks for (head_dim, max_len)."""
-    params = inspect.signature(get(entry).__init__).parameters
-    sizes = {k: v for k, v in {"head_dim": head_dim, "max_len": kv_len}.items() if k in params}
-    return build(entry, **{**sizes, **options})
+    """The module of a point: ``options`` plus the sizes it declares (head_dim, max_len = the key length)."""
+    return build(entry, {"head_dim": head_dim, "max_len": kv_len}, **options)
 
 
 def _call(module: torch.nn.Module, q, k, v, causal: bool, grad: torch.Tensor | None) -> None:
     """One forward (and, given ``grad``, backward into q, k, v and the parameters; grads then dropped).
     A shared-QK entry (Reformer) gets q as its keys: the one projection a layer would give it."""
-    out = module(q, q if getattr(module, "shared_qk", False) else k, v, causal=causal)  # (B, H, L, D)
+    out = module(q, q if module.shared_qk else k, v, causal=causal)  # (B, H, L, D)
     if grad is not None:
         out.backward(grad)
         for t in (q, k, v, *module.parameters()):

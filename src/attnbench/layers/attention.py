@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from attnbench.attention import get
-from attnbench.attention.registry import check_kwargs
+from attnbench.attention.registry import build, get, require
 from attnbench.layers.rope import apply_rope
 
-# Arguments the layer fills in itself; an attention config may not set them.
+# Sizes the layer fills in itself (``build``'s sizes); an attention config may not set them.
 LAYER_PROVIDED = ("head_dim",)
-
-
-def takes_query_mask(attn: nn.Module) -> bool:
-    """Whether an attention's forward takes a ``query_padding_mask`` (SMYRF: padded queries then take no
-    cluster slot). Self-attention hands such entries its padding mask for the queries too."""
-    return "query_padding_mask" in inspect.signature(attn.forward).parameters
 
 
 class MultiAxisAttention(nn.Module):
@@ -34,6 +27,9 @@ class MultiAxisAttention(nn.Module):
     per-head slices X_i as values, "q" as keys and values ("You need to pay better attention"; X_i is not
     LayerNormed here, RoPE still applies). An entry built with ``shared_qk=True`` (Reformer) gets one
     shared query/key projection: k is the very tensor q (self-attention only).
+
+    ``forward`` takes a key padding mask and a causal flag; an entry lacking the capability is refused with
+    :class:`~attnbench.attention.registry.CapabilityError` naming the entries that have it.
 
     attention: ``{"name": <registry key>, **options}``.
     """
@@ -54,19 +50,15 @@ class MultiAxisAttention(nn.Module):
         for key in LAYER_PROVIDED:
             if key in opts:
                 raise ValueError(f"attention option {key!r} is set by the layer; remove it from the config")
-        if "head_dim" in inspect.signature(cls.__init__).parameters:
-            opts["head_dim"] = d_model // n_heads
-        check_kwargs(name, opts)
         if per_axis_qk and not cls.caps.per_axis_qk:
             raise ValueError(f"per_axis_qk=True but attention {name!r} takes one query/key tensor; set it false")
         bad = [a for a in rope_axes if not 0 <= a < n_axes]
         if bad:
             raise ValueError(f"rope_axes={list(rope_axes)} out of range for a tensor with {n_axes} axes")
         proj = cls.caps.projections
-        self.attn = cls(**opts)
+        self.attn = build(name, {"head_dim": d_model // n_heads}, **opts)
         self.tensor = cls.caps.tensor
-        self.takes_query_mask = takes_query_mask(self.attn)
-        self.shared_qk = bool(getattr(self.attn, "shared_qk", False))
+        self.shared_qk = self.attn.shared_qk
         self.n_heads, self.head_dim, self.n_axes = n_heads, d_model // n_heads, n_axes
         self.n_qk = n_axes if per_axis_qk else 1
         learn_k = "k" in proj and not self.shared_qk
@@ -85,9 +77,11 @@ class MultiAxisAttention(nn.Module):
         return [t.select(-3, i).movedim(-2, 1) for i in range(n)]
 
     def _qk_hook(self, t: Tensor, axis: int, which: str) -> Tensor:
-        """LayerNorm and RoPE on a pooled per-axis (B, H, N_axis, D) query or key."""
+        """LayerNorm and RoPE on a pooled per-axis (B, H, N_axis, D) query or key, in the layer's dtype (an
+        fp32 entry calls it on fp32 tensors; a bf16-true model's norms are bf16), returned in the caller's."""
+        dt, t = t.dtype, t.to(self.q_proj.weight.dtype)
         t = self.q_norm(t) if which == "q" else self.k_norm(t)
-        return apply_rope(t, -2, self.rope_base) if axis in self.rope_axes else t
+        return (apply_rope(t, -2, self.rope_base) if axis in self.rope_axes else t).to(dt)
 
     def forward(
         self, x: Tensor, context: Tensor | None = None, key_padding_mask: Tensor | None = None,
@@ -95,19 +89,28 @@ class MultiAxisAttention(nn.Module):
     ) -> Tensor:
         """x (B, *axes, E); context (B, *axes', E) for cross attention -> (B, *axes, E).
 
-        key_padding_mask (B, N') bool, True = real key, N' = prod(axes') (prod(axes) in self-attention). In
-        self-attention it is the queries' padding too: entries that take a ``query_padding_mask`` (SMYRF) get it,
-        so padded queries take no cluster slot and the real tokens' outputs do not depend on the amount of
-        padding. Other entries compute every query (padded rows are garbage to be ignored downstream).
+        key_padding_mask (B, N') bool, True = real key, N' = prod(axes') (prod(axes) in self-attention), over the
+        flattened tokens. In self-attention it is the queries' padding too: entries with
+        ``caps.query_padding_mask`` (SMYRF) get it, so padded queries take no cluster slot and the real tokens'
+        outputs do not depend on the amount of padding. Other entries compute every query (padded rows are
+        garbage to be ignored downstream). causal: query i sees keys j <= i (flattened order). Entries without
+        ``caps.key_padding_mask`` / ``caps.causal`` raise CapabilityError when asked.
         """
         if x.dim() - 2 != self.n_axes:
             raise ValueError(f"expected (B, {self.n_axes} axes, E), got shape {tuple(x.shape)}")
         if self.shared_qk and context is not None:
             raise ValueError("a shared query/key projection (shared_qk=True) is self-attention only")
         ctx = x if context is None else context
+        require(type(self.attn), key_padding_mask=key_padding_mask is not None, causal=causal)
         extra = {}  # self-attention: the padding mask is the query mask too
-        if context is None and key_padding_mask is not None and self.takes_query_mask:
-            extra["query_padding_mask"] = key_padding_mask
+        if key_padding_mask is not None:
+            n_keys = ctx.shape[1:-1].numel()
+            if key_padding_mask.shape != (ctx.shape[0], n_keys) or key_padding_mask.dtype != torch.bool:
+                raise ValueError(f"key_padding_mask must be a (B, N') = ({ctx.shape[0]}, {n_keys}) bool tensor "
+                                 f"(True = real token, over the flattened tokens); got {key_padding_mask.dtype} "
+                                 f"{tuple(key_padding_mask.shape)}")
+            if context is None and type(self.attn).caps.query_padding_mask:
+                extra["query_padding_mask"] = key_padding_mask
         qs = self._heads(self.q_proj(x), self.n_qk)  # n_qk x (B, H, *axes, D)
         ks = self._heads(self.k_proj(ctx) if self.k_proj is not None else ctx, self.n_qk)  # X_i if unprojected
         (v,) = self._heads(self.v_proj(ctx) if self.v_proj is not None else ctx, 1)  # (B, H, *axes', D)

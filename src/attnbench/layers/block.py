@@ -38,6 +38,9 @@ class TensorBlock(nn.Module):
         self.mlp = SwiGLU(d_model, d_mlp)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_attn(self.attn(self.ln1(x)))
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        """x (B, *axes, E); key_padding_mask (B, prod(axes)) bool, True = real token (over the flattened tokens);
+        causal: no token sees a later one (flattened order). Both go to the attention layer, which refuses them
+        (CapabilityError) for an entry without the capability. Padded tokens' outputs are garbage to be ignored."""
+        x = x + self.drop_attn(self.attn(self.ln1(x), key_padding_mask=key_padding_mask, causal=causal))
         return x + self.drop(self.mlp(self.ln2(x)))

@@ -15,20 +15,18 @@ Differences from the official SMYRF patch, on purpose: its padding mask is tiled
 instead of ``repeat_interleave`` (wrong rows whenever batch > 1 and lengths differ; paper digest sec. 6-1), and it
 draws fresh hash projections on every call. Here the mask is per batch row, and each layer's projections are a
 fixed buffer drawn from ``seed + layer index`` (deterministic evaluation; a new ``seed`` gives new hashes). Entries
-that take a ``query_padding_mask`` (SMYRF) get the padding mask for queries too: a row's clusters then hold real
+declaring ``caps.query_padding_mask`` (SMYRF) get the padding mask for queries too: a row's clusters then hold real
 tokens only, whatever the padded length (the official code's effect of sorting padding last).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
 from torch import Tensor, nn
 
-from attnbench.attention.registry import build, get, require
-from attnbench.layers.attention import takes_query_mask
+from attnbench.attention.registry import accepted_options, build, get, require
 
 IMPLEMENTATION = "attnbench"  # the name registered with transformers' attention dispatch
 ATTR = "attnbench_attention"  # the submodule holding the registry entry on each swapped self-attention
@@ -48,7 +46,8 @@ def _hf_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, 
         query = query * (scaling * math.sqrt(D))  # registry entries scale logits by 1/sqrt(D)
     kpm = key_padding_mask(attention_mask)
     causal = bool(getattr(module, "is_causal", False))
-    extra = {"query_padding_mask": kpm} if kpm is not None and getattr(attn, "takes_query_mask", False) else {}
+    # self-attention: the padded positions are padded queries too (SMYRF then clusters real tokens only)
+    extra = {"query_padding_mask": kpm} if kpm is not None and type(attn).caps.query_padding_mask else {}
     out = attn(query, key, value, key_padding_mask=kpm, causal=causal, **extra)  # (B, H, L, Dv)
     return out.transpose(1, 2).contiguous(), None
 
@@ -112,19 +111,16 @@ def swap_self_attention(model: nn.Module, name: str, **options) -> list[str]:
     if not mods:
         raise ValueError(f"{type(model).__name__} has no self-attention with query/key/value projections to swap")
     config = getattr(model, "config", None)
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = accepted_options(cls)
     base_seed = options.pop("seed", 0)
     for i, (_, m) in enumerate(mods):
         kwargs = dict(options)
-        if "head_dim" in accepted:
-            kwargs.setdefault("head_dim", m.attention_head_size)
         if "dropout" in accepted and config is not None:
             kwargs.setdefault("dropout", config.attention_probs_dropout_prob)
         if "seed" in accepted:
             kwargs["seed"] = base_seed + i
-        attn = build(name, **kwargs).train(m.training)  # a new module is in training mode: follow the model's
-        # self-attention: the padded positions are padded queries too (SMYRF then clusters real tokens only)
-        attn.takes_query_mask = takes_query_mask(attn)
+        # a new module is in training mode: follow the model's
+        attn = build(name, {"head_dim": m.attention_head_size}, **kwargs).train(m.training)
         setattr(m, ATTR, attn.to(device=next(m.parameters()).device))
     _register_with_transformers()
     if config is not None and config._attn_implementation != IMPLEMENTATION:
