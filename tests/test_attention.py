@@ -107,7 +107,7 @@ def test_hot_pooling_and_per_axis_queries():
     torch.testing.assert_close(a_sum[0], ref)
     with pytest.raises(ValueError, match="2 axes"):
         hot((q, q, q), k, v)
-    with pytest.raises(ValueError, match="neither key_padding_mask nor causal"):
+    with pytest.raises(ValueError, match="hot does not support causal"):
         hot(q, k, v, causal=True)
 
 

@@ -9,7 +9,7 @@ import torch
 from attnbench import attention
 from attnbench.attention.registry import SIZES, AttentionBase, CapabilityError, Caps, register, with_sizes
 from attnbench.layers.block import TensorBlock
-from tests.test_attention_contract import NAMES, TEST_VALUES, B, D, L, make, padding_mask, qkv
+from tests.test_attention_contract import AXES, NAMES, TEST_VALUES, B, D, L, make, padding_mask, qkv
 
 SIZE_VALUES = {"head_dim": D, "max_len": 16}
 
@@ -58,15 +58,19 @@ def test_query_padding_mask_where_declared(name):
     caps = attention.get(name).caps
     att = make(name)
     q, k, v = qkv(name)
-    mask = padding_mask()
+    mask = padding_mask()  # (B, L); tensor entries: padding along the first axis of the grid, (B, *AXES)
+    if caps.tensor:
+        mask = torch.ones(B, *AXES, dtype=torch.bool)
+        mask[0, -1], mask[1] = False, False
     if not caps.query_padding_mask:
         with pytest.raises(TypeError, match="query_padding_mask"):
             att(q, k, v, query_padding_mask=mask)
         return
     out = att(q, k, v, key_padding_mask=mask, query_padding_mask=mask)
-    assert (out[~mask[:, None, :, None].expand_as(out)] == 0).all(), "padded queries give zeros"
-    # the real queries' outputs do not depend on the padded queries (they take no slot)
-    q2 = torch.where(mask[:, None, :, None], q, 7.0 * torch.randn_like(q))
+    m = mask[:, None, ..., None]  # (B, 1, *axes, 1)
+    assert (out[~m.expand_as(out)] == 0).all(), "padded queries give zeros"
+    # the real queries' outputs do not depend on the padded queries (they take no slot / leave the pooling)
+    q2 = torch.where(m, q, 7.0 * torch.randn_like(q))
     torch.testing.assert_close(att(q2, k, v, key_padding_mask=mask, query_padding_mask=mask), out)
 
 
@@ -176,6 +180,28 @@ def test_padded_batch_over_a_flattened_grid():
     x2[0, 2] = 9.0
     torch.testing.assert_close(run(blocks, x2, key_padding_mask=keep)[0, :2], out[0, :2])
     torch.testing.assert_close(out[1], run(blocks, x[1:])[0])
+
+
+@pytest.mark.parametrize("name", ["hot", "hot_linear"])
+@pytest.mark.parametrize("mode", ["product", "sum"])
+def test_hot_padded_along_the_sequence_axis_equals_the_unpadded_tensor(name, mode):
+    """HOT's masks are padding along an axis: a (B, T, C, E) tensor with T = 9 and 6 real time steps gives the
+    real positions the output of the (B, 6, C, E) tensor, through two blocks (pooling, factors, RoPE)."""
+    blocks = stack(name, n_axes=2, mode=mode)
+    g = torch.Generator().manual_seed(4)
+    T, real, C = 9, [6, 9], 5
+    x = torch.randn(2, T, C, E, generator=g, dtype=torch.float64)
+    keep = (torch.arange(T)[None, :] < torch.tensor(real)[:, None])[:, :, None].expand(2, T, C)  # (B, T, C)
+    x = torch.where(keep[..., None], x, 30.0 * torch.randn(2, T, C, E, generator=g, dtype=torch.float64))
+    out = run(blocks, x, key_padding_mask=keep.flatten(1))
+    torch.testing.assert_close(out[0, :6], run(blocks, x[:1, :6])[0])
+    torch.testing.assert_close(out[1], run(blocks, x[1:])[0])
+    assert not torch.allclose(run(blocks, x)[0, :6], out[0, :6])
+    # a mask that is not padding along axes (one token in the middle) is refused
+    bad = torch.ones(2, T, C, dtype=torch.bool)
+    bad[0, 2, 3] = False
+    with pytest.raises(ValueError, match="product of per-axis masks"):
+        run(blocks, x, key_padding_mask=bad.flatten(1))
 
 
 CAUSAL = [n for n in NAMES if attention.get(n).caps.causal and not attention.get(n).caps.tensor]

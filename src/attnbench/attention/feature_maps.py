@@ -26,19 +26,26 @@ def orthogonal_gaussian(m: int, d: int, generator: torch.Generator | None = None
     return w * norms
 
 
-def favor_feature_map(x: Tensor, proj: Tensor, is_query: bool, eps: float = 1e-6) -> Tensor:
+def favor_feature_map(x: Tensor, proj: Tensor, is_query: bool, eps: float = 1e-6, keep: Tensor | None = None
+                      ) -> Tensor:
     """Positive random features for the softmax kernel exp(q.k / sqrt(D)) (Choromanski et al., 2021).
 
     phi(x) = exp(w^T x' - |x'|^2 / 2 - c) / sqrt(m) with x' = x D^-1/4; c is a stabiliser: the row max
     for queries (cancels in the normalised attention) and the global max for keys, taken over the whole
     exponent w^T x' - |x'|^2 / 2 (performer-pytorch takes it over w^T x' only, so large-norm inputs
     underflow to 0 there: |x'|^2 / 2 alone can exceed 745).
-    x: (..., N, D), proj: (m, D) -> (..., N, m).
+    x: (..., N, D), proj: (m, D) -> (..., N, m). ``keep`` (bool, broadcastable to (..., N)): the other rows are
+    padding: left out of the stabiliser and given zero features.
     """
     d = x.shape[-1]
     x = x * d**-0.25
     wx = x @ proj.T.to(x.dtype)  # (..., N, m)
     sq = 0.5 * (x * x).sum(dim=-1, keepdim=True)  # (..., N, 1)
     expo = wx - sq
-    c = expo.amax(dim=-1 if is_query else (-1, -2), keepdim=True).detach()
-    return (torch.exp(expo - c) + eps) / math.sqrt(proj.shape[0])
+    if keep is None:
+        c = expo.amax(dim=-1 if is_query else (-1, -2), keepdim=True).detach()
+        return (torch.exp(expo - c) + eps) / math.sqrt(proj.shape[0])
+    pad = ~keep[..., None]  # (..., N, 1)
+    c = expo.masked_fill(pad, float("-inf")).amax(dim=-1 if is_query else (-1, -2), keepdim=True).detach()
+    c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))  # nothing kept: any finite stabiliser
+    return ((torch.exp(expo - c) + eps) / math.sqrt(proj.shape[0])).masked_fill(pad, 0.0)

@@ -9,6 +9,11 @@ from queries/keys pooled over all the other axes. The implied N x N attention (N
 and never materialised. ``hot_linear`` replaces each softmax factor by a kernel feature map
 phi(q_i) phi(k_i)^T (row-normalised), applied without forming A_i: O(N m D) per axis.
 On one axis both reduce to ordinary (full / linearised) attention.
+
+Padding: a key padding mask (B, *axes') that is a product of per-axis masks (padding along an axis, e.g. the
+sequence axis of a time-series tensor) drops the padded positions from the pooling and the padded keys from each
+factor; a query padding mask (self-attention) drops padded queries from the pooling and zeroes their outputs. The
+real tokens then get the output of the unpadded tensor.
 """
 
 from __future__ import annotations
@@ -27,13 +32,34 @@ QKHook = Callable[[Tensor, int, str], Tensor]  # (pooled (B,H,N_i,D), axis, "q"|
 
 
 # ----------------------------------------------------------------------------- pure math
-def axis_pool(x: Tensor, axis: int, how: Literal["sum", "mean"] = "sum") -> Tensor:
-    """Pool (B, H, *axes, D) over every axis but ``axis`` -> (B, H, N_axis, D)."""
+def axis_pool(x: Tensor, axis: int, how: Literal["sum", "mean"] = "sum", keep: Tensor | None = None) -> Tensor:
+    """Pool (B, H, *axes, D) over every axis but ``axis`` -> (B, H, N_axis, D); ``keep`` (B, *axes) bool: only
+    the kept positions are pooled (a mean divides by their number)."""
     n_axes = x.dim() - 3
     others = [2 + j for j in range(n_axes) if j != axis]
     if not others:
         return x
-    return x.sum(dim=others) if how == "sum" else x.mean(dim=others)
+    if keep is None:
+        return x.sum(dim=others) if how == "sum" else x.mean(dim=others)
+    w = keep[:, None, ..., None].to(x.dtype)  # (B, 1, *axes, 1)
+    pooled = (x * w).sum(dim=others)
+    return pooled if how == "sum" else pooled / w.sum(dim=others).clamp_min(1.0)
+
+
+def axis_masks(mask: Tensor, n_axes: int) -> list[Tensor]:
+    """(B, *axes) bool mask -> one (B, N_i) mask per axis, their product being ``mask``; other masks raise."""
+    if mask.dim() != n_axes + 1:
+        raise ValueError(f"HOT: expected a (B, *axes) padding mask with {n_axes} axes, got {tuple(mask.shape)}")
+    mask = mask.bool()
+    per_axis = [mask.any(dim=[1 + j for j in range(n_axes) if j != i]) if n_axes > 1 else mask
+                for i in range(n_axes)]
+    prod = per_axis[0].reshape(mask.shape[0], -1, *[1] * (n_axes - 1))
+    for i, m in enumerate(per_axis[1:], start=1):
+        prod = prod & m.reshape(mask.shape[0], *[1] * i, -1, *[1] * (n_axes - 1 - i))
+    if not torch.equal(prod, mask):
+        raise ValueError("HOT: a padding mask must be a product of per-axis masks (padding along axes, e.g. the "
+                         "sequence axis); got one that is not")
+    return per_axis
 
 
 def mode_product(a: Tensor, v: Tensor, axis: int) -> Tensor:
@@ -81,9 +107,16 @@ def kronecker_dense(factors: Sequence[Tensor], mode: Literal["product", "sum"]) 
     return out
 
 
-def softmax_factor(q: Tensor, k: Tensor, dropout: nn.Module | None = None) -> Tensor:
-    """softmax(q k^T / sqrt(D)) for pooled q (B,H,N,D), k (B,H,M,D) -> (B,H,N,M)."""
-    a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+def softmax_factor(q: Tensor, k: Tensor, dropout: nn.Module | None = None, key_mask: Tensor | None = None
+                   ) -> Tensor:
+    """softmax(q k^T / sqrt(D)) for pooled q (B,H,N,D), k (B,H,M,D) -> (B,H,N,M); ``key_mask`` (B, M) bool:
+    padded keys get no weight (a row with no key is zeros)."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, N, M)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        a = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+    else:
+        a = torch.softmax(scores, dim=-1)
     return dropout(a) if dropout is not None else a
 
 
@@ -123,7 +156,7 @@ def _per_axis(x: Tensor | Sequence[Tensor], n_axes: int, what: str) -> list[Tens
 class _HOTBase(AttentionBase):
     """Shared pooling and checks. q, k: (B,H,*axes,D) or one such tensor per axis; v: (B,H,*axes,Dv)."""
 
-    caps = Caps(tensor=True, causal=False, key_padding_mask=False, per_axis_qk=True, pretrained_drop_in=False)
+    caps = Caps(tensor=True, causal=False, per_axis_qk=True, pretrained_drop_in=False, query_padding_mask=True)
 
     def __init__(self, mode: Literal["product", "sum"], pool: Literal["sum", "mean"], sum_normalize: bool) -> None:
         super().__init__()
@@ -133,7 +166,9 @@ class _HOTBase(AttentionBase):
             raise ValueError(f"HOT: pool={pool!r}; allowed: sum, mean")
         self.mode, self.pool, self.sum_normalize = mode, pool, sum_normalize
 
-    def pooled(self, q, k, v: Tensor, qk_hook: QKHook | None) -> tuple[list[Tensor], list[Tensor]]:
+    def pooled(self, q, k, v: Tensor, qk_hook: QKHook | None, key_padding_mask: Tensor | None = None,
+               query_padding_mask: Tensor | None = None) -> tuple[list[Tensor], list[Tensor]]:
+        """Per-axis pooled queries and keys, each [(B, H, N_i, D)]; padded positions (masks (B, *axes)) left out."""
         n_axes = v.dim() - 3
         if n_axes < 1:
             raise ValueError(f"HOT expects (B, H, *axes, D) with at least one axis, got shape {tuple(v.shape)}")
@@ -142,17 +177,29 @@ class _HOTBase(AttentionBase):
             raise ValueError("HOT mode='sum' needs queries and keys with the same axis sizes (self-attention)")
         pq, pk = [], []
         for i in range(n_axes):
-            qi, ki = axis_pool(qs[i], i, self.pool), axis_pool(ks[i], i, self.pool)  # (B,H,N_i,D)
+            qi = axis_pool(qs[i], i, self.pool, query_padding_mask)  # (B,H,N_i,D)
+            ki = axis_pool(ks[i], i, self.pool, key_padding_mask)
             if qk_hook is not None:
                 qi, ki = qk_hook(qi, i, "q"), qk_hook(ki, i, "k")
             pq.append(qi)
             pk.append(ki)
         return pq, pk
 
+    def _masks(self, v: Tensor, causal: bool, key_padding_mask: Tensor | None, query_padding_mask: Tensor | None
+               ) -> tuple[list[Tensor] | None, Tensor | None]:
+        """Refuse causal; the per-axis key masks (or None) and the (B, *axes) query mask as bool (or None)."""
+        if causal:
+            raise ValueError(f"{self.name} does not support causal masking (factors mix every position of an axis)")
+        n_axes = v.dim() - 3
+        keys = None if key_padding_mask is None else axis_masks(key_padding_mask, n_axes)
+        if query_padding_mask is not None:
+            axis_masks(query_padding_mask, n_axes)  # checks the form
+            query_padding_mask = query_padding_mask.bool()
+        return keys, query_padding_mask
+
     @staticmethod
-    def _refuse(key_padding_mask: Tensor | None, causal: bool, name: str) -> None:
-        if key_padding_mask is not None or causal:
-            raise ValueError(f"{name} supports neither key_padding_mask nor causal masking")
+    def _zero_padded_queries(y: Tensor, query_padding_mask: Tensor | None) -> Tensor:
+        return y if query_padding_mask is None else y.masked_fill(~query_padding_mask[:, None, ..., None], 0.0)
 
 
 @register("hot")
@@ -168,14 +215,21 @@ class HOTAttention(_HOTBase):
         super().__init__(mode, pool, sum_normalize)
         self.drop = nn.Dropout(dropout)
 
-    def factors(self, q, k, v: Tensor, qk_hook: QKHook | None = None) -> list[Tensor]:
-        pq, pk = self.pooled(q, k, v, qk_hook)
-        return [softmax_factor(qi, ki, self.drop) for qi, ki in zip(pq, pk, strict=True)]
+    def factors(self, q, k, v: Tensor, qk_hook: QKHook | None = None, key_padding_mask: Tensor | None = None,
+                query_padding_mask: Tensor | None = None) -> list[Tensor]:
+        """The per-axis softmax factors [(B, H, N_i', N_i)]; masks (B, *axes) as in ``forward``."""
+        key_masks, qmask = self._masks(v, False, key_padding_mask, query_padding_mask)
+        kmask = None if key_padding_mask is None else key_padding_mask.bool()
+        pq, pk = self.pooled(q, k, v, qk_hook, kmask, qmask)
+        return [softmax_factor(qi, ki, self.drop, None if key_masks is None else key_masks[i])
+                for i, (qi, ki) in enumerate(zip(pq, pk, strict=True))]
 
     def forward(self, q, k, v: Tensor, *, key_padding_mask: Tensor | None = None, causal: bool = False,
-                qk_hook: QKHook | None = None) -> Tensor:
-        self._refuse(key_padding_mask, causal, "hot")
-        return combine(self.factors(q, k, v, qk_hook), v, self.mode, self.sum_normalize)
+                qk_hook: QKHook | None = None, query_padding_mask: Tensor | None = None) -> Tensor:
+        """key_padding_mask (B, *axes'), query_padding_mask (B, *axes): products of per-axis masks."""
+        _, qmask = self._masks(v, causal, key_padding_mask, query_padding_mask)
+        y = combine(self.factors(q, k, v, qk_hook, key_padding_mask, qmask), v, self.mode, self.sum_normalize)
+        return self._zero_padded_queries(y, qmask)
 
 
 @register("hot_linear")
@@ -187,7 +241,7 @@ class HOTLinearAttention(_HOTBase):
     """
 
     # Fragile exponentials: (at least) fp32 under autocast (pooling and the layer's q/k hook included).
-    caps = Caps(tensor=True, causal=False, key_padding_mask=False, per_axis_qk=True, pretrained_drop_in=False,
+    caps = Caps(tensor=True, causal=False, per_axis_qk=True, pretrained_drop_in=False, query_padding_mask=True,
                 needs_head_dim=True, fp32=True)
 
     def __init__(
@@ -210,22 +264,29 @@ class HOTLinearAttention(_HOTBase):
         """Draw new random features (FAVOR+ redraw)."""
         self.proj.copy_(orthogonal_gaussian(self.n_features, self.head_dim, self._gen))
 
-    def features(self, x: Tensor, is_query: bool) -> Tensor:
+    def features(self, x: Tensor, is_query: bool, keep: Tensor | None = None) -> Tensor:
+        """phi(x) for pooled (B, H, N, D) -> (B, H, N, m); ``keep`` (B, N) bool: padded rows get zero features
+        (and stay out of FAVOR's key stabiliser)."""
         if self.feature_map == "elu":
-            return elu_feature_map(x)
+            f = elu_feature_map(x)
+            return f if keep is None else f.masked_fill(~keep[:, None, :, None], 0.0)
         # keys: eps=0, so their global stabiliser cancels exactly in each row's normalisation (as Performer)
-        return favor_feature_map(x, self.proj, is_query, eps=1e-6 if is_query else 0.0)
+        return favor_feature_map(x, self.proj, is_query, eps=1e-6 if is_query else 0.0,
+                                 keep=None if keep is None else keep[:, None, :])
 
     def forward(self, q, k, v: Tensor, *, key_padding_mask: Tensor | None = None, causal: bool = False,
-                qk_hook: QKHook | None = None) -> Tensor:
-        self._refuse(key_padding_mask, causal, "hot_linear")
-        pq, pk = self.pooled(q, k, v, qk_hook)
+                qk_hook: QKHook | None = None, query_padding_mask: Tensor | None = None) -> Tensor:
+        """key_padding_mask (B, *axes'), query_padding_mask (B, *axes): products of per-axis masks."""
+        key_masks, qmask = self._masks(v, causal, key_padding_mask, query_padding_mask)
+        kmask = None if key_padding_mask is None else key_padding_mask.bool()
+        pq, pk = self.pooled(q, k, v, qk_hook, kmask, qmask)
         fq = [self.features(x, True) for x in pq]
-        fk = [self.features(x, False) for x in pk]
+        fk = [self.features(x, False, None if key_masks is None else key_masks[i]) for i, x in enumerate(pk)]
         if self.mode == "product":
             y = v
             for i in range(len(fq)):
                 y = linear_mode_product(fq[i], fk[i], y, i)
-            return y
-        y = sum(linear_mode_product(fq[i], fk[i], v, i) for i in range(len(fq)))
-        return y / len(fq) if self.sum_normalize else y
+        else:
+            y = sum(linear_mode_product(fq[i], fk[i], v, i) for i in range(len(fq)))
+            y = y / len(fq) if self.sum_normalize else y
+        return self._zero_padded_queries(y, qmask)

@@ -90,7 +90,8 @@ class MultiAxisAttention(nn.Module):
         """x (B, *axes, E); context (B, *axes', E) for cross attention -> (B, *axes, E).
 
         key_padding_mask (B, N') bool, True = real key, N' = prod(axes') (prod(axes) in self-attention), over the
-        flattened tokens. In self-attention it is the queries' padding too: entries with
+        flattened tokens (tensor entries get it as (B, *axes'); HOT takes padding along axes, e.g. the sequence
+        axis: masks that are products of per-axis masks). In self-attention it is the queries' padding too: entries with
         ``caps.query_padding_mask`` (SMYRF) get it, so padded queries take no cluster slot and the real tokens'
         outputs do not depend on the amount of padding. Other entries compute every query (padded rows are
         garbage to be ignored downstream). causal: query i sees keys j <= i (flattened order). Entries without
@@ -114,11 +115,12 @@ class MultiAxisAttention(nn.Module):
         qs = self._heads(self.q_proj(x), self.n_qk)  # n_qk x (B, H, *axes, D)
         ks = self._heads(self.k_proj(ctx) if self.k_proj is not None else ctx, self.n_qk)  # X_i if unprojected
         (v,) = self._heads(self.v_proj(ctx) if self.v_proj is not None else ctx, 1)  # (B, H, *axes', D)
-        if self.tensor:
+        if self.tensor:  # masks over the token grid: (B, *axes') (HOT: products of per-axis masks)
             q = qs[0] if self.n_qk == 1 else tuple(qs)
             k = ks[0] if self.n_qk == 1 else tuple(ks)
-            y = self.attn(q, k, v, key_padding_mask=key_padding_mask, causal=causal, qk_hook=self._qk_hook,
-                          **extra)
+            kpm = None if key_padding_mask is None else key_padding_mask.unflatten(1, ctx.shape[1:-1])
+            extra = {key: m.unflatten(1, x.shape[1:-1]) for key, m in extra.items()}
+            y = self.attn(q, k, v, key_padding_mask=kpm, causal=causal, qk_hook=self._qk_hook, **extra)
         else:
             q, k = self.q_norm(qs[0]), self.k_norm(ks[0])
             for a in self.rope_axes:
