@@ -9,7 +9,7 @@ import torch
 from attnbench import attention
 from attnbench.attention.registry import SIZES, AttentionBase, CapabilityError, Caps, register, with_sizes
 from attnbench.layers.block import TensorBlock
-from tests.test_attention_contract import AXES, NAMES, TEST_VALUES, B, D, L, make, padding_mask, qkv
+from tests.test_attention_contract import AXES, NAMES, TEST_VALUES, B, D, H, L, make, padding_mask, qkv
 
 SIZE_VALUES = {"head_dim": D, "max_len": 16}
 
@@ -241,3 +241,14 @@ def test_blocks_refuse_what_the_entry_lacks(name):
         run(blocks, x, key_padding_mask=keep.float())
     assert run(blocks, x, key_padding_mask=keep).shape == x.shape
 
+
+
+@pytest.mark.parametrize(("name", "opts"), [("full", {}), ("local", {"window": 2}),
+                                            ("smyrf", {"n_hashes": 2, "cluster_size": 4})])
+def test_key_slots_bound_the_keys_a_row_attends(name, opts):
+    """``key_slots`` (what bench.swap reports) is the most keys a query's row gives weight to: v = identity."""
+    att = make(name, **opts)
+    q, k, _ = qkv(name)
+    w = att(q, k, torch.eye(L).expand(B, H, L, L))  # (B, H, L, S): row i = weights of query i
+    support = (w.abs() > 0).sum(-1)  # (B, H, L)
+    assert int(support.max()) == attention.get(name).key_slots(opts, L)

@@ -10,6 +10,8 @@ baseline, not a fast blocked kernel.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +73,11 @@ class LocalAttention(AttentionBase):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"local: dropout={dropout} must be in [0, 1)")
         self.window, self.dropout = window, dropout
+
+    @classmethod
+    def key_slots(cls, options: Mapping[str, Any], length: int, real: int | None = None) -> float:
+        """The window: min(real tokens, 2 window + 1)."""
+        return min(length if real is None else real, 2 * options["window"] + 1)
 
     def forward(
         self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,

@@ -110,6 +110,13 @@ class AttentionBase(nn.Module):
     name: str = ""
     shared_qk: bool = False
 
+    @classmethod
+    def key_slots(cls, options: Mapping[str, Any], length: int, real: int | None = None) -> float:
+        """Key slots of a query's attention row when built with ``options``, at (padded) length ``length``; with
+        ``real`` (the non-padding tokens), how many hold a real key, mean over the real queries. Default: every
+        (real) key, as dense attention; entries that attend to fewer keys override it."""
+        return length if real is None else real
+
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         wrapped = getattr(cls.forward, "fp32_region", False)

@@ -39,6 +39,8 @@ Fixes of known bugs of the official code (giannisdaras/smyrf, see shared/papers/
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -238,6 +240,16 @@ class SmyrfAttention(AttentionBase):
         self.head_dim, self.n_hashes, self.cluster_size, self.dropout = head_dim, n_hashes, cluster_size, dropout
         gen = torch.Generator().manual_seed(seed)
         self.register_buffer("proj", torch.randn(head_dim + 2, n_hashes, generator=gen))  # (D+2, R)
+
+    @classmethod
+    def key_slots(cls, options: Mapping[str, Any], length: int, real: int | None = None) -> float:
+        """n_hashes x min(C, length) slots. With the padding mask for queries too (self-attention), the real
+        tokens fill clusters of exactly C with one short last cluster of real % C: n_hashes x (sum of squared
+        cluster sizes) / real real keys."""
+        h, c = options["n_hashes"], options["cluster_size"]
+        if real is None:
+            return h * min(c, length)
+        return h * ((real // c) * c * c + (real % c) ** 2) / max(real, 1)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
                 causal: bool = False, query_padding_mask: Tensor | None = None) -> Tensor:

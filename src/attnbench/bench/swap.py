@@ -33,6 +33,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from attnbench.attention import get
 from attnbench.bench.common import machine_info
 from attnbench.config import ConfigError, project_root
 from attnbench.data.catalog import GLUE
@@ -81,20 +82,9 @@ ConfigStore.instance().store(name="swap_bench_schema", node=SwapConfig)
 
 def keys_per_query(variant: dict[str, Any], length: int, real: int | None = None) -> float:
     """Key slots of a query's attention row under ``variant`` at (padded) length ``length``; with ``real`` (the
-    non-padding tokens), how many of them hold a real key, mean over the real queries. SMYRF in a swapped encoder
-    clusters the real tokens only (it gets the padding mask for queries too) into clusters of exactly C with one
-    short last cluster of real % C: n_hashes x min(C, length) slots, n_hashes x (sum of squared cluster sizes) /
-    real real keys."""
-    name = variant["name"]
-    if name == "smyrf":
-        h, c = variant["n_hashes"], variant["cluster_size"]
-        if real is None:
-            return h * min(c, length)
-        return h * ((real // c) * c * c + (real % c) ** 2) / max(real, 1)
-    real = length if real is None else real
-    if name == "local":
-        return min(real, 2 * variant["window"] + 1)
-    return real
+    non-padding tokens), how many of them hold a real key, mean over the real queries: the entry's own
+    ``key_slots`` (SMYRF in a swapped encoder clusters the real tokens only: it gets the query padding mask)."""
+    return get(variant["name"]).key_slots({k: v for k, v in variant.items() if k != "name"}, length, real)
 
 
 def _label(variant: dict[str, Any]) -> str:
