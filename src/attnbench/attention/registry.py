@@ -33,6 +33,8 @@ class Caps:
     self_attention: bool = True
     cross_attention: bool = True
     causal: bool = True
+    # Takes a key padding mask, True = real key: (B, S) for sequences; tensor entries take (B, *axes') (HOT: a
+    # product of per-axis masks, i.e. padding along axes).
     key_padding_mask: bool = True
     # Takes (B, H, *axes, D) tensors with any number of axes instead of (B, H, L, D) sequences.
     tensor: bool = False
@@ -56,8 +58,9 @@ class Caps:
     # Can be built with ``shared_qk=True`` (Reformer): one query/key projection, k must be the very tensor q
     # (self-attention only). The built module's ``shared_qk`` says whether this instance shares them.
     shared_qk: bool = False
-    # ``forward`` takes a ``query_padding_mask`` (B, L), True = real query: padded queries take no slot (SMYRF's
-    # clusters). Self-attention callers (the layer, ``models.hf_swap``) pass their padding mask as it.
+    # ``forward`` takes a ``query_padding_mask`` (B, L) (tensor entries: (B, *axes)), True = real query: padded
+    # queries take no slot (SMYRF's clusters; HOT's pooling) and give zeros. Self-attention callers (the layer,
+    # ``models.hf_swap``) pass their padding mask as it.
     query_padding_mask: bool = False
     # Computes in (at least) fp32 under autocast: q, k, v are cast up to promote(v.dtype, fp32), autocast is
     # off inside ``forward``, and the output comes back in v's dtype (exponentials, prefix sums, pinv, hashes).
