@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+import attnbench.sweep  # noqa: F401  (registers the run-folder and W&B name resolvers)
 from attnbench.config import project_root, register_configs, validate
 
 log = logging.getLogger(__name__)
