@@ -190,3 +190,34 @@ def test_every_experiment_sweeps_three_seeds(experiment):
         GlobalHydra.instance().clear()
     seeds = str(cfg.hydra.sweeper.params["seed"]).split(",")
     assert len(seeds) == 3 and len(set(seeds)) == 3, (experiment, seeds)
+
+
+# ---------------------------------------------------------------------------------------------- plots
+def _legend_inside(fig) -> tuple[list[str], bool]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    (legend,) = fig.legends
+    box = legend.get_window_extent(canvas.get_renderer())
+    inside = box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1
+    return [t.get_text() for t in legend.get_texts()], inside
+
+
+def test_plot_legends_keep_every_label_inside_the_figure(tmp_path):
+    """One panel and nine labels: the old one-row legend cut `full` and `hot` off at the figure's edges."""
+    root = tmp_path / "sweep"
+    write(root, 0, result("hot", mse=0.4))
+    write(root, 1, result("full", mse=0.41, debug="fast", task_name="debug"))
+    write(root, 2, result("hot", seed=3, status="failed", overrides=["model.optimizer.lr=0.1"]))
+    table = tables.forecasting_table(tables.load_runs(root), tables.load_reference())
+    labels, inside = _legend_inside(tables.mse_figure(table))
+    assert labels[:3] == ["full‡", "hot", "hot (model.optimizer.lr=0.1)"] and "failed / missing" in labels
+    assert "TimesNet" in labels and inside
+    cls_root = tmp_path / "cls"
+    for i, m in enumerate(["hot3d", "vit3d", "resnet3d"]):
+        write(cls_root, i, cls_result(m, 43, 0.8 + i / 100))
+    cls_table = classification.classification_table(classification.load_runs(cls_root),
+                                                    classification.load_reference())
+    labels, inside = _legend_inside(classification.acc_figure(cls_table))
+    assert labels == ["hot3d", "resnet3d", "vit3d", "best published"] and inside

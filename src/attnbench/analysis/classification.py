@@ -40,6 +40,7 @@ from attnbench.analysis.tables import (
     _show_counts,
     _tex_escape,
     job_parts,
+    legend_below,
     model_label,
 )
 
@@ -422,6 +423,13 @@ def to_latex(table: pd.DataFrame, runs: pd.DataFrame, label: str = "tab:medmnist
 
 
 def plot_acc(table: pd.DataFrame, path: str | Path) -> Path:
+    """``acc_figure`` saved as a PNG at ``path``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    acc_figure(table).savefig(path, dpi=120, bbox_inches="tight")
+    return Path(path)
+
+
+def acc_figure(table: pd.DataFrame) -> Any:
     """Grouped bars of test ACC per (data set, size): our models and the best published model of the row.
 
     A group shows only the models with a number there; a failed/missing model of ours shows as a red x at zero.
@@ -455,11 +463,8 @@ def plot_acc(table: pd.DataFrame, path: str | Path) -> Path:
     ax.set_ylim(0, 1)
     ax.set_ylabel("test ACC")
     order = [name for name, _, _ in series if name in handles] + [n for n in ("failed / missing",) if n in handles]
-    fig.legend([handles[n] for n in order], order, loc="outside lower center", ncols=min(len(order), 4),
-               frameon=False)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return Path(path)
+    legend_below(fig, [handles[n] for n in order], order)
+    return fig
 
 
 def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: str = "medmnist3d",

@@ -346,7 +346,25 @@ def to_latex(table: pd.DataFrame, label: str = "tab:forecasting") -> str:
     return tex.replace(r"\end{table}", notes + "\n" + r"\end{table}")
 
 
+def legend_below(fig: Any, handles: list[Any], labels: list[str]) -> None:
+    """A legend under the panels with as many columns as fit the figure's width, so that no label is cut
+    (with ``savefig(bbox_inches="tight")`` as a second guard); the figure grows by the legend's rows."""
+    entry_in = 0.55 + 0.075 * max(len(str(lab)) for lab in labels)  # marker + gap + text at 10 pt, inches
+    ncols = max(1, min(len(labels), int(fig.get_figwidth() // entry_in)))
+    rows = -(-len(labels) // ncols)
+    fig.set_figheight(fig.get_figheight() + 0.3 * rows)
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)
+
+
 def plot_mse(table: pd.DataFrame, path: str | Path) -> Path:
+    """``mse_figure`` saved as a PNG at ``path``."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    mse_figure(table).savefig(out, dpi=120, bbox_inches="tight")
+    return out
+
+
+def mse_figure(table: pd.DataFrame) -> Any:
     """Grouped bars of test MSE, ours (outlined) beside the published models, one panel per data set.
 
     A model without a number in a panel is left out of it; a failed/missing run of ours shows as a red x.
@@ -362,7 +380,7 @@ def plot_mse(table: pd.DataFrame, path: str | Path) -> Path:
     datasets = list(dict.fromkeys(table.index.get_level_values("dataset")))
     ncols = min(3, len(datasets))
     nrows = -(-len(datasets) // ncols)
-    fig = Figure(figsize=(5 * ncols, 3.2 * nrows), layout="constrained")
+    fig = Figure(figsize=(max(7.0, 5 * ncols), 3.2 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     handles: dict[str, Any] = {}
     for ax, d in zip(axes[: len(datasets)], datasets, strict=True):
@@ -388,12 +406,8 @@ def plot_mse(table: pd.DataFrame, path: str | Path) -> Path:
         ax.set_visible(False)
     order = [name for name, _, _ in series if name in handles]
     order += ["failed / missing"] if "failed / missing" in handles else []
-    fig.legend([handles[n] for n in order], order, loc="outside lower center", ncols=min(len(order), 8),
-               frameon=False)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    return out
+    legend_below(fig, [handles[n] for n in order], order)
+    return fig
 
 
 def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None,
