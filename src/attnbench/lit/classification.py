@@ -72,7 +72,11 @@ class ClassificationModule(ConfiguredModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
-    def _eval_step(self, batch, stage: str) -> None:
+    def test_step(self, batch, batch_idx: int) -> dict[str, Tensor]:
+        """Scores the batch; returns it for callbacks (``lit.artifacts.PredictionArtifacts`` saves it)."""
+        return self._eval_step(batch, "test")
+
+    def _eval_step(self, batch, stage: str) -> dict[str, Tensor]:
         x, y = batch
         logits = self(x).float()
         self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y))
@@ -80,3 +84,4 @@ class ClassificationModule(ConfiguredModule):
         m = getattr(self, f"{stage}_metrics")
         m.update(prob[:, 1] if self.binary else prob, y)
         self.log_dict(m, on_step=False, on_epoch=True, prog_bar=True)
+        return {"probs": prob.detach(), "target": y.detach()}  # (B, C), (B,)

@@ -56,7 +56,11 @@ class ForecastingModule(ConfiguredModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(out))
         return loss
 
-    def _eval_step(self, batch, stage: str) -> None:
+    def test_step(self, batch, batch_idx: int) -> dict[str, Tensor]:
+        """Scores the batch; returns it for callbacks (``lit.artifacts.PredictionArtifacts`` saves it)."""
+        return self._eval_step(batch, "test")
+
+    def _eval_step(self, batch, stage: str) -> dict[str, Tensor]:
         out, tgt = self._predict(batch)
         for h in self.horizons:
             m = getattr(self, f"{stage}_metrics{h}")
@@ -64,3 +68,5 @@ class ForecastingModule(ConfiguredModule):
             self.log_dict(m, on_step=False, on_epoch=True, prog_bar=(h == self.horizons[-1]))
         if self.multi:  # alias of the longest horizon, the monitor of early stopping/checkpoints
             self.log(f"{stage}/mse", F.mse_loss(out.float(), tgt.float()), on_epoch=True, batch_size=len(out))
+        # (B, pred_len, n_targets) twice, and the input of the last variable (B, seq_len)
+        return {"forecast": out.detach(), "target": tgt.detach(), "history": batch[0][:, :, -1].detach()}
