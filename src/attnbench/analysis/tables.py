@@ -367,7 +367,8 @@ def plot_mse(table: pd.DataFrame, path: str | Path) -> Path:
 def mse_figure(table: pd.DataFrame) -> Any:
     """Grouped bars of test MSE, ours (outlined) beside the published models, one panel per data set.
 
-    A model without a number in a panel is left out of it; a failed/missing run of ours shows as a red x.
+    A model without a number in a panel is left out of it; a failed/missing run of ours shows as a red x; an
+    error bar spans ± one std over seeds.
     """
     from matplotlib import rcParams
     from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
@@ -391,8 +392,10 @@ def mse_figure(table: pd.DataFrame) -> Any:
         width = 0.8 / len(shown)
         for k, (i, name, ys, bad) in enumerate(shown):
             xs = [j + (k - (len(shown) - 1) / 2) * width for j in range(len(horizons))]
+            std = ours[(name, "mse_std")].loc[d].to_numpy(dtype=float) if bad is not None else None
             handles[name] = ax.bar(xs, ys, width, color=colors[i % len(colors)], linewidth=0.6,
-                                   edgecolor="black" if bad is not None else "none")
+                                   edgecolor="black" if bad is not None else "none", yerr=std, capsize=2,
+                                   error_kw={"linewidth": 0.8})
             crosses = [x for x, b in zip(xs, bad if bad is not None else [0] * len(xs), strict=True) if b]
             if crosses:
                 (handles["failed / missing"],) = ax.plot(crosses, [0] * len(crosses), "x", color="red",
