@@ -36,7 +36,7 @@ def result(model: str = "hot", dataset: str = "ETTh1", pred_len: int = 96, seed:
                        "model": {"horizons": None}}}
 
 
-def write(root: Path, num: int, res: dict) -> None:
+def write(root: Path, num: int | str, res: dict) -> None:
     d = root / str(num)
     d.mkdir(parents=True)
     (d / "results.json").write_text(json.dumps(res))
@@ -221,3 +221,20 @@ def test_plot_legends_keep_every_label_inside_the_figure(tmp_path):
                                                     classification.load_reference())
     labels, inside = _legend_inside(classification.acc_figure(cls_table))
     assert labels == ["hot3d", "resnet3d", "vit3d", "best published"] and inside
+
+
+def test_named_job_folders_and_old_numbered_ones_read_alike(tmp_path):
+    """New layout (<num>_<overrides>, '=' and ',' in names) beside the old one (<num>), a missing job included."""
+    root = tmp_path / "sweep"
+    write(root, "0_data.name=ETTh1,model=hot,seed=1", result("hot", seed=1, mse=0.40))
+    write(root, "1", result("hot", seed=2, mse=0.42))
+    hyd = root / "2_data.name=ETTh1,model=hot,seed=3" / ".hydra"
+    hyd.mkdir(parents=True)
+    (hyd / "config.yaml").write_text("seed: 3\ndata:\n  name: ETTh1\n  pred_len: 96\nmodel:\n  horizons: null\n")
+    (hyd / "overrides.yaml").write_text("- model=hot\n- data.name=ETTh1\n- seed=3\n")
+    (hyd / "hydra.yaml").write_text("hydra:\n  runtime:\n    choices:\n      model: hot\n")
+    runs = tables.load_runs(root)
+    assert sorted(runs["status"]) == ["missing", "ok", "ok"] and set(runs["model"]) == {"hot"}
+    table = tables.forecasting_table(runs, tables.load_reference())
+    assert table.loc[("ETTh1", 96), ("ours", "hot", "n")] == 2
+    assert table.loc[("ETTh1", 96), ("ours", "hot", "missing")] == 1
