@@ -87,7 +87,7 @@ def plot_confusion(cm: np.ndarray, path: Path) -> Path:
 class PredictionArtifacts(Callback):
     """Saves the test set's predictions and their plot / confusion matrix (module docstring)."""
 
-    def __init__(self, dirpath: str, n_plot: int = 4, max_mb: float = 256.0) -> None:
+    def __init__(self, dirpath: str, n_plot: int = 4, max_mb: float = 64.0) -> None:
         if n_plot < 0:
             raise ValueError(f"callbacks.test_artifacts.n_plot={n_plot} must be >= 0")
         if max_mb <= 0:
