@@ -104,6 +104,7 @@ def test_forecasting_cells_are_mean_std_n_and_truncated_runs_marked(mixed_sweep)
                      strict=True))
     assert cells["hot MSE"] == "0.420 ± 0.020" and cells["hot n"] == "3"
     assert cells["hot‡ MSE"] == "0.900" and cells["hot‡ n"] == "1"
+    assert cells["full MSE"] == "0.400 ± 0.020"  # not bold: published 0.384 is better
     assert cells["full n"] == "3 (+1 failed)"
     assert "- ‡ truncated run: debug run (debug=fast); batch limits (train 3, test 2). Not comparable" in md
     tex = tables.to_latex(table)
@@ -159,6 +160,7 @@ def test_classification_mean_std_and_truncated_runs_get_no_delta(tmp_path):
     assert row[("diff", "best", "acc")] == pytest.approx(0.91 - 0.907)  # from hot3d, not the debug vit3d‡
     md = classification.to_markdown(table, runs)
     assert "0.910 ± 0.014" in md and "vit3d‡ ACC" in md and "‡ truncated run: debug run (debug=fast)" in md
+    assert "**0.990**" not in md and "0.990" in md  # the debug run's 0.99 is shown but never the row's best
 
 
 # ---------------------------------------------------------------------------------------------- GLUE

@@ -278,9 +278,11 @@ class _Style:
 
 
 def _bests(table: pd.DataFrame, metric: str) -> pd.Series:
-    """Per row the highest value (3 decimals) among ours and published; NaN without at least two values."""
-    vals = pd.concat([table["ours"].xs(metric, level="metric", axis=1),
-                      table["published"].xs(metric, level="metric", axis=1)], axis=1).astype(float).round(3)
+    """Per row the highest value (3 decimals) among ours (untruncated) and published; NaN without at least two
+    values."""
+    ours = table["ours"].xs(metric, level="metric", axis=1)
+    ours = ours[[m for m in ours.columns if MARK not in m]]  # truncated runs compete for nothing
+    vals = pd.concat([ours, table["published"].xs(metric, level="metric", axis=1)], axis=1).astype(float).round(3)
     return vals.max(axis=1).where(vals.notna().sum(axis=1) >= 2)
 
 

@@ -238,8 +238,9 @@ def _show_counts(table: pd.DataFrame) -> bool:
 
 
 def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
-    """String cells for writing: 3 decimals, best MSE per row in bold, ``failed``/``missing`` where a
-    model has no score, a dagger on published values not confirmed by a second source."""
+    """String cells for writing: 3 decimals (mean ± std over seeds), best MSE per row in bold (never a truncated
+    run's), ``failed``/``missing`` where a model has no score, a dagger on published values not confirmed by a
+    second source."""
     dash = "–" if fmt == "md" else "--"
     esc = _tex_escape if fmt == "tex" else (lambda s: s)
 
@@ -251,7 +252,9 @@ def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
     ours, pub = table["ours"], table["published"]
     our_models = list(ours.columns.get_level_values("model").unique())
     ref_models = list(pub.columns.get_level_values("model").unique())
-    mses = pd.concat([ours.xs("mse", level="metric", axis=1), pub.xs("mse", level="metric", axis=1)], axis=1)
+    full_runs = ours.xs("mse", level="metric", axis=1)
+    full_runs = full_runs[[m for m in full_runs.columns if MARK not in m]]  # truncated runs compete for nothing
+    mses = pd.concat([full_runs, pub.xs("mse", level="metric", axis=1)], axis=1)
     best = mses.astype(float).round(3).min(axis=1).where(mses.notna().sum(axis=1) >= 2)  # bold needs a rival
 
     def num(v: float, is_best: bool, std: float = float("nan")) -> str:
