@@ -168,3 +168,57 @@ def test_prepare_data_script_reports_unknown_names(tmp_path):
                               str(tmp_path), "--data-dir", str(tmp_path / "d")], capture_output=True, text=True)
     assert missing.returncode == 1 and "--from must hold ETT-small/ETTh1.csv" in missing.stderr
     shutil.rmtree(tmp_path / "d", ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- the official HOT protocol
+def test_official_split_borders():
+    # the HOT code (src/ts_data.py): train int(0.7 T), val int(0.1 T), test the rest, for every data set
+    assert split_borders("official", 17420, 96) == {"train": (0, 12194), "val": (12194 - 96, 13936),
+                                                     "test": (13936 - 96, 17420)}
+    assert split_borders("official", 1000, 96) == {"train": (0, 700), "val": (604, 800), "test": (704, 1000)}
+    assert split_borders("official", 7588, 96)["val"] == (5311 - 96, 5311 + 758)  # exchange: int(758.8)
+    with pytest.raises(ValueError, match="allowed: ett_hour, ett_minute, ratio, official"):
+        split_borders("hot", 1000, 96)
+
+
+def official_windows(values: np.ndarray, part: str, seq_len: int, pred_len: int) -> list[tuple]:
+    """The HOT loader re-derived: segments of the z-scored (T, C) values, window i = rows [i, i+seq+pred),
+    count T_seg - seq_len - pred_len."""
+    T = len(values)
+    n_train, n_val = int(0.7 * T), int(0.1 * T)
+    mean, std = values[:n_train].mean(0), values[:n_train].std(0)
+    z = (values - mean) / std
+    n_test = T - n_train - n_val
+    seg = {"train": z[:n_train], "val": z[n_train - seq_len:n_train + n_val], "test": z[-n_test - seq_len:]}[part]
+    return [(seg[i:i + seq_len], seg[i + seq_len:i + seq_len + pred_len])
+            for i in range(len(seg) - seq_len - pred_len)]
+
+
+def test_official_split_window_counts_and_contents(synth_data_dir):
+    """ETTh1's row count at 96 -> 720: 11,378 / 1,022 / 2,764 windows (TSLib: 7,825 / 2,161 / 2,161)."""
+    off, ts = dm(synth_data_dir, pred_len=720, split="official"), dm(synth_data_dir, pred_len=720)
+    assert [len(off.sets[p]) for p in ("train", "val", "test")] == [11378, 1022, 2764]
+    assert [len(ts.sets[p]) for p in ("train", "val", "test")] == [7825, 2161, 2161]
+    raw = pd.read_csv(synth_data_dir / "ETT-small" / "ETTh1.csv").iloc[:, 1:].to_numpy(dtype=np.float64)
+    np.testing.assert_allclose(off.scaler.mean, raw[:12194].mean(0))  # fit on the official train part
+    for part in ("train", "val", "test"):
+        ref = official_windows(raw, part, 96, 720)
+        assert len(ref) == len(off.sets[part])
+        for i in (0, len(ref) // 2, len(ref) - 1):
+            x, y, _, _ = off.sets[part][i]
+            np.testing.assert_allclose(x.numpy(), ref[i][0], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(y[48:].numpy(), ref[i][1], rtol=1e-5, atol=1e-5)
+    # the last test window ends one row before the file does (the loader's unread last window)
+    assert off.sets["test"].data.shape[0] == 17420 - (13936 - 96) - 1
+    with pytest.raises(ValueError, match="split='hot'; allowed: tslib, official"):
+        dm(synth_data_dir, split="hot")
+
+
+@pytest.mark.data
+def test_real_etth1_official_split_window_counts():
+    counts = {}
+    for split in ("tslib", "official"):
+        m = TimeSeriesDataModule("ETTh1", str(SHARED_DATA), 96, 48, 720, verify=True, download=False, split=split)
+        m.setup()
+        counts[split] = [len(m.sets[p]) for p in ("train", "val", "test")]
+    assert counts == {"tslib": [7825, 2161, 2161], "official": [11378, 1022, 2764]}

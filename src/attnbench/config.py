@@ -51,6 +51,11 @@ class Head(str, Enum):
 
 
 # ----------------------------------------------------------------------------- data
+class TSSplit(str, Enum):
+    tslib = "tslib"  # TSLib borders: ETT 12/4/4 months, the others 70/10/20
+    official = "official"  # the HOT code: 70/10/20 for every data set, one window fewer per split
+
+
 @dataclass
 class TimeSeriesDataConfig:
     _target_: str = "attnbench.data.timeseries.TimeSeriesDataModule"
@@ -68,6 +73,7 @@ class TimeSeriesDataConfig:
     verify: bool = True
     download: bool = True
     drop_last_train: bool = True
+    split: TSSplit = TSSplit.tslib
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -127,6 +133,11 @@ class TransformerNetConfig:
     per_axis_qk: bool = True
 
 
+class DropoutLayout(str, Enum):
+    ours = "ours"
+    official = "official"  # the HOT code's dropout sites (models/forecaster.py)
+
+
 @dataclass
 class ForecasterNetConfig(TransformerNetConfig):
     _target_: str = "attnbench.models.forecaster.PatchForecaster"
@@ -135,6 +146,7 @@ class ForecasterNetConfig(TransformerNetConfig):
     patch_len: int = 4
     revin: bool = True
     head: Head = Head.flatten
+    dropout_layout: DropoutLayout = DropoutLayout.ours
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -179,6 +191,12 @@ class ForecastingModelConfig:
     monitor: str = "val/mse"  # checkpoint / early-stopping / scheduler metric (callbacks read it)
     monitor_mode: str = "min"
 
+    def monitors(self) -> list[str]:
+        """The val metrics ForecastingModule logs for these horizons (a test checks they are all logged)."""
+        hs = sorted(self.horizons) if self.horizons else [self.net.pred_len]
+        per_h = [f"val/{m}_{h}" for h in hs for m in ("mse", "mae")] if len(hs) > 1 else ["val/mae"]
+        return ["val/mse", "val/mae_avg", *per_h]
+
     def __post_init__(self) -> None:
         if _incomplete(self):
             return
@@ -187,6 +205,8 @@ class ForecastingModelConfig:
             if bad:
                 raise ConfigError(f"model.horizons={list(self.horizons)}: {bad} outside [1, data.pred_len="
                                   f"{self.net.pred_len}]")
+        _choice("model.monitor", self.monitor, self.monitors())
+        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
 
 

@@ -3,33 +3,35 @@ NeurIPS 2020, arXiv:2010.05315).
 
 Each query attends only to the keys of "its" cluster. Clusters come from asymmetric LSH:
 
-1. XBOX+ transforms (per (batch, head)), M_Q = max_i |q_i|, M_K = max_j |k_j| over the valid keys,
+1. XBOX+ transforms (per (batch, head)), M_Q = max_i |q_i|, M_K = max_j |k_j| over the real queries/keys,
        F(q) = [q; 0; sqrt(M_Q^2 + M_K^2 - |q|^2)],   G(k) = [k; sqrt(M_Q^2 + M_K^2 - |k|^2); 0],
    so |F(q) - G(k)|^2 = 2 (M_Q^2 + M_K^2) - 2 q.k: maximum inner product becomes nearest neighbour.
 2. One Gaussian projection a_h (D+2,) per hashing round h, the same for queries and keys; the hash is the
    real-valued projection F(q).a_h, G(k).a_h (the official code's E2LSH: it drops the floor((a.x+b)/r)
    and its uniform shift b only adds a constant, so neither r nor b changes the ordering; we omit both).
-3. Balanced clusters: queries and keys are each sorted by hash and cut into n_c = ceil(L / cluster_size)
-   consecutive groups of (almost) equal size (L: the row's real queries when a query padding mask is
-   given): rank r of N goes to group c with floor(c N / n_c) <= r < floor((c+1) N / n_c). Query group c
-   attends densely to key group c (softmax(q k^T / sqrt(D)) inside the pair), so each side has at most
-   ceil(L / n_c), ceil(S / n_c) members: any L, S, cross attention with L != S.
+3. Clusters of exactly cluster_size C in hash order, as the official code: per row and round the n_q real
+   queries (all L without a query padding mask) are sorted by hash and cut into chunks of C, the last chunk
+   short (n_q - (n_c - 1) C members, n_c = ceil(n_q / C)); the real keys, sorted the same way, are cut at the
+   same fractions of their ranks, floor(c C n_k / n_q): in self-attention (n_k = n_q) exactly the query
+   chunks, in cross attention (or with key padding only) proportional chunks. Query chunk c attends densely
+   to key chunk c (softmax(q k^T / sqrt(D)) inside the pair).
 4. n_hashes rounds merged by log-sum-exp weights: out_i = sum_h softmax_h(lse_h(i)) o_h(i), where lse_h
    is the log normaliser of query i's softmax in round h (a key met in several rounds counts several
    times, as in the paper/official code; no de-duplication).
 
-Cost: O(n_hashes (L + S) log) for the sorts and O(n_hashes L S / n_c D) for attention. With one
-cluster (cluster_size >= L) and any n_hashes it is full attention exactly.
+Cost: O(n_hashes (L + S) log) for the sorts and O(n_hashes L C_k D) for attention (C_k ~ C S / L keys per
+cluster). With one cluster (cluster_size >= L) and any n_hashes it is full attention exactly.
 
 Fixes of known bugs of the official code (giannisdaras/smyrf, see shared/papers/smyrf.md §6):
 - padding masks are per (batch, head) row (the official `repeat` tiles batch masks across heads);
-- lengths need not be multiples of the cluster size (the official reshape mixes batch rows/rounds);
-  here groups are balanced with a fixed capacity and empty slots are masked;
-- padded keys are excluded from M_K and sorted after all valid keys; the valid keys of each batch
-  element are spread over all n_c groups of its row; padded keys never get weight and a query whose groups
-  hold no valid key gives zeros (official: uniform weights over padding or NaN). With a query padding mask
-  (self-attention), padded queries are left out and a row has ceil(real tokens / cluster_size) clusters,
-  which is what the official code's "padding sorted last" amounts to, without its mixed last cluster;
+- lengths need not be multiples of the cluster size (the official reshape mixes batch rows and rounds, or
+  fails); the short last cluster is one more cluster slot, its empty slots masked. Run as the official code must be
+  (zero-padded to a multiple of C, padding masked so it sorts last), the official clusters and outputs are
+  these, measured equal to 1e-15 at n = 40, 65, 100, 1000;
+- padded keys are excluded from M_K and sorted after all valid keys, so they never get weight; a query whose
+  cluster holds no valid key gives zeros (official: uniform weights over padding or NaN). With a query padding
+  mask (self-attention) padded queries are left out of M_Q and of the clusters and give zeros, so the real
+  tokens' outputs do not depend on the amount of padding (official: padded queries fill the last cluster);
 - projections are drawn once from a seeded generator and kept in a buffer (official: redrawn from the
   global RNG at every call, so eval is not deterministic).
 """
@@ -62,22 +64,30 @@ def xbox_plus(q: Tensor, k: Tensor, key_padding_mask: Tensor | None = None,
     return fq, gk
 
 
-def balanced_groups(n: Tensor | int, n_groups: int, cap: int, device, groups: Tensor | int | None = None
-                    ) -> tuple[Tensor, Tensor]:
-    """Rank of each slot of n_groups groups of ``cap`` slots when n items are split into balanced groups.
+def chunk_slots(start: Tensor, cap: int) -> tuple[Tensor, Tensor]:
+    """Slots of consecutive rank chunks: chunk c holds ranks start[..., c] .. start[..., c+1] - 1.
 
-    n: int or (B,) counts; groups: the groups actually used per row (int or (B,), <= n_groups; default all).
-    Returns rank (..., n_groups * cap) long and valid (..., n_groups * cap) bool (leading axis B when n or
-    groups is a tensor): group c < g holds ranks floor(c n / g) .. floor((c+1) n / g) - 1, groups c >= g none.
+    start (B|1, n_c + 1) long, non-decreasing; cap >= the largest chunk. Returns rank (B|1, n_c * cap) long and
+    valid (B|1, n_c * cap) bool (slot s of chunk c holds rank start[c] + s if that is < start[c+1]).
     """
-    n = torch.as_tensor(n, device=device).reshape(-1, 1)  # (B|1, 1)
-    g = torch.as_tensor(n_groups if groups is None else groups, device=device).reshape(-1, 1).clamp_min(1)
-    c = torch.arange(n_groups + 1, device=device)  # (n_c + 1,)
-    start = torch.minimum(c, g) * n // g  # (B|1, n_c + 1)
-    s = torch.arange(cap, device=device)  # (cap,)
-    rank = start[:, :-1, None] + s  # (B|1, n_c, cap)
+    rank = start[:, :-1, None] + torch.arange(cap, device=start.device)  # (B|1, n_c, cap)
     valid = rank < start[:, 1:, None]  # (B|1, n_c, cap)
     return rank.flatten(1), valid.flatten(1)
+
+
+def cluster_starts(n_q: Tensor, n_k: Tensor, cluster_size: int, n_c: int) -> tuple[Tensor, Tensor]:
+    """First query / key rank of each of n_c clusters (and the end): (B|1, n_c + 1) each.
+
+    n_q, n_k (B|1,) real queries / keys per row. Queries: chunks of exactly ``cluster_size`` in hash order,
+    the last one short (start min(c C, n_q)); clusters past the row's ceil(n_q / C) are empty. Keys: the
+    same fraction of the key ranks, floor(start_q * n_k / n_q), i.e. the very same chunks when n_k = n_q
+    (self-attention) and proportional chunks otherwise (cross attention, key padding only).
+    """
+    c = torch.arange(n_c + 1, device=n_q.device)  # (n_c + 1,)
+    nq, nk = n_q.reshape(-1, 1), n_k.reshape(-1, 1)  # (B|1, 1)
+    q_start = torch.minimum(c * cluster_size, nq)  # (B|1, n_c + 1)
+    k_start = q_start * nk // nq.clamp_min(1)  # (B|1, n_c + 1); n_q = 0: all 0 (no cluster)
+    return q_start, k_start
 
 
 def attend(qs: Tensor, ks: Tensor, vs: Tensor, key_ok: Tensor, scores_fn=None, dropout_p: float = 0.0
@@ -122,8 +132,9 @@ def smyrf_attention(q: Tensor, k: Tensor, v: Tensor, proj: Tensor, cluster_size:
                     query_padding_mask: Tensor | None = None) -> Tensor:
     """SMYRF attention. q (B,H,L,D), k (B,H,S,D), v (B,H,S,Dv), proj (D+2, R) -> (B,H,L,Dv).
 
-    Row b uses n_c(b) = ceil(valid queries / cluster_size) clusters (all L queries without
-    ``query_padding_mask``); its valid keys are spread over them. Padded queries are left out: output 0.
+    Per row and round: the n_q real queries (all L without ``query_padding_mask``) sorted by hash are cut into
+    chunks of exactly ``cluster_size`` with one short last chunk; the keys as :func:`cluster_starts` says.
+    Padded queries are left out: output 0.
     """
     B, H, L, D = q.shape
     S, Dv, R = k.shape[2], v.shape[-1], proj.shape[1]
@@ -139,15 +150,15 @@ def smyrf_attention(q: Tensor, k: Tensor, v: Tensor, proj: Tensor, cluster_size:
             hq = hq.masked_fill(~qkeep[:, None, None], float("inf"))  # padded queries sort last
         q_perm = hq.argsort(dim=-1)  # (B, H, R, L): position of the query with hash rank r
         k_perm = hk.argsort(dim=-1)  # (B, H, R, S)
-    dev = q.device
-    n_q = torch.full((1,), L, device=dev) if qkeep is None else qkeep.sum(-1)  # (B|1,) valid queries
-    n_k = torch.full((1,), S, device=dev) if keep is None else keep.sum(-1)  # (B|1,) valid keys
-    g = (n_q + cluster_size - 1).div(cluster_size, rounding_mode="floor").clamp_min(1)  # (B|1,) clusters per row
-    n_c = int(g.max())  # cluster slots, the same on both sides
-    cq = int(((n_q + g - 1) // g).max())  # slots per query cluster
-    ck = max(1, int(((n_k + g - 1) // g).max()))  # slots per key cluster
-    q_rank, q_valid = balanced_groups(n_q, n_c, cq, dev, g)  # (B|1, n_c*cq)
-    k_rank, k_valid = balanced_groups(n_k, n_c, ck, dev, g)  # (B|1, n_c*ck)
+    dev, C = q.device, cluster_size
+    n_q = torch.full((1,), L, device=dev) if qkeep is None else qkeep.sum(-1)  # (B|1,) real queries
+    n_k = torch.full((1,), S, device=dev) if keep is None else keep.sum(-1)  # (B|1,) real keys
+    n_c = max(1, -(-int(n_q.max()) // C))  # cluster slots per row and round
+    q_start, k_start = cluster_starts(n_q, n_k, C, n_c)  # (B|1, n_c + 1)
+    cq = max(1, min(C, int(n_q.max())))  # slots per query cluster
+    ck = max(1, int(k_start.diff(dim=1).max()))  # slots per key cluster
+    q_rank, q_valid = chunk_slots(q_start, cq)  # (B|1, n_c*cq)
+    k_rank, k_valid = chunk_slots(k_start, ck)  # (B|1, n_c*ck)
     # slot -> original position (empty slots point at rank 0; they are masked / dropped)
     q_idx = q_perm.gather(-1, q_rank.masked_fill(~q_valid, 0)[:, None, None].expand(B, H, R, -1))
     k_idx = k_perm.gather(-1, k_rank.masked_fill(~k_valid, 0)[:, None, None].expand(B, H, R, -1))
@@ -158,17 +169,11 @@ def smyrf_attention(q: Tensor, k: Tensor, v: Tensor, proj: Tensor, cluster_size:
     ks, vs = ks.unflatten(3, (n_c, ck)), vs.unflatten(3, (n_c, ck))  # (B, H, R, n_c, ck, D|Dv)
     key_ok = k_valid.view(-1, 1, 1, n_c, 1, ck)  # (B|1, 1, 1, n_c, 1, ck)
     out, lse, has = attend(qs, ks, vs, key_ok, dropout_p=dropout_p)  # (B,H,R,n_c,cq,Dv), (B,H,R,n_c,cq)
-    # undo the sort: the query of rank r < n_q sits in slot c * cq + r - start(c) of its cluster c
-    c = torch.arange(n_c + 1, device=dev)
-    start = torch.minimum(c, g.reshape(-1, 1)) * n_q.reshape(-1, 1) // g.reshape(-1, 1)  # (B|1, n_c + 1)
-    ranks = torch.arange(L, device=dev).expand(start.shape[0], L).contiguous()  # (B|1, L)
-    cl = torch.searchsorted(start[:, 1:].contiguous(), ranks, right=True).clamp_max(n_c - 1)  # (B|1, L)
-    slot_of_rank = cl * cq + ranks - start.gather(1, cl)  # (B|1, L)
-    ranked = ranks < n_q.reshape(-1, 1)  # (B|1, L): padded queries (rank >= n_q) have no slot
-    inv = q_perm.argsort(dim=-1)  # (B, H, R, L): rank of each query
-    rows = slot_of_rank[:, None, None].expand(B, H, R, L)
-    slot = rows.gather(-1, inv).clamp(0, n_c * cq - 1)  # (B, H, R, L)
-    placed = ranked[:, None, None].expand(B, H, R, L).gather(-1, inv)  # (B, H, R, L)
+    # undo the sort: the query of rank r < n_q sits in cluster r // C, slot r % C (cq < C only if n_c = 1)
+    inv = q_perm.argsort(dim=-1)  # (B, H, R, L): hash rank of each query
+    slot = (inv // C) * cq + inv % C  # (B, H, R, L)
+    placed = inv < n_q.view(-1, 1, 1, 1)  # (B, H, R, L): padded queries (rank >= n_q) have no slot
+    slot = slot.masked_fill(~placed, 0)
     out = out.flatten(3, 4).gather(3, slot[..., None].expand(-1, -1, -1, -1, Dv))  # (B, H, R, L, Dv)
     lse, has = lse.flatten(3).gather(3, slot), has.flatten(3).gather(3, slot) & placed  # (B, H, R, L)
     return merge_rounds(out, lse, has)
@@ -176,27 +181,30 @@ def smyrf_attention(q: Tensor, k: Tensor, v: Tensor, proj: Tensor, cluster_size:
 
 def smyrf_reference(q: Tensor, k: Tensor, v: Tensor, proj: Tensor, cluster_size: int,
                     key_padding_mask: Tensor | None = None, query_padding_mask: Tensor | None = None) -> Tensor:
-    """Slow reference: per (batch, head, round) loops over the clusters, explicit LSE merge."""
+    """Slow reference: per (batch, head, round) a loop over the clusters, then per query an explicit LSE merge.
+
+    Cluster c of a row: real queries of hash ranks cC .. (c+1)C - 1 (the last cluster short), real keys of
+    ranks floor(cC n_k / n_q) .. floor(min((c+1)C, n_q) n_k / n_q) - 1 (the same ranks when n_k = n_q).
+    """
     B, H, L, D = q.shape
-    S, R = k.shape[2], proj.shape[1]
+    S, R, C = k.shape[2], proj.shape[1], cluster_size
     keep = torch.ones(B, S, dtype=torch.bool) if key_padding_mask is None else key_padding_mask.bool()
     qkeep = torch.ones(B, L, dtype=torch.bool) if query_padding_mask is None else query_padding_mask.bool()
     fq, gk = xbox_plus(q, k, keep, qkeep)
     out = torch.zeros(B, H, L, v.shape[-1], dtype=q.dtype)
     for b in range(B):
-        valid = torch.nonzero(keep[b]).squeeze(-1)  # valid key positions
-        qvalid = torch.nonzero(qkeep[b]).squeeze(-1)  # valid query positions
-        nk, nq = len(valid), len(qvalid)
-        n_c = max(1, math.ceil(nq / cluster_size))  # this row's clusters
+        kvalid = torch.nonzero(keep[b]).squeeze(-1)  # real key positions
+        qvalid = torch.nonzero(qkeep[b]).squeeze(-1)  # real query positions
+        nk, nq = len(kvalid), len(qvalid)
         for h in range(H):
             outs, lses = torch.zeros(R, L, v.shape[-1], dtype=q.dtype), torch.full((R, L), -math.inf, dtype=q.dtype)
             for r in range(R):
                 q_order = qvalid[(fq[b, h, qvalid] @ proj[:, r]).argsort()]
-                k_order = valid[(gk[b, h, valid] @ proj[:, r]).argsort()]
-                for c in range(n_c):
-                    qi = q_order[c * nq // n_c:(c + 1) * nq // n_c]
-                    kj = k_order[c * nk // n_c:(c + 1) * nk // n_c]
-                    if len(kj) == 0 or len(qi) == 0:
+                k_order = kvalid[(gk[b, h, kvalid] @ proj[:, r]).argsort()]
+                for c in range(math.ceil(nq / C)):
+                    qi = q_order[c * C:(c + 1) * C]
+                    kj = k_order[c * C * nk // nq:min((c + 1) * C, nq) * nk // nq]
+                    if len(kj) == 0:
                         continue
                     s = q[b, h, qi] @ k[b, h, kj].T / math.sqrt(D)
                     lses[r, qi] = torch.logsumexp(s, -1)
@@ -232,9 +240,11 @@ class SmyrfAttention(AttentionBase):
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
                 causal: bool = False, query_padding_mask: Tensor | None = None) -> Tensor:
-        """``query_padding_mask`` (B, L), True = real query: padded queries are clustered apart and give zeros,
-        so a row's clusters hold ``cluster_size`` real tokens whatever its padding (the official code's effect
-        of sorting padding last). Self-attention passes the key mask here (``models.hf_swap`` does)."""
+        """``query_padding_mask`` (B, L), True = real query: padded queries are left out of the clusters and give
+        zeros, so a row's clusters hold ``cluster_size`` real tokens whatever its padding (the official code's
+        effect of sorting padding last). Self-attention passes its padding mask for both (``models.hf_swap`` and
+        ``layers.attention.MultiAxisAttention`` do); with the key mask only, every query position (padded ones
+        too) takes a cluster slot and the real keys are spread proportionally."""
         if causal:
             raise ValueError("smyrf: causal attention is not supported (clusters mix past and future)")
         if q.shape[-1] != self.head_dim or k.shape[-1] != self.head_dim:

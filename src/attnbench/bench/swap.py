@@ -5,10 +5,10 @@ every self-attention replaced by a drop-in registry entry (``models.hf_swap``). 
 
 - ``rel_error``: ||h - h_dense|| / ||h_dense|| of the last hidden states over the real (non-padding) tokens;
 - ``cosine``: mean cosine between the mean-pooled embeddings (how all-MiniLM-L6-v2 embeds a sentence);
-- ``key slots``: keys a query's attention row holds (SMYRF: n_hashes x keys per cluster; local: the window;
-  full: L) and ``attn memory``: those slots relative to dense (n_hashes x C / L for SMYRF, the paper's memory
-  column); ``real keys``: of those, the non-padding keys, mean over examples (SMYRF clusters a row's real
-  tokens only, so its slots are real keys).
+- ``key slots``: keys a query's attention row holds (SMYRF: n_hashes x C; local: the window; full: L) and
+  ``attn memory``: those slots relative to dense (n_hashes x C / L for SMYRF, the paper's memory column);
+  ``real keys``: of those, the non-padding keys, mean over queries and examples (SMYRF clusters a row's real
+  tokens only, C per cluster except a short last one, so its slots hold real keys or nothing).
 
 ``pad=true`` pads every batch to ``max_length``, as the paper's GLUE runs (length 128); ``pad=false`` encodes
 one example at a time without padding. SMYRF gives the same outputs either way (its clusters hold real tokens);
@@ -21,7 +21,6 @@ grid is SMYRF's hashes x cluster sizes beside windows of the same key budget.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -80,15 +79,19 @@ class SwapConfig:
 ConfigStore.instance().store(name="swap_bench_schema", node=SwapConfig)
 
 
-def keys_per_query(variant: dict[str, Any], length: int, real: int | None = None) -> int:
+def keys_per_query(variant: dict[str, Any], length: int, real: int | None = None) -> float:
     """Key slots of a query's attention row under ``variant`` at (padded) length ``length``; with ``real`` (the
-    non-padding tokens), how many of them can hold a real key. SMYRF in a swapped encoder clusters the real
-    tokens only (it gets the padding mask for queries too): ceil(real / C) clusters."""
-    real = length if real is None else real
+    non-padding tokens), how many of them hold a real key, mean over the real queries. SMYRF in a swapped encoder
+    clusters the real tokens only (it gets the padding mask for queries too) into clusters of exactly C with one
+    short last cluster of real % C: n_hashes x min(C, length) slots, n_hashes x (sum of squared cluster sizes) /
+    real real keys."""
     name = variant["name"]
     if name == "smyrf":
-        n_c = math.ceil(real / variant["cluster_size"])
-        return variant["n_hashes"] * math.ceil(real / n_c)
+        h, c = variant["n_hashes"], variant["cluster_size"]
+        if real is None:
+            return h * min(c, length)
+        return h * ((real // c) * c * c + (real % c) ** 2) / max(real, 1)
+    real = length if real is None else real
     if name == "local":
         return min(real, 2 * variant["window"] + 1)
     return real

@@ -6,6 +6,10 @@
 - StandardScaler fit on the train part only; metrics are computed in this scaled space.
 - features: M (all variables in and out), S (target only), MS (all in, target out; target moved last).
 - A window: x = [s, s+seq_len), y = [s+seq_len-label_len, s+seq_len+pred_len); count = T - seq_len - pred_len + 1.
+
+``split="official"`` is the HOT code's protocol instead (``src/ts_data.py``): every data set, ETT included,
+70/10/20 in time order (train int(0.7 T), val int(0.1 T), test the rest), val/test again ``seq_len`` early,
+and one window fewer per split (count = T - seq_len - pred_len: its loader never reads the last window).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from attnbench.data.download import DataError, fetch, locate
 
 Features = Literal["M", "S", "MS"]
 Split = Literal["train", "val", "test"]
+SPLITS = ("tslib", "official")  # data.split: the TSLib borders per data set, or the HOT code's protocol
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -33,13 +38,17 @@ def split_borders(split: str, n_rows: int, seq_len: int) -> dict[str, tuple[int,
         month = 30 * 24 * (4 if split == "ett_minute" else 1)
         b1 = [0, 12 * month - seq_len, 16 * month - seq_len]
         b2 = [12 * month, 16 * month, 20 * month]
+    elif split == "official":  # the HOT code: int(0.7 T) / int(0.1 T) / the rest, for every data set
+        n_train, n_val = int(0.7 * n_rows), int(0.1 * n_rows)
+        b1 = [0, n_train - seq_len, n_train + n_val - seq_len]
+        b2 = [n_train, n_train + n_val, n_rows]
     elif split == "ratio":
         n_train, n_test = int(n_rows * 0.7), int(n_rows * 0.2)
         n_val = n_rows - n_train - n_test
         b1 = [0, n_train - seq_len, n_rows - n_test - seq_len]
         b2 = [n_train, n_train + n_val, n_rows]
     else:
-        raise ValueError(f"unknown split rule {split!r}; allowed: ett_hour, ett_minute, ratio")
+        raise ValueError(f"unknown split rule {split!r}; allowed: ett_hour, ett_minute, ratio, official")
     if b2[-1] > n_rows or min(b1) < 0:
         raise DataError(f"{n_rows} rows are too few for the {split!r} split with seq_len={seq_len}")
     return {"train": (b1[0], b2[0]), "val": (b1[1], b2[1]), "test": (b1[2], b2[2])}
@@ -131,6 +140,7 @@ class TimeSeriesDataModule(L.LightningDataModule):
         self, name: str, data_dir: str, seq_len: int, label_len: int, pred_len: int, features: Features = "M",
         target: str | None = None, batch_size: int = 32, eval_batch_size: int | None = None, num_workers: int = 0,
         scale: bool = True, verify: bool = True, download: bool = True, drop_last_train: bool = True,
+        split: Literal["tslib", "official"] = "tslib",
     ) -> None:
         super().__init__()
         self.spec = spec(name)
@@ -144,6 +154,9 @@ class TimeSeriesDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.scale, self.verify, self.download = num_workers, scale, verify, download
         self.drop_last_train = drop_last_train
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r}; allowed: {', '.join(SPLITS)}")
+        self.split = split
         self.scaler: StandardScaler | None = None
         self.sets: dict[str, ForecastWindows] = {}
 
@@ -182,13 +195,16 @@ class TimeSeriesDataModule(L.LightningDataModule):
         if self.sets:
             return
         values, marks = self.load_arrays()
-        borders = split_borders(self.spec.split, len(values), self.seq_len)
+        official = self.split == "official"
+        borders = split_borders("official" if official else self.spec.split, len(values), self.seq_len)
         if self.scale:
             a, b = borders["train"]
             self.scaler = StandardScaler().fit(values[a:b])
             values = self.scaler.transform(values)
+        cut = 1 if official else 0  # the HOT loader's last window is never read: windowing stops a row early
         for part, (a, b) in borders.items():
-            self.sets[part] = ForecastWindows(values[a:b], marks[a:b], self.seq_len, self.label_len, self.pred_len)
+            self.sets[part] = ForecastWindows(values[a:b - cut], marks[a:b - cut], self.seq_len, self.label_len,
+                                              self.pred_len)
 
     def _loader(self, part: Split, train: bool) -> DataLoader:
         return DataLoader(

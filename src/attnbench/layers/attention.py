@@ -16,6 +16,12 @@ from attnbench.layers.rope import apply_rope
 LAYER_PROVIDED = ("head_dim",)
 
 
+def takes_query_mask(attn: nn.Module) -> bool:
+    """Whether an attention's forward takes a ``query_padding_mask`` (SMYRF: padded queries then take no
+    cluster slot). Self-attention hands such entries its padding mask for the queries too."""
+    return "query_padding_mask" in inspect.signature(attn.forward).parameters
+
+
 class MultiAxisAttention(nn.Module):
     """Project, call an attention, recombine heads.
 
@@ -59,6 +65,7 @@ class MultiAxisAttention(nn.Module):
         proj = cls.caps.projections
         self.attn = cls(**opts)
         self.tensor = cls.caps.tensor
+        self.takes_query_mask = takes_query_mask(self.attn)
         self.shared_qk = bool(getattr(self.attn, "shared_qk", False))
         self.n_heads, self.head_dim, self.n_axes = n_heads, d_model // n_heads, n_axes
         self.n_qk = n_axes if per_axis_qk else 1
@@ -86,19 +93,29 @@ class MultiAxisAttention(nn.Module):
         self, x: Tensor, context: Tensor | None = None, key_padding_mask: Tensor | None = None,
         causal: bool = False,
     ) -> Tensor:
-        """x (B, *axes, E); context (B, *axes', E) for cross attention -> (B, *axes, E)."""
+        """x (B, *axes, E); context (B, *axes', E) for cross attention -> (B, *axes, E).
+
+        key_padding_mask (B, N') bool, True = real key, N' = prod(axes') (prod(axes) in self-attention). In
+        self-attention it is the queries' padding too: entries that take a ``query_padding_mask`` (SMYRF) get it,
+        so padded queries take no cluster slot and the real tokens' outputs do not depend on the amount of
+        padding. Other entries compute every query (padded rows are garbage to be ignored downstream).
+        """
         if x.dim() - 2 != self.n_axes:
             raise ValueError(f"expected (B, {self.n_axes} axes, E), got shape {tuple(x.shape)}")
         if self.shared_qk and context is not None:
             raise ValueError("a shared query/key projection (shared_qk=True) is self-attention only")
         ctx = x if context is None else context
+        extra = {}  # self-attention: the padding mask is the query mask too
+        if context is None and key_padding_mask is not None and self.takes_query_mask:
+            extra["query_padding_mask"] = key_padding_mask
         qs = self._heads(self.q_proj(x), self.n_qk)  # n_qk x (B, H, *axes, D)
         ks = self._heads(self.k_proj(ctx) if self.k_proj is not None else ctx, self.n_qk)  # X_i if unprojected
         (v,) = self._heads(self.v_proj(ctx) if self.v_proj is not None else ctx, 1)  # (B, H, *axes', D)
         if self.tensor:
             q = qs[0] if self.n_qk == 1 else tuple(qs)
             k = ks[0] if self.n_qk == 1 else tuple(ks)
-            y = self.attn(q, k, v, key_padding_mask=key_padding_mask, causal=causal, qk_hook=self._qk_hook)
+            y = self.attn(q, k, v, key_padding_mask=key_padding_mask, causal=causal, qk_hook=self._qk_hook,
+                          **extra)
         else:
             q, k = self.q_norm(qs[0]), self.k_norm(ks[0])
             for a in self.rope_axes:
@@ -107,7 +124,7 @@ class MultiAxisAttention(nn.Module):
                 k = q  # the same tensor: one projection, one norm, one rotation
             axes = q.shape[2:-1]
             y = self.attn(q.flatten(2, -2), k.flatten(2, -2), v.flatten(2, -2),  # (B, H, N, D)
-                          key_padding_mask=key_padding_mask, causal=causal)
+                          key_padding_mask=key_padding_mask, causal=causal, **extra)
             y = y.unflatten(2, axes)  # (B, H, *axes, D)
         y = y.movedim(1, -2).flatten(-2)  # (B, *axes, E)
         return self.drop(self.o_proj(y))

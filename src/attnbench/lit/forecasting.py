@@ -18,6 +18,7 @@ class ForecastingModule(ConfiguredModule):
     Scores the last ``n_targets`` variables (all for features M, the target for S/MS). ``horizons``
     lists prefixes of the forecast to score separately (e.g. 96/192/336/720 of one 720-step head, the
     official HOT protocol); the loss is then the mean of their MSEs and ``val/mse`` that of the longest.
+    ``val/mae_avg`` (also with one horizon) is the MAE averaged over the horizons, the official monitor.
     """
 
     def __init__(
@@ -66,6 +67,10 @@ class ForecastingModule(ConfiguredModule):
             m = getattr(self, f"{stage}_metrics{h}")
             m.update(out[:, :h].float().flatten(), tgt[:, :h].float().flatten())
             self.log_dict(m, on_step=False, on_epoch=True, prog_bar=(h == self.horizons[-1]))
+        # MAE averaged over the horizons (the official HOT early-stopping monitor, val-avg-mae); the batch mean
+        # weighted by batch size is the exact epoch mean, every window having h x n_targets values per horizon
+        mae_avg = torch.stack([F.l1_loss(out[:, :h].float(), tgt[:, :h].float()) for h in self.horizons]).mean()
+        self.log(f"{stage}/mae_avg", mae_avg, on_epoch=True, batch_size=len(out))
         if self.multi:  # alias of the longest horizon, the monitor of early stopping/checkpoints
             self.log(f"{stage}/mse", F.mse_loss(out.float(), tgt.float()), on_epoch=True, batch_size=len(out))
         # (B, pred_len, n_targets) twice, and the input of the last variable (B, seq_len)

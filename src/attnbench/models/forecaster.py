@@ -2,6 +2,8 @@
 
 x (B, L, C) -> instance norm per variable -> patches (B, C, L/P, P) -> tokens (B, C, L/P, E), a 2-axis
 tensor (variables x patches) -> n_layers pre-LN blocks -> head -> (B, pred_len, C), de-normalised.
+The official code's forecaster (``HOTForTimeseriesForecasting``) is ``head="mean"`` with
+``dropout_layout="official"`` and attention-probability dropout (``attention={"name": "hot", "dropout": p}``).
 With ``attention.name=hot`` the blocks attend per axis (Kronecker factors); with ``full`` over the
 C * L/P flattened tokens (the baseline of the same backbone).
 """
@@ -14,35 +16,47 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from attnbench.layers.block import TensorBlock
+from attnbench.layers.block import DROPOUT_LAYOUTS, TensorBlock
 
 
 class PatchForecaster(nn.Module):
     """Per-variable patch embedding into a (variables x patches x E) tensor, factorised or full attention.
 
-    head="mean" averages over patches then maps E -> pred_len (the official code); "flatten" maps the
-    concatenated patch tokens (L/P * E) -> pred_len (PatchTST-style). RoPE runs along the patch axis.
+    head="mean": Linear(Drop(LN(mean over patches))), E -> pred_len (the official code: average first, then
+    the final LayerNorm); "flatten": Linear(Drop(LN per token, concatenated)), L/P * E -> pred_len
+    (PatchTST-style). RoPE runs along the patch axis.
+
+    dropout_layout="ours": patch embedding ReLU -> Dropout -> LayerNorm, and per block one dropout on the
+    attention output and one on the MLP output. "official" (the HOT code): ReLU -> LayerNorm -> Dropout,
+    and per block a second dropout on the attention branch (the code's ``proj_dropout`` then ``drop1``).
+    Dropout on the attention probabilities is the attention's own option (``attention["dropout"]``). The
+    two layouts hold the same parameters and agree exactly in eval mode.
     """
 
     def __init__(
         self, seq_len: int, pred_len: int, attention: Mapping[str, Any], patch_len: int = 4, d_model: int = 128,
         n_heads: int = 8, n_layers: int = 4, d_mlp: int = 512, dropout: float = 0.1, qk_norm: bool = True,
         rope: bool = True, per_axis_qk: bool = True, revin: bool = True, head: Literal["mean", "flatten"] = "mean",
+        dropout_layout: Literal["ours", "official"] = "ours",
     ) -> None:
         super().__init__()
         if seq_len % patch_len:
             raise ValueError(f"patch_len={patch_len} must divide seq_len={seq_len}")
         if head not in ("mean", "flatten"):
             raise ValueError(f"head={head!r}; allowed: mean, flatten")
+        if dropout_layout not in DROPOUT_LAYOUTS:
+            raise ValueError(f"dropout_layout={dropout_layout!r}; allowed: {', '.join(DROPOUT_LAYOUTS)}")
         self.seq_len, self.pred_len, self.patch_len, self.revin, self.head_kind = (
             seq_len, pred_len, patch_len, revin, head)
+        self.dropout_layout = dropout_layout
         n_patches = seq_len // patch_len
         # Conv1d(1 -> E, kernel=P, stride=P) on each variable == Linear(P -> E) on its patches.
         self.embed = nn.Linear(patch_len, d_model)
+        # one module list for both layouts (same state-dict keys); "official" calls it as ReLU, LN, Dropout
         self.embed_post = nn.Sequential(nn.ReLU(), nn.Dropout(dropout), nn.LayerNorm(d_model))
         self.blocks = nn.ModuleList(
             TensorBlock(d_model, n_heads, d_mlp, n_axes=2, attention=attention, dropout=dropout, qk_norm=qk_norm,
-                        rope_axes=(1,) if rope else (), per_axis_qk=per_axis_qk)
+                        rope_axes=(1,) if rope else (), per_axis_qk=per_axis_qk, dropout_layout=dropout_layout)
             for _ in range(n_layers)
         )
         self.ln_f = nn.LayerNorm(d_model)
@@ -59,11 +73,16 @@ class PatchForecaster(nn.Module):
             sd = torch.sqrt(x.var(dim=-1, keepdim=True, unbiased=False) + 1e-5).detach()
             x = (x - mu) / sd
         h = x.unflatten(-1, (L // self.patch_len, self.patch_len))  # (B, C, Np, P)
-        h = self.embed_post(self.embed(h))  # (B, C, Np, E)
+        h = self.embed(h)  # (B, C, Np, E)
+        if self.dropout_layout == "official":
+            relu, drop, norm = self.embed_post
+            h = drop(norm(relu(h)))
+        else:
+            h = self.embed_post(h)
         for blk in self.blocks:
             h = blk(h)
-        h = self.ln_f(h)
-        h = h.mean(dim=2) if self.head_kind == "mean" else h.flatten(2)  # (B, C, E) or (B, C, Np*E)
+        # mean: average over patches, then LayerNorm (the official head) -> (B, C, E); flatten: (B, C, Np*E)
+        h = self.ln_f(h.mean(dim=2)) if self.head_kind == "mean" else self.ln_f(h).flatten(2)
         y = self.head(self.head_drop(h))  # (B, C, pred_len)
         if self.revin:
             y = y * sd + mu

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from attnbench.attention.registry import build, get, require
+from attnbench.layers.attention import takes_query_mask
 
 IMPLEMENTATION = "attnbench"  # the name registered with transformers' attention dispatch
 ATTR = "attnbench_attention"  # the submodule holding the registry entry on each swapped self-attention
@@ -123,7 +124,7 @@ def swap_self_attention(model: nn.Module, name: str, **options) -> list[str]:
             kwargs["seed"] = base_seed + i
         attn = build(name, **kwargs).train(m.training)  # a new module is in training mode: follow the model's
         # self-attention: the padded positions are padded queries too (SMYRF then clusters real tokens only)
-        attn.takes_query_mask = "query_padding_mask" in inspect.signature(attn.forward).parameters
+        attn.takes_query_mask = takes_query_mask(attn)
         setattr(m, ATTR, attn.to(device=next(m.parameters()).device))
     _register_with_transformers()
     if config is not None and config._attn_implementation != IMPLEMENTATION:
