@@ -51,9 +51,17 @@ def test_truncation_reasons_from_config_choices_and_overrides():
     assert truncation_reasons(result(limits={"limit_train_batches": 1.0, "limit_test_batches": 0.25})) == [
         "batch limits (test 0.25)"]  # 1.0 is all batches, 0.25 a quarter
     assert truncation_reasons(result(limits={"limit_val_batches": 1})) == ["batch limits (val 1)"]  # one batch
-    assert truncation_reasons(result(overrides=SWEEP_OVERRIDES)) == ["budget overridden (3 epochs, patience 1)"]
+    # compared with what conf/ gives the run's experiment: 20 epochs, patience 3 (conf/trainer, conf/callbacks)
+    assert truncation_reasons(result(overrides=SWEEP_OVERRIDES)) == ["reduced budget (3 epochs < 20, patience 1 < 3)"]
     assert truncation_reasons(result(overrides=["+trainer.max_steps=10"])) == [
-        "budget overridden (trainer.max_steps=10)"]
+        "reduced budget (trainer.max_steps=10 < -1)"]
+    assert truncation_reasons(result(overrides=["trainer.max_epochs=50", "callbacks.early_stopping.patience=3",
+                                                "trainer.max_steps=-1"])) == []  # longer or equal: not cut
+    assert truncation_reasons(result(overrides=["callbacks.early_stopping.min_delta=0.1"])) == [
+        "reduced budget (callbacks.early_stopping.min_delta=0.1)"]  # stops sooner than min_delta 0.0
+    renamed = result(overrides=["trainer.max_epochs=50"])
+    renamed["choices"]["experiment"] = "no/such_experiment"  # cannot compose: any budget override is marked
+    assert truncation_reasons(renamed) == ["budget overridden (trainer.max_epochs=50)"]
 
 
 def test_job_facts_read_seed_and_overrides():
@@ -119,7 +127,7 @@ def test_todays_sweep_with_reduced_budget_is_marked_everywhere(tmp_path):
     md, paths = tables.write_outputs(root)
     header = next(ln for ln in md.splitlines() if ln.startswith("| dataset")).split("|")
     assert {"hot‡ MSE", "full‡ MSE"} <= {c.strip() for c in header} and "hot MSE" not in md
-    assert "‡ truncated run: budget overridden (3 epochs, patience 1)" in md
+    assert "‡ truncated run: reduced budget (3 epochs < 20, patience 1 < 3)" in md
     assert paths["png"].is_file()
 
 

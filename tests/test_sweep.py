@@ -111,7 +111,7 @@ def test_callback_summarizes_after_the_last_job_even_if_one_failed(tmp_path, cap
     summary = json.loads((root / "summary.json").read_text())
     assert summary["counts"] == {"ok": 1, "failed": 1} and summary["n_jobs"] == 2
     md = (root / "table.md").read_text()
-    assert "hot‡ MSE" in md and "budget overridden (3 epochs, patience 1)" in md
+    assert "hot‡ MSE" in md and "reduced budget (3 epochs < 20, patience 1 < 3)" in md
     caplog.clear()
     cb.on_multirun_end(None)  # already written: not twice
     assert "sweep finished" not in caplog.text
@@ -147,14 +147,19 @@ def test_progress_lines_as_results_appear(tmp_path, caplog):
 def test_multirun_reports_itself(tmp_path, launcher):
     data = tmp_path / "data"
     write_ett_csv(data / "ETT-small" / "ETTh1.csv")
-    extra = ["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1"] if launcher != "basic" else []
+    extra = (["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1"] if launcher != "basic"
+             else ["trainer.max_epochs=1"])  # compared, inside the Hydra app, with the configured 20 epochs
     p = run_cli([*FAST, f"paths.data_dir={data}", "model=hot,full", *extra], tmp_path, flags=("-m",))
     assert p.returncode == 0, p.stderr[-3000:]
     (sweep_dir,) = (tmp_path / "outputs" / "debug" / "multiruns").iterdir()
     jobs = sorted(d.name for d in sweep_dir.iterdir() if (d / "results.json").is_file())
-    assert [j.split("_", 1)[0] for j in jobs] == ["0", "1"] and jobs[0].endswith("model=hot")
+    assert [j.split("_", 1)[0] for j in jobs] == ["0", "1"]
+    assert "model=hot" in jobs[0].split(",") and "model=full" in jobs[1].split(",")
     out = p.stdout + p.stderr
     assert "sweep finished: 2 jobs, 2 ok" in out and (sweep_dir / "table.md").is_file()
-    assert "‡ truncated run: debug run (debug=fast)" in (sweep_dir / "table.md").read_text()
+    md = (sweep_dir / "table.md").read_text()
+    assert "‡ truncated run: debug run (debug=fast)" in md
+    if launcher == "basic":
+        assert "reduced budget (1 epochs < 20)" in md
     if launcher != "basic":
         assert "[1/2]" in out and "[2/2]" in out  # a line per job, watched from the main process

@@ -30,7 +30,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
-MAX_NAME = 120  # folder names: well under the 255-byte limit of most file systems
+MAX_NAME = 200  # folder names: under the 255-byte limit of most file systems
 _SUMMARIZED: set[str] = set()  # sweep folders already summarised in this process
 
 

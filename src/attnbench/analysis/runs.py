@@ -9,26 +9,32 @@ one, and mark a truncated run's label with a footnote marker whose legend line s
     notes = truncation_notes(runs)        # ["‡ debug run (debug=fast): not comparable with published numbers"]
 
 A run is truncated when it is a debug run (``debug`` choice or ``task_name: debug``), limits its batches
-(``trainer.limit_*_batches`` < 100 %, ``fast_dev_run``, ``overfit_batches``), caps steps or time, or its
-overrides change the training budget (``trainer.max_epochs``, ``callbacks.early_stopping.patience``, ...).
-Everything is read from ``results.json`` (``config``, ``choices``, ``overrides``), so results written before
-these fields meant anything still load.
+(``trainer.limit_*_batches`` < 100 %, ``fast_dev_run``, ``overfit_batches``), or its overrides cut the training
+budget below what its experiment configures (``trainer.max_epochs=3`` where the experiment says 20, a smaller
+``callbacks.early_stopping.patience``, ``trainer.max_steps``/``max_time``). The configured values come from
+composing ``conf/`` with the run's experiment, trainer and callbacks choices; where that fails (a renamed
+experiment), any budget override marks the run. Everything else is read from ``results.json`` (``config``,
+``choices``, ``overrides``), so results written before these fields meant anything still load.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+log = logging.getLogger(__name__)
 MARK = "‡"  # truncated runs: ‡, ‡2, ‡3, ... one per distinct reason, in order of first appearance
 TEX_MARK = r"\ddag{}"
-# overrides that change how long a run trains: a run with one of them is not the experiment's protocol
-BUDGET_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "trainer.min_epochs",
-               "callbacks.early_stopping.patience", "callbacks.early_stopping.min_delta",
-               "callbacks.early_stopping", "trainer.val_check_interval", "trainer.check_val_every_n_epoch")
+# overrides that can cut training short, and how: "lower" (a smaller number stops sooner; -1/None = no limit),
+# "higher" (a larger number stops sooner), "set" (any value where the experiment sets none)
+BUDGET_KEYS = {"trainer.max_epochs": "lower", "trainer.max_steps": "lower", "trainer.max_time": "set",
+               "callbacks.early_stopping.patience": "lower", "callbacks.early_stopping.min_delta": "higher"}
+BUDGET_WORDS = {"trainer.max_epochs": "{} epochs", "callbacks.early_stopping.patience": "patience {}"}
 LIMIT_KEYS = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
 # overrides that do not change what a run computes (or are table keys of their own): never in a label.
 # Exact keys (group choices: ``trainer=gpu`` is neutral, ``trainer.gradient_clip_val=0`` is not) ...
@@ -82,12 +88,69 @@ def truncation_reasons(result: dict[str, Any]) -> list[str]:
         reasons.append(f"fast_dev_run={trainer['fast_dev_run']}")
     if trainer.get("overfit_batches"):
         reasons.append(f"overfit_batches={trainer['overfit_batches']}")
-    budget = [o.lstrip("+") for o in overrides if _matches(override_key(o), BUDGET_KEYS)]
-    if budget:
-        words = {"trainer.max_epochs": "{} epochs", "callbacks.early_stopping.patience": "patience {}"}
-        shown = [words[override_key(o)].format(_value(o)) if override_key(o) in words else o for o in budget]
-        reasons.append("budget overridden (" + ", ".join(shown) + ")")
+    budget = [o for o in overrides if override_key(o) in BUDGET_KEYS]
+    configured = configured_budget(*(choices.get(g) for g in ("experiment", "trainer", "callbacks"))) if budget \
+        else {}
+    cut = []
+    for o in budget:
+        key, value = override_key(o), _number(_value(o))
+        if configured is None:  # cannot tell: any budget override is marked
+            cut.append(o.lstrip("+"))
+        elif _cuts(BUDGET_KEYS[key], value, configured.get(key)):
+            shown = BUDGET_WORDS[key].format(_value(o)) if key in BUDGET_WORDS else o.lstrip("+")
+            cut.append(f"{shown} < {configured[key]}" if BUDGET_KEYS[key] == "lower" else shown)
+    if cut:
+        reasons.append(("reduced budget (" if configured is not None else "budget overridden (") + ", ".join(cut)
+                       + ")")
     return reasons
+
+
+def _number(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return None if text.strip().lower() in ("null", "none", "") else text
+
+
+def _cuts(how: str, value: Any, configured: Any) -> bool:
+    """Does an override ``value`` stop training sooner than the ``configured`` one?"""
+    unlimited = (None, -1, -1.0)
+    if how == "set":
+        return value is not None and configured is None
+    if not isinstance(value, float):
+        return False
+    if how == "lower":
+        return value not in unlimited and (configured in unlimited or value < float(configured))
+    return configured is not None and value > float(configured)
+
+
+@functools.lru_cache(maxsize=64)
+def configured_budget(experiment: str | None, trainer: str | None, callbacks: str | None
+                      ) -> dict[str, Any] | None:
+    """The ``BUDGET_KEYS`` values the project's ``conf/`` gives these choices (None when it cannot compose)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from attnbench.config import project_root, register_configs
+
+    conf = Path(project_root()) / "conf"
+    chosen = (("experiment", experiment), ("trainer", trainer), ("callbacks", callbacks))
+    overrides = [f"{g}={c}" for g, c in chosen if c not in (None, "null")]
+    if any(not (conf / g / f"{c}.yaml").is_file() for g, c in chosen if c not in (None, "null")):
+        return None  # an optional group would silently compose without it
+    try:
+        register_configs()
+        if GlobalHydra.instance().is_initialized():  # inside a Hydra app (the end-of-sweep summary)
+            cfg = compose("train", overrides=overrides)
+        else:
+            with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+                cfg = compose("train", overrides=overrides)
+    except Exception as e:  # a renamed experiment, a different checkout: mark every budget override
+        log.debug("cannot compose %s: %s", overrides, e)
+        return None
+    from omegaconf import OmegaConf
+
+    return {k: OmegaConf.select(cfg, k, default=None) for k in BUDGET_KEYS}
 
 
 def seed_of(result: dict[str, Any]) -> int | None:
@@ -126,13 +189,13 @@ def label_variants(runs: pd.DataFrame, key_prefixes: tuple[str, ...] = ()) -> pd
     """Make ``runs["model"]`` name what tells a group of jobs apart, so that grouping by it (and the table's
     keys) pools exactly the jobs that differ only by seed.
 
-    Appended to the label: the overrides that differ between jobs of the sweep (not ``NEUTRAL_KEYS``,
-    ``BUDGET_KEYS`` or ``key_prefixes``, the task's table keys such as ``data.name``), then the truncation
-    marker. ``runs["mark"]`` holds the marker ("" for full runs); ``runs.attrs["common_overrides"]`` the
-    overrides every job shares (said in a note).
+    Appended to the label: the overrides that differ between jobs of the sweep (not ``NEUTRAL_KEYS`` or
+    ``key_prefixes``, the task's table keys such as ``data.name``), then the truncation marker.
+    ``runs["mark"]`` holds the marker ("" for full runs); ``runs.attrs["common_overrides"]`` the overrides
+    every job shares (said in a note).
     """
     runs = runs.copy()
-    skip = set(NEUTRAL_PREFIXES) | set(BUDGET_KEYS) | set(key_prefixes)
+    skip = set(NEUTRAL_PREFIXES) | set(key_prefixes)
     kept = [tuple(o for o in ov if override_key(o) not in NEUTRAL_KEYS and not _matches(override_key(o), skip))
             for ov in runs["overrides"]]
     common = set.intersection(*(set(k) for k in kept)) if kept else set()
