@@ -54,7 +54,7 @@ def test_truncation_reasons_from_config_choices_and_overrides():
     # compared with what conf/ gives the run's experiment: 20 epochs, patience 3 (conf/trainer, conf/callbacks)
     assert truncation_reasons(result(overrides=SWEEP_OVERRIDES)) == ["reduced budget (3 epochs < 20, patience 1 < 3)"]
     assert truncation_reasons(result(overrides=["+trainer.max_steps=10"])) == [
-        "reduced budget (trainer.max_steps=10 < -1)"]
+        "reduced budget (trainer.max_steps=10 < no limit)"]
     assert truncation_reasons(result(overrides=["trainer.max_epochs=50", "callbacks.early_stopping.patience=3",
                                                 "trainer.max_steps=-1"])) == []  # longer or equal: not cut
     assert truncation_reasons(result(overrides=["callbacks.early_stopping.min_delta=0.1"])) == [

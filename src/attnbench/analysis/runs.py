@@ -98,7 +98,8 @@ def truncation_reasons(result: dict[str, Any]) -> list[str]:
             cut.append(o.lstrip("+"))
         elif _cuts(BUDGET_KEYS[key], value, configured.get(key)):
             shown = BUDGET_WORDS[key].format(_value(o)) if key in BUDGET_WORDS else o.lstrip("+")
-            cut.append(f"{shown} < {configured[key]}" if BUDGET_KEYS[key] == "lower" else shown)
+            limit = "no limit" if configured[key] in (None, -1) else configured[key]
+            cut.append(f"{shown} < {limit}" if BUDGET_KEYS[key] == "lower" else shown)
     if cut:
         reasons.append(("reduced budget (" if configured is not None else "budget overridden (") + ", ".join(cut)
                        + ")")
