@@ -76,6 +76,7 @@ def test_debug_runs_leave_predictions_plot_and_confusion_matrix(tmp_path):
     p = run_cli([*FAST, f"paths.data_dir={data}", "data.pred_len=24", "data.batch_size=8"], tmp_path / "f")
     assert p.returncode == 0, p.stderr[-3000:]
     run_dir = next((tmp_path / "f" / "outputs").rglob("results.json")).parent
+    assert run_dir.parent.parent.name == "debug" and run_dir.name.endswith("_hot_ETTh1")  # names what ran
     z = np.load(run_dir / "test_predictions.npz")
     n = len(z["forecast"])  # the 2 test batches of debug=fast
     assert z["forecast"].shape == z["target"].shape == (n, 24, 7) and z["history"].shape == (n, 96) and n > 2

@@ -13,8 +13,9 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
 
-from attnbench import attention
+from attnbench import attention_spec as attention  # the registry's declarations, read without importing torch
 from attnbench.data.catalog import GLUE, MEDMNIST3D, TEXT_TASKS, TIME_SERIES
 
 
@@ -112,9 +113,9 @@ def check_transformer_net(net: Any, *positive: str) -> None:
         raise ConfigError(f"RoPE needs an even head size: model.net.d_model/n_heads = "
                           f"{net.d_model}/{net.n_heads} is odd (or set model.net.rope=false)")
     check_attention("model.net.attention", dict(net.attention))
-    cls = attention.get(net.attention["name"])
-    if net.per_axis_qk and not cls.caps.per_axis_qk:
-        raise ConfigError(f"model.net.per_axis_qk=true but attention {cls.name!r} takes one query/key "
+    entry = attention.get(net.attention["name"])
+    if net.per_axis_qk and not entry.caps["per_axis_qk"]:
+        raise ConfigError(f"model.net.per_axis_qk=true but attention {entry.name!r} takes one query/key "
                           "tensor: set model.net.per_axis_qk=false")
 
 
@@ -169,6 +170,8 @@ class OptimizerConfig:
             return
         _need(self.lr > 0, "model.optimizer.lr", self.lr, "must be > 0")
         _need(self.weight_decay >= 0, "model.optimizer.weight_decay", self.weight_decay, "must be >= 0")
+        _need(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), "model.optimizer.betas",
+              list(self.betas), "must be two numbers in [0, 1), e.g. [0.9, 0.999]")
 
 
 def _check_schedule(model: Any, example: str) -> None:
@@ -433,13 +436,10 @@ class HFClassifierNetConfig:
               "must lie in [0, 1) or be null")
         if self.attention is not None:
             check_attention("model.net.attention", dict(self.attention))
-            from attnbench.models.hf_swap import check_drop_in
-
-            try:
-                check_drop_in(self.attention["name"])
-            except ValueError as e:
+            problem = attention.drop_in_problem(self.attention["name"])
+            if problem:
                 raise ConfigError(f"model.net.attention.name={self.attention['name']!r} cannot replace a pretrained "
-                                  f"self-attention: {e}") from None
+                                  f"self-attention: {problem}")
 
 
 @dataclass
@@ -467,6 +467,42 @@ class TextClassificationModelConfig:
 
 
 # ----------------------------------------------------------------------------- trainer
+def _check_limit(key: str, value: int | float | None) -> None:
+    """Lightning's batch limits: an int is a number of batches, a float a fraction of the loader."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{key}={value!r} is invalid: an int (number of batches) or a float in [0.0, 1.0] "
+                          "(fraction of the loader), or null")
+    if isinstance(value, int):
+        _need(value >= 0, key, value, "an int is a number of batches and must be >= 0 (0 disables the loop)")
+    else:
+        _need(0.0 <= value <= 1.0, key, value, "a float is a fraction of the loader and must lie in [0.0, 1.0]; "
+              f"for a number of batches write an int ({key}={int(value)})")
+
+
+def _check_devices(value: Any) -> None:
+    """``trainer.devices``: a count >= 1, -1 (all), "auto", a list of device indices or a string of them."""
+    allowed = 'an int >= 1, -1 (all), "auto", a list of device indices [0, 1] or a string "0,1"'
+    if isinstance(value, bool):
+        raise ConfigError(f"trainer.devices={value!r} is invalid: {allowed}")
+    if isinstance(value, int):
+        _need(value >= 1 or value == -1, "trainer.devices", value, allowed)
+    elif isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        _need(value == "auto" or (parts and all(p.lstrip("-").isdigit() for p in parts)), "trainer.devices",
+              value, allowed)
+    elif isinstance(value, list | tuple):
+        _need(len(value) > 0 and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value),
+              "trainer.devices", list(value), allowed)
+    else:
+        raise ConfigError(f"trainer.devices={value!r} is invalid: {allowed}")
+
+
+# "auto-mixed" (trainer=gpu) becomes bf16-mixed or 16-mixed when the run starts (``amp_precision``)
+PRECISIONS = ["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64", "auto-mixed"]
+
+
 @dataclass
 class TrainerConfig:
     _target_: str = "lightning.pytorch.Trainer"
@@ -482,11 +518,13 @@ class TrainerConfig:
     max_steps: int = -1
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
-    check_val_every_n_epoch: int = 1
-    val_check_interval: float | None = None
-    limit_train_batches: float | None = None
-    limit_val_batches: float | None = None
-    limit_test_batches: float | None = None
+    check_val_every_n_epoch: int | None = 1
+    # int = every that many training batches, float = that fraction of an epoch (the user's type is kept)
+    val_check_interval: int | float | None = None
+    # int = that many batches, float in [0, 1] = that fraction of the loader (``limit_val_batches=1`` is 1 batch)
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    limit_test_batches: int | float | None = None
     num_sanity_val_steps: int = 2
     log_every_n_steps: int = 50
     deterministic: bool = False
@@ -501,10 +539,235 @@ class TrainerConfig:
         if _incomplete(self):
             return
         _choice("trainer.accelerator", self.accelerator, ["cpu", "gpu", "cuda", "mps", "auto"])
-        _choice("trainer.precision", self.precision,
-                ["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64"])
+        _choice("trainer.precision", self.precision, PRECISIONS)
         _need(self.max_epochs >= 1 or self.max_epochs == -1, "trainer.max_epochs", self.max_epochs, ">= 1 or -1")
         _need(self.min_epochs >= 0, "trainer.min_epochs", self.min_epochs, "must be >= 0")
+        _need(self.max_steps >= 1 or self.max_steps == -1, "trainer.max_steps", self.max_steps, ">= 1 or -1")
+        _need(self.num_nodes >= 1, "trainer.num_nodes", self.num_nodes, "must be >= 1")
+        _need(self.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", self.accumulate_grad_batches,
+              "must be >= 1 (1 = no accumulation)")
+        _need(self.check_val_every_n_epoch is None or self.check_val_every_n_epoch >= 1,
+              "trainer.check_val_every_n_epoch", self.check_val_every_n_epoch, "must be >= 1 or null")
+        _need(self.num_sanity_val_steps >= -1, "trainer.num_sanity_val_steps", self.num_sanity_val_steps,
+              "must be >= 0, or -1 (the whole val loader)")
+        _need(self.log_every_n_steps >= 1, "trainer.log_every_n_steps", self.log_every_n_steps, "must be >= 1")
+        _need(self.gradient_clip_val is None or self.gradient_clip_val >= 0, "trainer.gradient_clip_val",
+              self.gradient_clip_val, "must be >= 0 or null")
+        _check_devices(self.devices)
+        for k in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+            _check_limit(f"trainer.{k}", getattr(self, k))
+        v = self.val_check_interval
+        if isinstance(v, float):
+            _check_limit("trainer.val_check_interval", v)
+        elif v is not None:
+            _need(v >= 1, "trainer.val_check_interval", v, "an int is a number of training batches and must be "
+                  ">= 1; a float in (0, 1] is a fraction of an epoch")
+
+
+# ----------------------------------------------------------------------------- callbacks and loggers
+# The Lightning callbacks and loggers the config tree uses, with their constructor options (tests/test_cli.py
+# checks them against the installed Lightning). Other ``_target_``s are allowed but only checked for a
+# ``_target_``; their options are checked by their own constructor.
+@dataclass
+class ModelCheckpointConfig:
+    _target_: str = "lightning.pytorch.callbacks.ModelCheckpoint"
+    dirpath: str | None = None
+    filename: str | None = None
+    monitor: str | None = None
+    verbose: bool = False
+    save_last: Any = None  # true, false, null or "link"
+    save_top_k: int = 1
+    save_on_exception: bool = False
+    save_weights_only: bool = False
+    mode: str = "min"
+    auto_insert_metric_name: bool = True
+    every_n_train_steps: int | None = None
+    train_time_interval: Any = None
+    every_n_epochs: int | None = None
+    save_on_train_epoch_end: bool | None = None
+    enable_version_counter: bool = True
+
+    def __post_init__(self) -> None:
+        _choice("callbacks.<checkpoint>.mode", self.mode, ["min", "max"])
+        _need(self.save_top_k >= -1, "callbacks.<checkpoint>.save_top_k", self.save_top_k,
+              "must be >= 0, or -1 (keep all)")
+        _need(self.save_last in (None, True, False, "link"), "callbacks.<checkpoint>.save_last", self.save_last,
+              'true, false, null or "link"')
+        for k in ("every_n_train_steps", "every_n_epochs"):
+            v = getattr(self, k)
+            _need(v is None or v >= 0, f"callbacks.<checkpoint>.{k}", v, "must be >= 0 or null")
+
+
+@dataclass
+class EarlyStoppingConfig:
+    _target_: str = "lightning.pytorch.callbacks.EarlyStopping"
+    monitor: str = MISSING
+    min_delta: float = 0.0
+    patience: int = 3
+    verbose: bool = False
+    mode: str = "min"
+    strict: bool = True
+    check_finite: bool = True
+    stopping_threshold: float | None = None
+    divergence_threshold: float | None = None
+    check_on_train_epoch_end: bool | None = None
+    log_rank_zero_only: bool = False
+
+    def __post_init__(self) -> None:
+        if _incomplete(self):
+            return
+        _choice("callbacks.early_stopping.mode", self.mode, ["min", "max"])
+        _need(self.patience >= 0, "callbacks.early_stopping.patience", self.patience,
+              "must be an int >= 0 (validation checks without improvement before stopping)")
+        _need(self.min_delta >= 0, "callbacks.early_stopping.min_delta", self.min_delta, "must be >= 0")
+
+
+@dataclass
+class ModelSummaryConfig:
+    _target_: str = "attnbench.callbacks.ModelSummary"
+    max_depth: int = 1
+
+    def __post_init__(self) -> None:
+        _need(self.max_depth >= -1, "callbacks.model_summary.max_depth", self.max_depth, "must be >= -1")
+
+
+@dataclass
+class RichProgressBarConfig:
+    _target_: str = "lightning.pytorch.callbacks.RichProgressBar"
+    refresh_rate: int = 100
+    leave: bool = False
+    theme: Any = None
+    console_kwargs: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        _need(self.refresh_rate >= 0, "callbacks.rich_progress_bar.refresh_rate", self.refresh_rate, "must be >= 0")
+
+
+@dataclass
+class TQDMProgressBarConfig:
+    _target_: str = "lightning.pytorch.callbacks.TQDMProgressBar"
+    refresh_rate: int = 1
+    process_position: int = 0
+    leave: bool = False
+
+    def __post_init__(self) -> None:
+        _need(self.refresh_rate >= 0, "callbacks.<progress bar>.refresh_rate", self.refresh_rate, "must be >= 0")
+
+
+@dataclass
+class LearningRateMonitorConfig:
+    _target_: str = "lightning.pytorch.callbacks.LearningRateMonitor"
+    logging_interval: str | None = None
+    log_momentum: bool = False
+    log_weight_decay: bool = False
+
+    def __post_init__(self) -> None:
+        if self.logging_interval is not None:
+            _choice("callbacks.lr_monitor.logging_interval", self.logging_interval, ["step", "epoch"])
+
+
+@dataclass
+class CSVLoggerConfig:
+    _target_: str = "lightning.pytorch.loggers.CSVLogger"
+    save_dir: str = MISSING
+    name: str | None = "lightning_logs"
+    version: Any = None  # int, str or null
+    prefix: str = ""
+    flush_logs_every_n_steps: int = 100
+
+    def __post_init__(self) -> None:
+        _need(self.flush_logs_every_n_steps >= 1, "logger.csv.flush_logs_every_n_steps",
+              self.flush_logs_every_n_steps, "must be >= 1")
+
+
+@dataclass
+class WandbLoggerConfig:
+    """WandbLogger's options plus the ``wandb.init`` arguments it forwards."""
+
+    _target_: str = "lightning.pytorch.loggers.WandbLogger"
+    name: str | None = None
+    save_dir: str = "."
+    version: str | None = None
+    offline: bool = False
+    dir: str | None = None
+    id: str | None = None
+    anonymous: bool | None = None
+    project: str | None = None
+    log_model: Any = False  # true, false or "all"
+    experiment: Any = None
+    prefix: str = ""
+    checkpoint_name: str | None = None
+    add_file_policy: str = "mutable"
+    # wandb.init
+    entity: str | None = None
+    notes: str | None = None
+    tags: list[str] | None = None
+    config: Any = None
+    config_exclude_keys: list[str] | None = None
+    config_include_keys: list[str] | None = None
+    allow_val_change: bool | None = None
+    group: str | None = None
+    job_type: str | None = None
+    mode: str | None = None
+    force: bool | None = None
+    reinit: Any = None
+    resume: Any = None
+    resume_from: str | None = None
+    fork_from: str | None = None
+    save_code: bool | None = None
+    tensorboard: bool | None = None
+    sync_tensorboard: bool | None = None
+    monitor_gym: bool | None = None
+    settings: Any = None
+
+    def __post_init__(self) -> None:
+        _need(self.log_model in (True, False, "all"), "logger.wandb.log_model", self.log_model, 'true, false or "all"')
+        if self.mode is not None:
+            _choice("logger.wandb.mode", self.mode, ["online", "offline", "disabled", "shared"])
+
+
+CALLBACK_SCHEMAS: dict[str, type] = {
+    "lightning.pytorch.callbacks.ModelCheckpoint": ModelCheckpointConfig,
+    "lightning.pytorch.callbacks.EarlyStopping": EarlyStoppingConfig,
+    "lightning.pytorch.callbacks.RichModelSummary": ModelSummaryConfig,
+    "lightning.pytorch.callbacks.ModelSummary": ModelSummaryConfig,
+    "attnbench.callbacks.ModelSummary": ModelSummaryConfig,
+    "lightning.pytorch.callbacks.RichProgressBar": RichProgressBarConfig,
+    "lightning.pytorch.callbacks.TQDMProgressBar": TQDMProgressBarConfig,
+    "lightning.pytorch.callbacks.LearningRateMonitor": LearningRateMonitorConfig,
+}
+LOGGER_SCHEMAS: dict[str, type] = {
+    "lightning.pytorch.loggers.CSVLogger": CSVLoggerConfig,
+    "lightning.pytorch.loggers.WandbLogger": WandbLoggerConfig,
+}
+PROGRESS_BARS = ("lightning.pytorch.callbacks.RichProgressBar", "lightning.pytorch.callbacks.TQDMProgressBar")
+
+
+def check_entries(group: str, node: Any, schemas: dict[str, type]) -> None:
+    """Each entry of ``callbacks`` / ``logger``: a mapping with a ``_target_``; known targets checked by schema."""
+    if node is None:
+        return
+    if not isinstance(node, dict):
+        raise ConfigError(f"{group}={node!r} is invalid: a mapping of name -> {{_target_: ..., options}}, or null")
+    for name, entry in node.items():
+        key = f"{group}.{name}"
+        if entry is None:  # disabled (e.g. callbacks.early_stopping=null)
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("_target_"), str) or "." not in entry["_target_"]:
+            raise ConfigError(f"{key} needs a _target_ (a dotted class path, e.g. "
+                              f"{next(iter(schemas))}); got {entry!r}")
+        schema = schemas.get(entry["_target_"])
+        if schema is not None:
+            try:
+                check_schema(key, schema, entry)
+            except ConfigError as e:
+                raise ConfigError(str(e).replace(f"{group}.<checkpoint>", key)
+                                  .replace(f"{group}.<progress bar>", key)) from None
+            except (ValidationError, ConfigKeyError) as e:
+                sub = getattr(e, "full_key", None)
+                allowed = ", ".join(f.name for f in fields(schema) if f.name != "_target_")
+                raise ConfigError(f"{key}{'.' + sub if sub else ''}: {str(e).splitlines()[0]} (keys of "
+                                  f"{entry['_target_'].rsplit('.', 1)[-1]}: {allowed})") from None
 
 
 # ----------------------------------------------------------------------------- top level
@@ -513,7 +776,7 @@ class PathsConfig:
     root_dir: str = MISSING
     data_dir: str = MISSING
     log_dir: str = MISSING
-    output_dir: str | None = MISSING  # Hydra's run dir; None under --cfg (nothing runs)
+    output_dir: str | None = MISSING  # Hydra's run dir (under --cfg: the one it would make)
 
 
 @dataclass
@@ -546,11 +809,26 @@ def _ts_targets(name: str, features: str) -> int:
     return TIME_SERIES[name].n_vars if features == "M" and name in TIME_SERIES else 1
 
 
-def _amp_precision() -> str:
-    """bf16-mixed where the GPU supports it, else 16-mixed."""
+def amp_precision() -> str:
+    """bf16-mixed where the GPU supports it, else 16-mixed: what ``trainer.precision=auto-mixed`` runs with.
+
+    Called when the run starts (it imports torch), not as a resolver: composing and checking stay torch-free.
+    """
     import torch
 
     return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def _or_else(value: Any, default: Any) -> Any:
+    """``${or_else:a,b}``: a, or b where a is null (e.g. Hydra's output dir under ``--cfg``, where none is made)."""
+    return default if value is None else value
+
+
+def _help() -> str:
+    """``--help``'s text: one line per config group and its options, schemas (``*_schema``) left out."""
+    from attnbench.cli import help_text
+
+    return help_text()
 
 
 def register_configs() -> None:
@@ -567,8 +845,9 @@ def register_configs() -> None:
     cs.store(group="model", name="text_classification_schema", node=TextClassificationModelConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
-    resolvers = {"project_root": project_root, "ts_targets": _ts_targets, "amp_precision": _amp_precision,
-                 "medmnist_classes": _medmnist_classes, "glue_labels": _glue_labels}
+    # resolvers run while composing: none may import torch (tests/test_cli.py checks)
+    resolvers = {"project_root": project_root, "ts_targets": _ts_targets, "medmnist_classes": _medmnist_classes,
+                 "glue_labels": _glue_labels, "or_else": _or_else, "attnbench_help": _help}
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
@@ -629,11 +908,72 @@ def check_schema(key: str, schema: type, plain: Any) -> None:
     OmegaConf.to_object(merged)
 
 
+def token_count(cfg: DictConfig) -> tuple[int, str] | None:
+    """Tokens a sequence attention sees in one example, with how they arise; None where not known statically.
+
+    Forecaster: variables x seq_len/patch_len (flattened); volume classifier: the product of side/patch_size;
+    text: data.max_length.
+    """
+    net, data = cfg.model.get("net"), cfg.data
+    if net is None:
+        return None
+    if "seq_len" in net and "patch_len" in net and "name" in data:
+        n_vars = 1 if str(data.get("features")) == "S" else TIME_SERIES[data.name].n_vars
+        n = n_vars * (net.seq_len // net.patch_len)
+        return n, f"{n_vars} variables x data.seq_len/model.net.patch_len = {net.seq_len}/{net.patch_len} patches"
+    if "img_size" in net and "patch_size" in net:
+        sides = [net.img_size] * 3 if isinstance(net.img_size, int) else list(net.img_size)
+        grid = [int(s) // net.patch_size for s in sides]
+        return grid[0] * grid[1] * grid[2], f"patches {' x '.join(map(str, grid))} of model.net.img_size={sides}"
+    if "max_length" in data:
+        return data.max_length, "data.max_length"
+    return None
+
+
+def _check_fixed_len(cfg: DictConfig) -> None:
+    """A fixed-length attention (Linformer, Super) must be built for at least the run's token count."""
+    att = cfg.model.get("net", {}).get("attention") if "net" in cfg.model else None
+    if not att or att.get("name") not in attention.entries():
+        return
+    entry = attention.get(att.name)
+    if not entry.caps["fixed_len"] or entry.caps["tensor"] or att.get("max_len") is None:
+        return
+    counted = token_count(cfg)
+    if counted is not None and counted[0] > att.max_len:
+        n, how = counted
+        raise ConfigError(f"model.net.attention.max_len={att.max_len} is smaller than the {n} tokens of this run "
+                          f"({how}): set model.net.attention.max_len={n} (or more)")
+
+
+def drop_disabled_progress_bar(cfg: DictConfig, interactive: bool) -> list[str]:
+    """With ``trainer.enable_progress_bar=false``, or when stdout is not a terminal (logs, SLURM), remove the
+    progress-bar callbacks and switch the bar off (Lightning refuses a bar callback with the bar disabled, and a
+    Rich bar in a log file prints one line per metric). Returns the removed callback names."""
+    from omegaconf import open_dict
+
+    if cfg.trainer.get("enable_progress_bar", True) and interactive:
+        return []
+    cbs = cfg.get("callbacks") or {}
+    gone = [k for k, v in cbs.items() if v is not None and v.get("_target_") in PROGRESS_BARS]
+    with open_dict(cfg):
+        for k in gone:
+            del cfg.callbacks[k]
+        cfg.trainer.enable_progress_bar = False
+    return gone
+
+
 def validate(cfg: DictConfig) -> None:
     """Range and cross-group checks; raise ConfigError naming the key before anything is built."""
+    known = [f.name for f in fields(TrainConfig)]
+    unknown = [k for k in cfg if k not in known]
+    if unknown:
+        raise ConfigError(f"unknown top-level key {unknown[0]!r} (from +{unknown[0]}=... or an experiment file); "
+                          f"allowed: {', '.join(known)}")
     for group in ("data", "model", "trainer"):
         if cfg.get(group) is None:
             raise ConfigError(f"config group {group!r} is missing")
+    _need(cfg.seed is None or (isinstance(cfg.seed, int) and 0 <= cfg.seed <= 2**32 - 1), "seed", cfg.seed,
+          "must be an int in [0, 2**32 - 1], or null for an unseeded run")
     wants = TASK_DATA.get(cfg.model.get("_target_"), ())
     if wants and cfg.data.get("_target_") not in wants:  # before resolving: cross-task interpolations fail
         raise ConfigError(f"model {cfg.model._target_} cannot train on data {cfg.data._target_}; it takes "
@@ -648,6 +988,14 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{group}._target_={target!r} has no schema; known: {', '.join(SCHEMAS)}")
         check_schema(group, schema, OmegaConf.to_container(node, resolve=True))  # resolved against the whole cfg
     _choice("test_ckpt", cfg.test_ckpt, ["best", "last"])
+    path_keys = [f.name for f in fields(PathsConfig)]
+    for k in cfg.paths:
+        _choice("paths key", k, path_keys)
+    check_entries("callbacks", OmegaConf.to_container(cfg.callbacks, resolve=True) if cfg.get("callbacks") else None,
+                  CALLBACK_SCHEMAS)
+    check_entries("logger", OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else None,
+                  LOGGER_SCHEMAS)
+    _check_fixed_len(cfg)
     forecasting = "seq_len" in cfg.data and "seq_len" in cfg.model.net
     if forecasting and (cfg.model.net.seq_len != cfg.data.seq_len or cfg.model.net.pred_len != cfg.data.pred_len):
         raise ConfigError(f"model.net.seq_len/pred_len ({cfg.model.net.seq_len}/{cfg.model.net.pred_len}) must "

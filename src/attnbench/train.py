@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import os
 import resource
+import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-import hydra
-import lightning as L
-import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-import attnbench.sweep  # noqa: F401  (registers the run-folder and W&B name resolvers)
-from attnbench.config import project_root, register_configs, validate
+from attnbench.config import register_configs, validate
+
+
+class _Lazy:
+    """A module imported on first attribute access: importing this file stays light (torch and Lightning take
+    ~8 s), so a config error is reported, and recorded in results.json, before either is loaded."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+torch = _Lazy("torch")
+L = _Lazy("lightning")
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -114,7 +126,7 @@ def _continue_checkpoint_dir(trainer: L.Trainer, ckpt_path: str) -> None:
 
 def peak_memory_mb() -> tuple[float, str]:
     """Peak GPU memory allocated when CUDA was used, else the peak resident set size of this process."""
-    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+    if "torch" in sys.modules and torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
         return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_max_rss"
 
@@ -126,9 +138,21 @@ def _resolved(cfg: DictConfig) -> Any:
         return OmegaConf.to_container(cfg, resolve=False)
 
 
+def _rank() -> int:
+    """This process's global rank: Lightning's once it is loaded, else from the launcher's environment."""
+    if "lightning" in sys.modules:
+        from lightning.pytorch.utilities import rank_zero_only
+
+        return rank_zero_only.rank
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if key in os.environ:
+            return int(os.environ[key])
+    return 0
+
+
 def write_results(cfg: DictConfig, result: dict[str, Any]) -> Path | None:
     """Write ``<output_dir>/results.json`` on rank zero."""
-    if rank_zero_only.rank != 0:
+    if _rank() != 0:
         return None
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,12 +197,8 @@ def _close_wandb() -> None:
             wandb.finish()
 
 
-@hydra.main(version_base="1.3", config_path=str(Path(project_root()) / "conf"), config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """CLI entry (see train.py at the project root). Returns ``optimized_metric`` for sweepers."""
-    hc = HydraConfig.get()
-    extra = {"choices": {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
-             "overrides": list(hc.overrides.task), "job_num": hc.job.get("num")}
-    result = run_with_results(cfg, extra)
-    key = cfg.get("optimized_metric")
-    return result["metrics"].get(key) if key else None
+def main() -> None:
+    """CLI entry, kept for ``from attnbench.train import main``: the light ``attnbench.cli.train``."""
+    from attnbench.cli import train
+
+    train()

@@ -50,6 +50,10 @@ class Caps:
             raise ValueError(f"Caps.projections={self.projections!r}; allowed: 'qkv', 'qk', 'q'")
 
 
+class CapabilityError(ValueError):
+    """An attention was asked for a capability it lacks (``require``); the message names the entries that have it."""
+
+
 class AttentionBase(nn.Module):
     """Base class: ``forward(q, k, v, *, key_padding_mask=None, causal=False)``."""
 
@@ -99,7 +103,7 @@ def require(cls: type[AttentionBase], **wanted: bool) -> None:
             raise KeyError(f"unknown capability {cap!r}; known: {', '.join(sorted(names))}")
         if value and not getattr(cls.caps, cap):
             able = [n for n, c in _REGISTRY.items() if getattr(c.caps, cap)]
-            raise ValueError(
+            raise CapabilityError(
                 f"attention {cls.name!r} does not support {cap}=True; entries that do: {', '.join(able)}"
             )
 

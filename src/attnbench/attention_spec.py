@@ -1,0 +1,154 @@
+"""The attention registry read without importing torch: names, capabilities and constructor options.
+
+``attnbench.attention`` imports torch (2-3 s); the config check and ``python -m attnbench list attention`` only
+need what each entry declares, so this module reads it from the source with ``ast``: the ``@register("name")``
+classes, their ``caps = Caps(...)`` (inherited along the base classes of the package) and their ``__init__``
+parameters. ``tests/test_cli.py`` checks that it equals the live registry entry by entry.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+_PKG = Path(__file__).resolve().parent / "attention"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registry entry as declared in its source."""
+
+    name: str
+    caps: dict[str, bool | str]  # every Caps field, defaults filled in
+    params: tuple[str, ...]  # constructor options (what check_kwargs accepts)
+    required: tuple[str, ...]  # the options without a default
+
+
+@dataclass
+class _Class:
+    bases: list[str]
+    caps: dict | None
+    params: tuple[tuple[str, bool], ...] | None  # (name, has_default)
+    registered: str | None
+
+
+def _caps_defaults(tree: ast.Module) -> dict[str, bool | str]:
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "Caps":
+            return {s.target.id: ast.literal_eval(s.value) for s in node.body
+                    if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name) and s.value is not None}
+    raise RuntimeError(f"no Caps dataclass in {_PKG / 'registry.py'}")
+
+
+def _init_params(fn: ast.FunctionDef) -> tuple[tuple[str, bool], ...]:
+    a = fn.args
+    pos = a.posonlyargs + a.args
+    n_plain = len(pos) - len(a.defaults)
+    out = [(p.arg, i >= n_plain) for i, p in enumerate(pos)]
+    out += [(p.arg, d is not None) for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True)]
+    out += [(p.arg, True) for p in (a.vararg, a.kwarg) if p is not None]
+    return tuple(x for x in out if x[0] != "self")
+
+
+def _classes(tree: ast.Module) -> dict[str, _Class]:
+    out = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        registered = None
+        for d in node.decorator_list:
+            if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register":
+                registered = ast.literal_eval(d.args[0])
+        caps = params = None
+        for s in node.body:
+            if (isinstance(s, ast.Assign) and any(getattr(t, "id", None) == "caps" for t in s.targets)
+                    or isinstance(s, ast.AnnAssign) and getattr(s.target, "id", None) == "caps"):
+                call = s.value
+                if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Caps") or call.args:
+                    raise RuntimeError(f"{node.name}.caps must be a literal Caps(key=value, ...) call")
+                caps = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+            if isinstance(s, ast.FunctionDef) and s.name == "__init__":
+                params = _init_params(s)
+        out[node.name] = _Class([getattr(b, "id", getattr(b, "attr", "")) for b in node.bases], caps, params,
+                                registered)
+    return out
+
+
+@functools.cache
+def entries() -> dict[str, Entry]:
+    """Every registered attention by name (sorted), read from ``src/attnbench/attention/*.py``."""
+    defaults = _caps_defaults(ast.parse((_PKG / "registry.py").read_text()))
+    classes: dict[str, _Class] = {"AttentionBase": _Class([], {}, (("args", True), ("kwargs", True)), None)}
+    for path in sorted(_PKG.glob("*.py")):
+        if path.name not in ("__init__.py", "registry.py"):
+            classes.update(_classes(ast.parse(path.read_text())))
+
+    def lookup(cls: str, attr: str):
+        c = classes.get(cls)
+        if c is None:
+            raise RuntimeError(f"attention base class {cls!r} is not defined in {_PKG}")
+        if getattr(c, attr) is not None:
+            return getattr(c, attr)
+        for b in c.bases:
+            if b in classes:
+                return lookup(b, attr)
+        raise RuntimeError(f"attention class {cls!r}: no {attr} found along its bases {c.bases}")
+
+    out = {}
+    for cls, c in classes.items():
+        if c.registered:
+            params = lookup(cls, "params")
+            out[c.registered] = Entry(c.registered, {**defaults, **lookup(cls, "caps")},
+                                      tuple(p for p, _ in params), tuple(p for p, d in params if not d))
+    return dict(sorted(out.items()))
+
+
+def available() -> list[str]:
+    """Names of all registered attentions, sorted (as ``attnbench.attention.available``)."""
+    return list(entries())
+
+
+def get(name: str) -> Entry:
+    """Entry ``name``; an unknown name lists the keys and the closest match (as the registry's ``get``)."""
+    if name not in entries():
+        close = difflib.get_close_matches(name, entries(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise KeyError(f"unknown attention {name!r}; available: {', '.join(available())}.{hint}")
+    return entries()[name]
+
+
+def check_kwargs(name: str, kwargs: dict) -> None:
+    """Raise TypeError if ``kwargs`` holds a key the constructor of ``name`` does not accept (as the registry)."""
+    accepted = get(name).params
+    for key in kwargs:
+        if key not in accepted:
+            raise TypeError(
+                f"attention {name!r} got unknown option {key!r}; accepted: {', '.join(accepted) or 'none'}"
+            )
+
+
+def caps_table() -> str:
+    """Markdown table of every entry's capabilities (the registry's ``caps_table``, without torch)."""
+    cols = list(next(iter(entries().values())).caps)
+    lines = ["| entry | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for name, e in entries().items():
+        cells = [("yes" if v else "-") if isinstance(v, bool) else str(v) for v in (e.caps[c] for c in cols)]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def drop_in_problem(name: str) -> str | None:
+    """Why entry ``name`` cannot replace a pretrained dense self-attention, or None if it can: the rule of
+    ``models.hf_swap.check_drop_in`` on the declarations (tests/test_cli.py checks they agree on every entry)."""
+    e = get(name)
+    for cap in ("self_attention", "key_padding_mask", "pretrained_drop_in"):
+        if not e.caps[cap]:
+            able = [n for n, x in entries().items() if x.caps[cap]]
+            return f"attention {name!r} does not support {cap}=True; entries that do: {', '.join(able)}"
+    if e.caps["tensor"] or e.caps["per_axis_qk"] or e.caps["projections"] != "qkv":
+        return (f"attention {name!r} needs tensor / per-axis inputs or its own projections; a pretrained encoder "
+                "supplies (B, H, L, D) q, k, v from its q/k/v projections")
+    return None

@@ -1,0 +1,397 @@
+"""The command line: a light entry (no torch before the run), errors that lead with the fix, config checks that
+let nothing through, ``list``, and Lightning's noise filtered."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import pytest
+from hydra.errors import InstantiationException
+
+from attnbench import attention_spec
+from attnbench.cli import (
+    GROUPS,
+    LIGHTNING_NOISE,
+    check_group_choices,
+    group_options,
+    main,
+    user_error,
+)
+from attnbench.config import ConfigError, drop_disabled_progress_bar, validate
+from tests.conftest import ROOT, SHARED_DATA
+
+HEAVY = ("torch", "lightning", "transformers")
+
+
+def _py(code: str, *args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter with the worktree's sources first on the path."""
+    e = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", **(env or {})}
+    e.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], cwd=cwd or ROOT, env=e,
+                          capture_output=True, text=True, timeout=120)
+
+
+# python train.py ARGS, then report which heavy modules were imported (on stdout, last line)
+_TRAIN = """
+    import json, sys
+    sys.argv = ["train.py", *sys.argv[1:]]
+    from attnbench.cli import train
+    try:
+        train()
+    finally:
+        print("\\nIMPORTED " + json.dumps([m for m in HEAVY if m in sys.modules]))
+""".replace("HEAVY", repr(HEAVY))
+
+
+def _imported(p: subprocess.CompletedProcess) -> list[str]:
+    line = [s for s in p.stdout.splitlines() if s.startswith("IMPORTED ")][-1]
+    return json.loads(line.removeprefix("IMPORTED "))
+
+
+# ----------------------------------------------------------------------------- light entry
+def test_attention_spec_equals_the_registry():
+    """The torch-free reading of the registry (config checks, `list attention`) matches the live classes."""
+    import inspect
+
+    from attnbench import attention
+
+    assert attention_spec.available() == attention.available()
+    for name in attention.available():
+        cls, e = attention.get(name), attention_spec.get(name)
+        params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+        required = [p.name for p in params if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        assert e.caps == asdict(cls.caps), name
+        assert list(e.params) == [p.name for p in params], name
+        assert list(e.required) == required, name
+    assert attention_spec.caps_table() == attention.registry.caps_table()
+
+
+def test_drop_in_rule_equals_hf_swap():
+    from attnbench.models.hf_swap import check_drop_in
+
+    def norm(msg: str | None) -> str | None:  # the registry lists entries in import order, the spec sorted
+        head, sep, names = (msg or "").partition("that do: ")
+        return None if msg is None else head + sep + ", ".join(sorted(names.split(", ")))
+
+    for name in attention_spec.available():
+        problem = attention_spec.drop_in_problem(name)
+        try:
+            check_drop_in(name)
+            live = None
+        except ValueError as e:
+            live = str(e)
+        assert norm(problem) == norm(live), name
+
+
+def test_compose_resolve_and_validate_import_no_torch():
+    """Every resolver and every check runs without torch, Lightning or transformers (`--cfg job`, typos)."""
+    p = _py(f"""
+        import sys
+        from hydra import compose, initialize_config_dir
+        from omegaconf import OmegaConf
+        from attnbench.config import register_configs, validate
+        register_configs()
+        runs = [[], ["trainer=gpu"], ["trainer=ddp"], ["logger=wandb"], ["data=illness"], ["debug=fast"],
+                ["experiment=hot/forecasting"], ["model=hot3d", "data=medmnist3d"], ["model=smyrf_bert", "data=glue"],
+                ["model=full", "model/attention=linformer", "model.net.attention.max_len=168",
+                 "model.net.attention.k=8"]]
+        for ov in runs:
+            with initialize_config_dir(config_dir="{ROOT / 'conf'}", version_base="1.3"):
+                cfg = compose("train", overrides=["paths.output_dir=/tmp/x", *ov])
+                OmegaConf.to_container(cfg, resolve=True)
+                validate(cfg)
+            from hydra.core.global_hydra import GlobalHydra
+            GlobalHydra.instance().clear()
+        print([m for m in {HEAVY!r} if m in sys.modules])
+    """)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
+
+
+def test_help_lists_each_group_on_one_line_without_torch(tmp_path):
+    p = _py(_TRAIN, "--help", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "_schema" not in p.stdout
+    for group in GROUPS:
+        lines = [s for s in p.stdout.splitlines() if s.startswith(f"  {group} ")]
+        assert len(lines) == 1, (group, lines)
+        assert all(o in lines[0] for o in group_options(group))
+    assert "hot/forecasting" in p.stdout and "python -m attnbench list" in p.stdout
+    assert _imported(p) == []
+
+
+def test_hydra_help_template_is_the_same_text():
+    from hydra import compose, initialize_config_dir
+
+    from attnbench.cli import help_text
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True)
+        assert cfg.hydra.help.template == help_text()
+
+
+def test_cfg_job_resolves_every_path(tmp_path):
+    p = _py(_TRAIN, "--cfg", "job", "--resolve", f"paths.log_dir={tmp_path}", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "None" not in p.stdout and f"dirpath: {tmp_path}/train/runs/" in p.stdout
+    assert _imported(p) == []
+
+
+def test_config_error_is_one_paragraph_exit_2_with_traceback_in_log_and_results(tmp_path):
+    p = _py(_TRAIN, f"paths.log_dir={tmp_path}", "data.pred_len=-5", cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith("error (ConfigError): data.pred_len=-5 is invalid: must be >= 1")
+    assert "Traceback" not in p.stderr + p.stdout
+    assert _imported(p) == []  # reported (and results.json written) before torch/Lightning load
+    (res,) = list(tmp_path.rglob("results.json"))
+    r = json.loads(res.read_text())
+    assert r["status"] == "failed" and "data.pred_len=-5" in r["error"] and "Traceback" in r["traceback"]
+    (logf,) = list(tmp_path.rglob("train.log"))
+    assert "Traceback" in logf.read_text() and str(logf) in p.stderr
+
+
+@pytest.mark.parametrize("arg, needle", [
+    ("experiment=hot/forcasting", "did you mean experiment=hot/forecasting?"),
+    ("debug=fsat", "did you mean debug=fast?"),
+])
+def test_misspelt_optional_group_fails_listing_options(tmp_path, arg, needle):
+    p = _py(_TRAIN, f"paths.log_dir={tmp_path}", arg, cwd=tmp_path)
+    assert p.returncode == 2
+    group = arg.split("=")[0]
+    assert needle in p.stderr and f"config group {group!r}" in p.stderr
+    assert ", ".join(group_options(group)) in p.stderr
+    assert not list(tmp_path.rglob("results.json"))  # nothing ran
+
+
+def test_group_choices():
+    assert check_group_choices(["debug=fast", "experiment=hot/forecasting", "model=hot", "data.name=ETTh2"]) is None
+    assert check_group_choices(["debug=null", "+experiment=smyrf/glue"]) is None
+    assert "model=hto" in check_group_choices(["-m", "model=hot,hto"])
+    assert "available: efficient" in check_group_choices(["model/attention=nope"])
+    with pytest.raises(Exception, match="debug/fsat"):  # Hydra too: the groups are no longer `optional`
+        from hydra import compose, initialize_config_dir
+
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            compose("train", overrides=["debug=fsat"])
+
+
+# ----------------------------------------------------------------------------- checks
+@pytest.mark.parametrize("overrides, needle", [
+    (["+foo=1"], "unknown top-level key 'foo'"),
+    (["+paths.foo=1"], "paths key='foo'"),
+    (["callbacks.early_stopping.patience=abc"], "callbacks.early_stopping.patience"),
+    (["callbacks.early_stopping.patience=-1"], "callbacks.early_stopping.patience=-1"),
+    (["+callbacks.early_stopping.patients=2"], "patients"),
+    (["+callbacks.mine.every_n_epochs=2"], "callbacks.mine needs a _target_"),
+    (["callbacks.model_checkpoint.mode=low"], "callbacks.model_checkpoint.mode='low'"),
+    (["+logger.csv.save_dri=x"], "save_dri"),
+    (["seed=-1"], "seed=-1"),
+    (["model.optimizer.betas=[0.9,1.0]"], "model.optimizer.betas=[0.9, 1.0]"),
+    (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches=0"),
+    (["trainer.devices=0"], "trainer.devices=0"),
+    (["trainer.devices=two"], "trainer.devices='two'"),
+    (["trainer.limit_val_batches=1.5"], "trainer.limit_val_batches=1"),  # write an int for a batch count
+    (["trainer.limit_train_batches=-2"], "trainer.limit_train_batches=-2"),
+    (["model.monitor=val/msee"], "did you mean 'val/mse'"),
+    (["model.monitor_mode=maximum"], "model.monitor_mode='maximum'"),
+    (["model=full", "model/attention=linformer", "model.net.attention.max_len=40", "model.net.attention.k=8"],
+     "max_len=40 is smaller than the 168 tokens of this run (7 variables x data.seq_len/model.net.patch_len = "
+     "96/4 patches): set model.net.attention.max_len=168"),
+])
+def test_checks_name_the_key(compose_cfg, overrides, needle):
+    cfg = compose_cfg(overrides)
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    assert needle in str(e.value)
+
+
+def test_checks_accept(compose_cfg):
+    for ov in (["seed=null"], ["seed=0"], ["trainer.devices=auto"], ["trainer.devices=[0,1]"],
+               ["trainer.limit_val_batches=0.25"], ["trainer.val_check_interval=10"], ["model.monitor=val/mae"],
+               ["callbacks=none"], ["logger=none"], ["callbacks.early_stopping=null"],
+               ["model=full", "model/attention=linformer", "model.net.attention.max_len=168",
+                "model.net.attention.k=8"],
+               ["experiment=hot/forecasting_shared_head", "model.monitor=val/mse_336"]):
+        validate(compose_cfg(ov))
+
+
+def test_batch_limits_keep_the_users_type(compose_cfg):
+    cfg = compose_cfg(["trainer.limit_val_batches=1", "trainer.limit_test_batches=0.5", "debug=fast"])
+    assert cfg.trainer.limit_val_batches == 1 and type(cfg.trainer.limit_val_batches) is int
+    assert type(cfg.trainer.limit_test_batches) is float
+    assert type(cfg.trainer.limit_train_batches) is int  # debug=fast: 3 batches
+
+
+def test_progress_bar_dropped_when_disabled_or_not_a_terminal(compose_cfg):
+    cfg = compose_cfg(["trainer.enable_progress_bar=false"])
+    assert drop_disabled_progress_bar(cfg, interactive=True) == ["rich_progress_bar"]
+    assert "rich_progress_bar" not in cfg.callbacks
+    validate(cfg)
+    cfg = compose_cfg()
+    assert drop_disabled_progress_bar(cfg, interactive=True) == [] and "rich_progress_bar" in cfg.callbacks
+    assert drop_disabled_progress_bar(cfg, interactive=False) == ["rich_progress_bar"]
+    assert cfg.trainer.enable_progress_bar is False
+
+
+@pytest.mark.slow
+def test_limit_val_batches_1_runs_one_batch_and_disabled_bar_builds(compose_cfg):
+    """`trainer.limit_val_batches=1` validates on 1 batch (not 100 %); `enable_progress_bar=false` builds."""
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(["trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "logger=none"])
+    drop_disabled_progress_bar(cfg, interactive=True)
+    validate(cfg)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]  # every default callback but the bar
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.seen = torch.nn.Linear(2, 1), 0
+
+        def validation_step(self, batch, i):
+            self.seen += 1
+
+        def val_dataloader(self):
+            return torch.utils.data.DataLoader(torch.randn(10, 2), batch_size=2)  # 5 batches
+
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False, default_root_dir=None)
+    model = Tiny()
+    trainer.validate(model, verbose=False)
+    assert model.seen == 1
+
+
+# ----------------------------------------------------------------------------- errors
+def test_user_error_found_behind_hydra_wrapping():
+    from attnbench.attention.registry import CapabilityError, get, require
+    from attnbench.data.download import DataError
+
+    inner = ConfigError("x=1 is invalid")
+    try:
+        try:
+            raise inner
+        except ConfigError as e:
+            raise InstantiationException("Error in call to target") from e
+    except InstantiationException as outer:
+        assert user_error(outer) is inner
+    assert isinstance(user_error(DataError("missing")), DataError)
+    with pytest.raises(CapabilityError) as e:
+        require(get("nystrom"), causal=True)
+    assert user_error(e.value) is e.value and isinstance(e.value, ValueError)
+    assert user_error(RuntimeError("a bug")) is None
+
+
+@pytest.mark.slow
+def test_gpu_trainer_without_gpu_names_trainer_cpu(tmp_path, synth_data_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    p = _py(_TRAIN, f"paths.log_dir={tmp_path}", f"paths.data_dir={synth_data_dir}", "trainer=gpu", "debug=fast",
+            "data.download=false", cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.startswith("error (ConfigError): trainer.accelerator=gpu but this machine has no CUDA GPU")
+    assert "trainer=cpu" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.slow
+def test_missing_data_is_one_paragraph_exit_2(tmp_path):
+    p = _py(_TRAIN, f"paths.log_dir={tmp_path / 'out'}", f"paths.data_dir={tmp_path / 'nothing'}", "debug=fast",
+            "data.download=false", cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.startswith("error (DataError): ETTh1: ") and "prepare_data.py ETTh1" in p.stderr
+    assert "Traceback" not in p.stderr and "(traceback: " in p.stderr
+
+
+# ----------------------------------------------------------------------------- list
+def test_list_attention_models_experiments(capsys):
+    assert main(["list", "attention"]) == 0
+    out = capsys.readouterr().out
+    assert "| `linformer` |" in out
+    assert "- `linformer`: model.net.attention.max_len=<value> model.net.attention.k=<value>" in out
+    assert "`reformer`:" not in out  # its yaml gives every option a value
+    main(["list", "models"])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("bert") and "smyrf_bert" in out and "_schema" not in out
+    main(["list", "experiments"])
+    assert "hot/forecasting " in capsys.readouterr().out
+
+
+def test_list_data_marks_present_files(tmp_path, capsys):
+    (tmp_path / "ETT-small").mkdir()
+    (tmp_path / "ETT-small" / "ETTh2.csv").write_text("date,OT\n")
+    main(["list", "data", "--data-dir", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert any(s.split()[:2] == ["ETTh2", "present"] for s in lines)
+    assert any(s.split()[:2] == ["ETTh1", "missing"] for s in lines)
+
+
+def test_python_m_attnbench_and_data_dir_env(tmp_path):
+    p = _py("import runpy; runpy.run_module('attnbench', run_name='__main__')", "list", "data",
+            env={"DATA_DIR": str(SHARED_DATA)})
+    assert p.returncode == 0, p.stderr
+    assert f"data directory: {SHARED_DATA}" in p.stdout
+
+
+# ----------------------------------------------------------------------------- noise
+def test_lightning_noise_filtered_precisely():
+    def rec(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("lightning.pytorch.utilities.rank_zero", logging.INFO, "", 0, msg, (), None)
+
+    assert not LIGHTNING_NOISE.filter(rec("💡 Tip: For seamless cloud logging and experiment tracking, ..."))
+    assert not LIGHTNING_NOISE.filter(rec("Trainer already configured with model summary callbacks: [x]."))
+    assert LIGHTNING_NOISE.filter(rec("GPU available: False, used: False"))
+
+
+@pytest.mark.slow  # imports Lightning
+def test_model_summary_without_zero_flops(caplog):
+    from attnbench.callbacks import ModelSummary
+
+    data = [(" ", ["0"]), ("Name", ["net"]), ("Type", ["Linear"]), ("Params", ["3"]), ("Mode", ["train"]),
+            ("FLOPs", ["0"])]
+    with caplog.at_level(logging.INFO, logger="attnbench.callbacks"):
+        ModelSummary.summarize(data, 3, 3, 1e-5, {"train": 1, "eval": 0}, 0)
+        ModelSummary.summarize(data[:-1] + [("FLOPs", ["12"])], 3, 3, 1e-5, {"train": 1, "eval": 0}, 12)
+    zero, counted = (r.getMessage() for r in caplog.records)
+    assert "Total params" in zero and "FLOPs" not in zero and "Flops" not in zero
+    assert "FLOPs" in counted and "Total Flops" in counted
+
+
+@pytest.mark.slow  # imports Lightning and wandb
+def test_schemas_match_lightning_signatures():
+    """The callback/logger schemas take exactly the constructor options of the installed Lightning."""
+    import importlib
+    import inspect
+
+    from attnbench.config import CALLBACK_SCHEMAS, LOGGER_SCHEMAS
+
+    for target, schema in {**CALLBACK_SCHEMAS, **LOGGER_SCHEMAS}.items():
+        mod, cls = target.rsplit(".", 1)
+        params = {n for n, p in inspect.signature(getattr(importlib.import_module(mod), cls).__init__)
+                  .parameters.items() if n != "self" and p.kind is not p.VAR_KEYWORD}
+        names = {f.name for f in fields(schema)} - {"_target_"}
+        if cls == "WandbLogger":
+            import wandb
+
+            params |= set(inspect.signature(wandb.init).parameters)
+        assert names == params, (target, names ^ params)
+
+
+def test_installed_entry_points_exist():
+    """pyproject's console scripts name functions that exist (`make setup` installs them)."""
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"attnbench-train": "attnbench.cli:train", "attnbench": "attnbench.cli:main"}
+    for target in scripts.values():
+        mod, fn = target.split(":")
+        assert callable(getattr(importlib.import_module(mod), fn))
