@@ -1,0 +1,74 @@
+"""Stopping by signal: save a checkpoint, exit non-zero, and say what stopped the run.
+
+Lightning turns SIGTERM (a kill, a SLURM preemption or time limit) into ``SIGTERMException`` at the next batch
+boundary, a ``SystemExit`` with no code (exit status 0), and Ctrl+C (SIGINT) into ``sys.exit(1)``. ``SaveOnSignal``
+writes the state at that point to ``<dirpath>/last.ckpt`` (what ``ckpt_path=`` and a requeued SLURM job resume
+from), and ``stopped`` maps both exits to ``RunStopped``: exit status 128 + signal number and a message naming the
+signal and the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
+
+
+class RunStopped(SystemExit):
+    """The run was stopped by a signal; ``code`` is 128 + the signal number, ``str()`` says what happened."""
+
+    def __init__(self, signum: signal.Signals, detail: str = "") -> None:
+        super().__init__(128 + int(signum))
+        self.message = f"stopped by {signum.name}" + (f"; {detail}" if detail else "")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _signal_of(exc: BaseException) -> signal.Signals | None:
+    """SIGTERM for Lightning's SIGTERMException, SIGINT for its ``sys.exit(1)`` after a KeyboardInterrupt."""
+    if isinstance(exc, SIGTERMException):
+        return signal.SIGTERM
+    if isinstance(exc, KeyboardInterrupt) or (
+            isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)):
+        return signal.SIGINT
+    return None
+
+
+class SaveOnSignal(L.Callback):
+    """On SIGTERM or Ctrl+C during fit: ``trainer.save_checkpoint(<dirpath>/<filename>.ckpt)`` (mid-epoch state,
+    resumable with ``ckpt_path=``); the path is kept in ``saved``."""
+
+    def __init__(self, dirpath: str, filename: str = "last") -> None:
+        self.dirpath, self.filename = Path(dirpath), filename
+        self.saved: Path | None = None
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if _signal_of(exception) is None or trainer.state.fn != TrainerFn.FITTING:
+            return
+        path = self.dirpath / f"{self.filename}.ckpt"
+        try:
+            trainer.save_checkpoint(path)
+        except Exception as e:  # noqa: BLE001 - stopping must go on; the message says the save failed
+            log.error("stopping: could not save %s (%s)", path, e)
+            return
+        self.saved = path
+        log.warning("stopping: saved %s at epoch %d, step %d", path, trainer.current_epoch, trainer.global_step)
+
+
+def stopped(exc: BaseException, trainer: L.Trainer | None) -> RunStopped | None:
+    """A RunStopped for an exit caused by SIGTERM/SIGINT (naming the checkpoint saved, if any), else None."""
+    signum = _signal_of(exc)
+    if signum is None:
+        return None
+    saved = next((cb.saved for cb in (trainer.callbacks if trainer else []) if isinstance(cb, SaveOnSignal)
+                  and cb.saved is not None), None)
+    detail = (f"checkpoint saved: resume with ckpt_path={saved}" if saved is not None
+              else "no checkpoint saved at the stop (callbacks.signal_checkpoint unset or not training)")
+    return RunStopped(signum, detail)
