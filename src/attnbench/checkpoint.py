@@ -10,6 +10,8 @@ and lists.
 from __future__ import annotations
 
 import random
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +36,21 @@ def load(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"ckpt_path={str(path)!r}: no such file")
+    if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; a truncated or foreign file is not one
+        raise CheckpointError(f"ckpt_path={str(path)!r} is not a PyTorch checkpoint (not a zip archive, "
+                              f"{p.stat().st_size} bytes): truncated, or another kind of file?")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - every failure of the loader means the same thing to the user
         msg = str(e)
-        if "Unsupported global" in msg or "Weights only load failed" in msg:
-            glob = next((ln.strip() for ln in msg.splitlines() if "Unsupported global" in ln), msg.splitlines()[0])
+        found = re.search(r"GLOBAL (\S+)", msg)
+        if found:
             raise CheckpointError(
-                f"ckpt_path={str(path)!r} holds objects other than tensors and plain data ({glob}); it was "
-                "refused unread, since loading it could run code. attnbench checkpoints never need that: use one "
-                "written by this version, or convert a trusted one by hand.") from None
-        raise CheckpointError(f"ckpt_path={str(path)!r} is not a PyTorch checkpoint ({type(e).__name__}: "
-                              f"{msg.splitlines()[0] if msg else 'unreadable'})") from None
+                f"ckpt_path={str(path)!r} holds objects other than tensors and plain data (it would call "
+                f"{found.group(1)}); it was refused unread, since loading it could run code. attnbench checkpoints "
+                "never need that: use one written by this version, or convert a trusted one by hand.") from None
+        detail = msg.splitlines()[0] if msg and "weights_only" not in msg else type(e).__name__
+        raise CheckpointError(f"ckpt_path={str(path)!r} is not a PyTorch checkpoint ({detail})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"ckpt_path={str(path)!r} is not a Lightning checkpoint (no state_dict)")
     return ckpt

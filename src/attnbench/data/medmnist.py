@@ -62,7 +62,8 @@ class VolumeDataset(Dataset):
 
 
 def load_npz(path: Path, spec: VolumeSpec, size: int, check: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The three splits of an official file; with ``check``, array names, shapes and label range are verified."""
+    """The three splits of an official file. Array names, volume shape and label range are always checked; with
+    ``check`` (``verify``) the official split sizes too."""
     try:
         with np.load(path) as z:
             keys = set(z.files)
@@ -74,14 +75,22 @@ def load_npz(path: Path, spec: VolumeSpec, size: int, check: bool = True) -> dic
     except (OSError, ValueError) as e:
         raise DataError(f"{spec.name}: {path} cannot be read as .npz ({e}); delete it and run "
                         f"python scripts/prepare_data.py {spec.name}{'' if size == 28 else f'_{size}'}") from e
-    if check:
-        for s, n in zip(SPLITS, spec.n_samples, strict=True):
-            imgs, labels = out[s]
-            if imgs.shape != (n, size, size, size) or labels.shape[0] != n:
-                raise DataError(f"{spec.name}: {path} {s} split has images {imgs.shape}, labels {labels.shape}; "
-                                f"the official {size}^3 release has ({n}, {size}, {size}, {size})")
-            if labels.size and not 0 <= labels.min() <= labels.max() < spec.n_classes:
-                raise DataError(f"{spec.name}: {path} {s} labels outside [0, {spec.n_classes})")
+    for s, n in zip(SPLITS, spec.n_samples, strict=True):  # always: per-volume shape, label count and range
+        imgs, labels = out[s]
+        if imgs.ndim != 4 or imgs.shape[1:] != (size, size, size) or len(labels) != len(imgs):
+            raise DataError(f"{spec.name}: {path} {s} split has images {imgs.shape}, labels {labels.shape}; "
+                            f"expected (N, {size}, {size}, {size}) volumes and N labels")
+        if check and imgs.shape[0] != n:  # with verify: the official split sizes too
+            raise DataError(f"{spec.name}: {path} {s} split has images {imgs.shape}, labels {labels.shape}; "
+                            f"the official {size}^3 release has ({n}, {size}, {size}, {size})")
+        if labels.size and (labels.dtype.kind not in "iu" or labels.reshape(len(labels), -1).shape[1] != 1):
+            raise DataError(f"{spec.name}: {path} {s} labels are {labels.dtype} of shape {labels.shape}; expected "
+                            "one integer class per volume")
+        if labels.size and not 0 <= labels.min() <= labels.max() < spec.n_classes:
+            raise DataError(f"{spec.name}: {path} {s} labels span [{labels.min()}, {labels.max()}], outside the "
+                            f"{spec.n_classes} classes [0, {spec.n_classes})")
+        if imgs.dtype.kind == "f" and not np.isfinite(imgs).all():
+            raise DataError(f"{spec.name}: {path} {s} images hold non-finite values")
     return out
 
 
