@@ -14,6 +14,7 @@ import signal
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -42,8 +43,9 @@ def _signal_of(exc: BaseException) -> signal.Signals | None:
 
 
 class SaveOnSignal(L.Callback):
-    """On SIGTERM or Ctrl+C during fit: ``trainer.save_checkpoint(<dirpath>/<filename>.ckpt)`` (mid-epoch state,
-    resumable with ``ckpt_path=``); the path is kept in ``saved``."""
+    """On SIGTERM or Ctrl+C in a training epoch: ``trainer.save_checkpoint(<dirpath>/<filename>.ckpt)`` (the
+    mid-epoch state, resumable with ``ckpt_path=``); the path is kept in ``saved``. A stop during validation saves
+    nothing: the last epoch's last.ckpt stands."""
 
     def __init__(self, dirpath: str, filename: str = "last") -> None:
         self.dirpath, self.filename = Path(dirpath), filename
@@ -52,6 +54,8 @@ class SaveOnSignal(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if _signal_of(exception) is None or trainer.state.fn != TrainerFn.FITTING:
             return
+        if not trainer.training:  # stopped in validation: Lightning cannot resume half-way through it; the
+            return  # last.ckpt of the previous epoch stands
         path = self.dirpath / f"{self.filename}.ckpt"
         try:
             trainer.save_checkpoint(path)
@@ -67,8 +71,13 @@ def stopped(exc: BaseException, trainer: L.Trainer | None) -> RunStopped | None:
     signum = _signal_of(exc)
     if signum is None:
         return None
-    saved = next((cb.saved for cb in (trainer.callbacks if trainer else []) if isinstance(cb, SaveOnSignal)
-                  and cb.saved is not None), None)
-    detail = (f"checkpoint saved: resume with ckpt_path={saved}" if saved is not None
-              else "no checkpoint saved at the stop (callbacks.signal_checkpoint unset or not training)")
-    return RunStopped(signum, detail)
+    cbs = trainer.callbacks if trainer is not None else []
+    saved = next((cb.saved for cb in cbs if isinstance(cb, SaveOnSignal) and cb.saved is not None), None)
+    if saved is not None:
+        return RunStopped(signum, f"checkpoint saved at the stop: resume with ckpt_path={saved}")
+    last = next((cb.last_model_path or cb.best_model_path for cb in cbs if isinstance(cb, ModelCheckpoint)
+                 and cb.monitor is None and (cb.last_model_path or cb.best_model_path)), None)
+    if last:
+        return RunStopped(signum, f"no checkpoint saved at the stop; resume with ckpt_path={last} (the last "
+                                  "completed epoch)")
+    return RunStopped(signum, "no checkpoint saved")
