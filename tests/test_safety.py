@@ -257,3 +257,22 @@ def test_a_signal_saves_a_checkpoint_exits_nonzero_and_a_requeued_job_resumes(tm
     res = result(run_dir)
     assert res["status"] == "ok" and res["metrics"]["epochs"] == stopped_at + 2
 
+
+
+def test_the_slurm_launcher_requeues_preempted_and_timed_out_jobs():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from attnbench.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=["hydra/launcher=slurm", "paths.output_dir=/o"], return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+    launcher = cfg.hydra.launcher
+    assert "submitit" in launcher._target_ and launcher.max_num_timeout >= 1
+    assert launcher.additional_parameters.requeue is True and launcher.signal_delay_s > 0
+    assert cfg.callbacks.signal_checkpoint.dirpath == cfg.callbacks.last_checkpoint.dirpath

@@ -56,7 +56,10 @@ class SaveOnSignal(L.Callback):
             return
         if not trainer.training:  # stopped in validation: Lightning cannot resume half-way through it; the
             return  # last.ckpt of the previous epoch stands
-        path = self.dirpath / f"{self.filename}.ckpt"
+        # beside the last-epoch checkpoint, also when a resumed run continues in the folder of the one it resumed
+        last = [cb.dirpath for cb in trainer.checkpoint_callbacks if cb.monitor is None and cb.dirpath
+                and cb.filename == self.filename]
+        path = Path(last[0] if last else self.dirpath) / f"{self.filename}.ckpt"
         try:
             trainer.save_checkpoint(path)
         except Exception as e:  # noqa: BLE001 - stopping must go on; the message says the save failed
