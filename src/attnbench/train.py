@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import resource
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -20,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from attnbench import checkpoint
-from attnbench.callbacks import stopped
+from attnbench.callbacks import RunStopped, stopped
 from attnbench.config import project_root, register_configs, validate
 from attnbench.lit.base import check_schedule_budget
 
@@ -184,6 +185,10 @@ def run_with_results(cfg: DictConfig, extra: dict[str, Any] | None = None) -> di
         metrics, best = run(cfg)
         result.update(status="ok", metrics=metrics, best_checkpoint=best)
         return result
+    except KeyboardInterrupt as e:  # Ctrl+C outside Lightning's fit/test (which turn it into RunStopped)
+        stop = RunStopped(signal.SIGINT, "before or after training")
+        result["error"], result["traceback"] = f"{type(stop).__name__}: {stop}", traceback.format_exc()
+        raise stop from e
     except BaseException as e:
         result["error"] = f"{type(e).__name__}: {e}"
         result["traceback"] = traceback.format_exc()
