@@ -115,18 +115,22 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
 
 
 def _requeued_checkpoint(trainer: L.Trainer) -> str | None:
-    """A requeued SLURM job (``SLURM_RESTART_COUNT`` > 0, same output folder) resumes from its own last.ckpt."""
+    """A requeued SLURM job (``SLURM_RESTART_COUNT`` > 0, same output folder) resumes from the newest of its
+    ``last.ckpt`` and Lightning's auto-requeue ``hpc_ckpt_*.ckpt`` (SIGUSR1)."""
     restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
     if not restarts.isdigit() or int(restarts) == 0:
         return None
-    for cb in trainer.checkpoint_callbacks:
-        path = Path(cb.dirpath or "") / f"{cb.filename}.ckpt"
-        if cb.monitor is None and cb.dirpath and path.is_file():
-            log.warning("requeued job (SLURM_RESTART_COUNT=%s): resuming from %s", restarts, path)
-            return str(path)
-    log.warning("requeued job (SLURM_RESTART_COUNT=%s) but no last checkpoint found: training from scratch",
-                restarts)
-    return None
+    found = [Path(cb.dirpath) / f"{cb.filename}.ckpt" for cb in trainer.checkpoint_callbacks
+             if cb.monitor is None and cb.dirpath]
+    found += Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
+    found = [f for f in found if f.is_file()]
+    if not found:
+        log.warning("requeued job (SLURM_RESTART_COUNT=%s) but no last checkpoint found: training from scratch",
+                    restarts)
+        return None
+    path = max(found, key=lambda f: f.stat().st_mtime)
+    log.warning("requeued job (SLURM_RESTART_COUNT=%s): resuming from %s", restarts, path)
+    return str(path)
 
 
 def _continue_checkpoint_dir(trainer: L.Trainer, ckpt: dict[str, Any]) -> None:
