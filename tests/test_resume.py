@@ -75,3 +75,27 @@ def test_a_checkpoint_without_rng_state_still_resumes_with_a_warning(tmp_path, s
     assert p.returncode == 0, p.stderr[-3000:]
     assert "without RNG state" in p.stderr + p.stdout
     assert results(tmp_path / "b")[0]["metrics"]["epochs"] == 2
+
+
+def test_the_medmnist_augmentation_state_resumes(tmp_path):
+    """The training augmentation draws from its own seeded RandomStates (MONAI): the datamodule's state in the
+    checkpoint continues them instead of replaying the first epoch's augmentation."""
+    from attnbench.data.medmnist import MedMNIST3DDataModule
+    from tests.test_medmnist import write_npz
+
+    write_npz(tmp_path / "medmnist3d" / "adrenalmnist3d.npz")
+
+    def dm():
+        m = MedMNIST3DDataModule("adrenalmnist3d", str(tmp_path), download=False, verify=False, augment="flip")
+        m.setup("fit")
+        return m
+
+    first = dm()
+    [first.datasets["train"][i] for i in range(4)]  # an epoch's worth of draws
+    torch.save({"dm": first.state_dict()}, tmp_path / "s.pt")
+    expected = torch.stack([first.datasets["train"][i][0] for i in range(4)])
+    fresh = dm()
+    assert not torch.equal(torch.stack([fresh.datasets["train"][i][0] for i in range(4)]), expected)
+    resumed = dm()
+    resumed.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True)["dm"])
+    assert torch.equal(torch.stack([resumed.datasets["train"][i][0] for i in range(4)]), expected)

@@ -110,14 +110,25 @@ def check_fits(ckpt: dict, model: torch.nn.Module, run_config: dict, path: str |
 
 
 # ----------------------------------------------------------------------------- RNG state
+def numpy_state(rs: np.random.RandomState | None = None) -> list:
+    """A numpy RandomState's state (the global one by default) as a list with a tensor."""
+    name, keys, pos, has_gauss, gauss = (rs or np.random).get_state()
+    return [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]
+
+
+def set_numpy_state(state: list, rs: np.random.RandomState | None = None) -> None:
+    """Restore what ``numpy_state`` saved."""
+    name, keys, pos, has_gauss, gauss = state
+    (rs or np.random).set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+
+
 def rng_state() -> dict[str, Any]:
     """Every global RNG's state as tensors and lists (loadable with weights_only=True)."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
     py = random.getstate()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "numpy": numpy_state(),
         "python": [py[0], list(py[1]), py[2]],
     }
 
@@ -127,7 +138,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
-    name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    set_numpy_state(state["numpy"])
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))

@@ -10,14 +10,15 @@ along each axis for training; ``none`` leaves the volumes in [0, 1].
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from monai.transforms import Compose, RandFlip, RandScaleIntensity, ScaleIntensity, ToTensor
+from monai.transforms import Compose, RandFlip, Randomizable, RandScaleIntensity, ScaleIntensity, ToTensor
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from attnbench.checkpoint import numpy_state, set_numpy_state
 from attnbench.data.base import SplitDataModule
 from attnbench.data.catalog import VolumeSpec, volume_spec
 from attnbench.data.download import DataError, fetch, locate
@@ -136,4 +137,18 @@ class MedMNIST3DDataModule(SplitDataModule):
                 tf.set_random_state(seed=self.seed)
             self.datasets[s] = VolumeDataset(imgs, labels, tf)
         self.class_counts = np.bincount(self.datasets["train"].labels, minlength=self.n_classes).tolist()
+
+    def _augment_rngs(self) -> list[np.random.RandomState]:
+        tf = self.datasets["train"].transform if "train" in self.datasets else None
+        return [t.R for t in getattr(tf, "transforms", ()) if isinstance(t, Randomizable)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training augmentation's random states (saved in checkpoints, so a resumed run continues them)."""
+        return {"augment_rng": [numpy_state(r) for r in self._augment_rngs()]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        rngs, saved = self._augment_rngs(), state.get("augment_rng", [])
+        if len(rngs) == len(saved):  # a checkpoint of another augmentation keeps this run's seeded states
+            for r, s in zip(rngs, saved, strict=True):
+                set_numpy_state(s, r)
 
