@@ -276,3 +276,43 @@ def test_the_slurm_launcher_requeues_preempted_and_timed_out_jobs():
     assert "submitit" in launcher._target_ and launcher.max_num_timeout >= 1
     assert launcher.additional_parameters.requeue is True and launcher.signal_delay_s > 0
     assert cfg.callbacks.signal_checkpoint.dirpath == cfg.callbacks.last_checkpoint.dirpath
+
+
+@pytest.mark.slow
+def test_submitits_usr2_requeue_waits_for_the_checkpoint(compose_cfg, synth_data_dir, tmp_path):
+    """hydra/launcher=slurm: submitit's USR2 handler (requeue, then sys.exit wherever training is) runs only after
+    Lightning stopped at a batch boundary and last.ckpt was saved; the run then exits 128 + 12."""
+    import threading
+
+    from attnbench.callbacks import RunStopped
+    from attnbench.train import run
+
+    calls = []
+
+    def fake_submitit(signum, frame):  # submitit's checkpoint_and_try_requeue: requeue, then exit
+        calls.append(signum)
+        sys.exit(-1)
+
+    fake_submitit.__module__ = "submitit.core.job_environment"
+    cfg = compose_cfg([*FAST, f"paths.data_dir={synth_data_dir}", "trainer.max_epochs=100000",
+                       "callbacks.early_stopping.patience=100000"], output_dir=str(tmp_path))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+
+    def send():
+        t0 = time.time()
+        while not last.is_file() and time.time() - t0 < 120:
+            time.sleep(0.1)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGUSR2)
+
+    old = signal.signal(signal.SIGUSR2, fake_submitit)
+    try:
+        threading.Thread(target=send, daemon=True).start()
+        with pytest.raises(RunStopped) as e:
+            run(cfg)
+        assert signal.getsignal(signal.SIGUSR2) is fake_submitit  # put back after the fit
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert calls == [signal.SIGUSR2] and e.value.code == 128 + signal.SIGUSR2
+    assert str(e.value).startswith("stopped by SIGUSR2") and f"ckpt_path={last}" in str(e.value)
+    assert torch.load(last, weights_only=True)["global_step"] > 0

@@ -4,14 +4,18 @@ Lightning turns SIGTERM (a kill, a SLURM preemption or time limit) into ``SIGTER
 boundary, a ``SystemExit`` with no code (exit status 0), and Ctrl+C (SIGINT) into ``sys.exit(1)``. ``SaveOnSignal``
 writes the state at that point to ``<dirpath>/last.ckpt`` (what ``ckpt_path=`` and a requeued SLURM job resume
 from), and ``stopped`` maps both exits to ``RunStopped``: exit status 128 + signal number and a message naming the
-signal and the checkpoint.
+signal and the checkpoint. Under submitit (``hydra/launcher=slurm``) its USR2 requeue handler is deferred to the
+same batch boundary, after the checkpoint is saved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
+import threading
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -50,6 +54,33 @@ class SaveOnSignal(L.Callback):
     def __init__(self, dirpath: str, filename: str = "last") -> None:
         self.dirpath, self.filename = Path(dirpath), filename
         self.saved: Path | None = None
+        self.deferred: tuple | None = None  # (submitit's handler, signum, frame) once its signal came
+        self._previous: Any = None
+
+    # submitit (hydra/launcher=slurm) requeues on USR2 (time limit, preemption) by calling sys.exit from its signal
+    # handler, wherever training is. Its handler is deferred instead: Lightning stops at the next batch boundary as
+    # for SIGTERM, this callback saves last.ckpt, and ``stopped`` then calls submitit's handler (requeue, exit).
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        sig = getattr(signal, "SIGUSR2", None)
+        if sig is None or threading.current_thread() is not threading.main_thread():
+            return
+        prev = signal.getsignal(sig)
+        if not callable(prev) or not str(getattr(prev, "__module__", "")).startswith("submitit"):
+            return
+
+        def defer(signum: int, frame: Any) -> None:
+            log.warning("%s from submitit: stopping at the next batch to save a checkpoint, then requeueing",
+                        signal.Signals(signum).name)
+            self.deferred = (prev, signum, frame)
+            trainer._signal_connector.received_sigterm = True  # Lightning raises SIGTERMException at a batch end
+
+        self._previous = prev
+        signal.signal(sig, defer)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGUSR2, self._previous)
+            self._previous = None
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if _signal_of(exception) is None or trainer.state.fn != TrainerFn.FITTING:
@@ -70,12 +101,19 @@ class SaveOnSignal(L.Callback):
 
 
 def stopped(exc: BaseException, trainer: L.Trainer | None) -> RunStopped | None:
-    """A RunStopped for an exit caused by SIGTERM/SIGINT (naming the checkpoint saved, if any), else None."""
+    """A RunStopped for an exit caused by SIGTERM/SIGINT/submitit's USR2 (naming the checkpoint saved, if any),
+    else None; a deferred submitit handler is called first (it requeues the job)."""
     signum = _signal_of(exc)
     if signum is None:
         return None
     cbs = trainer.callbacks if trainer is not None else []
     saved = next((cb.saved for cb in cbs if isinstance(cb, SaveOnSignal) and cb.saved is not None), None)
+    deferred = next((cb.deferred for cb in cbs if isinstance(cb, SaveOnSignal) and cb.deferred), None)
+    if deferred is not None:  # submitit's USR2: now that the checkpoint is saved, let it requeue the job
+        handler, signum, frame = deferred
+        signum = signal.Signals(signum)
+        with contextlib.suppress(SystemExit):  # its exit after requeueing; RunStopped below exits instead
+            handler(signum, frame)
     if saved is not None:
         return RunStopped(signum, f"checkpoint saved at the stop: resume with ckpt_path={saved}")
     last = next((cb.last_model_path or cb.best_model_path for cb in cbs if isinstance(cb, ModelCheckpoint)
