@@ -43,7 +43,7 @@ class ClassificationModule(ConfiguredModule):
             raise ValueError(f"n_classes={n_classes} must be >= 2")
         if class_weights not in ("none", "inverse"):
             raise ValueError(f"class_weights={class_weights!r}; allowed: none, inverse")
-        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.save_plain_hyperparameters()
         self.net = torch.compile(net) if compile else net
         self.n_classes, self.binary = n_classes, n_classes == 2
         self.register_buffer("class_w", torch.ones(n_classes), persistent=False)

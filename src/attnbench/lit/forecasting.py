@@ -28,7 +28,7 @@ class ForecastingModule(ConfiguredModule):
         monitor: str = "val/mse", monitor_mode: str = "min",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.save_plain_hyperparameters()
         self.net = torch.compile(net) if compile else net
         self.n_targets = n_targets
         self.pred_len = pred_len = net.pred_len
