@@ -11,7 +11,8 @@ it. GLUE writes table.md, table.csv and runs.csv.
 Forecasting writes table.md, table.tex, table.csv (one row per run x horizon) and table.png; classification
 writes table.md, table.tex, table.csv (the wide table), table.png and runs.csv (one row per job). Both go into
 --out (default SWEEP_DIR) and print the Markdown. Failed jobs stay in the table as "failed" and are listed
-with their error.
+with their error. Cells are mean ± std over seeds with n; truncated runs (debug, batch limits, budget overrides)
+carry a footnote marker. A multirun writes the same files by itself at its end (attnbench.sweep.SweepSummary).
 """
 
 from __future__ import annotations
@@ -20,46 +21,27 @@ import argparse
 import sys
 from pathlib import Path
 
-from attnbench.analysis import classification, glue, tables
-
-DEFAULT_REFERENCE = {"forecasting": "forecasting_lookback96", "classification": "medmnist3d",
-                     "glue": None}  # glue: smyrf_imdb for an IMDB sweep, else smyrf_glue
+from attnbench.analysis import classification, report
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep_dir", type=Path, help="multirun folder holding one results.json per job")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR)")
-    p.add_argument("--task", choices=("auto", "forecasting", "classification", "glue"), default="auto",
+    p.add_argument("--task", choices=("auto", *report.TASKS), default="auto",
                    help="which table (default: read from the sweep's results.json)")
     p.add_argument("--reference", default=None,
                    help="reference table: a name under attnbench/analysis/reference/ or a .csv path "
-                        f"(default: {DEFAULT_REFERENCE['forecasting']} or {DEFAULT_REFERENCE['classification']})")
+                        f"(default: {report.DEFAULT_REFERENCE['forecasting']} or "
+                        f"{report.DEFAULT_REFERENCE['classification']})")
     p.add_argument("--baseline", default=None,
-                   help="forecasting: the published model the differences are taken to (default iTransformer); "
-                        "classification: comma-separated published models whose best our best is compared with "
-                        f"(default {','.join(classification.BASELINES)})")
+                   help="forecasting: the published model the differences are taken to (default "
+                        f"{report.DEFAULT_BASELINE}); classification: comma-separated published models whose best "
+                        f"our best is compared with (default {','.join(classification.BASELINES)})")
     args = p.parse_args(argv)
-    task = args.task
-    if task == "auto":
-        task = ("glue" if glue.is_glue_sweep(args.sweep_dir) else
-                "classification" if classification.is_classification_sweep(args.sweep_dir) else "forecasting")
-    reference = args.reference or DEFAULT_REFERENCE[task]
     try:
-        if task == "glue":
-            md = glue.write_outputs(args.sweep_dir, args.out, reference=reference)
-            out = args.out if args.out is not None else args.sweep_dir
-            paths = [out / name for name in glue.OUTPUT_NAMES]
-        elif task == "classification":
-            baselines = ([b.strip() for b in args.baseline.split(",") if b.strip()] if args.baseline
-                         else classification.BASELINES)
-            md = classification.write_outputs(args.sweep_dir, args.out, reference=reference, baselines=baselines)
-            out = args.out if args.out is not None else args.sweep_dir
-            paths = [out / name for name in classification.OUTPUT_NAMES]
-        else:
-            md, written = tables.write_outputs(args.sweep_dir, args.out, reference=reference,
-                                               baseline=args.baseline or "iTransformer")
-            paths = list(written.values())
+        md, paths = report.write_table(args.sweep_dir, args.out, task=args.task, reference=args.reference,
+                                       baseline=args.baseline)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -300,7 +300,7 @@ def test_imdb_sweep_table_uses_the_imdb_reference(tmp_path):
     _glue_job(sweep / "1", "smyrf_bert_8x32", "imdb", 91.5)
     assert make_table([str(sweep)]) == 0
     md = (sweep / "table.md").read_text()
-    assert "| model | IMDB | Avg |" in md and "| ours: bert | 93.00 | 93.00 |" in md
+    assert "| model | IMDB | Avg |" in md and "| ours: bert | 93.00 (n=1) | 93.00 |" in md
     assert "SMYRF-BERT (dense inference) | 93.54" in md and "GLUE dev" not in md
 
 

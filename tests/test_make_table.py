@@ -209,7 +209,7 @@ def test_failed_run_is_a_cell_and_listed(sweep, reference):
     md = to_markdown(table, runs)
     row = md_row(md, "ETTh1", 96)
     assert row["full MSE"] == "failed" and row["full MAE"] == "failed"
-    assert row["hot MSE"] == "0.390" and row["hot n"] == "2"
+    assert row["hot MSE"] == "0.390 ± 0.014" and row["hot n"] == "2"  # mean ± std over the two seeds
     failed_section = md.split("## Failed or missing jobs (1)")[1]
     assert OOM in failed_section and str(sweep / "2") in failed_section
     assert "not available" in md and "HOT" in md  # footnote: no published HOT numbers

@@ -192,7 +192,7 @@ def test_markdown_cells_notes_and_failures(sweep, reference):
     md = to_markdown(classification_table(runs, reference), runs)
     rows = md_rows(md)
     organ = rows[("organmnist3d", "28")]
-    assert organ["hot3d ACC"] == "**0.910**" and organ["hot3d AUC"] == "0.992"
+    assert organ["hot3d ACC"] == "**0.910** ± 0.014" and organ["hot3d AUC"] == "0.992 ± 0.003"  # 2 seeds
     assert organ["hot3d n"] == "2"
     assert organ["resnet3d ACC"] == "failed" and organ["resnet3d n"] == "0 (+1 failed)"
     assert organ["ResNet-18 (3D) AUC"] == "**0.996**" and organ["ResNet-18 (3D) ACC"] == "0.907"

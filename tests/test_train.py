@@ -181,7 +181,7 @@ def test_last_checkpoint_is_the_latest_epoch_not_the_best(tmp_path, synth_data_d
     ckpts = Path(res["best_checkpoint"]).parent
     assert Path(res["best_checkpoint"]).name == "epoch_000.ckpt"
     assert sorted(f.name for f in ckpts.iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
-    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 1
+    assert torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)["epoch"] == 1
 
 
 @pytest.mark.slow

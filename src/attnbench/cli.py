@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+import attnbench.sweep  # noqa: F401  (registers the run-folder and W&B name resolvers: ${dirname:...}, ...)
 from attnbench.config import ConfigError, amp_precision, drop_disabled_progress_bar, project_root, register_configs
 
 log = logging.getLogger(__name__)

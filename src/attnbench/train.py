@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -32,6 +33,10 @@ class _Lazy:
 
 torch = _Lazy("torch")
 L = _Lazy("lightning")
+# our modules that load torch/Lightning at import
+checkpoint = _Lazy("attnbench.checkpoint")
+_callbacks = _Lazy("attnbench.callbacks")
+_lit_base = _Lazy("attnbench.lit.base")
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -56,6 +61,8 @@ def _scalar(v: Any) -> float | Any:
 def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
     """Validate, build and train; return (metrics, best checkpoint path)."""
     validate(cfg)
+    _lit_base.check_schedule_budget(OmegaConf.to_container(cfg.model, resolve=True).get("scheduler"),
+                                    cfg.trainer.get("max_epochs"))
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True)
     log.info("instantiating data <%s>", cfg.data._target_)
@@ -67,52 +74,86 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
     log.info("instantiating trainer <%s>", cfg.trainer._target_)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     hparams = OmegaConf.to_container(cfg, resolve=True)
+    # saved in checkpoints as plain data (enums as strings) to compare with the run that loads them
+    model.run_config = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True, enum_to_str=True).items()
+                        if k != "paths"}
     hparams["n_params"] = sum(p.numel() for p in model.parameters())
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
     if cfg.get("fail") == "before_fit":
         raise RuntimeError("forced failure before fit (cfg.fail=before_fit)")
 
+    # every checkpoint is read with weights_only=True (plain data, no code) and checked against this model first
+    ckpt_path = cfg.get("ckpt_path") or (_requeued_checkpoint(trainer) if cfg.train else None)
+    if ckpt_path:
+        ckpt = checkpoint.load(ckpt_path)
+        checkpoint.check_fits(ckpt, model, model.run_config, ckpt_path, getattr(model, "checkpoint_ignore", ()))
+        if cfg.train:
+            _continue_checkpoint_dir(trainer, ckpt)
+        del ckpt
     metrics: dict[str, float] = {}
-    if cfg.train and cfg.get("ckpt_path"):
-        _continue_checkpoint_dir(trainer, cfg.ckpt_path)
-    if cfg.train:
-        # our own checkpoints hold optimizer/scheduler/callback state that torch's weights_only loader refuses
-        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=False)
-        metrics.update({k: _scalar(v) for k, v in trainer.callback_metrics.items()})
-    ckpt_cb = trainer.checkpoint_callback
-    best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
-    if best and ckpt_cb.monitor and ckpt_cb.best_model_score is not None:
-        metrics[f"{ckpt_cb.monitor}_best"] = float(ckpt_cb.best_model_score)  # e.g. val/mse_best
-    if cfg.test:
-        # "best": the checkpoint with the best monitored val metric; "last": the final weights (the HOT code).
-        ckpt = best if cfg.test_ckpt == "best" and best else None
-        if not cfg.train:  # evaluate a trained model: train=false ckpt_path=<.ckpt>
-            if cfg.get("ckpt_path"):
-                ckpt = cfg.ckpt_path
-            elif getattr(model, "evaluable_untrained", False):  # a fine-tuned pretrained model, as it is
-                ckpt = None
-            else:
-                raise ValueError("train=false needs ckpt_path=<checkpoint> to test (else it would test untrained "
-                                 "weights; only a pretrained model fine-tuned for the task, head included, is "
-                                 "tested as it is)")
-        elif cfg.test_ckpt == "best" and not best:
-            log.warning("no best checkpoint was saved; testing the current weights")
-        trainer.test(model, datamodule=dm, ckpt_path=ckpt, weights_only=False)
-        metrics.update({k: _scalar(v) for k, v in trainer.callback_metrics.items()})
+    try:
+        if cfg.train:
+            trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+            metrics.update({k: _scalar(v) for k, v in trainer.callback_metrics.items()})
+        ckpt_cb = trainer.checkpoint_callback
+        best = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
+        if best and ckpt_cb.monitor and ckpt_cb.best_model_score is not None:
+            metrics[f"{ckpt_cb.monitor}_best"] = float(ckpt_cb.best_model_score)  # e.g. val/mse_best
+        if cfg.test:
+            # "best": the checkpoint with the best monitored val metric; "last": the final weights (the HOT code).
+            ckpt = best if cfg.test_ckpt == "best" and best else None
+            if not cfg.train:  # evaluate a trained model: train=false ckpt_path=<.ckpt>
+                if ckpt_path:
+                    ckpt = ckpt_path
+                elif getattr(model, "evaluable_untrained", False):  # a fine-tuned pretrained model, as it is
+                    ckpt = None
+                else:
+                    raise ValueError("train=false needs ckpt_path=<checkpoint> to test (else it would test untrained "
+                                     "weights; only a pretrained model fine-tuned for the task, head included, is "
+                                     "tested as it is)")
+            elif cfg.test_ckpt == "best" and not best:
+                log.warning("no best checkpoint was saved; testing the current weights")
+            trainer.test(model, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+            metrics.update({k: _scalar(v) for k, v in trainer.callback_metrics.items()})
+    except BaseException as e:
+        stop = _callbacks.stopped(e, trainer)  # SIGTERM / Ctrl+C: exit 128+signal, saying so (Lightning exits 0 / 1)
+        if stop is None:
+            raise
+        log.error("%s", stop)
+        raise stop from None
     metrics["n_params"] = hparams["n_params"]
     metrics["epochs"] = trainer.current_epoch
     return {k: v for k, v in metrics.items() if isinstance(v, int | float)}, best
 
 
-def _continue_checkpoint_dir(trainer: L.Trainer, ckpt_path: str) -> None:
+def _requeued_checkpoint(trainer: L.Trainer) -> str | None:
+    """A requeued SLURM job (``SLURM_RESTART_COUNT`` > 0, same output folder) resumes from the newest of its
+    ``last.ckpt`` and Lightning's auto-requeue ``hpc_ckpt_*.ckpt`` (SIGUSR1)."""
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+    if not restarts.isdigit() or int(restarts) == 0:
+        return None
+    found = [Path(cb.dirpath) / f"{cb.filename}.ckpt" for cb in trainer.checkpoint_callbacks
+             if cb.monitor is None and cb.dirpath]
+    found += Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
+    found = [f for f in found if f.is_file()]
+    if not found:
+        log.warning("requeued job (SLURM_RESTART_COUNT=%s) but no last checkpoint found: training from scratch",
+                    restarts)
+        return None
+    path = max(found, key=lambda f: f.stat().st_mtime)
+    log.warning("requeued job (SLURM_RESTART_COUNT=%s): resuming from %s", restarts, path)
+    return str(path)
+
+
+def _continue_checkpoint_dir(trainer: L.Trainer, ckpt: dict[str, Any]) -> None:
     """Resume: every ModelCheckpoint saves into the folder it saved into in the run being resumed.
 
     Lightning restores a ModelCheckpoint's best score and top-k only when ``dirpath`` is unchanged; a resumed run
     in a fresh output folder would otherwise call its first epoch "best" whatever its score, and test the wrong
-    weights.
+    weights. ``ckpt`` is the checkpoint as ``checkpoint.load`` read it.
     """
-    states = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True).get("callbacks", {})
+    states = ckpt.get("callbacks", {})
     for cb in trainer.checkpoint_callbacks:
         state = states.get(cb.state_key) or {}
         old = state.get("dirpath")
@@ -173,6 +214,10 @@ def run_with_results(cfg: DictConfig, extra: dict[str, Any] | None = None) -> di
         metrics, best = run(cfg)
         result.update(status="ok", metrics=metrics, best_checkpoint=best)
         return result
+    except KeyboardInterrupt as e:  # Ctrl+C outside Lightning's fit/test (which turn it into RunStopped)
+        stop = _callbacks.RunStopped(signal.SIGINT, "before or after training")
+        result["error"], result["traceback"] = f"{type(stop).__name__}: {stop}", traceback.format_exc()
+        raise stop from e
     except BaseException as e:
         result["error"] = f"{type(e).__name__}: {e}"
         result["traceback"] = traceback.format_exc()

@@ -7,7 +7,8 @@
 ``scripts/make_table.py`` comes here when ``is_classification_sweep`` says so. The conventions are those
 of ``tables`` (the forecasting table): a failed job stays as a ``failed`` cell and is listed with its error,
 a job folder with ``.hydra/`` but no ``results.json`` (killed, or still running) shows as ``missing``,
-repeated runs (seeds) are averaged. Both metrics are higher-is-better.
+jobs that differ only by seed share a cell (mean ± std, n), truncated runs carry a footnote marker
+(``analysis.runs``). Both metrics are higher-is-better.
 """
 
 from __future__ import annotations
@@ -20,21 +21,32 @@ from typing import Any
 
 import pandas as pd
 
+from attnbench.analysis.runs import (
+    FACT_COLUMNS,
+    MARK,
+    TEX_MARK,
+    hydra_stand_in,
+    job_facts,
+    label_variants,
+    status_kind,
+    sweep_notes,
+    truncation_notes,
+)
 from attnbench.analysis.tables import (
     HOT_NOTE,
     MISSING_ERROR,
-    STATUSES,
     Fmt,
     _as_bool,
     _show_counts,
     _tex_escape,
     job_parts,
+    legend_below,
     model_label,
 )
 
 TARGET = "attnbench.lit.classification.ClassificationModule"  # config.model._target_ of a classification job
 RUN_COLUMNS = ["dataset", "size", "model", "status", "error", "acc", "auc", "val_acc_best", "epochs",
-               "wall_time_s", "peak_memory_mb", "n_params", "run_dir"]
+               "wall_time_s", "peak_memory_mb", "n_params", "run_dir", *FACT_COLUMNS]
 REFERENCE_COLUMNS = ["dataset", "size", "model", "acc", "auc", "confirmed", "source"]
 BASELINES = ("ResNet-18 (3D)", "ResNet-50 (3D)")  # our best is compared with the best of these
 METRICS = ("acc", "auc")
@@ -43,6 +55,7 @@ OUTPUT_NAMES = ("table.md", "table.tex", "table.csv", "table.png", "runs.csv")
 MEDMNIST_CITATION = "MedMNIST v2 (Yang et al., Scientific Data 2023, arXiv:2110.14795)"
 DEFAULT_ATTENTION = {"hot3d": "hot", "vit3d": "full"}  # conf/model/<model>.yaml: not named in the label
 _KEYS = ["dataset", "size", "model"]
+CLASSIFICATION_KEYS = ("data.name", "data.size")  # overrides the table's rows already name
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -64,20 +77,7 @@ def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -
             "auc": metrics.get("test/auc"), "val_acc_best": metrics.get("val/acc_best"),
             "epochs": metrics.get("epochs"), "wall_time_s": result.get("wall_time_s"),
             "peak_memory_mb": result.get("peak_memory_mb"), "n_params": metrics.get("n_params"),
-            "run_dir": str(job_dir)}
-
-
-def _hydra_result(job_dir: Path) -> dict[str, Any]:
-    """A stand-in ``results.json`` content for a job that wrote none, from its ``.hydra/`` folder."""
-    from omegaconf import OmegaConf
-
-    hydra_dir = job_dir / ".hydra"
-    config = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"), resolve=False)
-    choices: Any = {}
-    if (hydra_dir / "hydra.yaml").is_file():
-        runtime = OmegaConf.select(OmegaConf.load(hydra_dir / "hydra.yaml"), "hydra.runtime.choices", default={})
-        choices = OmegaConf.to_container(runtime, resolve=False) if OmegaConf.is_config(runtime) else runtime
-    return {"error": MISSING_ERROR, "choices": choices, "config": config}
+            "run_dir": str(job_dir), **job_facts(result)}
 
 
 def _read_result(path: Path) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def job_rows(root: Path, files: list[Path], job_row: Callable[..., dict[str, Any
     for hydra_cfg in sorted(root.glob("**/.hydra/config.yaml")):
         job = hydra_cfg.parent.parent
         if job not in written:
-            rows.append(job_row(job, _hydra_result(job), status="missing"))
+            rows.append(job_row(job, hydra_stand_in(job, MISSING_ERROR), status="missing"))
     return rows
 
 
@@ -111,11 +111,12 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
             f"sweep directory {root} does not exist" if not root.is_dir() else
             f"no results.json under {root}: one folder per job was expected (e.g. {root}/0/results.json, "
             "written by `python train.py -m experiment=hot/medmnist3d`)")
-    runs = pd.DataFrame(job_rows(root, files, _job_row), columns=RUN_COLUMNS)
+    runs = pd.DataFrame(job_rows(root, files, _job_row), columns=[c for c in RUN_COLUMNS if c != "mark"])
+    runs = label_variants(runs, CLASSIFICATION_KEYS)
     runs["size"] = runs["size"].astype(int)
     for c in ("acc", "auc", "val_acc_best", "epochs", "wall_time_s", "peak_memory_mb", "n_params"):
         runs[c] = pd.to_numeric(runs[c])
-    return runs.sort_values([*_KEYS, "run_dir"], ignore_index=True)
+    return runs.sort_values([*_KEYS, "run_dir"], ignore_index=True)[RUN_COLUMNS]
 
 
 def is_classification_sweep(sweep_dir: str | Path) -> bool:
@@ -181,11 +182,14 @@ def _per_model(frame: pd.DataFrame, model: str, index: pd.MultiIndex) -> pd.Data
 
 
 def _our_stats(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, size, model): mean ACC/AUC over ok runs, n of them, and counts of failed/missing jobs."""
-    counts = pd.crosstab([runs["dataset"], runs["size"], runs["model"]], runs["status"])
-    counts = counts.reindex(columns=list(STATUSES), fill_value=0)
-    ok = runs[runs["status"] == "ok"].groupby(_KEYS)
-    means = ok[list(METRICS)].mean().assign(n=ok["acc"].count())
+    """Per (dataset, size, model): mean and std (over seeds) of ACC/AUC over ok runs, n of them, and counts of
+    failed/missing jobs."""
+    kind = runs["status"].map(status_kind)
+    counts = pd.crosstab([runs["dataset"], runs["size"], runs["model"]], kind)
+    counts = counts.reindex(columns=["ok", "failed", "missing"], fill_value=0)
+    ok = runs[kind == "ok"].groupby(_KEYS)
+    std = ok[list(METRICS)].std().add_suffix("_std")
+    means = ok[list(METRICS)].mean().join(std).assign(n=ok["acc"].count())
     return counts[["failed", "missing"]].join(means, how="left")
 
 
@@ -193,11 +197,12 @@ def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines:
                          ) -> pd.DataFrame:
     """Wide table, index (dataset, size) of the pairs we ran, columns (group, model, metric).
 
-    ``("ours", m, acc|auc|n|failed|missing)``: our runs averaged (seeds); n counts the ok ones.
-    ``("diff", "best", acc|auc)``: the best of our models minus the best published of ``baselines``, per
-    metric (positive = ours better). ``("published", r, acc|auc|confirmed)``: every reference model, empty
-    where the reference has no number for that data set and size. ``attrs``: baselines, sources, and the
-    sizes with published numbers.
+    ``("ours", m, acc|auc|acc_std|auc_std|n|failed|missing)``: our runs averaged over seeds (std: sample
+    standard deviation, NaN for one seed); n counts the ok ones.
+    ``("diff", "best", acc|auc)``: the best of our untruncated models minus the best published of
+    ``baselines``, per metric (positive = ours better). ``("published", r, acc|auc|confirmed)``: every
+    reference model, empty where the reference has no number for that data set and size. ``attrs``:
+    baselines, sources, the sizes with published numbers, and the truncation legend.
     """
     if runs.empty:
         raise ValueError("no runs to tabulate")
@@ -210,21 +215,22 @@ def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines:
     ours: dict[tuple[str, str, str], pd.Series] = {}
     for m in sorted(runs["model"].unique()):
         s = _per_model(stats, m, index)
-        for c in (*METRICS, "n", "failed", "missing"):
-            ours[("ours", m, c)] = s[c] if c in METRICS else s[c].fillna(0).astype(int)
+        for c in (*METRICS, "acc_std", "auc_std", "n", "failed", "missing"):
+            ours[("ours", m, c)] = s[c] if c.startswith(METRICS) else s[c].fillna(0).astype(int)
     ref = reference.set_index(_KEYS)
     published = {("published", r, c): _per_model(ref, r, index)[c]
                  for r in ref_models for c in (*METRICS, "confirmed")}
     diff = {}
     for c in METRICS:
-        best_ours = pd.concat([v for (_, _, k), v in ours.items() if k == c], axis=1).max(axis=1)
+        full = [v for (_, m, k), v in ours.items() if k == c and MARK not in m]  # truncated runs: no Δ
+        best_ours = pd.concat(full, axis=1).max(axis=1) if full else pd.Series(float("nan"), index=index)
         best_base = pd.concat([published[("published", b, c)] for b in baselines], axis=1).max(axis=1)
         diff[("diff", "best", c)] = best_ours - best_base
     cols = {**ours, **diff, **published}
     table = pd.DataFrame(cols, index=index)
     table.columns = pd.MultiIndex.from_tuples(list(cols), names=["group", "model", "metric"])
     table.attrs.update(baselines=list(baselines), sources=sorted(reference["source"].unique()),
-                       published_sizes=sorted(int(s) for s in reference["size"].unique()))
+                       published_sizes=sorted(int(s) for s in reference["size"].unique()), **sweep_notes(runs))
     return table
 
 
@@ -268,13 +274,15 @@ class _Style:
         if self.md:
             return s
         return (_tex_escape(s).replace("Δ", r"$\Delta$").replace("−", "$-$").replace("†", r"\dag{}")
-                .replace("³", "$^3$"))
+                .replace("³", "$^3$").replace(MARK, TEX_MARK))
 
 
 def _bests(table: pd.DataFrame, metric: str) -> pd.Series:
-    """Per row the highest value (3 decimals) among ours and published; NaN without at least two values."""
-    vals = pd.concat([table["ours"].xs(metric, level="metric", axis=1),
-                      table["published"].xs(metric, level="metric", axis=1)], axis=1).astype(float).round(3)
+    """Per row the highest value (3 decimals) among ours (untruncated) and published; NaN without at least two
+    values."""
+    ours = table["ours"].xs(metric, level="metric", axis=1)
+    ours = ours[[m for m in ours.columns if MARK not in m]]  # truncated runs compete for nothing
+    vals = pd.concat([ours, table["published"].xs(metric, level="metric", axis=1)], axis=1).astype(float).round(3)
     return vals.max(axis=1).where(vals.notna().sum(axis=1) >= 2)
 
 
@@ -284,11 +292,12 @@ def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
     st = _Style(fmt)
     bests = {c: _bests(table, c) for c in METRICS}
 
-    def score(v: float, best: float, mark: str = "") -> str:
+    def score(v: float, best: float, mark: str = "", std: float = float("nan")) -> str:
         if pd.isna(v):
             return st.dash
         text = f"{v:.3f}"
-        return (st.bold(text) if round(v, 3) == best else text) + mark
+        pm = "" if pd.isna(std) else (" ± " if st.md else r" $\pm$ ") + f"{std:.3f}"
+        return (st.bold(text) if round(v, 3) == best else text) + mark + pm
 
     out: dict[tuple[str, str], list[str]] = {}
     ours, pub = table["ours"], table["published"]
@@ -297,8 +306,9 @@ def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
         s = ours[m]
         for c in METRICS:
             out[(st.name(m), c.upper())] = [
-                score(v, b) if n else ("failed" if f else "missing" if k else st.dash)
-                for v, b, n, f, k in zip(s[c], bests[c], s["n"], s["failed"], s["missing"], strict=True)]
+                score(v, b, std=sd) if n else ("failed" if f else "missing" if k else st.dash)
+                for v, sd, b, n, f, k in zip(s[c], s[f"{c}_std"], bests[c], s["n"], s["failed"], s["missing"],
+                                             strict=True)]
         if show_n:
             out[(st.name(m), "n")] = [
                 str(n) + ("" if not (f or k) else " (" + ", ".join(
@@ -355,9 +365,9 @@ def _notes(table: pd.DataFrame, fmt: Fmt) -> list[str]:
     sources = "; ".join(table.attrs.get("sources", []))
     cite = f"{MEDMNIST_CITATION}, " if sources and "medmnist" in sources.lower() else ""
     baselines = ", ".join(table.attrs.get("baselines", BASELINES))
-    notes = [f"Δ = best of ours − best published of {baselines}, per metric; positive = ours better. "
-             "Best ACC and AUC per row in bold. Repeated runs (seeds) of a model are averaged.",
-             f"Published numbers (test split): {cite}source: {sources}."]
+    notes = [f"Δ = best of ours (untruncated runs) − best published of {baselines}, per metric; positive = ours "
+             "better. Best ACC and AUC per row in bold. Ours: mean ± std over seeds (n runs; no ± for one run).",
+             f"Published numbers (test split): {cite}source: {sources}.", *truncation_notes(table.attrs)]
     if (table["published"].xs("confirmed", level="metric", axis=1) == False).to_numpy().any():  # noqa: E712
         notes.append("† not confirmed against the published source.")
     size_note = _size_note(table)
@@ -415,6 +425,13 @@ def to_latex(table: pd.DataFrame, runs: pd.DataFrame, label: str = "tab:medmnist
 
 
 def plot_acc(table: pd.DataFrame, path: str | Path) -> Path:
+    """``acc_figure`` saved as a PNG at ``path``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    acc_figure(table).savefig(path, dpi=120, bbox_inches="tight")
+    return Path(path)
+
+
+def acc_figure(table: pd.DataFrame) -> Any:
     """Grouped bars of test ACC per (data set, size): our models and the best published model of the row.
 
     A group shows only the models with a number there; a failed/missing model of ours shows as a red x at zero.
@@ -448,11 +465,8 @@ def plot_acc(table: pd.DataFrame, path: str | Path) -> Path:
     ax.set_ylim(0, 1)
     ax.set_ylabel("test ACC")
     order = [name for name, _, _ in series if name in handles] + [n for n in ("failed / missing",) if n in handles]
-    fig.legend([handles[n] for n in order], order, loc="outside lower center", ncols=min(len(order), 4),
-               frameon=False)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return Path(path)
+    legend_below(fig, [handles[n] for n in order], order)
+    return fig
 
 
 def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: str = "medmnist3d",

@@ -4,9 +4,10 @@
     print(to_markdown(glue_table(runs, load_reference("smyrf_glue")), runs))
 
 A job's cell is its ``test/score`` (the mean of the task's GLUE metrics on dev, see
-``lit.text_classification``); seeds are averaged. ``Avg`` is the plain mean over the tasks shown, for ours
-and for the published rows alike (the paper's own Avg also counts MNLI-m/mm, QNLI and QQP; it is given in a
-note). Failed and missing jobs stay visible as cells and are listed with their error.
+``lit.text_classification``); jobs that differ only by seed share a cell, shown as mean ± std (n=seeds); a
+truncated run's row carries a footnote marker (``analysis.runs``). ``Avg`` is the plain mean over the tasks
+shown, for ours and for the published rows alike (the paper's own Avg also counts MNLI-m/mm, QNLI and QQP;
+it is given in a note). Failed and missing jobs stay visible as cells and are listed with their error.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from typing import Any
 import pandas as pd
 
 from attnbench.analysis.classification import job_rows
+from attnbench.analysis.runs import FACT_COLUMNS, job_facts, label_variants, mean_std, status_kind, sweep_notes
+from attnbench.analysis.runs import truncation_notes as _truncation_notes
 from attnbench.analysis.tables import _as_bool, job_parts, model_label
 
 TARGET = "attnbench.lit.text_classification.TextClassificationModule"
 TASKS = {"cola": "CoLA", "mnli_m": "MNLI-m", "mnli_mm": "MNLI-mm", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP",
          "rte": "RTE", "sst2": "SST-2", "stsb": "STS-B", "wnli": "WNLI", "imdb": "IMDB"}  # the paper's order
-RUN_COLUMNS = ["task", "model", "status", "error", "score", "epochs", "wall_time_s", "n_params", "run_dir"]
+RUN_COLUMNS = ["task", "model", "status", "error", "score", "epochs", "wall_time_s", "n_params", "run_dir",
+               *FACT_COLUMNS]
+GLUE_KEYS = ("data.task", "model.net.pretrained", "model.net.attention.n_hashes",
+             "model.net.attention.cluster_size")  # overrides the table (or the model label) already names
 OUTPUT_NAMES = ("table.md", "table.csv", "runs.csv")
 DEFAULT_PRETRAINED = "bert-base-uncased"
 
@@ -52,7 +58,8 @@ def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -
                                                " (not a GLUE job?)")
     return {"task": str(data["task"]), "model": glue_label(choices, result.get("config") or {}), "status": status,
             "error": result.get("error"), "score": metrics.get("test/score"), "epochs": metrics.get("epochs"),
-            "wall_time_s": result.get("wall_time_s"), "n_params": metrics.get("n_params"), "run_dir": str(job_dir)}
+            "wall_time_s": result.get("wall_time_s"), "n_params": metrics.get("n_params"), "run_dir": str(job_dir),
+            **job_facts(result)}
 
 
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
@@ -63,10 +70,11 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"sweep directory {root} does not exist" if not root.is_dir() else
                                 f"no results.json under {root} (written by `python train.py -m "
                                 "experiment=smyrf/glue`)")
-    runs = pd.DataFrame(job_rows(root, files, _job_row), columns=RUN_COLUMNS)
+    runs = pd.DataFrame(job_rows(root, files, _job_row), columns=[c for c in RUN_COLUMNS if c != "mark"])
+    runs = label_variants(runs, GLUE_KEYS)
     for c in ("score", "epochs", "wall_time_s", "n_params"):
         runs[c] = pd.to_numeric(runs[c])
-    return runs.sort_values(["model", "task", "run_dir"], ignore_index=True)
+    return runs.sort_values(["model", "task", "run_dir"], ignore_index=True)[RUN_COLUMNS]
 
 
 def is_glue_sweep(sweep_dir: str | Path) -> bool:
@@ -100,8 +108,9 @@ def load_reference(name: str = "smyrf_glue") -> pd.DataFrame:
 def glue_table(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """Rows: our models then the published ones; columns: the tasks our sweep ran (paper order), then ``Avg``.
 
-    A cell of ours is the mean ``test/score`` over its ok jobs, ``failed``/``missing`` when none succeeded.
-    Published values not marked confirmed get a trailing ``?``.
+    A cell of ours is the mean ``test/score`` over its ok jobs (seeds), ``failed``/``missing`` when none
+    succeeded; hidden columns ``_std:<task>`` and ``_n:<task>`` hold the std over seeds and n.
+    Published values not marked confirmed get a trailing ``?``. ``attrs``: the truncation legend.
     """
     tasks = [t for t in TASKS if t in set(runs["task"])]
     out: dict[str, dict[str, Any]] = {}
@@ -109,8 +118,9 @@ def glue_table(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
         row: dict[str, Any] = {}
         for t in tasks:
             jobs = g[g["task"] == t]
-            ok = jobs[jobs["status"] == "ok"]["score"].dropna()
-            row[t] = float(ok.mean()) if len(ok) else (jobs["status"].iloc[0] if len(jobs) else None)
+            mean, std, n = mean_std(jobs[jobs["status"] == "ok"]["score"])
+            row[t] = mean if n else (status_kind(jobs["status"].iloc[0]) if len(jobs) else None)
+            row[f"_std:{t}"], row[f"_n:{t}"] = std, n
         nums = [row[t] for t in tasks if isinstance(row[t], float)]
         row["Avg"] = sum(nums) / len(nums) if len(nums) == len(tasks) else None
         out[f"ours: {model}"] = row
@@ -122,14 +132,20 @@ def glue_table(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
         row["_unconfirmed"] = not bool(g["confirmed"].all())
         out[model] = row
     frame = pd.DataFrame.from_dict(out, orient="index")
+    frame = frame[[c for c in frame.columns if not c.startswith("_")] + [c for c in frame.columns if c.startswith("_")]]
     frame.index.name = "model"
+    frame.attrs.update(sweep_notes(runs))
     return frame
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, std: Any = None, n: Any = None) -> str:
+    """``67.00 ± 1.41 (n=2)`` for ours (``(n=1)`` without ±), ``68.59`` for a published value."""
     if v is None or (isinstance(v, float) and pd.isna(v)):
         return "–"
-    return f"{v:.2f}" if isinstance(v, float) else str(v)
+    if not isinstance(v, float):
+        return str(v)
+    text = f"{v:.2f}" + ("" if std is None or pd.isna(std) else f" ± {std:.2f}")
+    return text + ("" if n is None or pd.isna(n) else f" (n={int(n)})")
 
 
 def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> str:
@@ -138,9 +154,11 @@ def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame
     lines = [head, "|---|" + "---|" * len(cols)]
     for model, row in table.iterrows():
         mark = "?" if row.get("_unconfirmed") is True else ""
-        lines.append(f"| {model}{mark} | " + " | ".join(_cell(row[c]) for c in cols) + " |")
+        lines.append(f"| {model}{mark} | " + " | ".join(
+            _cell(row[c], row.get(f"_std:{c}"), row.get(f"_n:{c}")) for c in cols) + " |")
     glue_tasks = [c for c in cols if c not in ("Avg", "imdb")]
-    notes = [""]
+    notes = ["", "Ours: mean ± std over seeds (n runs; no ± for one run)."]
+    notes += _truncation_notes(table.attrs)
     if glue_tasks:
         notes.append("Scores in %, GLUE dev (val = test = dev); a task's score is the mean of its GLUE metrics "
                      "(CoLA MCC, MRPC F1/acc, STS-B Pearson/Spearman, others accuracy). Avg: over the tasks shown.")

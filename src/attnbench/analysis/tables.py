@@ -6,7 +6,9 @@
 
 ``scripts/make_table.py`` is the command line around ``write_outputs``. A failed job stays in the
 table as a ``failed`` cell and is listed with its error; a job folder without ``results.json`` (killed,
-or still running) shows as ``missing``.
+or still running) shows as ``missing``. Jobs that differ only by seed share a cell: mean ± std over seeds,
+with n; a truncated run (debug, batch limits, budget overrides; see ``analysis.runs``) gets its own column
+whose label carries a footnote marker explained under the table.
 """
 
 from __future__ import annotations
@@ -19,11 +21,25 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from attnbench.analysis.runs import (
+    FACT_COLUMNS,
+    MARK,
+    TEX_MARK,
+    hydra_stand_in,
+    job_facts,
+    label_variants,
+    status_kind,
+    sweep_notes,
+    truncation_notes,
+)
+
 RUN_COLUMNS = ["dataset", "horizon", "model", "status", "error", "mse", "mae", "wall_time_s",
-               "peak_memory_mb", "n_params", "run_dir"]
+               "peak_memory_mb", "n_params", "run_dir", *FACT_COLUMNS]
 REFERENCE_COLUMNS = ["dataset", "horizon", "model", "mse", "mae", "source", "confirmed"]
-STATUSES = ("ok", "failed", "missing")  # missing: a job folder (.hydra/) without results.json
-OUR_METRICS = ("mse", "mae", "n", "failed", "missing")  # n: ok runs averaged (seeds)
+# missing: a job folder (.hydra/) without results.json; any other status (interrupted, ...) counts as failed
+STATUSES = ("ok", "failed", "interrupted", "missing")
+OUR_METRICS = ("mse", "mae", "mse_std", "mae_std", "n", "failed", "missing")  # n: ok runs averaged (seeds)
+FORECAST_KEYS = ("data.name", "data.pred_len", "model.horizons")  # overrides the table's rows already name
 MISSING_ERROR = "no results.json: the job was killed or is still running"
 HOT_NOTE = ("HOT's own published numbers (Omranpour et al., arXiv:2412.02919) are not available here, "
             "so no published HOT column is shown.")
@@ -55,7 +71,7 @@ def job_parts(where: Path, result: dict[str, Any], data_keys: tuple[str, ...], s
     if any(k not in data for k in data_keys):
         raise ValueError(f"{where}: {' and '.join(f'config.data.{k}' for k in data_keys)} are required{hint}")
     status = status or result.get("status")
-    if status not in STATUSES:
+    if not isinstance(status, str) or not status:
         raise ValueError(f"{where}: status={status!r}; expected one of {STATUSES}")
     return choices, data, status, result.get("metrics") or {}
 
@@ -66,7 +82,7 @@ def _rows(path: Path, result: dict[str, Any], status: str | None = None) -> list
     base = dict(dataset=str(data["name"]), model=model_label(choices), status=status,
                 error=result.get("error"), wall_time_s=result.get("wall_time_s"),
                 peak_memory_mb=result.get("peak_memory_mb"), n_params=metrics.get("n_params"),
-                run_dir=str(path.parent))
+                run_dir=str(path.parent), **job_facts(result))
     horizons = sorted(int(m.group(1)) for k in metrics if (m := _PER_HORIZON.match(k)))
     if horizons:
         return [{**base, "horizon": h, "mse": metrics[f"test/mse_{h}"], "mae": metrics.get(f"test/mae_{h}")}
@@ -80,21 +96,14 @@ def _rows(path: Path, result: dict[str, Any], status: str | None = None) -> list
 
 def _missing_job(job_dir: Path) -> list[dict[str, Any]]:
     """Rows for a Hydra job folder that has ``.hydra/config.yaml`` but no ``results.json``."""
-    from omegaconf import OmegaConf
-
-    config = OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "config.yaml"), resolve=False)
-    hydra_yaml = job_dir / ".hydra" / "hydra.yaml"
-    choices = {}
-    if hydra_yaml.is_file():
-        choices = OmegaConf.to_container(OmegaConf.load(hydra_yaml).hydra.runtime.choices, resolve=False)
-    result = {"error": MISSING_ERROR, "choices": choices, "config": config}
-    return _rows(job_dir / "results.json", result, status="missing")
+    return _rows(job_dir / "results.json", hydra_stand_in(job_dir, MISSING_ERROR), status="missing")
 
 
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
     """Every job under ``sweep_dir`` (``results.json`` found recursively), one row per run x horizon.
 
-    Columns: ``RUN_COLUMNS``. Raises ``FileNotFoundError`` when the folder holds no ``results.json``.
+    Columns: ``RUN_COLUMNS``; ``model`` names the overrides that tell jobs apart and the truncation marker
+    (``runs.label_variants``). Raises ``FileNotFoundError`` when the folder holds no ``results.json``.
     """
     root = Path(sweep_dir)
     if not root.is_dir():
@@ -116,11 +125,11 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
         job = cfg.parent.parent
         if cfg.parent.name == ".hydra" and job not in done:
             rows += _missing_job(job)
-    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    runs = label_variants(pd.DataFrame(rows, columns=[c for c in RUN_COLUMNS if c != "mark"]), FORECAST_KEYS)
     runs["horizon"] = runs["horizon"].astype(int)
     for c in ("mse", "mae", "wall_time_s", "peak_memory_mb", "n_params"):
         runs[c] = pd.to_numeric(runs[c])
-    return runs.sort_values([*_KEYS, "run_dir"], ignore_index=True)
+    return runs.sort_values([*_KEYS, "run_dir"], ignore_index=True)[RUN_COLUMNS]
 
 
 def _as_bool(v: Any) -> bool:
@@ -158,9 +167,12 @@ def load_reference(name: str = "forecasting_lookback96") -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------- table
 def _our_stats(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, horizon, model): mean MSE/MAE over ok runs, n of them, counts of failed/missing."""
+    """Per (dataset, horizon, model): mean and std (over seeds) of MSE/MAE over ok runs, n of them, counts
+    of failed/missing."""
+    runs = runs.assign(status=runs["status"].map(status_kind))
     ok = runs[runs["status"] == "ok"]
-    stats = ok.groupby(_KEYS).agg(mse=("mse", "mean"), mae=("mae", "mean"), n=("mse", "count"))
+    stats = ok.groupby(_KEYS).agg(mse=("mse", "mean"), mae=("mae", "mean"), mse_std=("mse", "std"),
+                                  mae_std=("mae", "std"), n=("mse", "count"))
     bad = runs[runs["status"] != "ok"].groupby([*_KEYS, "status"]).size().unstack("status")
     stats = stats.join(bad.reindex(columns=["failed", "missing"]), how="outer")
     stats[["n", "failed", "missing"]] = stats[["n", "failed", "missing"]].fillna(0).astype(int)
@@ -171,7 +183,8 @@ def forecasting_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str
                       ) -> pd.DataFrame:
     """Wide table, index (dataset, horizon) of the pairs we ran, columns (group, model, metric).
 
-    ``("ours", m, mse|mae|n|failed|missing)``: our runs averaged (seeds); n counts the ok ones.
+    ``("ours", m, mse|mae|mse_std|mae_std|n|failed|missing)``: our runs averaged over seeds (std: sample
+    standard deviation, NaN for one seed); n counts the ok ones.
     ``("published", r, mse|mae|confirmed)``: every reference model. ``("diff", m, mse|mae)``: ours minus
     the published ``baseline`` (negative = better). ``attrs`` holds ``baseline`` and ``sources``.
     """
@@ -194,7 +207,7 @@ def forecasting_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str
     for m in models:
         s = stats.xs(m, level="model").reindex(index)
         for c in OUR_METRICS:
-            cols[("ours", m, c)] = s[c] if c in ("mse", "mae") else s[c].fillna(0).astype(int)
+            cols[("ours", m, c)] = s[c] if c.startswith(("mse", "mae")) else s[c].fillna(0).astype(int)
     for m in models:
         for c in ("mse", "mae"):
             cols[("diff", m, c)] = cols[("ours", m, c)] - base[c]
@@ -206,6 +219,7 @@ def forecasting_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str
     table.columns = pd.MultiIndex.from_tuples(list(cols), names=["group", "model", "metric"])
     table.attrs["baseline"] = baseline
     table.attrs["sources"] = sorted(reference["source"].unique())
+    table.attrs.update(sweep_notes(runs))
     return table
 
 
@@ -215,22 +229,18 @@ _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#
 
 
 def _tex_escape(s: str) -> str:
-    return re.sub(r"[\\&%$#_{}~^]", lambda m: _TEX[m.group()], s)
+    return re.sub(r"[\\&%$#_{}~^]", lambda m: _TEX[m.group()], s).replace(MARK, TEX_MARK).replace("±", r"$\pm$")
 
 
 def _show_counts(table: pd.DataFrame) -> bool:
-    """Show the n columns when some cell averages several runs or mixes ok and failed runs."""
-    ours = table["ours"]
-    for m in ours.columns.get_level_values("model").unique():
-        n, bad = ours[(m, "n")], ours[(m, "failed")] + ours[(m, "missing")]
-        if ((n > 1) | ((n >= 1) & (bad > 0))).any():
-            return True
-    return False
+    """The n columns (seeds per cell) are always shown: a single run is said to be one."""
+    return True
 
 
 def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
-    """String cells for writing: 3 decimals, best MSE per row in bold, ``failed``/``missing`` where a
-    model has no score, a dagger on published values not confirmed by a second source."""
+    """String cells for writing: 3 decimals (mean ± std over seeds), best MSE per row in bold (never a truncated
+    run's), ``failed``/``missing`` where a model has no score, a dagger on published values not confirmed by a
+    second source."""
     dash = "–" if fmt == "md" else "--"
     esc = _tex_escape if fmt == "tex" else (lambda s: s)
 
@@ -238,14 +248,20 @@ def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
         return f"**{s}**" if fmt == "md" else rf"\textbf{{{s}}}"
 
     dagger = "†" if fmt == "md" else r"\textsuperscript{\dag}"
+    pm = "±" if fmt == "md" else r"$\pm$"
     ours, pub = table["ours"], table["published"]
     our_models = list(ours.columns.get_level_values("model").unique())
     ref_models = list(pub.columns.get_level_values("model").unique())
-    mses = pd.concat([ours.xs("mse", level="metric", axis=1), pub.xs("mse", level="metric", axis=1)], axis=1)
+    full_runs = ours.xs("mse", level="metric", axis=1)
+    full_runs = full_runs[[m for m in full_runs.columns if MARK not in m]]  # truncated runs compete for nothing
+    mses = pd.concat([full_runs, pub.xs("mse", level="metric", axis=1)], axis=1)
     best = mses.astype(float).round(3).min(axis=1).where(mses.notna().sum(axis=1) >= 2)  # bold needs a rival
 
-    def num(v: float, is_best: bool) -> str:
-        return dash if pd.isna(v) else (bold(f"{v:.3f}") if is_best else f"{v:.3f}")
+    def num(v: float, is_best: bool, std: float = float("nan")) -> str:
+        if pd.isna(v):
+            return dash
+        text = bold(f"{v:.3f}") if is_best else f"{v:.3f}"
+        return text if pd.isna(std) else f"{text} {pm} {std:.3f}"
 
     out: dict[tuple[str, str], list[str]] = {}
     counts = _show_counts(table)
@@ -255,8 +271,8 @@ def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
                     for f, k in zip(s["failed"], s["missing"], strict=True)]
         for c in ("mse", "mae"):
             out[(esc(m), c.upper())] = [
-                num(v, c == "mse" and round(v, 3) == b) if n else ns
-                for v, n, b, ns in zip(s[c], s["n"], best, no_score, strict=True)]
+                num(v, c == "mse" and round(v, 3) == b, sd) if n else ns
+                for v, sd, n, b, ns in zip(s[c], s[f"{c}_std"], s["n"], best, no_score, strict=True)]
         if counts:
             out[(esc(m), "n")] = [
                 f"{n}" + (f" (+{f} failed)" if f else "") + (f" (+{k} missing)" if k else "")
@@ -286,8 +302,8 @@ def _notes(table: pd.DataFrame, fmt: Fmt) -> list[str]:
     pub = table["published"]
     unconfirmed = pub.xs("confirmed", level="metric", axis=1).isin([False]).to_numpy().any()
     notes = [f"Δ = ours − {baseline} (published); negative = better. Best MSE per row in bold. "
-             "Repeated runs (seeds) of a model are averaged.",
-             f"Published numbers: {sources}."]
+             "Ours: mean ± std over seeds (n runs; no ± for one run).",
+             f"Published numbers: {sources}.", *truncation_notes(table.attrs)]
     if unconfirmed:
         notes.append("† not confirmed against a second source.")
     notes.append(HOT_NOTE)
@@ -333,10 +349,29 @@ def to_latex(table: pd.DataFrame, label: str = "tab:forecasting") -> str:
     return tex.replace(r"\end{table}", notes + "\n" + r"\end{table}")
 
 
+def legend_below(fig: Any, handles: list[Any], labels: list[str]) -> None:
+    """A legend under the panels with as many columns as fit the figure's width, so that no label is cut
+    (with ``savefig(bbox_inches="tight")`` as a second guard); the figure grows by the legend's rows."""
+    entry_in = 0.55 + 0.075 * max(len(str(lab)) for lab in labels)  # marker + gap + text at 10 pt, inches
+    ncols = max(1, min(len(labels), int(fig.get_figwidth() // entry_in)))
+    rows = -(-len(labels) // ncols)
+    fig.set_figheight(fig.get_figheight() + 0.3 * rows)
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)
+
+
 def plot_mse(table: pd.DataFrame, path: str | Path) -> Path:
+    """``mse_figure`` saved as a PNG at ``path``."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    mse_figure(table).savefig(out, dpi=120, bbox_inches="tight")
+    return out
+
+
+def mse_figure(table: pd.DataFrame) -> Any:
     """Grouped bars of test MSE, ours (outlined) beside the published models, one panel per data set.
 
-    A model without a number in a panel is left out of it; a failed/missing run of ours shows as a red x.
+    A model without a number in a panel is left out of it; a failed/missing run of ours shows as a red x; an
+    error bar spans ± one std over seeds.
     """
     from matplotlib import rcParams
     from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
@@ -349,7 +384,7 @@ def plot_mse(table: pd.DataFrame, path: str | Path) -> Path:
     datasets = list(dict.fromkeys(table.index.get_level_values("dataset")))
     ncols = min(3, len(datasets))
     nrows = -(-len(datasets) // ncols)
-    fig = Figure(figsize=(5 * ncols, 3.2 * nrows), layout="constrained")
+    fig = Figure(figsize=(max(7.0, 5 * ncols), 3.2 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     handles: dict[str, Any] = {}
     for ax, d in zip(axes[: len(datasets)], datasets, strict=True):
@@ -360,8 +395,10 @@ def plot_mse(table: pd.DataFrame, path: str | Path) -> Path:
         width = 0.8 / len(shown)
         for k, (i, name, ys, bad) in enumerate(shown):
             xs = [j + (k - (len(shown) - 1) / 2) * width for j in range(len(horizons))]
+            std = ours[(name, "mse_std")].loc[d].to_numpy(dtype=float) if bad is not None else None
             handles[name] = ax.bar(xs, ys, width, color=colors[i % len(colors)], linewidth=0.6,
-                                   edgecolor="black" if bad is not None else "none")
+                                   edgecolor="black" if bad is not None else "none", yerr=std, capsize=2,
+                                   error_kw={"linewidth": 0.8})
             crosses = [x for x, b in zip(xs, bad if bad is not None else [0] * len(xs), strict=True) if b]
             if crosses:
                 (handles["failed / missing"],) = ax.plot(crosses, [0] * len(crosses), "x", color="red",
@@ -375,12 +412,8 @@ def plot_mse(table: pd.DataFrame, path: str | Path) -> Path:
         ax.set_visible(False)
     order = [name for name, _, _ in series if name in handles]
     order += ["failed / missing"] if "failed / missing" in handles else []
-    fig.legend([handles[n] for n in order], order, loc="outside lower center", ncols=min(len(order), 8),
-               frameon=False)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    return out
+    legend_below(fig, [handles[n] for n in order], order)
+    return fig
 
 
 def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None,

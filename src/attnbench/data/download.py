@@ -87,12 +87,29 @@ def download(url: str, dest: Path, timeout: float = 60.0) -> None:
 
 
 def fetch(name: str, src: Source, data_dir: Path, from_dir: Path | None = None, timeout: float = 60.0) -> Path:
-    """Make ``data_dir/src.path`` hold the verified file: keep it, copy it from ``from_dir``, or download it."""
+    """Make ``data_dir/src.path`` hold the verified file: keep it, copy it from ``from_dir``, or download it.
+
+    Folders made for it are removed again when that fails, so a mistyped ``data_dir`` is not left behind.
+    """
     path = data_dir / src.path
     if path.is_file():
         verify(name, src, path)
         return path
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fetch_into(name, src, path, data_dir, from_dir, timeout)
+    except BaseException:
+        for d in made:
+            try:
+                d.rmdir()  # only while empty
+            except OSError:
+                break
+        raise
+
+
+def _fetch_into(name: str, src: Source, path: Path, data_dir: Path, from_dir: Path | None, timeout: float) -> Path:
+    """``fetch`` once the folder of ``path`` exists: copy from ``from_dir`` or download, then verify."""
     if from_dir is not None:
         cand = [from_dir / src.path, from_dir / Path(src.path).name]
         found = next((c for c in cand if c.is_file()), None)

@@ -10,14 +10,15 @@ along each axis for training; ``none`` leaves the volumes in [0, 1].
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from monai.transforms import Compose, RandFlip, RandScaleIntensity, ScaleIntensity, ToTensor
+from monai.transforms import Compose, RandFlip, Randomizable, RandScaleIntensity, ScaleIntensity, ToTensor
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from attnbench.checkpoint import numpy_state, set_numpy_state
 from attnbench.data.base import SplitDataModule
 from attnbench.data.catalog import VolumeSpec, volume_spec
 from attnbench.data.download import DataError, fetch, locate
@@ -62,7 +63,8 @@ class VolumeDataset(Dataset):
 
 
 def load_npz(path: Path, spec: VolumeSpec, size: int, check: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The three splits of an official file; with ``check``, array names, shapes and label range are verified."""
+    """The three splits of an official file. Array names, volume shape and label range are always checked; with
+    ``check`` (``verify``) the official split sizes too."""
     try:
         with np.load(path) as z:
             keys = set(z.files)
@@ -74,14 +76,22 @@ def load_npz(path: Path, spec: VolumeSpec, size: int, check: bool = True) -> dic
     except (OSError, ValueError) as e:
         raise DataError(f"{spec.name}: {path} cannot be read as .npz ({e}); delete it and run "
                         f"python scripts/prepare_data.py {spec.name}{'' if size == 28 else f'_{size}'}") from e
-    if check:
-        for s, n in zip(SPLITS, spec.n_samples, strict=True):
-            imgs, labels = out[s]
-            if imgs.shape != (n, size, size, size) or labels.shape[0] != n:
-                raise DataError(f"{spec.name}: {path} {s} split has images {imgs.shape}, labels {labels.shape}; "
-                                f"the official {size}^3 release has ({n}, {size}, {size}, {size})")
-            if labels.size and not 0 <= labels.min() <= labels.max() < spec.n_classes:
-                raise DataError(f"{spec.name}: {path} {s} labels outside [0, {spec.n_classes})")
+    for s, n in zip(SPLITS, spec.n_samples, strict=True):  # always: per-volume shape, label count and range
+        imgs, labels = out[s]
+        if imgs.ndim != 4 or imgs.shape[1:] != (size, size, size) or len(labels) != len(imgs):
+            raise DataError(f"{spec.name}: {path} {s} split has images {imgs.shape}, labels {labels.shape}; "
+                            f"expected (N, {size}, {size}, {size}) volumes and N labels")
+        if check and imgs.shape[0] != n:  # with verify: the official split sizes too
+            raise DataError(f"{spec.name}: {path} {s} split has images {imgs.shape}, labels {labels.shape}; "
+                            f"the official {size}^3 release has ({n}, {size}, {size}, {size})")
+        if labels.size and (labels.dtype.kind not in "iu" or labels.reshape(len(labels), -1).shape[1] != 1):
+            raise DataError(f"{spec.name}: {path} {s} labels are {labels.dtype} of shape {labels.shape}; expected "
+                            "one integer class per volume")
+        if labels.size and not 0 <= labels.min() <= labels.max() < spec.n_classes:
+            raise DataError(f"{spec.name}: {path} {s} labels span [{labels.min()}, {labels.max()}], outside the "
+                            f"{spec.n_classes} classes [0, {spec.n_classes})")
+        if imgs.dtype.kind == "f" and not np.isfinite(imgs).all():
+            raise DataError(f"{spec.name}: {path} {s} images hold non-finite values")
     return out
 
 
@@ -127,4 +137,18 @@ class MedMNIST3DDataModule(SplitDataModule):
                 tf.set_random_state(seed=self.seed)
             self.datasets[s] = VolumeDataset(imgs, labels, tf)
         self.class_counts = np.bincount(self.datasets["train"].labels, minlength=self.n_classes).tolist()
+
+    def _augment_rngs(self) -> list[np.random.RandomState]:
+        tf = self.datasets["train"].transform if "train" in self.datasets else None
+        return [t.R for t in getattr(tf, "transforms", ()) if isinstance(t, Randomizable)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training augmentation's random states (saved in checkpoints, so a resumed run continues them)."""
+        return {"augment_rng": [numpy_state(r) for r in self._augment_rngs()]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        rngs, saved = self._augment_rngs(), state.get("augment_rng", [])
+        if len(rngs) == len(saved):  # a checkpoint of another augmentation keeps this run's seeded states
+            for r, s in zip(rngs, saved, strict=True):
+                set_numpy_state(s, r)
 

@@ -112,6 +112,29 @@ def read_frame(path: Path, s: TimeSeriesSpec) -> pd.DataFrame:
     return df
 
 
+def check_frame(df: pd.DataFrame, cols: list[str], s: TimeSeriesSpec, path: Path, rows: bool = True) -> None:
+    """The table's shape and values, checked whatever ``verify`` says (``verify`` adds the checksum): the data
+    set's number of variables (``rows``: and of rows), numeric and finite values (no empty cell), valid dates."""
+    if len(cols) != s.n_vars:
+        raise DataError(f"{path}: {len(cols)} variables, expected {s.n_vars} for {s.name}; columns: {cols}")
+    if rows and len(df) != s.n_rows:
+        raise DataError(f"{path}: {len(df)} rows, expected {s.n_rows} for {s.name}")
+    bad = [c for c in cols if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        c = bad[0]
+        row = int(pd.to_numeric(df[c], errors="coerce").isna().to_numpy().argmax())
+        raise DataError(f"{path}: column {c!r} is not numeric (row {row + 2} of the file holds {df[c].iloc[row]!r})")
+    values = df[cols].to_numpy(dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():
+        r, c = np.argwhere(~finite)[0]
+        raise DataError(f"{path}: {int((~finite).sum())} empty or non-finite values, the first in column "
+                        f"{cols[c]!r} at row {r + 2} of the file ({values[r, c]}); fill or drop them first")
+    if s.has_date and df["date"].isna().any():
+        raise DataError(f"{path}: {int(df['date'].isna().sum())} empty dates (first at row "
+                        f"{int(df['date'].isna().to_numpy().argmax()) + 2} of the file)")
+
+
 class ForecastWindows(Dataset):
     """Sliding windows over one split: (x (seq_len, C), y (label_len+pred_len, C), x_mark, y_mark)."""
 
@@ -177,9 +200,7 @@ class TimeSeriesDataModule(L.LightningDataModule):
         cols = [c for c in df.columns if c != "date"]
         if self.target not in cols:
             raise DataError(f"{path}: target column {self.target!r} not found; columns: {cols}")
-        if self.verify and (len(df), len(cols)) != (self.spec.n_rows, self.spec.n_vars):
-            raise DataError(f"{path}: {len(df)} rows x {len(cols)} variables, expected "
-                            f"{self.spec.n_rows} x {self.spec.n_vars}")
+        check_frame(df, cols, self.spec, path, rows=self.verify)
         cols = [c for c in cols if c != self.target] + [self.target]  # target last
         if self.features == "S":
             cols = [self.target]

@@ -1,14 +1,77 @@
-"""What every LightningModule here shares: val/test steps through ``_eval_step`` and the optimizer and
-scheduler built from config partials."""
+"""What every LightningModule here shares: val/test steps through ``_eval_step``, the optimizer and scheduler built
+from config, and checkpoints that hold plain data only (hparams as config dicts, RNG states as tensors/lists) so
+they load with ``weights_only=True``; a resumed fit restores the RNG states and extends the LR schedule."""
 
 from __future__ import annotations
 
+import functools
+import logging
+from typing import Any
+
 import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.trainer.states import TrainerFn
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from attnbench import checkpoint
+from attnbench.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def plain(value: Any) -> Any:
+    """``value`` as plain data: a (Hydra ``_partial_``) functools.partial -> ``{"_target_": dotted path, **kwargs}``,
+    OmegaConf containers -> dicts/lists; the rest as is."""
+    if isinstance(value, functools.partial):
+        if value.args:
+            raise TypeError(f"cannot store a partial with positional arguments {value.args} as config")
+        fn = value.func
+        return {"_target_": f"{fn.__module__}.{fn.__qualname__}", **{k: plain(v) for k, v in value.keywords.items()}}
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True, enum_to_str=True)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def factory(spec: Any) -> Any:
+    """A callable from a partial (as passed by Hydra) or from its plain config dict (as stored in hparams)."""
+    if spec is None or callable(spec):
+        return spec
+    return instantiate(spec, _partial_=True, _convert_="all")
+
+
+def _closed_form_lr(sched: torch.optim.lr_scheduler.LRScheduler) -> list[float] | None:
+    """The schedule's learning rates at its ``last_epoch`` computed from scratch, where the scheduler has a closed
+    form (``LambdaLR`` and the cosine / step families)."""
+    if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+        return [base * fn(sched.last_epoch) for base, fn in zip(sched.base_lrs, sched.lr_lambdas, strict=True)]
+    if hasattr(sched, "_get_closed_form_lr"):
+        return list(sched._get_closed_form_lr())
+    return None
 
 
 class ConfiguredModule(L.LightningModule):
-    """Subclasses save ``optimizer``, ``scheduler``, ``scheduler_interval`` and ``monitor`` as hparams and
-    define ``_eval_step(batch, stage)``."""
+    """Subclasses call ``save_plain_hyperparameters()`` (``optimizer``, ``scheduler``, ``scheduler_interval`` and
+    ``monitor`` among their arguments) and define ``_eval_step(batch, stage)``.
+
+    ``run_config`` (the run's resolved config, set by ``attnbench.train.run``) is saved in every checkpoint.
+    """
+
+    run_config: dict | None = None
+    # state_dict keys that may differ between a checkpoint and this model (e.g. swapped-in attention buffers)
+    checkpoint_ignore: tuple[str, ...] = ()
+
+    def save_plain_hyperparameters(self) -> None:
+        """``save_hyperparameters`` with the optimizer/scheduler partials kept as callables on the module and stored
+        in hparams (and so in checkpoints) as plain config dicts."""
+        self.save_hyperparameters(ignore=["net"], logger=False, frame=_caller_frame())
+        self._factories = {k: factory(self.hparams.get(k)) for k in ("optimizer", "scheduler")}
+        for k in list(self.hparams):
+            self.hparams[k] = plain(self.hparams[k])
 
     def _eval_step(self, batch, stage: str) -> None:
         raise NotImplementedError
@@ -19,10 +82,86 @@ class ConfiguredModule(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
+    def build(self, key: str, **kwargs: Any) -> Any:
+        """The ``optimizer`` or ``scheduler`` of the config called with ``kwargs`` (None when unset)."""
+        make = getattr(self, "_factories", {}).get(key) or factory(self.hparams.get(key))
+        return None if make is None else make(**kwargs)
+
     def configure_optimizers(self):
-        opt = self.hparams.optimizer(params=self.parameters())
-        if self.hparams.scheduler is None:
+        opt = self.build("optimizer", params=self.parameters())
+        sched = self.build("scheduler", optimizer=opt)
+        if sched is None:
             return opt
-        sched = self.hparams.scheduler(optimizer=opt)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval,
                                                    "monitor": self.hparams.monitor}}
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        ckpt[checkpoint.RNG_KEY] = checkpoint.rng_state()
+        if self.run_config is not None:
+            ckpt[checkpoint.CONFIG_KEY] = self.run_config
+
+    def on_load_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        if self._trainer is None or self.trainer.state.fn != TrainerFn.FITTING:
+            return
+        # resuming fit: the RNG states now, before Lightning builds the train loader's iterator (its sampler seed);
+        # the schedule once the scheduler state is restored (on_train_start)
+        self._resuming = True
+        state = ckpt.get(checkpoint.RNG_KEY)
+        if state is not None:
+            checkpoint.set_rng_state(state)
+        else:
+            log.warning("resuming from a checkpoint without RNG state: shuffling and dropout restart from the seed")
+
+    def on_train_start(self) -> None:
+        if getattr(self, "_resuming", False):
+            self._resuming = False
+            self._extend_schedules()
+
+    def _extend_schedules(self) -> None:
+        """Resume with this run's schedule: constructor values of the scheduler config (e.g. ``T_max`` =
+        ``trainer.max_epochs``) replace those restored from the checkpoint, and the learning rate is recomputed at
+        the restored step, so a larger budget extends the schedule instead of training on at its end value."""
+        spec = self.hparams.get("scheduler") or {}
+        for conf in self.trainer.lr_scheduler_configs:
+            sched = conf.scheduler
+            changed = {k: (getattr(sched, k), v) for k, v in spec.items()
+                       if not k.startswith("_") and hasattr(sched, k) and getattr(sched, k) != v}
+            lrs = _closed_form_lr(sched)
+            if changed and lrs is None:
+                raise ConfigError(f"resuming with model.scheduler values changed from the checkpoint's "
+                                  f"({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in changed.items())}) but "
+                                  f"{type(sched).__name__} cannot be recomputed at step {sched.last_epoch}: "
+                                  "resume with the checkpoint's values")
+            for k, (_, new) in changed.items():
+                setattr(sched, k, new)
+            if lrs is None:
+                continue
+            lrs = _closed_form_lr(sched)  # with the new values
+            for group, lr in zip(sched.optimizer.param_groups, lrs, strict=True):
+                group["lr"] = lr
+            sched._last_lr = list(lrs)
+            if changed:
+                log.info("resuming: model.scheduler %s (this run's budget); lr at step %d is now %s",
+                         ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()), sched.last_epoch, lrs)
+
+
+def _caller_frame():
+    """The frame of the subclass ``__init__`` that called ``save_plain_hyperparameters``."""
+    import inspect
+
+    frame = inspect.currentframe()
+    return frame.f_back.f_back if frame is not None and frame.f_back is not None else None
+
+
+def check_schedule_budget(scheduler: dict | None, max_epochs: int | None) -> None:
+    """Refuse a cosine schedule without a finite period (``T_max`` < 1, e.g. ``trainer.max_epochs=-1``): its
+    learning rate would oscillate."""
+    if not scheduler or not str(scheduler.get("_target_", "")).endswith("CosineAnnealingLR"):
+        return
+    t_max = scheduler.get("T_max")
+    if isinstance(t_max, int) and t_max < 1:
+        raise ConfigError(f"model.scheduler.T_max={t_max} is invalid: a cosine schedule needs a finite period >= 1 "
+                          f"(T_max follows trainer.max_epochs, here {max_epochs}; -1 means no limit). Set "
+                          "trainer.max_epochs >= 1, or model.scheduler.T_max >= 1, or model.scheduler=null")
+

@@ -43,7 +43,7 @@ class ClassificationModule(ConfiguredModule):
             raise ValueError(f"n_classes={n_classes} must be >= 2")
         if class_weights not in ("none", "inverse"):
             raise ValueError(f"class_weights={class_weights!r}; allowed: none, inverse")
-        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.save_plain_hyperparameters()
         self.net = torch.compile(net) if compile else net
         self.n_classes, self.binary = n_classes, n_classes == 2
         self.register_buffer("class_w", torch.ones(n_classes), persistent=False)
@@ -72,7 +72,11 @@ class ClassificationModule(ConfiguredModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
-    def _eval_step(self, batch, stage: str) -> None:
+    def test_step(self, batch, batch_idx: int) -> dict[str, Tensor]:
+        """Scores the batch; returns it for callbacks (``lit.artifacts.PredictionArtifacts`` saves it)."""
+        return self._eval_step(batch, "test")
+
+    def _eval_step(self, batch, stage: str) -> dict[str, Tensor]:
         x, y = batch
         logits = self(x).float()
         self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y))
@@ -80,3 +84,4 @@ class ClassificationModule(ConfiguredModule):
         m = getattr(self, f"{stage}_metrics")
         m.update(prob[:, 1] if self.binary else prob, y)
         self.log_dict(m, on_step=False, on_epoch=True, prog_bar=True)
+        return {"probs": prob.detach(), "target": y.detach()}  # (B, C), (B,)

@@ -28,7 +28,7 @@ class ForecastingModule(ConfiguredModule):
         monitor: str = "val/mse", monitor_mode: str = "min",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.save_plain_hyperparameters()
         self.net = torch.compile(net) if compile else net
         self.n_targets = n_targets
         self.pred_len = pred_len = net.pred_len
@@ -57,7 +57,11 @@ class ForecastingModule(ConfiguredModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(out))
         return loss
 
-    def _eval_step(self, batch, stage: str) -> None:
+    def test_step(self, batch, batch_idx: int) -> dict[str, Tensor]:
+        """Scores the batch; returns it for callbacks (``lit.artifacts.PredictionArtifacts`` saves it)."""
+        return self._eval_step(batch, "test")
+
+    def _eval_step(self, batch, stage: str) -> dict[str, Tensor]:
         out, tgt = self._predict(batch)
         for h in self.horizons:
             m = getattr(self, f"{stage}_metrics{h}")
@@ -69,3 +73,5 @@ class ForecastingModule(ConfiguredModule):
         self.log(f"{stage}/mae_avg", mae_avg, on_epoch=True, batch_size=len(out))
         if self.multi:  # alias of the longest horizon, the monitor of early stopping/checkpoints
             self.log(f"{stage}/mse", F.mse_loss(out.float(), tgt.float()), on_epoch=True, batch_size=len(out))
+        # (B, pred_len, n_targets) twice, and the input of the last variable (B, seq_len)
+        return {"forecast": out.detach(), "target": tgt.detach(), "history": batch[0][:, :, -1].detach()}

@@ -43,10 +43,12 @@ class TextClassificationModule(ConfiguredModule):
         super().__init__()
         if task not in TEXT_TASKS:
             raise ValueError(f"task={task!r}; allowed: {', '.join(TEXT_TASKS)}")
-        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.save_plain_hyperparameters()
         self.net, self.task = net.train(), TEXT_TASKS[task]  # from_pretrained returns eval mode; Lightning keeps it
         for stage in ("val", "test"):
             setattr(self, f"{stage}_metrics", MetricCollection(glue_metrics(task), prefix=f"{stage}/"))
+
+    checkpoint_ignore = (ATTR,)  # swapped-in attention buffers follow the model, not the checkpoint
 
     @property
     def evaluable_untrained(self) -> bool:
@@ -57,6 +59,7 @@ class TextClassificationModule(ConfiguredModule):
         """Load weights across attention swaps (SMYRF's interchangeability: train with SMYRF, test dense, or the
         reverse): the swapped-in attention's own buffers (e.g. SMYRF's seeded projections) follow the model
         being loaded into, not the checkpoint."""
+        super().on_load_checkpoint(checkpoint)
         state = checkpoint["state_dict"]
         own = self.state_dict()
         for key in [k for k in state if ATTR in k and k not in own]:
@@ -94,10 +97,10 @@ class TextClassificationModule(ConfiguredModule):
         self._epoch_end("test")
 
     def configure_optimizers(self):
-        opt = self.hparams.optimizer(params=self.parameters())
+        opt = self.build("optimizer", params=self.parameters())
         if self.hparams.scheduler is None:
             return opt
         total = int(self.trainer.estimated_stepping_batches)
-        sched = self.hparams.scheduler(optimizer=opt, num_training_steps=total,
-                                       num_warmup_steps=int(self.hparams.warmup_ratio * total))
+        sched = self.build("scheduler", optimizer=opt, num_training_steps=total,
+                           num_warmup_steps=int(self.hparams.warmup_ratio * total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval}}

@@ -1,0 +1,143 @@
+"""What a test run leaves beside its metrics: the test set's predictions and a picture of them.
+
+``PredictionArtifacts`` (``callbacks.test_artifacts`` in ``conf/callbacks/default.yaml``) collects what a module's
+``test_step`` returns and writes into ``dirpath`` (the run folder):
+
+- forecasting (``{"forecast", "target", "history"}``, each ``(B, ...)``): ``test_predictions.npz`` with
+  ``forecast`` and ``target`` ``(N, pred_len, n_targets)`` and ``history`` ``(N, seq_len)`` (the input of the
+  last target variable), in the model's (scaled) units; ``test_forecasts.png``: ``n_plot`` windows spread over
+  the test set, history, truth and forecast of the last target variable.
+- classification (``{"probs" (B, C), "target" (B,)}``): ``test_predictions.npz`` (probs, target),
+  ``confusion_matrix.csv`` (rows: true class, columns: predicted) and ``confusion_matrix.png``.
+
+Modules whose ``test_step`` returns nothing are left alone. At most ``max_mb`` of predictions are kept (the
+npz says how many windows were saved of how many); under DDP each rank writes its own share
+(``test_predictions_rank<r>.npz``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+log = logging.getLogger(__name__)
+
+
+def confusion_matrix(target: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts ``(n_classes, n_classes)``: row = true class, column = predicted class."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (target.astype(np.int64), pred.astype(np.int64)), 1)
+    return cm
+
+
+def _figure(**kwargs: Any) -> Any:
+    from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
+
+    return Figure(layout="constrained", **kwargs)
+
+
+def plot_forecasts(history: np.ndarray, target: np.ndarray, forecast: np.ndarray, path: Path,
+                   n_plot: int = 4) -> Path:
+    """``n_plot`` windows evenly spread over the set: history ``(N, L)``, truth and forecast ``(N, H)``."""
+    n = len(target)
+    idx = np.unique(np.linspace(0, n - 1, num=min(n_plot, n)).round().astype(int))
+    fig = _figure(figsize=(7, 2.2 * len(idx)))
+    axes = fig.subplots(len(idx), 1, squeeze=False)[:, 0]
+    for ax, i in zip(axes, idx, strict=True):
+        seq_len, horizon = history.shape[1], target.shape[1]
+        ax.plot(range(-seq_len, 0), history[i], color="0.55", linewidth=1, label="input")
+        ax.plot(range(horizon), target[i], color="black", linewidth=1.2, label="truth")
+        ax.plot(range(horizon), forecast[i], color="tab:red", linewidth=1.2, label="forecast")
+        ax.axvline(0, color="0.8", linewidth=0.8)
+        ax.set_title(f"test window {i} of {n}", fontsize=9)
+        ax.set_ylabel("value (scaled)")
+    axes[-1].set_xlabel("time step (0 = first forecast step)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, frameon=False)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def plot_confusion(cm: np.ndarray, path: Path) -> Path:
+    """Counts in each cell, rows true, columns predicted; colour by the row's fraction (recall)."""
+    k = len(cm)
+    frac = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig = _figure(figsize=(max(3.5, 0.55 * k + 2), max(3.0, 0.5 * k + 1.5)))
+    ax = fig.subplots()
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    for r in range(k):
+        for c in range(k):
+            ax.text(c, r, str(cm[r, c]), ha="center", va="center", fontsize=8,
+                    color="white" if frac[r, c] > 0.5 else "black")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    fig.colorbar(im, ax=ax, label="fraction of the true class")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+class PredictionArtifacts(Callback):
+    """Saves the test set's predictions and their plot / confusion matrix (module docstring)."""
+
+    def __init__(self, dirpath: str, n_plot: int = 4, max_mb: float = 64.0) -> None:
+        if n_plot < 0:
+            raise ValueError(f"callbacks.test_artifacts.n_plot={n_plot} must be >= 0")
+        if max_mb <= 0:
+            raise ValueError(f"callbacks.test_artifacts.max_mb={max_mb} must be > 0")
+        self.dirpath, self.n_plot, self.max_bytes = Path(dirpath), n_plot, max_mb * 2**20
+        self._parts: dict[str, list[np.ndarray]] = {}
+        self._bytes, self._seen, self._kept = 0, 0, 0
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._parts, self._bytes, self._seen, self._kept = {}, 0, 0, 0
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:
+        if not isinstance(outputs, dict) or "target" not in outputs:
+            return
+        arrays = {k: v.detach().float().cpu().numpy() if v.is_floating_point() else v.detach().cpu().numpy()
+                  for k, v in outputs.items() if isinstance(v, torch.Tensor)}
+        b = len(arrays["target"])
+        self._seen += b
+        size = sum(a.nbytes for a in arrays.values())
+        if self._bytes + size > self.max_bytes:
+            return  # counted in _seen, not kept: the npz says so
+        self._bytes += size
+        self._kept += b
+        for k, a in arrays.items():
+            self._parts.setdefault(k, []).append(a)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._parts:
+            return
+        data = {k: np.concatenate(v) for k, v in self._parts.items()}
+        self._parts = {}
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        rank = f"_rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        npz = self.dirpath / f"test_predictions{rank}.npz"
+        np.savez_compressed(npz, **data, windows_saved=self._kept, windows_total=self._seen)
+        if self._kept < self._seen:
+            log.warning("test predictions: kept %d of %d (callbacks.test_artifacts.max_mb=%g)", self._kept,
+                        self._seen, self.max_bytes / 2**20)
+        written = [npz]
+        if trainer.global_rank == 0 and "forecast" in data and self.n_plot:
+            # (N, H, n_targets) -> the last target variable, (N, H)
+            written.append(plot_forecasts(data["history"], data["target"][..., -1], data["forecast"][..., -1],
+                                          self.dirpath / "test_forecasts.png", self.n_plot))
+        if trainer.global_rank == 0 and "probs" in data:
+            probs = data["probs"]  # (N, C)
+            cm = confusion_matrix(data["target"], probs.argmax(-1), probs.shape[-1])
+            csv = self.dirpath / "confusion_matrix.csv"
+            header = "true\\pred," + ",".join(str(c) for c in range(len(cm)))
+            np.savetxt(csv, np.column_stack([np.arange(len(cm)), cm]), fmt="%d", delimiter=",", header=header,
+                       comments="")
+            written += [csv, plot_confusion(cm, self.dirpath / "confusion_matrix.png")]
+        log.info("test artifacts: %s", ", ".join(str(p) for p in written))

@@ -1,0 +1,318 @@
+"""Hostile and broken inputs: checkpoints whose pickle would run code, checkpoints of another model, garbage
+files, SIGTERM / Ctrl+C, and data files with a wrong shape or values (checked whatever ``data.verify`` says)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from attnbench import checkpoint
+from attnbench.checkpoint import CONFIG_KEY, CheckpointError
+from attnbench.data import download
+from attnbench.data.download import DataError
+from attnbench.data.medmnist import MedMNIST3DDataModule
+from attnbench.data.timeseries import TimeSeriesDataModule
+from tests.conftest import FAST, ROOT, write_ett_csv
+
+
+class Marker:
+    """Pickles as ``os.system("touch <path>")``: loading it with weights_only=False creates the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def evil_copy(src: dict, dest: Path, marker: Path) -> Path:
+    torch.save({**src, "extra": Marker(marker)}, dest)
+    return dest
+
+
+# ----------------------------------------------------------------------------- checkpoint loading (fast)
+def test_a_pickle_that_runs_code_is_refused_unrun(tmp_path):
+    marker = tmp_path / "ran"
+    evil = evil_copy({"state_dict": {"w": torch.ones(2)}}, tmp_path / "evil.ckpt", marker)
+    with pytest.raises(CheckpointError, match="refused unread") as e:
+        checkpoint.load(evil)
+    assert re.search(r"it would call (os|posix).system", str(e.value))
+    assert not marker.exists()
+    torch.load(evil, weights_only=False)  # the file is really hostile: the unsafe loader runs it
+    assert marker.exists()
+
+
+def test_garbage_files_get_one_message(tmp_path):
+    (tmp_path / "random.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    (tmp_path / "text.ckpt").write_text("epoch: 3\n")
+    for name in ("random.ckpt", "empty.ckpt", "text.ckpt"):
+        with pytest.raises(CheckpointError, match=rf"ckpt_path='.*{name}' is not a PyTorch checkpoint"):
+            checkpoint.load(tmp_path / name)
+    torch.save([1, 2, 3], tmp_path / "list.ckpt")
+    with pytest.raises(CheckpointError, match="is not a Lightning checkpoint"):
+        checkpoint.load(tmp_path / "list.ckpt")
+    with pytest.raises(CheckpointError, match="no such file"):
+        checkpoint.load(tmp_path / "typo.ckpt")
+
+
+def _model(compose_cfg, *overrides):
+    cfg = compose_cfg([*FAST, *overrides])
+    model = instantiate(cfg.model)
+    return model, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def test_hparams_are_plain_data_and_build_the_optimizer(compose_cfg, tmp_path):
+    model, _ = _model(compose_cfg, "trainer.max_epochs=5")
+    hp = dict(model.hparams)
+    assert hp["optimizer"] == {"_target_": "torch.optim.adamw.AdamW", "lr": 1e-3, "weight_decay": 1e-2,
+                               "betas": [0.9, 0.999]}
+    assert hp["scheduler"] == {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": 5}
+    torch.save(hp, tmp_path / "hp.pt")
+    assert torch.load(tmp_path / "hp.pt", weights_only=True) == hp
+    conf = model.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["betas"] == (0.9, 0.999)
+    assert isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR) and sched.T_max == 5
+
+
+def test_a_checkpoint_of_another_model_names_the_config_keys_that_differ(compose_cfg):
+    small, small_cfg = _model(compose_cfg)
+    big, big_cfg = _model(compose_cfg, "model.net.d_model=64", "model.net.n_layers=3")
+    ckpt = {"state_dict": small.state_dict(), CONFIG_KEY: small_cfg}
+    checkpoint.check_fits(ckpt, small, small_cfg, "a.ckpt")  # its own model fits
+    with pytest.raises(CheckpointError) as e:
+        checkpoint.check_fits(ckpt, big, big_cfg, "a.ckpt")
+    msg = str(e.value)
+    assert "checkpoint of another model" in msg and "differ in shape" in msg
+    assert "model.net.d_model: 32 (checkpoint) vs 64 (this run)" in msg
+    assert "model.net.n_layers: 2 (checkpoint) vs 3 (this run)" in msg
+    assert "state_dict" not in msg.split("differs from this run's")[-1]  # keys, not a dump
+    del ckpt[CONFIG_KEY]
+    with pytest.raises(CheckpointError, match="holds no attnbench config"):
+        checkpoint.check_fits(ckpt, big, big_cfg, "a.ckpt")
+
+
+# ----------------------------------------------------------------------------- data checks (fast)
+def ts(data_dir: Path, **kw) -> TimeSeriesDataModule:
+    m = TimeSeriesDataModule("ETTh1", str(data_dir), 96, 48, 96, verify=False, download=False, **kw)
+    m.setup()
+    return m
+
+
+def test_csv_with_an_empty_cell_is_refused_without_verify(tmp_path):
+    path = tmp_path / "ETT-small" / "ETTh1.csv"
+    df = write_ett_csv(path)
+    df.loc[100, "HULL"] = None
+    df.to_csv(path, index=False, float_format="%.4f")
+    with pytest.raises(DataError, match=r"1 empty or non-finite values, the first in column 'HULL' at row 102"):
+        ts(tmp_path)
+
+
+def test_csv_missing_a_column_is_refused_without_verify(tmp_path):
+    path = tmp_path / "ETT-small" / "ETTh1.csv"
+    write_ett_csv(path).drop(columns=["MULL"]).to_csv(path, index=False, float_format="%.4f")
+    with pytest.raises(DataError, match="6 variables, expected 7 for ETTh1"):
+        ts(tmp_path)
+
+
+def test_csv_with_text_in_a_value_column_is_refused(tmp_path):
+    path = tmp_path / "ETT-small" / "ETTh1.csv"
+    df = write_ett_csv(path).astype({"OT": object})
+    df.loc[7, "OT"] = "n/a?"
+    df.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"column 'OT' is not numeric \(row 9 of the file holds 'n/a\?'\)"):
+        ts(tmp_path)
+
+
+def write_npz(path: Path, labels_max: int = 1, size: int = 28, n: int = 4) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split in ("train", "val", "test"):
+        arrays[f"{split}_images"] = rng.integers(0, 256, size=(n, size, size, size), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % (labels_max + 1)).astype(np.uint8)[:, None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+
+
+def med(data_dir: Path, **kw) -> MedMNIST3DDataModule:
+    return MedMNIST3DDataModule("adrenalmnist3d", str(data_dir), size=28, download=False, verify=False, **kw)
+
+
+def test_npz_labels_out_of_range_and_wrong_volumes_are_refused_without_verify(tmp_path):
+    path = tmp_path / "medmnist3d" / "adrenalmnist3d.npz"
+    write_npz(path, labels_max=1)
+    med(tmp_path).setup("fit")  # in range: fine
+    write_npz(path, labels_max=3)
+    with pytest.raises(DataError, match=r"train labels span \[0, 3\], outside the 2 classes \[0, 2\)"):
+        med(tmp_path).setup("fit")
+    write_npz(path, size=14)
+    with pytest.raises(DataError, match=r"train split has images \(4, 14, 14, 14\).*expected \(N, 28, 28, 28\)"):
+        med(tmp_path).setup("fit")
+
+
+def test_a_mistyped_data_dir_is_not_created(tmp_path, monkeypatch):
+    def offline(url, dest, timeout=60.0):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(download, "download", offline)
+    typo = tmp_path / "dtaa"
+    m = TimeSeriesDataModule("ETTh1", str(typo), 96, 48, 96, verify=False, download=True)
+    with pytest.raises(DataError, match="download of .* failed"):
+        m.prepare_data()
+    assert not typo.exists() and list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- through the CLI (slow)
+def cli(args: list[str], run_dir: Path, env: dict | None = None, **kw) -> subprocess.Popen:
+    e = {**os.environ, "HYDRA_FULL_ERROR": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    cmd = [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *args]
+    return subprocess.Popen(cmd, cwd=run_dir.parent, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **kw)
+
+
+def finish(p: subprocess.Popen, timeout: int = 300) -> tuple[int, str]:
+    out, _ = p.communicate(timeout=timeout)
+    return p.returncode, out
+
+
+def result(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synth_data_dir) -> tuple[Path, list[str]]:
+    """(last.ckpt of a 1-epoch debug run, the overrides it ran with)."""
+    args = [*FAST, f"paths.data_dir={synth_data_dir}"]
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    rc, out = finish(cli(args, run_dir))
+    assert rc == 0, out[-3000:]
+    return run_dir / "checkpoints" / "last.ckpt", args
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("train", ["true", "false"])
+def test_a_hostile_checkpoint_never_runs_through_the_cli(tmp_path, trained, train):
+    last, args = trained
+    marker = tmp_path / "ran"
+    evil = evil_copy(torch.load(last, weights_only=True), tmp_path / "evil.ckpt", marker)
+    rc, out = finish(cli([*args, f"train={train}", f"ckpt_path={evil}"], tmp_path / "run"))
+    assert rc != 0 and not marker.exists(), out[-3000:]
+    res = result(tmp_path / "run")
+    assert res["status"] == "failed" and "refused unread" in res["error"] and "system" in res["error"]
+
+
+@pytest.mark.slow
+def test_another_models_checkpoint_and_garbage_fail_with_one_message(tmp_path, trained):
+    last, args = trained
+    rc, out = finish(cli([*args, "train=false", f"ckpt_path={last}", "model.net.d_model=64"], tmp_path / "a"))
+    assert rc != 0
+    err = result(tmp_path / "a")["error"]
+    assert "checkpoint of another model" in err and "model.net.d_model: 32 (checkpoint) vs 64 (this run)" in err
+    (tmp_path / "junk.ckpt").write_bytes(b"\x00" * 1000)
+    rc, out = finish(cli([*args, f"ckpt_path={tmp_path / 'junk.ckpt'}"], tmp_path / "b"))
+    assert rc != 0 and "is not a PyTorch checkpoint" in result(tmp_path / "b")["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_a_checkpoint_exits_nonzero_and_a_requeued_job_resumes(tmp_path, synth_data_dir, sig):
+    """SIGTERM (kill, SLURM preemption) or Ctrl+C during fit: last.ckpt saved at the stop, exit 128+signal,
+    results.json names the signal; the same job started again with SLURM_RESTART_COUNT set resumes from it."""
+    run_dir = tmp_path / "run"
+    args = [*FAST, f"paths.data_dir={synth_data_dir}", "trainer.max_epochs=100000",
+            "callbacks.early_stopping.patience=100000"]
+    p = cli(args, run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    t0 = time.time()
+    while not last.is_file() and p.poll() is None and time.time() - t0 < 240:
+        time.sleep(0.2)
+    assert p.poll() is None, p.communicate()[0][-3000:]
+    time.sleep(0.5)
+    p.send_signal(sig)
+    rc, out = finish(p, timeout=120)
+    assert rc == 128 + sig, out[-3000:]
+    res = result(run_dir)
+    assert res["status"] == "failed" and res["error"].startswith(f"RunStopped: stopped by {sig.name}")
+    assert f"resume with ckpt_path={last}" in res["error"]
+    stopped_at = torch.load(last, weights_only=True)["epoch"]
+    # the requeued job: same folder, SLURM_RESTART_COUNT > 0, a budget two epochs past the stop
+    rc, out = finish(cli([*args[:-2], f"trainer.max_epochs={stopped_at + 2}", args[-1]], run_dir,
+                         env={"SLURM_RESTART_COUNT": "1"}))
+    assert rc == 0, out[-3000:]
+    assert f"resuming from {last}" in out
+    res = result(run_dir)
+    assert res["status"] == "ok" and res["metrics"]["epochs"] == stopped_at + 2
+
+
+
+def test_the_slurm_launcher_requeues_preempted_and_timed_out_jobs():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from attnbench.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=["hydra/launcher=slurm", "paths.output_dir=/o"], return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+    launcher = cfg.hydra.launcher
+    assert "submitit" in launcher._target_ and launcher.max_num_timeout >= 1
+    assert launcher.additional_parameters.requeue is True and launcher.signal_delay_s > 0
+    assert cfg.callbacks.signal_checkpoint.dirpath == cfg.callbacks.last_checkpoint.dirpath
+
+
+@pytest.mark.slow
+def test_submitits_usr2_requeue_waits_for_the_checkpoint(compose_cfg, synth_data_dir, tmp_path):
+    """hydra/launcher=slurm: submitit's USR2 handler (requeue, then sys.exit wherever training is) runs only after
+    Lightning stopped at a batch boundary and last.ckpt was saved; the run then exits 128 + 12."""
+    import threading
+
+    from attnbench.callbacks import RunStopped
+    from attnbench.train import run
+
+    calls = []
+
+    def fake_submitit(signum, frame):  # submitit's checkpoint_and_try_requeue: requeue, then exit
+        calls.append(signum)
+        sys.exit(-1)
+
+    fake_submitit.__module__ = "submitit.core.job_environment"
+    cfg = compose_cfg([*FAST, f"paths.data_dir={synth_data_dir}", "trainer.max_epochs=100000",
+                       "callbacks.early_stopping.patience=100000"], output_dir=str(tmp_path))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+
+    def send():
+        t0 = time.time()
+        while not last.is_file() and time.time() - t0 < 120:
+            time.sleep(0.1)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGUSR2)
+
+    old = signal.signal(signal.SIGUSR2, fake_submitit)
+    try:
+        threading.Thread(target=send, daemon=True).start()
+        with pytest.raises(RunStopped) as e:
+            run(cfg)
+        assert signal.getsignal(signal.SIGUSR2) is fake_submitit  # put back after the fit
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert calls == [signal.SIGUSR2] and e.value.code == 128 + signal.SIGUSR2
+    assert str(e.value).startswith("stopped by SIGUSR2") and f"ckpt_path={last}" in str(e.value)
+    assert torch.load(last, weights_only=True)["global_step"] > 0

@@ -1,0 +1,165 @@
+"""Sweeps that report themselves: folder names, W&B names, per-job status lines, the end-of-sweep summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from attnbench import sweep
+from attnbench.config import register_configs
+from tests.conftest import FAST, ROOT, run_cli, write_ett_csv
+from tests.test_make_table_seeds import SWEEP_OVERRIDES, result, write
+
+
+@pytest.fixture
+def hydra_cfg():
+    """compose(overrides) -> the composed config with its ``hydra`` node (as a run sees it)."""
+    register_configs()
+
+    def _compose(overrides: list[str]):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return compose("train", overrides=overrides, return_hydra_config=True)
+
+    yield _compose
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None
+
+
+# ---------------------------------------------------------------------------------------------- names
+def test_folder_names_are_safe_and_keep_what_ran():
+    assert sweep.dirname("hot/linear  x:y") == "hot-linear-x_y"
+    assert sweep.job_dirname(3, "data.name=ETTh1,model.horizons=[96,192],model/attention=hot_linear,"
+                                "paths.data_dir=/a/b,experiment=hot/forecasting,seed=2") == (
+        "3_data.name=ETTh1,model.horizons=_96,192_,model-attention=hot_linear,seed=2")
+    assert sweep.job_dirname(0, "") == "0" and len(sweep.job_dirname(1, "x=" + "a" * 500)) <= 2 + sweep.MAX_NAME
+
+
+@pytest.mark.parametrize("overrides, task, tail", [
+    (["model=hot", "data.name=ETTh2"], "train", "_hot_ETTh2"),
+    (["model=full", "debug=fast"], "debug", "_full_ETTh1"),  # debug runs name model and data too
+    (["model=bert", "data=glue", "data.task=rte"], "train", "_bert_rte"),
+    (["experiment=hot/medmnist3d", "model=vit3d"], "hot_medmnist3d", "_vit3d_organmnist3d"),
+])
+def test_run_dir_names_model_and_data(hydra_cfg, overrides, task, tail):
+    run_dir = Path(hydra_cfg(overrides).hydra.run.dir)
+    assert run_dir.parent.parent.name == task and run_dir.parent.name == "runs"
+    assert run_dir.name.endswith(tail), run_dir.name
+
+
+def test_multirun_subdir_names_the_job_overrides(hydra_cfg):
+    cfg = hydra_cfg(["experiment=hot/forecasting", "model=hot", "data.name=ETTh1", "seed=2",
+                     "model/attention=hot_linear"])
+    cfg.hydra.job.num = 4
+    assert cfg.hydra.sweep.subdir == "4_data.name=ETTh1,model-attention=hot_linear,model=hot,seed=2"
+    assert cfg.hydra.callbacks.sweep_summary._target_ == "attnbench.sweep.SweepSummary"
+
+
+def test_wandb_group_per_sweep_name_from_model_data_overrides(hydra_cfg, monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    cfg = hydra_cfg(["logger=wandb", "model=full", "data.name=ETTm1", "seed=3", "logger.wandb.log_model=true",
+                     f"paths.output_dir={tmp_path}"])
+    assert cfg.logger.wandb.group == "train" and cfg.logger.wandb.name == "run_ETTm1"  # outside a Hydra run
+    cfg.hydra.mode, cfg.hydra.job.num = RunMode.MULTIRUN, 0
+    HydraConfig.instance().set_config(cfg)
+    sweep_time = Path(cfg.hydra.sweep.dir).name
+    assert cfg.logger.wandb.group == f"train/{sweep_time}"  # every job of the sweep: one group
+    assert cfg.logger.wandb.name == "full_ETTm1 data.name=ETTm1,model=full,seed=3"  # logger/paths keys left out
+    from hydra.utils import instantiate
+
+    logger = instantiate(cfg.logger.wandb)
+    assert logger._log_model is True and logger._wandb_init["group"] == f"train/{sweep_time}"
+    assert OmegaConf.load(ROOT / "conf" / "logger" / "wandb.yaml").wandb.log_model is False  # opt-in
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def test_expected_jobs_counts_the_basic_sweep(hydra_cfg):
+    cfg = hydra_cfg(["experiment=hot/forecasting_ili"])
+    assert sweep.expected_jobs(cfg) == 3 * 2 * 4  # seeds x models x horizons
+    cfg = hydra_cfg(["experiment=hot/forecasting_ili", "data.pred_len=24", "seed=1"])  # the command line wins
+    cfg.hydra.overrides.task = ["data.pred_len=24", "seed=1"]
+    assert sweep.expected_jobs(cfg) == 2
+
+
+def _job_return(out: Path):
+    return SimpleNamespace(hydra_cfg=OmegaConf.create({"hydra": {"runtime": {"output_dir": str(out)}}}))
+
+
+def test_callback_summarizes_after_the_last_job_even_if_one_failed(tmp_path, caplog):
+    """Hydra skips on_multirun_end when a job failed: the summary comes after the last expected job."""
+    root = tmp_path / "sweep"
+    write(root, 0, result("hot", overrides=SWEEP_OVERRIDES))
+    write(root, 1, result("full", status="failed", overrides=SWEEP_OVERRIDES))
+    cb = sweep.SweepSummary()
+    cb.sweep_dir, cb.expected = root, 2
+    with caplog.at_level(logging.INFO, logger="attnbench.sweep"):
+        cb.on_job_end(None, _job_return(root / "0"))
+        assert not (root / "table.md").exists()
+        cb.on_job_end(None, _job_return(root / "1"))
+    text = caplog.text
+    assert "[job 1/2] 0: ok in 12.0 s (test/mse 0.4)" in text and "[job 2/2] 1: failed" in text
+    assert "sweep finished: 2 jobs, 1 ok, 1 not ok (1 failed, 1 ok)" in text
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["counts"] == {"ok": 1, "failed": 1} and summary["n_jobs"] == 2
+    md = (root / "table.md").read_text()
+    assert "hot‡ MSE" in md and "reduced budget (3 epochs < 20, patience 1 < 3)" in md
+    caplog.clear()
+    cb.on_multirun_end(None)  # already written: not twice
+    assert "sweep finished" not in caplog.text
+
+
+def test_summary_survives_a_sweep_without_a_table(tmp_path, caplog):
+    root = tmp_path / "sweep"
+    write(root, 0, {"status": "ok", "metrics": {}})  # no choices: no table can be made
+    (root / "1" / ".hydra").mkdir(parents=True)
+    (root / "1" / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    with caplog.at_level(logging.INFO, logger="attnbench.sweep"):
+        status = sweep.summarize_sweep(root)
+    assert status["counts"] == {"ok": 1, "missing": 1} and "table_error" in status
+    assert "python scripts/make_table.py" in caplog.text and "1: no results.json" in caplog.text
+
+
+def test_progress_lines_as_results_appear(tmp_path, caplog):
+    root = tmp_path / "sweep"
+    progress = sweep._Progress(root, total=3)
+    write(root, 0, result("hot"))
+    (root / "2").mkdir()
+    (root / "2" / "results.json").write_text('{"status": ')  # being written: not yet
+    with caplog.at_level(logging.INFO, logger="attnbench.sweep"):
+        progress.poll()
+        write(root, 1, result("full", status="interrupted"))
+        progress.poll()
+    assert caplog.text.count("[1/3] 0: ok") == 1 and "[2/3] 1: interrupted in 12.0 s: KeyboardInterrupt" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
+def test_multirun_reports_itself(tmp_path, launcher):
+    data = tmp_path / "data"
+    write_ett_csv(data / "ETT-small" / "ETTh1.csv")
+    extra = (["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1"] if launcher != "basic"
+             else ["trainer.max_epochs=1"])  # compared, inside the Hydra app, with the configured 20 epochs
+    p = run_cli([*FAST, f"paths.data_dir={data}", "model=hot,full", *extra], tmp_path, flags=("-m",))
+    assert p.returncode == 0, p.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "outputs" / "debug" / "multiruns").iterdir()
+    jobs = sorted(d.name for d in sweep_dir.iterdir() if (d / "results.json").is_file())
+    assert [j.split("_", 1)[0] for j in jobs] == ["0", "1"]
+    assert "model=hot" in jobs[0].split(",") and "model=full" in jobs[1].split(",")
+    out = p.stdout + p.stderr
+    assert "sweep finished: 2 jobs, 2 ok" in out and (sweep_dir / "table.md").is_file()
+    md = (sweep_dir / "table.md").read_text()
+    assert "‡ truncated run: debug run (debug=fast)" in md
+    if launcher == "basic":
+        assert "reduced budget (1 epochs < 20)" in md
+    if launcher != "basic":
+        assert "[1/2]" in out and "[2/2]" in out  # a line per job, watched from the main process
