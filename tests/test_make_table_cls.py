@@ -11,25 +11,26 @@ import pandas as pd
 import pytest
 
 from attnbench.analysis.classification import (
-    OUTPUT_NAMES,
     RUN_COLUMNS,
-    TARGET,
     classification_table,
     classifier_label,
     cost_table,
     display_frame,
-    is_classification_sweep,
     load_reference,
     load_runs,
     to_latex,
     to_markdown,
-    write_outputs,
 )
+from attnbench.analysis.report import write_table
+from attnbench.analysis.spec import sweep_spec
 from attnbench.data.catalog import MEDMNIST3D
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTENTION = {"hot3d": "hot", "vit3d": "full"}  # the models' default model/attention choice
 OOM = "RuntimeError: CUDA out of memory. Tried to allocate 4.00 GiB"
+TARGET = "attnbench.lit.classification.ClassificationModule"
+OUTPUT_NAMES = ("table.md", "table.tex", "table.csv", "runs.csv", "table.png")
+HOT_NOTE = "HOT's own published numbers (Omranpour et al., arXiv:2412.02919) are not available here"
 
 
 def write_job(root: Path, num: int, model: str, dataset: str, size: int = 28, *, status: str = "ok",
@@ -40,7 +41,7 @@ def write_job(root: Path, num: int, model: str, dataset: str, size: int = 28, *,
     if status == "ok":
         metrics = {"test/acc": acc, "test/auc": auc, "test/loss": 0.3, "val/acc": acc, "val/acc_best": acc,
                    "n_params": n_params, "epochs": 30 + num}
-    choices = {"model": model, "data": "medmnist3d", "trainer": "gpu"}
+    choices = {"model": model, "data": "medmnist3d", "trainer": "gpu", "experiment": "hot/medmnist3d"}
     if model in ATTENTION:
         choices["model/attention"] = attention or ATTENTION[model]
     result = {
@@ -113,7 +114,7 @@ def test_reference_values(reference, dataset, model, acc, auc):
 
 
 def test_reference_shape(reference):
-    assert list(reference.columns) == ["dataset", "size", "model", "acc", "auc", "confirmed", "source"]
+    assert list(reference.columns) == ["dataset", "size", "model", "acc", "auc", "source", "confirmed"]
     assert len(reference) == 6 * 8
     assert set(reference["dataset"]) == set(MEDMNIST3D)
     assert set(reference["size"]) == {28}
@@ -147,15 +148,19 @@ def test_load_runs_keeps_failed_and_missing(sweep):
         0.850, 0.980, 0.850, 32, 1_500_000)
 
 
-def test_detects_task(sweep, tmp_path):
-    assert is_classification_sweep(sweep)
+def test_the_sweep_names_its_table(sweep, tmp_path):
+    """The table is the one the experiment declares (choices.experiment), not guessed from targets."""
+    spec = sweep_spec(sweep)
+    assert (spec.kind, spec.reference, spec.baseline) == ("classification", "medmnist3d",
+                                                          ["ResNet-18 (3D)", "ResNet-50 (3D)"])
     fc = tmp_path / "forecast" / "0"
     fc.mkdir(parents=True)
     (fc / "results.json").write_text(json.dumps({
-        "status": "ok", "metrics": {"test/mse": 0.4}, "choices": {"model": "hot"},
-        "config": {"data": {"name": "ETTh1", "pred_len": 96}, "model": {"_target_": "x.Forecasting"}}}))
-    assert not is_classification_sweep(fc.parent)
-    assert not is_classification_sweep(tmp_path / "nope")
+        "status": "ok", "metrics": {"test/acc": 0.4}, "choices": {"model": "hot", "experiment": "hot/forecasting"},
+        "config": {"data": {"name": "ETTh1", "pred_len": 96}, "model": {"_target_": TARGET}}}))
+    assert sweep_spec(fc.parent).kind == "forecasting"  # a target or metric name does not change the table
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        sweep_spec(tmp_path / "nope")
 
 
 def test_empty_or_absent_sweep_raises(tmp_path):
@@ -212,9 +217,11 @@ def test_markdown_cells_notes_and_failures(sweep, reference):
 def test_unconfirmed_value_gets_dagger(tmp_path):
     write_job(tmp_path / "s", 0, "hot3d", "organmnist3d", acc=0.950, auc=0.999)
     ref = tmp_path / "ref.csv"
-    ref.write_text("data,size,model,auc,acc,confirmed,source\n"
-                   "organmnist3d,28,ResNet-18 (3D),0.996,0.907,no,paper\n"
-                   "organmnist3d,28,ResNet-50 (3D),0.994,0.883,yes,paper\n")
+    ref.write_text("paper,table,row,column,metric,value,source,confirmed\n"
+                   "p,t,organmnist3d/28,ResNet-18 (3D),auc,0.996,paper,true\n"
+                   "p,t,organmnist3d/28,ResNet-18 (3D),acc,0.907,paper,false\n"
+                   "p,t,organmnist3d/28,ResNet-50 (3D),auc,0.994,paper,true\n"
+                   "p,t,organmnist3d/28,ResNet-50 (3D),acc,0.883,paper,true\n")
     table = classification_table(load_runs(tmp_path / "s"), load_reference(str(ref)))
     frame = display_frame(table, "md")
     assert frame.loc[("organmnist3d", 28), ("ResNet-18 (3D)", "ACC")] == "0.907†"
@@ -245,7 +252,9 @@ def test_latex(sweep, reference):
 # ---------------------------------------------------------------------------------------------- outputs, CLI
 def test_write_outputs(sweep, tmp_path):
     out = tmp_path / "paper"
-    md = write_outputs(sweep, out)
+    md, paths = write_table(sweep, out)
+    assert paths == [out / name for name in OUTPUT_NAMES]
+    assert HOT_NOTE in md  # the experiment's note
     for name in OUTPUT_NAMES:
         assert (out / name).stat().st_size > 0, name
     assert (out / "table.md").read_text() == md

@@ -4,54 +4,43 @@
     table = classification_table(runs, load_reference("medmnist3d"))
     print(to_markdown(table, runs))
 
-``scripts/make_table.py`` comes here when ``is_classification_sweep`` says so. The conventions are those
-of ``tables`` (the forecasting table): a failed job stays as a ``failed`` cell and is listed with its error,
-a job folder with ``.hydra/`` but no ``results.json`` (killed, or still running) shows as ``missing``,
-jobs that differ only by seed share a cell (mean ± std, n), truncated runs carry a footnote marker
+The layout of ``table.kind: classification`` (``analysis.spec``). The conventions are those of ``tables`` (the
+forecasting table): a failed job stays as a ``failed`` cell and is listed with its error, a job folder with
+``.hydra/`` but no ``results.json`` (killed, or still running) shows as ``missing``, jobs that differ only by
+seed share a cell (mean ± std, n), truncated runs carry a footnote marker
 (``analysis.runs``). Both metrics are higher-is-better.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
-from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from attnbench.analysis import reference as published
+from attnbench.analysis.render import Fmt, Rendered, failed_section, legend_below, tex_escape, tex_note
 from attnbench.analysis.runs import (
     FACT_COLUMNS,
     MARK,
-    TEX_MARK,
-    hydra_stand_in,
     job_facts,
-    label_variants,
+    job_parts,
+    model_label,
     status_kind,
     sweep_notes,
     truncation_notes,
 )
-from attnbench.analysis.tables import (
-    HOT_NOTE,
-    MISSING_ERROR,
-    Fmt,
-    _as_bool,
-    _show_counts,
-    _tex_escape,
-    job_parts,
-    legend_below,
-    model_label,
+from attnbench.analysis.runs import (
+    load_runs as load_jobs,
 )
+from attnbench.analysis.spec import KINDS, TableSpec
 
-TARGET = "attnbench.lit.classification.ClassificationModule"  # config.model._target_ of a classification job
 RUN_COLUMNS = ["dataset", "size", "model", "status", "error", "acc", "auc", "val_acc_best", "epochs",
                "wall_time_s", "peak_memory_mb", "n_params", "run_dir", *FACT_COLUMNS]
-REFERENCE_COLUMNS = ["dataset", "size", "model", "acc", "auc", "confirmed", "source"]
-BASELINES = ("ResNet-18 (3D)", "ResNet-50 (3D)")  # our best is compared with the best of these
+BASELINES = ("ResNet-18 (3D)", "ResNet-50 (3D)")  # named "ResNet (3D)" in the Δ column's header
 METRICS = ("acc", "auc")
 COST_METRICS = ("n_params", "epochs", "minutes", "peak_memory_mb")
-OUTPUT_NAMES = ("table.md", "table.tex", "table.csv", "table.png", "runs.csv")
 MEDMNIST_CITATION = "MedMNIST v2 (Yang et al., Scientific Data 2023, arXiv:2110.14795)"
 DEFAULT_ATTENTION = {"hot3d": "hot", "vit3d": "full"}  # conf/model/<model>.yaml: not named in the label
 _KEYS = ["dataset", "size", "model"]
@@ -68,102 +57,33 @@ def classifier_label(choices: dict[str, Any]) -> str:
     return model_label(choices)
 
 
-def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> dict[str, Any]:
+def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
     """The row of one job from its ``results.json`` content (or what ``.hydra/`` tells of a missing one)."""
     choices, data, status, metrics = job_parts(job_dir / "results.json", result, ("name", "size"), status,
                                                " (not a classification job?)")
-    return {"dataset": str(data["name"]), "size": int(data["size"]), "model": classifier_label(choices),
-            "status": status, "error": result.get("error"), "acc": metrics.get("test/acc"),
-            "auc": metrics.get("test/auc"), "val_acc_best": metrics.get("val/acc_best"),
-            "epochs": metrics.get("epochs"), "wall_time_s": result.get("wall_time_s"),
-            "peak_memory_mb": result.get("peak_memory_mb"), "n_params": metrics.get("n_params"),
-            "run_dir": str(job_dir), **job_facts(result)}
-
-
-def _read_result(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-
-
-def job_rows(root: Path, files: list[Path], job_row: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
-    """``job_row(job_dir, result)`` of every ``results.json`` in ``files``, then ``job_row(job_dir, stand-in,
-    status="missing")`` of every job folder under ``root`` that has ``.hydra/`` but wrote no result."""
-    rows = [job_row(f.parent, _read_result(f)) for f in files]
-    written = {f.parent for f in files}
-    for hydra_cfg in sorted(root.glob("**/.hydra/config.yaml")):
-        job = hydra_cfg.parent.parent
-        if job not in written:
-            rows.append(job_row(job, hydra_stand_in(job, MISSING_ERROR), status="missing"))
-    return rows
+    return [{"dataset": str(data["name"]), "size": int(data["size"]), "model": classifier_label(choices),
+             "status": status, "error": result.get("error"), "acc": metrics.get("test/acc"),
+             "auc": metrics.get("test/auc"), "val_acc_best": metrics.get("val/acc_best"),
+             "epochs": metrics.get("epochs"), "wall_time_s": result.get("wall_time_s"),
+             "peak_memory_mb": result.get("peak_memory_mb"), "n_params": metrics.get("n_params"),
+             "run_dir": str(job_dir), **job_facts(result)}]
 
 
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
-    """Every job under ``sweep_dir``, one row each (columns ``RUN_COLUMNS``); failed/missing jobs are kept.
-
-    Raises ``FileNotFoundError`` when the folder does not exist or holds no ``results.json``.
-    """
-    root = Path(sweep_dir)
-    files = sorted(root.rglob("results.json")) if root.is_dir() else []
-    if not files:
-        raise FileNotFoundError(
-            f"sweep directory {root} does not exist" if not root.is_dir() else
-            f"no results.json under {root}: one folder per job was expected (e.g. {root}/0/results.json, "
-            "written by `python train.py -m experiment=hot/medmnist3d`)")
-    runs = pd.DataFrame(job_rows(root, files, _job_row), columns=[c for c in RUN_COLUMNS if c != "mark"])
-    runs = label_variants(runs, CLASSIFICATION_KEYS)
+    """Every job under ``sweep_dir`` (``runs.read_jobs``: failed and missing jobs kept), one row each
+    (columns ``RUN_COLUMNS``)."""
+    runs = load_jobs(sweep_dir, _job_row, RUN_COLUMNS, CLASSIFICATION_KEYS,
+                     ("acc", "auc", "val_acc_best", "epochs", "wall_time_s", "peak_memory_mb", "n_params"),
+                     [*_KEYS, "run_dir"])
     runs["size"] = runs["size"].astype(int)
-    for c in ("acc", "auc", "val_acc_best", "epochs", "wall_time_s", "peak_memory_mb", "n_params"):
-        runs[c] = pd.to_numeric(runs[c])
-    return runs.sort_values([*_KEYS, "run_dir"], ignore_index=True)[RUN_COLUMNS]
+    return runs
 
 
-def is_classification_sweep(sweep_dir: str | Path) -> bool:
-    """True when some job's ``results.json`` has the classification module as ``config.model._target_``
-    or a ``test/acc`` metric (unreadable files are skipped; the loader reports them)."""
-    for f in sorted(Path(sweep_dir).rglob("results.json")):
-        try:
-            result = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if not isinstance(result, dict):
-            continue
-        model = (result.get("config") or {}).get("model") or {}
-        if model.get("_target_") == TARGET or "test/acc" in (result.get("metrics") or {}):
-            return True
-    return False
-
-
-def _confirmed(v: Any) -> bool:
-    """``yes``/``no`` (the MedMNIST CSV) or ``true``/``false``."""
-    word = str(v).strip().lower()
-    return {"yes": True, "no": False}[word] if word in ("yes", "no") else _as_bool(v)
-
-
-def load_reference(name: str = "medmnist3d") -> pd.DataFrame:
-    """Published numbers: ``analysis/reference/<name>.csv`` (package data) or a path to such a CSV.
-
-    The CSV's ``data`` column is renamed ``dataset``; columns ``REFERENCE_COLUMNS``, ``confirmed`` as bool.
-    """
-    ref_dir = resources.files("attnbench.analysis").joinpath("reference")
-    source: Any = Path(name) if name.endswith(".csv") and Path(name).is_file() else ref_dir.joinpath(f"{name}.csv")
-    if not source.is_file():
-        known = sorted(p.name[:-4] for p in ref_dir.iterdir() if p.name.endswith(".csv"))
-        raise FileNotFoundError(f"no reference table {name!r}; known: {', '.join(known)} (or a path to a .csv)")
-    with source.open() as fh:
-        ref = pd.read_csv(fh).rename(columns={"data": "dataset"})
-    lacking = [c for c in REFERENCE_COLUMNS if c not in ref.columns]
-    if lacking:
-        raise ValueError(f"reference {name!r} lacks columns {lacking}; expected data (or dataset), size, model, "
-                         "acc, auc, confirmed, source")
-    repeated = ref[ref.duplicated(_KEYS, keep=False)]
-    if not repeated.empty:
-        raise ValueError(f"reference {name!r} repeats (dataset, size, model):\n{repeated[_KEYS]}")
-    ref = ref[REFERENCE_COLUMNS].copy()
-    ref["size"] = ref["size"].astype(int)
-    ref["confirmed"] = ref["confirmed"].map(_confirmed).astype(bool)
-    return ref
+def load_reference(name: str) -> pd.DataFrame:
+    """Published numbers (``analysis.reference``) as columns dataset, size, model, acc, auc, source,
+    confirmed."""
+    layout = KINDS["classification"]
+    return published.wide(published.load_reference(name), layout["rows"], layout["metrics"])
 
 
 # ---------------------------------------------------------------------------------------------- tables
@@ -193,8 +113,8 @@ def _our_stats(runs: pd.DataFrame) -> pd.DataFrame:
     return counts[["failed", "missing"]].join(means, how="left")
 
 
-def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines: Sequence[str] = BASELINES
-                         ) -> pd.DataFrame:
+def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines: Sequence[str] = BASELINES,
+                         notes: Sequence[str] = ()) -> pd.DataFrame:
     """Wide table, index (dataset, size) of the pairs we ran, columns (group, model, metric).
 
     ``("ours", m, acc|auc|acc_std|auc_std|n|failed|missing)``: our runs averaged over seeds (std: sample
@@ -202,7 +122,8 @@ def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines:
     ``("diff", "best", acc|auc)``: the best of our untruncated models minus the best published of
     ``baselines``, per metric (positive = ours better). ``("published", r, acc|auc|confirmed)``: every
     reference model, empty where the reference has no number for that data set and size. ``attrs``:
-    baselines, sources, the sizes with published numbers, and the truncation legend.
+    baselines, sources, the sizes with published numbers, the truncation legend and ``notes`` (the experiment's
+    lines under the table).
     """
     if runs.empty:
         raise ValueError("no runs to tabulate")
@@ -230,7 +151,8 @@ def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines:
     table = pd.DataFrame(cols, index=index)
     table.columns = pd.MultiIndex.from_tuples(list(cols), names=["group", "model", "metric"])
     table.attrs.update(baselines=list(baselines), sources=sorted(reference["source"].unique()),
-                       published_sizes=sorted(int(s) for s in reference["size"].unique()), **sweep_notes(runs))
+                       published_sizes=sorted(int(s) for s in reference["size"].unique()), notes=list(notes),
+                       **sweep_notes(runs))
     return table
 
 
@@ -265,16 +187,13 @@ class _Style:
         self.delta = "Δ" if self.md else r"$\Delta$"
 
     def name(self, s: str) -> str:
-        return s if self.md else _tex_escape(s)
+        return s if self.md else tex_escape(s)
 
     def bold(self, s: str) -> str:
         return f"**{s}**" if self.md else rf"\textbf{{{s}}}"
 
     def note(self, s: str) -> str:
-        if self.md:
-            return s
-        return (_tex_escape(s).replace("Δ", r"$\Delta$").replace("−", "$-$").replace("†", r"\dag{}")
-                .replace("³", "$^3$").replace(MARK, TEX_MARK))
+        return s if self.md else tex_note(s)
 
 
 def _bests(table: pd.DataFrame, metric: str) -> pd.Series:
@@ -301,7 +220,6 @@ def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
 
     out: dict[tuple[str, str], list[str]] = {}
     ours, pub = table["ours"], table["published"]
-    show_n = _show_counts(table)
     for m in ours.columns.get_level_values("model").unique():
         s = ours[m]
         for c in METRICS:
@@ -309,11 +227,10 @@ def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
                 score(v, b, std=sd) if n else ("failed" if f else "missing" if k else st.dash)
                 for v, sd, b, n, f, k in zip(s[c], s[f"{c}_std"], bests[c], s["n"], s["failed"], s["missing"],
                                              strict=True)]
-        if show_n:
-            out[(st.name(m), "n")] = [
-                str(n) + ("" if not (f or k) else " (" + ", ".join(
-                    f"+{x} {word}" for x, word in ((f, "failed"), (k, "missing")) if x) + ")")
-                for n, f, k in zip(s["n"], s["failed"], s["missing"], strict=True)]
+        out[(st.name(m), "n")] = [
+            str(n) + ("" if not (f or k) else " (" + ", ".join(
+                f"+{x} {word}" for x, word in ((f, "failed"), (k, "missing")) if x) + ")")
+            for n, f, k in zip(s["n"], s["failed"], s["missing"], strict=True)]
     versus = "ResNet (3D)" if list(table.attrs.get("baselines", BASELINES)) == list(BASELINES) else "baseline"
     diff_label = f"{st.delta} best vs {versus}"
     for c in METRICS:
@@ -373,18 +290,13 @@ def _notes(table: pd.DataFrame, fmt: Fmt) -> list[str]:
     size_note = _size_note(table)
     if size_note:
         notes.append(size_note)
-    if not any("hot" in str(r).lower() for r in table["published"].columns.get_level_values("model")):
-        notes.append(HOT_NOTE)
+    notes += table.attrs.get("notes", [])
     return [st.note(n) for n in notes]
 
 
 COST_NOTE = ("Means over ok runs. params: trainable parameters; epochs: epochs trained (early stopping on val "
              "ACC); min: wall time of the whole job (fit + test); peak MB: peak CUDA memory allocated (peak RSS "
              "on CPU).")
-
-
-def _md_cell(v: Any) -> str:
-    return "" if pd.isna(v) else str(v).replace("\n", " ").replace("|", r"\|")
 
 
 def to_markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
@@ -397,11 +309,7 @@ def to_markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     lines += [f"- {n}" for n in _notes(table, "md")]
     lines += ["", "## Cost of our runs", "", flat(display_cost(cost_table(runs, table.index), "md")), "",
               f"- {COST_NOTE}"]
-    bad = failed_runs(runs)
-    if not bad.empty:
-        bad["error"] = [_md_cell(e) for e in bad["error"]]
-        lines += ["", f"## Failed or missing jobs ({len(bad)})", "",
-                  bad.to_markdown(index=False, disable_numparse=True)]
+    lines += failed_section(failed_runs(runs))
     return "\n".join(lines) + "\n"
 
 
@@ -469,21 +377,12 @@ def acc_figure(table: pd.DataFrame) -> Any:
     return fig
 
 
-def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: str = "medmnist3d",
-                  baselines: Sequence[str] = BASELINES) -> str:
-    """Write ``OUTPUT_NAMES`` into ``out_dir`` (default ``sweep_dir``): table.md/.tex/.png, table.csv (the wide
-    table with the cost columns, headers ``group/model/metric``) and runs.csv (one row per job); returns the
-    Markdown."""
+def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
+    """The classification table of a sweep: table.md/.tex/.png, table.csv (the wide table with the cost
+    columns, headers ``group/model/metric``) and runs.csv (one row per job)."""
     runs = load_runs(sweep_dir)
-    table = classification_table(runs, load_reference(reference), baselines=baselines)
-    md = to_markdown(table, runs)
-    out = Path(sweep_dir if out_dir is None else out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.md").write_text(md)
-    (out / "table.tex").write_text(to_latex(table, runs))
+    table = classification_table(runs, load_reference(spec.reference), spec.baseline or BASELINES, spec.notes)
     wide = pd.concat([table, cost_table(runs, table.index)], axis=1)
     wide.columns = ["/".join(c) for c in wide.columns]
-    wide.to_csv(out / "table.csv")
-    plot_acc(table, out / "table.png")
-    runs.to_csv(out / "runs.csv", index=False)
-    return md
+    return Rendered(markdown=to_markdown(table, runs), latex=to_latex(table, runs),
+                    csv={"table.csv": (wide, True), "runs.csv": (runs, False)}, figure=acc_figure(table))
