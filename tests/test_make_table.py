@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from attnbench.analysis.runs import model_label
+from attnbench.analysis.runs import FACT_COLUMNS, model_label
 from attnbench.analysis.spec import experiment_spec
 from attnbench.analysis.tables import (
     RUN_COLUMNS,
@@ -137,7 +137,7 @@ def test_model_label():
 
 def test_load_runs_long_form(sweep):
     runs = load_runs(sweep)
-    assert list(runs.columns) == RUN_COLUMNS
+    assert list(runs.columns) == [*RUN_COLUMNS, *FACT_COLUMNS]
     assert len(runs) == 2 + 1 + 1 + 4 + 1  # the per-horizon run gives one row per horizon
     weather = runs[runs["dataset"] == "weather"]
     assert list(weather["horizon"]) == [96, 192, 336, 720]

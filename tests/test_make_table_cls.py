@@ -22,6 +22,7 @@ from attnbench.analysis.classification import (
     to_markdown,
 )
 from attnbench.analysis.report import write_table
+from attnbench.analysis.runs import FACT_COLUMNS
 from attnbench.analysis.spec import sweep_spec
 from attnbench.data.catalog import MEDMNIST3D
 
@@ -133,7 +134,7 @@ def test_label_names_only_non_default_attention():
 
 def test_load_runs_keeps_failed_and_missing(sweep):
     runs = load_runs(sweep)
-    assert list(runs.columns) == RUN_COLUMNS
+    assert list(runs.columns) == [*RUN_COLUMNS, *FACT_COLUMNS]
     assert len(runs) == 8
     assert runs["status"].value_counts().to_dict() == {"ok": 6, "failed": 1, "missing": 1}
     assert set(runs["model"]) == {"hot3d", "hot3d[hot_linear]", "vit3d", "resnet3d"}

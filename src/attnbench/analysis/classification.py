@@ -13,6 +13,7 @@ seed share a cell (mean ± std, n), truncated runs carry a footnote marker
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,23 +22,12 @@ import pandas as pd
 
 from attnbench.analysis import reference as published
 from attnbench.analysis.render import Fmt, Rendered, failed_section, legend_below, tex_escape, tex_note
-from attnbench.analysis.runs import (
-    FACT_COLUMNS,
-    MARK,
-    job_facts,
-    job_parts,
-    model_label,
-    status_kind,
-    sweep_notes,
-    truncation_notes,
-)
-from attnbench.analysis.runs import (
-    load_runs as load_jobs,
-)
-from attnbench.analysis.spec import KINDS, TableSpec
+from attnbench.analysis.runs import MARK, job_parts, model_label, status_kind, sweep_notes, truncation_notes
+from attnbench.analysis.runs import load_runs as load_jobs
+from attnbench.analysis.spec import TableSpec
 
 RUN_COLUMNS = ["dataset", "size", "model", "status", "error", "acc", "auc", "val_acc_best", "epochs",
-               "wall_time_s", "peak_memory_mb", "n_params", "run_dir", *FACT_COLUMNS]
+               "wall_time_s", "peak_memory_mb", "n_params", "run_dir"]  # then FACT_COLUMNS
 BASELINES = ("ResNet-18 (3D)", "ResNet-50 (3D)")  # named "ResNet (3D)" in the Δ column's header
 METRICS = ("acc", "auc")
 COST_METRICS = ("n_params", "epochs", "minutes", "peak_memory_mb")
@@ -59,31 +49,22 @@ def classifier_label(choices: dict[str, Any]) -> str:
 
 def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
     """The row of one job from its ``results.json`` content (or what ``.hydra/`` tells of a missing one)."""
-    choices, data, status, metrics = job_parts(job_dir / "results.json", result, ("name", "size"), status,
-                                               " (not a classification job?)")
-    return [{"dataset": str(data["name"]), "size": int(data["size"]), "model": classifier_label(choices),
-             "status": status, "error": result.get("error"), "acc": metrics.get("test/acc"),
-             "auc": metrics.get("test/auc"), "val_acc_best": metrics.get("val/acc_best"),
-             "epochs": metrics.get("epochs"), "wall_time_s": result.get("wall_time_s"),
-             "peak_memory_mb": result.get("peak_memory_mb"), "n_params": metrics.get("n_params"),
-             "run_dir": str(job_dir), **job_facts(result)}]
+    choices, data, metrics, base = job_parts(job_dir, result, ("name", "size"), status,
+                                             " (not a classification job?)")
+    return [{**base, "dataset": str(data["name"]), "size": int(data["size"]), "model": classifier_label(choices),
+             "acc": metrics.get("test/acc"), "auc": metrics.get("test/auc"),
+             "val_acc_best": metrics.get("val/acc_best")}]
 
 
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
     """Every job under ``sweep_dir`` (``runs.read_jobs``: failed and missing jobs kept), one row each
-    (columns ``RUN_COLUMNS``)."""
-    runs = load_jobs(sweep_dir, _job_row, RUN_COLUMNS, CLASSIFICATION_KEYS,
+    (columns ``RUN_COLUMNS`` + ``FACT_COLUMNS``)."""
+    return load_jobs(sweep_dir, _job_row, RUN_COLUMNS, CLASSIFICATION_KEYS,
                      ("acc", "auc", "val_acc_best", "epochs", "wall_time_s", "peak_memory_mb", "n_params"),
-                     [*_KEYS, "run_dir"])
-    runs["size"] = runs["size"].astype(int)
-    return runs
+                     [*_KEYS, "run_dir"], ("size",))
 
 
-def load_reference(name: str) -> pd.DataFrame:
-    """Published numbers (``analysis.reference``) as columns dataset, size, model, acc, auc, source,
-    confirmed."""
-    layout = KINDS["classification"]
-    return published.wide(published.load_reference(name), layout["rows"], layout["metrics"])
+load_reference = functools.partial(published.for_kind, kind="classification")  # dataset, size, model, ...
 
 
 # ---------------------------------------------------------------------------------------------- tables

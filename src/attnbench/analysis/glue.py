@@ -12,6 +12,7 @@ it is given in a note). Failed and missing jobs stay visible as cells and are li
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,6 @@ import pandas as pd
 from attnbench.analysis import reference as published
 from attnbench.analysis.render import Rendered
 from attnbench.analysis.runs import (
-    FACT_COLUMNS,
-    job_facts,
     job_parts,
     mean_std,
     model_label,
@@ -30,12 +29,12 @@ from attnbench.analysis.runs import (
     truncation_notes,
 )
 from attnbench.analysis.runs import load_runs as load_jobs
-from attnbench.analysis.spec import KINDS, TableSpec
+from attnbench.analysis.spec import TableSpec
 
 TASKS = {"cola": "CoLA", "mnli_m": "MNLI-m", "mnli_mm": "MNLI-mm", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP",
          "rte": "RTE", "sst2": "SST-2", "stsb": "STS-B", "wnli": "WNLI", "imdb": "IMDB"}  # the paper's order
-RUN_COLUMNS = ["task", "model", "status", "error", "score", "epochs", "wall_time_s", "n_params", "run_dir",
-               *FACT_COLUMNS]
+# the loader adds runs.FACT_COLUMNS
+RUN_COLUMNS = ["task", "model", "status", "error", "score", "epochs", "wall_time_s", "n_params", "run_dir"]
 GLUE_KEYS = ("data.task", "model.net.pretrained", "model.net.attention.n_hashes",
              "model.net.attention.cluster_size")  # overrides the table (or the model label) already names
 DEFAULT_PRETRAINED = "bert-base-uncased"
@@ -60,25 +59,19 @@ def glue_label(choices: dict[str, Any], config: dict[str, Any]) -> str:
 
 
 def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
-    choices, data, status, metrics = job_parts(job_dir / "results.json", result, ("task",), status,
-                                               " (not a GLUE job?)")
-    return [{"task": str(data["task"]), "model": glue_label(choices, result.get("config") or {}),
-             "status": status, "error": result.get("error"), "score": metrics.get("test/score"),
-             "epochs": metrics.get("epochs"), "wall_time_s": result.get("wall_time_s"),
-             "n_params": metrics.get("n_params"), "run_dir": str(job_dir), **job_facts(result)}]
+    choices, data, metrics, base = job_parts(job_dir, result, ("task",), status, " (not a GLUE job?)")
+    return [{**base, "task": str(data["task"]), "model": glue_label(choices, result.get("config") or {}),
+             "score": metrics.get("test/score")}]
 
 
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
     """Every job under ``sweep_dir`` (``runs.read_jobs``: failed and missing jobs kept); columns
-    ``RUN_COLUMNS``."""
+    ``RUN_COLUMNS`` + ``FACT_COLUMNS``."""
     return load_jobs(sweep_dir, _job_row, RUN_COLUMNS, GLUE_KEYS, ("score", "epochs", "wall_time_s", "n_params"),
                      ["model", "task", "run_dir"])
 
 
-def load_reference(name: str) -> pd.DataFrame:
-    """Published rows (``analysis.reference``) as columns task, model, score, source, confirmed."""
-    layout = KINDS["glue"]
-    return published.wide(published.load_reference(name), layout["rows"], layout["metrics"])
+load_reference = functools.partial(published.for_kind, kind="glue")  # columns task, model, score, ...
 
 
 def glue_table(runs: pd.DataFrame, reference: pd.DataFrame, notes: list[str] | tuple[str, ...] = ()

@@ -77,3 +77,10 @@ def wide(ref: pd.DataFrame, rows: list[str], metrics: list[str]) -> pd.DataFrame
     out = pd.DataFrame(list(lines.values()), columns=[*rows, "model", *metrics, "source", "confirmed"])
     out["confirmed"] = out["confirmed"].astype(bool)
     return out
+
+
+def for_kind(name: str, kind: str) -> pd.DataFrame:
+    """``wide(load_reference(name))`` with the row keys and metrics of a table ``kind`` (``spec.KINDS``)."""
+    from attnbench.analysis.spec import KINDS
+
+    return wide(load_reference(name), KINDS[kind]["rows"], KINDS[kind]["metrics"])

@@ -202,10 +202,12 @@ def model_label(choices: dict[str, Any]) -> str:
     return label
 
 
-def job_parts(where: Path, result: dict[str, Any], data_keys: tuple[str, ...], status: str | None = None,
-              hint: str = "") -> tuple[dict[str, Any], dict[str, Any], str, dict[str, Any]]:
-    """(choices, config.data, status, metrics) of one job's ``results.json`` content, checked: the model
-    choice, the ``data_keys`` and a known status must be there (errors name ``where``)."""
+def job_parts(job_dir: Path, result: dict[str, Any], data_keys: tuple[str, ...], status: str | None = None,
+              hint: str = "") -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(choices, config.data, metrics, base) of one job's ``results.json`` content, checked: the model choice,
+    the ``data_keys`` and a known status must be there (errors name the file). ``base`` holds the columns every
+    run table shares: status, error, wall_time_s, peak_memory_mb, n_params, epochs, run_dir and ``job_facts``."""
+    where = job_dir / "results.json"
     choices = result.get("choices") or {}
     data = (result.get("config") or {}).get("data") or {}
     if "model" not in choices:
@@ -216,7 +218,11 @@ def job_parts(where: Path, result: dict[str, Any], data_keys: tuple[str, ...], s
     status = status or result.get("status")
     if not isinstance(status, str) or not status:
         raise ValueError(f"{where}: status={status!r}; expected one of {STATUSES}")
-    return choices, data, status, result.get("metrics") or {}
+    metrics = result.get("metrics") or {}
+    base = {"status": status, "error": result.get("error"), "wall_time_s": result.get("wall_time_s"),
+            "peak_memory_mb": result.get("peak_memory_mb"), "n_params": metrics.get("n_params"),
+            "epochs": metrics.get("epochs"), "run_dir": str(job_dir), **job_facts(result)}
+    return choices, data, metrics, base
 
 
 def read_jobs(sweep_dir: str | Path) -> list[tuple[Path, dict[str, Any], str | None]]:
@@ -246,15 +252,18 @@ def read_jobs(sweep_dir: str | Path) -> list[tuple[Path, dict[str, Any], str | N
 
 
 def load_runs(sweep_dir: str | Path, job_rows: Callable[[Path, dict[str, Any], str | None], list[dict[str, Any]]],
-              columns: list[str], table_keys: tuple[str, ...], numeric: Iterable[str], order: list[str]
-              ) -> pd.DataFrame:
+              columns: list[str], table_keys: tuple[str, ...], numeric: Iterable[str], order: list[str],
+              ints: Iterable[str] = ()) -> pd.DataFrame:
     """The one loader of sweep results: ``job_rows(job_dir, result, status)`` of every job (``read_jobs``),
     labelled (``label_variants`` with the overrides ``table_keys`` the table already names), ``numeric``
-    columns as numbers, sorted by ``order``; columns ``columns`` (ending in ``FACT_COLUMNS``)."""
+    columns as numbers and ``ints`` as ints, sorted by ``order``; columns ``columns`` then ``FACT_COLUMNS``."""
     rows = [row for job, result, status in read_jobs(sweep_dir) for row in job_rows(job, result, status)]
+    columns = [*columns, *FACT_COLUMNS]
     runs = label_variants(pd.DataFrame(rows, columns=[c for c in columns if c != "mark"]), table_keys)
     for c in numeric:
         runs[c] = pd.to_numeric(runs[c])
+    for c in ints:
+        runs[c] = runs[c].astype(int)
     return runs.sort_values(order, ignore_index=True)[columns]
 
 

@@ -13,6 +13,7 @@ gets its own column whose label carries a footnote marker explained under the ta
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,21 +23,12 @@ import pandas as pd
 
 from attnbench.analysis import reference as published
 from attnbench.analysis.render import Fmt, Rendered, failed_section, legend_below, tex_escape, tex_note
-from attnbench.analysis.runs import (
-    FACT_COLUMNS,
-    MARK,
-    job_facts,
-    job_parts,
-    model_label,
-    status_kind,
-    sweep_notes,
-    truncation_notes,
-)
+from attnbench.analysis.runs import MARK, job_parts, model_label, status_kind, sweep_notes, truncation_notes
 from attnbench.analysis.runs import load_runs as load_jobs
-from attnbench.analysis.spec import KINDS, TableSpec
+from attnbench.analysis.spec import TableSpec
 
 RUN_COLUMNS = ["dataset", "horizon", "model", "status", "error", "mse", "mae", "wall_time_s",
-               "peak_memory_mb", "n_params", "run_dir", *FACT_COLUMNS]
+               "peak_memory_mb", "n_params", "run_dir"]  # then runs.FACT_COLUMNS
 OUR_METRICS = ("mse", "mae", "mse_std", "mae_std", "n", "failed", "missing")  # n: ok runs averaged (seeds)
 FORECAST_KEYS = ("data.name", "data.pred_len", "model.horizons")  # overrides the table's rows already name
 _PER_HORIZON = re.compile(r"^test/mse_(\d+)$")  # several horizons scored from one long forecast
@@ -46,11 +38,9 @@ _KEYS = ["dataset", "horizon", "model"]
 # ---------------------------------------------------------------------------------------------- loading
 def _rows(job_dir: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
     """Long-form rows of one job: one per scored horizon (per configured horizon if it has no scores)."""
-    choices, data, status, metrics = job_parts(job_dir / "results.json", result, ("name", "pred_len"), status)
-    base = dict(dataset=str(data["name"]), model=model_label(choices), status=status,
-                error=result.get("error"), wall_time_s=result.get("wall_time_s"),
-                peak_memory_mb=result.get("peak_memory_mb"), n_params=metrics.get("n_params"),
-                run_dir=str(job_dir), **job_facts(result))
+    choices, data, metrics, base = job_parts(job_dir, result, ("name", "pred_len"), status)
+    status = base["status"]
+    base |= {"dataset": str(data["name"]), "model": model_label(choices)}
     horizons = sorted(int(m.group(1)) for k in metrics if (m := _PER_HORIZON.match(k)))
     if horizons:
         return [{**base, "horizon": h, "mse": metrics[f"test/mse_{h}"], "mae": metrics.get(f"test/mae_{h}")}
@@ -64,19 +54,13 @@ def _rows(job_dir: Path, result: dict[str, Any], status: str | None = None) -> l
 
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
     """Every job under ``sweep_dir`` (``runs.read_jobs``: failed and missing jobs kept), one row per run x
-    horizon; columns ``RUN_COLUMNS``, ``model`` naming the overrides that tell jobs apart and the truncation
-    marker (``runs.label_variants``)."""
-    runs = load_jobs(sweep_dir, _rows, RUN_COLUMNS, FORECAST_KEYS,
-                     ("mse", "mae", "wall_time_s", "peak_memory_mb", "n_params"), [*_KEYS, "run_dir"])
-    runs["horizon"] = runs["horizon"].astype(int)
-    return runs
+    horizon; columns ``RUN_COLUMNS`` + ``FACT_COLUMNS``, ``model`` naming the overrides that tell jobs apart
+    and the truncation marker (``runs.label_variants``)."""
+    return load_jobs(sweep_dir, _rows, RUN_COLUMNS, FORECAST_KEYS,
+                     ("mse", "mae", "wall_time_s", "peak_memory_mb", "n_params"), [*_KEYS, "run_dir"], ("horizon",))
 
 
-def load_reference(name: str) -> pd.DataFrame:
-    """Published numbers (``analysis.reference``) as columns dataset, horizon, model, mse, mae, source,
-    confirmed."""
-    layout = KINDS["forecasting"]
-    return published.wide(published.load_reference(name), layout["rows"], layout["metrics"])
+load_reference = functools.partial(published.for_kind, kind="forecasting")  # columns dataset, horizon, model, ...
 
 
 # ---------------------------------------------------------------------------------------------- table
