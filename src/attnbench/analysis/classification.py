@@ -313,13 +313,6 @@ def to_latex(table: pd.DataFrame, runs: pd.DataFrame, label: str = "tab:medmnist
     return "% needs \\usepackage{booktabs,graphicx}\n" + main + "\n" + cost
 
 
-def plot_acc(table: pd.DataFrame, path: str | Path) -> Path:
-    """``acc_figure`` saved as a PNG at ``path``."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    acc_figure(table).savefig(path, dpi=120, bbox_inches="tight")
-    return Path(path)
-
-
 def acc_figure(table: pd.DataFrame) -> Any:
     """Grouped bars of test ACC per (data set, size): our models and the best published model of the row.
 

@@ -226,14 +226,6 @@ def to_latex(table: pd.DataFrame, label: str = "tab:forecasting") -> str:
     return tex.replace(r"\end{table}", notes + "\n" + r"\end{table}")
 
 
-def plot_mse(table: pd.DataFrame, path: str | Path) -> Path:
-    """``mse_figure`` saved as a PNG at ``path``."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    mse_figure(table).savefig(out, dpi=120, bbox_inches="tight")
-    return out
-
-
 def mse_figure(table: pd.DataFrame) -> Any:
     """Grouped bars of test MSE, ours (outlined) beside the published models, one panel per data set.
 
