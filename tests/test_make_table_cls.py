@@ -23,7 +23,7 @@ from attnbench.analysis.classification import (
 )
 from attnbench.analysis.report import write_table
 from attnbench.analysis.runs import FACT_COLUMNS
-from attnbench.analysis.spec import sweep_spec
+from attnbench.analysis.spec import experiment_spec, sweep_spec
 from attnbench.data.catalog import MEDMNIST3D
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +89,14 @@ def sweep(tmp_path: Path) -> Path:
 @pytest.fixture
 def reference() -> pd.DataFrame:
     return load_reference("medmnist3d")
+
+
+SPEC = experiment_spec("hot/medmnist3d")  # the table the experiment declares
+
+
+def cls_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines: list[str] | None = None) -> pd.DataFrame:
+    """The classification table with the experiment's baselines (or ``baselines``), notes and label."""
+    return classification_table(runs, reference, baselines or SPEC.baseline, SPEC.notes, SPEC.baseline_label)
 
 
 def md_rows(md: str) -> dict[tuple[str, str], dict[str, str]]:
@@ -173,7 +181,7 @@ def test_empty_or_absent_sweep_raises(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- table
 def test_table_values(sweep, reference):
-    table = classification_table(load_runs(sweep), reference)
+    table = cls_table(load_runs(sweep), reference)
     assert list(table.index) == [("organmnist3d", 28), ("nodulemnist3d", 28), ("adrenalmnist3d", 64)]
     organ = table.loc[("organmnist3d", 28)]
     assert organ[("ours", "hot3d", "acc")] == pytest.approx(0.910)
@@ -195,7 +203,7 @@ def test_table_values(sweep, reference):
 
 def test_markdown_cells_notes_and_failures(sweep, reference):
     runs = load_runs(sweep)
-    md = to_markdown(classification_table(runs, reference), runs)
+    md = to_markdown(cls_table(runs, reference), runs)
     rows = md_rows(md)
     organ = rows[("organmnist3d", "28")]
     assert organ["hot3d ACC"] == "**0.910** ± 0.014" and organ["hot3d AUC"] == "0.992 ± 0.003"  # 2 seeds
@@ -223,13 +231,13 @@ def test_unconfirmed_value_gets_dagger(tmp_path):
                    "p,t,organmnist3d/28,ResNet-18 (3D),acc,0.907,paper,false\n"
                    "p,t,organmnist3d/28,ResNet-50 (3D),auc,0.994,paper,true\n"
                    "p,t,organmnist3d/28,ResNet-50 (3D),acc,0.883,paper,true\n")
-    table = classification_table(load_runs(tmp_path / "s"), load_reference(str(ref)))
+    table = cls_table(load_runs(tmp_path / "s"), load_reference(str(ref)))
     frame = display_frame(table, "md")
     assert frame.loc[("organmnist3d", 28), ("ResNet-18 (3D)", "ACC")] == "0.907†"
     assert frame.loc[("organmnist3d", 28), ("hot3d", "ACC")] == "**0.950**"
     assert "† not confirmed" in to_markdown(table, load_runs(tmp_path / "s"))
     with pytest.raises(ValueError, match="choose from"):
-        classification_table(load_runs(tmp_path / "s"), load_reference(str(ref)), baselines=["ResNet-18 (2.5D)"])
+        cls_table(load_runs(tmp_path / "s"), load_reference(str(ref)), baselines=["ResNet-18 (2.5D)"])
 
 
 def test_cost_table(sweep):
@@ -242,7 +250,7 @@ def test_cost_table(sweep):
 
 def test_latex(sweep, reference):
     runs = load_runs(sweep)
-    tex = to_latex(classification_table(runs, reference), runs)
+    tex = to_latex(cls_table(runs, reference), runs)
     for needle in (r"\toprule", r"\bottomrule", r"\multicolumn{2}{c}{ResNet-18 (3D)}", r"\textbf{0.910}",
                    r"hot3d[hot\_linear]", r"$\Delta$ best", "28$^3$", "failed", "missing",
                    r"\label{tab:medmnist3d-cost}"):

@@ -16,6 +16,7 @@ from attnbench.config import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = "forecasting_lookback96"
+CLS_BASELINES = ["ResNet-18 (3D)", "ResNet-50 (3D)"]
 GLUE_TARGET = "attnbench.lit.text_classification.TextClassificationModule"
 SWEEP_OVERRIDES = ["trainer.max_epochs=3", "callbacks.early_stopping.patience=1", "callbacks.rich_progress_bar=null"]
 
@@ -166,7 +167,7 @@ def test_classification_mean_std_and_truncated_runs_get_no_delta(tmp_path):
     write(root, 1, cls_result("hot3d", 44, 0.92))
     write(root, 2, cls_result("vit3d", 43, 0.99, debug="fast"))  # a debug run better than everything
     runs = classification.load_runs(root)
-    table = classification.classification_table(runs, classification.load_reference("medmnist3d"))
+    table = classification.classification_table(runs, classification.load_reference("medmnist3d"), CLS_BASELINES)
     row = table.loc[("organmnist3d", 28)]
     assert row[("ours", "hot3d", "acc_std")] == pytest.approx(0.0141421, abs=1e-6)
     assert row[("diff", "best", "acc")] == pytest.approx(0.91 - 0.907)  # from hot3d, not the debug vit3d‡
@@ -232,7 +233,7 @@ def test_plot_legends_keep_every_label_inside_the_figure(tmp_path):
     for i, m in enumerate(["hot3d", "vit3d", "resnet3d"]):
         write(cls_root, i, cls_result(m, 43, 0.8 + i / 100))
     cls_table = classification.classification_table(classification.load_runs(cls_root),
-                                                    classification.load_reference("medmnist3d"))
+                                                    classification.load_reference("medmnist3d"), CLS_BASELINES)
     labels, inside = _legend_inside(classification.acc_figure(cls_table))
     assert labels == ["hot3d", "resnet3d", "vit3d", "best published"] and inside
 

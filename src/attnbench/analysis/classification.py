@@ -28,7 +28,6 @@ from attnbench.analysis.spec import TableSpec
 
 RUN_COLUMNS = ["dataset", "size", "model", "status", "error", "acc", "auc", "val_acc_best", "epochs",
                "wall_time_s", "peak_memory_mb", "n_params", "run_dir"]  # then FACT_COLUMNS
-BASELINES = ("ResNet-18 (3D)", "ResNet-50 (3D)")  # named "ResNet (3D)" in the Δ column's header
 METRICS = ("acc", "auc")
 COST_METRICS = ("n_params", "epochs", "minutes", "peak_memory_mb")
 MEDMNIST_CITATION = "MedMNIST v2 (Yang et al., Scientific Data 2023, arXiv:2110.14795)"
@@ -94,8 +93,8 @@ def _our_stats(runs: pd.DataFrame) -> pd.DataFrame:
     return counts[["failed", "missing"]].join(means, how="left")
 
 
-def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines: Sequence[str] = BASELINES,
-                         notes: Sequence[str] = ()) -> pd.DataFrame:
+def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines: Sequence[str],
+                         notes: Sequence[str] = (), baseline_label: str = "baseline") -> pd.DataFrame:
     """Wide table, index (dataset, size) of the pairs we ran, columns (group, model, metric).
 
     ``("ours", m, acc|auc|acc_std|auc_std|n|failed|missing)``: our runs averaged over seeds (std: sample
@@ -103,8 +102,8 @@ def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines:
     ``("diff", "best", acc|auc)``: the best of our untruncated models minus the best published of
     ``baselines``, per metric (positive = ours better). ``("published", r, acc|auc|confirmed)``: every
     reference model, empty where the reference has no number for that data set and size. ``attrs``:
-    baselines, sources, the sizes with published numbers, the truncation legend and ``notes`` (the experiment's
-    lines under the table).
+    baselines and ``baseline_label`` (their name in the Δ header), sources, the sizes with published numbers,
+    the truncation legend and ``notes`` (the experiment's lines under the table).
     """
     if runs.empty:
         raise ValueError("no runs to tabulate")
@@ -131,7 +130,8 @@ def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines:
     cols = {**ours, **diff, **published}
     table = pd.DataFrame(cols, index=index)
     table.columns = pd.MultiIndex.from_tuples(list(cols), names=["group", "model", "metric"])
-    table.attrs.update(baselines=list(baselines), sources=sorted(reference["source"].unique()),
+    table.attrs.update(baselines=list(baselines), baseline_label=baseline_label,
+                       sources=sorted(reference["source"].unique()),
                        published_sizes=sorted(int(s) for s in reference["size"].unique()), notes=list(notes),
                        **sweep_notes(runs))
     return table
@@ -212,8 +212,7 @@ def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
             str(n) + ("" if not (f or k) else " (" + ", ".join(
                 f"+{x} {word}" for x, word in ((f, "failed"), (k, "missing")) if x) + ")")
             for n, f, k in zip(s["n"], s["failed"], s["missing"], strict=True)]
-    versus = "ResNet (3D)" if list(table.attrs.get("baselines", BASELINES)) == list(BASELINES) else "baseline"
-    diff_label = f"{st.delta} best vs {versus}"
+    diff_label = f"{st.delta} best vs {table.attrs.get('baseline_label', 'baseline')}"
     for c in METRICS:
         out[(diff_label, c.upper())] = [st.dash if pd.isna(v) else f"{round(v, 3) + 0.0:+.3f}"  # no -0.000
                                         for v in table[("diff", "best", c)]]
@@ -262,7 +261,7 @@ def _notes(table: pd.DataFrame, fmt: Fmt) -> list[str]:
     st = _Style(fmt)
     sources = "; ".join(table.attrs.get("sources", []))
     cite = f"{MEDMNIST_CITATION}, " if sources and "medmnist" in sources.lower() else ""
-    baselines = ", ".join(table.attrs.get("baselines", BASELINES))
+    baselines = ", ".join(table.attrs.get("baselines", []))
     notes = [f"Δ = best of ours (untruncated runs) − best published of {baselines}, per metric; positive = ours "
              "better. Best ACC and AUC per row in bold. Ours: mean ± std over seeds (n runs; no ± for one run).",
              f"Published numbers (test split): {cite}source: {sources}.", *truncation_notes(table.attrs)]
@@ -355,7 +354,8 @@ def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
     """The classification table of a sweep: table.md/.tex/.png, table.csv (the wide table with the cost
     columns, headers ``group/model/metric``) and runs.csv (one row per job)."""
     runs = load_runs(sweep_dir)
-    table = classification_table(runs, load_reference(spec.reference), spec.baseline or BASELINES, spec.notes)
+    table = classification_table(runs, load_reference(spec.reference), spec.baseline, spec.notes,
+                                 spec.baseline_label)
     wide = pd.concat([table, cost_table(runs, table.index)], axis=1)
     wide.columns = ["/".join(c) for c in wide.columns]
     return Rendered(markdown=to_markdown(table, runs), latex=to_latex(table, runs),

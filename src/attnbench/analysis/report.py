@@ -32,5 +32,6 @@ def write_table(sweep_dir: str | Path, out_dir: str | Path | None = None, experi
     if reference:
         spec = dataclasses.replace(spec, reference=reference)
     if baseline:
-        spec = dataclasses.replace(spec, baseline=[b.strip() for b in baseline.split(",") if b.strip()])
+        spec = dataclasses.replace(spec, baseline=[b.strip() for b in baseline.split(",") if b.strip()],
+                                   baseline_label="baseline")
     return write(LAYOUTS[spec.kind](sweep_dir, spec), out_dir if out_dir is not None else sweep_dir)

@@ -8,6 +8,7 @@
       direction: lower                # lower | higher is better
       reference: forecasting_lookback96   # analysis/reference/<name>.csv (long form, see analysis.reference)
       baseline: [iTransformer]        # the published column(s) the differences are taken to
+      baseline_label: ResNet (3D)     # what headers call the baselines (optional; default "baseline")
       notes: ["..."]                  # lines printed under the table (optional)
 
 A sweep's table comes from its jobs' ``results.json``: ``config.table`` (train.py stores the resolved config),
@@ -30,7 +31,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "classification": {"rows": ["dataset", "size"], "metrics": ["acc", "auc"], "direction": "higher"},
     "glue": {"rows": ["task"], "metrics": ["score"], "direction": "higher"},
 }
-FIELDS = ("kind", "rows", "columns", "metrics", "direction", "reference", "baseline", "notes")
+FIELDS = ("kind", "rows", "columns", "metrics", "direction", "reference", "baseline", "baseline_label", "notes")
 REQUIRED = ("kind", "rows", "columns", "metrics", "direction", "reference")
 
 
@@ -45,6 +46,7 @@ class TableSpec:
     direction: str
     reference: str
     baseline: list[str] = field(default_factory=list)
+    baseline_label: str = "baseline"
     notes: list[str] = field(default_factory=list)
     experiment: str = ""
 
@@ -73,6 +75,7 @@ def parse_spec(block: Any, where: str = "table") -> TableSpec:
                      metrics=_strings(where, "metrics", block["metrics"]), direction=str(block["direction"]),
                      reference=str(block["reference"]),
                      baseline=_strings(where, "baseline", block.get("baseline") or []),
+                     baseline_label=str(block.get("baseline_label") or "baseline"),
                      notes=_strings(where, "notes", block.get("notes") or []), experiment=where)
     layout = KINDS[kind]
     for key in ("rows", "metrics", "direction"):
