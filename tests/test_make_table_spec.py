@@ -117,6 +117,9 @@ def test_a_new_table_is_one_block_and_one_reference_file(tmp_path):
     assert "| model | RTE | IMDB | Avg |" in md
     assert "| NewFormer? | 70.50 | 91.00 | 80.75 |" in md  # an unconfirmed value marks the row
     assert "NewFormer: numbers from Table 2." in md and "Published rows: newpaper Table 2." in md
+    tex = (tmp_path / "out" / "table.tex").read_text()
+    assert r"NewFormer? & 70.50 & 91.00 & 80.75 \\" in tex and r"\toprule" in tex
+    assert (tmp_path / "out" / "table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_sweeps_must_name_one_table(tmp_path, capsys):

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from attnbench.analysis import reference as published
-from attnbench.analysis.render import Fmt, Rendered, failed_section, legend_below, tex_escape, tex_note
+from attnbench.analysis.render import Fmt, Rendered, failed_section, latex_table, legend_below, tex_escape, tex_note
 from attnbench.analysis.runs import MARK, job_parts, model_label, status_kind, sweep_notes, truncation_notes
 from attnbench.analysis.runs import load_runs as load_jobs
 from attnbench.analysis.spec import TableSpec
@@ -293,22 +293,12 @@ def to_markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _latex_table(frame: pd.DataFrame, caption: str, label: str, notes: list[str]) -> str:
-    """One booktabs ``table`` (scaled to the text width) with notes under it."""
-    tex = frame.to_latex(escape=False, multicolumn=True, multicolumn_format="c", multirow=False,
-                         column_format="ll" + "r" * frame.shape[1], position="t", label=label, caption=caption)
-    tex = tex.replace(r"\begin{tabular}", "\\resizebox{\\textwidth}{!}{%\n\\begin{tabular}")
-    tex = tex.replace(r"\end{tabular}", "\\end{tabular}}")
-    footer = "\n".join([r"\par\smallskip\footnotesize", *(n + r"\\" for n in notes)])
-    return tex.replace(r"\end{table}", footer + "\n" + r"\end{table}")
-
-
 def to_latex(table: pd.DataFrame, runs: pd.DataFrame, label: str = "tab:medmnist3d") -> str:
     """LaTeX: the ACC/AUC table and the cost table (booktabs, graphicx for the scaling)."""
-    main = _latex_table(display_frame(table, "tex"), "3D classification: test ACC and AUC (higher is better).",
-                        label, _notes(table, "tex"))
-    cost = _latex_table(display_cost(cost_table(runs, table.index), "tex"), "Cost of our runs.",
-                        f"{label}-cost", [_Style("tex").note(COST_NOTE)])
+    main = latex_table(display_frame(table, "tex"), "3D classification: test ACC and AUC (higher is better).",
+                       label, _notes(table, "tex"), fit_width=True)
+    cost = latex_table(display_cost(cost_table(runs, table.index), "tex"), "Cost of our runs.",
+                       f"{label}-cost", [_Style("tex").note(COST_NOTE)], fit_width=True)
     return "% needs \\usepackage{booktabs,graphicx}\n" + main + "\n" + cost
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from attnbench.analysis import reference as published
-from attnbench.analysis.render import Rendered
+from attnbench.analysis.render import Fmt, Rendered, latex_table, legend_below, tex_escape, tex_note
 from attnbench.analysis.runs import (
     job_parts,
     mean_std,
@@ -109,27 +109,34 @@ def glue_table(runs: pd.DataFrame, reference: pd.DataFrame, notes: list[str] | t
     return frame
 
 
-def _cell(v: Any, std: Any = None, n: Any = None) -> str:
+def _cell(v: Any, std: Any = None, n: Any = None, pm: str = "±", dash: str = "–") -> str:
     """``67.00 ± 1.41 (n=2)`` for ours (``(n=1)`` without ±), ``68.59`` for a published value."""
     if v is None or (isinstance(v, float) and pd.isna(v)):
-        return "–"
+        return dash
     if not isinstance(v, float):
         return str(v)
-    text = f"{v:.2f}" + ("" if std is None or pd.isna(std) else f" ± {std:.2f}")
+    text = f"{v:.2f}" + ("" if std is None or pd.isna(std) else f" {pm} {std:.2f}")
     return text + ("" if n is None or pd.isna(n) else f" (n={int(n)})")
 
 
-def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> str:
+def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
+    """String cells, index the row names (``?`` on published rows with an unconfirmed value), columns the
+    tasks' paper names and ``Avg``."""
+    tex = fmt == "tex"
     cols = [c for c in table.columns if not c.startswith("_")]
-    head = "| model | " + " | ".join(TASKS.get(c, c) for c in cols) + " |"
-    lines = [head, "|---|" + "---|" * len(cols)]
-    for model, row in table.iterrows():
-        mark = "?" if row.get("_unconfirmed") is True else ""
-        lines.append(f"| {model}{mark} | " + " | ".join(
-            _cell(row[c], row.get(f"_std:{c}"), row.get(f"_n:{c}")) for c in cols) + " |")
+    cells = {f"{model}{'?' if row.get('_unconfirmed') is True else ''}":
+             [_cell(row[c], row.get(f"_std:{c}"), row.get(f"_n:{c}"), r"$\pm$" if tex else "±", "--" if tex else "–")
+              for c in cols] for model, row in table.iterrows()}
+    frame = pd.DataFrame.from_dict(cells, orient="index", columns=[TASKS.get(c, c) for c in cols])
+    frame.index = [tex_escape(str(m)) if tex else m for m in frame.index]
+    frame.index.name = "model"
+    return frame
+
+
+def _notes(table: pd.DataFrame, reference: pd.DataFrame | None) -> list[str]:
+    cols = [c for c in table.columns if not c.startswith("_")]
     glue_tasks = [c for c in cols if c not in ("Avg", "imdb")]
-    notes = ["", "Ours: mean ± std over seeds (n runs; no ± for one run)."]
-    notes += truncation_notes(table.attrs)
+    notes = ["Ours: mean ± std over seeds (n runs; no ± for one run).", *truncation_notes(table.attrs)]
     if glue_tasks:
         notes.append("Scores in %, GLUE dev (val = test = dev); a task's score is the mean of its GLUE metrics "
                      "(CoLA MCC, MRPC F1/acc, STS-B Pearson/Spearman, others accuracy). Avg: over the tasks shown.")
@@ -141,7 +148,16 @@ def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame
         if glue_tasks:
             notes.append("The paper's GLUE Avg counts all nine columns (CoLA, MNLI-m/mm, MRPC, QNLI, QQP, RTE, "
                          "SST-2, STS-B).")
-    notes += table.attrs.get("notes", [])
+    return notes + table.attrs.get("notes", [])
+
+
+def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> str:
+    """Markdown: the table, its notes, and the jobs without a result with their errors."""
+    frame = display_frame(table, "md")
+    lines = ["| model | " + " | ".join(frame.columns) + " |", "|---|" + "---|" * frame.shape[1]]
+    lines += [f"| {model} | " + " | ".join(row) + " |" for model, row in zip(frame.index, frame.to_numpy().tolist(),
+                                                                            strict=True)]
+    notes = ["", *_notes(table, reference)]
     bad = runs[runs["status"] != "ok"]
     if not bad.empty:
         notes += ["", "Jobs without a result:"] + [f"- {r.model} / {r.task}: {r.status}: {r.error} ({r.run_dir})"
@@ -149,10 +165,51 @@ def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame
     return "\n".join(lines + notes) + "\n"
 
 
+def to_latex(table: pd.DataFrame, reference: pd.DataFrame | None = None, label: str = "tab:glue") -> str:
+    """LaTeX ``table`` (booktabs, 2 decimals) with the notes under it."""
+    return "% needs \\usepackage{booktabs,graphicx}\n" + latex_table(
+        display_frame(table, "tex"), "Text classification: score in % (higher is better).", label,
+        [tex_note(n) for n in _notes(table, reference)], fit_width=True)
+
+
+def score_figure(table: pd.DataFrame) -> Any:
+    """Grouped bars of the score per task: our rows (outlined) beside the published ones; a task where one of
+    ours failed or is missing shows a red x at zero."""
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
+
+    tasks = [c for c in table.columns if not c.startswith("_") and c != "Avg"]
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(max(7.0, 1.5 * len(tasks) + 2), 4.0), layout="constrained")
+    ax = fig.subplots()
+    handles: dict[str, Any] = {}
+    width = 0.8 / max(1, len(table))
+    for k, (model, row) in enumerate(table.iterrows()):
+        xs = [j + (k - (len(table) - 1) / 2) * width for j in range(len(tasks))]
+        ys = [row[t] if isinstance(row[t], float) else float("nan") for t in tasks]
+        ours = str(model).startswith("ours: ")
+        std = [row.get(f"_std:{t}") for t in tasks] if ours else None
+        handles[str(model)] = ax.bar(xs, ys, width, color=colors[k % len(colors)], linewidth=0.6,
+                                     edgecolor="black" if ours else "none", yerr=std, capsize=2,
+                                     error_kw={"linewidth": 0.8})
+        bad = [x for x, t in zip(xs, tasks, strict=True) if ours and isinstance(row[t], str)]
+        if bad:
+            (handles["failed / missing"],) = ax.plot(bad, [0] * len(bad), "x", color="red", markersize=9,
+                                                     clip_on=False)
+    ax.set_xticks(range(len(tasks)), [TASKS.get(t, t) for t in tasks])
+    ax.set_xlim(-0.5, len(tasks) - 0.5)
+    ax.set_ylabel("score (%)")
+    order = sorted(handles, key=lambda name: name == "failed / missing")  # the marker's entry last
+    legend_below(fig, [handles[n] for n in order], order)
+    return fig
+
+
 def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
-    """The GLUE / IMDB table of a sweep: table.md, table.csv (the shown cells) and runs.csv (one row per job)."""
+    """The GLUE / IMDB table of a sweep: table.md, table.tex, table.csv (the shown cells), runs.csv (one row per
+    job), table.png."""
     runs = load_runs(sweep_dir)
     ref = load_reference(spec.reference)
     table = glue_table(runs, ref, spec.notes)
     shown = table.drop(columns=[c for c in table.columns if c.startswith("_")])
-    return Rendered(markdown=to_markdown(table, runs, ref), csv={"table.csv": (shown, True), "runs.csv": (runs, False)})
+    return Rendered(markdown=to_markdown(table, runs, ref), latex=to_latex(table, ref),
+                    csv={"table.csv": (shown, True), "runs.csv": (runs, False)}, figure=score_figure(table))

@@ -57,6 +57,19 @@ def legend_below(fig: Any, handles: list[Any], labels: list[str]) -> None:
     fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)
 
 
+def latex_table(frame: pd.DataFrame, caption: str, label: str, notes: list[str], fit_width: bool = False) -> str:
+    """One booktabs ``table`` of string cells (multicolumn headers, one left column per index level) with the
+    notes under it; ``fit_width`` scales it to the text width (needs graphicx)."""
+    tex = frame.to_latex(escape=False, multicolumn=True, multicolumn_format="c", multirow=False,
+                         column_format="l" * frame.index.nlevels + "r" * frame.shape[1], position="t", label=label,
+                         caption=caption)
+    if fit_width:
+        tex = tex.replace(r"\begin{tabular}", "\\resizebox{\\textwidth}{!}{%\n\\begin{tabular}")
+        tex = tex.replace(r"\end{tabular}", "\\end{tabular}}")
+    footer = "\n".join([r"\par\smallskip\footnotesize", *(n + r"\\" for n in notes)])
+    return tex.replace(r"\end{table}", footer + "\n" + r"\end{table}")
+
+
 @dataclass
 class Rendered:
     """A table's outputs: ``table.md``; ``table.tex`` and ``table.png`` when the kind has them; CSV files by

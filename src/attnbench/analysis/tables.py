@@ -22,7 +22,15 @@ from typing import Any
 import pandas as pd
 
 from attnbench.analysis import reference as published
-from attnbench.analysis.render import Fmt, Rendered, failed_section, legend_below, tex_escape, tex_note
+from attnbench.analysis.render import (
+    Fmt,
+    Rendered,
+    failed_section,
+    latex_table,
+    legend_below,
+    tex_escape,
+    tex_note,
+)
 from attnbench.analysis.runs import MARK, job_parts, model_label, status_kind, sweep_notes, truncation_notes
 from attnbench.analysis.runs import load_runs as load_jobs
 from attnbench.analysis.spec import TableSpec
@@ -218,12 +226,8 @@ def to_markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
 
 def to_latex(table: pd.DataFrame, label: str = "tab:forecasting") -> str:
     """LaTeX ``table`` (booktabs rules, 3 decimals, multicolumn headers) with the notes under it."""
-    frame = display_frame(table, "tex")
-    tex = frame.to_latex(escape=False, multicolumn=True, multicolumn_format="c", multirow=False,
-                         column_format="ll" + "r" * frame.shape[1], position="t", label=label,
-                         caption="Forecasting: test MSE and MAE (lower is better).")
-    notes = "\n".join([r"\par\smallskip\footnotesize", *(n + r"\\" for n in _notes(table, "tex"))])
-    return tex.replace(r"\end{table}", notes + "\n" + r"\end{table}")
+    return latex_table(display_frame(table, "tex"), "Forecasting: test MSE and MAE (lower is better).", label,
+                       _notes(table, "tex"))
 
 
 def mse_figure(table: pd.DataFrame) -> Any:
