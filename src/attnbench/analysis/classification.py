@@ -22,7 +22,7 @@ import pandas as pd
 
 from attnbench.analysis import reference as published
 from attnbench.analysis.render import Fmt, Rendered, failed_section, latex_table, legend_below, tex_escape, tex_note
-from attnbench.analysis.runs import MARK, job_parts, model_label, status_kind, sweep_notes, truncation_notes
+from attnbench.analysis.runs import MARK, cell_stats, job_parts, model_label, sweep_notes, truncation_notes
 from attnbench.analysis.runs import load_runs as load_jobs
 from attnbench.analysis.spec import TableSpec
 
@@ -81,18 +81,6 @@ def _per_model(frame: pd.DataFrame, model: str, index: pd.MultiIndex) -> pd.Data
     return frame[frame.index.get_level_values("model") == model].droplevel("model").reindex(index)
 
 
-def _our_stats(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, size, model): mean and std (over seeds) of ACC/AUC over ok runs, n of them, and counts of
-    failed/missing jobs."""
-    kind = runs["status"].map(status_kind)
-    counts = pd.crosstab([runs["dataset"], runs["size"], runs["model"]], kind)
-    counts = counts.reindex(columns=["ok", "failed", "missing"], fill_value=0)
-    ok = runs[kind == "ok"].groupby(_KEYS)
-    std = ok[list(METRICS)].std().add_suffix("_std")
-    means = ok[list(METRICS)].mean().join(std).assign(n=ok["acc"].count())
-    return counts[["failed", "missing"]].join(means, how="left")
-
-
 def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines: Sequence[str],
                          notes: Sequence[str] = (), baseline_label: str = "baseline") -> pd.DataFrame:
     """Wide table, index (dataset, size) of the pairs we ran, columns (group, model, metric).
@@ -112,7 +100,7 @@ def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines:
     if unknown or not baselines:
         raise ValueError(f"baseline(s) {unknown or list(baselines)} not in the reference; choose from {ref_models}")
     index = _row_index(runs, reference)
-    stats = _our_stats(runs)
+    stats = cell_stats(runs, _KEYS, list(METRICS))
     ours: dict[tuple[str, str, str], pd.Series] = {}
     for m in sorted(runs["model"].unique()):
         s = _per_model(stats, m, index)

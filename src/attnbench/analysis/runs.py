@@ -316,6 +316,19 @@ def status_kind(status: Any) -> str:
     return status if status in ("ok", "missing") else "failed"
 
 
+def cell_stats(runs: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Per ``keys`` (a table cell): mean and sample std over seeds (``<metric>_std``, NaN for one run) of each
+    metric over the ok runs, ``n`` (ok runs scored on the first metric), and counts of ``failed``/``missing``
+    jobs; every cell with a job is there, counts as ints."""
+    kind = runs["status"].map(status_kind)
+    counts = pd.crosstab([runs[k] for k in keys], kind).reindex(columns=["ok", "failed", "missing"], fill_value=0)
+    ok = runs[kind == "ok"].groupby(keys)
+    means = ok[metrics].mean().join(ok[metrics].std().add_suffix("_std")).assign(n=ok[metrics[0]].count())
+    stats = counts[["failed", "missing"]].join(means, how="left")
+    stats["n"] = stats["n"].fillna(0).astype(int)
+    return stats
+
+
 def mean_std(values: pd.Series) -> tuple[float, float, int]:
     """(mean, sample std over seeds (NaN for one value), n) of the non-missing values."""
     v = pd.to_numeric(values, errors="coerce").dropna()

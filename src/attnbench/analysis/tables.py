@@ -31,7 +31,7 @@ from attnbench.analysis.render import (
     tex_escape,
     tex_note,
 )
-from attnbench.analysis.runs import MARK, job_parts, model_label, status_kind, sweep_notes, truncation_notes
+from attnbench.analysis.runs import MARK, cell_stats, job_parts, model_label, sweep_notes, truncation_notes
 from attnbench.analysis.runs import load_runs as load_jobs
 from attnbench.analysis.spec import TableSpec
 
@@ -72,19 +72,6 @@ load_reference = functools.partial(published.for_kind, kind="forecasting")  # co
 
 
 # ---------------------------------------------------------------------------------------------- table
-def _our_stats(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, horizon, model): mean and std (over seeds) of MSE/MAE over ok runs, n of them, counts
-    of failed/missing."""
-    runs = runs.assign(status=runs["status"].map(status_kind))
-    ok = runs[runs["status"] == "ok"]
-    stats = ok.groupby(_KEYS).agg(mse=("mse", "mean"), mae=("mae", "mean"), mse_std=("mse", "std"),
-                                  mae_std=("mae", "std"), n=("mse", "count"))
-    bad = runs[runs["status"] != "ok"].groupby([*_KEYS, "status"]).size().unstack("status")
-    stats = stats.join(bad.reindex(columns=["failed", "missing"]), how="outer")
-    stats[["n", "failed", "missing"]] = stats[["n", "failed", "missing"]].fillna(0).astype(int)
-    return stats
-
-
 def forecasting_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str,
                       notes: Sequence[str] = ()) -> pd.DataFrame:
     """Wide table, index (dataset, horizon) of the pairs we ran, columns (group, model, metric).
@@ -106,7 +93,7 @@ def forecasting_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str
     pairs = pairs.sort_values(["dataset", "horizon"], key=lambda s: s.map(rank) if s.name == "dataset" else s)
     index = pd.MultiIndex.from_frame(pairs)
 
-    stats = _our_stats(runs)
+    stats = cell_stats(runs, _KEYS, ["mse", "mae"])
     ref = reference.set_index(_KEYS)
     base = ref.xs(baseline, level="model").reindex(index)
     cols: dict[tuple[str, str, str], pd.Series] = {}
