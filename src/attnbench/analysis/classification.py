@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from attnbench.analysis import reference as published
-from attnbench.analysis.render import Fmt, Rendered, failed_section, latex_table, legend_below, tex_escape, tex_note
+from attnbench.analysis.render import Fmt, Rendered, Style, bests, failed_section, latex_table, legend_below
 from attnbench.analysis.runs import MARK, cell_stats, job_parts, model_label, sweep_notes, truncation_notes
 from attnbench.analysis.runs import load_runs as load_jobs
 from attnbench.analysis.spec import TableSpec
@@ -146,55 +146,19 @@ def failed_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------- display
-class _Style:
-    """Markdown or LaTeX spelling of the few marks the tables use."""
-
-    def __init__(self, fmt: Fmt) -> None:
-        self.md = fmt == "md"
-        self.dash = "–" if self.md else "--"
-        self.dagger = "†" if self.md else r"\textsuperscript{\dag}"
-        self.delta = "Δ" if self.md else r"$\Delta$"
-
-    def name(self, s: str) -> str:
-        return s if self.md else tex_escape(s)
-
-    def bold(self, s: str) -> str:
-        return f"**{s}**" if self.md else rf"\textbf{{{s}}}"
-
-    def note(self, s: str) -> str:
-        return s if self.md else tex_note(s)
-
-
-def _bests(table: pd.DataFrame, metric: str) -> pd.Series:
-    """Per row the highest value (3 decimals) among ours (untruncated) and published; NaN without at least two
-    values."""
-    ours = table["ours"].xs(metric, level="metric", axis=1)
-    ours = ours[[m for m in ours.columns if MARK not in m]]  # truncated runs compete for nothing
-    vals = pd.concat([ours, table["published"].xs(metric, level="metric", axis=1)], axis=1).astype(float).round(3)
-    return vals.max(axis=1).where(vals.notna().sum(axis=1) >= 2)
-
-
 def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
     """String cells: 3 decimals, the best ACC and AUC per row in bold, ``failed``/``missing`` where a model of
     ours has no score, a dagger on published values not confirmed by the source check."""
-    st = _Style(fmt)
-    bests = {c: _bests(table, c) for c in METRICS}
-
-    def score(v: float, best: float, mark: str = "", std: float = float("nan")) -> str:
-        if pd.isna(v):
-            return st.dash
-        text = f"{v:.3f}"
-        pm = "" if pd.isna(std) else (" ± " if st.md else r" $\pm$ ") + f"{std:.3f}"
-        return (st.bold(text) if round(v, 3) == best else text) + mark + pm
-
+    st = Style(fmt)
+    best = {c: bests(table, c, higher=True) for c in METRICS}
     out: dict[tuple[str, str], list[str]] = {}
     ours, pub = table["ours"], table["published"]
     for m in ours.columns.get_level_values("model").unique():
         s = ours[m]
         for c in METRICS:
             out[(st.name(m), c.upper())] = [
-                score(v, b, std=sd) if n else ("failed" if f else "missing" if k else st.dash)
-                for v, sd, b, n, f, k in zip(s[c], s[f"{c}_std"], bests[c], s["n"], s["failed"], s["missing"],
+                st.score(v, b, std=sd) if n else ("failed" if f else "missing" if k else st.dash)
+                for v, sd, b, n, f, k in zip(s[c], s[f"{c}_std"], best[c], s["n"], s["failed"], s["missing"],
                                              strict=True)]
         out[(st.name(m), "n")] = [
             str(n) + ("" if not (f or k) else " (" + ", ".join(
@@ -202,18 +166,17 @@ def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
             for n, f, k in zip(s["n"], s["failed"], s["missing"], strict=True)]
     diff_label = f"{st.delta} best vs {table.attrs.get('baseline_label', 'baseline')}"
     for c in METRICS:
-        out[(diff_label, c.upper())] = [st.dash if pd.isna(v) else f"{round(v, 3) + 0.0:+.3f}"  # no -0.000
-                                        for v in table[("diff", "best", c)]]
+        out[(diff_label, c.upper())] = [st.signed(v) for v in table[("diff", "best", c)]]
     for r in pub.columns.get_level_values("model").unique():
         s = pub[r]
         for c in METRICS:
             out[(st.name(r), c.upper())] = [
-                score(v, b, "" if pd.isna(ok) or ok else st.dagger)
-                for v, b, ok in zip(s[c], bests[c], s["confirmed"], strict=True)]
+                st.score(v, b, "" if pd.isna(ok) or ok else st.dagger)
+                for v, b, ok in zip(s[c], best[c], s["confirmed"], strict=True)]
     return _framed(out, table.index, st)
 
 
-def _framed(out: dict[tuple[str, str], list[str]], index: pd.MultiIndex, st: _Style) -> pd.DataFrame:
+def _framed(out: dict[tuple[str, str], list[str]], index: pd.MultiIndex, st: Style) -> pd.DataFrame:
     frame = pd.DataFrame(out)
     frame.columns = pd.MultiIndex.from_tuples(list(out))
     frame.index = pd.MultiIndex.from_arrays(
@@ -224,7 +187,7 @@ def _framed(out: dict[tuple[str, str], list[str]], index: pd.MultiIndex, st: _St
 
 def display_cost(cost: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
     """String cells of ``cost_table``: parameters in millions, epochs, minutes (1 decimal), peak memory MB."""
-    st = _Style(fmt)
+    st = Style(fmt)
     spell = {"n_params": ("params", lambda v: f"{v / 1e6:.2f}M"), "epochs": ("epochs", lambda v: f"{v:.0f}"),
              "minutes": ("min", lambda v: f"{v:.1f}"), "peak_memory_mb": ("peak MB", lambda v: f"{v:.0f}")}
     out: dict[tuple[str, str], list[str]] = {}
@@ -246,7 +209,7 @@ def _size_note(table: pd.DataFrame) -> str | None:
 
 
 def _notes(table: pd.DataFrame, fmt: Fmt) -> list[str]:
-    st = _Style(fmt)
+    st = Style(fmt)
     sources = "; ".join(table.attrs.get("sources", []))
     cite = f"{MEDMNIST_CITATION}, " if sources and "medmnist" in sources.lower() else ""
     baselines = ", ".join(table.attrs.get("baselines", []))
@@ -286,7 +249,7 @@ def to_latex(table: pd.DataFrame, runs: pd.DataFrame, label: str = "tab:medmnist
     main = latex_table(display_frame(table, "tex"), "3D classification: test ACC and AUC (higher is better).",
                        label, _notes(table, "tex"), fit_width=True)
     cost = latex_table(display_cost(cost_table(runs, table.index), "tex"), "Cost of our runs.",
-                       f"{label}-cost", [_Style("tex").note(COST_NOTE)], fit_width=True)
+                       f"{label}-cost", [Style("tex").note(COST_NOTE)], fit_width=True)
     return "% needs \\usepackage{booktabs,graphicx}\n" + main + "\n" + cost
 
 

@@ -33,6 +33,47 @@ def tex_note(s: str) -> str:
             .replace("³", "$^3$"))
 
 
+class Style:
+    """Markdown or LaTeX spelling of the marks the tables use, and their score cells."""
+
+    def __init__(self, fmt: Fmt) -> None:
+        self.md = fmt == "md"
+        self.dash = "–" if self.md else "--"
+        self.dagger = "†" if self.md else r"\textsuperscript{\dag}"
+        self.delta = "Δ" if self.md else r"$\Delta$"
+
+    def name(self, s: str) -> str:
+        return s if self.md else tex_escape(s)
+
+    def bold(self, s: str) -> str:
+        return f"**{s}**" if self.md else rf"\textbf{{{s}}}"
+
+    def note(self, s: str) -> str:
+        return s if self.md else tex_note(s)
+
+    def score(self, v: float, best: float, mark: str = "", std: float = float("nan")) -> str:
+        """``0.390`` (bold where it equals the row's ``best`` at 3 decimals), then ``mark``, then ``± std``."""
+        if pd.isna(v):
+            return self.dash
+        text = f"{v:.3f}"
+        pm = "" if pd.isna(std) else (" ± " if self.md else r" $\pm$ ") + f"{std:.3f}"
+        return (self.bold(text) if round(v, 3) == best else text) + mark + pm
+
+    def signed(self, v: float) -> str:
+        """A difference: ``+0.014`` (never ``-0.000``), a dash where there is none."""
+        return self.dash if pd.isna(v) else f"{round(v, 3) + 0.0:+.3f}"
+
+
+def bests(table: pd.DataFrame, metric: str, higher: bool) -> pd.Series:
+    """Per row the best value (3 decimals) among our untruncated models and the published ones (columns
+    ``ours``/``published`` x model x metric); NaN without at least two values (bold needs a rival)."""
+    ours = table["ours"].xs(metric, level="metric", axis=1)
+    ours = ours[[m for m in ours.columns if MARK not in m]]  # truncated runs compete for nothing
+    vals = pd.concat([ours, table["published"].xs(metric, level="metric", axis=1)], axis=1).astype(float).round(3)
+    best = vals.max(axis=1) if higher else vals.min(axis=1)
+    return best.where(vals.notna().sum(axis=1) >= 2)
+
+
 def md_cell(v: Any) -> str:
     """One Markdown table cell: empty for NaN, one line, ``|`` escaped."""
     return "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v).replace("\n", " ").replace(

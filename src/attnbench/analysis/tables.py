@@ -22,16 +22,8 @@ from typing import Any
 import pandas as pd
 
 from attnbench.analysis import reference as published
-from attnbench.analysis.render import (
-    Fmt,
-    Rendered,
-    failed_section,
-    latex_table,
-    legend_below,
-    tex_escape,
-    tex_note,
-)
-from attnbench.analysis.runs import MARK, cell_stats, job_parts, model_label, sweep_notes, truncation_notes
+from attnbench.analysis.render import Fmt, Rendered, Style, bests, failed_section, latex_table, legend_below, tex_note
+from attnbench.analysis.runs import cell_stats, job_parts, model_label, sweep_notes, truncation_notes
 from attnbench.analysis.runs import load_runs as load_jobs
 from attnbench.analysis.spec import TableSpec
 
@@ -123,55 +115,36 @@ def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
     """String cells for writing: 3 decimals (mean ± std over seeds), best MSE per row in bold (never a truncated
     run's), ``failed``/``missing`` where a model has no score, a dagger on published values not confirmed by a
     second source."""
-    dash = "–" if fmt == "md" else "--"
-    esc = tex_escape if fmt == "tex" else (lambda s: s)
-
-    def bold(s: str) -> str:
-        return f"**{s}**" if fmt == "md" else rf"\textbf{{{s}}}"
-
-    dagger = "†" if fmt == "md" else r"\textsuperscript{\dag}"
-    pm = "±" if fmt == "md" else r"$\pm$"
+    st = Style(fmt)
     ours, pub = table["ours"], table["published"]
-    our_models = list(ours.columns.get_level_values("model").unique())
-    ref_models = list(pub.columns.get_level_values("model").unique())
-    full_runs = ours.xs("mse", level="metric", axis=1)
-    full_runs = full_runs[[m for m in full_runs.columns if MARK not in m]]  # truncated runs compete for nothing
-    mses = pd.concat([full_runs, pub.xs("mse", level="metric", axis=1)], axis=1)
-    best = mses.astype(float).round(3).min(axis=1).where(mses.notna().sum(axis=1) >= 2)  # bold needs a rival
-
-    def num(v: float, is_best: bool, std: float = float("nan")) -> str:
-        if pd.isna(v):
-            return dash
-        text = bold(f"{v:.3f}") if is_best else f"{v:.3f}"
-        return text if pd.isna(std) else f"{text} {pm} {std:.3f}"
-
+    best = bests(table, "mse", higher=False)  # MSE decides; MAE is never bold
+    never = pd.Series(float("nan"), index=best.index)
     out: dict[tuple[str, str], list[str]] = {}
-    for m in our_models:
+    for m in ours.columns.get_level_values("model").unique():
         s = ours[m]
-        no_score = ["failed" if f else "missing" if k else dash
+        no_score = ["failed" if f else "missing" if k else st.dash
                     for f, k in zip(s["failed"], s["missing"], strict=True)]
         for c in ("mse", "mae"):
-            out[(esc(m), c.upper())] = [
-                num(v, c == "mse" and round(v, 3) == b, sd) if n else ns
-                for v, sd, n, b, ns in zip(s[c], s[f"{c}_std"], s["n"], best, no_score, strict=True)]
-        out[(esc(m), "n")] = [
+            out[(st.name(m), c.upper())] = [
+                st.score(v, b, std=sd) if n else ns
+                for v, sd, n, b, ns in zip(s[c], s[f"{c}_std"], s["n"], best if c == "mse" else never, no_score,
+                                           strict=True)]
+        out[(st.name(m), "n")] = [
             f"{n}" + (f" (+{f} failed)" if f else "") + (f" (+{k} missing)" if k else "")
             for n, f, k in zip(s["n"], s["failed"], s["missing"], strict=True)]
-    for m in our_models:
-        label = ("Δ " if fmt == "md" else r"$\Delta$ ") + esc(m)
+    for m in ours.columns.get_level_values("model").unique():
         for c in ("mse", "mae"):
-            out[(label, c.upper())] = [dash if pd.isna(v) else f"{round(v, 3) + 0.0:+.3f}"  # no -0.000
-                                       for v in table[("diff", m, c)]]
-    for r in ref_models:
+            out[(f"{st.delta} {st.name(m)}", c.upper())] = [st.signed(v) for v in table[("diff", m, c)]]
+    for r in pub.columns.get_level_values("model").unique():
         s = pub[r]
         for c in ("mse", "mae"):
-            out[(esc(r), c.upper())] = [
-                num(v, c == "mse" and round(v, 3) == b) + ("" if pd.isna(ok) or ok else dagger)
-                for v, ok, b in zip(s[c], s["confirmed"], best, strict=True)]
+            out[(st.name(r), c.upper())] = [
+                st.score(v, b, "" if pd.isna(ok) or ok else st.dagger)
+                for v, ok, b in zip(s[c], s["confirmed"], best if c == "mse" else never, strict=True)]
     frame = pd.DataFrame(out)
     frame.columns = pd.MultiIndex.from_tuples(list(out))
     frame.index = pd.MultiIndex.from_arrays(
-        [[esc(str(d)) for d in table.index.get_level_values("dataset")],
+        [[st.name(str(d)) for d in table.index.get_level_values("dataset")],
          list(table.index.get_level_values("horizon"))], names=["dataset", "H"])
     return frame
 
