@@ -134,20 +134,11 @@ def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
 
 
 def _notes(table: pd.DataFrame, reference: pd.DataFrame | None) -> list[str]:
-    cols = [c for c in table.columns if not c.startswith("_")]
-    glue_tasks = [c for c in cols if c not in ("Avg", "imdb")]
+    """The legend: seeds, truncation marks, where the published rows come from, then the experiment's notes
+    (what a score means for its tasks)."""
     notes = ["Ours: mean ± std over seeds (n runs; no ± for one run).", *truncation_notes(table.attrs)]
-    if glue_tasks:
-        notes.append("Scores in %, GLUE dev (val = test = dev); a task's score is the mean of its GLUE metrics "
-                     "(CoLA MCC, MRPC F1/acc, STS-B Pearson/Spearman, others accuracy). Avg: over the tasks shown.")
-    if "imdb" in cols:
-        notes.append("IMDB: test accuracy in % on the 25k test reviews (val: 10 % of the training reviews).")
     if reference is not None and not reference.empty:
-        src = reference["source"].iloc[0]
-        notes.append(f"Published rows: {src}.")
-        if glue_tasks:
-            notes.append("The paper's GLUE Avg counts all nine columns (CoLA, MNLI-m/mm, MRPC, QNLI, QQP, RTE, "
-                         "SST-2, STS-B).")
+        notes.append(f"Published rows: {reference['source'].iloc[0]}.")
     return notes + table.attrs.get("notes", [])
 
 
