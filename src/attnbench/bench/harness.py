@@ -92,7 +92,6 @@ def load_config(name: str, overrides: Sequence[str] = ()) -> Any:
     from omegaconf import OmegaConf
 
     cfg = _compose(f"bench/{name}", overrides)
-    cfg.pop("hydra", None)
     return OmegaConf.to_object(cfg)
 
 
