@@ -147,19 +147,21 @@ def test_predict_given_and_fitted_power():
 def test_volume_scaling_tiny_run_and_skip_prediction(tmp_path):
     import pandas as pd
 
-    from attnbench.bench.volume_scaling import main as volume_main
-    from attnbench.bench.volume_scaling import predicted_step_s
+    from attnbench.bench.volume_scaling import net_of, predicted_step_s, step_power
+    from attnbench.bench.volume_scaling import run as volume_run
 
     out = tmp_path / "vol"
-    rc = volume_main(["--sizes", "8", "16", "--patch-size", "4", "--models", "hot3d", "vit3d", "--repeats", "1",
-                      "--warmup", "0", "--max-step-s", "1e-9", "--out", str(out)])
-    assert rc == 0
+    cfg = load_config("volume_scaling", ["sizes=[8,16]", "patch_size=4", "models=[hot3d,vit3d]", "repeats=1",
+                                         "warmup=0", "max_step_s=1e-9", "device=cpu", f"out_dir={out}"])
+    volume_run(cfg)
     df = pd.read_csv(out / "volume_scaling.csv")
     assert df[df["size"] == 8]["status"].tolist() == ["ok", "ok"]  # nothing to predict from: measured
     assert df[df["size"] == 16]["status"].tolist() == ["skipped", "skipped"]  # predicted too slow
     assert (df[df["size"] == 8]["tokens"] == 8).all() and (df["n_params"].dropna() > 0).all()
     assert (out / "volume_scaling.md").is_file() and (out / "volume_scaling.png").is_file()
     hist = pd.DataFrame([{"model": "vit3d", "tokens": 10, "step_ms_median": 1000.0, "status": "ok"}])
-    assert predicted_step_s(hist, "vit3d", 20) == pytest.approx(4.0)  # quadratic for the ViT
-    assert predicted_step_s(hist.assign(model="hot3d"), "hot3d", 20) == pytest.approx(2.0)
-    assert predicted_step_s(hist, "resnet3d", 20) is None
+    powers = {m: step_power(net_of(m, 8, cfg)) for m in ("hot3d", "vit3d", "resnet3d")}
+    assert powers == {"hot3d": 1.0, "vit3d": 2.0, "resnet3d": 1.0}  # quadratic for the ViT only
+    assert predicted_step_s(hist, "vit3d", 20, powers["vit3d"]) == pytest.approx(4.0)
+    assert predicted_step_s(hist.assign(model="hot3d"), "hot3d", 20, powers["hot3d"]) == pytest.approx(2.0)
+    assert predicted_step_s(hist, "resnet3d", 20, 1.0) is None

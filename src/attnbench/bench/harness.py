@@ -97,7 +97,8 @@ def load_config(name: str, overrides: Sequence[str] = ()) -> Any:
 
 def model_net(model: str, **sizes: Any) -> dict[str, Any]:
     """The ``net`` node of ``conf/model/<model>.yaml`` as training composes it, with ``sizes`` set (the shapes
-    a benchmark point decides: seq_len, img_size, n_classes, ...), resolved: plain JSON for a point's process.
+    a benchmark point decides: seq_len, img_size, n_classes, ...; those the net does not take are left out: a
+ResNet has no patch size), resolved: plain JSON for a point's process.
 
     A value the model config takes from another group (``${data.seq_len}``) must be among ``sizes``.
     """
@@ -108,7 +109,7 @@ def model_net(model: str, **sizes: Any) -> dict[str, Any]:
         raise ConfigError(f"models: {model!r} is not a model config; allowed: {', '.join(allowed)}")
     node = _compose("train", [f"model={model}"]).model.net
     net = OmegaConf.to_container(node, resolve=False, enum_to_str=True)
-    net.update(sizes)
+    net.update({k: v for k, v in sizes.items() if k in net})
     try:
         return OmegaConf.to_container(OmegaConf.create(net), resolve=True, enum_to_str=True)
     except Exception as e:  # an interpolation into another group that sizes did not replace
