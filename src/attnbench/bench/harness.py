@@ -141,10 +141,11 @@ def measure_point(build: Callable[[], Callable[[], object]], *, device: str, war
     """Time and peak memory of one point in this process; an ``oom`` / ``error`` row instead of raising.
 
     ``before()`` runs first and is not counted in memory (inputs, a runtime warm-up); then the memory baseline
-    (CUDA: ``max_memory_allocated`` after ``reset_peak_memory_stats``; CPU: RSS, the peak reset to it,
-    ``common.reset_peak_rss``); then ``build()`` returns the step that ``warmup`` + ``repeats`` calls time
-    (``common.time_steps``, cut short by ``budget_s``; CUDA synchronised). ``check()`` after timing may turn the
-    point into an ``error`` row (e.g. a non-finite loss). Fields: :data:`POINT_FIELDS`.
+    (CUDA: ``max_memory_allocated`` after ``reset_peak_memory_stats``; CPU: the peak RSS just after
+    ``common.reset_peak_rss`` reset it to the current RSS, or the RSS where the reset is refused); then
+    ``build()`` returns the step that ``warmup`` + ``repeats`` calls time (``common.time_steps``, cut short by
+    ``budget_s``; CUDA synchronised). ``check()`` after timing may turn the point into an ``error`` row (e.g. a
+    non-finite loss). Fields: :data:`POINT_FIELDS`.
     """
     dev = torch.device(device)
     cuda = dev.type == "cuda"
@@ -159,8 +160,11 @@ def measure_point(build: Callable[[], Callable[[], object]], *, device: str, war
             torch.cuda.reset_peak_memory_stats(dev)
             base = torch.cuda.memory_allocated(dev)
         else:
-            mem_kind += "" if reset_peak_rss() else "_lifetime"
-            base = rss_bytes()
+            # after a reset the baseline is read from the peak counter itself: the kernel's RSS counters are
+            # approximate (per-CPU), and statm's RSS could sit ~100 KB above the reset peak (negative increases)
+            reset = reset_peak_rss()
+            mem_kind += "" if reset else "_lifetime"
+            base = peak_rss_bytes() if reset else rss_bytes()
         step = build()
         sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
         n_warm, times = time_steps(step, warmup, repeats, budget_s, sync)
