@@ -43,7 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from attnbench.attention import available, build, check_kwargs, get
 from attnbench.bench import harness
 from attnbench.bench.common import fmt, machine_info
-from attnbench.bench.harness import Device, memory_cap, need, predict, resolve_device
+from attnbench.bench.harness import MeasureConfig, PointTiming, memory_cap, need, predict, resolve_device
 from attnbench.bench.isolation import Worker
 from attnbench.config import ConfigError, project_root
 
@@ -60,7 +60,7 @@ METRICS = {"ms_median": "time", "peak_mem_mb": "memory"}
 
 # ----------------------------------------------------------------------------- config schema
 @dataclass
-class AttentionBenchConfig:
+class AttentionBenchConfig(MeasureConfig):
     """``conf/bench/attention.yaml``; range checks in ``__post_init__`` name the key and the fix."""
 
     entries: list[str] | None = None  # None: every entry with caps.tensor False
@@ -76,17 +76,9 @@ class AttentionBenchConfig:
     passes: list[str] = field(default_factory=lambda: list(PASSES))
     cross_kv_ratio: float = 0.5
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    warmup: int = 1
-    repeats: int = 3
-    time_budget_s: float = 1.0
     max_call_s: float = 3.0
     baseline_max_call_s: float = 12.0  # the baseline runs longer calls: efficiency lengths need it paired
-    max_memory_gb: float | None = None
-    point_timeout_s: float = 120.0
     max_total_s: float | None = 510.0
-    device: Device = Device.auto
-    threads: int = 1
-    seed: int = 0
     out_dir: str = "outputs/bench/attention"
 
     def __post_init__(self) -> None:
@@ -101,9 +93,9 @@ class AttentionBenchConfig:
                 check_kwargs(e, dict(opts))
             except TypeError as err:
                 raise ConfigError(f"options.{e}: {err}") from None
-        for k in ("batch", "heads", "head_dim", "repeats", "threads"):
+        super().__post_init__()
+        for k in ("batch", "heads", "head_dim"):
             need(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
-        need(self.warmup >= 0, "warmup", self.warmup, "must be >= 0")
         for k in ("lengths", "lengths_cpu", "lengths_cuda"):
             v = getattr(self, k)
             need(v is None or (len(v) > 0 and min(v) >= 1), k, v, "needs at least one length, each >= 1")
@@ -112,10 +104,8 @@ class AttentionBenchConfig:
               f"subset of {PASSES}")
         need(len(self.causal) > 0, "causal", self.causal, "e.g. [false, true]")
         need(self.cross_kv_ratio > 0, "cross_kv_ratio", self.cross_kv_ratio, "must be > 0")
-        for k in ("time_budget_s", "max_call_s", "baseline_max_call_s", "point_timeout_s"):
+        for k in ("max_call_s", "baseline_max_call_s"):
             need(getattr(self, k) > 0, k, getattr(self, k), "must be > 0")
-        need(self.max_memory_gb is None or self.max_memory_gb > 0, "max_memory_gb", self.max_memory_gb,
-              "must be > 0 or null")
         need(self.max_total_s is None or self.max_total_s > 0, "max_total_s", self.max_total_s,
               "must be > 0 or null")
 
@@ -125,7 +115,7 @@ ConfigStore.instance().store(name="attention_bench_schema", node=AttentionBenchC
 
 # ----------------------------------------------------------------------------- one point group
 @dataclass(frozen=True)
-class GroupSpec:
+class GroupSpec(PointTiming):
     """One entry at one length and the (kind, causal, pass) points to measure; JSON round-trips."""
 
     entry: str
@@ -136,13 +126,6 @@ class GroupSpec:
     heads: int
     head_dim: int
     cross_kv_ratio: float
-    warmup: int
-    repeats: int
-    time_budget_s: float
-    device: str
-    threads: int
-    seed: int
-    max_memory_bytes: int | None = None  # CPU only: address-space allowance of the group's process
 
 
 def default_excluded(baseline: str) -> list[str]:
@@ -193,8 +176,7 @@ def measure_point(spec: GroupSpec, kind: str, causal: bool, pass_: str) -> dict:
         module = build_entry(spec.entry, spec.options, D, S).to(dev)
         return lambda: _call(module, t["q"], t["k"], t["v"], causal, t["grad"])
 
-    res = harness.measure_point(prepare, device=spec.device, warmup=spec.warmup, repeats=spec.repeats,
-                                budget_s=spec.time_budget_s, before=inputs)
+    res = harness.measure_point(prepare, spec, before=inputs)
     t.clear()
     return {("ms" + k[len("step_ms"):] if k.startswith("step_ms") else k): v for k, v in res.items()}
 

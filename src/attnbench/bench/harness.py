@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,29 @@ def need(ok: bool, key: str, value: Any, allowed: str) -> None:
     """Raise a :class:`ConfigError` naming ``key``, its value and what is allowed, unless ``ok``."""
     if not ok:
         raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
+
+
+@dataclass
+class MeasureConfig:
+    """The keys every timing benchmark's config shares (its yaml sets them; subclasses set their defaults)."""
+
+    warmup: int = 1
+    repeats: int = 3
+    time_budget_s: float = 1.0  # per point: warm-up and repeats stop early once spent (one of each still runs)
+    point_timeout_s: float = 120.0  # CPU: a point's process is killed after this long (a timeout row)
+    max_memory_gb: float | None = None  # None: memory_cap's default
+    device: Device = Device.auto
+    threads: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        need(self.warmup >= 0, "warmup", self.warmup, "must be >= 0")
+        for k in ("repeats", "threads"):
+            need(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
+        for k in ("time_budget_s", "point_timeout_s"):
+            need(getattr(self, k) > 0, k, getattr(self, k), "must be > 0")
+        need(self.max_memory_gb is None or self.max_memory_gb > 0, "max_memory_gb", self.max_memory_gb,
+             "must be > 0 or null")
 
 
 def resolve_device(device: Device | str) -> str:
@@ -135,19 +159,32 @@ def write_rows(rows: list[dict], columns: list[str], path: Path) -> pd.DataFrame
 
 
 # ----------------------------------------------------------------------------- one point
-def measure_point(build: Callable[[], Callable[[], object]], *, device: str, warmup: int, repeats: int,
-                  budget_s: float, before: Callable[[], object] | None = None,
+@dataclass(frozen=True, kw_only=True)
+class PointTiming:
+    """How a point is measured; each benchmark's point spec extends it with its shapes (JSON round-trips)."""
+
+    warmup: int
+    repeats: int
+    time_budget_s: float
+    device: str
+    threads: int
+    seed: int
+    max_memory_bytes: int | None = None  # CPU only: address-space allowance of the point's process
+
+
+def measure_point(build: Callable[[], Callable[[], object]], spec: PointTiming, *,
+                  before: Callable[[], object] | None = None,
                   check: Callable[[], str | None] | None = None) -> dict[str, Any]:
     """Time and peak memory of one point in this process; an ``oom`` / ``error`` row instead of raising.
 
     ``before()`` runs first and is not counted in memory (inputs, a runtime warm-up); then the memory baseline
     (CUDA: ``max_memory_allocated`` after ``reset_peak_memory_stats``; CPU: the peak RSS just after
     ``common.reset_peak_rss`` reset it to the current RSS, or the RSS where the reset is refused); then
-    ``build()`` returns the step that ``warmup`` + ``repeats`` calls time (``common.time_steps``, cut short by
-    ``budget_s``; CUDA synchronised). ``check()`` after timing may turn the point into an ``error`` row (e.g. a
-    non-finite loss). Fields: :data:`POINT_FIELDS`.
+    ``build()`` returns the step that ``spec.warmup`` + ``spec.repeats`` calls time (``common.time_steps``, cut
+    short by ``spec.time_budget_s``; CUDA synchronised). ``check()`` after timing may turn the point into an
+    ``error`` row (e.g. a non-finite loss). Fields: :data:`POINT_FIELDS`.
     """
-    dev = torch.device(device)
+    dev = torch.device(spec.device)
     cuda = dev.type == "cuda"
     mem_kind = "cuda_max_allocated" if cuda else "cpu_peak_rss_increase"
     try:
@@ -167,7 +204,7 @@ def measure_point(build: Callable[[], Callable[[], object]], *, device: str, war
             base = peak_rss_bytes() if reset else rss_bytes()
         step = build()
         sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
-        n_warm, times = time_steps(step, warmup, repeats, budget_s, sync)
+        n_warm, times = time_steps(step, spec.warmup, spec.repeats, spec.time_budget_s, sync)
         peak = (torch.cuda.max_memory_allocated(dev) if cuda else peak_rss_bytes()) - base
         bad = check() if check is not None else None
     except (RuntimeError, MemoryError, ValueError) as err:

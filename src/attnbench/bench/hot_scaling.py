@@ -44,7 +44,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from attnbench.bench import harness
 from attnbench.bench.common import fmt, machine_info
-from attnbench.bench.harness import Device, build_net, count_params, memory_cap, model_net, need, resolve_device
+from attnbench.bench.harness import (
+    MeasureConfig,
+    PointTiming,
+    build_net,
+    count_params,
+    memory_cap,
+    model_net,
+    need,
+    resolve_device,
+)
 from attnbench.bench.isolation import run_isolated
 from attnbench.config import project_root
 
@@ -64,7 +73,7 @@ METRICS = {"step_ms_median": "faster", "peak_mem_mb": "uses less memory"}
 
 
 @dataclass
-class HotScalingConfig:
+class HotScalingConfig(MeasureConfig):
     """``conf/bench/hot_scaling.yaml``; checks name the key and what is allowed."""
 
     models: list[str] = field(default_factory=lambda: ["hot", "full"])  # conf/model/<name>.yaml
@@ -85,37 +94,28 @@ class HotScalingConfig:
     time_budget_s: float = 20.0
     point_timeout_s: float = 180.0
     max_tokens_full: int | None = None  # None: CPU_MAX_TOKENS_FULL on cpu, no limit on cuda; 0: no limit
-    max_memory_gb: float | None = None  # CPU: address-space allowance of a point's process (None: 70% free)
-    device: Device = Device.auto
-    threads: int = 1  # 1: on a shared 2-core machine 2 threads ran up to 30x slower next to a busy process
-    seed: int = 0
     out_dir: str = "outputs/bench/hot_scaling"
 
     def __post_init__(self) -> None:
         need(len(self.models) > 0, "models", self.models, "at least one conf/model name, e.g. [hot, full]")
-        for k in ("pred_len", "repeats", "threads"):
-            need(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
+        super().__post_init__()
+        need(self.pred_len >= 1, "pred_len", self.pred_len, "must be >= 1")
         for k in NET_SIZES[:-1]:
             v = getattr(self, k)
             need(v is None or v >= 1, k, v, "must be >= 1 or null (the model config's)")
         need(self.dropout is None or 0 <= self.dropout < 1, "dropout", self.dropout, "in [0, 1) or null")
         need(self.batch_size is None or self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1 or null")
-        need(self.warmup >= 0, "warmup", self.warmup, "must be >= 0")
         need(len(self.n_vars) > 0 and min(self.n_vars) >= 1, "n_vars", self.n_vars, "values >= 1")
         need(len(self.seq_lens) > 0 and min(self.seq_lens) >= 1, "seq_lens", self.seq_lens, "values >= 1")
-        for k in ("time_budget_s", "point_timeout_s"):
-            need(getattr(self, k) > 0, k, getattr(self, k), "must be > 0")
         need(self.max_tokens_full is None or self.max_tokens_full >= 0, "max_tokens_full", self.max_tokens_full,
              ">= 0 (0: no limit) or null")
-        need(self.max_memory_gb is None or self.max_memory_gb > 0, "max_memory_gb", self.max_memory_gb,
-             "must be > 0 or null")
 
 
 ConfigStore.instance().store(name="hot_scaling_bench_schema", node=HotScalingConfig)
 
 
 @dataclass(frozen=True)
-class PointSpec:
+class PointSpec(PointTiming):
     """Everything one measurement needs; JSON round-trips to a point's process."""
 
     model: str  # conf/model name
@@ -125,13 +125,6 @@ class PointSpec:
     batch_size: int
     pred_len: int
     patch_len: int
-    warmup: int
-    repeats: int
-    time_budget_s: float
-    device: str
-    threads: int
-    seed: int
-    max_memory_bytes: int | None = None  # CPU only: address-space allowance of the point's process
 
     @property
     def n_patches(self) -> int:
@@ -176,8 +169,7 @@ def measure_point(spec: PointSpec) -> dict:
     def check() -> str | None:
         return None if torch.stack(losses).isfinite().all() else "non-finite training loss"
 
-    return harness.measure_point(build, device=spec.device, warmup=spec.warmup, repeats=spec.repeats,
-                                 budget_s=spec.time_budget_s, before=warm_up_runtime, check=check)
+    return harness.measure_point(build, spec, before=warm_up_runtime, check=check)
 
 
 def point(task: dict) -> dict:

@@ -34,7 +34,16 @@ from omegaconf import DictConfig, OmegaConf
 from attnbench.attention import get
 from attnbench.bench import harness
 from attnbench.bench.common import fmt, machine_info
-from attnbench.bench.harness import Device, build_net, count_params, memory_cap, model_net, need, resolve_device
+from attnbench.bench.harness import (
+    MeasureConfig,
+    PointTiming,
+    build_net,
+    count_params,
+    memory_cap,
+    model_net,
+    need,
+    resolve_device,
+)
 from attnbench.bench.isolation import run_isolated
 from attnbench.config import project_root
 
@@ -44,7 +53,7 @@ COLUMNS = ["model", "size", "tokens", "batch_size", "n_params", "device", "n_tim
 
 
 @dataclass
-class VolumeScalingConfig:
+class VolumeScalingConfig(MeasureConfig):
     """``conf/bench/volume_scaling.yaml``; checks name the key and what is allowed."""
 
     models: list[str] = field(default_factory=lambda: ["hot3d", "vit3d", "resnet3d"])  # conf/model/<name>.yaml
@@ -52,47 +61,32 @@ class VolumeScalingConfig:
     patch_size: int = 4
     batch_size: int = 2
     n_classes: int = 11
-    warmup: int = 1
-    repeats: int = 3
     time_budget_s: float = 20.0
     max_step_s: float = 30.0  # skip a point predicted to step slower
     point_timeout_s: float = 300.0
-    max_memory_gb: float | None = None  # CPU: address-space cap of a point's process (None: 70% of free)
-    device: Device = Device.auto
-    threads: int = 1
-    seed: int = 0
     out_dir: str = "outputs/bench/volume_scaling"
 
     def __post_init__(self) -> None:
         need(len(self.models) > 0, "models", self.models, "at least one conf/model name, e.g. [hot3d, vit3d]")
-        for k in ("patch_size", "batch_size", "n_classes", "repeats", "threads"):
+        super().__post_init__()
+        for k in ("patch_size", "batch_size", "n_classes"):
             need(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
-        need(self.warmup >= 0, "warmup", self.warmup, "must be >= 0")
         bad = [s for s in self.sizes if s < 1 or s % self.patch_size]
         need(len(self.sizes) > 0 and not bad, "sizes", self.sizes, f"values divisible by patch_size="
              f"{self.patch_size}" + (f"; not {bad}" if bad else ""))
-        for k in ("time_budget_s", "max_step_s", "point_timeout_s"):
-            need(getattr(self, k) > 0, k, getattr(self, k), "must be > 0")
-        need(self.max_memory_gb is None or self.max_memory_gb > 0, "max_memory_gb", self.max_memory_gb,
-             "must be > 0 or null")
+        need(self.max_step_s > 0, "max_step_s", self.max_step_s, "must be > 0")
 
 
 ConfigStore.instance().store(name="volume_scaling_bench_schema", node=VolumeScalingConfig)
 
 
 @dataclass(frozen=True)
-class VolumePoint:
+class VolumePoint(PointTiming):
     model: str
     net: dict  # harness.model_net of the model at this size
     size: int
     batch_size: int
     n_classes: int
-    warmup: int
-    repeats: int
-    time_budget_s: float
-    device: str
-    threads: int
-    seed: int = 0
 
 
 def net_of(model: str, size: int, cfg: VolumeScalingConfig) -> dict:
@@ -122,8 +116,7 @@ def measure(p: VolumePoint) -> dict:
             opt.step()
         return step
 
-    res = harness.measure_point(build, device=p.device, warmup=p.warmup, repeats=p.repeats,
-                                budget_s=p.time_budget_s, before=inputs)
+    res = harness.measure_point(build, p, before=inputs)
     return {**res, "n_params": state["n_params"]} if res["status"] == "ok" else res
 
 
@@ -200,10 +193,11 @@ def run(cfg: VolumeScalingConfig) -> pd.DataFrame:
                 rows.append({**row, "status": "skipped",
                              "reason": f"predicted {pred:.0f} s per step > max_step_s={cfg.max_step_s:g}"})
                 continue
-            pt = VolumePoint(model, net, size, cfg.batch_size, cfg.n_classes, cfg.warmup, cfg.repeats,
-                             cfg.time_budget_s, device, cfg.threads, cfg.seed)
+            pt = VolumePoint(model=model, net=net, size=size, batch_size=cfg.batch_size, n_classes=cfg.n_classes,
+                             warmup=cfg.warmup, repeats=cfg.repeats, time_budget_s=cfg.time_budget_s, device=device,
+                             threads=cfg.threads, seed=cfg.seed, max_memory_bytes=cap)
             res = measure(pt) if device == "cuda" else \
-                run_isolated(f"{MODULE}:point", dataclasses.asdict(pt), cfg.point_timeout_s, cap)
+                run_isolated(f"{MODULE}:point", dataclasses.asdict(pt), cfg.point_timeout_s, pt.max_memory_bytes)
             rows.append({**row, **res})
             print(f"[{time.perf_counter() - t0:5.0f} s] {model:>8} {size}^3: {res['status']} "
                   f"{fmt(res.get('step_ms_median'))} ms {fmt(res.get('peak_mem_mb'))} MB", flush=True)
