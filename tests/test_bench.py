@@ -165,3 +165,40 @@ def test_volume_scaling_tiny_run_and_skip_prediction(tmp_path):
     assert predicted_step_s(hist, "vit3d", 20, powers["vit3d"]) == pytest.approx(4.0)
     assert predicted_step_s(hist.assign(model="hot3d"), "hot3d", 20, powers["hot3d"]) == pytest.approx(2.0)
     assert predicted_step_s(hist, "resnet3d", 20, 1.0) is None
+
+
+def test_measure_point_rows_for_ok_oom_error_and_check():
+    from attnbench.bench.harness import PointTiming, measure_point
+
+    spec = PointTiming(warmup=1, repeats=2, time_budget_s=10.0, device="cpu", threads=1, seed=0)
+    ok = measure_point(lambda: (lambda: None), spec)
+    assert ok["status"] == "ok" and (ok["n_warmup"], ok["n_timed"]) == (1, 2) and ok["peak_mem_mb"] >= 0
+    assert ok["mem_kind"].startswith("cpu_peak_rss")
+
+    def boom():
+        raise MemoryError("can't allocate memory")
+
+    assert measure_point(lambda: boom, spec)["status"] == "oom"
+    err = measure_point(lambda: (lambda: None), spec, before=lambda: int("x"))
+    assert err["status"] == "error" and err["reason"].startswith("ValueError: invalid literal")
+    bad = measure_point(lambda: (lambda: None), spec, check=lambda: "non-finite training loss")
+    assert (bad["status"], bad["reason"]) == ("error", "non-finite training loss")
+
+
+def test_model_net_is_the_training_config():
+    """The benchmark builds what model=<name> trains: conf/model's net, sizes set, by instantiate."""
+    import torch
+
+    from attnbench.bench.harness import build_net, model_net
+    from attnbench.config import ConfigError
+    from attnbench.models.forecaster import PatchForecaster
+
+    net = model_net("hot", seq_len=16, pred_len=8, d_model=32, n_heads=2, d_mlp=64, n_layers=1)
+    assert net["head"] == "flatten" and net["attention"]["name"] == "hot" and net["per_axis_qk"] is True
+    assert model_net("full", seq_len=16, pred_len=8)["per_axis_qk"] is False
+    assert "img_size" not in model_net("resnet3d", n_classes=3, img_size=8)  # sizes a net does not take
+    m = build_net(net)
+    assert isinstance(m, PatchForecaster) and m(torch.randn(2, 16, 3)).shape == (2, 8, 3)
+    with pytest.raises(ConfigError, match="model=hot: its net needs a value the benchmark does not set"):
+        model_net("hot")  # seq_len comes from the data group: the benchmark must set it
+
