@@ -113,8 +113,11 @@ def _compose(config_name: str, overrides: Sequence[str]):
 
 def load_config(name: str, overrides: Sequence[str] = ()) -> Any:
     """The checked schema object of ``conf/bench/<name>.yaml`` with ``key=value`` overrides, as the CLI gets it."""
+    import importlib
+
     from omegaconf import OmegaConf
 
+    importlib.import_module(f"attnbench.bench.{name}")  # registers the benchmark's schema
     cfg = _compose(f"bench/{name}", overrides)
     return OmegaConf.to_object(cfg)
 

@@ -34,16 +34,6 @@ from omegaconf import DictConfig, OmegaConf
 from attnbench.attention import get
 from attnbench.bench import harness
 from attnbench.bench.common import fmt, machine_info
-from attnbench.bench.harness import (
-    MeasureConfig,
-    PointTiming,
-    build_net,
-    count_params,
-    memory_cap,
-    model_net,
-    need,
-    resolve_device,
-)
 from attnbench.bench.isolation import run_isolated
 from attnbench.config import project_root
 
@@ -53,7 +43,7 @@ COLUMNS = ["model", "size", "tokens", "batch_size", "n_params", "device", "n_tim
 
 
 @dataclass
-class VolumeScalingConfig(MeasureConfig):
+class VolumeScalingConfig(harness.MeasureConfig):
     """``conf/bench/volume_scaling.yaml``; checks name the key and what is allowed."""
 
     models: list[str] = field(default_factory=lambda: ["hot3d", "vit3d", "resnet3d"])  # conf/model/<name>.yaml
@@ -67,21 +57,21 @@ class VolumeScalingConfig(MeasureConfig):
     out_dir: str = "outputs/bench/volume_scaling"
 
     def __post_init__(self) -> None:
-        need(len(self.models) > 0, "models", self.models, "at least one conf/model name, e.g. [hot3d, vit3d]")
+        harness.need(len(self.models) > 0, "models", self.models, "at least one conf/model name, e.g. [hot3d, vit3d]")
         super().__post_init__()
         for k in ("patch_size", "batch_size", "n_classes"):
-            need(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
+            harness.need(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
         bad = [s for s in self.sizes if s < 1 or s % self.patch_size]
-        need(len(self.sizes) > 0 and not bad, "sizes", self.sizes, f"values divisible by patch_size="
-             f"{self.patch_size}" + (f"; not {bad}" if bad else ""))
-        need(self.max_step_s > 0, "max_step_s", self.max_step_s, "must be > 0")
+        harness.need(len(self.sizes) > 0 and not bad, "sizes", self.sizes,
+                     f"values divisible by patch_size={self.patch_size}" + (f"; not {bad}" if bad else ""))
+        harness.need(self.max_step_s > 0, "max_step_s", self.max_step_s, "must be > 0")
 
 
 ConfigStore.instance().store(name="volume_scaling_bench_schema", node=VolumeScalingConfig)
 
 
 @dataclass(frozen=True)
-class VolumePoint(PointTiming):
+class VolumePoint(harness.PointTiming):
     model: str
     net: dict  # harness.model_net of the model at this size
     size: int
@@ -91,7 +81,7 @@ class VolumePoint(PointTiming):
 
 def net_of(model: str, size: int, cfg: VolumeScalingConfig) -> dict:
     """The model config's net at volume side ``size`` (patch transformers: ``patch_size`` too)."""
-    return model_net(model, n_classes=cfg.n_classes, img_size=size, patch_size=cfg.patch_size)
+    return harness.model_net(model, n_classes=cfg.n_classes, img_size=size, patch_size=cfg.patch_size)
 
 
 def measure(p: VolumePoint) -> dict:
@@ -106,8 +96,8 @@ def measure(p: VolumePoint) -> dict:
         state["y"] = torch.randint(p.n_classes, (p.batch_size,), device=dev)
 
     def build():
-        model = build_net(p.net).to(dev)
-        state["n_params"] = count_params(model)
+        model = harness.build_net(p.net).to(dev)
+        state["n_params"] = harness.count_params(model)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
         def step() -> None:
@@ -174,7 +164,7 @@ def plot(df: pd.DataFrame, path: Path) -> None:
 
 def run(cfg: VolumeScalingConfig) -> pd.DataFrame:
     """The sweep: every size x model; writes every output; returns the rows."""
-    device = resolve_device(cfg.device)
+    device = harness.resolve_device(cfg.device)
     t0 = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     machine = {**machine_info(device, cfg.threads), "loadavg_start": os.getloadavg(),
@@ -182,7 +172,7 @@ def run(cfg: VolumeScalingConfig) -> pd.DataFrame:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
-    cap = memory_cap(cfg.max_memory_gb, device) if device == "cpu" else None
+    cap = harness.memory_cap(cfg.max_memory_gb, device) if device == "cpu" else None
     for size in sorted(cfg.sizes):
         for model in cfg.models:
             net = net_of(model, size, cfg)
