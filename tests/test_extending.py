@@ -165,7 +165,12 @@ def test_every_path_and_name_the_page_cites_exists():
         if test:
             assert f"def {test}(" in (ROOT / file).read_text(), path
     for name in ("NET_SCHEMAS", "SCHEMAS", "TASK_DATA", "register_configs", "ResNet3DNetConfig",
-                 "TransformerNetConfig", "ForecastingModelConfig", "ForecasterNetConfig"):
+                 "TransformerNetConfig", "ForecastingModelConfig", "ForecasterNetConfig", "ClassificationModelConfig",
+                 "MedMNISTDataConfig"):
         assert name in text and hasattr(config, name), name
     for name in ("TIME_SERIES", "MEDMNIST3D", "GLUE", "TimeSeriesSpec", "VolumeSpec", "GlueTask"):
         assert name in text and hasattr(catalog, name), name
+    for file, name in (("analysis/spec.py", "KINDS"), ("analysis/report.py", "LAYOUTS"),
+                       ("lit/text_classification.py", "def glue_metrics("), ("lit/base.py", "class ConfiguredModule(")):
+        assert name.removeprefix("def ").removeprefix("class ").rstrip("(") in text, name
+        assert name in (ROOT / "src/attnbench" / file).read_text(), (file, name)
