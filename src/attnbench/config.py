@@ -5,6 +5,7 @@ an unknown key or a value of the wrong type while composing. ``validate`` then b
 (running their range checks) and the cross-group checks, before anything is instantiated.
 """
 
+import ast
 import difflib
 from dataclasses import dataclass, field, fields
 from enum import Enum
@@ -13,7 +14,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, ValidationError
+from omegaconf.errors import ConfigKeyError, InterpolationResolutionError, ValidationError
 
 from attnbench import attention_spec as attention  # the registry's declarations, read without importing torch
 from attnbench.data.catalog import GLUE, MEDMNIST3D, TEXT_TASKS, TIME_SERIES
@@ -68,7 +69,7 @@ class TimeSeriesDataConfig:
     features: Features = Features.M
     target: str | None = None
     batch_size: int = 32
-    eval_batch_size: int | None = None
+    eval_batch_size: int | None = 256
     num_workers: int = 0
     scale: bool = True
     verify: bool = True
@@ -227,7 +228,7 @@ class MedMNISTDataConfig:
     data_dir: str = MISSING
     size: int = 28
     batch_size: int = 32
-    eval_batch_size: int | None = None
+    eval_batch_size: int | None = 128
     num_workers: int = 0
     augment: Augment = Augment.mul
     download: bool = True
@@ -345,7 +346,7 @@ class ClassificationModelConfig:
     scheduler: dict[str, Any] | None = None
     scheduler_interval: str = "epoch"
     n_classes: int = MISSING
-    class_weights: str = "none"
+    class_weights: str = "inverse"
     compile: bool = False
     monitor: str = "val/acc"
     monitor_mode: str = "max"
@@ -395,6 +396,7 @@ class TextDataConfig:
 @dataclass
 class GlueDataConfig(TextDataConfig):
     _target_: str = "attnbench.data.glue.GlueDataModule"
+    eval_batch_size: int | None = 128
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -409,6 +411,7 @@ class ImdbDataConfig(TextDataConfig):
     task: str = "imdb"
     max_length: int = 512
     batch_size: int = 8
+    eval_batch_size: int | None = 32
     val_fraction: float = 0.1
     seed: int = 0
 
@@ -449,7 +452,7 @@ class TextClassificationModelConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: dict[str, Any] | None = None
     scheduler_interval: str = "step"
-    warmup_ratio: float = 0.0
+    warmup_ratio: float = 0.1
     task: str = MISSING
     monitor: str = "val/score"
     monitor_mode: str = "max"
@@ -799,6 +802,81 @@ class TrainConfig:
     fail: str | None = None  # testing hook: "before_fit" raises there, to exercise results.json on failure
 
 
+class _Required:
+    """Marks a constructor parameter without a default (see ``constructor_params``)."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+REQUIRED = _Required()
+_SRC = Path(__file__).resolve().parent  # src/attnbench
+
+
+def _literal(node: ast.expr) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return ast.unparse(node)  # not a literal (a name, a call): its source text, which equals no yaml value
+
+
+def _signature(fn: ast.FunctionDef) -> dict[str, Any]:
+    a = fn.args
+    pos = [p for p in a.posonlyargs + a.args if p.arg != "self"]
+    defaults = [REQUIRED] * (len(pos) - len(a.defaults)) + [_literal(d) for d in a.defaults]
+    out = {p.arg: d for p, d in zip(pos, defaults, strict=True)}
+    out.update({p.arg: REQUIRED if d is None else _literal(d) for p, d in zip(a.kwonlyargs, a.kw_defaults,
+                                                                               strict=True)})
+    if a.kwarg is not None:
+        out["**"] = REQUIRED  # takes any further keyword
+    return out
+
+
+def _defs(path: Path) -> dict[str, ast.ClassDef | ast.FunctionDef]:
+    return {n.name: n for n in ast.parse(path.read_text()).body if isinstance(n, ast.ClassDef | ast.FunctionDef)}
+
+
+def _params_of(defs: dict[str, ast.ClassDef | ast.FunctionDef], name: str, where: str) -> dict[str, Any]:
+    node = defs.get(name)
+    if node is None:
+        raise ConfigError(f"{name!r} is not defined in {where}")
+    if isinstance(node, ast.FunctionDef):
+        return _signature(node)
+    for s in node.body:
+        if isinstance(s, ast.FunctionDef) and s.name == "__init__":
+            return _signature(s)
+    for b in node.bases:  # no __init__ of its own: the first base defined alongside that has one
+        base = getattr(b, "id", None)
+        if base in defs:
+            return _params_of(defs, base, where)
+    return {}
+
+
+def constructor_params(target: str) -> dict[str, Any]:
+    """The parameters of an in-house ``_target_`` (``attnbench.x.y.Name``) with their defaults, read from the
+    source with ``ast`` (no torch import); ``REQUIRED`` where there is none, key ``"**"`` for ``**kwargs``."""
+    module, _, name = target.rpartition(".")
+    if not module.startswith("attnbench."):
+        raise ConfigError(f"{target!r} is not an attnbench target")
+    path = _SRC.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    return _params_of(_defs(path), name, str(path))
+
+
+def attention_params(name: str) -> dict[str, Any]:
+    """The constructor parameters of attention registry entry ``name`` with their defaults (as
+    ``constructor_params``); the entry's class is the one decorated ``@register(name)``."""
+    attention.get(name)  # an unknown name raises, listing the entries
+    defs: dict[str, ast.ClassDef | ast.FunctionDef] = {}
+    registered: dict[str, str] = {}
+    for path in sorted((_SRC / "attention").glob("*.py")):
+        for cls, node in _defs(path).items():
+            defs[cls] = node
+            for d in getattr(node, "decorator_list", []):
+                if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register":
+                    registered[ast.literal_eval(d.args[0])] = cls
+    return _params_of(defs, registered[name], "attnbench.attention")
+
+
 def project_root() -> str:
     """The checkout holding ``conf/train.yaml``: above the package (editable install) or the cwd."""
     here = Path(__file__).resolve().parents[2]
@@ -806,7 +884,9 @@ def project_root() -> str:
 
 
 def _ts_targets(name: str, features: str) -> int:
-    return TIME_SERIES[name].n_vars if features == "M" and name in TIME_SERIES else 1
+    """``${ts_targets:name,features}``: the scored variables (all of them under features M, else the target)."""
+    _choice("data.name", name, list(TIME_SERIES))
+    return TIME_SERIES[name].n_vars if features == "M" else 1
 
 
 def amp_precision() -> str:
@@ -854,11 +934,15 @@ def register_configs() -> None:
 
 
 def _medmnist_classes(name: str) -> int:
-    return MEDMNIST3D[name].n_classes if name in MEDMNIST3D else 2
+    """``${medmnist_classes:name}``: the classes of a MedMNIST 3D set; an unknown name lists the sets."""
+    _choice("data.name", name, list(MEDMNIST3D))
+    return MEDMNIST3D[name].n_classes
 
 
 def _glue_labels(task: str) -> int:
-    return TEXT_TASKS[task].n_labels if task in TEXT_TASKS else 2
+    """``${glue_labels:task}``: the labels of a text task (1: regression); an unknown task lists the tasks."""
+    _choice("data.task", task, list(TEXT_TASKS))
+    return TEXT_TASKS[task].n_labels
 
 
 SCHEMAS = {
@@ -906,6 +990,20 @@ def check_schema(key: str, schema: type, plain: Any) -> None:
         k = f"{key}.{missing[0]}"
         raise ConfigError(f"{k} is required and has no value (???): set it, e.g. `{k}=<value>`")
     OmegaConf.to_object(merged)
+
+
+def resolved(node: DictConfig) -> Any:
+    """``node`` as plain containers, interpolations resolved; a resolver's ConfigError (an unknown data set name)
+    is raised as itself, not wrapped in OmegaConf's InterpolationResolutionError."""
+    try:
+        return OmegaConf.to_container(node, resolve=True)
+    except InterpolationResolutionError as e:
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise ConfigError(str(cause)) from None
+        raise
 
 
 def token_count(cfg: DictConfig) -> tuple[int, str] | None:
@@ -986,7 +1084,7 @@ def validate(cfg: DictConfig) -> None:
         schema = SCHEMAS.get(target)
         if schema is None:
             raise ConfigError(f"{group}._target_={target!r} has no schema; known: {', '.join(SCHEMAS)}")
-        check_schema(group, schema, OmegaConf.to_container(node, resolve=True))  # resolved against the whole cfg
+        check_schema(group, schema, resolved(node))  # resolved against the whole cfg
     _choice("test_ckpt", cfg.test_ckpt, ["best", "last"])
     path_keys = [f.name for f in fields(PathsConfig)]
     for k in cfg.paths:

@@ -89,7 +89,7 @@ class GlueDataModule(TokenizedDataModule):
     """One GLUE task: train.tsv for training, dev.tsv for validation and test (see the module doc)."""
 
     def __init__(self, task: str, data_dir: str, tokenizer: str, max_length: int = 128, batch_size: int = 32,
-                 eval_batch_size: int | None = None, num_workers: int = 0, download: bool = True,
+                 eval_batch_size: int | None = 128, num_workers: int = 0, download: bool = True,
                  verify: bool = True, limit_examples: int | None = None) -> None:
         super().__init__()
         if task not in GLUE:

@@ -103,7 +103,7 @@ class MedMNIST3DDataModule(SplitDataModule):
     """
 
     def __init__(
-        self, name: str, data_dir: str, size: int = 28, batch_size: int = 32, eval_batch_size: int | None = None,
+        self, name: str, data_dir: str, size: int = 28, batch_size: int = 32, eval_batch_size: int | None = 128,
         num_workers: int = 0, augment: Augment = "mul", download: bool = True, verify: bool = True,
         drop_last_train: bool = False, seed: int = 0, n_classes: int | None = None,
     ) -> None:

@@ -161,7 +161,7 @@ class TimeSeriesDataModule(L.LightningDataModule):
 
     def __init__(
         self, name: str, data_dir: str, seq_len: int, label_len: int, pred_len: int, features: Features = "M",
-        target: str | None = None, batch_size: int = 32, eval_batch_size: int | None = None, num_workers: int = 0,
+        target: str | None = None, batch_size: int = 32, eval_batch_size: int | None = 256, num_workers: int = 0,
         scale: bool = True, verify: bool = True, download: bool = True, drop_last_train: bool = True,
         split: Literal["tslib", "official"] = "tslib",
     ) -> None:

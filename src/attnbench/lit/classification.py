@@ -35,7 +35,7 @@ class ClassificationModule(ConfiguredModule):
     def __init__(
         self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], n_classes: int,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-        class_weights: str = "none", scheduler_interval: str = "epoch", monitor: str = "val/acc",
+        class_weights: str = "inverse", scheduler_interval: str = "epoch", monitor: str = "val/acc",
         monitor_mode: str = "max", compile: bool = False,
     ) -> None:
         super().__init__()

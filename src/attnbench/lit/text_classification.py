@@ -38,7 +38,7 @@ class TextClassificationModule(ConfiguredModule):
     """
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], task: str,
-                 scheduler: Callable | None = None, scheduler_interval: str = "step", warmup_ratio: float = 0.0,
+                 scheduler: Callable | None = None, scheduler_interval: str = "step", warmup_ratio: float = 0.1,
                  monitor: str = "val/score", monitor_mode: str = "max") -> None:
         super().__init__()
         if task not in TEXT_TASKS:
