@@ -17,6 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, InterpolationResolutionError, ValidationError
 
 from attnbench import attention_spec as attention  # the registry's declarations, read without importing torch
+from attnbench import sweep  # its run-folder and W&B name resolvers, used by the yamls (imports hydra, omegaconf)
 from attnbench.data.catalog import GLUE, MEDMNIST3D, TEXT_TASKS, TIME_SERIES
 
 
@@ -904,13 +905,6 @@ def _or_else(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def _help() -> str:
-    """``--help``'s text: one line per config group and its options, schemas (``*_schema``) left out."""
-    from attnbench.cli import help_text
-
-    return help_text()
-
-
 def register_configs() -> None:
     """Put the schemas in the ConfigStore and the resolvers in OmegaConf (idempotent)."""
     cs = ConfigStore.instance()
@@ -927,10 +921,11 @@ def register_configs() -> None:
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
     # resolvers run while composing: none may import torch (tests/test_cli.py checks)
     resolvers = {"project_root": project_root, "ts_targets": _ts_targets, "medmnist_classes": _medmnist_classes,
-                 "glue_labels": _glue_labels, "or_else": _or_else, "attnbench_help": _help}
+                 "glue_labels": _glue_labels, "or_else": _or_else}  # attnbench_help: registered by attnbench.cli
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    sweep.register_resolvers()
 
 
 def _medmnist_classes(name: str) -> int:

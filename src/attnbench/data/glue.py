@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from attnbench.data.base import SplitDataModule
 from attnbench.data.catalog import GLUE, GlueTask
 from attnbench.data.download import DataError, fetch, locate
-from attnbench.models.hf_text import load_tokenizer
+from attnbench.pretrained import load_tokenizer
 
 
 def read_glue_tsv(path: Path, task: GlueTask) -> tuple[list[tuple[str, ...]], list[float | int]]:
