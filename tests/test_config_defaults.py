@@ -22,7 +22,15 @@ IGNORED = {"_target_", "_partial_"}
 
 
 def _options(group: str) -> list[Path]:
+    """The selectable options of a group (its top-level yamls)."""
     return sorted((CONF / group).glob("*.yaml"))
+
+
+def _files(group: str) -> list[str]:
+    """Every yaml of a group as ``group=`` would name it: the options and the shared parts they list in their
+    defaults (``base/``, ``optim/``); the attention entries are checked on their own."""
+    return sorted(str(p.relative_to(CONF / group).with_suffix("")) for p in (CONF / group).rglob("*.yaml")
+                  if p.parent.name != "attention")
 
 
 def _plain(v: Any) -> Any:
@@ -76,7 +84,7 @@ def disagreements(node: DictConfig, params: dict[str, Any], where: str, ignored:
 
 
 def _option_cases() -> list[tuple[str, str]]:
-    return [(g, p.stem) for g in ("model", "data") for p in _options(g)] + [
+    return [(g, f) for g in ("model", "data") for f in _files(g)] + [
         ("model/attention", p.stem) for p in _options("model/attention")]
 
 
@@ -85,7 +93,7 @@ def test_yaml_values_equal_constructor_defaults(compose_cfg, group, option):
     """For the nodes an option defines: keys with a code default hold it; keys without one are set."""
     raw = OmegaConf.load(CONF / group / f"{option}.yaml")
     defaults = raw.get("defaults", [])
-    names_schema = any(isinstance(d, str) and d.endswith("_schema") for d in defaults)
+    names_schema = any(isinstance(d, str) and d.split("@")[0].endswith("_schema") for d in defaults)
     if group == "model/attention":
         cfg = compose_cfg(["model=hot", f"model/attention={option}"])
         node = cfg.model.net.attention
@@ -171,3 +179,19 @@ def test_resolvers_answer_known_names():
 def test_unknown_names_fail_validation_naming_the_key(compose_cfg, overrides):
     with pytest.raises(config.ConfigError, match="allowed: "):
         config.validate(compose_cfg(overrides))
+
+
+def test_shared_parts_are_stated_once():
+    """A time-series option states only what differs from conf/data/base/timeseries.yaml, and the models that
+    share AdamW + cosine list conf/model/optim/adamw_cosine.yaml instead of a copy."""
+    series = [p for p in _options("data") if "base/timeseries@_here_" in OmegaConf.load(p).get("defaults", [])]
+    assert len(series) == 7
+    for p in series:
+        keys = {k for k in OmegaConf.load(p) if k != "defaults"}
+        assert keys <= {"name", "seq_len", "label_len", "pred_len"}, f"{p.name} repeats {keys - {'name'}}"
+    for p in _options("model"):
+        raw = OmegaConf.load(p)
+        if "optim/adamw_cosine@_here_" in raw.get("defaults", []):
+            assert not {"optimizer", "scheduler", "scheduler_interval"} & set(raw), p.name
+        else:  # builds on another option, or has its own schedule (bert: linear warm-up)
+            assert p.stem in {"bert", "full", "vit3d"} or p.stem.startswith("smyrf_bert"), p.name

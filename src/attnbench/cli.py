@@ -47,10 +47,11 @@ EXIT_USER_ERROR = 2
 
 
 def group_options(group: str) -> list[str]:
-    """The options of config group ``group`` (``conf/<group>/**.yaml``; ``*_schema`` entries excluded)."""
+    """The options of config group ``group`` (``conf/<group>/**.yaml``; ``*_schema`` entries and the shared
+    parts in ``base/`` folders excluded)."""
     root = CONF / group
     opts = sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml")
-                  if group != "model" or p.parent == root)
+                  if (group != "model" or p.parent == root) and "base" not in p.relative_to(root).parts[:-1])
     if group == "hydra/launcher":
         import importlib.util
 
