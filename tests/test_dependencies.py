@@ -107,3 +107,19 @@ def test_an_uphill_import_is_reported(tmp_path, source, needle):
     (fake / "thing.py").write_text(source)
     (msg,) = uphill(fake / "thing.py", tmp_path / "attnbench")
     assert needle in msg
+
+
+def test_one_catalogue_per_domain():
+    """Each domain's catalogue imports only the shared records (Source, TextTask), never another domain's; IMDB
+    is a text task of its own, not a GLUE task."""
+    from attnbench.data.catalog import GLUE, IMDB, TEXT_TASKS, GlueTask, TextTask
+
+    shared = {"attnbench.data.catalog.source", "attnbench.data.catalog.text"}
+    domains = sorted(p for p in (SRC / "data" / "catalog").glob("*.py")
+                     if p.stem not in ("__init__", "source", "text"))
+    assert [p.stem for p in domains] == ["glue", "imdb", "medmnist", "timeseries"]
+    for p in domains:
+        assert {m for _, m in imports(p, SRC)} <= shared, p.name
+    assert not isinstance(IMDB, GlueTask) and "imdb" not in GLUE
+    assert set(TEXT_TASKS) == {*GLUE, "imdb"} and all(isinstance(t, TextTask) for t in TEXT_TASKS.values())
+    assert (IMDB.n_labels, GLUE["stsb"].n_labels, GLUE["cola"].folder) == (2, 1, "CoLA")

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from attnbench.data.base import SplitDataModule
-from attnbench.data.catalog import GLUE, GlueTask
+from attnbench.data.catalog.glue import GLUE, GlueTask
 from attnbench.data.download import DataError, fetch, locate
 from attnbench.pretrained import load_tokenizer
 

@@ -13,7 +13,7 @@ import re
 import tarfile
 from pathlib import Path
 
-from attnbench.data.catalog import IMDB, IMDB_SOURCE
+from attnbench.data.catalog.imdb import IMDB, IMDB_SOURCE
 from attnbench.data.download import DataError, fetch, locate
 from attnbench.data.glue import TokenizedDataModule
 

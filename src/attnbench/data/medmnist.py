@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from attnbench.checkpoint import numpy_state, set_numpy_state
 from attnbench.data.base import SplitDataModule
-from attnbench.data.catalog import VolumeSpec, volume_spec
+from attnbench.data.catalog.medmnist import VolumeSpec, volume_spec
 from attnbench.data.download import DataError, fetch, locate
 
 Augment = Literal["mul", "flip", "none"]

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from attnbench.data.base import SplitDataModule
-from attnbench.data.catalog import TimeSeriesSpec, spec
+from attnbench.data.catalog.timeseries import TimeSeriesSpec, spec
 from attnbench.data.download import DataError, fetch, locate
 
 Features = Literal["M", "S", "MS"]
