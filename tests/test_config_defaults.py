@@ -135,6 +135,9 @@ def test_schema_defaults_equal_constructor_defaults(schema_cls):
     schema = OmegaConf.structured(schema_cls)
     target = schema._target_
     params = constructor_params(target)
+    keys = {k for k in schema if k not in IGNORED}
+    if "**" not in params:  # the same keys: an unknown key fails while composing exactly when the code refuses it
+        assert keys == set(params), f"{target}: schema-only {keys - set(params)}, code-only {set(params) - keys}"
     bad = []
     for k in schema:
         if k in IGNORED or OmegaConf.is_missing(schema, k) or k not in params or params[k] is REQUIRED:
