@@ -13,7 +13,7 @@ import pytest
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from attnbench import config
-from attnbench.config import REQUIRED, attention_params, constructor_params
+from attnbench.signatures import REQUIRED, attention_params, constructor_params
 from tests.conftest import ROOT
 
 CONF = ROOT / "conf"
@@ -198,3 +198,29 @@ def test_shared_parts_are_stated_once():
             assert not {"optimizer", "scheduler", "scheduler_interval"} & set(raw), p.name
         else:  # builds on another option, or has its own schedule (bert: linear warm-up)
             assert p.stem in {"bert", "full", "vit3d"} or p.stem.startswith("smyrf_bert"), p.name
+
+
+def test_schema_defaults_are_read_from_the_code():
+    """FROM_CODE fields take the constructor's default (inherited fields too, keeping their place); a parameter the
+    constructor requires stays ???; a FROM_CODE field the constructor lacks fails at import."""
+    net = OmegaConf.structured(config.ForecasterNetConfig)
+    assert (net.head.value, net.d_model, net.patch_len) == ("flatten", 128, 4)
+    assert list(net)[:3] == ["attention", "d_model", "n_heads"]  # TransformerNetConfig's order
+    assert OmegaConf.is_missing(net, "seq_len")
+
+    @dataclasses.dataclass
+    @config.from_code
+    class Probe:
+        _target_: str = "attnbench.models.classifier3d.resnet3d"
+        depth: int = config.FROM_CODE
+        conv1_kernel: int = config.FROM_CODE
+        widen_factor: float = 2.0  # a value of its own stays
+
+    p = OmegaConf.structured(Probe)
+    assert OmegaConf.is_missing(p, "depth") and (p.conv1_kernel, p.widen_factor) == (7, 2.0)
+    with pytest.raises(TypeError, match="resnet3d has no parameter 'kernel'"):
+        @dataclasses.dataclass
+        @config.from_code
+        class Bad:
+            _target_: str = "attnbench.models.classifier3d.resnet3d"
+            kernel: int = config.FROM_CODE

@@ -5,7 +5,6 @@ an unknown key or a value of the wrong type while composing. ``validate`` then b
 (running their range checks) and the cross-group checks, before anything is instantiated.
 """
 
-import ast
 import difflib
 from dataclasses import dataclass, field, fields
 from enum import Enum
@@ -19,6 +18,7 @@ from omegaconf.errors import ConfigKeyError, InterpolationResolutionError, Valid
 from attnbench import attention_spec as attention  # the registry's declarations, read without importing torch
 from attnbench import sweep  # its run-folder and W&B name resolvers, used by the yamls (imports hydra, omegaconf)
 from attnbench.data.catalog import GLUE, MEDMNIST3D, TEXT_TASKS, TIME_SERIES
+from attnbench.signatures import REQUIRED, constructor_params
 
 
 def _incomplete(obj: Any) -> bool:
@@ -42,6 +42,36 @@ def _choice(key: str, value: str, allowed: list[str]) -> None:
         raise ConfigError(f"{key}={value!r} is invalid{hint}; allowed: {', '.join(allowed)}")
 
 
+class _FromCode:
+    def __repr__(self) -> str:
+        return "FROM_CODE"
+
+
+FROM_CODE: Any = _FromCode()  # a schema field's default: its constructor's (filled in by @from_code)
+
+
+def from_code(cls: type) -> type:
+    """Class decorator, under ``@dataclass``: every field whose default is ``FROM_CODE`` (declared here or in a base
+    schema) takes the default of the same parameter of ``cls._target_``'s constructor, read from its source
+    (``signatures.constructor_params``), or is required (``???``) where the constructor has none. So a default is
+    stated once, in the code: the schema keeps the types and the range checks."""
+    params = constructor_params(cls._target_)
+    own = cls.__dict__.get("__annotations__")
+    if own is None:
+        cls.__annotations__ = own = {}
+    inherited = {f.name: f.type for b in reversed(cls.__mro__[1:])
+                 for f in getattr(b, "__dataclass_fields__", {}).values() if f.default is FROM_CODE}
+    for name in dict.fromkeys([*inherited, *own]):
+        value = cls.__dict__.get(name) if name in own else FROM_CODE  # own: as declared here; else inherited
+        if value is not FROM_CODE:
+            continue
+        if name not in params:
+            raise TypeError(f"{cls.__name__}.{name} = FROM_CODE but {cls._target_} has no parameter {name!r}")
+        own.setdefault(name, inherited.get(name))  # redeclared here: the field keeps its place, takes this default
+        setattr(cls, name, MISSING if params[name] is REQUIRED else params[name])
+    return cls
+
+
 class Features(str, Enum):
     M = "M"
     S = "S"
@@ -60,6 +90,7 @@ class TSSplit(str, Enum):
 
 
 @dataclass
+@from_code
 class TimeSeriesDataConfig:
     _target_: str = "attnbench.data.timeseries.TimeSeriesDataModule"
     name: str = MISSING
@@ -67,16 +98,16 @@ class TimeSeriesDataConfig:
     seq_len: int = MISSING
     label_len: int = MISSING
     pred_len: int = MISSING
-    features: Features = Features.M
-    target: str | None = None
-    batch_size: int = 32
-    eval_batch_size: int | None = 256
-    num_workers: int = 0
-    scale: bool = True
-    verify: bool = True
-    download: bool = True
-    drop_last_train: bool = True
-    split: TSSplit = TSSplit.tslib
+    features: Features = FROM_CODE
+    target: str | None = FROM_CODE
+    batch_size: int = FROM_CODE
+    eval_batch_size: int | None = FROM_CODE
+    num_workers: int = FROM_CODE
+    scale: bool = FROM_CODE
+    verify: bool = FROM_CODE
+    download: bool = FROM_CODE
+    drop_last_train: bool = FROM_CODE
+    split: TSSplit = FROM_CODE
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -126,14 +157,14 @@ class TransformerNetConfig:
     """Fields of the tensor-block networks (``layers.block.TensorBlock`` stacks)."""
 
     attention: dict[str, Any] = MISSING
-    d_model: int = 128
-    n_heads: int = 8
-    n_layers: int = 4
-    d_mlp: int = 512
-    dropout: float = 0.1
-    qk_norm: bool = True
-    rope: bool = True
-    per_axis_qk: bool = True
+    d_model: int = FROM_CODE
+    n_heads: int = FROM_CODE
+    n_layers: int = FROM_CODE
+    d_mlp: int = FROM_CODE
+    dropout: float = FROM_CODE
+    qk_norm: bool = FROM_CODE
+    rope: bool = FROM_CODE
+    per_axis_qk: bool = FROM_CODE
 
 
 class DropoutLayout(str, Enum):
@@ -142,14 +173,15 @@ class DropoutLayout(str, Enum):
 
 
 @dataclass
+@from_code
 class ForecasterNetConfig(TransformerNetConfig):
     _target_: str = "attnbench.models.forecaster.PatchForecaster"
     seq_len: int = MISSING
     pred_len: int = MISSING
-    patch_len: int = 4
-    revin: bool = True
-    head: Head = Head.flatten
-    dropout_layout: DropoutLayout = DropoutLayout.ours
+    patch_len: int = FROM_CODE
+    revin: bool = FROM_CODE
+    head: Head = FROM_CODE
+    dropout_layout: DropoutLayout = FROM_CODE
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -184,17 +216,18 @@ def _check_schedule(model: Any, example: str) -> None:
 
 
 @dataclass
+@from_code
 class ForecastingModelConfig:
     _target_: str = "attnbench.lit.forecasting.ForecastingModule"
     net: ForecasterNetConfig = field(default_factory=ForecasterNetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: dict[str, Any] | None = None
-    scheduler_interval: str = "epoch"
+    scheduler: dict[str, Any] | None = FROM_CODE
+    scheduler_interval: str = FROM_CODE
     n_targets: int = MISSING
-    horizons: list[int] | None = None
-    compile: bool = False
-    monitor: str = "val/mse"  # checkpoint / early-stopping / scheduler metric (callbacks read it)
-    monitor_mode: str = "min"
+    horizons: list[int] | None = FROM_CODE
+    compile: bool = FROM_CODE
+    monitor: str = FROM_CODE  # checkpoint / early-stopping / scheduler metric (callbacks read it)
+    monitor_mode: str = FROM_CODE
 
     def monitors(self) -> list[str]:
         """The val metrics ForecastingModule logs for these horizons (a test checks they are all logged)."""
@@ -223,20 +256,21 @@ class Augment(str, Enum):
 
 
 @dataclass
+@from_code
 class MedMNISTDataConfig:
     _target_: str = "attnbench.data.medmnist.MedMNIST3DDataModule"
     name: str = MISSING
     data_dir: str = MISSING
-    size: int = 28
-    batch_size: int = 32
-    eval_batch_size: int | None = 128
-    num_workers: int = 0
-    augment: Augment = Augment.mul
-    download: bool = True
-    verify: bool = True
-    drop_last_train: bool = False
-    seed: int = 0
-    n_classes: int | None = None
+    size: int = FROM_CODE
+    batch_size: int = FROM_CODE
+    eval_batch_size: int | None = FROM_CODE
+    num_workers: int = FROM_CODE
+    augment: Augment = FROM_CODE
+    download: bool = FROM_CODE
+    verify: bool = FROM_CODE
+    drop_last_train: bool = FROM_CODE
+    seed: int = FROM_CODE
+    n_classes: int | None = FROM_CODE
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -248,6 +282,7 @@ class MedMNISTDataConfig:
 
 
 @dataclass
+@from_code
 class NiftiDataConfig:
     """NIfTI volumes + a label CSV (attnbench.data.nifti). ``size`` is ``${data.spatial_size}`` in the yaml
     (the model reads ``img_size: ${data.size}``) and must equal ``spatial_size``."""
@@ -257,21 +292,21 @@ class NiftiDataConfig:
     csv: str = MISSING
     n_classes: int = MISSING
     spatial_size: list[int] = MISSING
-    size: list[int] | None = None
-    image_column: str = "image"
-    label_column: str = "label"
-    split_column: str | None = None
-    pixdim: list[float] | None = None
-    intensity: str = "minmax"
-    clip: list[float] | None = None
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    seed: int = 0
-    batch_size: int = 8
-    eval_batch_size: int | None = None
-    num_workers: int = 0
-    augment: str = "none"
-    cache: bool = True
+    size: list[int] | None = FROM_CODE
+    image_column: str = FROM_CODE
+    label_column: str = FROM_CODE
+    split_column: str | None = FROM_CODE
+    pixdim: list[float] | None = FROM_CODE
+    intensity: str = FROM_CODE
+    clip: list[float] | None = FROM_CODE
+    val_fraction: float = FROM_CODE
+    test_fraction: float = FROM_CODE
+    seed: int = FROM_CODE
+    batch_size: int = FROM_CODE
+    eval_batch_size: int | None = FROM_CODE
+    num_workers: int = FROM_CODE
+    augment: str = FROM_CODE
+    cache: bool = FROM_CODE
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -298,12 +333,13 @@ class NiftiDataConfig:
 
 
 @dataclass
+@from_code
 class VolumeClassifierNetConfig(TransformerNetConfig):
     _target_: str = "attnbench.models.classifier3d.VolumeClassifier"
     img_size: Any = MISSING  # one side or [D, H, W]
     n_classes: int = MISSING
-    in_channels: int = 1
-    patch_size: int = 4
+    in_channels: int = FROM_CODE
+    patch_size: int = FROM_CODE
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -316,15 +352,16 @@ class VolumeClassifierNetConfig(TransformerNetConfig):
 
 
 @dataclass
+@from_code
 class ResNet3DNetConfig:
     _target_: str = "attnbench.models.classifier3d.resnet3d"
     depth: int = 18
     n_classes: int = MISSING
-    in_channels: int = 1
-    widen_factor: float = 1.0
-    conv1_kernel: int = 7
-    conv1_stride: int = 2
-    no_max_pool: bool = False
+    in_channels: int = FROM_CODE
+    widen_factor: float = FROM_CODE
+    conv1_kernel: int = FROM_CODE
+    conv1_stride: int = FROM_CODE
+    no_max_pool: bool = FROM_CODE
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -340,17 +377,18 @@ NET_SCHEMAS = {
 
 
 @dataclass
+@from_code
 class ClassificationModelConfig:
     _target_: str = "attnbench.lit.classification.ClassificationModule"
     net: Any = MISSING  # a VolumeClassifier or resnet3d node, checked by its own schema in validate()
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: dict[str, Any] | None = None
-    scheduler_interval: str = "epoch"
+    scheduler: dict[str, Any] | None = FROM_CODE
+    scheduler_interval: str = FROM_CODE
     n_classes: int = MISSING
-    class_weights: str = "inverse"
-    compile: bool = False
-    monitor: str = "val/acc"
-    monitor_mode: str = "max"
+    class_weights: str = FROM_CODE
+    compile: bool = FROM_CODE
+    monitor: str = FROM_CODE
+    monitor_mode: str = FROM_CODE
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -377,10 +415,10 @@ class TextDataConfig:
     max_length: int = 128
     batch_size: int = 32
     eval_batch_size: int | None = None
-    num_workers: int = 0
-    download: bool = True
-    verify: bool = True
-    limit_examples: int | None = None
+    num_workers: int = FROM_CODE
+    download: bool = FROM_CODE
+    verify: bool = FROM_CODE
+    limit_examples: int | None = FROM_CODE
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -395,9 +433,10 @@ class TextDataConfig:
 
 
 @dataclass
+@from_code
 class GlueDataConfig(TextDataConfig):
     _target_: str = "attnbench.data.glue.GlueDataModule"
-    eval_batch_size: int | None = 128
+    eval_batch_size: int | None = FROM_CODE
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -407,14 +446,15 @@ class GlueDataConfig(TextDataConfig):
 
 
 @dataclass
+@from_code
 class ImdbDataConfig(TextDataConfig):
     _target_: str = "attnbench.data.imdb.ImdbDataModule"
-    task: str = "imdb"
-    max_length: int = 512
-    batch_size: int = 8
-    eval_batch_size: int | None = 32
-    val_fraction: float = 0.1
-    seed: int = 0
+    task: str = FROM_CODE
+    max_length: int = FROM_CODE
+    batch_size: int = FROM_CODE
+    eval_batch_size: int | None = FROM_CODE
+    val_fraction: float = FROM_CODE
+    seed: int = FROM_CODE
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -425,12 +465,13 @@ class ImdbDataConfig(TextDataConfig):
 
 
 @dataclass
+@from_code
 class HFClassifierNetConfig:
     _target_: str = "attnbench.models.hf_text.pretrained_classifier"
     pretrained: str = MISSING
     n_labels: int = MISSING
-    attention: dict[str, Any] | None = None
-    dropout: float | None = None
+    attention: dict[str, Any] | None = FROM_CODE
+    dropout: float | None = FROM_CODE
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -447,16 +488,17 @@ class HFClassifierNetConfig:
 
 
 @dataclass
+@from_code
 class TextClassificationModelConfig:
     _target_: str = "attnbench.lit.text_classification.TextClassificationModule"
     net: HFClassifierNetConfig = field(default_factory=HFClassifierNetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: dict[str, Any] | None = None
-    scheduler_interval: str = "step"
-    warmup_ratio: float = 0.1
+    scheduler: dict[str, Any] | None = FROM_CODE
+    scheduler_interval: str = FROM_CODE
+    warmup_ratio: float = FROM_CODE
     task: str = MISSING
-    monitor: str = "val/score"
-    monitor_mode: str = "max"
+    monitor: str = FROM_CODE
+    monitor_mode: str = FROM_CODE
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -627,6 +669,7 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+@from_code
 class ModelSummaryConfig:
     _target_: str = "attnbench.callbacks.ModelSummary"
     max_depth: int = 1
@@ -801,83 +844,6 @@ class TrainConfig:
     test_ckpt: str = "best"
     optimized_metric: str | None = None
     fail: str | None = None  # testing hook: "before_fit" raises there, to exercise results.json on failure
-
-
-class _Required:
-    """Marks a constructor parameter without a default (see ``constructor_params``)."""
-
-    def __repr__(self) -> str:
-        return "<required>"
-
-
-REQUIRED = _Required()
-_SRC = Path(__file__).resolve().parent  # src/attnbench
-
-
-def _literal(node: ast.expr) -> Any:
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        return ast.unparse(node)  # not a literal (a name, a call): its source text, which equals no yaml value
-
-
-def _signature(fn: ast.FunctionDef) -> dict[str, Any]:
-    a = fn.args
-    pos = [p for p in a.posonlyargs + a.args if p.arg != "self"]
-    defaults = [REQUIRED] * (len(pos) - len(a.defaults)) + [_literal(d) for d in a.defaults]
-    out = {p.arg: d for p, d in zip(pos, defaults, strict=True)}
-    out.update({p.arg: REQUIRED if d is None else _literal(d) for p, d in zip(a.kwonlyargs, a.kw_defaults,
-                                                                               strict=True)})
-    if a.kwarg is not None:
-        out["**"] = REQUIRED  # takes any further keyword
-    return out
-
-
-def _defs(path: Path) -> dict[str, ast.ClassDef | ast.FunctionDef]:
-    return {n.name: n for n in ast.parse(path.read_text()).body if isinstance(n, ast.ClassDef | ast.FunctionDef)}
-
-
-def _params_of(defs: dict[str, ast.ClassDef | ast.FunctionDef], name: str, where: str) -> dict[str, Any]:
-    node = defs.get(name)
-    if node is None:
-        raise ConfigError(f"{name!r} is not defined in {where}")
-    if isinstance(node, ast.FunctionDef):
-        return _signature(node)
-    for s in node.body:
-        if isinstance(s, ast.FunctionDef) and s.name == "__init__":
-            return _signature(s)
-    for b in node.bases:  # no __init__ of its own: the first base defined alongside that has one
-        base = getattr(b, "id", None)
-        if base in defs:
-            return _params_of(defs, base, where)
-    if any(getattr(b, "id", None) != "object" for b in node.bases):
-        return {"**": REQUIRED}  # a library base's __init__: not read here, any keyword may be one of its
-    return {}
-
-
-def constructor_params(target: str) -> dict[str, Any]:
-    """The parameters of an in-house ``_target_`` (``attnbench.x.y.Name``) with their defaults, read from the
-    source with ``ast`` (no torch import); ``REQUIRED`` where there is none, key ``"**"`` for ``**kwargs``."""
-    module, _, name = target.rpartition(".")
-    if not module.startswith("attnbench."):
-        raise ConfigError(f"{target!r} is not an attnbench target")
-    path = _SRC.joinpath(*module.split(".")[1:]).with_suffix(".py")
-    return _params_of(_defs(path), name, str(path))
-
-
-def attention_params(name: str) -> dict[str, Any]:
-    """The constructor parameters of attention registry entry ``name`` with their defaults (as
-    ``constructor_params``); the entry's class is the one decorated ``@register(name)``."""
-    attention.get(name)  # an unknown name raises, listing the entries
-    defs: dict[str, ast.ClassDef | ast.FunctionDef] = {}
-    registered: dict[str, str] = {}
-    for path in sorted((_SRC / "attention").glob("*.py")):
-        for cls, node in _defs(path).items():
-            defs[cls] = node
-            for d in getattr(node, "decorator_list", []):
-                if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register":
-                    registered[ast.literal_eval(d.args[0])] = cls
-    return _params_of(defs, registered[name], "attnbench.attention")
 
 
 def project_root() -> str:
