@@ -407,14 +407,15 @@ class ClassificationModelConfig:
 # ----------------------------------------------------------------------------- text classification (GLUE)
 @dataclass
 class TextDataConfig:
-    """Fields and checks shared by the text datamodules (tokenized by the model's own tokenizer)."""
+    """Fields and checks shared by the text datamodules (tokenized by the model's own tokenizer); each subclass's
+    defaults are its own datamodule's (``@from_code``)."""
 
-    task: str = MISSING
-    data_dir: str = MISSING
-    tokenizer: str = MISSING
-    max_length: int = 128
-    batch_size: int = 32
-    eval_batch_size: int | None = None
+    task: str = FROM_CODE
+    data_dir: str = FROM_CODE
+    tokenizer: str = FROM_CODE
+    max_length: int = FROM_CODE
+    batch_size: int = FROM_CODE
+    eval_batch_size: int | None = FROM_CODE
     num_workers: int = FROM_CODE
     download: bool = FROM_CODE
     verify: bool = FROM_CODE
@@ -436,7 +437,6 @@ class TextDataConfig:
 @from_code
 class GlueDataConfig(TextDataConfig):
     _target_: str = "attnbench.data.glue.GlueDataModule"
-    eval_batch_size: int | None = FROM_CODE
 
     def __post_init__(self) -> None:
         if _incomplete(self):
@@ -449,10 +449,6 @@ class GlueDataConfig(TextDataConfig):
 @from_code
 class ImdbDataConfig(TextDataConfig):
     _target_: str = "attnbench.data.imdb.ImdbDataModule"
-    task: str = FROM_CODE
-    max_length: int = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
     val_fraction: float = FROM_CODE
     seed: int = FROM_CODE
 
