@@ -35,21 +35,23 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts train.py
 
+# Benchmarks are Hydra apps (conf/bench/<name>.yaml): key=value overrides in ARGS (HOT_ARGS / VOLUME_ARGS for
+# the two parts of `make bench`), e.g. make bench-attention ARGS="lengths=[64] repeats=1".
 bench: $(STAMP)
-	$(PY) -m attnbench.bench.hot_scaling
-	$(PY) -m attnbench.bench.volume_scaling
+	$(PY) -m attnbench.bench.hot_scaling $(HOT_ARGS)
+	$(PY) -m attnbench.bench.volume_scaling $(VOLUME_ARGS)
 
 # Attention-only fwd / fwd+bwd time and memory of every sequence entry vs full; efficiency lengths (CAB).
 bench-attention: $(STAMP)
-	$(PY) -m attnbench.bench.attention
+	$(PY) -m attnbench.bench.attention $(ARGS)
 
 # Relative error of every entry vs full attention on structured inputs (random, clustered, local, low-rank).
 bench-approx: $(STAMP)
-	$(PY) -m attnbench.bench.approx
+	$(PY) -m attnbench.bench.approx $(ARGS)
 
 # A pretrained encoder's self-attention swapped for SMYRF / local windows, no retraining: error vs dense (GLUE dev).
 bench-swap: $(STAMP)
-	$(PY) -m attnbench.bench.swap
+	$(PY) -m attnbench.bench.swap $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -136,22 +136,27 @@ def _spec(**over) -> GroupSpec:
 
 
 @pytest.mark.slow
-def test_worker_reuses_its_process_and_survives_timeouts_and_deaths(monkeypatch):
-    from attnbench.bench.attention import Worker
+def test_worker_reuses_its_process_and_survives_timeouts_and_deaths():
+    from attnbench.bench.attention import MODULE, measure_isolated
+    from attnbench.bench.isolation import Worker
 
-    w = Worker(None)
+    w = Worker(f"{MODULE}:group", None)
     try:
-        a = w.measure(_spec(), timeout_s=120)
+        a = measure_isolated(w, _spec(), timeout_s=120)
         pid = w.proc.pid
-        b = w.measure(_spec(length=32, points=[["self", False, "fwd"], ["self", True, "fwd_bwd"]]), timeout_s=120)
+        b = measure_isolated(w, _spec(length=32, points=[["self", False, "fwd"], ["self", True, "fwd_bwd"]]),
+                             timeout_s=120)
         assert [r["status"] for r in a + b] == ["ok"] * 3 and w.proc.pid == pid  # one process, two groups
-        t = w.measure(_spec(), timeout_s=0.01)
-        assert t == [{"status": "timeout", "reason": "group killed after 0.01 s (point_timeout_s)"}]
+        t = measure_isolated(w, _spec(), timeout_s=0.01)
+        assert t == [{"status": "timeout", "reason": "point process killed after 0.01 s (point_timeout_s)"}]
         assert w.proc is None
-        assert w.measure(_spec(), timeout_s=120)[0]["status"] == "ok"  # a fresh worker
-        w.close()
-        monkeypatch.setattr(Worker, "CODE", "import sys; print('boom', file=sys.stderr); sys.exit(3)")
-        (dead,) = w.measure(_spec(), timeout_s=120)
-        assert dead == {"status": "error", "reason": "worker process exited with 3: boom"}
+        assert measure_isolated(w, _spec(), timeout_s=120)[0]["status"] == "ok"  # a fresh worker
     finally:
         w.close()
+    dead = Worker("attnbench.bench.no_such_module:group", None)
+    try:
+        assert measure_isolated(dead, _spec(points=[["self", False, "fwd"]] * 2), timeout_s=120) == [
+            {"status": "error", "reason": "point process exited with 1: ModuleNotFoundError: No module named "
+             "'attnbench.bench.no_such_module'"}] * 2
+    finally:
+        dead.close()

@@ -188,14 +188,14 @@ def test_real_glue_dev_files_verify_and_read():
 
 
 def _glue_job(d: Path, model: str, task: str, score: float | None, status: str = "ok", cluster: int = 32,
-              pretrained: str = "bert-base-uncased") -> None:
+              pretrained: str = "bert-base-uncased", experiment: str = "smyrf/glue") -> None:
     import json
 
     d.mkdir(parents=True)
     att = {"name": "smyrf", "n_hashes": 2, "cluster_size": cluster} if "smyrf" in model else {"name": "full"}
     res = {"status": status, "error": None if status == "ok" else "RuntimeError: boom",
            "metrics": {} if score is None else {"test/score": score, "epochs": 3, "n_params": 1e8},
-           "choices": {"model": model, "model/attention": att["name"], "data": "glue"},
+           "choices": {"model": model, "model/attention": att["name"], "data": "glue", "experiment": experiment},
            "config": {"model": {"_target_": "attnbench.lit.text_classification.TextClassificationModule",
                                 "net": {"pretrained": pretrained, "attention": att}},
                       "data": {"task": task}}, "wall_time_s": 10.0}
@@ -212,9 +212,8 @@ def test_glue_table_beside_the_paper_and_make_table(tmp_path):
     _glue_job(sweep / "2", "smyrf_bert", "rte", 64.0)
     _glue_job(sweep / "3", "smyrf_bert", "sst2", None, status="failed")
     _glue_job(sweep / "4", "bert", "rte", 68.0)  # a second seed: averaged
-    assert glue.is_glue_sweep(sweep)
     runs = glue.load_runs(sweep)
-    table = glue.glue_table(runs, glue.load_reference())
+    table = glue.glue_table(runs, glue.load_reference("smyrf_glue"))
     assert list(table.columns[:3]) == ["rte", "sst2", "Avg"]
     assert table.loc["ours: bert", "rte"] == pytest.approx(67.0) and table.loc["ours: bert", "Avg"] == 79.5
     assert table.loc["ours: smyrf_bert 2x32", "sst2"] == "failed"
@@ -297,8 +296,8 @@ def test_imdb_sweep_table_uses_the_imdb_reference(tmp_path):
     from scripts.make_table import main as make_table
 
     sweep = tmp_path / "sweep"
-    _glue_job(sweep / "0", "bert", "imdb", 93.0)
-    _glue_job(sweep / "1", "smyrf_bert_8x32", "imdb", 91.5)
+    _glue_job(sweep / "0", "bert", "imdb", 93.0, experiment="smyrf/imdb")
+    _glue_job(sweep / "1", "smyrf_bert_8x32", "imdb", 91.5, experiment="smyrf/imdb")
     assert make_table([str(sweep)]) == 0
     md = (sweep / "table.md").read_text()
     assert "| model | IMDB | Avg |" in md and "| ours: bert | 93.00 (n=1) | 93.00 |" in md

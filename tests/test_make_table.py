@@ -11,13 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from attnbench.analysis.runs import FACT_COLUMNS, model_label
+from attnbench.analysis.spec import experiment_spec
 from attnbench.analysis.tables import (
     RUN_COLUMNS,
     display_frame,
     forecasting_table,
     load_reference,
     load_runs,
-    model_label,
     to_latex,
     to_markdown,
 )
@@ -39,7 +40,8 @@ def write_job(root: Path, num: int, model: str, dataset: str, pred_len: int, *, 
     result = {
         "status": status, "error": error, "metrics": metrics, "best_checkpoint": None,
         "wall_time_s": 100.0 + num, "peak_memory_mb": 1166.0, "peak_memory_kind": "cpu_max_rss",
-        "choices": {"model": model, "data": "ett", "model/attention": attention or model, "trainer": "cpu"},
+        "choices": {"model": model, "data": "ett", "model/attention": attention or model, "trainer": "cpu",
+                    "experiment": "hot/forecasting"},
         "overrides": [f"model={model}", f"data.name={dataset}", f"data.pred_len={pred_len}"], "job_num": num,
         "config": {"data": {"name": dataset, "pred_len": pred_len, "seq_len": 96},
                    "model": {"net": {"attention": {"name": attention or model}},
@@ -68,6 +70,14 @@ def sweep(tmp_path: Path) -> Path:
 @pytest.fixture
 def reference() -> pd.DataFrame:
     return load_reference("forecasting_lookback96")
+
+
+SPEC = experiment_spec("hot/forecasting")  # the table the experiment declares
+
+
+def fc_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+    """The forecasting table with the experiment's baseline (or ``baseline``) and notes."""
+    return forecasting_table(runs, reference, baseline or SPEC.baseline[0], SPEC.notes)
 
 
 def md_row(md: str, dataset: str, horizon: int) -> dict[str, str]:
@@ -127,7 +137,7 @@ def test_model_label():
 
 def test_load_runs_long_form(sweep):
     runs = load_runs(sweep)
-    assert list(runs.columns) == RUN_COLUMNS
+    assert list(runs.columns) == [*RUN_COLUMNS, *FACT_COLUMNS]
     assert len(runs) == 2 + 1 + 1 + 4 + 1  # the per-horizon run gives one row per horizon
     weather = runs[runs["dataset"] == "weather"]
     assert list(weather["horizon"]) == [96, 192, 336, 720]
@@ -149,7 +159,7 @@ def test_job_without_results_is_missing_not_dropped(sweep):
     runs = load_runs(sweep)
     row = runs[runs["status"] == "missing"].iloc[0]
     assert (row["model"], row["dataset"], row["horizon"]) == ("hot", "ETTm1", 192)
-    table = forecasting_table(runs, load_reference())
+    table = fc_table(runs, load_reference("forecasting_lookback96"))
     assert table.loc[("ETTm1", 192), ("ours", "hot", "missing")] == 1
     assert md_row(to_markdown(table, runs), "ETTm1", 192)["hot MSE"] == "missing"
 
@@ -164,7 +174,7 @@ def test_empty_or_absent_sweep_raises(tmp_path):
 # ---------------------------------------------------------------------------------------------- table
 def test_cells_differences_and_averaging(tmp_path, reference):
     write_job(tmp_path, 0, "hot", "ETTh1", 96, mse=0.400, mae=0.410)
-    table = forecasting_table(load_runs(tmp_path), reference)
+    table = fc_table(load_runs(tmp_path), reference)
     row = table.loc[("ETTh1", 96)]
     assert row[("ours", "hot", "mse")] == 0.400 and row[("ours", "hot", "n")] == 1
     assert row[("published", "iTransformer", "mse")] == 0.386
@@ -175,7 +185,7 @@ def test_cells_differences_and_averaging(tmp_path, reference):
 
 
 def test_repeated_runs_are_averaged(sweep, reference):
-    table = forecasting_table(load_runs(sweep), reference)
+    table = fc_table(load_runs(sweep), reference)
     row = table.loc[("ETTh1", 96)]
     assert row[("ours", "hot", "mse")] == pytest.approx(0.390)
     assert row[("ours", "hot", "mae")] == pytest.approx(0.405)
@@ -184,7 +194,7 @@ def test_repeated_runs_are_averaged(sweep, reference):
 
 
 def test_per_horizon_run_fills_every_horizon(sweep, reference):
-    table = forecasting_table(load_runs(sweep), reference)
+    table = fc_table(load_runs(sweep), reference)
     published_itransformer = {96: 0.174, 192: 0.221, 336: 0.278, 720: 0.358}
     for (h, published), mse in zip(published_itransformer.items(), (0.170, 0.220, 0.280, 0.360), strict=True):
         assert table.loc[("weather", h), ("ours", "hot", "mse")] == mse
@@ -192,18 +202,18 @@ def test_per_horizon_run_fills_every_horizon(sweep, reference):
 
 
 def test_only_pairs_we_ran_and_other_baseline(sweep, reference):
-    table = forecasting_table(load_runs(sweep), reference, baseline="PatchTST")
+    table = fc_table(load_runs(sweep), reference, baseline="PatchTST")
     assert list(table.index) == [("ETTh1", 96), ("ETTh2", 96), ("electricity", 96), ("weather", 96),
                                  ("weather", 192), ("weather", 336), ("weather", 720)]
     assert table.loc[("ETTh2", 96), ("diff", "full", "mse")] == pytest.approx(0.300 - 0.302)
     assert table.loc[("electricity", 96), ("diff", "hot[hot_linear]", "mae")] == pytest.approx(0.245 - 0.270)
     with pytest.raises(ValueError, match="choose one of"):
-        forecasting_table(load_runs(sweep), reference, baseline="HOT")
+        fc_table(load_runs(sweep), reference, baseline="HOT")
 
 
 def test_failed_run_is_a_cell_and_listed(sweep, reference):
     runs = load_runs(sweep)
-    table = forecasting_table(runs, reference)
+    table = fc_table(runs, reference)
     assert table.loc[("ETTh1", 96), ("ours", "full", "failed")] == 1
     assert pd.isna(table.loc[("ETTh1", 96), ("ours", "full", "mse")])
     md = to_markdown(table, runs)
@@ -220,7 +230,7 @@ def test_best_mse_bold_and_dagger(tmp_path, reference):
     write_job(tmp_path, 0, "hot", "ETTh1", 96, mse=0.380, mae=0.410)  # beats every published 0.384+
     write_job(tmp_path, 1, "hot", "traffic", 96, mse=0.500, mae=0.300)
     runs = load_runs(tmp_path)
-    frame = display_frame(forecasting_table(runs, reference), "md")
+    frame = display_frame(fc_table(runs, reference), "md")
     assert frame.loc[("ETTh1", 96), ("hot", "MSE")] == "**0.380**"
     assert frame.loc[("ETTh1", 96), ("TimesNet", "MSE")] == "0.384"
     assert frame.loc[("traffic", 96), ("iTransformer", "MSE")] == "**0.395**†"  # unconfirmed value
@@ -228,7 +238,7 @@ def test_best_mse_bold_and_dagger(tmp_path, reference):
 
 
 def test_latex_booktabs_three_decimals(sweep, reference):
-    tex = to_latex(forecasting_table(load_runs(sweep), reference))
+    tex = to_latex(fc_table(load_runs(sweep), reference))
     for needle in (r"\toprule", r"\midrule", r"\bottomrule", r"\multicolumn{2}{c}{iTransformer}",
                    r"\textbf{", "0.386", "hot[hot\\_linear]", r"$\Delta$ hot", "not available"):
         assert needle in tex, needle

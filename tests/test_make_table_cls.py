@@ -11,25 +11,27 @@ import pandas as pd
 import pytest
 
 from attnbench.analysis.classification import (
-    OUTPUT_NAMES,
     RUN_COLUMNS,
-    TARGET,
     classification_table,
     classifier_label,
     cost_table,
     display_frame,
-    is_classification_sweep,
     load_reference,
     load_runs,
     to_latex,
     to_markdown,
-    write_outputs,
 )
+from attnbench.analysis.report import write_table
+from attnbench.analysis.runs import FACT_COLUMNS
+from attnbench.analysis.spec import experiment_spec, sweep_spec
 from attnbench.data.catalog import MEDMNIST3D
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTENTION = {"hot3d": "hot", "vit3d": "full"}  # the models' default model/attention choice
 OOM = "RuntimeError: CUDA out of memory. Tried to allocate 4.00 GiB"
+TARGET = "attnbench.lit.classification.ClassificationModule"
+OUTPUT_NAMES = ("table.md", "table.tex", "table.csv", "runs.csv", "table.png")
+HOT_NOTE = "HOT's own published numbers (Omranpour et al., arXiv:2412.02919) are not available here"
 
 
 def write_job(root: Path, num: int, model: str, dataset: str, size: int = 28, *, status: str = "ok",
@@ -40,7 +42,7 @@ def write_job(root: Path, num: int, model: str, dataset: str, size: int = 28, *,
     if status == "ok":
         metrics = {"test/acc": acc, "test/auc": auc, "test/loss": 0.3, "val/acc": acc, "val/acc_best": acc,
                    "n_params": n_params, "epochs": 30 + num}
-    choices = {"model": model, "data": "medmnist3d", "trainer": "gpu"}
+    choices = {"model": model, "data": "medmnist3d", "trainer": "gpu", "experiment": "hot/medmnist3d"}
     if model in ATTENTION:
         choices["model/attention"] = attention or ATTENTION[model]
     result = {
@@ -89,6 +91,14 @@ def reference() -> pd.DataFrame:
     return load_reference("medmnist3d")
 
 
+SPEC = experiment_spec("hot/medmnist3d")  # the table the experiment declares
+
+
+def cls_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines: list[str] | None = None) -> pd.DataFrame:
+    """The classification table with the experiment's baselines (or ``baselines``), notes and label."""
+    return classification_table(runs, reference, baselines or SPEC.baseline, SPEC.notes, SPEC.baseline_label)
+
+
 def md_rows(md: str) -> dict[tuple[str, str], dict[str, str]]:
     """The first Markdown table's rows keyed by (dataset, size), each a dict keyed by header."""
     lines = [ln for ln in md.split("\n\n## ")[0].splitlines() if ln.startswith("|")]
@@ -113,7 +123,7 @@ def test_reference_values(reference, dataset, model, acc, auc):
 
 
 def test_reference_shape(reference):
-    assert list(reference.columns) == ["dataset", "size", "model", "acc", "auc", "confirmed", "source"]
+    assert list(reference.columns) == ["dataset", "size", "model", "acc", "auc", "source", "confirmed"]
     assert len(reference) == 6 * 8
     assert set(reference["dataset"]) == set(MEDMNIST3D)
     assert set(reference["size"]) == {28}
@@ -132,7 +142,7 @@ def test_label_names_only_non_default_attention():
 
 def test_load_runs_keeps_failed_and_missing(sweep):
     runs = load_runs(sweep)
-    assert list(runs.columns) == RUN_COLUMNS
+    assert list(runs.columns) == [*RUN_COLUMNS, *FACT_COLUMNS]
     assert len(runs) == 8
     assert runs["status"].value_counts().to_dict() == {"ok": 6, "failed": 1, "missing": 1}
     assert set(runs["model"]) == {"hot3d", "hot3d[hot_linear]", "vit3d", "resnet3d"}
@@ -147,15 +157,19 @@ def test_load_runs_keeps_failed_and_missing(sweep):
         0.850, 0.980, 0.850, 32, 1_500_000)
 
 
-def test_detects_task(sweep, tmp_path):
-    assert is_classification_sweep(sweep)
+def test_the_sweep_names_its_table(sweep, tmp_path):
+    """The table is the one the experiment declares (choices.experiment), not guessed from targets."""
+    spec = sweep_spec(sweep)
+    assert (spec.kind, spec.reference, spec.baseline) == ("classification", "medmnist3d",
+                                                          ["ResNet-18 (3D)", "ResNet-50 (3D)"])
     fc = tmp_path / "forecast" / "0"
     fc.mkdir(parents=True)
     (fc / "results.json").write_text(json.dumps({
-        "status": "ok", "metrics": {"test/mse": 0.4}, "choices": {"model": "hot"},
-        "config": {"data": {"name": "ETTh1", "pred_len": 96}, "model": {"_target_": "x.Forecasting"}}}))
-    assert not is_classification_sweep(fc.parent)
-    assert not is_classification_sweep(tmp_path / "nope")
+        "status": "ok", "metrics": {"test/acc": 0.4}, "choices": {"model": "hot", "experiment": "hot/forecasting"},
+        "config": {"data": {"name": "ETTh1", "pred_len": 96}, "model": {"_target_": TARGET}}}))
+    assert sweep_spec(fc.parent).kind == "forecasting"  # a target or metric name does not change the table
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        sweep_spec(tmp_path / "nope")
 
 
 def test_empty_or_absent_sweep_raises(tmp_path):
@@ -167,7 +181,7 @@ def test_empty_or_absent_sweep_raises(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- table
 def test_table_values(sweep, reference):
-    table = classification_table(load_runs(sweep), reference)
+    table = cls_table(load_runs(sweep), reference)
     assert list(table.index) == [("organmnist3d", 28), ("nodulemnist3d", 28), ("adrenalmnist3d", 64)]
     organ = table.loc[("organmnist3d", 28)]
     assert organ[("ours", "hot3d", "acc")] == pytest.approx(0.910)
@@ -189,7 +203,7 @@ def test_table_values(sweep, reference):
 
 def test_markdown_cells_notes_and_failures(sweep, reference):
     runs = load_runs(sweep)
-    md = to_markdown(classification_table(runs, reference), runs)
+    md = to_markdown(cls_table(runs, reference), runs)
     rows = md_rows(md)
     organ = rows[("organmnist3d", "28")]
     assert organ["hot3d ACC"] == "**0.910** ± 0.014" and organ["hot3d AUC"] == "0.992 ± 0.003"  # 2 seeds
@@ -212,16 +226,18 @@ def test_markdown_cells_notes_and_failures(sweep, reference):
 def test_unconfirmed_value_gets_dagger(tmp_path):
     write_job(tmp_path / "s", 0, "hot3d", "organmnist3d", acc=0.950, auc=0.999)
     ref = tmp_path / "ref.csv"
-    ref.write_text("data,size,model,auc,acc,confirmed,source\n"
-                   "organmnist3d,28,ResNet-18 (3D),0.996,0.907,no,paper\n"
-                   "organmnist3d,28,ResNet-50 (3D),0.994,0.883,yes,paper\n")
-    table = classification_table(load_runs(tmp_path / "s"), load_reference(str(ref)))
+    ref.write_text("paper,table,row,column,metric,value,source,confirmed\n"
+                   "p,t,organmnist3d/28,ResNet-18 (3D),auc,0.996,paper,true\n"
+                   "p,t,organmnist3d/28,ResNet-18 (3D),acc,0.907,paper,false\n"
+                   "p,t,organmnist3d/28,ResNet-50 (3D),auc,0.994,paper,true\n"
+                   "p,t,organmnist3d/28,ResNet-50 (3D),acc,0.883,paper,true\n")
+    table = cls_table(load_runs(tmp_path / "s"), load_reference(str(ref)))
     frame = display_frame(table, "md")
     assert frame.loc[("organmnist3d", 28), ("ResNet-18 (3D)", "ACC")] == "0.907†"
     assert frame.loc[("organmnist3d", 28), ("hot3d", "ACC")] == "**0.950**"
     assert "† not confirmed" in to_markdown(table, load_runs(tmp_path / "s"))
     with pytest.raises(ValueError, match="choose from"):
-        classification_table(load_runs(tmp_path / "s"), load_reference(str(ref)), baselines=["ResNet-18 (2.5D)"])
+        cls_table(load_runs(tmp_path / "s"), load_reference(str(ref)), baselines=["ResNet-18 (2.5D)"])
 
 
 def test_cost_table(sweep):
@@ -234,7 +250,7 @@ def test_cost_table(sweep):
 
 def test_latex(sweep, reference):
     runs = load_runs(sweep)
-    tex = to_latex(classification_table(runs, reference), runs)
+    tex = to_latex(cls_table(runs, reference), runs)
     for needle in (r"\toprule", r"\bottomrule", r"\multicolumn{2}{c}{ResNet-18 (3D)}", r"\textbf{0.910}",
                    r"hot3d[hot\_linear]", r"$\Delta$ best", "28$^3$", "failed", "missing",
                    r"\label{tab:medmnist3d-cost}"):
@@ -245,7 +261,9 @@ def test_latex(sweep, reference):
 # ---------------------------------------------------------------------------------------------- outputs, CLI
 def test_write_outputs(sweep, tmp_path):
     out = tmp_path / "paper"
-    md = write_outputs(sweep, out)
+    md, paths = write_table(sweep, out)
+    assert paths == [out / name for name in OUTPUT_NAMES]
+    assert HOT_NOTE in md  # the experiment's note
     for name in OUTPUT_NAMES:
         assert (out / name).stat().st_size > 0, name
     assert (out / "table.md").read_text() == md

@@ -9,11 +9,15 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from attnbench.analysis import classification, glue, tables
+from attnbench.analysis import classification, tables
+from attnbench.analysis.report import write_table
 from attnbench.analysis.runs import job_facts, label_variants, truncation_reasons
 from attnbench.config import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
+REF = "forecasting_lookback96"
+CLS_BASELINES = ["ResNet-18 (3D)", "ResNet-50 (3D)"]
+GLUE_TARGET = "attnbench.lit.text_classification.TextClassificationModule"
 SWEEP_OVERRIDES = ["trainer.max_epochs=3", "callbacks.early_stopping.patience=1", "callbacks.rich_progress_bar=null"]
 
 
@@ -99,7 +103,7 @@ def mixed_sweep(tmp_path: Path) -> Path:
 def test_forecasting_cells_are_mean_std_n_and_truncated_runs_marked(mixed_sweep):
     runs = tables.load_runs(mixed_sweep)
     assert set(runs["model"]) == {"hot", "full", "hot‡"}  # the debug run is not averaged with the full runs
-    table = tables.forecasting_table(runs, tables.load_reference())
+    table = tables.forecasting_table(runs, tables.load_reference(REF), "iTransformer")
     row = table.loc[("ETTh1", 96)]
     assert row[("ours", "hot", "mse")] == pytest.approx(0.42) and row[("ours", "hot", "n")] == 3
     assert row[("ours", "hot", "mse_std")] == pytest.approx(0.02)  # sample std of 0.40, 0.42, 0.44
@@ -124,11 +128,12 @@ def test_todays_sweep_with_reduced_budget_is_marked_everywhere(tmp_path):
     root = tmp_path / "sweep"
     write(root, 0, result("hot", overrides=SWEEP_OVERRIDES))
     write(root, 1, result("full", overrides=SWEEP_OVERRIDES, mse=0.5))
-    md, paths = tables.write_outputs(root)
+    md, paths = write_table(root)
     header = next(ln for ln in md.splitlines() if ln.startswith("| dataset")).split("|")
     assert {"hot‡ MSE", "full‡ MSE"} <= {c.strip() for c in header} and "hot MSE" not in md
     assert "‡ truncated run: reduced budget (3 epochs < 20, patience 1 < 3)" in md
-    assert paths["png"].is_file()
+    assert [p.name for p in paths] == ["table.md", "table.tex", "table.csv", "table.png"]
+    assert all(p.is_file() for p in paths)
 
 
 def test_missing_job_reads_overrides_from_hydra(tmp_path):
@@ -152,7 +157,7 @@ def cls_result(model: str, seed: int, acc: float, debug: str | None = None) -> d
            "config": {"seed": seed, "task_name": "debug" if debug else "hot_medmnist3d",
                       "trainer": {"limit_train_batches": 3 if debug else None},
                       "data": {"name": "organmnist3d", "size": 28},
-                      "model": {"_target_": classification.TARGET}}, "wall_time_s": 60.0}
+                      "model": {"_target_": "attnbench.lit.classification.ClassificationModule"}}, "wall_time_s": 60.0}
     return res
 
 
@@ -162,7 +167,7 @@ def test_classification_mean_std_and_truncated_runs_get_no_delta(tmp_path):
     write(root, 1, cls_result("hot3d", 44, 0.92))
     write(root, 2, cls_result("vit3d", 43, 0.99, debug="fast"))  # a debug run better than everything
     runs = classification.load_runs(root)
-    table = classification.classification_table(runs, classification.load_reference())
+    table = classification.classification_table(runs, classification.load_reference("medmnist3d"), CLS_BASELINES)
     row = table.loc[("organmnist3d", 28)]
     assert row[("ours", "hot3d", "acc_std")] == pytest.approx(0.0141421, abs=1e-6)
     assert row[("diff", "best", "acc")] == pytest.approx(0.91 - 0.907)  # from hot3d, not the debug vit3d‡
@@ -176,13 +181,13 @@ def test_glue_cells_show_mean_std_and_n(tmp_path):
     root = tmp_path / "sweep"
     for i, (seed, score) in enumerate([(42, 66.0), (43, 68.0)]):
         write(root, i, {"status": "ok", "metrics": {"test/score": score},
-                        "choices": {"model": "bert", "model/attention": "full"},
+                        "choices": {"model": "bert", "model/attention": "full", "experiment": "smyrf/glue"},
                         "overrides": ["model=bert", "data.task=rte", f"seed={seed}"],
-                        "config": {"seed": seed, "model": {"_target_": glue.TARGET,
+                        "config": {"seed": seed, "model": {"_target_": GLUE_TARGET,
                                                            "net": {"pretrained": "bert-base-uncased",
                                                                    "attention": {"name": "full"}}},
                                    "data": {"task": "rte"}}})
-    md = glue.write_outputs(root)
+    md, _ = write_table(root)
     assert "| ours: bert | 67.00 ± 1.41 (n=2) | 67.00 |" in md
 
 
@@ -220,7 +225,7 @@ def test_plot_legends_keep_every_label_inside_the_figure(tmp_path):
     write(root, 0, result("hot", mse=0.4))
     write(root, 1, result("full", mse=0.41, debug="fast", task_name="debug"))
     write(root, 2, result("hot", seed=3, status="failed", overrides=["model.optimizer.lr=0.1"]))
-    table = tables.forecasting_table(tables.load_runs(root), tables.load_reference())
+    table = tables.forecasting_table(tables.load_runs(root), tables.load_reference(REF), "iTransformer")
     labels, inside = _legend_inside(tables.mse_figure(table))
     assert labels[:3] == ["full‡", "hot", "hot (model.optimizer.lr=0.1)"] and "failed / missing" in labels
     assert "TimesNet" in labels and inside
@@ -228,7 +233,7 @@ def test_plot_legends_keep_every_label_inside_the_figure(tmp_path):
     for i, m in enumerate(["hot3d", "vit3d", "resnet3d"]):
         write(cls_root, i, cls_result(m, 43, 0.8 + i / 100))
     cls_table = classification.classification_table(classification.load_runs(cls_root),
-                                                    classification.load_reference())
+                                                    classification.load_reference("medmnist3d"), CLS_BASELINES)
     labels, inside = _legend_inside(classification.acc_figure(cls_table))
     assert labels == ["hot3d", "resnet3d", "vit3d", "best published"] and inside
 
@@ -245,6 +250,6 @@ def test_named_job_folders_and_old_numbered_ones_read_alike(tmp_path):
     (hyd / "hydra.yaml").write_text("hydra:\n  runtime:\n    choices:\n      model: hot\n")
     runs = tables.load_runs(root)
     assert sorted(runs["status"]) == ["missing", "ok", "ok"] and set(runs["model"]) == {"hot"}
-    table = tables.forecasting_table(runs, tables.load_reference())
+    table = tables.forecasting_table(runs, tables.load_reference(REF), "iTransformer")
     assert table.loc[("ETTh1", 96), ("ours", "hot", "n")] == 2
     assert table.loc[("ETTh1", 96), ("ours", "hot", "missing")] == 1

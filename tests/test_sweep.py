@@ -149,7 +149,8 @@ def test_multirun_reports_itself(tmp_path, launcher):
     write_ett_csv(data / "ETT-small" / "ETTh1.csv")
     extra = (["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1"] if launcher != "basic"
              else ["trainer.max_epochs=1"])  # compared, inside the Hydra app, with the configured 20 epochs
-    p = run_cli([*FAST, f"paths.data_dir={data}", "model=hot,full", *extra], tmp_path, flags=("-m",))
+    table = ["experiment=hot/forecasting", "seed=1", "data.name=ETTh1", "data.pred_len=96"]  # the table's 2 jobs
+    p = run_cli([*FAST, f"paths.data_dir={data}", *table, "model=hot,full", *extra], tmp_path, flags=("-m",))
     assert p.returncode == 0, p.stderr[-3000:]
     (sweep_dir,) = (tmp_path / "outputs" / "debug" / "multiruns").iterdir()
     jobs = sorted(d.name for d in sweep_dir.iterdir() if (d / "results.json").is_file())

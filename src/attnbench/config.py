@@ -840,6 +840,7 @@ class TrainConfig:
     test_ckpt: str = "best"
     optimized_metric: str | None = None
     fail: str | None = None  # testing hook: "before_fit" raises there, to exercise results.json on failure
+    table: Any = None  # the paper table an experiment fills (conf/experiment/**: checked by analysis.spec)
 
 
 def project_root() -> str:

@@ -6,11 +6,12 @@
   groups and runs (``conf/logger/wandb.yaml``).
 - ``SweepSummary`` (``hydra.callbacks`` in ``conf/hydra/default.yaml``): a status line per finished job from
   its ``results.json`` (``[3/8] 2_model=hot,...: ok in 41.2 s (test/mse 0.412)``) and, at the end, jobs
-  ok/failed plus the sweep's table (``analysis.report.write_table``, as ``scripts/make_table.py``) and
-  ``summary.json`` in the sweep folder. Jobs run in this process (the basic launcher) are reported by
-  ``on_job_end``; jobs in other processes (``hydra/launcher=submitit_local`` or ``slurm``) by a thread that
-  watches the sweep folder. Hydra skips ``on_multirun_end`` when a job failed, so the summary is also
-  written after the last expected job, or at exit.
+  ok/failed plus the table its experiment declares (``table:`` in ``conf/experiment/<paper>/<table>.yaml``,
+  written by ``analysis.report.write_table``, as ``scripts/make_table.py``; a sweep without an experiment
+  logs why it has none) and ``summary.json`` in the sweep folder. Jobs run in this process (the basic
+  launcher) are reported by ``on_job_end``; jobs in other processes (``hydra/launcher=submitit_local`` or
+  ``slurm``) by a thread that watches the sweep folder. Hydra skips ``on_multirun_end`` when a job failed, so
+  the summary is also written after the last expected job, or at exit.
 
 Nothing here imports torch or Lightning: ``--help`` stays fast.
 """

@@ -4,54 +4,32 @@
     table = classification_table(runs, load_reference("medmnist3d"))
     print(to_markdown(table, runs))
 
-``scripts/make_table.py`` comes here when ``is_classification_sweep`` says so. The conventions are those
-of ``tables`` (the forecasting table): a failed job stays as a ``failed`` cell and is listed with its error,
-a job folder with ``.hydra/`` but no ``results.json`` (killed, or still running) shows as ``missing``,
-jobs that differ only by seed share a cell (mean ± std, n), truncated runs carry a footnote marker
+The layout of ``table.kind: classification`` (``analysis.spec``). The conventions are those of ``tables`` (the
+forecasting table): a failed job stays as a ``failed`` cell and is listed with its error, a job folder with
+``.hydra/`` but no ``results.json`` (killed, or still running) shows as ``missing``, jobs that differ only by
+seed share a cell (mean ± std, n), truncated runs carry a footnote marker
 (``analysis.runs``). Both metrics are higher-is-better.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
-from importlib import resources
+import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from attnbench.analysis.runs import (
-    FACT_COLUMNS,
-    MARK,
-    TEX_MARK,
-    hydra_stand_in,
-    job_facts,
-    label_variants,
-    status_kind,
-    sweep_notes,
-    truncation_notes,
-)
-from attnbench.analysis.tables import (
-    HOT_NOTE,
-    MISSING_ERROR,
-    Fmt,
-    _as_bool,
-    _show_counts,
-    _tex_escape,
-    job_parts,
-    legend_below,
-    model_label,
-)
+from attnbench.analysis import reference as published
+from attnbench.analysis.render import Fmt, Rendered, Style, bests, failed_section, latex_table, legend_below
+from attnbench.analysis.runs import MARK, cell_stats, job_parts, model_label, sweep_notes, truncation_notes
+from attnbench.analysis.runs import load_runs as load_jobs
+from attnbench.analysis.spec import TableSpec
 
-TARGET = "attnbench.lit.classification.ClassificationModule"  # config.model._target_ of a classification job
 RUN_COLUMNS = ["dataset", "size", "model", "status", "error", "acc", "auc", "val_acc_best", "epochs",
-               "wall_time_s", "peak_memory_mb", "n_params", "run_dir", *FACT_COLUMNS]
-REFERENCE_COLUMNS = ["dataset", "size", "model", "acc", "auc", "confirmed", "source"]
-BASELINES = ("ResNet-18 (3D)", "ResNet-50 (3D)")  # our best is compared with the best of these
+               "wall_time_s", "peak_memory_mb", "n_params", "run_dir"]  # then FACT_COLUMNS
 METRICS = ("acc", "auc")
 COST_METRICS = ("n_params", "epochs", "minutes", "peak_memory_mb")
-OUTPUT_NAMES = ("table.md", "table.tex", "table.csv", "table.png", "runs.csv")
 MEDMNIST_CITATION = "MedMNIST v2 (Yang et al., Scientific Data 2023, arXiv:2110.14795)"
 DEFAULT_ATTENTION = {"hot3d": "hot", "vit3d": "full"}  # conf/model/<model>.yaml: not named in the label
 _KEYS = ["dataset", "size", "model"]
@@ -68,102 +46,24 @@ def classifier_label(choices: dict[str, Any]) -> str:
     return model_label(choices)
 
 
-def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> dict[str, Any]:
+def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
     """The row of one job from its ``results.json`` content (or what ``.hydra/`` tells of a missing one)."""
-    choices, data, status, metrics = job_parts(job_dir / "results.json", result, ("name", "size"), status,
-                                               " (not a classification job?)")
-    return {"dataset": str(data["name"]), "size": int(data["size"]), "model": classifier_label(choices),
-            "status": status, "error": result.get("error"), "acc": metrics.get("test/acc"),
-            "auc": metrics.get("test/auc"), "val_acc_best": metrics.get("val/acc_best"),
-            "epochs": metrics.get("epochs"), "wall_time_s": result.get("wall_time_s"),
-            "peak_memory_mb": result.get("peak_memory_mb"), "n_params": metrics.get("n_params"),
-            "run_dir": str(job_dir), **job_facts(result)}
-
-
-def _read_result(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-
-
-def job_rows(root: Path, files: list[Path], job_row: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
-    """``job_row(job_dir, result)`` of every ``results.json`` in ``files``, then ``job_row(job_dir, stand-in,
-    status="missing")`` of every job folder under ``root`` that has ``.hydra/`` but wrote no result."""
-    rows = [job_row(f.parent, _read_result(f)) for f in files]
-    written = {f.parent for f in files}
-    for hydra_cfg in sorted(root.glob("**/.hydra/config.yaml")):
-        job = hydra_cfg.parent.parent
-        if job not in written:
-            rows.append(job_row(job, hydra_stand_in(job, MISSING_ERROR), status="missing"))
-    return rows
+    choices, data, metrics, base = job_parts(job_dir, result, ("name", "size"), status,
+                                             " (not a classification job?)")
+    return [{**base, "dataset": str(data["name"]), "size": int(data["size"]), "model": classifier_label(choices),
+             "acc": metrics.get("test/acc"), "auc": metrics.get("test/auc"),
+             "val_acc_best": metrics.get("val/acc_best")}]
 
 
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
-    """Every job under ``sweep_dir``, one row each (columns ``RUN_COLUMNS``); failed/missing jobs are kept.
-
-    Raises ``FileNotFoundError`` when the folder does not exist or holds no ``results.json``.
-    """
-    root = Path(sweep_dir)
-    files = sorted(root.rglob("results.json")) if root.is_dir() else []
-    if not files:
-        raise FileNotFoundError(
-            f"sweep directory {root} does not exist" if not root.is_dir() else
-            f"no results.json under {root}: one folder per job was expected (e.g. {root}/0/results.json, "
-            "written by `python train.py -m experiment=hot/medmnist3d`)")
-    runs = pd.DataFrame(job_rows(root, files, _job_row), columns=[c for c in RUN_COLUMNS if c != "mark"])
-    runs = label_variants(runs, CLASSIFICATION_KEYS)
-    runs["size"] = runs["size"].astype(int)
-    for c in ("acc", "auc", "val_acc_best", "epochs", "wall_time_s", "peak_memory_mb", "n_params"):
-        runs[c] = pd.to_numeric(runs[c])
-    return runs.sort_values([*_KEYS, "run_dir"], ignore_index=True)[RUN_COLUMNS]
+    """Every job under ``sweep_dir`` (``runs.read_jobs``: failed and missing jobs kept), one row each
+    (columns ``RUN_COLUMNS`` + ``FACT_COLUMNS``)."""
+    return load_jobs(sweep_dir, _job_row, RUN_COLUMNS, CLASSIFICATION_KEYS,
+                     ("acc", "auc", "val_acc_best", "epochs", "wall_time_s", "peak_memory_mb", "n_params"),
+                     [*_KEYS, "run_dir"], ("size",))
 
 
-def is_classification_sweep(sweep_dir: str | Path) -> bool:
-    """True when some job's ``results.json`` has the classification module as ``config.model._target_``
-    or a ``test/acc`` metric (unreadable files are skipped; the loader reports them)."""
-    for f in sorted(Path(sweep_dir).rglob("results.json")):
-        try:
-            result = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if not isinstance(result, dict):
-            continue
-        model = (result.get("config") or {}).get("model") or {}
-        if model.get("_target_") == TARGET or "test/acc" in (result.get("metrics") or {}):
-            return True
-    return False
-
-
-def _confirmed(v: Any) -> bool:
-    """``yes``/``no`` (the MedMNIST CSV) or ``true``/``false``."""
-    word = str(v).strip().lower()
-    return {"yes": True, "no": False}[word] if word in ("yes", "no") else _as_bool(v)
-
-
-def load_reference(name: str = "medmnist3d") -> pd.DataFrame:
-    """Published numbers: ``analysis/reference/<name>.csv`` (package data) or a path to such a CSV.
-
-    The CSV's ``data`` column is renamed ``dataset``; columns ``REFERENCE_COLUMNS``, ``confirmed`` as bool.
-    """
-    ref_dir = resources.files("attnbench.analysis").joinpath("reference")
-    source: Any = Path(name) if name.endswith(".csv") and Path(name).is_file() else ref_dir.joinpath(f"{name}.csv")
-    if not source.is_file():
-        known = sorted(p.name[:-4] for p in ref_dir.iterdir() if p.name.endswith(".csv"))
-        raise FileNotFoundError(f"no reference table {name!r}; known: {', '.join(known)} (or a path to a .csv)")
-    with source.open() as fh:
-        ref = pd.read_csv(fh).rename(columns={"data": "dataset"})
-    lacking = [c for c in REFERENCE_COLUMNS if c not in ref.columns]
-    if lacking:
-        raise ValueError(f"reference {name!r} lacks columns {lacking}; expected data (or dataset), size, model, "
-                         "acc, auc, confirmed, source")
-    repeated = ref[ref.duplicated(_KEYS, keep=False)]
-    if not repeated.empty:
-        raise ValueError(f"reference {name!r} repeats (dataset, size, model):\n{repeated[_KEYS]}")
-    ref = ref[REFERENCE_COLUMNS].copy()
-    ref["size"] = ref["size"].astype(int)
-    ref["confirmed"] = ref["confirmed"].map(_confirmed).astype(bool)
-    return ref
+load_reference = functools.partial(published.for_kind, kind="classification")  # dataset, size, model, ...
 
 
 # ---------------------------------------------------------------------------------------------- tables
@@ -181,20 +81,8 @@ def _per_model(frame: pd.DataFrame, model: str, index: pd.MultiIndex) -> pd.Data
     return frame[frame.index.get_level_values("model") == model].droplevel("model").reindex(index)
 
 
-def _our_stats(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, size, model): mean and std (over seeds) of ACC/AUC over ok runs, n of them, and counts of
-    failed/missing jobs."""
-    kind = runs["status"].map(status_kind)
-    counts = pd.crosstab([runs["dataset"], runs["size"], runs["model"]], kind)
-    counts = counts.reindex(columns=["ok", "failed", "missing"], fill_value=0)
-    ok = runs[kind == "ok"].groupby(_KEYS)
-    std = ok[list(METRICS)].std().add_suffix("_std")
-    means = ok[list(METRICS)].mean().join(std).assign(n=ok["acc"].count())
-    return counts[["failed", "missing"]].join(means, how="left")
-
-
-def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines: Sequence[str] = BASELINES
-                         ) -> pd.DataFrame:
+def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines: Sequence[str],
+                         notes: Sequence[str] = (), baseline_label: str = "baseline") -> pd.DataFrame:
     """Wide table, index (dataset, size) of the pairs we ran, columns (group, model, metric).
 
     ``("ours", m, acc|auc|acc_std|auc_std|n|failed|missing)``: our runs averaged over seeds (std: sample
@@ -202,7 +90,8 @@ def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines:
     ``("diff", "best", acc|auc)``: the best of our untruncated models minus the best published of
     ``baselines``, per metric (positive = ours better). ``("published", r, acc|auc|confirmed)``: every
     reference model, empty where the reference has no number for that data set and size. ``attrs``:
-    baselines, sources, the sizes with published numbers, and the truncation legend.
+    baselines and ``baseline_label`` (their name in the Δ header), sources, the sizes with published numbers,
+    the truncation legend and ``notes`` (the experiment's lines under the table).
     """
     if runs.empty:
         raise ValueError("no runs to tabulate")
@@ -211,7 +100,7 @@ def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines:
     if unknown or not baselines:
         raise ValueError(f"baseline(s) {unknown or list(baselines)} not in the reference; choose from {ref_models}")
     index = _row_index(runs, reference)
-    stats = _our_stats(runs)
+    stats = cell_stats(runs, _KEYS, list(METRICS))
     ours: dict[tuple[str, str, str], pd.Series] = {}
     for m in sorted(runs["model"].unique()):
         s = _per_model(stats, m, index)
@@ -229,8 +118,10 @@ def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines:
     cols = {**ours, **diff, **published}
     table = pd.DataFrame(cols, index=index)
     table.columns = pd.MultiIndex.from_tuples(list(cols), names=["group", "model", "metric"])
-    table.attrs.update(baselines=list(baselines), sources=sorted(reference["source"].unique()),
-                       published_sizes=sorted(int(s) for s in reference["size"].unique()), **sweep_notes(runs))
+    table.attrs.update(baselines=list(baselines), baseline_label=baseline_label,
+                       sources=sorted(reference["source"].unique()),
+                       published_sizes=sorted(int(s) for s in reference["size"].unique()), notes=list(notes),
+                       **sweep_notes(runs))
     return table
 
 
@@ -255,80 +146,37 @@ def failed_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------- display
-class _Style:
-    """Markdown or LaTeX spelling of the few marks the tables use."""
-
-    def __init__(self, fmt: Fmt) -> None:
-        self.md = fmt == "md"
-        self.dash = "–" if self.md else "--"
-        self.dagger = "†" if self.md else r"\textsuperscript{\dag}"
-        self.delta = "Δ" if self.md else r"$\Delta$"
-
-    def name(self, s: str) -> str:
-        return s if self.md else _tex_escape(s)
-
-    def bold(self, s: str) -> str:
-        return f"**{s}**" if self.md else rf"\textbf{{{s}}}"
-
-    def note(self, s: str) -> str:
-        if self.md:
-            return s
-        return (_tex_escape(s).replace("Δ", r"$\Delta$").replace("−", "$-$").replace("†", r"\dag{}")
-                .replace("³", "$^3$").replace(MARK, TEX_MARK))
-
-
-def _bests(table: pd.DataFrame, metric: str) -> pd.Series:
-    """Per row the highest value (3 decimals) among ours (untruncated) and published; NaN without at least two
-    values."""
-    ours = table["ours"].xs(metric, level="metric", axis=1)
-    ours = ours[[m for m in ours.columns if MARK not in m]]  # truncated runs compete for nothing
-    vals = pd.concat([ours, table["published"].xs(metric, level="metric", axis=1)], axis=1).astype(float).round(3)
-    return vals.max(axis=1).where(vals.notna().sum(axis=1) >= 2)
-
-
 def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
     """String cells: 3 decimals, the best ACC and AUC per row in bold, ``failed``/``missing`` where a model of
     ours has no score, a dagger on published values not confirmed by the source check."""
-    st = _Style(fmt)
-    bests = {c: _bests(table, c) for c in METRICS}
-
-    def score(v: float, best: float, mark: str = "", std: float = float("nan")) -> str:
-        if pd.isna(v):
-            return st.dash
-        text = f"{v:.3f}"
-        pm = "" if pd.isna(std) else (" ± " if st.md else r" $\pm$ ") + f"{std:.3f}"
-        return (st.bold(text) if round(v, 3) == best else text) + mark + pm
-
+    st = Style(fmt)
+    best = {c: bests(table, c, higher=True) for c in METRICS}
     out: dict[tuple[str, str], list[str]] = {}
     ours, pub = table["ours"], table["published"]
-    show_n = _show_counts(table)
     for m in ours.columns.get_level_values("model").unique():
         s = ours[m]
         for c in METRICS:
             out[(st.name(m), c.upper())] = [
-                score(v, b, std=sd) if n else ("failed" if f else "missing" if k else st.dash)
-                for v, sd, b, n, f, k in zip(s[c], s[f"{c}_std"], bests[c], s["n"], s["failed"], s["missing"],
+                st.score(v, b, std=sd) if n else ("failed" if f else "missing" if k else st.dash)
+                for v, sd, b, n, f, k in zip(s[c], s[f"{c}_std"], best[c], s["n"], s["failed"], s["missing"],
                                              strict=True)]
-        if show_n:
-            out[(st.name(m), "n")] = [
-                str(n) + ("" if not (f or k) else " (" + ", ".join(
-                    f"+{x} {word}" for x, word in ((f, "failed"), (k, "missing")) if x) + ")")
-                for n, f, k in zip(s["n"], s["failed"], s["missing"], strict=True)]
-    versus = "ResNet (3D)" if list(table.attrs.get("baselines", BASELINES)) == list(BASELINES) else "baseline"
-    diff_label = f"{st.delta} best vs {versus}"
+        out[(st.name(m), "n")] = [
+            str(n) + ("" if not (f or k) else " (" + ", ".join(
+                f"+{x} {word}" for x, word in ((f, "failed"), (k, "missing")) if x) + ")")
+            for n, f, k in zip(s["n"], s["failed"], s["missing"], strict=True)]
+    diff_label = f"{st.delta} best vs {table.attrs.get('baseline_label', 'baseline')}"
     for c in METRICS:
-        out[(diff_label, c.upper())] = [st.dash if pd.isna(v) else f"{round(v, 3) + 0.0:+.3f}"  # no -0.000
-                                        for v in table[("diff", "best", c)]]
+        out[(diff_label, c.upper())] = [st.signed(v) for v in table[("diff", "best", c)]]
     for r in pub.columns.get_level_values("model").unique():
         s = pub[r]
         for c in METRICS:
             out[(st.name(r), c.upper())] = [
-                score(v, b, "" if pd.isna(ok) or ok else st.dagger)
-                for v, b, ok in zip(s[c], bests[c], s["confirmed"], strict=True)]
+                st.score(v, b, "" if pd.isna(ok) or ok else st.dagger)
+                for v, b, ok in zip(s[c], best[c], s["confirmed"], strict=True)]
     return _framed(out, table.index, st)
 
 
-def _framed(out: dict[tuple[str, str], list[str]], index: pd.MultiIndex, st: _Style) -> pd.DataFrame:
+def _framed(out: dict[tuple[str, str], list[str]], index: pd.MultiIndex, st: Style) -> pd.DataFrame:
     frame = pd.DataFrame(out)
     frame.columns = pd.MultiIndex.from_tuples(list(out))
     frame.index = pd.MultiIndex.from_arrays(
@@ -339,7 +187,7 @@ def _framed(out: dict[tuple[str, str], list[str]], index: pd.MultiIndex, st: _St
 
 def display_cost(cost: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
     """String cells of ``cost_table``: parameters in millions, epochs, minutes (1 decimal), peak memory MB."""
-    st = _Style(fmt)
+    st = Style(fmt)
     spell = {"n_params": ("params", lambda v: f"{v / 1e6:.2f}M"), "epochs": ("epochs", lambda v: f"{v:.0f}"),
              "minutes": ("min", lambda v: f"{v:.1f}"), "peak_memory_mb": ("peak MB", lambda v: f"{v:.0f}")}
     out: dict[tuple[str, str], list[str]] = {}
@@ -361,10 +209,10 @@ def _size_note(table: pd.DataFrame) -> str | None:
 
 
 def _notes(table: pd.DataFrame, fmt: Fmt) -> list[str]:
-    st = _Style(fmt)
+    st = Style(fmt)
     sources = "; ".join(table.attrs.get("sources", []))
     cite = f"{MEDMNIST_CITATION}, " if sources and "medmnist" in sources.lower() else ""
-    baselines = ", ".join(table.attrs.get("baselines", BASELINES))
+    baselines = ", ".join(table.attrs.get("baselines", []))
     notes = [f"Δ = best of ours (untruncated runs) − best published of {baselines}, per metric; positive = ours "
              "better. Best ACC and AUC per row in bold. Ours: mean ± std over seeds (n runs; no ± for one run).",
              f"Published numbers (test split): {cite}source: {sources}.", *truncation_notes(table.attrs)]
@@ -373,18 +221,13 @@ def _notes(table: pd.DataFrame, fmt: Fmt) -> list[str]:
     size_note = _size_note(table)
     if size_note:
         notes.append(size_note)
-    if not any("hot" in str(r).lower() for r in table["published"].columns.get_level_values("model")):
-        notes.append(HOT_NOTE)
+    notes += table.attrs.get("notes", [])
     return [st.note(n) for n in notes]
 
 
 COST_NOTE = ("Means over ok runs. params: trainable parameters; epochs: epochs trained (early stopping on val "
              "ACC); min: wall time of the whole job (fit + test); peak MB: peak CUDA memory allocated (peak RSS "
              "on CPU).")
-
-
-def _md_cell(v: Any) -> str:
-    return "" if pd.isna(v) else str(v).replace("\n", " ").replace("|", r"\|")
 
 
 def to_markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
@@ -397,38 +240,17 @@ def to_markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     lines += [f"- {n}" for n in _notes(table, "md")]
     lines += ["", "## Cost of our runs", "", flat(display_cost(cost_table(runs, table.index), "md")), "",
               f"- {COST_NOTE}"]
-    bad = failed_runs(runs)
-    if not bad.empty:
-        bad["error"] = [_md_cell(e) for e in bad["error"]]
-        lines += ["", f"## Failed or missing jobs ({len(bad)})", "",
-                  bad.to_markdown(index=False, disable_numparse=True)]
+    lines += failed_section(failed_runs(runs))
     return "\n".join(lines) + "\n"
-
-
-def _latex_table(frame: pd.DataFrame, caption: str, label: str, notes: list[str]) -> str:
-    """One booktabs ``table`` (scaled to the text width) with notes under it."""
-    tex = frame.to_latex(escape=False, multicolumn=True, multicolumn_format="c", multirow=False,
-                         column_format="ll" + "r" * frame.shape[1], position="t", label=label, caption=caption)
-    tex = tex.replace(r"\begin{tabular}", "\\resizebox{\\textwidth}{!}{%\n\\begin{tabular}")
-    tex = tex.replace(r"\end{tabular}", "\\end{tabular}}")
-    footer = "\n".join([r"\par\smallskip\footnotesize", *(n + r"\\" for n in notes)])
-    return tex.replace(r"\end{table}", footer + "\n" + r"\end{table}")
 
 
 def to_latex(table: pd.DataFrame, runs: pd.DataFrame, label: str = "tab:medmnist3d") -> str:
     """LaTeX: the ACC/AUC table and the cost table (booktabs, graphicx for the scaling)."""
-    main = _latex_table(display_frame(table, "tex"), "3D classification: test ACC and AUC (higher is better).",
-                        label, _notes(table, "tex"))
-    cost = _latex_table(display_cost(cost_table(runs, table.index), "tex"), "Cost of our runs.",
-                        f"{label}-cost", [_Style("tex").note(COST_NOTE)])
+    main = latex_table(display_frame(table, "tex"), "3D classification: test ACC and AUC (higher is better).",
+                       label, _notes(table, "tex"), fit_width=True)
+    cost = latex_table(display_cost(cost_table(runs, table.index), "tex"), "Cost of our runs.",
+                       f"{label}-cost", [Style("tex").note(COST_NOTE)], fit_width=True)
     return "% needs \\usepackage{booktabs,graphicx}\n" + main + "\n" + cost
-
-
-def plot_acc(table: pd.DataFrame, path: str | Path) -> Path:
-    """``acc_figure`` saved as a PNG at ``path``."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    acc_figure(table).savefig(path, dpi=120, bbox_inches="tight")
-    return Path(path)
 
 
 def acc_figure(table: pd.DataFrame) -> Any:
@@ -469,21 +291,13 @@ def acc_figure(table: pd.DataFrame) -> Any:
     return fig
 
 
-def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: str = "medmnist3d",
-                  baselines: Sequence[str] = BASELINES) -> str:
-    """Write ``OUTPUT_NAMES`` into ``out_dir`` (default ``sweep_dir``): table.md/.tex/.png, table.csv (the wide
-    table with the cost columns, headers ``group/model/metric``) and runs.csv (one row per job); returns the
-    Markdown."""
+def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
+    """The classification table of a sweep: table.md/.tex/.png, table.csv (the wide table with the cost
+    columns, headers ``group/model/metric``) and runs.csv (one row per job)."""
     runs = load_runs(sweep_dir)
-    table = classification_table(runs, load_reference(reference), baselines=baselines)
-    md = to_markdown(table, runs)
-    out = Path(sweep_dir if out_dir is None else out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.md").write_text(md)
-    (out / "table.tex").write_text(to_latex(table, runs))
+    table = classification_table(runs, load_reference(spec.reference), spec.baseline, spec.notes,
+                                 spec.baseline_label)
     wide = pd.concat([table, cost_table(runs, table.index)], axis=1)
     wide.columns = ["/".join(c) for c in wide.columns]
-    wide.to_csv(out / "table.csv")
-    plot_acc(table, out / "table.png")
-    runs.to_csv(out / "runs.csv", index=False)
-    return md
+    return Rendered(markdown=to_markdown(table, runs), latex=to_latex(table, runs),
+                    csv={"table.csv": (wide, True), "runs.csv": (runs, False)}, figure=acc_figure(table))

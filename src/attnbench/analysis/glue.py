@@ -12,26 +12,31 @@ it is given in a note). Failed and missing jobs stay visible as cells and are li
 
 from __future__ import annotations
 
-import json
-from importlib import resources
+import functools
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from attnbench.analysis.classification import job_rows
-from attnbench.analysis.runs import FACT_COLUMNS, job_facts, label_variants, mean_std, status_kind, sweep_notes
-from attnbench.analysis.runs import truncation_notes as _truncation_notes
-from attnbench.analysis.tables import _as_bool, job_parts, model_label
+from attnbench.analysis import reference as published
+from attnbench.analysis.render import Fmt, Rendered, latex_table, legend_below, tex_escape, tex_note
+from attnbench.analysis.runs import (
+    job_parts,
+    mean_std,
+    model_label,
+    status_kind,
+    sweep_notes,
+    truncation_notes,
+)
+from attnbench.analysis.runs import load_runs as load_jobs
+from attnbench.analysis.spec import TableSpec
 
-TARGET = "attnbench.lit.text_classification.TextClassificationModule"
 TASKS = {"cola": "CoLA", "mnli_m": "MNLI-m", "mnli_mm": "MNLI-mm", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP",
          "rte": "RTE", "sst2": "SST-2", "stsb": "STS-B", "wnli": "WNLI", "imdb": "IMDB"}  # the paper's order
-RUN_COLUMNS = ["task", "model", "status", "error", "score", "epochs", "wall_time_s", "n_params", "run_dir",
-               *FACT_COLUMNS]
+# the loader adds runs.FACT_COLUMNS
+RUN_COLUMNS = ["task", "model", "status", "error", "score", "epochs", "wall_time_s", "n_params", "run_dir"]
 GLUE_KEYS = ("data.task", "model.net.pretrained", "model.net.attention.n_hashes",
              "model.net.attention.cluster_size")  # overrides the table (or the model label) already names
-OUTPUT_NAMES = ("table.md", "table.csv", "runs.csv")
 DEFAULT_PRETRAINED = "bert-base-uncased"
 
 
@@ -53,64 +58,30 @@ def glue_label(choices: dict[str, Any], config: dict[str, Any]) -> str:
     return label
 
 
-def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> dict[str, Any]:
-    choices, data, status, metrics = job_parts(job_dir / "results.json", result, ("task",), status,
-                                               " (not a GLUE job?)")
-    return {"task": str(data["task"]), "model": glue_label(choices, result.get("config") or {}), "status": status,
-            "error": result.get("error"), "score": metrics.get("test/score"), "epochs": metrics.get("epochs"),
-            "wall_time_s": result.get("wall_time_s"), "n_params": metrics.get("n_params"), "run_dir": str(job_dir),
-            **job_facts(result)}
+def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
+    choices, data, metrics, base = job_parts(job_dir, result, ("task",), status, " (not a GLUE job?)")
+    return [{**base, "task": str(data["task"]), "model": glue_label(choices, result.get("config") or {}),
+             "score": metrics.get("test/score")}]
 
 
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
-    """Every job under ``sweep_dir`` (columns ``RUN_COLUMNS``); failed and missing jobs are kept."""
-    root = Path(sweep_dir)
-    files = sorted(root.rglob("results.json")) if root.is_dir() else []
-    if not files:
-        raise FileNotFoundError(f"sweep directory {root} does not exist" if not root.is_dir() else
-                                f"no results.json under {root} (written by `python train.py -m "
-                                "experiment=smyrf/glue`)")
-    runs = pd.DataFrame(job_rows(root, files, _job_row), columns=[c for c in RUN_COLUMNS if c != "mark"])
-    runs = label_variants(runs, GLUE_KEYS)
-    for c in ("score", "epochs", "wall_time_s", "n_params"):
-        runs[c] = pd.to_numeric(runs[c])
-    return runs.sort_values(["model", "task", "run_dir"], ignore_index=True)[RUN_COLUMNS]
+    """Every job under ``sweep_dir`` (``runs.read_jobs``: failed and missing jobs kept); columns
+    ``RUN_COLUMNS`` + ``FACT_COLUMNS``."""
+    return load_jobs(sweep_dir, _job_row, RUN_COLUMNS, GLUE_KEYS, ("score", "epochs", "wall_time_s", "n_params"),
+                     ["model", "task", "run_dir"])
 
 
-def is_glue_sweep(sweep_dir: str | Path) -> bool:
-    """True when some job's ``config.model._target_`` is the GLUE module (unreadable files are skipped)."""
-    for f in sorted(Path(sweep_dir).rglob("results.json")):
-        try:
-            result = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if ((result.get("config") or {}).get("model") or {}).get("_target_") == TARGET:
-            return True
-    return False
+load_reference = functools.partial(published.for_kind, kind="glue")  # columns task, model, score, ...
 
 
-def load_reference(name: str = "smyrf_glue") -> pd.DataFrame:
-    """Published rows: ``analysis/reference/<name>.csv`` or a path; columns task, model, score, confirmed, source."""
-    ref_dir = resources.files("attnbench.analysis").joinpath("reference")
-    source: Any = Path(name) if name.endswith(".csv") and Path(name).is_file() else ref_dir.joinpath(f"{name}.csv")
-    if not source.is_file():
-        raise FileNotFoundError(f"no reference table {name!r} (a name under attnbench/analysis/reference/ or a "
-                                ".csv path)")
-    with source.open() as fh:
-        ref = pd.read_csv(fh)
-    lacking = [c for c in ("task", "model", "score", "confirmed", "source") if c not in ref.columns]
-    if lacking:
-        raise ValueError(f"reference {name!r} lacks columns {lacking}")
-    ref["confirmed"] = ref["confirmed"].map(lambda v: str(v).lower() == "yes" or _as_bool(v))
-    return ref
-
-
-def glue_table(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+def glue_table(runs: pd.DataFrame, reference: pd.DataFrame, notes: list[str] | tuple[str, ...] = ()
+               ) -> pd.DataFrame:
     """Rows: our models then the published ones; columns: the tasks our sweep ran (paper order), then ``Avg``.
 
     A cell of ours is the mean ``test/score`` over its ok jobs (seeds), ``failed``/``missing`` when none
     succeeded; hidden columns ``_std:<task>`` and ``_n:<task>`` hold the std over seeds and n.
-    Published values not marked confirmed get a trailing ``?``. ``attrs``: the truncation legend.
+    Published values not marked confirmed get a trailing ``?``. ``attrs``: the truncation legend and ``notes``
+    (the experiment's lines under the table).
     """
     tasks = [t for t in TASKS if t in set(runs["task"])]
     out: dict[str, dict[str, Any]] = {}
@@ -134,42 +105,50 @@ def glue_table(runs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame.from_dict(out, orient="index")
     frame = frame[[c for c in frame.columns if not c.startswith("_")] + [c for c in frame.columns if c.startswith("_")]]
     frame.index.name = "model"
-    frame.attrs.update(sweep_notes(runs))
+    frame.attrs.update(sweep_notes(runs), notes=list(notes))
     return frame
 
 
-def _cell(v: Any, std: Any = None, n: Any = None) -> str:
+def _cell(v: Any, std: Any = None, n: Any = None, pm: str = "±", dash: str = "–") -> str:
     """``67.00 ± 1.41 (n=2)`` for ours (``(n=1)`` without ±), ``68.59`` for a published value."""
     if v is None or (isinstance(v, float) and pd.isna(v)):
-        return "–"
+        return dash
     if not isinstance(v, float):
         return str(v)
-    text = f"{v:.2f}" + ("" if std is None or pd.isna(std) else f" ± {std:.2f}")
+    text = f"{v:.2f}" + ("" if std is None or pd.isna(std) else f" {pm} {std:.2f}")
     return text + ("" if n is None or pd.isna(n) else f" (n={int(n)})")
 
 
-def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> str:
+def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
+    """String cells, index the row names (``?`` on published rows with an unconfirmed value), columns the
+    tasks' paper names and ``Avg``."""
+    tex = fmt == "tex"
     cols = [c for c in table.columns if not c.startswith("_")]
-    head = "| model | " + " | ".join(TASKS.get(c, c) for c in cols) + " |"
-    lines = [head, "|---|" + "---|" * len(cols)]
-    for model, row in table.iterrows():
-        mark = "?" if row.get("_unconfirmed") is True else ""
-        lines.append(f"| {model}{mark} | " + " | ".join(
-            _cell(row[c], row.get(f"_std:{c}"), row.get(f"_n:{c}")) for c in cols) + " |")
-    glue_tasks = [c for c in cols if c not in ("Avg", "imdb")]
-    notes = ["", "Ours: mean ± std over seeds (n runs; no ± for one run)."]
-    notes += _truncation_notes(table.attrs)
-    if glue_tasks:
-        notes.append("Scores in %, GLUE dev (val = test = dev); a task's score is the mean of its GLUE metrics "
-                     "(CoLA MCC, MRPC F1/acc, STS-B Pearson/Spearman, others accuracy). Avg: over the tasks shown.")
-    if "imdb" in cols:
-        notes.append("IMDB: test accuracy in % on the 25k test reviews (val: 10 % of the training reviews).")
+    cells = {f"{model}{'?' if row.get('_unconfirmed') is True else ''}":
+             [_cell(row[c], row.get(f"_std:{c}"), row.get(f"_n:{c}"), r"$\pm$" if tex else "±", "--" if tex else "–")
+              for c in cols] for model, row in table.iterrows()}
+    frame = pd.DataFrame.from_dict(cells, orient="index", columns=[TASKS.get(c, c) for c in cols])
+    frame.index = [tex_escape(str(m)) if tex else m for m in frame.index]
+    frame.index.name = "model"
+    return frame
+
+
+def _notes(table: pd.DataFrame, reference: pd.DataFrame | None) -> list[str]:
+    """The legend: seeds, truncation marks, where the published rows come from, then the experiment's notes
+    (what a score means for its tasks)."""
+    notes = ["Ours: mean ± std over seeds (n runs; no ± for one run).", *truncation_notes(table.attrs)]
     if reference is not None and not reference.empty:
-        src = reference["source"].iloc[0]
-        notes.append(f"Published rows: {src}.")
-        if glue_tasks:
-            notes.append("The paper's GLUE Avg counts all nine columns (CoLA, MNLI-m/mm, MRPC, QNLI, QQP, RTE, "
-                         "SST-2, STS-B).")
+        notes.append(f"Published rows: {reference['source'].iloc[0]}.")
+    return notes + table.attrs.get("notes", [])
+
+
+def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> str:
+    """Markdown: the table, its notes, and the jobs without a result with their errors."""
+    frame = display_frame(table, "md")
+    lines = ["| model | " + " | ".join(frame.columns) + " |", "|---|" + "---|" * frame.shape[1]]
+    lines += [f"| {model} | " + " | ".join(row) + " |" for model, row in zip(frame.index, frame.to_numpy().tolist(),
+                                                                            strict=True)]
+    notes = ["", *_notes(table, reference)]
     bad = runs[runs["status"] != "ok"]
     if not bad.empty:
         notes += ["", "Jobs without a result:"] + [f"- {r.model} / {r.task}: {r.status}: {r.error} ({r.run_dir})"
@@ -177,16 +156,51 @@ def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame
     return "\n".join(lines + notes) + "\n"
 
 
-def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None, reference: str | None = None) -> str:
-    """Write ``OUTPUT_NAMES`` into ``out_dir`` (default the sweep folder); return the Markdown. ``reference``
-    defaults to ``smyrf_imdb`` for an IMDB-only sweep, else ``smyrf_glue``."""
+def to_latex(table: pd.DataFrame, reference: pd.DataFrame | None = None, label: str = "tab:glue") -> str:
+    """LaTeX ``table`` (booktabs, 2 decimals) with the notes under it."""
+    return "% needs \\usepackage{booktabs,graphicx}\n" + latex_table(
+        display_frame(table, "tex"), "Text classification: score in % (higher is better).", label,
+        [tex_note(n) for n in _notes(table, reference)], fit_width=True)
+
+
+def score_figure(table: pd.DataFrame) -> Any:
+    """Grouped bars of the score per task: our rows (outlined) beside the published ones; a task where one of
+    ours failed or is missing shows a red x at zero."""
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
+
+    tasks = [c for c in table.columns if not c.startswith("_") and c != "Avg"]
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(max(7.0, 1.5 * len(tasks) + 2), 4.0), layout="constrained")
+    ax = fig.subplots()
+    handles: dict[str, Any] = {}
+    width = 0.8 / max(1, len(table))
+    for k, (model, row) in enumerate(table.iterrows()):
+        xs = [j + (k - (len(table) - 1) / 2) * width for j in range(len(tasks))]
+        ys = [row[t] if isinstance(row[t], float) else float("nan") for t in tasks]
+        ours = str(model).startswith("ours: ")
+        std = [row.get(f"_std:{t}") for t in tasks] if ours else None
+        handles[str(model)] = ax.bar(xs, ys, width, color=colors[k % len(colors)], linewidth=0.6,
+                                     edgecolor="black" if ours else "none", yerr=std, capsize=2,
+                                     error_kw={"linewidth": 0.8})
+        bad = [x for x, t in zip(xs, tasks, strict=True) if ours and isinstance(row[t], str)]
+        if bad:
+            (handles["failed / missing"],) = ax.plot(bad, [0] * len(bad), "x", color="red", markersize=9,
+                                                     clip_on=False)
+    ax.set_xticks(range(len(tasks)), [TASKS.get(t, t) for t in tasks])
+    ax.set_xlim(-0.5, len(tasks) - 0.5)
+    ax.set_ylabel("score (%)")
+    order = sorted(handles, key=lambda name: name == "failed / missing")  # the marker's entry last
+    legend_below(fig, [handles[n] for n in order], order)
+    return fig
+
+
+def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
+    """The GLUE / IMDB table of a sweep: table.md, table.tex, table.csv (the shown cells), runs.csv (one row per
+    job), table.png."""
     runs = load_runs(sweep_dir)
-    ref = load_reference(reference or ("smyrf_imdb" if set(runs["task"]) == {"imdb"} else "smyrf_glue"))
-    table = glue_table(runs, ref)
-    out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    md = to_markdown(table, runs, ref)
-    (out / "table.md").write_text(md)
-    table.drop(columns=[c for c in table.columns if c.startswith("_")]).to_csv(out / "table.csv")
-    runs.to_csv(out / "runs.csv", index=False)
-    return md
+    ref = load_reference(spec.reference)
+    table = glue_table(runs, ref, spec.notes)
+    shown = table.drop(columns=[c for c in table.columns if c.startswith("_")])
+    return Rendered(markdown=to_markdown(table, runs, ref), latex=to_latex(table, ref),
+                    csv={"table.csv": (shown, True), "runs.csv": (runs, False)}, figure=score_figure(table))

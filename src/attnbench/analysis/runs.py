@@ -20,8 +20,10 @@ experiment), any budget override marks the run. Everything else is read from ``r
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +188,85 @@ def hydra_stand_in(job_dir: Path, error: str) -> dict[str, Any]:
     return {"error": error, "choices": choices, "config": config, "overrides": overrides}
 
 
+MISSING_ERROR = "no results.json: the job was killed or is still running"
+# missing: a job folder (.hydra/) without results.json; any other status (interrupted, ...) counts as failed
+STATUSES = ("ok", "failed", "interrupted", "missing")
+
+
+def model_label(choices: dict[str, Any]) -> str:
+    """``choices["model"]``, plus ``[<attention>]`` when ``model/attention`` names a different one."""
+    label = str(choices["model"])
+    attention = choices.get("model/attention")
+    if attention not in (None, choices["model"]):
+        label += f"[{attention}]"
+    return label
+
+
+def job_parts(job_dir: Path, result: dict[str, Any], data_keys: tuple[str, ...], status: str | None = None,
+              hint: str = "") -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(choices, config.data, metrics, base) of one job's ``results.json`` content, checked: the model choice,
+    the ``data_keys`` and a known status must be there (errors name the file). ``base`` holds the columns every
+    run table shares: status, error, wall_time_s, peak_memory_mb, n_params, epochs, run_dir and ``job_facts``."""
+    where = job_dir / "results.json"
+    choices = result.get("choices") or {}
+    data = (result.get("config") or {}).get("data") or {}
+    if "model" not in choices:
+        raise ValueError(f"{where}: no choices['model'] to name the model "
+                         "(written by an older train.py, or outside Hydra?)")
+    if any(k not in data for k in data_keys):
+        raise ValueError(f"{where}: {' and '.join(f'config.data.{k}' for k in data_keys)} are required{hint}")
+    status = status or result.get("status")
+    if not isinstance(status, str) or not status:
+        raise ValueError(f"{where}: status={status!r}; expected one of {STATUSES}")
+    metrics = result.get("metrics") or {}
+    base = {"status": status, "error": result.get("error"), "wall_time_s": result.get("wall_time_s"),
+            "peak_memory_mb": result.get("peak_memory_mb"), "n_params": metrics.get("n_params"),
+            "epochs": metrics.get("epochs"), "run_dir": str(job_dir), **job_facts(result)}
+    return choices, data, metrics, base
+
+
+def read_jobs(sweep_dir: str | Path) -> list[tuple[Path, dict[str, Any], str | None]]:
+    """Every job of a sweep as (job folder, results.json content, None), then every job folder with ``.hydra/``
+    but no ``results.json`` (killed, or still running) as (folder, ``hydra_stand_in``, "missing"): failed jobs
+    are kept, never dropped. Raises FileNotFoundError for an absent folder or one without results."""
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"sweep directory {root} does not exist")
+    files = sorted(root.rglob("results.json"))
+    if not files:
+        raise FileNotFoundError(
+            f"no results.json under {root}: expected one folder per job, e.g. {root}/0/results.json "
+            "(written by `python train.py -m experiment=...`)")
+    jobs: list[tuple[Path, dict[str, Any], str | None]] = []
+    for f in files:
+        try:
+            jobs.append((f.parent, json.loads(f.read_text()), None))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{f}: not valid JSON ({e})") from e
+    written = {f.parent for f in files}
+    for hydra_cfg in sorted(root.glob("**/.hydra/config.yaml")):
+        job = hydra_cfg.parent.parent
+        if job not in written:
+            jobs.append((job, hydra_stand_in(job, MISSING_ERROR), "missing"))
+    return jobs
+
+
+def load_runs(sweep_dir: str | Path, job_rows: Callable[[Path, dict[str, Any], str | None], list[dict[str, Any]]],
+              columns: list[str], table_keys: tuple[str, ...], numeric: Iterable[str], order: list[str],
+              ints: Iterable[str] = ()) -> pd.DataFrame:
+    """The one loader of sweep results: ``job_rows(job_dir, result, status)`` of every job (``read_jobs``),
+    labelled (``label_variants`` with the overrides ``table_keys`` the table already names), ``numeric``
+    columns as numbers and ``ints`` as ints, sorted by ``order``; columns ``columns`` then ``FACT_COLUMNS``."""
+    rows = [row for job, result, status in read_jobs(sweep_dir) for row in job_rows(job, result, status)]
+    columns = [*columns, *FACT_COLUMNS]
+    runs = label_variants(pd.DataFrame(rows, columns=[c for c in columns if c != "mark"]), table_keys)
+    for c in numeric:
+        runs[c] = pd.to_numeric(runs[c])
+    for c in ints:
+        runs[c] = runs[c].astype(int)
+    return runs.sort_values(order, ignore_index=True)[columns]
+
+
 def label_variants(runs: pd.DataFrame, key_prefixes: tuple[str, ...] = ()) -> pd.DataFrame:
     """Make ``runs["model"]`` name what tells a group of jobs apart, so that grouping by it (and the table's
     keys) pools exactly the jobs that differ only by seed.
@@ -233,6 +314,19 @@ def truncation_notes(attrs: dict[str, Any]) -> list[str]:
 def status_kind(status: Any) -> str:
     """``ok``, ``missing`` or ``failed`` (any other status: failed, interrupted, ...)."""
     return status if status in ("ok", "missing") else "failed"
+
+
+def cell_stats(runs: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Per ``keys`` (a table cell): mean and sample std over seeds (``<metric>_std``, NaN for one run) of each
+    metric over the ok runs, ``n`` (ok runs scored on the first metric), and counts of ``failed``/``missing``
+    jobs; every cell with a job is there, counts as ints."""
+    kind = runs["status"].map(status_kind)
+    counts = pd.crosstab([runs[k] for k in keys], kind).reindex(columns=["ok", "failed", "missing"], fill_value=0)
+    ok = runs[kind == "ok"].groupby(keys)
+    means = ok[metrics].mean().join(ok[metrics].std().add_suffix("_std")).assign(n=ok[metrics[0]].count())
+    stats = counts[["failed", "missing"]].join(means, how="left")
+    stats["n"] = stats["n"].fillna(0).astype(int)
+    return stats
 
 
 def mean_std(values: pd.Series) -> tuple[float, float, int]:

@@ -4,85 +4,43 @@
     table = forecasting_table(runs, load_reference("forecasting_lookback96"), baseline="iTransformer")
     print(to_markdown(table, runs))
 
-``scripts/make_table.py`` is the command line around ``write_outputs``. A failed job stays in the
-table as a ``failed`` cell and is listed with its error; a job folder without ``results.json`` (killed,
-or still running) shows as ``missing``. Jobs that differ only by seed share a cell: mean ± std over seeds,
-with n; a truncated run (debug, batch limits, budget overrides; see ``analysis.runs``) gets its own column
-whose label carries a footnote marker explained under the table.
+The layout of ``table.kind: forecasting`` (``analysis.spec``); ``analysis.report.write_table`` writes it. A
+failed job stays in the table as a ``failed`` cell and is listed with its error; a job folder without
+``results.json`` (killed, or still running) shows as ``missing``. Jobs that differ only by seed share a cell:
+mean ± std over seeds, with n; a truncated run (debug, batch limits, budget overrides; see ``analysis.runs``)
+gets its own column whose label carries a footnote marker explained under the table.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import re
-from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
-from attnbench.analysis.runs import (
-    FACT_COLUMNS,
-    MARK,
-    TEX_MARK,
-    hydra_stand_in,
-    job_facts,
-    label_variants,
-    status_kind,
-    sweep_notes,
-    truncation_notes,
-)
+from attnbench.analysis import reference as published
+from attnbench.analysis.render import Fmt, Rendered, Style, bests, failed_section, latex_table, legend_below, tex_note
+from attnbench.analysis.runs import cell_stats, job_parts, model_label, sweep_notes, truncation_notes
+from attnbench.analysis.runs import load_runs as load_jobs
+from attnbench.analysis.spec import TableSpec
 
 RUN_COLUMNS = ["dataset", "horizon", "model", "status", "error", "mse", "mae", "wall_time_s",
-               "peak_memory_mb", "n_params", "run_dir", *FACT_COLUMNS]
-REFERENCE_COLUMNS = ["dataset", "horizon", "model", "mse", "mae", "source", "confirmed"]
-# missing: a job folder (.hydra/) without results.json; any other status (interrupted, ...) counts as failed
-STATUSES = ("ok", "failed", "interrupted", "missing")
+               "peak_memory_mb", "n_params", "run_dir"]  # then runs.FACT_COLUMNS
 OUR_METRICS = ("mse", "mae", "mse_std", "mae_std", "n", "failed", "missing")  # n: ok runs averaged (seeds)
 FORECAST_KEYS = ("data.name", "data.pred_len", "model.horizons")  # overrides the table's rows already name
-MISSING_ERROR = "no results.json: the job was killed or is still running"
-HOT_NOTE = ("HOT's own published numbers (Omranpour et al., arXiv:2412.02919) are not available here, "
-            "so no published HOT column is shown.")
 _PER_HORIZON = re.compile(r"^test/mse_(\d+)$")  # several horizons scored from one long forecast
 _KEYS = ["dataset", "horizon", "model"]
 
-Fmt = Literal["md", "tex"]
-
 
 # ---------------------------------------------------------------------------------------------- loading
-def model_label(choices: dict[str, Any]) -> str:
-    """``choices["model"]``, plus ``[<attention>]`` when ``model/attention`` names a different one."""
-    label = str(choices["model"])
-    attention = choices.get("model/attention")
-    if attention not in (None, choices["model"]):
-        label += f"[{attention}]"
-    return label
-
-
-def job_parts(where: Path, result: dict[str, Any], data_keys: tuple[str, ...], status: str | None = None,
-              hint: str = "") -> tuple[dict[str, Any], dict[str, Any], str, dict[str, Any]]:
-    """(choices, config.data, status, metrics) of one job's ``results.json`` content, checked: the model
-    choice, the ``data_keys`` and a known status must be there (errors name ``where``)."""
-    choices = result.get("choices") or {}
-    data = (result.get("config") or {}).get("data") or {}
-    if "model" not in choices:
-        raise ValueError(f"{where}: no choices['model'] to name the model "
-                         "(written by an older train.py, or outside Hydra?)")
-    if any(k not in data for k in data_keys):
-        raise ValueError(f"{where}: {' and '.join(f'config.data.{k}' for k in data_keys)} are required{hint}")
-    status = status or result.get("status")
-    if not isinstance(status, str) or not status:
-        raise ValueError(f"{where}: status={status!r}; expected one of {STATUSES}")
-    return choices, data, status, result.get("metrics") or {}
-
-
-def _rows(path: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
+def _rows(job_dir: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
     """Long-form rows of one job: one per scored horizon (per configured horizon if it has no scores)."""
-    choices, data, status, metrics = job_parts(path, result, ("name", "pred_len"), status)
-    base = dict(dataset=str(data["name"]), model=model_label(choices), status=status,
-                error=result.get("error"), wall_time_s=result.get("wall_time_s"),
-                peak_memory_mb=result.get("peak_memory_mb"), n_params=metrics.get("n_params"),
-                run_dir=str(path.parent), **job_facts(result))
+    choices, data, metrics, base = job_parts(job_dir, result, ("name", "pred_len"), status)
+    status = base["status"]
+    base |= {"dataset": str(data["name"]), "model": model_label(choices)}
     horizons = sorted(int(m.group(1)) for k in metrics if (m := _PER_HORIZON.match(k)))
     if horizons:
         return [{**base, "horizon": h, "mse": metrics[f"test/mse_{h}"], "mae": metrics.get(f"test/mae_{h}")}
@@ -94,99 +52,27 @@ def _rows(path: Path, result: dict[str, Any], status: str | None = None) -> list
     return [{**base, "horizon": int(h), "mse": None, "mae": None} for h in planned]
 
 
-def _missing_job(job_dir: Path) -> list[dict[str, Any]]:
-    """Rows for a Hydra job folder that has ``.hydra/config.yaml`` but no ``results.json``."""
-    return _rows(job_dir / "results.json", hydra_stand_in(job_dir, MISSING_ERROR), status="missing")
-
-
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
-    """Every job under ``sweep_dir`` (``results.json`` found recursively), one row per run x horizon.
-
-    Columns: ``RUN_COLUMNS``; ``model`` names the overrides that tell jobs apart and the truncation marker
-    (``runs.label_variants``). Raises ``FileNotFoundError`` when the folder holds no ``results.json``.
-    """
-    root = Path(sweep_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"sweep directory {root} does not exist")
-    files = sorted(root.rglob("results.json"))
-    if not files:
-        raise FileNotFoundError(
-            f"no results.json under {root}: expected one folder per job, e.g. {root}/0/results.json "
-            "(written by `python train.py -m experiment=...`)")
-    rows: list[dict[str, Any]] = []
-    for f in files:
-        try:
-            result = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{f}: not valid JSON ({e})") from e
-        rows += _rows(f, result)
-    done = {f.parent for f in files}
-    for cfg in sorted(root.rglob("config.yaml")):
-        job = cfg.parent.parent
-        if cfg.parent.name == ".hydra" and job not in done:
-            rows += _missing_job(job)
-    runs = label_variants(pd.DataFrame(rows, columns=[c for c in RUN_COLUMNS if c != "mark"]), FORECAST_KEYS)
-    runs["horizon"] = runs["horizon"].astype(int)
-    for c in ("mse", "mae", "wall_time_s", "peak_memory_mb", "n_params"):
-        runs[c] = pd.to_numeric(runs[c])
-    return runs.sort_values([*_KEYS, "run_dir"], ignore_index=True)[RUN_COLUMNS]
+    """Every job under ``sweep_dir`` (``runs.read_jobs``: failed and missing jobs kept), one row per run x
+    horizon; columns ``RUN_COLUMNS`` + ``FACT_COLUMNS``, ``model`` naming the overrides that tell jobs apart
+    and the truncation marker (``runs.label_variants``)."""
+    return load_jobs(sweep_dir, _rows, RUN_COLUMNS, FORECAST_KEYS,
+                     ("mse", "mae", "wall_time_s", "peak_memory_mb", "n_params"), [*_KEYS, "run_dir"], ("horizon",))
 
 
-def _as_bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    if str(v).strip().lower() in ("true", "false"):
-        return str(v).strip().lower() == "true"
-    raise ValueError(f"confirmed={v!r}; expected true or false")
-
-
-def load_reference(name: str = "forecasting_lookback96") -> pd.DataFrame:
-    """Published numbers: ``analysis/reference/<name>.csv`` (package data) or a path to such a CSV."""
-    path = Path(name)
-    if path.suffix == ".csv" and path.is_file():
-        source: Any = path
-    else:
-        ref_dir = resources.files("attnbench.analysis") / "reference"
-        source = ref_dir / f"{name}.csv"
-        if not source.is_file():
-            known = sorted(p.name.removesuffix(".csv") for p in ref_dir.iterdir() if p.name.endswith(".csv"))
-            raise FileNotFoundError(
-                f"no reference table {name!r}; known: {', '.join(known)} (or a path to a .csv)")
-    with source.open() as fh:
-        ref = pd.read_csv(fh)
-    missing = [c for c in REFERENCE_COLUMNS if c not in ref.columns]
-    if missing:
-        raise ValueError(f"reference {name!r} lacks columns {missing}; expected {REFERENCE_COLUMNS}")
-    dup = ref[ref.duplicated(_KEYS, keep=False)]
-    if not dup.empty:
-        raise ValueError(f"reference {name!r} repeats (dataset, horizon, model):\n{dup[_KEYS]}")
-    ref = ref[REFERENCE_COLUMNS].copy()
-    ref["confirmed"] = ref["confirmed"].map(_as_bool).astype(bool)
-    return ref
+load_reference = functools.partial(published.for_kind, kind="forecasting")  # columns dataset, horizon, model, ...
 
 
 # ---------------------------------------------------------------------------------------------- table
-def _our_stats(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, horizon, model): mean and std (over seeds) of MSE/MAE over ok runs, n of them, counts
-    of failed/missing."""
-    runs = runs.assign(status=runs["status"].map(status_kind))
-    ok = runs[runs["status"] == "ok"]
-    stats = ok.groupby(_KEYS).agg(mse=("mse", "mean"), mae=("mae", "mean"), mse_std=("mse", "std"),
-                                  mae_std=("mae", "std"), n=("mse", "count"))
-    bad = runs[runs["status"] != "ok"].groupby([*_KEYS, "status"]).size().unstack("status")
-    stats = stats.join(bad.reindex(columns=["failed", "missing"]), how="outer")
-    stats[["n", "failed", "missing"]] = stats[["n", "failed", "missing"]].fillna(0).astype(int)
-    return stats
-
-
-def forecasting_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str = "iTransformer"
-                      ) -> pd.DataFrame:
+def forecasting_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str,
+                      notes: Sequence[str] = ()) -> pd.DataFrame:
     """Wide table, index (dataset, horizon) of the pairs we ran, columns (group, model, metric).
 
     ``("ours", m, mse|mae|mse_std|mae_std|n|failed|missing)``: our runs averaged over seeds (std: sample
     standard deviation, NaN for one seed); n counts the ok ones.
     ``("published", r, mse|mae|confirmed)``: every reference model. ``("diff", m, mse|mae)``: ours minus
-    the published ``baseline`` (negative = better). ``attrs`` holds ``baseline`` and ``sources``.
+    the published ``baseline`` (negative = better). ``attrs`` holds ``baseline``, ``sources`` and ``notes`` (the
+    experiment's lines under the table).
     """
     ref_models = list(dict.fromkeys(reference["model"]))
     if baseline not in ref_models:
@@ -199,7 +85,7 @@ def forecasting_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str
     pairs = pairs.sort_values(["dataset", "horizon"], key=lambda s: s.map(rank) if s.name == "dataset" else s)
     index = pd.MultiIndex.from_frame(pairs)
 
-    stats = _our_stats(runs)
+    stats = cell_stats(runs, _KEYS, ["mse", "mae"])
     ref = reference.set_index(_KEYS)
     base = ref.xs(baseline, level="model").reindex(index)
     cols: dict[tuple[str, str, str], pd.Series] = {}
@@ -219,79 +105,46 @@ def forecasting_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str
     table.columns = pd.MultiIndex.from_tuples(list(cols), names=["group", "model", "metric"])
     table.attrs["baseline"] = baseline
     table.attrs["sources"] = sorted(reference["source"].unique())
+    table.attrs["notes"] = list(notes)
     table.attrs.update(sweep_notes(runs))
     return table
 
 
 # ---------------------------------------------------------------------------------------------- writers
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
-
-
-def _tex_escape(s: str) -> str:
-    return re.sub(r"[\\&%$#_{}~^]", lambda m: _TEX[m.group()], s).replace(MARK, TEX_MARK).replace("±", r"$\pm$")
-
-
-def _show_counts(table: pd.DataFrame) -> bool:
-    """The n columns (seeds per cell) are always shown: a single run is said to be one."""
-    return True
-
-
 def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
     """String cells for writing: 3 decimals (mean ± std over seeds), best MSE per row in bold (never a truncated
     run's), ``failed``/``missing`` where a model has no score, a dagger on published values not confirmed by a
     second source."""
-    dash = "–" if fmt == "md" else "--"
-    esc = _tex_escape if fmt == "tex" else (lambda s: s)
-
-    def bold(s: str) -> str:
-        return f"**{s}**" if fmt == "md" else rf"\textbf{{{s}}}"
-
-    dagger = "†" if fmt == "md" else r"\textsuperscript{\dag}"
-    pm = "±" if fmt == "md" else r"$\pm$"
+    st = Style(fmt)
     ours, pub = table["ours"], table["published"]
-    our_models = list(ours.columns.get_level_values("model").unique())
-    ref_models = list(pub.columns.get_level_values("model").unique())
-    full_runs = ours.xs("mse", level="metric", axis=1)
-    full_runs = full_runs[[m for m in full_runs.columns if MARK not in m]]  # truncated runs compete for nothing
-    mses = pd.concat([full_runs, pub.xs("mse", level="metric", axis=1)], axis=1)
-    best = mses.astype(float).round(3).min(axis=1).where(mses.notna().sum(axis=1) >= 2)  # bold needs a rival
-
-    def num(v: float, is_best: bool, std: float = float("nan")) -> str:
-        if pd.isna(v):
-            return dash
-        text = bold(f"{v:.3f}") if is_best else f"{v:.3f}"
-        return text if pd.isna(std) else f"{text} {pm} {std:.3f}"
-
+    best = bests(table, "mse", higher=False)  # MSE decides; MAE is never bold
+    never = pd.Series(float("nan"), index=best.index)
     out: dict[tuple[str, str], list[str]] = {}
-    counts = _show_counts(table)
-    for m in our_models:
+    for m in ours.columns.get_level_values("model").unique():
         s = ours[m]
-        no_score = ["failed" if f else "missing" if k else dash
+        no_score = ["failed" if f else "missing" if k else st.dash
                     for f, k in zip(s["failed"], s["missing"], strict=True)]
         for c in ("mse", "mae"):
-            out[(esc(m), c.upper())] = [
-                num(v, c == "mse" and round(v, 3) == b, sd) if n else ns
-                for v, sd, n, b, ns in zip(s[c], s[f"{c}_std"], s["n"], best, no_score, strict=True)]
-        if counts:
-            out[(esc(m), "n")] = [
-                f"{n}" + (f" (+{f} failed)" if f else "") + (f" (+{k} missing)" if k else "")
-                for n, f, k in zip(s["n"], s["failed"], s["missing"], strict=True)]
-    for m in our_models:
-        label = ("Δ " if fmt == "md" else r"$\Delta$ ") + esc(m)
+            out[(st.name(m), c.upper())] = [
+                st.score(v, b, std=sd) if n else ns
+                for v, sd, n, b, ns in zip(s[c], s[f"{c}_std"], s["n"], best if c == "mse" else never, no_score,
+                                           strict=True)]
+        out[(st.name(m), "n")] = [
+            f"{n}" + (f" (+{f} failed)" if f else "") + (f" (+{k} missing)" if k else "")
+            for n, f, k in zip(s["n"], s["failed"], s["missing"], strict=True)]
+    for m in ours.columns.get_level_values("model").unique():
         for c in ("mse", "mae"):
-            out[(label, c.upper())] = [dash if pd.isna(v) else f"{round(v, 3) + 0.0:+.3f}"  # no -0.000
-                                       for v in table[("diff", m, c)]]
-    for r in ref_models:
+            out[(f"{st.delta} {st.name(m)}", c.upper())] = [st.signed(v) for v in table[("diff", m, c)]]
+    for r in pub.columns.get_level_values("model").unique():
         s = pub[r]
         for c in ("mse", "mae"):
-            out[(esc(r), c.upper())] = [
-                num(v, c == "mse" and round(v, 3) == b) + ("" if pd.isna(ok) or ok else dagger)
-                for v, ok, b in zip(s[c], s["confirmed"], best, strict=True)]
+            out[(st.name(r), c.upper())] = [
+                st.score(v, b, "" if pd.isna(ok) or ok else st.dagger)
+                for v, ok, b in zip(s[c], s["confirmed"], best if c == "mse" else never, strict=True)]
     frame = pd.DataFrame(out)
     frame.columns = pd.MultiIndex.from_tuples(list(out))
     frame.index = pd.MultiIndex.from_arrays(
-        [[esc(str(d)) for d in table.index.get_level_values("dataset")],
+        [[st.name(str(d)) for d in table.index.get_level_values("dataset")],
          list(table.index.get_level_values("horizon"))], names=["dataset", "H"])
     return frame
 
@@ -306,11 +159,8 @@ def _notes(table: pd.DataFrame, fmt: Fmt) -> list[str]:
              f"Published numbers: {sources}.", *truncation_notes(table.attrs)]
     if unconfirmed:
         notes.append("† not confirmed against a second source.")
-    notes.append(HOT_NOTE)
-    if fmt == "tex":
-        notes = [_tex_escape(n).replace("Δ", r"$\Delta$").replace("−", "$-$").replace("†", r"\dag{}")
-                 for n in notes]
-    return notes
+    notes += table.attrs.get("notes", [])
+    return [tex_note(n) for n in notes] if fmt == "tex" else notes
 
 
 def failed_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -330,41 +180,14 @@ def to_markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     lines = ["## Forecasting: test MSE / MAE (lower is better)", "",
              frame.reset_index().to_markdown(index=False, disable_numparse=True), ""]
     lines += [f"- {n}" for n in _notes(table, "md")]
-    bad = failed_runs(runs)
-    if not bad.empty:
-        bad["error"] = ["" if pd.isna(e) else str(e).replace("\n", " ").replace("|", r"\|")
-                        for e in bad["error"]]  # one table line per job
-        lines += ["", f"## Failed or missing jobs ({len(bad)})", "",
-                  bad.to_markdown(index=False, disable_numparse=True)]
+    lines += failed_section(failed_runs(runs))
     return "\n".join(lines) + "\n"
 
 
 def to_latex(table: pd.DataFrame, label: str = "tab:forecasting") -> str:
     """LaTeX ``table`` (booktabs rules, 3 decimals, multicolumn headers) with the notes under it."""
-    frame = display_frame(table, "tex")
-    tex = frame.to_latex(escape=False, multicolumn=True, multicolumn_format="c", multirow=False,
-                         column_format="ll" + "r" * frame.shape[1], position="t", label=label,
-                         caption="Forecasting: test MSE and MAE (lower is better).")
-    notes = "\n".join([r"\par\smallskip\footnotesize", *(n + r"\\" for n in _notes(table, "tex"))])
-    return tex.replace(r"\end{table}", notes + "\n" + r"\end{table}")
-
-
-def legend_below(fig: Any, handles: list[Any], labels: list[str]) -> None:
-    """A legend under the panels with as many columns as fit the figure's width, so that no label is cut
-    (with ``savefig(bbox_inches="tight")`` as a second guard); the figure grows by the legend's rows."""
-    entry_in = 0.55 + 0.075 * max(len(str(lab)) for lab in labels)  # marker + gap + text at 10 pt, inches
-    ncols = max(1, min(len(labels), int(fig.get_figwidth() // entry_in)))
-    rows = -(-len(labels) // ncols)
-    fig.set_figheight(fig.get_figheight() + 0.3 * rows)
-    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)
-
-
-def plot_mse(table: pd.DataFrame, path: str | Path) -> Path:
-    """``mse_figure`` saved as a PNG at ``path``."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    mse_figure(table).savefig(out, dpi=120, bbox_inches="tight")
-    return out
+    return latex_table(display_frame(table, "tex"), "Forecasting: test MSE and MAE (lower is better).", label,
+                       _notes(table, "tex"))
 
 
 def mse_figure(table: pd.DataFrame) -> Any:
@@ -416,19 +239,12 @@ def mse_figure(table: pd.DataFrame) -> Any:
     return fig
 
 
-def write_outputs(sweep_dir: str | Path, out_dir: str | Path | None = None,
-                  reference: str = "forecasting_lookback96", baseline: str = "iTransformer"
-                  ) -> tuple[str, dict[str, Path]]:
-    """Write ``table.md``, ``table.tex``, ``table.csv`` (long-form runs) and ``table.png`` into ``out_dir``
-    (default ``sweep_dir``); returns the Markdown and the paths."""
+def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
+    """The forecasting table of a sweep: table.md, table.tex, table.csv (long-form runs), table.png."""
+    if len(spec.baseline) != 1:
+        raise ValueError(f"{spec.experiment}: table.baseline={spec.baseline!r}; a forecasting table takes one "
+                         "published model")
     runs = load_runs(sweep_dir)
-    table = forecasting_table(runs, load_reference(reference), baseline=baseline)
-    out = Path(out_dir if out_dir is not None else sweep_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    md = to_markdown(table, runs)
-    paths = {k: out / f"table.{k}" for k in ("md", "tex", "csv", "png")}
-    paths["md"].write_text(md)
-    paths["tex"].write_text(to_latex(table))
-    runs.to_csv(paths["csv"], index=False)
-    plot_mse(table, paths["png"])
-    return md, paths
+    table = forecasting_table(runs, load_reference(spec.reference), spec.baseline[0], spec.notes)
+    return Rendered(markdown=to_markdown(table, runs), latex=to_latex(table), csv={"table.csv": (runs, False)},
+                    figure=mse_figure(table))

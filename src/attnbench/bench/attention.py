@@ -9,7 +9,7 @@ gradient into q, k, v and the module's own parameters).
 Time: median, IQR and min over up to ``repeats`` timed calls after ``warmup`` calls, both cut short by
 ``time_budget_s`` (CUDA synchronised). Memory: on CUDA ``max_memory_allocated`` after
 ``reset_peak_memory_stats`` minus what was allocated before the module was built (inputs excluded); on CPU
-one persistent process per entry (:class:`Worker`) measures its points one after another, each as peak RSS
+one persistent process per entry (``bench.isolation.Worker``) measures its points one after another, each as peak RSS
 minus RSS just before the module was built, the peak reset between points (``common.reset_peak_rss``).
 
 A point predicted (from the shorter lengths of its series) to exceed ``max_call_s`` per call or the memory
@@ -24,52 +24,33 @@ row with the reason; a point that runs out of memory or raises is an ``oom`` / `
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import json
-import math
 import os
-import select
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 import pandas as pd
 import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from attnbench.attention import available, build, check_kwargs, get
-from attnbench.bench.common import (
-    first_line,
-    fmt,
-    is_oom,
-    limit_address_space,
-    machine_info,
-    mem_available_bytes,
-    peak_rss_bytes,
-    reset_peak_rss,
-    rss_bytes,
-    summarize,
-    time_steps,
-)
+from attnbench.bench import harness
+from attnbench.bench.common import fmt, machine_info
+from attnbench.bench.harness import MeasureConfig, PointTiming, memory_cap, need, predict, resolve_device
+from attnbench.bench.isolation import Worker
 from attnbench.config import ConfigError, project_root
 
-RESULT_TAG = "ATTNBENCH_POINT_RESULT "  # the line a point process prints its results on
+MODULE = "attnbench.bench.attention"
 KINDS, PASSES = ("self", "cross"), ("fwd", "fwd_bwd")
 SERIES = ["kind", "causal", "pass"]  # with entry: one curve over lengths
 FAILED = ("oom", "error", "timeout", "killed")
-CPU_MEMORY_FRACTION, CUDA_MEMORY_FRACTION = 0.7, 0.9  # default memory caps (see max_memory_gb)
 CSV_COLUMNS = [
     "entry", "kind", "causal", "pass", "length", "kv_length", "batch", "heads", "head_dim", "device",
     "n_warmup", "n_timed", "ms_median", "ms_iqr", "ms_min", "peak_mem_mb", "mem_kind", "status", "reason",
@@ -78,19 +59,8 @@ METRICS = {"ms_median": "time", "peak_mem_mb": "memory"}
 
 
 # ----------------------------------------------------------------------------- config schema
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-def _need(ok: bool, key: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
-
-
 @dataclass
-class AttentionBenchConfig:
+class AttentionBenchConfig(MeasureConfig):
     """``conf/bench/attention.yaml``; range checks in ``__post_init__`` name the key and the fix."""
 
     entries: list[str] | None = None  # None: every entry with caps.tensor False
@@ -106,47 +76,37 @@ class AttentionBenchConfig:
     passes: list[str] = field(default_factory=lambda: list(PASSES))
     cross_kv_ratio: float = 0.5
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    warmup: int = 1
-    repeats: int = 3
-    time_budget_s: float = 1.0
     max_call_s: float = 3.0
     baseline_max_call_s: float = 12.0  # the baseline runs longer calls: efficiency lengths need it paired
-    max_memory_gb: float | None = None
-    point_timeout_s: float = 120.0
     max_total_s: float | None = 510.0
-    device: Device = Device.auto
-    threads: int = 1
-    seed: int = 0
     out_dir: str = "outputs/bench/attention"
 
     def __post_init__(self) -> None:
         names = available()
         for e in [*(self.entries or []), self.baseline, *self.options]:
-            _need(e in names, "entries/baseline/options", e, f"allowed: {', '.join(names)}")
+            need(e in names, "entries/baseline/options", e, f"allowed: {', '.join(names)}")
         for e in [*(self.entries or []), self.baseline]:
-            _need(not get(e).caps.tensor, "entries", e, "tensor entries (caps.tensor) take (B, H, *axes, D) "
+            need(not get(e).caps.tensor, "entries", e, "tensor entries (caps.tensor) take (B, H, *axes, D) "
                   "inputs and are not measured here; see attnbench.bench.hot_scaling")
         for e, opts in self.options.items():
             try:
                 check_kwargs(e, dict(opts))
             except TypeError as err:
                 raise ConfigError(f"options.{e}: {err}") from None
-        for k in ("batch", "heads", "head_dim", "repeats", "threads"):
-            _need(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
-        _need(self.warmup >= 0, "warmup", self.warmup, "must be >= 0")
+        super().__post_init__()
+        for k in ("batch", "heads", "head_dim"):
+            need(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
         for k in ("lengths", "lengths_cpu", "lengths_cuda"):
             v = getattr(self, k)
-            _need(v is None or (len(v) > 0 and min(v) >= 1), k, v, "needs at least one length, each >= 1")
-        _need(set(self.kinds) <= set(KINDS) and len(self.kinds) > 0, "kinds", self.kinds, f"subset of {KINDS}")
-        _need(set(self.passes) <= set(PASSES) and len(self.passes) > 0, "passes", self.passes,
+            need(v is None or (len(v) > 0 and min(v) >= 1), k, v, "needs at least one length, each >= 1")
+        need(set(self.kinds) <= set(KINDS) and len(self.kinds) > 0, "kinds", self.kinds, f"subset of {KINDS}")
+        need(set(self.passes) <= set(PASSES) and len(self.passes) > 0, "passes", self.passes,
               f"subset of {PASSES}")
-        _need(len(self.causal) > 0, "causal", self.causal, "e.g. [false, true]")
-        _need(self.cross_kv_ratio > 0, "cross_kv_ratio", self.cross_kv_ratio, "must be > 0")
-        for k in ("time_budget_s", "max_call_s", "baseline_max_call_s", "point_timeout_s"):
-            _need(getattr(self, k) > 0, k, getattr(self, k), "must be > 0")
-        _need(self.max_memory_gb is None or self.max_memory_gb > 0, "max_memory_gb", self.max_memory_gb,
-              "must be > 0 or null")
-        _need(self.max_total_s is None or self.max_total_s > 0, "max_total_s", self.max_total_s,
+        need(len(self.causal) > 0, "causal", self.causal, "e.g. [false, true]")
+        need(self.cross_kv_ratio > 0, "cross_kv_ratio", self.cross_kv_ratio, "must be > 0")
+        for k in ("max_call_s", "baseline_max_call_s"):
+            need(getattr(self, k) > 0, k, getattr(self, k), "must be > 0")
+        need(self.max_total_s is None or self.max_total_s > 0, "max_total_s", self.max_total_s,
               "must be > 0 or null")
 
 
@@ -155,7 +115,7 @@ ConfigStore.instance().store(name="attention_bench_schema", node=AttentionBenchC
 
 # ----------------------------------------------------------------------------- one point group
 @dataclass(frozen=True)
-class GroupSpec:
+class GroupSpec(PointTiming):
     """One entry at one length and the (kind, causal, pass) points to measure; JSON round-trips."""
 
     entry: str
@@ -166,13 +126,6 @@ class GroupSpec:
     heads: int
     head_dim: int
     cross_kv_ratio: float
-    warmup: int
-    repeats: int
-    time_budget_s: float
-    device: str
-    threads: int
-    seed: int
-    max_memory_bytes: int | None = None  # CPU only: address-space allowance of the group's process
 
 
 def default_excluded(baseline: str) -> list[str]:
@@ -206,42 +159,26 @@ def _call(module: torch.nn.Module, q, k, v, causal: bool, grad: torch.Tensor | N
 
 
 def measure_point(spec: GroupSpec, kind: str, causal: bool, pass_: str) -> dict:
-    """Time and peak memory of one point in this process; ``oom`` / ``error`` rows instead of raising."""
+    """Time and peak memory of one point in this process (:func:`attnbench.bench.harness.measure_point`; the
+    inputs are not counted in memory); ``oom`` / ``error`` rows instead of raising."""
     dev = torch.device(spec.device)
-    cuda = dev.type == "cuda"
-    mem_kind = "cuda_max_allocated" if cuda else "cpu_peak_rss_increase"
     B, H, L, D = spec.batch, spec.heads, spec.length, spec.head_dim
     S = kv_length(L, kind, spec.cross_kv_ratio)
     bwd = pass_ == "fwd_bwd"
-    try:
-        q = torch.randn(B, H, L, D, device=dev, requires_grad=bwd)  # (B, H, L, D)
-        k, v = (torch.randn(B, H, S, D, device=dev, requires_grad=bwd) for _ in range(2))  # (B, H, S, D)
-        grad = torch.randn(B, H, L, D, device=dev) if bwd else None
-        gc.collect()
-        if cuda:
-            torch.cuda.synchronize(dev)
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(dev)
-            base = torch.cuda.memory_allocated(dev)
-        else:
-            mem_kind += "" if reset_peak_rss() else "_lifetime"
-            base = rss_bytes()
+    t: dict[str, torch.Tensor | None] = {}
+
+    def inputs() -> None:
+        t["q"] = torch.randn(B, H, L, D, device=dev, requires_grad=bwd)  # (B, H, L, D)
+        t["k"], t["v"] = (torch.randn(B, H, S, D, device=dev, requires_grad=bwd) for _ in range(2))  # (B, H, S, D)
+        t["grad"] = torch.randn(B, H, L, D, device=dev) if bwd else None
+
+    def prepare():
         module = build_entry(spec.entry, spec.options, D, S).to(dev)
-        sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
-        n_warm, times = time_steps(lambda: _call(module, q, k, v, causal, grad), spec.warmup, spec.repeats,
-                                   spec.time_budget_s, sync)
-        peak = (torch.cuda.max_memory_allocated(dev) if cuda else peak_rss_bytes()) - base
-    except (RuntimeError, MemoryError, ValueError) as err:
-        return {"status": "oom" if is_oom(err) else "error", "reason": first_line(err), "mem_kind": mem_kind}
-    finally:
-        q = k = v = grad = module = None  # noqa: F841  (free before the next point)
-        gc.collect()
-        if cuda:
-            torch.cuda.empty_cache()
-    s = summarize(times)
-    return {"status": "ok", "reason": "", "n_warmup": n_warm, "n_timed": len(times), "ms_median": s["step_ms_median"],
-            "ms_iqr": s["step_ms_iqr"], "ms_min": s["step_ms_min"], "peak_mem_mb": peak / 2**20,
-            "mem_kind": mem_kind}
+        return lambda: _call(module, t["q"], t["k"], t["v"], causal, t["grad"])
+
+    res = harness.measure_point(prepare, spec, before=inputs)
+    t.clear()
+    return {("ms" + k[len("step_ms"):] if k.startswith("step_ms") else k): v for k, v in res.items()}
 
 
 def measure_group(spec: GroupSpec) -> list[dict]:
@@ -254,97 +191,20 @@ def measure_group(spec: GroupSpec) -> list[dict]:
     return [measure_point(spec, kind, causal, pass_) for kind, causal, pass_ in spec.points]
 
 
-def worker_main(max_memory_bytes: int | None) -> int:
-    """Entry of a CPU worker process: cap memory, then measure one JSON GroupSpec per stdin line, printing
-    each group's results on one tagged stdout line (until stdin closes)."""
-    limit_address_space(max_memory_bytes)
-    for line in sys.stdin:
-        if line.strip():
-            print(RESULT_TAG + json.dumps(measure_group(GroupSpec(**json.loads(line)))), flush=True)
-    return 0
+def group(task: dict) -> list[dict]:
+    """A worker's target (``bench.isolation``): :func:`measure_group` of a JSON :class:`GroupSpec`."""
+    return measure_group(GroupSpec(**task))
 
 
-class Worker:
-    """A persistent Python process that measures the groups of one entry, one after another.
-
-    CPU peak RSS is per process, so every entry gets its own process (torch is imported once per entry,
-    not once per length); the peak is reset before every point (``common.reset_peak_rss``). A worker that
-    times out is killed, one that dies is reported; either way the next group starts a fresh one.
-    """
-
-    CODE = ("import sys; from attnbench.bench.attention import worker_main; "
-            "raise SystemExit(worker_main(None if sys.argv[1] == 'none' else int(sys.argv[1])))")
-
-    def __init__(self, max_memory_bytes: int | None) -> None:
-        self.cap = max_memory_bytes
-        self.proc: subprocess.Popen | None = None
-        self.stderr = None
-
-    def _start(self) -> subprocess.Popen:
-        self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the worker)
-        cap = "none" if self.cap is None else str(self.cap)
-        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE, cap], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1)
-        return self.proc
-
-    def _stderr_tail(self) -> str:
-        self.stderr.seek(0)
-        return (self.stderr.read().strip().splitlines() or ["(no stderr)"])[-1][:200]
-
-    def measure(self, spec: GroupSpec, timeout_s: float) -> list[dict]:
-        """:func:`measure_group` of ``spec`` in the worker; failure rows instead of raising."""
-        proc = self.proc if self.proc is not None and self.proc.poll() is None else self._start()
-        deadline = time.monotonic() + timeout_s
-        try:
-            proc.stdin.write(json.dumps(dataclasses.asdict(spec)) + "\n")
-            proc.stdin.flush()
-            while True:
-                ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-                if not ready:
-                    self.close(kill=True)
-                    fail = {"status": "timeout", "reason": f"group killed after {timeout_s:g} s (point_timeout_s)"}
-                    return [fail] * len(spec.points)
-                line = proc.stdout.readline()
-                if not line:  # EOF: the worker died
-                    break
-                if line.startswith(RESULT_TAG):
-                    return json.loads(line[len(RESULT_TAG):])
-        except BrokenPipeError:
-            pass
-        rc = proc.wait()
-        tail = self._stderr_tail()
-        self.close()
-        status = "killed" if rc == -9 else "error"
-        return [{"status": status, "reason": f"worker process exited with {rc}: {tail}"}] * len(spec.points)
-
-    def close(self, kill: bool = False) -> None:
-        if self.proc is not None:
-            if kill:
-                self.proc.kill()
-            else:
-                with contextlib.suppress(BrokenPipeError, OSError):
-                    self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-        if self.stderr is not None:
-            self.stderr.close()
-            self.stderr = None
+def measure_isolated(worker: Worker, spec: GroupSpec, timeout_s: float) -> list[dict]:
+    """:func:`measure_group` of ``spec`` in ``worker`` (one persistent process per entry on CPU: torch is
+    imported once per entry, not once per length; the peak RSS is reset before every point). A worker that
+    times out or dies gives every point of the group its failure row; the next group starts a fresh one."""
+    res = worker.run(dataclasses.asdict(spec), timeout_s)
+    return res if isinstance(res, list) else [res] * len(spec.points)
 
 
 # ----------------------------------------------------------------------------- planning
-def predict(lengths: list[int], values: list[float], at: int) -> float:
-    """Extrapolate a cost to length ``at`` as c * L^p from the last two points (p clipped to [1, 2]);
-    from a single point p = 2 (quadratic, the cautious guess)."""
-    p = 2.0
-    if len(values) >= 2 and values[-2] > 0 and values[-1] > 0 and lengths[-1] != lengths[-2]:
-        p = math.log(values[-1] / values[-2]) / math.log(lengths[-1] / lengths[-2])
-    return values[-1] * (at / lengths[-1]) ** min(max(p, 1.0), 2.0)
-
-
 def skip_reason(history: pd.DataFrame, length: int, max_call_s: float, max_mem_mb: float | None) -> str | None:
     """Why a point at ``length`` should not run, given the earlier rows of its series (or None)."""
     if history.empty:
@@ -383,35 +243,12 @@ def modes(entry: str, cfg: AttentionBenchConfig) -> list[list]:
 
 # ----------------------------------------------------------------------------- analysis
 def efficiency_lengths(df: pd.DataFrame, metric: str, baseline: str = "full") -> pd.DataFrame:
-    """Per entry and (kind, causal, pass): the shortest length from which it beats ``baseline`` on ``metric``.
-
-    Only lengths where both ran (status ``ok``) are paired. The efficiency length is the smallest paired
-    length L such that the entry has the strictly lower ``metric`` at every paired length >= L; <NA> when
-    the baseline is as good or better at the longest paired length (so beating it and then losing again
-    does not count). Columns: entry, kind, causal, pass, metric, efficiency_length, n_pairs, n_wins,
-    max_length_paired.
-    """
-    if metric not in df.columns:
-        raise KeyError(f"metric {metric!r} not in columns {list(df.columns)}")
-    ok = df[df["status"] == "ok"]
-    base = ok[ok["entry"] == baseline][[*SERIES, "length", metric]]
-    rows = []
-    for (entry, kind, causal, pass_), g in df[df["entry"] != baseline].groupby(["entry", *SERIES], sort=True):
-        a = g[g["status"] == "ok"][[*SERIES, "length", metric]]
-        pairs = a.merge(base, on=[*SERIES, "length"], suffixes=("_e", "_b")).sort_values("length")
-        wins = (pairs[f"{metric}_e"] < pairs[f"{metric}_b"]).to_numpy()
-        length = pd.NA
-        if len(wins) and wins[-1]:
-            losses = np.flatnonzero(~wins)
-            length = int(pairs["length"].iloc[losses[-1] + 1 if losses.size else 0])
-        rows.append({"entry": entry, "kind": kind, "causal": bool(causal), "pass": pass_, "metric": metric,
-                     "efficiency_length": length, "n_pairs": len(wins), "n_wins": int(wins.sum()),
-                     "max_length_paired": int(pairs["length"].max()) if len(wins) else pd.NA})
-    out = pd.DataFrame(rows, columns=["entry", *SERIES, "metric", "efficiency_length", "n_pairs", "n_wins",
-                                      "max_length_paired"])
-    for col in ("efficiency_length", "max_length_paired"):
-        out[col] = out[col].astype("Int64")
-    return out
+    """Per entry and (kind, causal, pass): the shortest length from which it beats ``baseline`` on ``metric``
+    for good (:func:`attnbench.bench.harness.crossover` over lengths). Columns: entry, kind, causal, pass,
+    metric, efficiency_length, n_pairs, n_wins, max_length_paired."""
+    t = harness.crossover(df, metric, name="entry", baseline=baseline, series=SERIES, x="length")
+    t["causal"] = t["causal"].astype(bool)
+    return t.rename(columns={"crossover": "efficiency_length", "max_paired": "max_length_paired"})
 
 
 def load_cab_reference() -> pd.DataFrame:
@@ -489,30 +326,16 @@ def plot(df: pd.DataFrame, out: Path, title: str = "") -> None:
 
 
 # ----------------------------------------------------------------------------- sweep
-def _write_csv(rows: list[dict], path: Path) -> pd.DataFrame:
-    df = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
-    df.to_csv(path, index=False)
-    return df
-
-
 def run(cfg: AttentionBenchConfig) -> pd.DataFrame:
     """The sweep: every entry x length x allowed point; writes every output; returns the rows."""
     t_start = time.perf_counter()
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == Device.auto else cfg.device.value
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but torch.cuda.is_available() is False; use device=cpu or auto")
+    device = resolve_device(cfg.device)
     cpu = device == "cpu"
     lengths = sorted(cfg.lengths or (cfg.lengths_cpu if cpu else cfg.lengths_cuda))
     same_kernel = default_excluded(cfg.baseline)
     entries = [cfg.baseline, *sorted(e for e in (cfg.entries or [e for e in available() if e not in same_kernel])
                                      if e != cfg.baseline and not get(e).caps.tensor)]
-    if cfg.max_memory_gb is not None:
-        cap = int(cfg.max_memory_gb * 2**30)
-    elif cpu:
-        avail = mem_available_bytes()
-        cap = int(CPU_MEMORY_FRACTION * avail) if avail else None
-    else:
-        cap = int(CUDA_MEMORY_FRACTION * torch.cuda.get_device_properties(0).total_memory)
+    cap = memory_cap(cfg.max_memory_gb, device)
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -554,12 +377,13 @@ def run(cfg: AttentionBenchConfig) -> pd.DataFrame:
                                      time_budget_s=cfg.time_budget_s, device=device, threads=cfg.threads,
                                      seed=cfg.seed, max_memory_bytes=cap if cpu else None)
                     if cpu:
-                        worker = workers.setdefault(entry, Worker(spec.max_memory_bytes))
-                        results = worker.measure(spec, cfg.point_timeout_s)
+                        worker = workers.setdefault(entry, Worker(f"{MODULE}:group", spec.max_memory_bytes))
+                        results = measure_isolated(worker, spec, cfg.point_timeout_s)
                     else:
                         results = measure_group(spec)
                     rows += [{**r, **res} for r, res in zip(base_rows, results, strict=True)]
-                df = _write_csv(rows, out / "attention.csv")  # after every group: partial results survive a kill
+                # after every group: partial results survive a kill
+                df = harness.write_rows(rows, CSV_COLUMNS, out / "attention.csv")
                 done = [r for r in rows if r["entry"] == entry and r["length"] == length]
                 cells = [f"{r['kind']}{'/causal' if r['causal'] else ''}/{r['pass']} "
                          + (f"{fmt(r['ms_median'], 2)} ms {fmt(r['peak_mem_mb'])} MB" if r["status"] == "ok"

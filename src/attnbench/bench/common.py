@@ -1,21 +1,18 @@
 """Measuring helpers shared by the benchmarks: timing, step statistics, CPU/CUDA memory, machine facts.
 
 CPU memory is a process's peak resident set size (``ru_maxrss``); :func:`reset_peak_rss` resets it
-(Linux >= 4.0) so that one process can measure several points one after another, and
-:func:`limit_address_space` turns a runaway allocation into a catchable error instead of a kernel OOM kill.
+(Linux >= 4.0) so that one process can measure several points one after another. Process isolation lives in
+:mod:`attnbench.bench.isolation`, the point routine in :mod:`attnbench.bench.harness`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import math
 import os
 import platform
 import resource
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 
@@ -87,8 +84,17 @@ def rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size over this process's lifetime (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident set size of this process's memory (VmHWM; what :func:`reset_peak_rss` resets).
+
+    Not ``ru_maxrss``: that is at least the peak of the process that spawned this one (the kernel keeps the
+    parent's high-water mark across a vfork + exec), so a point smaller than the benchmark driver read as the
+    driver's size. ``ru_maxrss`` (KiB) only where /proc is missing.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")) * 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def reset_peak_rss() -> bool:
@@ -124,48 +130,8 @@ def first_line(err: BaseException, limit: int = 200) -> str:
     return text.splitlines()[0][:limit]
 
 
-def limit_address_space(allowance: int | None) -> None:
-    """Cap this process's address space at its current size + ``allowance`` bytes (RLIMIT_AS).
-
-    Past the cap allocations fail with a RuntimeError (recorded as ``oom``) instead of the kernel's
-    OOM killer picking a process, possibly someone else's, on a shared machine.
-    """
-    if allowance is None:
-        return
-    with open("/proc/self/statm") as f:
-        vm_size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    resource.setrlimit(resource.RLIMIT_AS, (vm_size + allowance, resource.RLIM_INFINITY))
-
-
 def fmt(v: object, digits: int = 1) -> str:
     """A table cell: "-" for a missing value, floats with thousands separators."""
     if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
         return "-"
     return f"{v:,.{digits}f}" if isinstance(v, float) else str(v)
-
-
-def run_isolated(cmd: Sequence[str], tag: str, timeout_s: float, max_memory_bytes: int | None) -> dict:
-    """Run one benchmark point's process and return the JSON it printed after ``tag`` (its last such line).
-
-    A process that prints no result gives a row with status ``timeout`` (killed after ``timeout_s``),
-    ``killed`` (SIGKILL: the kernel OOM killer?), ``oom`` or ``error``, and the last stderr line as reason.
-    An allocation can fail outside the point's own try (e.g. while printing), or inside native code that does
-    not check malloc's NULL and then segfaults/aborts: under our own address-space cap (``max_memory_bytes``)
-    that is how an allocation failure looks, so SIGSEGV/SIGABRT there count as ``oom`` (the reason says so).
-    """
-    try:
-        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout", "reason": f"point process killed after {timeout_s:g} s (--point-timeout-s)"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(tag):
-            return json.loads(line[len(tag):])
-    tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1][:200]
-    if proc.returncode == -signal.SIGKILL:
-        return {"status": "killed", "reason": f"point process got SIGKILL (kernel OOM killer?): {tail}"}
-    if max_memory_bytes is not None and proc.returncode in (-signal.SIGSEGV, -signal.SIGABRT):
-        name = signal.Signals(-proc.returncode).name
-        return {"status": "oom", "reason": f"point process died with {name} under the "
-                f"{max_memory_bytes / 2**30:.2f} GB address-space cap (unchecked allocation failure): {tail}"}
-    oom = any(s in tail for s in ("MemoryError", "can't allocate memory", "bad_alloc", "out of memory"))
-    return {"status": "oom" if oom else "error", "reason": f"point process exited with {proc.returncode}: {tail}"}

@@ -1,80 +1,87 @@
 """3D classifiers as the volume grows: training-step time and peak memory of HOT, the ViT of the same
 backbone (full attention over the flattened patches) and MONAI's 3D ResNet-18.
 
-Volumes of side S (28, 64, 96 by default) with a fixed patch size P (4): the transformers see
-(S/P)^3 tokens (343, 4,096, 13,824); HOT attends per axis (S/P keys per query and axis), the ViT over all
-tokens. A step is forward + cross-entropy + backward + AdamW on a random batch. Each point runs in a fresh
-process on CPU (peak RSS is per process; the peak is measured from just before the model is built), with
+Models are ``conf/model/<name>.yaml`` (``hot3d``, ``vit3d``, ``resnet3d``): their ``net`` is composed as
+``model=<name>`` trains it and built by ``hydra.utils.instantiate`` (``bench.harness.model_net``). Volumes of
+side S (28, 64, 96 by default) with a fixed patch size P (4): the transformers see (S/P)^3 tokens (343,
+4,096, 13,824); HOT attends per axis (S/P keys per query and axis), the ViT over all tokens. A step is
+forward + cross-entropy + backward + AdamW on a random batch. Each point runs in a fresh process on CPU (peak
+RSS is per process; the peak is measured from just before the model is built), with
 ``torch.cuda.max_memory_allocated`` on CUDA. A point whose step is predicted (from the smaller volumes of the
-same model, quadratic in tokens for the ViT, linear otherwise) to exceed ``--max-step-s`` is a ``skipped``
-row; a point that runs out of memory, raises or times out is a row with that status.
+same model, quadratic in tokens for full-attention models, linear otherwise) to exceed ``max_step_s`` is a
+``skipped`` row; a point that runs out of memory, raises or times out is a row with that status.
 
     python -m attnbench.bench.volume_scaling                    # CPU defaults (part of `make bench`)
-    python -m attnbench.bench.volume_scaling --sizes 28 64 --models hot3d vit3d --device cuda
+    python -m attnbench.bench.volume_scaling sizes=[28,64] models=[hot3d,vit3d] device=cuda
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import hydra
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
-from attnbench.bench.common import (
-    first_line,
-    fmt,
-    is_oom,
-    limit_address_space,
-    machine_info,
-    peak_rss_bytes,
-    reset_peak_rss,
-    rss_bytes,
-    run_isolated,
-    summarize,
-    time_steps,
-)
-from attnbench.models.classifier3d import VolumeClassifier, resnet3d
+from attnbench.attention import get
+from attnbench.bench import harness
+from attnbench.bench.common import fmt, machine_info
+from attnbench.bench.isolation import run_isolated
+from attnbench.config import project_root
 
 MODULE = "attnbench.bench.volume_scaling"
-RESULT_TAG = "ATTNBENCH_VOLUME_RESULT "
-MODELS = ("hot3d", "vit3d", "resnet3d")
 COLUMNS = ["model", "size", "tokens", "batch_size", "n_params", "device", "n_timed", "step_ms_median", "step_ms_iqr",
            "step_ms_min", "peak_mem_mb", "status", "reason"]
 
 
-@dataclasses.dataclass(frozen=True)
-class VolumePoint:
+@dataclass
+class VolumeScalingConfig(harness.MeasureConfig):
+    """``conf/bench/volume_scaling.yaml``; checks name the key and what is allowed."""
+
+    models: list[str] = field(default_factory=lambda: ["hot3d", "vit3d", "resnet3d"])  # conf/model/<name>.yaml
+    sizes: list[int] = field(default_factory=lambda: [28, 64, 96])
+    patch_size: int = 4
+    batch_size: int = 2
+    n_classes: int = 11
+    time_budget_s: float = 20.0
+    max_step_s: float = 30.0  # skip a point predicted to step slower
+    point_timeout_s: float = 300.0
+    out_dir: str = "outputs/bench/volume_scaling"
+
+    def __post_init__(self) -> None:
+        harness.need(len(self.models) > 0, "models", self.models, "at least one conf/model name, e.g. [hot3d, vit3d]")
+        super().__post_init__()
+        for k in ("patch_size", "batch_size", "n_classes"):
+            harness.need(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
+        bad = [s for s in self.sizes if s < 1 or s % self.patch_size]
+        harness.need(len(self.sizes) > 0 and not bad, "sizes", self.sizes,
+                     f"values divisible by patch_size={self.patch_size}" + (f"; not {bad}" if bad else ""))
+        harness.need(self.max_step_s > 0, "max_step_s", self.max_step_s, "must be > 0")
+
+
+ConfigStore.instance().store(name="volume_scaling_bench_schema", node=VolumeScalingConfig)
+
+
+@dataclass(frozen=True)
+class VolumePoint(harness.PointTiming):
     model: str
+    net: dict  # harness.model_net of the model at this size
     size: int
-    patch_size: int
     batch_size: int
     n_classes: int
-    warmup: int
-    repeats: int
-    time_budget_s: float
-    device: str
-    threads: int
-    seed: int = 0
 
 
-def build(model: str, size: int, patch_size: int, n_classes: int) -> torch.nn.Module:
-    """The official-size HOT classifier, its ViT twin, or ResNet-18 (MONAI stem)."""
-    if model == "hot3d":
-        att = {"name": "hot", "mode": "product", "pool": "sum", "sum_normalize": False}
-        return VolumeClassifier(size, n_classes, att, patch_size=patch_size)
-    if model == "vit3d":
-        return VolumeClassifier(size, n_classes, {"name": "full"}, patch_size=patch_size, per_axis_qk=False)
-    if model == "resnet3d":
-        return resnet3d(18, n_classes)
-    raise ValueError(f"model={model!r}; allowed: {', '.join(MODELS)}")
+def net_of(model: str, size: int, cfg: VolumeScalingConfig) -> dict:
+    """The model config's net at volume side ``size`` (patch transformers: ``patch_size`` too)."""
+    return harness.model_net(model, n_classes=cfg.n_classes, img_size=size, patch_size=cfg.patch_size)
 
 
 def measure(p: VolumePoint) -> dict:
@@ -82,51 +89,45 @@ def measure(p: VolumePoint) -> dict:
     torch.set_num_threads(p.threads)
     torch.manual_seed(p.seed)
     dev = torch.device(p.device)
-    cuda = dev.type == "cuda"
-    try:
-        x = torch.randn(p.batch_size, 1, p.size, p.size, p.size, device=dev)  # (B, 1, S, S, S)
-        y = torch.randint(p.n_classes, (p.batch_size,), device=dev)
-        if cuda:
-            torch.cuda.synchronize(dev)
-            torch.cuda.reset_peak_memory_stats(dev)
-            base = torch.cuda.memory_allocated(dev)
-        else:
-            reset_peak_rss()
-            base = rss_bytes()
-        model = build(p.model, p.size, p.patch_size, p.n_classes).to(dev)
+    state: dict = {}
+
+    def inputs() -> None:
+        state["x"] = torch.randn(p.batch_size, 1, p.size, p.size, p.size, device=dev)  # (B, 1, S, S, S)
+        state["y"] = torch.randint(p.n_classes, (p.batch_size,), device=dev)
+
+    def build():
+        model = harness.build_net(p.net).to(dev)
+        state["n_params"] = harness.count_params(model)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
+            F.cross_entropy(model(state["x"]), state["y"]).backward()
             opt.step()
+        return step
 
-        sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
-        _, times = time_steps(step, p.warmup, p.repeats, p.time_budget_s, sync)
-        peak = (torch.cuda.max_memory_allocated(dev) if cuda else peak_rss_bytes()) - base
-    except (RuntimeError, MemoryError) as err:
-        return {"status": "oom" if is_oom(err) else "error", "reason": first_line(err)}
-    s = summarize(times)
-    return {"status": "ok", "reason": "", "n_timed": len(times), **s, "peak_mem_mb": peak / 2**20,
-            "n_params": sum(q.numel() for q in model.parameters())}
+    res = harness.measure_point(build, p, before=inputs)
+    return {**res, "n_params": state["n_params"]} if res["status"] == "ok" else res
 
 
-def measure_isolated(p: VolumePoint, timeout_s: float, max_memory_bytes: int | None) -> dict:
-    """:func:`measure` in a fresh process (CPU peak RSS is per process)."""
-    cmd = [sys.executable, "-m", MODULE, "--_point", json.dumps(dataclasses.asdict(p)),
-           "--_cap", str(max_memory_bytes or 0)]
-    return run_isolated(cmd, RESULT_TAG, timeout_s, max_memory_bytes)
+def point(task: dict) -> dict:
+    """A point process's target (``bench.isolation``): :func:`measure` of a JSON :class:`VolumePoint`."""
+    return measure(VolumePoint(**task))
 
 
-def predicted_step_s(history: pd.DataFrame, model: str, tokens: int) -> float | None:
-    """Step time at ``tokens`` from the largest measured point of ``model``: quadratic in tokens for the ViT
-    (its attention dominates), linear for HOT and the ResNet (voxels grow like tokens)."""
-    ok = history[(history["model"] == model) & (history["status"] == "ok")]
+def step_power(net: dict) -> float:
+    """How a model's step time grows with tokens: 2 when its attention is over all tokens (full), else 1
+    (per-axis attention; the ResNet's convolutions grow like voxels)."""
+    att = net.get("attention")
+    return 1.0 if att is None or get(att["name"]).caps.tensor else 2.0
+
+
+def predicted_step_s(history: pd.DataFrame, model: str, tokens: int, power: float) -> float | None:
+    """Step time at ``tokens`` from the largest measured point of ``model`` (``harness.predict``)."""
+    ok = history[(history["model"] == model) & (history["status"] == "ok")].sort_values("tokens")
     if ok.empty:
         return None
-    last = ok.sort_values("tokens").iloc[-1]
-    power = 2.0 if model == "vit3d" else 1.0
-    return last["step_ms_median"] / 1000 * (tokens / last["tokens"]) ** power
+    return harness.predict(ok["tokens"].tolist(), (ok["step_ms_median"] / 1000).tolist(), tokens, power)
 
 
 def report(df: pd.DataFrame, machine: dict) -> str:
@@ -161,65 +162,50 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[28, 64, 96])
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    p.add_argument("--patch-size", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--n-classes", type=int, default=11)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--time-budget-s", type=float, default=20.0)
-    p.add_argument("--max-step-s", type=float, default=30.0, help="skip a point predicted to step slower")
-    p.add_argument("--point-timeout-s", type=float, default=300.0)
-    p.add_argument("--max-memory-gb", type=float, default=None, help="CPU: address-space cap per point")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=Path("outputs/bench/volume_scaling"))
-    p.add_argument("--_point", help=argparse.SUPPRESS)
-    p.add_argument("--_cap", type=int, default=0, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args._point is not None:
-        limit_address_space(args._cap or None)
-        print(RESULT_TAG + json.dumps(measure(VolumePoint(**json.loads(args._point)))), flush=True)
-        return 0
-    bad = [s for s in args.sizes if s % args.patch_size]
-    if bad:
-        p.error(f"--patch-size {args.patch_size} must divide every size; not {bad}")
+def run(cfg: VolumeScalingConfig) -> pd.DataFrame:
+    """The sweep: every size x model; writes every output; returns the rows."""
+    device = harness.resolve_device(cfg.device)
     t0 = time.perf_counter()
-    machine = {**machine_info(args.device, args.threads), "loadavg_start": os.getloadavg(),
-               "batch_size": args.batch_size, "patch_size": args.patch_size}
-    args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    machine = {**machine_info(device, cfg.threads), "loadavg_start": os.getloadavg(),
+               "batch_size": cfg.batch_size, "patch_size": cfg.patch_size}
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
-    cap = int(args.max_memory_gb * 2**30) if args.max_memory_gb else None
-    for size in sorted(args.sizes):
-        for model in args.models:
-            tokens = (size // args.patch_size) ** 3
-            row = {"model": model, "size": size, "tokens": tokens, "batch_size": args.batch_size,
-                   "device": args.device}
-            hist = pd.DataFrame(rows, columns=COLUMNS)
-            pred = predicted_step_s(hist, model, tokens)
-            if pred is not None and pred > args.max_step_s:
+    cap = harness.memory_cap(cfg.max_memory_gb, device) if device == "cpu" else None
+    for size in sorted(cfg.sizes):
+        for model in cfg.models:
+            net = net_of(model, size, cfg)
+            tokens = (size // cfg.patch_size) ** 3
+            row = {"model": model, "size": size, "tokens": tokens, "batch_size": cfg.batch_size, "device": device}
+            pred = predicted_step_s(pd.DataFrame(rows, columns=COLUMNS), model, tokens, step_power(net))
+            if pred is not None and pred > cfg.max_step_s:
                 rows.append({**row, "status": "skipped",
-                             "reason": f"predicted {pred:.0f} s per step > --max-step-s {args.max_step_s:g}"})
+                             "reason": f"predicted {pred:.0f} s per step > max_step_s={cfg.max_step_s:g}"})
                 continue
-            pt = VolumePoint(model, size, args.patch_size, args.batch_size, args.n_classes, args.warmup,
-                             args.repeats, args.time_budget_s, args.device, args.threads)
-            res = measure(pt) if args.device == "cuda" else measure_isolated(pt, args.point_timeout_s, cap)
+            pt = VolumePoint(model=model, net=net, size=size, batch_size=cfg.batch_size, n_classes=cfg.n_classes,
+                             warmup=cfg.warmup, repeats=cfg.repeats, time_budget_s=cfg.time_budget_s, device=device,
+                             threads=cfg.threads, seed=cfg.seed, max_memory_bytes=cap)
+            res = measure(pt) if device == "cuda" else \
+                run_isolated(f"{MODULE}:point", dataclasses.asdict(pt), cfg.point_timeout_s, pt.max_memory_bytes)
             rows.append({**row, **res})
             print(f"[{time.perf_counter() - t0:5.0f} s] {model:>8} {size}^3: {res['status']} "
                   f"{fmt(res.get('step_ms_median'))} ms {fmt(res.get('peak_mem_mb'))} MB", flush=True)
-    df = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    df = harness.write_rows(rows, COLUMNS, out / "volume_scaling.csv")
     machine.update(loadavg_end=os.getloadavg(), wall_s=time.perf_counter() - t0)
-    df.to_csv(args.out / "volume_scaling.csv", index=False)
-    (args.out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+    (out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
     md = report(df, machine)
-    (args.out / "volume_scaling.md").write_text(md)
-    plot(df, args.out / "volume_scaling.png")
+    (out / "volume_scaling.md").write_text(md)
+    plot(df, out / "volume_scaling.png")
     print(md)
-    return 0
+    return df
+
+
+@hydra.main(config_path=os.path.join(project_root(), "conf"), config_name="bench/volume_scaling",
+            version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(OmegaConf.to_object(cfg))
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

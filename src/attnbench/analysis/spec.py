@@ -1,0 +1,133 @@
+"""What a paper table is, declared as data: the ``table:`` block of ``conf/experiment/<paper>/<table>.yaml``.
+
+    table:
+      kind: forecasting               # which layout renders it: forecasting | classification | glue
+      rows: [dataset, horizon]        # the row keys, in the order the reference file's ``row`` joins them by "/"
+      columns: model                  # what the columns compare (our runs and the published models)
+      metrics: [mse, mae]             # scored per cell; the first one picks the best cell of a row
+      direction: lower                # lower | higher is better
+      reference: forecasting_lookback96   # analysis/reference/<name>.csv (long form, see analysis.reference)
+      baseline: [iTransformer]        # the published column(s) the differences are taken to
+      baseline_label: ResNet (3D)     # what headers call the baselines (optional; default "baseline")
+      notes: ["..."]                  # lines printed under the table (optional)
+
+A sweep's table comes from its jobs' ``results.json``: ``config.table`` (train.py stores the resolved config),
+or, for results written before experiments declared tables, the ``table:`` block of the experiment file that
+``choices.experiment`` names. ``table_spec`` checks the block and names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attnbench.analysis.runs import read_jobs
+
+# per kind: the row keys, metrics and direction its layout renders
+KINDS: dict[str, dict[str, Any]] = {
+    "forecasting": {"rows": ["dataset", "horizon"], "metrics": ["mse", "mae"], "direction": "lower"},
+    "classification": {"rows": ["dataset", "size"], "metrics": ["acc", "auc"], "direction": "higher"},
+    "glue": {"rows": ["task"], "metrics": ["score"], "direction": "higher"},
+}
+FIELDS = ("kind", "rows", "columns", "metrics", "direction", "reference", "baseline", "baseline_label", "notes")
+REQUIRED = ("kind", "rows", "columns", "metrics", "direction", "reference")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One paper table (module docstring); ``experiment`` names the file that declared it."""
+
+    kind: str
+    rows: list[str]
+    columns: str
+    metrics: list[str]
+    direction: str
+    reference: str
+    baseline: list[str] = field(default_factory=list)
+    baseline_label: str = "baseline"
+    notes: list[str] = field(default_factory=list)
+    experiment: str = ""
+
+
+def _strings(where: str, key: str, value: Any) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(v, str) and v for v in items):
+        raise ValueError(f"{where}: table.{key}={value!r}; expected a string or a list of strings")
+    return list(items)
+
+
+def parse_spec(block: Any, where: str = "table") -> TableSpec:
+    """A checked ``TableSpec`` from a ``table:`` mapping; errors name ``where``, the key and what is allowed."""
+    if not isinstance(block, dict):
+        raise ValueError(f"{where}: table={block!r}; expected a mapping with keys {', '.join(FIELDS)}")
+    unknown = [k for k in block if k not in FIELDS]
+    if unknown:
+        raise ValueError(f"{where}: unknown key table.{unknown[0]}; allowed: {', '.join(FIELDS)}")
+    lacking = [k for k in REQUIRED if block.get(k) in (None, "", [])]
+    if lacking:
+        raise ValueError(f"{where}: table.{lacking[0]} is required ({', '.join(REQUIRED)} are)")
+    kind = block["kind"]
+    if kind not in KINDS:
+        raise ValueError(f"{where}: table.kind={kind!r}; allowed: {', '.join(KINDS)}")
+    spec = TableSpec(kind=kind, rows=_strings(where, "rows", block["rows"]), columns=str(block["columns"]),
+                     metrics=_strings(where, "metrics", block["metrics"]), direction=str(block["direction"]),
+                     reference=str(block["reference"]),
+                     baseline=_strings(where, "baseline", block.get("baseline") or []),
+                     baseline_label=str(block.get("baseline_label") or "baseline"),
+                     notes=_strings(where, "notes", block.get("notes") or []), experiment=where)
+    layout = KINDS[kind]
+    for key in ("rows", "metrics", "direction"):
+        if getattr(spec, key) != layout[key]:
+            raise ValueError(f"{where}: table.{key}={getattr(spec, key)!r}; a {kind} table has "
+                             f"{key}={layout[key]!r}")
+    if spec.columns != "model":
+        raise ValueError(f"{where}: table.columns={spec.columns!r}; allowed: model")
+    return spec
+
+
+def experiment_spec(experiment: str, conf_dir: str | Path | None = None) -> TableSpec:
+    """The ``table:`` block of ``conf/experiment/<experiment>.yaml`` (read as a file, not composed)."""
+    from omegaconf import OmegaConf
+
+    from attnbench.config import project_root
+
+    conf = Path(conf_dir) if conf_dir is not None else Path(project_root()) / "conf"
+    path = conf / "experiment" / f"{experiment}.yaml"
+    if not path.is_file():
+        known = sorted(str(p.relative_to(conf / "experiment").with_suffix("")) for p in
+                       (conf / "experiment").rglob("*.yaml"))
+        raise FileNotFoundError(f"experiment {experiment!r}: no {path}; known: {', '.join(known)}")
+    block = OmegaConf.to_container(OmegaConf.load(path)).get("table")  # type: ignore[union-attr]
+    if block is None:
+        raise ValueError(f"{path} declares no table: add a `table:` block (see attnbench.analysis.spec)")
+    return parse_spec(block, f"experiment={experiment}")
+
+
+def sweep_spec(sweep_dir: str | Path, experiment: str | None = None) -> TableSpec:
+    """The table a sweep declared: ``experiment`` when given, else its jobs' ``config.table`` (or, in results
+    written before experiments declared tables, the experiment in ``choices.experiment``). Jobs that declare
+    different tables are an error; so is a sweep that declares none."""
+    if experiment:
+        return experiment_spec(experiment)
+    blocks: dict[str, tuple[Any, str]] = {}
+    names: set[str] = set()
+    for job, result, _ in read_jobs(sweep_dir):  # FileNotFoundError for an absent or empty sweep
+        block = (result.get("config") or {}).get("table")
+        name = (result.get("choices") or {}).get("experiment")
+        if block is not None:
+            blocks.setdefault(json.dumps(block, sort_keys=True), (block, str(name or job)))
+        elif name:
+            names.add(str(name))
+    found = [where for _, where in blocks.values()] if blocks else sorted(names)
+    if len(found) > 1:
+        raise ValueError(f"{sweep_dir}: jobs of different tables ({', '.join(found)}); make one table per sweep "
+                         "folder, or pass --experiment <paper>/<table>")
+    if not found:
+        raise ValueError(f"{sweep_dir}: no job names its table (no config.table or choices.experiment in "
+                         "results.json); pass --experiment <paper>/<table>")
+    if blocks:
+        block, where = next(iter(blocks.values()))
+        return parse_spec(block, f"experiment={where}")
+    return experiment_spec(found[0])

@@ -1,0 +1,143 @@
+"""A paper table is data: experiments declare their table, references share one long form, make_table renders
+what the sweep declared."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from attnbench.analysis import reference
+from attnbench.analysis.report import write_table
+from attnbench.analysis.spec import KINDS, experiment_spec, parse_spec, sweep_spec
+from attnbench.config import register_configs
+from scripts.make_table import main as make_table
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(str(p.relative_to(ROOT / "conf" / "experiment").with_suffix(""))
+                     for p in (ROOT / "conf" / "experiment").rglob("*.yaml"))
+GLUE_TARGET = "attnbench.lit.text_classification.TextClassificationModule"
+BLOCK = {"kind": "glue", "rows": ["task"], "columns": "model", "metrics": ["score"], "direction": "higher",
+         "reference": "smyrf_glue"}
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_declares_a_table_its_reference_can_fill(experiment):
+    spec = experiment_spec(experiment)
+    ref = reference.for_kind(spec.reference, spec.kind)
+    assert len(ref) > 0 and list(ref.columns[: len(spec.rows)]) == spec.rows
+    assert set(spec.baseline) <= set(ref["model"]), spec.baseline
+
+
+def test_the_composed_config_carries_the_table():
+    """results.json stores the resolved config, so a run names its table without reading conf/ again."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=["experiment=hot/medmnist3d"])
+            plain = compose("train")
+    finally:
+        GlobalHydra.instance().clear()
+    assert cfg.table.kind == "classification" and cfg.table.reference == "medmnist3d"
+    assert plain.table is None
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"colour": "red"}, "unknown key table.colour; allowed: kind, rows"),
+    ({"kind": "lra"}, "table.kind='lra'; allowed: forecasting, classification, glue"),
+    ({"metrics": ["acc"]}, "table.metrics=['acc']; a glue table has metrics=['score']"),
+    ({"direction": "lower"}, "table.direction='lower'; a glue table has direction='higher'"),
+    ({"reference": None}, "table.reference is required"),
+    ({"columns": "task"}, "table.columns='task'; allowed: model"),
+    ({"baseline": [1]}, "table.baseline=[1]; expected a string or a list of strings"),
+])
+def test_spec_errors_name_the_key_and_what_is_allowed(change, message):
+    with pytest.raises(ValueError, match="experiment=x: " + message.replace("[", r"\[").replace("(", r"\(")):
+        parse_spec({**BLOCK, **change}, "experiment=x")
+
+
+def test_unknown_experiment_lists_the_known_ones():
+    with pytest.raises(FileNotFoundError, match="hot/forecasting"):
+        experiment_spec("hot/nope")
+
+
+def test_long_form_reference_checks(tmp_path):
+    head = "paper,table,row,column,metric,value,source,confirmed\n"
+    twice = tmp_path / "twice.csv"
+    twice.write_text(head + "p,t,rte,A,score,1.0,s,true\np,t,rte,A,score,2.0,s,true\n")
+    with pytest.raises(ValueError, match=r"repeats \(row, column, metric\)"):
+        reference.load_reference(str(twice))
+    split = tmp_path / "split.csv"
+    split.write_text(head + "p,t,ETTh1,A,mse,0.4,s,true\n")
+    with pytest.raises(ValueError, match=r"'ETTh1' does not split into \['dataset', 'horizon'\]"):
+        reference.for_kind(str(split), "forecasting")
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(head + "p,t,organmnist3d/28,A,acc,0.9,s,true\np,t,organmnist3d/28,A,auc,0.95,s,false\n")
+    line = reference.for_kind(str(mixed), "classification").iloc[0]
+    assert (line["dataset"], line["size"], line["acc"], line["auc"]) == ("organmnist3d", 28, 0.9, 0.95)
+    assert not line["confirmed"]  # one unconfirmed value marks the published line
+
+
+def test_every_reference_file_is_long_form():
+    ref_dir = ROOT / "src" / "attnbench" / "analysis" / "reference"
+    for name in ("forecasting_lookback96", "medmnist3d", "smyrf_glue", "smyrf_imdb"):
+        ref = reference.load_reference(name)
+        assert list(ref.columns) == reference.COLUMNS and ref["value"].dtype == float, name
+    assert (ref_dir / "medmnist3d.md").is_file()  # provenance kept beside its data
+
+
+def _job(root: Path, num: int, model: str, task: str, score: float, *, table: dict | None = None,
+         experiment: str | None = None) -> None:
+    d = root / str(num)
+    d.mkdir(parents=True)
+    choices = {"model": model, "model/attention": "full", **({"experiment": experiment} if experiment else {})}
+    config = {"model": {"_target_": GLUE_TARGET, "net": {"attention": {"name": "full"}}}, "data": {"task": task},
+              **({"table": table} if table else {})}
+    (d / "results.json").write_text(json.dumps({"status": "ok", "metrics": {"test/score": score},
+                                                "choices": choices, "config": config}))
+
+
+def test_a_new_table_is_one_block_and_one_reference_file(tmp_path):
+    """No code names the new paper: its results carry the table block, its numbers are one long-form file."""
+    ref = tmp_path / "newpaper_table2.csv"
+    ref.write_text("paper,table,row,column,metric,value,source,confirmed\n"
+                   "newpaper,table2,rte,NewFormer,score,70.5,newpaper Table 2,true\n"
+                   "newpaper,table2,imdb,NewFormer,score,91.0,newpaper Table 2,false\n")
+    block = {**BLOCK, "reference": str(ref), "notes": ["NewFormer: numbers from Table 2."]}
+    sweep = tmp_path / "sweep"
+    _job(sweep, 0, "bert", "rte", 66.0, table=block, experiment="smyrf/glue")  # the stored block wins
+    _job(sweep, 1, "bert", "imdb", 90.0, table=block)
+    assert sweep_spec(sweep).reference == str(ref)
+    assert make_table([str(sweep), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "table.md").read_text()
+    assert "| model | RTE | IMDB | Avg |" in md
+    assert "| NewFormer? | 70.50 | 91.00 | 80.75 |" in md  # an unconfirmed value marks the row
+    assert "NewFormer: numbers from Table 2." in md and "Published rows: newpaper Table 2." in md
+    tex = (tmp_path / "out" / "table.tex").read_text()
+    assert r"NewFormer? & 70.50 & 91.00 & 80.75 \\" in tex and r"\toprule" in tex
+    assert (tmp_path / "out" / "table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweeps_must_name_one_table(tmp_path, capsys):
+    both = tmp_path / "both"
+    _job(both, 0, "bert", "rte", 66.0, experiment="smyrf/glue")
+    _job(both, 1, "bert", "imdb", 90.0, experiment="smyrf/imdb")
+    with pytest.raises(ValueError, match=r"jobs of different tables \(smyrf/glue, smyrf/imdb\)"):
+        sweep_spec(both)
+    md, _ = write_table(both, tmp_path / "out", experiment="smyrf/imdb")  # said on the command line: that one
+    assert "Published rows: github.com/giannisdaras/smyrf@bbbc82e README.md IMDB table" in md
+    anonymous = tmp_path / "anonymous"
+    _job(anonymous, 0, "bert", "rte", 66.0)
+    assert make_table([str(anonymous)]) == 2
+    assert "no job names its table" in capsys.readouterr().err and not (anonymous / "table.md").exists()
+    assert make_table([str(anonymous), "--experiment", "smyrf/glue"]) == 0
+
+
+def test_kinds_name_their_layout():
+    assert set(KINDS) == {"forecasting", "classification", "glue"}
+    for kind, layout in KINDS.items():
+        assert parse_spec({**BLOCK, "kind": kind, **layout}).kind == kind
