@@ -26,6 +26,18 @@ def _incomplete(obj: Any) -> bool:
     return any(getattr(obj, f.name) == MISSING for f in fields(obj))
 
 
+class Checked:
+    """Base of the schemas with range checks: ``check()`` runs once every value is set, not while the
+    ConfigStore builds the defaults (which still hold ``???``)."""
+
+    def __post_init__(self) -> None:
+        if not _incomplete(self):
+            self.check()
+
+    def check(self) -> None:
+        """Raise ConfigError naming the key, value and what is allowed (subclasses)."""
+
+
 class ConfigError(ValueError):
     """A configuration value is out of range or inconsistent; the message names key, value and fix."""
 
@@ -91,7 +103,7 @@ class TSSplit(str, Enum):
 
 @dataclass
 @from_code
-class TimeSeriesDataConfig:
+class TimeSeriesDataConfig(Checked):
     _target_: str = "attnbench.data.timeseries.TimeSeriesDataModule"
     name: str = MISSING
     data_dir: str = MISSING
@@ -109,9 +121,7 @@ class TimeSeriesDataConfig:
     drop_last_train: bool = FROM_CODE
     split: TSSplit = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("data.name", self.name, list(TIME_SERIES))
         for k in ("seq_len", "pred_len", "batch_size"):
             _need(getattr(self, k) >= 1, f"data.{k}", getattr(self, k), "must be >= 1")
@@ -174,7 +184,7 @@ class DropoutLayout(str, Enum):
 
 @dataclass
 @from_code
-class ForecasterNetConfig(TransformerNetConfig):
+class ForecasterNetConfig(TransformerNetConfig, Checked):
     _target_: str = "attnbench.models.forecaster.PatchForecaster"
     seq_len: int = MISSING
     pred_len: int = MISSING
@@ -183,25 +193,21 @@ class ForecasterNetConfig(TransformerNetConfig):
     head: Head = FROM_CODE
     dropout_layout: DropoutLayout = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         check_transformer_net(self, "patch_len")
         if self.seq_len % self.patch_len:
             raise ConfigError(f"model.net.patch_len={self.patch_len} must divide data.seq_len={self.seq_len}")
 
 
 @dataclass
-class OptimizerConfig:
+class OptimizerConfig(Checked):
     _target_: str = "torch.optim.AdamW"
     _partial_: bool = True
     lr: float = 1e-3
     weight_decay: float = 1e-2
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _need(self.lr > 0, "model.optimizer.lr", self.lr, "must be > 0")
         _need(self.weight_decay >= 0, "model.optimizer.weight_decay", self.weight_decay, "must be >= 0")
         _need(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), "model.optimizer.betas",
@@ -217,7 +223,7 @@ def _check_schedule(model: Any, example: str) -> None:
 
 @dataclass
 @from_code
-class ForecastingModelConfig:
+class ForecastingModelConfig(Checked):
     _target_: str = "attnbench.lit.forecasting.ForecastingModule"
     net: ForecasterNetConfig = field(default_factory=ForecasterNetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -235,9 +241,7 @@ class ForecastingModelConfig:
         per_h = [f"val/{m}_{h}" for h in hs for m in ("mse", "mae")] if len(hs) > 1 else ["val/mae"]
         return ["val/mse", "val/mae_avg", *per_h]
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         if self.horizons:
             bad = [h for h in self.horizons if not 1 <= h <= self.net.pred_len]
             if bad:
@@ -257,7 +261,7 @@ class Augment(str, Enum):
 
 @dataclass
 @from_code
-class MedMNISTDataConfig:
+class MedMNISTDataConfig(Checked):
     _target_: str = "attnbench.data.medmnist.MedMNIST3DDataModule"
     name: str = MISSING
     data_dir: str = MISSING
@@ -272,9 +276,7 @@ class MedMNISTDataConfig:
     seed: int = FROM_CODE
     n_classes: int | None = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("data.name", self.name, list(MEDMNIST3D))
         _choice("data.size", str(self.size), ["28", "64"])
         _need(self.batch_size >= 1, "data.batch_size", self.batch_size, "must be >= 1")
@@ -283,7 +285,7 @@ class MedMNISTDataConfig:
 
 @dataclass
 @from_code
-class NiftiDataConfig:
+class NiftiDataConfig(Checked):
     """NIfTI volumes + a label CSV (attnbench.data.nifti). ``size`` is ``${data.spatial_size}`` in the yaml
     (the model reads ``img_size: ${data.size}``) and must equal ``spatial_size``."""
 
@@ -308,9 +310,7 @@ class NiftiDataConfig:
     augment: str = FROM_CODE
     cache: bool = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _need(self.n_classes >= 2, "data.n_classes", self.n_classes, "must be >= 2")
         sides = list(self.spatial_size)
         _need(len(sides) == 3 and min(sides) >= 1, "data.spatial_size", sides, "must be three sides >= 1")
@@ -334,16 +334,14 @@ class NiftiDataConfig:
 
 @dataclass
 @from_code
-class VolumeClassifierNetConfig(TransformerNetConfig):
+class VolumeClassifierNetConfig(TransformerNetConfig, Checked):
     _target_: str = "attnbench.models.classifier3d.VolumeClassifier"
     img_size: Any = MISSING  # one side or [D, H, W]
     n_classes: int = MISSING
     in_channels: int = FROM_CODE
     patch_size: int = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         check_transformer_net(self, "patch_size", "in_channels")
         sides = [self.img_size] * 3 if isinstance(self.img_size, int) else list(self.img_size)
         if len(sides) != 3 or any(int(s) % self.patch_size for s in sides):
@@ -353,7 +351,7 @@ class VolumeClassifierNetConfig(TransformerNetConfig):
 
 @dataclass
 @from_code
-class ResNet3DNetConfig:
+class ResNet3DNetConfig(Checked):
     _target_: str = "attnbench.models.classifier3d.resnet3d"
     depth: int = 18
     n_classes: int = MISSING
@@ -363,9 +361,7 @@ class ResNet3DNetConfig:
     conv1_stride: int = FROM_CODE
     no_max_pool: bool = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("model.net.depth", str(self.depth), ["10", "18", "34", "50"])
         _need(self.widen_factor > 0, "model.net.widen_factor", self.widen_factor, "must be > 0")
 
@@ -378,7 +374,7 @@ NET_SCHEMAS = {
 
 @dataclass
 @from_code
-class ClassificationModelConfig:
+class ClassificationModelConfig(Checked):
     _target_: str = "attnbench.lit.classification.ClassificationModule"
     net: Any = MISSING  # a VolumeClassifier or resnet3d node, checked by its own schema in validate()
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -390,9 +386,7 @@ class ClassificationModelConfig:
     monitor: str = FROM_CODE
     monitor_mode: str = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("model.class_weights", self.class_weights, ["none", "inverse"])
         _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         target = self.net.get("_target_") if isinstance(self.net, dict) else None
@@ -406,7 +400,7 @@ class ClassificationModelConfig:
 
 # ----------------------------------------------------------------------------- text classification (GLUE)
 @dataclass
-class TextDataConfig:
+class TextDataConfig(Checked):
     """Fields and checks shared by the text datamodules (tokenized by the model's own tokenizer); each subclass's
     defaults are its own datamodule's (``@from_code``)."""
 
@@ -421,9 +415,7 @@ class TextDataConfig:
     verify: bool = FROM_CODE
     limit_examples: int | None = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         for k in ("max_length", "batch_size"):
             _need(getattr(self, k) >= 1, f"data.{k}", getattr(self, k), "must be >= 1")
         _need(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
@@ -438,11 +430,9 @@ class TextDataConfig:
 class GlueDataConfig(TextDataConfig):
     _target_: str = "attnbench.data.glue.GlueDataModule"
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("data.task", self.task, list(GLUE))
-        super().__post_init__()
+        super().check()
 
 
 @dataclass
@@ -452,26 +442,22 @@ class ImdbDataConfig(TextDataConfig):
     val_fraction: float = FROM_CODE
     seed: int = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("data.task", self.task, ["imdb"])
         _need(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "must lie in (0, 1)")
-        super().__post_init__()
+        super().check()
 
 
 @dataclass
 @from_code
-class HFClassifierNetConfig:
+class HFClassifierNetConfig(Checked):
     _target_: str = "attnbench.models.hf_text.pretrained_classifier"
     pretrained: str = MISSING
     n_labels: int = MISSING
     attention: dict[str, Any] | None = FROM_CODE
     dropout: float | None = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _need(self.n_labels >= 1, "model.net.n_labels", self.n_labels, "must be >= 1 (1 = regression)")
         _need(self.dropout is None or 0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout,
               "must lie in [0, 1) or be null")
@@ -485,7 +471,7 @@ class HFClassifierNetConfig:
 
 @dataclass
 @from_code
-class TextClassificationModelConfig:
+class TextClassificationModelConfig(Checked):
     _target_: str = "attnbench.lit.text_classification.TextClassificationModule"
     net: HFClassifierNetConfig = field(default_factory=HFClassifierNetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -496,9 +482,7 @@ class TextClassificationModelConfig:
     monitor: str = FROM_CODE
     monitor_mode: str = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("model.task", self.task, list(TEXT_TASKS))
         _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _need(0.0 <= self.warmup_ratio < 1.0, "model.warmup_ratio", self.warmup_ratio, "must lie in [0, 1)")
@@ -546,7 +530,7 @@ PRECISIONS = ["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true",
 
 
 @dataclass
-class TrainerConfig:
+class TrainerConfig(Checked):
     _target_: str = "lightning.pytorch.Trainer"
     default_root_dir: str | None = MISSING
     accelerator: str = "cpu"
@@ -577,9 +561,7 @@ class TrainerConfig:
     sync_batchnorm: bool = False
     use_distributed_sampler: bool = True
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("trainer.accelerator", self.accelerator, ["cpu", "gpu", "cuda", "mps", "auto"])
         _choice("trainer.precision", self.precision, PRECISIONS)
         _need(self.max_epochs >= 1 or self.max_epochs == -1, "trainer.max_epochs", self.max_epochs, ">= 1 or -1")
@@ -641,7 +623,7 @@ class ModelCheckpointConfig:
 
 
 @dataclass
-class EarlyStoppingConfig:
+class EarlyStoppingConfig(Checked):
     _target_: str = "lightning.pytorch.callbacks.EarlyStopping"
     monitor: str = MISSING
     min_delta: float = 0.0
@@ -655,9 +637,7 @@ class EarlyStoppingConfig:
     check_on_train_epoch_end: bool | None = None
     log_rank_zero_only: bool = False
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("callbacks.early_stopping.mode", self.mode, ["min", "max"])
         _need(self.patience >= 0, "callbacks.early_stopping.patience", self.patience,
               "must be an int >= 0 (validation checks without improvement before stopping)")
