@@ -366,10 +366,12 @@ class ResNet3DNetConfig(Checked):
         _need(self.widen_factor > 0, "model.net.widen_factor", self.widen_factor, "must be > 0")
 
 
-NET_SCHEMAS = {
-    "attnbench.models.classifier3d.VolumeClassifier": VolumeClassifierNetConfig,
-    "attnbench.models.classifier3d.resnet3d": ResNet3DNetConfig,
-}
+def by_target(*schemas: type) -> dict[str, type]:
+    """Schemas keyed by the ``_target_`` each declares (the one place a target's dotted path is written)."""
+    return {s._target_: s for s in schemas}
+
+
+NET_SCHEMAS = by_target(VolumeClassifierNetConfig, ResNet3DNetConfig)
 
 
 @dataclass
@@ -885,27 +887,14 @@ def _glue_labels(task: str) -> int:
     return TEXT_TASKS[task].n_labels
 
 
-SCHEMAS = {
-    "attnbench.data.glue.GlueDataModule": GlueDataConfig,
-    "attnbench.data.imdb.ImdbDataModule": ImdbDataConfig,
-    "attnbench.lit.text_classification.TextClassificationModule": TextClassificationModelConfig,
-    "attnbench.data.timeseries.TimeSeriesDataModule": TimeSeriesDataConfig,
-    "attnbench.lit.forecasting.ForecastingModule": ForecastingModelConfig,
-    "attnbench.data.medmnist.MedMNIST3DDataModule": MedMNISTDataConfig,
-    "attnbench.data.nifti.NiftiDataModule": NiftiDataConfig,
-    "attnbench.lit.classification.ClassificationModule": ClassificationModelConfig,
-    "lightning.pytorch.Trainer": TrainerConfig,
-}
-
-
 # which data modules each LightningModule trains on
-TASK_DATA = {
-    "attnbench.lit.forecasting.ForecastingModule": ("attnbench.data.timeseries.TimeSeriesDataModule",),
-    "attnbench.lit.classification.ClassificationModule": ("attnbench.data.medmnist.MedMNIST3DDataModule",
-                                                          "attnbench.data.nifti.NiftiDataModule"),
-    "attnbench.lit.text_classification.TextClassificationModule": ("attnbench.data.glue.GlueDataModule",
-                                                                   "attnbench.data.imdb.ImdbDataModule"),
+_TASKS: dict[type, tuple[type, ...]] = {
+    ForecastingModelConfig: (TimeSeriesDataConfig,),
+    ClassificationModelConfig: (MedMNISTDataConfig, NiftiDataConfig),
+    TextClassificationModelConfig: (GlueDataConfig, ImdbDataConfig),
 }
+TASK_DATA = {m._target_: tuple(d._target_ for d in ds) for m, ds in _TASKS.items()}
+SCHEMAS = by_target(*_TASKS, *(d for ds in _TASKS.values() for d in ds), TrainerConfig)
 
 
 def missing_keys(node: Any, prefix: str = "") -> list[str]:
