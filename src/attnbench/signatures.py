@@ -5,6 +5,7 @@ the schema and the code state each default once (the code)."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def _signature(fn: ast.FunctionDef) -> dict[str, Any]:
     return out
 
 
+@functools.cache
 def _defs(path: Path) -> dict[str, ast.ClassDef | ast.FunctionDef]:
     return {n.name: n for n in ast.parse(path.read_text()).body if isinstance(n, ast.ClassDef | ast.FunctionDef)}
 
