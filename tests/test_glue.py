@@ -118,7 +118,8 @@ def test_datamodule_tokenizes_pairs_and_pads_per_batch(tmp_path):
     from attnbench.data.glue import GlueDataModule
 
     write_glue(tmp_path, "STS-B", STSB, STSB)
-    dm = GlueDataModule("stsb", str(tmp_path), "minilm", max_length=16, batch_size=3, download=False, verify=False)
+    dm = GlueDataModule("stsb", str(tmp_path), "minilm", max_length=16, batch_size=3, eval_batch_size=3,
+                        download=False, verify=False)
     dm.setup("fit")
     assert dm.n_labels == 1 and len(dm.datasets["train"]) == 8 and dm.datasets["val"] is dm.datasets["test"]
     b = next(iter(dm.val_dataloader()))

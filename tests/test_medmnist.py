@@ -170,7 +170,8 @@ def test_configs_compose_and_refuse_mismatches(compose_cfg):
 
 @pytest.mark.data
 def test_real_adrenalmnist3d_64_loads_with_its_official_splits(tmp_path):
-    d = MedMNIST3DDataModule("adrenalmnist3d", str(SHARED_DATA), size=64, batch_size=2, download=False)
+    d = MedMNIST3DDataModule("adrenalmnist3d", str(SHARED_DATA), size=64, batch_size=2, eval_batch_size=2,
+                             download=False)
     d.prepare_data()  # sha256 of the shared copy
     d.setup("fit")
     assert [len(d.datasets[s]) for s in ("train", "val", "test")] == [1188, 98, 298]

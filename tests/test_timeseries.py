@@ -41,10 +41,10 @@ def test_split_borders_follow_the_protocol():
 def test_window_counts_and_contents(synth_data_dir):
     m = dm(synth_data_dir)
     # the standard ETTh1 counts (seq 96, pred 96): 8449 / 2785 / 2785
-    assert [len(m.sets[p]) for p in ("train", "val", "test")] == [8449, 2785, 2785]
+    assert [len(m.datasets[p]) for p in ("train", "val", "test")] == [8449, 2785, 2785]
     m2 = dm(synth_data_dir, pred_len=720)
-    assert [len(m2.sets[p]) for p in ("train", "val", "test")] == [7825, 2161, 2161]
-    x, y, xm, ym = m.sets["test"][5]
+    assert [len(m2.datasets[p]) for p in ("train", "val", "test")] == [7825, 2161, 2161]
+    x, y, xm, ym = m.datasets["test"][5]
     assert x.shape == (96, 7) and y.shape == (48 + 96, 7) and xm.shape == (96, 4) and ym.shape == (144, 4)
     # the test part starts seq_len rows before its border: window 0 of test ends where test starts
     raw = pd.read_csv(synth_data_dir / "ETT-small" / "ETTh1.csv")
@@ -68,26 +68,26 @@ def test_scaler_is_fit_on_train_only(tmp_path):
     df2.to_csv(tmp_path / "ETT-small" / "ETTh1.csv", index=False)
     m2 = dm(tmp_path)
     np.testing.assert_allclose(m2.scaler.mean, m.scaler.mean, rtol=1e-6)
-    assert np.allclose(m2.sets["train"].data.numpy(), m.sets["train"].data.numpy(), atol=1e-5)
-    assert abs(float(m.sets["train"].data.mean())) < 1e-4
+    assert np.allclose(m2.datasets["train"].data.numpy(), m.datasets["train"].data.numpy(), atol=1e-5)
+    assert abs(float(m.datasets["train"].data.mean())) < 1e-4
 
 
 def test_features_s_and_ms_put_the_target_last(synth_data_dir):
     s = dm(synth_data_dir, features="S")
     ms = dm(synth_data_dir, features="MS")
     mm = dm(synth_data_dir, features="M")
-    assert s.sets["train"].data.shape[1] == 1 and s.n_targets == 1
-    assert ms.sets["train"].data.shape[1] == 7 and ms.n_targets == 1 and mm.n_targets == 7
-    np.testing.assert_allclose(ms.sets["train"].data[:, -1], s.sets["train"].data[:, 0], atol=1e-5)
+    assert s.datasets["train"].data.shape[1] == 1 and s.n_targets == 1
+    assert ms.datasets["train"].data.shape[1] == 7 and ms.n_targets == 1 and mm.n_targets == 7
+    np.testing.assert_allclose(ms.datasets["train"].data[:, -1], s.datasets["train"].data[:, 0], atol=1e-5)
     hufl = dm(synth_data_dir, features="S", target="HUFL")
-    np.testing.assert_allclose(hufl.sets["train"].data[:, 0], mm.sets["train"].data[:, 0], atol=1e-5)
+    np.testing.assert_allclose(hufl.datasets["train"].data[:, 0], mm.datasets["train"].data[:, 0], atol=1e-5)
     with pytest.raises(DataError, match="target column 'NOPE' not found"):
         dm(synth_data_dir, features="S", target="NOPE")
 
 
 def test_test_loader_keeps_its_last_batch(synth_data_dir):
     m = dm(synth_data_dir, batch_size=64, eval_batch_size=100)
-    assert sum(len(b[0]) for b in m.test_dataloader()) == len(m.sets["test"]) == 2785
+    assert sum(len(b[0]) for b in m.test_dataloader()) == len(m.datasets["test"]) == 2785
     assert sum(len(b[0]) for b in m.val_dataloader()) == 2785
     assert all(len(b[0]) == 64 for b in m.train_dataloader())  # train drops its ragged last batch
 
@@ -141,7 +141,7 @@ def test_catalogue_is_complete():
 def test_real_etth1_from_shared_data(tmp_path):
     m = TimeSeriesDataModule("ETTh1", str(SHARED_DATA), 96, 48, 96, verify=True, download=False)
     m.setup()
-    assert [len(m.sets[p]) for p in ("train", "val", "test")] == [8449, 2785, 2785]
+    assert [len(m.datasets[p]) for p in ("train", "val", "test")] == [8449, 2785, 2785]
     # prepare_data.py --from copies and verifies
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "ETTh1", "weather",
                         "--from", str(SHARED_DATA), "--data-dir", str(tmp_path)], capture_output=True, text=True)
@@ -157,7 +157,7 @@ def test_real_files_match_catalogue(name):
     m = TimeSeriesDataModule(name, str(SHARED_DATA), s.defaults["seq_len"], s.defaults["label_len"],
                              s.defaults["pred_lens"][0], verify=True, download=False)
     m.setup()
-    assert all(len(v) > 0 for v in m.sets.values())
+    assert all(len(v) > 0 for v in m.datasets.values())
 
 
 def test_prepare_data_script_reports_unknown_names(tmp_path):
@@ -197,19 +197,19 @@ def official_windows(values: np.ndarray, part: str, seq_len: int, pred_len: int)
 def test_official_split_window_counts_and_contents(synth_data_dir):
     """ETTh1's row count at 96 -> 720: 11,378 / 1,022 / 2,764 windows (TSLib: 7,825 / 2,161 / 2,161)."""
     off, ts = dm(synth_data_dir, pred_len=720, split="official"), dm(synth_data_dir, pred_len=720)
-    assert [len(off.sets[p]) for p in ("train", "val", "test")] == [11378, 1022, 2764]
-    assert [len(ts.sets[p]) for p in ("train", "val", "test")] == [7825, 2161, 2161]
+    assert [len(off.datasets[p]) for p in ("train", "val", "test")] == [11378, 1022, 2764]
+    assert [len(ts.datasets[p]) for p in ("train", "val", "test")] == [7825, 2161, 2161]
     raw = pd.read_csv(synth_data_dir / "ETT-small" / "ETTh1.csv").iloc[:, 1:].to_numpy(dtype=np.float64)
     np.testing.assert_allclose(off.scaler.mean, raw[:12194].mean(0))  # fit on the official train part
     for part in ("train", "val", "test"):
         ref = official_windows(raw, part, 96, 720)
-        assert len(ref) == len(off.sets[part])
+        assert len(ref) == len(off.datasets[part])
         for i in (0, len(ref) // 2, len(ref) - 1):
-            x, y, _, _ = off.sets[part][i]
+            x, y, _, _ = off.datasets[part][i]
             np.testing.assert_allclose(x.numpy(), ref[i][0], rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(y[48:].numpy(), ref[i][1], rtol=1e-5, atol=1e-5)
     # the last test window ends one row before the file does (the loader's unread last window)
-    assert off.sets["test"].data.shape[0] == 17420 - (13936 - 96) - 1
+    assert off.datasets["test"].data.shape[0] == 17420 - (13936 - 96) - 1
     with pytest.raises(ValueError, match="split='hot'; allowed: tslib, official"):
         dm(synth_data_dir, split="hot")
 
@@ -220,5 +220,5 @@ def test_real_etth1_official_split_window_counts():
     for split in ("tslib", "official"):
         m = TimeSeriesDataModule("ETTh1", str(SHARED_DATA), 96, 48, 720, verify=True, download=False, split=split)
         m.setup()
-        counts[split] = [len(m.sets[p]) for p in ("train", "val", "test")]
+        counts[split] = [len(m.datasets[p]) for p in ("train", "val", "test")]
     assert counts == {"tslib": [7825, 2161, 2161], "official": [11378, 1022, 2764]}

@@ -20,13 +20,15 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import attnbench.sweep  # noqa: F401  (registers the run-folder and W&B name resolvers: ${dirname:...}, ...)
 from attnbench.config import ConfigError, amp_precision, drop_disabled_progress_bar, project_root, register_configs
 
 log = logging.getLogger(__name__)
 register_configs()
+if not OmegaConf.has_resolver("attnbench_help"):  # --help's text (conf/hydra/help/attnbench.yaml): help_text()
+    OmegaConf.register_new_resolver("attnbench_help", lambda: help_text())
 CONF = Path(project_root()) / "conf"
 
 # --help: one line per group (the options are the yaml files of conf/<group>/, schemas left out)
@@ -45,10 +47,11 @@ EXIT_USER_ERROR = 2
 
 
 def group_options(group: str) -> list[str]:
-    """The options of config group ``group`` (``conf/<group>/**.yaml``; ``*_schema`` entries excluded)."""
+    """The options of config group ``group`` (``conf/<group>/**.yaml``; ``*_schema`` entries and the shared
+    parts in ``base/`` folders excluded)."""
     root = CONF / group
     opts = sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml")
-                  if group != "model" or p.parent == root)
+                  if (group != "model" or p.parent == root) and "base" not in p.relative_to(root).parts[:-1])
     if group == "hydra/launcher":
         import importlib.util
 

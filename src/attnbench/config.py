@@ -13,15 +13,29 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, ValidationError
+from omegaconf.errors import ConfigKeyError, InterpolationResolutionError, ValidationError
 
 from attnbench import attention_spec as attention  # the registry's declarations, read without importing torch
+from attnbench import sweep  # its run-folder and W&B name resolvers, used by the yamls (imports hydra, omegaconf)
 from attnbench.data.catalog import GLUE, MEDMNIST3D, TEXT_TASKS, TIME_SERIES
+from attnbench.signatures import REQUIRED, constructor_params
 
 
 def _incomplete(obj: Any) -> bool:
     """True while a schema holds MISSING values (when the ConfigStore builds its defaults)."""
     return any(getattr(obj, f.name) == MISSING for f in fields(obj))
+
+
+class Checked:
+    """Base of the schemas with range checks: ``check()`` runs once every value is set, not while the
+    ConfigStore builds the defaults (which still hold ``???``)."""
+
+    def __post_init__(self) -> None:
+        if not _incomplete(self):
+            self.check()
+
+    def check(self) -> None:
+        """Raise ConfigError naming the key, value and what is allowed (subclasses)."""
 
 
 class ConfigError(ValueError):
@@ -38,6 +52,36 @@ def _choice(key: str, value: str, allowed: list[str]) -> None:
         close = difflib.get_close_matches(str(value), allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"{key}={value!r} is invalid{hint}; allowed: {', '.join(allowed)}")
+
+
+class _FromCode:
+    def __repr__(self) -> str:
+        return "FROM_CODE"
+
+
+FROM_CODE: Any = _FromCode()  # a schema field's default: its constructor's (filled in by @from_code)
+
+
+def from_code(cls: type) -> type:
+    """Class decorator, under ``@dataclass``: every field whose default is ``FROM_CODE`` (declared here or in a base
+    schema) takes the default of the same parameter of ``cls._target_``'s constructor, read from its source
+    (``signatures.constructor_params``), or is required (``???``) where the constructor has none. So a default is
+    stated once, in the code: the schema keeps the types and the range checks."""
+    params = constructor_params(cls._target_)
+    own = cls.__dict__.get("__annotations__")
+    if own is None:
+        cls.__annotations__ = own = {}
+    inherited = {f.name: f.type for b in reversed(cls.__mro__[1:])
+                 for f in getattr(b, "__dataclass_fields__", {}).values() if f.default is FROM_CODE}
+    for name in dict.fromkeys([*inherited, *own]):
+        value = cls.__dict__.get(name) if name in own else FROM_CODE  # own: as declared here; else inherited
+        if value is not FROM_CODE:
+            continue
+        if name not in params:
+            raise TypeError(f"{cls.__name__}.{name} = FROM_CODE but {cls._target_} has no parameter {name!r}")
+        own.setdefault(name, inherited.get(name))  # redeclared here: the field keeps its place, takes this default
+        setattr(cls, name, MISSING if params[name] is REQUIRED else params[name])
+    return cls
 
 
 class Features(str, Enum):
@@ -58,27 +102,26 @@ class TSSplit(str, Enum):
 
 
 @dataclass
-class TimeSeriesDataConfig:
+@from_code
+class TimeSeriesDataConfig(Checked):
     _target_: str = "attnbench.data.timeseries.TimeSeriesDataModule"
     name: str = MISSING
     data_dir: str = MISSING
     seq_len: int = MISSING
     label_len: int = MISSING
     pred_len: int = MISSING
-    features: Features = Features.M
-    target: str | None = None
-    batch_size: int = 32
-    eval_batch_size: int | None = None
-    num_workers: int = 0
-    scale: bool = True
-    verify: bool = True
-    download: bool = True
-    drop_last_train: bool = True
-    split: TSSplit = TSSplit.tslib
+    features: Features = FROM_CODE
+    target: str | None = FROM_CODE
+    batch_size: int = FROM_CODE
+    eval_batch_size: int | None = FROM_CODE
+    num_workers: int = FROM_CODE
+    scale: bool = FROM_CODE
+    verify: bool = FROM_CODE
+    download: bool = FROM_CODE
+    drop_last_train: bool = FROM_CODE
+    split: TSSplit = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("data.name", self.name, list(TIME_SERIES))
         for k in ("seq_len", "pred_len", "batch_size"):
             _need(getattr(self, k) >= 1, f"data.{k}", getattr(self, k), "must be >= 1")
@@ -124,14 +167,14 @@ class TransformerNetConfig:
     """Fields of the tensor-block networks (``layers.block.TensorBlock`` stacks)."""
 
     attention: dict[str, Any] = MISSING
-    d_model: int = 128
-    n_heads: int = 8
-    n_layers: int = 4
-    d_mlp: int = 512
-    dropout: float = 0.1
-    qk_norm: bool = True
-    rope: bool = True
-    per_axis_qk: bool = True
+    d_model: int = FROM_CODE
+    n_heads: int = FROM_CODE
+    n_layers: int = FROM_CODE
+    d_mlp: int = FROM_CODE
+    dropout: float = FROM_CODE
+    qk_norm: bool = FROM_CODE
+    rope: bool = FROM_CODE
+    per_axis_qk: bool = FROM_CODE
 
 
 class DropoutLayout(str, Enum):
@@ -140,34 +183,31 @@ class DropoutLayout(str, Enum):
 
 
 @dataclass
-class ForecasterNetConfig(TransformerNetConfig):
+@from_code
+class ForecasterNetConfig(TransformerNetConfig, Checked):
     _target_: str = "attnbench.models.forecaster.PatchForecaster"
     seq_len: int = MISSING
     pred_len: int = MISSING
-    patch_len: int = 4
-    revin: bool = True
-    head: Head = Head.flatten
-    dropout_layout: DropoutLayout = DropoutLayout.ours
+    patch_len: int = FROM_CODE
+    revin: bool = FROM_CODE
+    head: Head = FROM_CODE
+    dropout_layout: DropoutLayout = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         check_transformer_net(self, "patch_len")
         if self.seq_len % self.patch_len:
             raise ConfigError(f"model.net.patch_len={self.patch_len} must divide data.seq_len={self.seq_len}")
 
 
 @dataclass
-class OptimizerConfig:
+class OptimizerConfig(Checked):
     _target_: str = "torch.optim.AdamW"
     _partial_: bool = True
     lr: float = 1e-3
     weight_decay: float = 1e-2
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _need(self.lr > 0, "model.optimizer.lr", self.lr, "must be > 0")
         _need(self.weight_decay >= 0, "model.optimizer.weight_decay", self.weight_decay, "must be >= 0")
         _need(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas), "model.optimizer.betas",
@@ -182,17 +222,18 @@ def _check_schedule(model: Any, example: str) -> None:
 
 
 @dataclass
-class ForecastingModelConfig:
+@from_code
+class ForecastingModelConfig(Checked):
     _target_: str = "attnbench.lit.forecasting.ForecastingModule"
     net: ForecasterNetConfig = field(default_factory=ForecasterNetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: dict[str, Any] | None = None
-    scheduler_interval: str = "epoch"
+    scheduler: dict[str, Any] | None = FROM_CODE
+    scheduler_interval: str = FROM_CODE
     n_targets: int = MISSING
-    horizons: list[int] | None = None
-    compile: bool = False
-    monitor: str = "val/mse"  # checkpoint / early-stopping / scheduler metric (callbacks read it)
-    monitor_mode: str = "min"
+    horizons: list[int] | None = FROM_CODE
+    compile: bool = FROM_CODE
+    monitor: str = FROM_CODE  # checkpoint / early-stopping / scheduler metric (callbacks read it)
+    monitor_mode: str = FROM_CODE
 
     def monitors(self) -> list[str]:
         """The val metrics ForecastingModule logs for these horizons (a test checks they are all logged)."""
@@ -200,9 +241,7 @@ class ForecastingModelConfig:
         per_h = [f"val/{m}_{h}" for h in hs for m in ("mse", "mae")] if len(hs) > 1 else ["val/mae"]
         return ["val/mse", "val/mae_avg", *per_h]
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         if self.horizons:
             bad = [h for h in self.horizons if not 1 <= h <= self.net.pred_len]
             if bad:
@@ -221,24 +260,23 @@ class Augment(str, Enum):
 
 
 @dataclass
-class MedMNISTDataConfig:
+@from_code
+class MedMNISTDataConfig(Checked):
     _target_: str = "attnbench.data.medmnist.MedMNIST3DDataModule"
     name: str = MISSING
     data_dir: str = MISSING
-    size: int = 28
-    batch_size: int = 32
-    eval_batch_size: int | None = None
-    num_workers: int = 0
-    augment: Augment = Augment.mul
-    download: bool = True
-    verify: bool = True
-    drop_last_train: bool = False
-    seed: int = 0
-    n_classes: int | None = None
+    size: int = FROM_CODE
+    batch_size: int = FROM_CODE
+    eval_batch_size: int | None = FROM_CODE
+    num_workers: int = FROM_CODE
+    augment: Augment = FROM_CODE
+    download: bool = FROM_CODE
+    verify: bool = FROM_CODE
+    drop_last_train: bool = FROM_CODE
+    seed: int = FROM_CODE
+    n_classes: int | None = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("data.name", self.name, list(MEDMNIST3D))
         _choice("data.size", str(self.size), ["28", "64"])
         _need(self.batch_size >= 1, "data.batch_size", self.batch_size, "must be >= 1")
@@ -246,7 +284,8 @@ class MedMNISTDataConfig:
 
 
 @dataclass
-class NiftiDataConfig:
+@from_code
+class NiftiDataConfig(Checked):
     """NIfTI volumes + a label CSV (attnbench.data.nifti). ``size`` is ``${data.spatial_size}`` in the yaml
     (the model reads ``img_size: ${data.size}``) and must equal ``spatial_size``."""
 
@@ -255,25 +294,23 @@ class NiftiDataConfig:
     csv: str = MISSING
     n_classes: int = MISSING
     spatial_size: list[int] = MISSING
-    size: list[int] | None = None
-    image_column: str = "image"
-    label_column: str = "label"
-    split_column: str | None = None
-    pixdim: list[float] | None = None
-    intensity: str = "minmax"
-    clip: list[float] | None = None
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    seed: int = 0
-    batch_size: int = 8
-    eval_batch_size: int | None = None
-    num_workers: int = 0
-    augment: str = "none"
-    cache: bool = True
+    size: list[int] | None = FROM_CODE
+    image_column: str = FROM_CODE
+    label_column: str = FROM_CODE
+    split_column: str | None = FROM_CODE
+    pixdim: list[float] | None = FROM_CODE
+    intensity: str = FROM_CODE
+    clip: list[float] | None = FROM_CODE
+    val_fraction: float = FROM_CODE
+    test_fraction: float = FROM_CODE
+    seed: int = FROM_CODE
+    batch_size: int = FROM_CODE
+    eval_batch_size: int | None = FROM_CODE
+    num_workers: int = FROM_CODE
+    augment: str = FROM_CODE
+    cache: bool = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _need(self.n_classes >= 2, "data.n_classes", self.n_classes, "must be >= 2")
         sides = list(self.spatial_size)
         _need(len(sides) == 3 and min(sides) >= 1, "data.spatial_size", sides, "must be three sides >= 1")
@@ -296,16 +333,15 @@ class NiftiDataConfig:
 
 
 @dataclass
-class VolumeClassifierNetConfig(TransformerNetConfig):
+@from_code
+class VolumeClassifierNetConfig(TransformerNetConfig, Checked):
     _target_: str = "attnbench.models.classifier3d.VolumeClassifier"
     img_size: Any = MISSING  # one side or [D, H, W]
     n_classes: int = MISSING
-    in_channels: int = 1
-    patch_size: int = 4
+    in_channels: int = FROM_CODE
+    patch_size: int = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         check_transformer_net(self, "patch_size", "in_channels")
         sides = [self.img_size] * 3 if isinstance(self.img_size, int) else list(self.img_size)
         if len(sides) != 3 or any(int(s) % self.patch_size for s in sides):
@@ -314,45 +350,45 @@ class VolumeClassifierNetConfig(TransformerNetConfig):
 
 
 @dataclass
-class ResNet3DNetConfig:
+@from_code
+class ResNet3DNetConfig(Checked):
     _target_: str = "attnbench.models.classifier3d.resnet3d"
     depth: int = 18
     n_classes: int = MISSING
-    in_channels: int = 1
-    widen_factor: float = 1.0
-    conv1_kernel: int = 7
-    conv1_stride: int = 2
-    no_max_pool: bool = False
+    in_channels: int = FROM_CODE
+    widen_factor: float = FROM_CODE
+    conv1_kernel: int = FROM_CODE
+    conv1_stride: int = FROM_CODE
+    no_max_pool: bool = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("model.net.depth", str(self.depth), ["10", "18", "34", "50"])
         _need(self.widen_factor > 0, "model.net.widen_factor", self.widen_factor, "must be > 0")
 
 
-NET_SCHEMAS = {
-    "attnbench.models.classifier3d.VolumeClassifier": VolumeClassifierNetConfig,
-    "attnbench.models.classifier3d.resnet3d": ResNet3DNetConfig,
-}
+def by_target(*schemas: type) -> dict[str, type]:
+    """Schemas keyed by the ``_target_`` each declares (the one place a target's dotted path is written)."""
+    return {s._target_: s for s in schemas}
+
+
+NET_SCHEMAS = by_target(VolumeClassifierNetConfig, ResNet3DNetConfig)
 
 
 @dataclass
-class ClassificationModelConfig:
+@from_code
+class ClassificationModelConfig(Checked):
     _target_: str = "attnbench.lit.classification.ClassificationModule"
     net: Any = MISSING  # a VolumeClassifier or resnet3d node, checked by its own schema in validate()
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: dict[str, Any] | None = None
-    scheduler_interval: str = "epoch"
+    scheduler: dict[str, Any] | None = FROM_CODE
+    scheduler_interval: str = FROM_CODE
     n_classes: int = MISSING
-    class_weights: str = "none"
-    compile: bool = False
-    monitor: str = "val/acc"
-    monitor_mode: str = "max"
+    class_weights: str = FROM_CODE
+    compile: bool = FROM_CODE
+    monitor: str = FROM_CODE
+    monitor_mode: str = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("model.class_weights", self.class_weights, ["none", "inverse"])
         _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         target = self.net.get("_target_") if isinstance(self.net, dict) else None
@@ -366,23 +402,22 @@ class ClassificationModelConfig:
 
 # ----------------------------------------------------------------------------- text classification (GLUE)
 @dataclass
-class TextDataConfig:
-    """Fields and checks shared by the text datamodules (tokenized by the model's own tokenizer)."""
+class TextDataConfig(Checked):
+    """Fields and checks shared by the text datamodules (tokenized by the model's own tokenizer); each subclass's
+    defaults are its own datamodule's (``@from_code``)."""
 
-    task: str = MISSING
-    data_dir: str = MISSING
-    tokenizer: str = MISSING
-    max_length: int = 128
-    batch_size: int = 32
-    eval_batch_size: int | None = None
-    num_workers: int = 0
-    download: bool = True
-    verify: bool = True
-    limit_examples: int | None = None
+    task: str = FROM_CODE
+    data_dir: str = FROM_CODE
+    tokenizer: str = FROM_CODE
+    max_length: int = FROM_CODE
+    batch_size: int = FROM_CODE
+    eval_batch_size: int | None = FROM_CODE
+    num_workers: int = FROM_CODE
+    download: bool = FROM_CODE
+    verify: bool = FROM_CODE
+    limit_examples: int | None = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         for k in ("max_length", "batch_size"):
             _need(getattr(self, k) >= 1, f"data.{k}", getattr(self, k), "must be >= 1")
         _need(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
@@ -393,44 +428,38 @@ class TextDataConfig:
 
 
 @dataclass
+@from_code
 class GlueDataConfig(TextDataConfig):
     _target_: str = "attnbench.data.glue.GlueDataModule"
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("data.task", self.task, list(GLUE))
-        super().__post_init__()
+        super().check()
 
 
 @dataclass
+@from_code
 class ImdbDataConfig(TextDataConfig):
     _target_: str = "attnbench.data.imdb.ImdbDataModule"
-    task: str = "imdb"
-    max_length: int = 512
-    batch_size: int = 8
-    val_fraction: float = 0.1
-    seed: int = 0
+    val_fraction: float = FROM_CODE
+    seed: int = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("data.task", self.task, ["imdb"])
         _need(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "must lie in (0, 1)")
-        super().__post_init__()
+        super().check()
 
 
 @dataclass
-class HFClassifierNetConfig:
+@from_code
+class HFClassifierNetConfig(Checked):
     _target_: str = "attnbench.models.hf_text.pretrained_classifier"
     pretrained: str = MISSING
     n_labels: int = MISSING
-    attention: dict[str, Any] | None = None
-    dropout: float | None = None
+    attention: dict[str, Any] | None = FROM_CODE
+    dropout: float | None = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _need(self.n_labels >= 1, "model.net.n_labels", self.n_labels, "must be >= 1 (1 = regression)")
         _need(self.dropout is None or 0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout,
               "must lie in [0, 1) or be null")
@@ -443,20 +472,19 @@ class HFClassifierNetConfig:
 
 
 @dataclass
-class TextClassificationModelConfig:
+@from_code
+class TextClassificationModelConfig(Checked):
     _target_: str = "attnbench.lit.text_classification.TextClassificationModule"
     net: HFClassifierNetConfig = field(default_factory=HFClassifierNetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: dict[str, Any] | None = None
-    scheduler_interval: str = "step"
-    warmup_ratio: float = 0.0
+    scheduler: dict[str, Any] | None = FROM_CODE
+    scheduler_interval: str = FROM_CODE
+    warmup_ratio: float = FROM_CODE
     task: str = MISSING
-    monitor: str = "val/score"
-    monitor_mode: str = "max"
+    monitor: str = FROM_CODE
+    monitor_mode: str = FROM_CODE
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("model.task", self.task, list(TEXT_TASKS))
         _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _need(0.0 <= self.warmup_ratio < 1.0, "model.warmup_ratio", self.warmup_ratio, "must lie in [0, 1)")
@@ -504,7 +532,7 @@ PRECISIONS = ["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true",
 
 
 @dataclass
-class TrainerConfig:
+class TrainerConfig(Checked):
     _target_: str = "lightning.pytorch.Trainer"
     default_root_dir: str | None = MISSING
     accelerator: str = "cpu"
@@ -535,9 +563,7 @@ class TrainerConfig:
     sync_batchnorm: bool = False
     use_distributed_sampler: bool = True
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("trainer.accelerator", self.accelerator, ["cpu", "gpu", "cuda", "mps", "auto"])
         _choice("trainer.precision", self.precision, PRECISIONS)
         _need(self.max_epochs >= 1 or self.max_epochs == -1, "trainer.max_epochs", self.max_epochs, ">= 1 or -1")
@@ -599,7 +625,7 @@ class ModelCheckpointConfig:
 
 
 @dataclass
-class EarlyStoppingConfig:
+class EarlyStoppingConfig(Checked):
     _target_: str = "lightning.pytorch.callbacks.EarlyStopping"
     monitor: str = MISSING
     min_delta: float = 0.0
@@ -613,9 +639,7 @@ class EarlyStoppingConfig:
     check_on_train_epoch_end: bool | None = None
     log_rank_zero_only: bool = False
 
-    def __post_init__(self) -> None:
-        if _incomplete(self):
-            return
+    def check(self) -> None:
         _choice("callbacks.early_stopping.mode", self.mode, ["min", "max"])
         _need(self.patience >= 0, "callbacks.early_stopping.patience", self.patience,
               "must be an int >= 0 (validation checks without improvement before stopping)")
@@ -623,6 +647,7 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+@from_code
 class ModelSummaryConfig:
     _target_: str = "attnbench.callbacks.ModelSummary"
     max_depth: int = 1
@@ -807,7 +832,9 @@ def project_root() -> str:
 
 
 def _ts_targets(name: str, features: str) -> int:
-    return TIME_SERIES[name].n_vars if features == "M" and name in TIME_SERIES else 1
+    """``${ts_targets:name,features}``: the scored variables (all of them under features M, else the target)."""
+    _choice("data.name", name, list(TIME_SERIES))
+    return TIME_SERIES[name].n_vars if features == "M" else 1
 
 
 def amp_precision() -> str:
@@ -823,13 +850,6 @@ def amp_precision() -> str:
 def _or_else(value: Any, default: Any) -> Any:
     """``${or_else:a,b}``: a, or b where a is null (e.g. Hydra's output dir under ``--cfg``, where none is made)."""
     return default if value is None else value
-
-
-def _help() -> str:
-    """``--help``'s text: one line per config group and its options, schemas (``*_schema``) left out."""
-    from attnbench.cli import help_text
-
-    return help_text()
 
 
 def register_configs() -> None:
@@ -848,41 +868,33 @@ def register_configs() -> None:
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
     # resolvers run while composing: none may import torch (tests/test_cli.py checks)
     resolvers = {"project_root": project_root, "ts_targets": _ts_targets, "medmnist_classes": _medmnist_classes,
-                 "glue_labels": _glue_labels, "or_else": _or_else, "attnbench_help": _help}
+                 "glue_labels": _glue_labels, "or_else": _or_else}  # attnbench_help: registered by attnbench.cli
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    sweep.register_resolvers()
 
 
 def _medmnist_classes(name: str) -> int:
-    return MEDMNIST3D[name].n_classes if name in MEDMNIST3D else 2
+    """``${medmnist_classes:name}``: the classes of a MedMNIST 3D set; an unknown name lists the sets."""
+    _choice("data.name", name, list(MEDMNIST3D))
+    return MEDMNIST3D[name].n_classes
 
 
 def _glue_labels(task: str) -> int:
-    return TEXT_TASKS[task].n_labels if task in TEXT_TASKS else 2
-
-
-SCHEMAS = {
-    "attnbench.data.glue.GlueDataModule": GlueDataConfig,
-    "attnbench.data.imdb.ImdbDataModule": ImdbDataConfig,
-    "attnbench.lit.text_classification.TextClassificationModule": TextClassificationModelConfig,
-    "attnbench.data.timeseries.TimeSeriesDataModule": TimeSeriesDataConfig,
-    "attnbench.lit.forecasting.ForecastingModule": ForecastingModelConfig,
-    "attnbench.data.medmnist.MedMNIST3DDataModule": MedMNISTDataConfig,
-    "attnbench.data.nifti.NiftiDataModule": NiftiDataConfig,
-    "attnbench.lit.classification.ClassificationModule": ClassificationModelConfig,
-    "lightning.pytorch.Trainer": TrainerConfig,
-}
+    """``${glue_labels:task}``: the labels of a text task (1: regression); an unknown task lists the tasks."""
+    _choice("data.task", task, list(TEXT_TASKS))
+    return TEXT_TASKS[task].n_labels
 
 
 # which data modules each LightningModule trains on
-TASK_DATA = {
-    "attnbench.lit.forecasting.ForecastingModule": ("attnbench.data.timeseries.TimeSeriesDataModule",),
-    "attnbench.lit.classification.ClassificationModule": ("attnbench.data.medmnist.MedMNIST3DDataModule",
-                                                          "attnbench.data.nifti.NiftiDataModule"),
-    "attnbench.lit.text_classification.TextClassificationModule": ("attnbench.data.glue.GlueDataModule",
-                                                                   "attnbench.data.imdb.ImdbDataModule"),
+_TASKS: dict[type, tuple[type, ...]] = {
+    ForecastingModelConfig: (TimeSeriesDataConfig,),
+    ClassificationModelConfig: (MedMNISTDataConfig, NiftiDataConfig),
+    TextClassificationModelConfig: (GlueDataConfig, ImdbDataConfig),
 }
+TASK_DATA = {m._target_: tuple(d._target_ for d in ds) for m, ds in _TASKS.items()}
+SCHEMAS = by_target(*_TASKS, *(d for ds in _TASKS.values() for d in ds), TrainerConfig)
 
 
 def missing_keys(node: Any, prefix: str = "") -> list[str]:
@@ -907,6 +919,20 @@ def check_schema(key: str, schema: type, plain: Any) -> None:
         k = f"{key}.{missing[0]}"
         raise ConfigError(f"{k} is required and has no value (???): set it, e.g. `{k}=<value>`")
     OmegaConf.to_object(merged)
+
+
+def resolved(node: DictConfig) -> Any:
+    """``node`` as plain containers, interpolations resolved; a resolver's ConfigError (an unknown data set name)
+    is raised as itself, not wrapped in OmegaConf's InterpolationResolutionError."""
+    try:
+        return OmegaConf.to_container(node, resolve=True)
+    except InterpolationResolutionError as e:
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise ConfigError(str(cause)) from None
+        raise
 
 
 def token_count(cfg: DictConfig) -> tuple[int, str] | None:
@@ -987,7 +1013,7 @@ def validate(cfg: DictConfig) -> None:
         schema = SCHEMAS.get(target)
         if schema is None:
             raise ConfigError(f"{group}._target_={target!r} has no schema; known: {', '.join(SCHEMAS)}")
-        check_schema(group, schema, OmegaConf.to_container(node, resolve=True))  # resolved against the whole cfg
+        check_schema(group, schema, resolved(node))  # resolved against the whole cfg
     _choice("test_ckpt", cfg.test_ckpt, ["best", "last"])
     path_keys = [f.name for f in fields(PathsConfig)]
     for k in cfg.paths:

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
+
+
+@runtime_checkable
+class ClassCounted(Protocol):
+    """A classification datamodule: after ``setup``, the train examples per class (``None`` before); the
+    class-weighted loss (``lit.classification``, ``class_weights=inverse``) reads it."""
+
+    class_counts: list[int] | None
 
 
 class SplitDataModule(L.LightningDataModule):

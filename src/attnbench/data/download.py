@@ -11,7 +11,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from attnbench.data.catalog import Source
+from attnbench.data.catalog.source import Source
 
 
 class DataError(RuntimeError):
@@ -180,11 +180,11 @@ def split_mrpc(msr_train: Path, dev_ids: Path, out_dir: Path) -> None:
 
 def _build_glue_mrpc(path: Path, timeout: float) -> None:
     """Download Microsoft's MRPC training file and GLUE's dev ids, write train.tsv and dev.tsv next to ``path``."""
-    from attnbench.data.catalog import _MRPC_MS
+    from attnbench.data.catalog.glue import MRPC_SOURCE_URL
 
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         msr, ids = Path(tmp) / "msr_paraphrase_train.txt", Path(tmp) / "mrpc_dev_ids.tsv"
-        download(_MRPC_MS, msr, timeout)
+        download(MRPC_SOURCE_URL, msr, timeout)
         download(MRPC_DEV_IDS, ids, timeout)
         split_mrpc(msr, ids, path.parent)
 

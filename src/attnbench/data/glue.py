@@ -16,9 +16,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from attnbench.data.base import SplitDataModule
-from attnbench.data.catalog import GLUE, GlueTask
+from attnbench.data.catalog.glue import GLUE, GlueTask
 from attnbench.data.download import DataError, fetch, locate
-from attnbench.models.hf_text import load_tokenizer
+from attnbench.pretrained import load_tokenizer
 
 
 def read_glue_tsv(path: Path, task: GlueTask) -> tuple[list[tuple[str, ...]], list[float | int]]:
@@ -89,7 +89,7 @@ class GlueDataModule(TokenizedDataModule):
     """One GLUE task: train.tsv for training, dev.tsv for validation and test (see the module doc)."""
 
     def __init__(self, task: str, data_dir: str, tokenizer: str, max_length: int = 128, batch_size: int = 32,
-                 eval_batch_size: int | None = None, num_workers: int = 0, download: bool = True,
+                 eval_batch_size: int | None = 128, num_workers: int = 0, download: bool = True,
                  verify: bool = True, limit_examples: int | None = None) -> None:
         super().__init__()
         if task not in GLUE:

@@ -13,7 +13,7 @@ import re
 import tarfile
 from pathlib import Path
 
-from attnbench.data.catalog import IMDB, IMDB_SOURCE
+from attnbench.data.catalog.imdb import IMDB, IMDB_SOURCE
 from attnbench.data.download import DataError, fetch, locate
 from attnbench.data.glue import TokenizedDataModule
 
@@ -44,7 +44,7 @@ class ImdbDataModule(TokenizedDataModule):
     """IMDB sentiment (binary): train / seeded val from train / official test (see the module doc)."""
 
     def __init__(self, data_dir: str, tokenizer: str, task: str = "imdb", max_length: int = 512,
-                 batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 0,
+                 batch_size: int = 8, eval_batch_size: int | None = 32, num_workers: int = 0,
                  val_fraction: float = 0.1, seed: int = 0, download: bool = True, verify: bool = True,
                  limit_examples: int | None = None) -> None:
         super().__init__()

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from attnbench.checkpoint import numpy_state, set_numpy_state
 from attnbench.data.base import SplitDataModule
-from attnbench.data.catalog import VolumeSpec, volume_spec
+from attnbench.data.catalog.medmnist import VolumeSpec, volume_spec
 from attnbench.data.download import DataError, fetch, locate
 
 Augment = Literal["mul", "flip", "none"]
@@ -103,7 +103,7 @@ class MedMNIST3DDataModule(SplitDataModule):
     """
 
     def __init__(
-        self, name: str, data_dir: str, size: int = 28, batch_size: int = 32, eval_batch_size: int | None = None,
+        self, name: str, data_dir: str, size: int = 28, batch_size: int = 32, eval_batch_size: int | None = 128,
         num_workers: int = 0, augment: Augment = "mul", download: bool = True, verify: bool = True,
         drop_last_train: bool = False, seed: int = 0, n_classes: int | None = None,
     ) -> None:

@@ -17,17 +17,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from attnbench.data.catalog import TimeSeriesSpec, spec
+from attnbench.data.base import SplitDataModule
+from attnbench.data.catalog.timeseries import TimeSeriesSpec, spec
 from attnbench.data.download import DataError, fetch, locate
 
 Features = Literal["M", "S", "MS"]
-Split = Literal["train", "val", "test"]
 SPLITS = ("tslib", "official")  # data.split: the TSLib borders per data set, or the HOT code's protocol
 
 
@@ -156,12 +155,13 @@ class ForecastWindows(Dataset):
 
 
 # ----------------------------------------------------------------------------- datamodule
-class TimeSeriesDataModule(L.LightningDataModule):
-    """One catalogue data set (``name``) under ``data_dir``, windowed for long-term forecasting."""
+class TimeSeriesDataModule(SplitDataModule):
+    """One catalogue data set (``name``) under ``data_dir``, windowed for long-term forecasting; ``datasets``
+    holds the train/val/test ``ForecastWindows`` after ``setup`` (loaders: ``SplitDataModule``)."""
 
     def __init__(
         self, name: str, data_dir: str, seq_len: int, label_len: int, pred_len: int, features: Features = "M",
-        target: str | None = None, batch_size: int = 32, eval_batch_size: int | None = None, num_workers: int = 0,
+        target: str | None = None, batch_size: int = 32, eval_batch_size: int | None = 256, num_workers: int = 0,
         scale: bool = True, verify: bool = True, download: bool = True, drop_last_train: bool = True,
         split: Literal["tslib", "official"] = "tslib",
     ) -> None:
@@ -181,7 +181,6 @@ class TimeSeriesDataModule(L.LightningDataModule):
             raise ValueError(f"split={split!r}; allowed: {', '.join(SPLITS)}")
         self.split = split
         self.scaler: StandardScaler | None = None
-        self.sets: dict[str, ForecastWindows] = {}
 
     @property
     def n_targets(self) -> int:
@@ -213,7 +212,7 @@ class TimeSeriesDataModule(L.LightningDataModule):
         return values, marks
 
     def setup(self, stage: str | None = None) -> None:
-        if self.sets:
+        if self.datasets:
             return
         values, marks = self.load_arrays()
         official = self.split == "official"
@@ -224,21 +223,5 @@ class TimeSeriesDataModule(L.LightningDataModule):
             values = self.scaler.transform(values)
         cut = 1 if official else 0  # the HOT loader's last window is never read: windowing stops a row early
         for part, (a, b) in borders.items():
-            self.sets[part] = ForecastWindows(values[a:b - cut], marks[a:b - cut], self.seq_len, self.label_len,
+            self.datasets[part] = ForecastWindows(values[a:b - cut], marks[a:b - cut], self.seq_len, self.label_len,
                                               self.pred_len)
-
-    def _loader(self, part: Split, train: bool) -> DataLoader:
-        return DataLoader(
-            self.sets[part], batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
-            drop_last=train and self.drop_last_train,  # val/test never drop their last batch
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)

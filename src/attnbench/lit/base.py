@@ -62,6 +62,9 @@ class ConfiguredModule(L.LightningModule):
     """
 
     run_config: dict | None = None
+    # True when the module can be tested as built, without training or a checkpoint (``train=false`` with no
+    # ``ckpt_path``): a pretrained net fine-tuned for the task, head included (see lit.text_classification)
+    evaluable_untrained: bool = False
     # state_dict keys that may differ between a checkpoint and this model (e.g. swapped-in attention buffers)
     checkpoint_ignore: tuple[str, ...] = ()
 

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, MulticlassAccuracy, MulticlassAUROC
 
+from attnbench.data.base import ClassCounted
 from attnbench.lit.base import ConfiguredModule
 
 
@@ -35,7 +36,7 @@ class ClassificationModule(ConfiguredModule):
     def __init__(
         self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], n_classes: int,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-        class_weights: str = "none", scheduler_interval: str = "epoch", monitor: str = "val/acc",
+        class_weights: str = "inverse", scheduler_interval: str = "epoch", monitor: str = "val/acc",
         monitor_mode: str = "max", compile: bool = False,
     ) -> None:
         super().__init__()
@@ -57,10 +58,11 @@ class ClassificationModule(ConfiguredModule):
 
     def setup(self, stage: str) -> None:
         if self.hparams.class_weights == "inverse" and stage == "fit":
-            counts = getattr(self.trainer.datamodule, "class_counts", None) if self.trainer else None
-            if counts is None:
-                raise ValueError("class_weights=inverse needs a datamodule with class_counts")
-            self.class_w = inverse_frequency_weights(counts).to(self.class_w.device) * self.n_classes
+            dm = self.trainer.datamodule if self._trainer is not None else None
+            if not isinstance(dm, ClassCounted) or dm.class_counts is None:
+                raise ValueError(f"class_weights=inverse needs a datamodule with class_counts after setup "
+                                 f"(data.base.ClassCounted); got {type(dm).__name__}")
+            self.class_w = inverse_frequency_weights(dm.class_counts).to(self.class_w.device) * self.n_classes
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

@@ -10,10 +10,12 @@ from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
 from attnbench.lit.base import ConfiguredModule
+from attnbench.models.interfaces import Forecaster, missing
 
 
 class ForecastingModule(ConfiguredModule):
-    """Trains any ``net: (B, seq_len, C) -> (B, pred_len, C)``.
+    """Trains any ``net: (B, seq_len, C) -> (B, pred_len, C)`` that declares its lengths
+    (``models.interfaces.Forecaster``).
 
     Scores the last ``n_targets`` variables (all for features M, the target for S/MS). ``horizons``
     lists prefixes of the forecast to score separately (e.g. 96/192/336/720 of one 720-step head, the
@@ -28,6 +30,8 @@ class ForecastingModule(ConfiguredModule):
         monitor: str = "val/mse", monitor_mode: str = "min",
     ) -> None:
         super().__init__()
+        if not isinstance(net, Forecaster):
+            raise TypeError(f"{type(net).__name__} is not a Forecaster: it lacks {', '.join(missing(net, Forecaster))}")
         self.save_plain_hyperparameters()
         self.net = torch.compile(net) if compile else net
         self.n_targets = n_targets

@@ -18,7 +18,7 @@ from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
 from attnbench.data.catalog import TEXT_TASKS
 from attnbench.lit.base import ConfiguredModule
-from attnbench.models.hf_swap import ATTR
+from attnbench.models.interfaces import PretrainedNet
 
 
 def glue_metrics(task: str) -> dict[str, Metric]:
@@ -38,22 +38,22 @@ class TextClassificationModule(ConfiguredModule):
     """
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], task: str,
-                 scheduler: Callable | None = None, scheduler_interval: str = "step", warmup_ratio: float = 0.0,
+                 scheduler: Callable | None = None, scheduler_interval: str = "step", warmup_ratio: float = 0.1,
                  monitor: str = "val/score", monitor_mode: str = "max") -> None:
         super().__init__()
         if task not in TEXT_TASKS:
             raise ValueError(f"task={task!r}; allowed: {', '.join(TEXT_TASKS)}")
         self.save_plain_hyperparameters()
         self.net, self.task = net.train(), TEXT_TASKS[task]  # from_pretrained returns eval mode; Lightning keeps it
+        # swapped-in attention buffers follow the model, not the checkpoint
+        self.checkpoint_ignore = tuple(net.attnbench_model_state) if isinstance(net, PretrainedNet) else ()
         for stage in ("val", "test"):
             setattr(self, f"{stage}_metrics", MetricCollection(glue_metrics(task), prefix=f"{stage}/"))
-
-    checkpoint_ignore = (ATTR,)  # swapped-in attention buffers follow the model, not the checkpoint
 
     @property
     def evaluable_untrained(self) -> bool:
         """True when every weight came from a checkpoint fine-tuned for the task (train=false needs no ckpt)."""
-        return bool(getattr(self.net, "attnbench_trained_head", False))
+        return isinstance(self.net, PretrainedNet) and bool(self.net.attnbench_trained_head)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Load weights across attention swaps (SMYRF's interchangeability: train with SMYRF, test dense, or the
@@ -62,10 +62,12 @@ class TextClassificationModule(ConfiguredModule):
         super().on_load_checkpoint(checkpoint)
         state = checkpoint["state_dict"]
         own = self.state_dict()
-        for key in [k for k in state if ATTR in k and k not in own]:
-            del state[key]
-        for key in [k for k in own if ATTR in k and k not in state]:
-            state[key] = own[key]
+        ours = [k for k in {*state, *own} if any(part in k for part in self.checkpoint_ignore)]
+        for key in ours:
+            if key not in own:
+                del state[key]
+            elif key not in state:
+                state[key] = own[key]
 
     def forward(self, batch: dict) -> Tensor:
         return self.net(**{k: v for k, v in batch.items() if k != "labels"}).logits

@@ -36,7 +36,7 @@ class PatchForecaster(nn.Module):
     def __init__(
         self, seq_len: int, pred_len: int, attention: Mapping[str, Any], patch_len: int = 4, d_model: int = 128,
         n_heads: int = 8, n_layers: int = 4, d_mlp: int = 512, dropout: float = 0.1, qk_norm: bool = True,
-        rope: bool = True, per_axis_qk: bool = True, revin: bool = True, head: Literal["mean", "flatten"] = "mean",
+        rope: bool = True, per_axis_qk: bool = True, revin: bool = True, head: Literal["mean", "flatten"] = "flatten",
         dropout_layout: Literal["ours", "official"] = "ours",
     ) -> None:
         super().__init__()

@@ -1,0 +1,30 @@
+"""What the LightningModules (``attnbench.lit``) may read off the nets they train, beyond calling them.
+
+The nets satisfy these structurally (no base class to inherit); the modules check with ``isinstance`` and
+raise naming the missing attribute, instead of reading attributes nothing promises.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Forecaster(Protocol):
+    """``net(x)``: (B, seq_len, C) -> (B, pred_len, C). ``ForecastingModule`` scores the last ``pred_len`` steps
+    of each target window and checks its horizons against it."""
+
+    pred_len: int
+
+
+@runtime_checkable
+class PretrainedNet(Protocol):
+    """A net loaded from a checkpoint (``models.hf_text.pretrained_classifier``)."""
+
+    attnbench_trained_head: bool  # every weight, the task head included, came from the checkpoint
+    attnbench_model_state: tuple[str, ...]  # state_dict key parts that follow the model, not a checkpoint
+
+
+def missing(net: object, protocol: type) -> list[str]:
+    """The attributes of ``protocol`` that ``net`` lacks (for error messages)."""
+    return [a for a in protocol.__annotations__ if not hasattr(net, a)]

@@ -1,0 +1,226 @@
+"""Yaml defaults and code defaults cannot disagree: every group option of conf/model and conf/data is checked
+against the constructor it configures (read with ast: no torch import, fast)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import pytest
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from attnbench import config
+from attnbench.signatures import REQUIRED, attention_params, constructor_params
+from tests.conftest import ROOT
+
+CONF = ROOT / "conf"
+FILLED_BY_LAYER = {"head_dim"}  # attention options the layer fills in (the yaml must not set them)
+IGNORED = {"_target_", "_partial_"}
+
+
+def _options(group: str) -> list[Path]:
+    """The selectable options of a group (its top-level yamls)."""
+    return sorted((CONF / group).glob("*.yaml"))
+
+
+def _files(group: str) -> list[str]:
+    """Every yaml of a group as ``group=`` would name it: the options and the shared parts they list in their
+    defaults (``base/``, ``optim/``); the attention entries are checked on their own."""
+    return sorted(str(p.relative_to(CONF / group).with_suffix("")) for p in (CONF / group).rglob("*.yaml")
+                  if p.parent.name != "attention")
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Enum):
+        return v.value
+    if isinstance(v, DictConfig | ListConfig):
+        return OmegaConf.to_container(v)
+    return v
+
+
+def _owned_nodes(raw: DictConfig, root_owned: bool, prefix: str = "") -> list[str]:
+    """Dotted paths of the nodes a yaml file defines (root: when it names a schema or a _target_; nested: when
+    they have a _target_); the other keys it sets are deltas over an option it builds on."""
+    out = [prefix.rstrip(".")] if (root_owned or "_target_" in raw) else []
+    for k in raw:
+        v = raw._get_node(k)
+        if isinstance(v, DictConfig) and k != "defaults":
+            out += _owned_nodes(v, False, f"{prefix}{k}.")
+    return out
+
+
+def _node(cfg: DictConfig, path: str) -> DictConfig:
+    return OmegaConf.select(cfg, path) if path else cfg
+
+
+def disagreements(node: DictConfig, params: dict[str, Any], where: str, ignored: set[str] = IGNORED) -> list[str]:
+    """Keys of ``node`` (unresolved) that the constructor does not take, that differ from its default, or
+    that it requires and the node leaves out."""
+    bad = []
+    for k in node:
+        if k in ignored:
+            continue
+        if k not in params and "**" not in params:
+            bad.append(f"{where}.{k}: not a parameter of the constructor ({', '.join(params)})")
+            continue
+        default = params.get(k, REQUIRED)
+        if default is REQUIRED or OmegaConf.is_interpolation(node, k):
+            continue  # set by the yaml (as the constructor requires), or tied to another key
+        if OmegaConf.is_missing(node, k):
+            bad.append(f"{where}.{k}: ??? in the yaml but the constructor defaults it to {default!r}")
+            continue
+        value = node[k]
+        if isinstance(value, DictConfig) and default is None:
+            continue  # an object or spec to build (a scheduler, an attention): a code default can only say none
+        if _plain(value) != default:
+            bad.append(f"{where}.{k}: yaml {_plain(value)!r} != code default {default!r}")
+    missing = [k for k, d in params.items() if d is REQUIRED and k != "**" and k not in set(node)
+               and k not in FILLED_BY_LAYER]
+    bad += [f"{where}.{k}: the constructor requires it and the yaml does not set it" for k in missing]
+    return bad
+
+
+def _option_cases() -> list[tuple[str, str]]:
+    return [(g, f) for g in ("model", "data") for f in _files(g)] + [
+        ("model/attention", p.stem) for p in _options("model/attention")]
+
+
+@pytest.mark.parametrize(("group", "option"), _option_cases())
+def test_yaml_values_equal_constructor_defaults(compose_cfg, group, option):
+    """For the nodes an option defines: keys with a code default hold it; keys without one are set."""
+    raw = OmegaConf.load(CONF / group / f"{option}.yaml")
+    defaults = raw.get("defaults", [])
+    names_schema = any(isinstance(d, str) and d.split("@")[0].endswith("_schema") for d in defaults)
+    if group == "model/attention":
+        cfg = compose_cfg(["model=hot", f"model/attention={option}"])
+        node = cfg.model.net.attention
+        params = attention_params(node.name)
+        bad = disagreements(node, params, f"{group}/{option}", IGNORED | {"name"})
+        # an attention option sets no key the layer fills in
+        bad += [f"{group}/{option}.{k}: filled in by the layer" for k in FILLED_BY_LAYER if k in node]
+    else:
+        cfg = compose_cfg([f"{group}={option}"] + (["data.n_classes=2"] if option == "nifti" else []))
+        bad = []
+        for path in _owned_nodes(raw, names_schema):
+            node = _node(cfg[group], path)
+            if not str(node._target_).startswith("attnbench."):
+                continue  # a library's class (optimizer, scheduler): its defaults are not ours to match
+            where = f"{group}/{option}:{group}{'.' + path if path else ''}"
+            bad += disagreements(node, constructor_params(node._target_), where)
+    assert not bad, "\n".join(bad)
+
+
+def test_every_option_defines_or_builds_on_another():
+    """An option either defines its nodes (names a schema) or lists the option it is a delta of."""
+    for group in ("model", "data"):
+        for p in _options(group):
+            defaults = OmegaConf.load(p).get("defaults", [])
+            assert defaults, f"{p} has no defaults list (a schema or the option it builds on)"
+
+
+def _schemas() -> list[type]:
+    """The schema dataclasses of in-house targets (group roots and ``model.net`` nodes)."""
+    out = [c for c in vars(config).values() if dataclasses.is_dataclass(c) and isinstance(c, type)
+           and str(getattr(c, "_target_", "")).startswith("attnbench.")]
+    assert len(out) >= 10
+    return out
+
+
+@pytest.mark.parametrize("schema_cls", _schemas(), ids=lambda c: c.__name__)
+def test_schema_defaults_equal_constructor_defaults(schema_cls):
+    """The structured-config schemas' defaults (what a key the yaml leaves out gets) equal the code's."""
+    schema = OmegaConf.structured(schema_cls)
+    target = schema._target_
+    params = constructor_params(target)
+    keys = {k for k in schema if k not in IGNORED}
+    if "**" not in params:  # the same keys: an unknown key fails while composing exactly when the code refuses it
+        assert keys == set(params), f"{target}: schema-only {keys - set(params)}, code-only {set(params) - keys}"
+    bad = []
+    for k in schema:
+        if k in IGNORED or OmegaConf.is_missing(schema, k) or k not in params or params[k] is REQUIRED:
+            continue
+        v = schema[k]
+        if isinstance(v, DictConfig) and ("_target_" in v or k == "net"):
+            continue
+        if _plain(v) != params[k]:
+            bad.append(f"{target}.{k}: schema {_plain(v)!r} != code default {params[k]!r}")
+    assert not bad, "\n".join(bad)
+
+
+def test_disagreement_is_reported_with_key_and_both_values():
+    node = OmegaConf.create({"_target_": "x", "head": "flatten", "d_model": 128, "bogus": 1})
+    bad = disagreements(node, {"head": "mean", "d_model": 128, "seq_len": REQUIRED}, "model/hot:model.net")
+    assert bad == ["model/hot:model.net.head: yaml 'flatten' != code default 'mean'",
+                   "model/hot:model.net.bogus: not a parameter of the constructor (head, d_model, seq_len)",
+                   "model/hot:model.net.seq_len: the constructor requires it and the yaml does not set it"]
+
+
+@pytest.mark.parametrize(("expr", "needle"), [
+    ("${ts_targets:ETTh3,M}", "data.name='ETTh3' is invalid (did you mean 'ETTh2'?); allowed: ETTh1, ETTh2"),
+    ("${medmnist_classes:organmnist}", "data.name='organmnist' is invalid (did you mean 'organmnist3d'?); allowed: "),
+    ("${glue_labels:sst}", "data.task='sst' is invalid (did you mean 'sst2'?); allowed: cola, sst2"),
+])
+def test_resolvers_refuse_unknown_names(expr, needle):
+    """No resolver falls back to a made-up value: an unknown name fails, listing the known ones."""
+    config.register_configs()
+    with pytest.raises(Exception, match=re.escape(needle)):
+        _ = OmegaConf.create({"x": expr}).x
+
+
+def test_resolvers_answer_known_names():
+    config.register_configs()
+    node = OmegaConf.create({"a": "${ts_targets:weather,M}", "b": "${ts_targets:weather,S}",
+                             "c": "${medmnist_classes:organmnist3d}", "d": "${glue_labels:stsb}"})
+    assert (node.a, node.b, node.c, node.d) == (21, 1, 11, 1)
+
+
+@pytest.mark.parametrize("overrides", [["model=hot3d", "data=medmnist3d", "data.name=organ"],
+                                       ["model=bert", "data=glue", "data.task=sst"]])
+def test_unknown_names_fail_validation_naming_the_key(compose_cfg, overrides):
+    with pytest.raises(config.ConfigError, match="allowed: "):
+        config.validate(compose_cfg(overrides))
+
+
+def test_shared_parts_are_stated_once():
+    """A time-series option states only what differs from conf/data/base/timeseries.yaml, and the models that
+    share AdamW + cosine list conf/model/optim/adamw_cosine.yaml instead of a copy."""
+    series = [p for p in _options("data") if "base/timeseries@_here_" in OmegaConf.load(p).get("defaults", [])]
+    assert len(series) == 7
+    for p in series:
+        keys = {k for k in OmegaConf.load(p) if k != "defaults"}
+        assert keys <= {"name", "seq_len", "label_len", "pred_len"}, f"{p.name} repeats {keys - {'name'}}"
+    for p in _options("model"):
+        raw = OmegaConf.load(p)
+        if "optim/adamw_cosine@_here_" in raw.get("defaults", []):
+            assert not {"optimizer", "scheduler", "scheduler_interval"} & set(raw), p.name
+        else:  # builds on another option, or has its own schedule (bert: linear warm-up)
+            assert p.stem in {"bert", "full", "vit3d"} or p.stem.startswith("smyrf_bert"), p.name
+
+
+def test_schema_defaults_are_read_from_the_code():
+    """FROM_CODE fields take the constructor's default (inherited fields too, keeping their place); a parameter the
+    constructor requires stays ???; a FROM_CODE field the constructor lacks fails at import."""
+    net = OmegaConf.structured(config.ForecasterNetConfig)
+    assert (net.head.value, net.d_model, net.patch_len) == ("flatten", 128, 4)
+    assert list(net)[:3] == ["attention", "d_model", "n_heads"]  # TransformerNetConfig's order
+    assert OmegaConf.is_missing(net, "seq_len")
+
+    @dataclasses.dataclass
+    @config.from_code
+    class Probe:
+        _target_: str = "attnbench.models.classifier3d.resnet3d"
+        depth: int = config.FROM_CODE
+        conv1_kernel: int = config.FROM_CODE
+        widen_factor: float = 2.0  # a value of its own stays
+
+    p = OmegaConf.structured(Probe)
+    assert OmegaConf.is_missing(p, "depth") and (p.conv1_kernel, p.widen_factor) == (7, 2.0)
+    with pytest.raises(TypeError, match="resnet3d has no parameter 'kernel'"):
+        @dataclasses.dataclass
+        @config.from_code
+        class Bad:
+            _target_: str = "attnbench.models.classifier3d.resnet3d"
+            kernel: int = config.FROM_CODE
