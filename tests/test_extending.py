@@ -107,8 +107,8 @@ def test_a_new_data_set_is_one_catalog_entry_and_one_yaml(tmp_path, monkeypatch,
     the prepare command (as the page shows), prepare_data.py copies it, and the data module windows it."""
     elsewhere, data_dir = tmp_path / "elsewhere", tmp_path / "data"
     write_ett_csv(elsewhere / "toy.csv", n_rows=2000)
-    code = block("`src/attnbench/data/catalog.py`").replace("<sha256 of toy.csv>", sha256sum(elsewhere / "toy.csv"))
-    (entry,) = eval(code, vars(catalog))  # the page's line is a list item: `TimeSeriesSpec(...),`
+    code = block("`src/attnbench/data/catalog/timeseries.py`").replace("<sha256 of toy.csv>", sha256sum(elsewhere / "toy.csv"))
+    (entry,) = eval(code, vars(catalog.timeseries))  # the page's line is a list item: `TimeSeriesSpec(...),`
     monkeypatch.setitem(catalog.TIME_SERIES, entry.name, entry)
     (tmp_path / "conf/data").mkdir(parents=True)
     (tmp_path / "conf/data/toy.yaml").write_text(block("`conf/data/toy.yaml`"))
@@ -128,7 +128,7 @@ def test_a_new_data_set_is_one_catalog_entry_and_one_yaml(tmp_path, monkeypatch,
     dm.setup("fit")
     x, y, _, _ = next(iter(dm.train_dataloader()))
     assert x.shape == (32, 96, 7) and y.shape == (32, 48 + 96, 7)
-    assert len(dm.sets["train"]) == 1400 - 96 - 96 + 1  # ratio split: the first 70 % of 2000 rows
+    assert len(dm.datasets["train"]) == 1400 - 96 - 96 + 1  # ratio split: the first 70 % of 2000 rows
 
 
 # ----------------------------------------------------------------------------- table
