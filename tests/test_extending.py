@@ -107,7 +107,8 @@ def test_a_new_data_set_is_one_catalog_entry_and_one_yaml(tmp_path, monkeypatch,
     the prepare command (as the page shows), prepare_data.py copies it, and the data module windows it."""
     elsewhere, data_dir = tmp_path / "elsewhere", tmp_path / "data"
     write_ett_csv(elsewhere / "toy.csv", n_rows=2000)
-    code = block("`src/attnbench/data/catalog/timeseries.py`").replace("<sha256 of toy.csv>", sha256sum(elsewhere / "toy.csv"))
+    code = block("`src/attnbench/data/catalog/timeseries.py`")
+    code = code.replace("<sha256 of toy.csv>", sha256sum(elsewhere / "toy.csv"))
     (entry,) = eval(code, vars(catalog.timeseries))  # the page's line is a list item: `TimeSeriesSpec(...),`
     monkeypatch.setitem(catalog.TIME_SERIES, entry.name, entry)
     (tmp_path / "conf/data").mkdir(parents=True)
