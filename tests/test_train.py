@@ -64,8 +64,12 @@ def test_multirun_two_jobs_and_table(tmp_path, synth_data_dir):
     import sys
 
     from tests.conftest import ROOT
+    # a sweep without experiment= declares no table: make_table says so, and takes the experiment's table by name
     t = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_table.py"), str(sweep)],
                        capture_output=True, text=True)
+    assert t.returncode != 0 and "--experiment" in t.stderr + t.stdout
+    t = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_table.py"), str(sweep),
+                        "--experiment", "hot/forecasting"], capture_output=True, text=True)
     assert t.returncode == 0, t.stderr
     assert (sweep / "table.md").is_file() and (sweep / "table.tex").is_file()
     assert "0.386" in (sweep / "table.md").read_text()  # iTransformer ETTh1-96 MSE beside ours
