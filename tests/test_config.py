@@ -54,6 +54,8 @@ def test_bad_values_name_the_key(compose_cfg, overrides, needle):
         (["data.batch_size=abc"], "batch_size"),  # wrong type
         (["trainer.max_epoch=3"], "max_epoch"),
         (["model.net.head=avg"], "mean, flatten"),
+        (["data.split=hot"], "tslib, official"),  # the official HOT options name theirs too
+        (["model.net.dropout_layout=paper"], "ours, official"),
     ],
 )
 def test_schema_rejects_while_composing(compose_cfg, overrides, needle):
