@@ -18,3 +18,19 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.w2(self.drop(F.silu(self.w1(x)) * self.w3(x)))
+
+
+class GeluMLP(nn.Module):
+    """W2 Drop(gelu(W1 x)) with biases: the MLP of the original Transformer/BERT/LRA blocks. (..., E) -> (..., E)."""
+
+    def __init__(self, d_model: int, d_hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(d_model, d_hidden)
+        self.w2 = nn.Linear(d_hidden, d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(self.drop(F.gelu(self.w1(x))))
+
+
+MLPS = {"gelu": GeluMLP, "swiglu": SwiGLU}

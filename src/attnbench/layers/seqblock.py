@@ -1,0 +1,97 @@
+"""Encoder and decoder layers over token sequences (B, L, E) whose attentions are any registry entry.
+
+The shared building blocks of the sequence models (LRA encoder, CAB's encoder-decoders, language models):
+``SeqEncoderLayer`` = self-attention + MLP; ``SeqDecoderLayer`` = (causal) self-attention + cross-attention to a
+memory + MLP. ``norm="pre"``: x + Drop(f(LN(x))) (GPT-2, LRA); ``norm="post"``: LN(x + Drop(f(x))) (the original
+Transformer, Informer, BERT). Attentions go through :class:`~attnbench.layers.attention.MultiAxisAttention`
+(one axis), so capability refusals (causal, padding, cross) come from the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from torch import Tensor, nn
+
+from attnbench.layers.attention import MultiAxisAttention
+from attnbench.layers.mlp import MLPS
+
+NORMS = ("pre", "post")
+
+
+def _attention(d_model: int, n_heads: int, attention: Mapping[str, Any], dropout: float, qk_norm: bool,
+               bias: bool) -> MultiAxisAttention:
+    return MultiAxisAttention(d_model, n_heads, 1, attention, qk_norm=qk_norm, dropout=dropout, bias=bias)
+
+
+class _Residual(nn.Module):
+    """One residual branch with its LayerNorm placed by ``norm``."""
+
+    def __init__(self, d_model: int, norm: str, dropout: float) -> None:
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r}; allowed: {', '.join(NORMS)}")
+        self.pre = norm == "pre"
+        self.ln = nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, f) -> Tensor:
+        if self.pre:
+            return x + self.drop(f(self.ln(x)))
+        return self.ln(x + self.drop(f(x)))
+
+
+class SeqEncoderLayer(nn.Module):
+    """Self-attention then MLP. (B, L, E) -> (B, L, E)."""
+
+    def __init__(
+        self, d_model: int, n_heads: int, d_mlp: int, attention: Mapping[str, Any], dropout: float = 0.0,
+        attn_dropout: float = 0.0, norm: Literal["pre", "post"] = "pre", mlp: Literal["gelu", "swiglu"] = "gelu",
+        qk_norm: bool = False, bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if mlp not in MLPS:
+            raise ValueError(f"mlp={mlp!r}; allowed: {', '.join(MLPS)}")
+        self.attn = _attention(d_model, n_heads, attention, attn_dropout, qk_norm, bias)
+        self.mlp = MLPS[mlp](d_model, d_mlp, dropout)
+        self.res1 = _Residual(d_model, norm, dropout)
+        self.res2 = _Residual(d_model, norm, dropout)
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        """x (B, L, E); key_padding_mask (B, L) bool, True = real token; causal: token i sees j <= i."""
+        x = self.res1(x, lambda h: self.attn(h, key_padding_mask=key_padding_mask, causal=causal))
+        return self.res2(x, self.mlp)
+
+
+class SeqDecoderLayer(nn.Module):
+    """Self-attention (``self_attention`` entry, causal by default), cross-attention to ``memory``
+    (``cross_attention`` entry), MLP. (B, T, E), memory (B, S, E) -> (B, T, E)."""
+
+    def __init__(
+        self, d_model: int, n_heads: int, d_mlp: int, self_attention: Mapping[str, Any],
+        cross_attention: Mapping[str, Any], dropout: float = 0.0, attn_dropout: float = 0.0,
+        norm: Literal["pre", "post"] = "pre", mlp: Literal["gelu", "swiglu"] = "gelu", qk_norm: bool = False,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if mlp not in MLPS:
+            raise ValueError(f"mlp={mlp!r}; allowed: {', '.join(MLPS)}")
+        self.self_attn = _attention(d_model, n_heads, self_attention, attn_dropout, qk_norm, bias)
+        self.cross_attn = _attention(d_model, n_heads, cross_attention, attn_dropout, qk_norm, bias)
+        self.mlp = MLPS[mlp](d_model, d_mlp, dropout)
+        self.res1 = _Residual(d_model, norm, dropout)
+        self.res2 = _Residual(d_model, norm, dropout)
+        self.res3 = _Residual(d_model, norm, dropout)
+
+    def forward(
+        self, x: Tensor, memory: Tensor, padding_mask: Tensor | None = None,
+        memory_padding_mask: Tensor | None = None, causal: bool = True, causal_cross: bool = False,
+    ) -> Tensor:
+        """x (B, T, E), memory (B, S, E); padding masks (B, T) / (B, S) bool, True = real token.
+        causal: decoder self-attention sees j <= i; causal_cross: cross-attention query i sees memory j <= i
+        (CAB's causal-cross pattern with aligned lengths)."""
+        x = self.res1(x, lambda h: self.self_attn(h, key_padding_mask=padding_mask, causal=causal))
+        x = self.res2(x, lambda h: self.cross_attn(h, context=memory, key_padding_mask=memory_padding_mask,
+                                                   causal=causal_cross))
+        return self.res3(x, self.mlp)
