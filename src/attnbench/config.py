@@ -18,6 +18,7 @@ from omegaconf.errors import ConfigKeyError, InterpolationResolutionError, Valid
 from attnbench import attention_spec as attention  # the registry's declarations, read without importing torch
 from attnbench import sweep  # its run-folder and W&B name resolvers, used by the yamls (imports hydra, omegaconf)
 from attnbench.data.catalog import GLUE, MEDMNIST3D, TEXT_TASKS, TIME_SERIES
+from attnbench.data.catalog.timeseries import calendar_features
 from attnbench.signatures import REQUIRED, constructor_params
 
 
@@ -199,6 +200,50 @@ class ForecasterNetConfig(TransformerNetConfig, Checked):
             raise ConfigError(f"model.net.patch_len={self.patch_len} must divide data.seq_len={self.seq_len}")
 
 
+# Informer's encoder-decoder (models/informer.py; CAB's LSTF backbone): an attention per position
+@dataclass
+@from_code
+class InformerNetConfig(Checked):
+    _target_: str = "attnbench.models.informer.InformerForecaster"
+    seq_len: int = MISSING
+    label_len: int = MISSING
+    pred_len: int = MISSING
+    enc_in: int = MISSING
+    n_time_features: int = MISSING
+    self_attention: dict[str, Any] = MISSING  # encoder self-attention (noncausal self, CAB's NS)
+    cross_attention: dict[str, Any] = MISSING  # decoder cross-attention (noncausal cross, CAB's NC)
+    decoder_self_attention: dict[str, Any] = MISSING  # decoder self-attention, causal
+    c_out: int | None = FROM_CODE
+    d_model: int = FROM_CODE
+    n_heads: int = FROM_CODE
+    e_layers: int = FROM_CODE
+    d_layers: int = FROM_CODE
+    d_ff: int = FROM_CODE
+    dropout: float = FROM_CODE
+    distil: bool = FROM_CODE
+
+    def check(self) -> None:
+        for k in ("seq_len", "pred_len", "enc_in", "n_time_features", "d_model", "n_heads", "e_layers", "d_layers",
+                  "d_ff"):
+            _need(getattr(self, k) >= 1, f"model.net.{k}", getattr(self, k), "must be >= 1")
+        _need(self.c_out is None or self.c_out >= 1, "model.net.c_out", self.c_out, "must be >= 1 or null")
+        _need(0 <= self.label_len <= self.seq_len, "model.net.label_len", self.label_len,
+              f"must lie in [0, seq_len={self.seq_len}]")
+        _need(0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout, "must lie in [0, 1)")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"model.net.n_heads={self.n_heads} must divide model.net.d_model={self.d_model}")
+        for key, cap in (("self_attention", "self_attention"), ("cross_attention", "cross_attention"),
+                         ("decoder_self_attention", "causal")):
+            node = dict(getattr(self, key))
+            check_attention(f"model.net.{key}", node)
+            entry = attention.get(node["name"])
+            if entry.caps["tensor"] or not entry.caps[cap]:
+                able = [n for n in attention.available() if attention.get(n).caps[cap]
+                        and not attention.get(n).caps["tensor"]]
+                raise ConfigError(f"model.net.{key}.name={node['name']!r} is not a sequence attention with {cap} "
+                                  f"support; entries that are: {', '.join(able)}")
+
+
 @dataclass
 class OptimizerConfig(Checked):
     _target_: str = "torch.optim.AdamW"
@@ -225,7 +270,7 @@ def _check_schedule(model: Any, example: str) -> None:
 @from_code
 class ForecastingModelConfig(Checked):
     _target_: str = "attnbench.lit.forecasting.ForecastingModule"
-    net: ForecasterNetConfig = field(default_factory=ForecasterNetConfig)
+    net: Any = MISSING  # a PatchForecaster or InformerForecaster node, checked by its schema (FORECAST_NET_SCHEMAS)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: dict[str, Any] | None = FROM_CODE
     scheduler_interval: str = FROM_CODE
@@ -237,16 +282,19 @@ class ForecastingModelConfig(Checked):
 
     def monitors(self) -> list[str]:
         """The val metrics ForecastingModule logs for these horizons (a test checks they are all logged)."""
-        hs = sorted(self.horizons) if self.horizons else [self.net.pred_len]
+        hs = sorted(self.horizons) if self.horizons else [self.net["pred_len"]]
         per_h = [f"val/{m}_{h}" for h in hs for m in ("mse", "mae")] if len(hs) > 1 else ["val/mae"]
         return ["val/mse", "val/mae_avg", *per_h]
 
     def check(self) -> None:
+        target = self.net.get("_target_") if isinstance(self.net, dict) else None
+        _choice("model.net._target_", str(target), list(FORECAST_NET_SCHEMAS))
+        check_schema("model.net", FORECAST_NET_SCHEMAS[target], self.net)
         if self.horizons:
-            bad = [h for h in self.horizons if not 1 <= h <= self.net.pred_len]
+            bad = [h for h in self.horizons if not 1 <= h <= self.net["pred_len"]]
             if bad:
                 raise ConfigError(f"model.horizons={list(self.horizons)}: {bad} outside [1, data.pred_len="
-                                  f"{self.net.pred_len}]")
+                                  f"{self.net['pred_len']}]")
         _choice("model.monitor", self.monitor, self.monitors())
         _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
@@ -372,6 +420,7 @@ def by_target(*schemas: type) -> dict[str, type]:
 
 
 NET_SCHEMAS = by_target(VolumeClassifierNetConfig, ResNet3DNetConfig)
+FORECAST_NET_SCHEMAS = by_target(ForecasterNetConfig, InformerNetConfig)  # model.net of ForecastingModelConfig
 
 
 @dataclass
@@ -837,6 +886,18 @@ def _ts_targets(name: str, features: str) -> int:
     return TIME_SERIES[name].n_vars if features == "M" else 1
 
 
+def _ts_inputs(name: str, features: str) -> int:
+    """``${ts_inputs:name,features}``: the variables fed in (all of them under features M and MS, else the target)."""
+    _choice("data.name", name, list(TIME_SERIES))
+    return 1 if features == "S" else TIME_SERIES[name].n_vars
+
+
+def _ts_time_features(name: str) -> int:
+    """``${ts_time_features:name}``: how many calendar features the data set's frequency has (``time_features``)."""
+    _choice("data.name", name, list(TIME_SERIES))
+    return len(calendar_features(TIME_SERIES[name].freq))
+
+
 def amp_precision() -> str:
     """bf16-mixed where the GPU supports it, else 16-mixed: what ``trainer.precision=auto-mixed`` runs with.
 
@@ -858,6 +919,8 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="data", name="timeseries_schema", node=TimeSeriesDataConfig)
     cs.store(group="model", name="forecasting_schema", node=ForecastingModelConfig)
+    for name, net in (("patch_forecaster_schema", ForecasterNetConfig), ("informer_schema", InformerNetConfig)):
+        cs.store(group="model/net", name=name, node=net)  # model.net typed while composing (hot, informer yamls)
     cs.store(group="data", name="medmnist_schema", node=MedMNISTDataConfig)
     cs.store(group="data", name="nifti_schema", node=NiftiDataConfig)
     cs.store(group="model", name="classification_schema", node=ClassificationModelConfig)
@@ -868,7 +931,8 @@ def register_configs() -> None:
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
     # resolvers run while composing: none may import torch (tests/test_cli.py checks)
     resolvers = {"project_root": project_root, "ts_targets": _ts_targets, "medmnist_classes": _medmnist_classes,
-                 "glue_labels": _glue_labels, "or_else": _or_else}  # attnbench_help: registered by attnbench.cli
+                 "glue_labels": _glue_labels, "or_else": _or_else,  # attnbench_help: registered by attnbench.cli
+                 "ts_inputs": _ts_inputs, "ts_time_features": _ts_time_features}
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
@@ -1027,3 +1091,6 @@ def validate(cfg: DictConfig) -> None:
     if forecasting and (cfg.model.net.seq_len != cfg.data.seq_len or cfg.model.net.pred_len != cfg.data.pred_len):
         raise ConfigError(f"model.net.seq_len/pred_len ({cfg.model.net.seq_len}/{cfg.model.net.pred_len}) must "
                           f"equal data.seq_len/pred_len ({cfg.data.seq_len}/{cfg.data.pred_len})")
+    if forecasting and "label_len" in cfg.model.net and cfg.model.net.label_len != cfg.data.label_len:
+        raise ConfigError(f"model.net.label_len={cfg.model.net.label_len} must equal data.label_len="
+                          f"{cfg.data.label_len}")

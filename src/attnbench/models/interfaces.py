@@ -18,6 +18,17 @@ class Forecaster(Protocol):
 
 
 @runtime_checkable
+class CalendarForecaster(Protocol):
+    """A ``Forecaster`` that also reads the calendar features (``data.timeseries.time_features``):
+    ``net(x, x_mark, y_mark)`` with x_mark (B, seq_len, F) of the input window and y_mark (B, label_len + pred_len, F)
+    of the decoder window (the batches of ``data.timeseries.ForecastWindows``)."""
+
+    pred_len: int
+    label_len: int
+    n_time_features: int
+
+
+@runtime_checkable
 class PretrainedNet(Protocol):
     """A net loaded from a checkpoint (``models.hf_text.pretrained_classifier``)."""
 
