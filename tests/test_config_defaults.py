@@ -194,7 +194,7 @@ def test_shared_parts_are_stated_once():
         assert keys <= {"name", "seq_len", "label_len", "pred_len"}, f"{p.name} repeats {keys - {'name'}}"
     for p in _options("model"):
         raw = OmegaConf.load(p)
-        if "optim/adamw_cosine@_here_" in raw.get("defaults", []):
+        if any(d in raw.get("defaults", []) for d in ("optim/adamw_cosine@_here_", "optim/adam_halving@_here_")):
             assert not {"optimizer", "scheduler", "scheduler_interval"} & set(raw), p.name
         else:  # builds on another option, or has its own schedule (bert: linear warm-up)
             assert p.stem in {"bert", "full", "vit3d"} or p.stem.startswith("smyrf_bert"), p.name

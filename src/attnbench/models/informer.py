@@ -137,7 +137,12 @@ class InformerForecaster(nn.Module):
                              f"({B}, {L}, {self.n_time_features}) / ({B}, label_len+pred_len={T}, "
                              f"{self.n_time_features})")
         memory = self.encode(x, x_mark)  # (B, S, E)
-        h = self.dec_embedding(self.decoder_input(x), y_mark)  # (B, T, E)
+        h = self.decode(self.dec_embedding(self.decoder_input(x), y_mark), memory)  # (B, T, E)
+        return self.projection(h)[:, -self.pred_len:]  # (B, pred_len, c_out)
+
+    def decode(self, h: Tensor, memory: Tensor) -> Tensor:
+        """Decoder layers (causal self-attention, cross-attention to memory (B, S, E)) and the final LayerNorm:
+        (B, T, E) -> (B, T, E); step t depends on steps <= t of h only."""
         for layer in self.decoder:
             h = layer(h, memory, causal=True)
-        return self.projection(self.dec_norm(h))[:, -self.pred_len:]  # (B, pred_len, c_out)
+        return self.dec_norm(h)
