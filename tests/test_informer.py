@@ -29,9 +29,9 @@ SETTINGS = sorted(p.stem for p in (ROOT / "conf" / "lstf").glob("*.yaml"))
 
 def informer(seq_len=24, label_len=12, pred_len=8, enc_in=3, n_time_features=4, cross=FULL, **kw):
     torch.manual_seed(0)
-    opts = dict(d_model=16, n_heads=2, e_layers=2, d_layers=1, d_ff=32, dropout=0.0) | kw
-    return InformerForecaster(seq_len, label_len, pred_len, enc_in, n_time_features, self_attention=FULL,
-                              cross_attention=cross, decoder_self_attention=FULL, **opts).eval()
+    opts = dict(d_model=16, n_heads=2, e_layers=2, d_layers=1, d_ff=32, dropout=0.0, self_attention=FULL,
+                cross_attention=cross, decoder_self_attention=FULL) | kw
+    return InformerForecaster(seq_len, label_len, pred_len, enc_in, n_time_features, **opts).eval()
 
 
 def inputs(net, B=2):
@@ -197,3 +197,23 @@ def test_debug_run_three_cross_attentions(tmp_path, synth_data_dir):
         assert r["status"] == "ok", r.get("error")
         assert math.isfinite(r["metrics"]["test/mse"]) and r["config"]["model"]["net"]["enc_in"] == 1
     assert sorted(r["config"]["model"]["net"]["cross_attention"]["name"] for r in res) == ["full", "linear", "smyrf"]
+
+
+def _sweep(exp: str, position: str) -> list[str]:
+    params = OmegaConf.load(ROOT / "conf" / "experiment" / f"{exp}.yaml").hydra.sweeper.params
+    return str(params[f"model/attention@model.net.{position}"]).split(",")
+
+
+@pytest.mark.parametrize(("position", "name"), [("cross_attention", n) for n in _sweep("cab/lstf", "cross_attention")]
+                         + [("self_attention", n) for n in _sweep("cab/lstf_ns", "self_attention")])
+def test_every_swept_entry_trains_in_its_position(compose_cfg, position, name):
+    """Each attention of the NC / NS sweeps, built from its yaml, runs forward and backward in its position (odd
+    lengths after distilling included)."""
+    opts = OmegaConf.to_container(compose_cfg(["model=informer", f"model/attention@model.net.{position}={name}"])
+                                  .model.net[position])
+    net = informer(seq_len=25, label_len=9, pred_len=7, e_layers=3, **{position: opts}).train()
+    out = net(*inputs(net))
+    assert out.shape == (2, 7, 3)
+    out.square().mean().backward()
+    grads = [p.grad for p in net.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
