@@ -206,11 +206,10 @@ def _sweep(exp: str, position: str) -> list[str]:
 
 @pytest.mark.parametrize(("position", "name"), [("cross_attention", n) for n in _sweep("cab/lstf", "cross_attention")]
                          + [("self_attention", n) for n in _sweep("cab/lstf_ns", "self_attention")])
-def test_every_swept_entry_trains_in_its_position(compose_cfg, position, name):
+def test_every_swept_entry_trains_in_its_position(position, name):
     """Each attention of the NC / NS sweeps, built from its yaml, runs forward and backward in its position (odd
     lengths after distilling included)."""
-    opts = OmegaConf.to_container(compose_cfg(["model=informer", f"model/attention@model.net.{position}={name}"])
-                                  .model.net[position])
+    opts = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / "attention" / f"{name}.yaml"))
     net = informer(seq_len=25, label_len=9, pred_len=7, e_layers=3, **{position: opts}).train()
     out = net(*inputs(net))
     assert out.shape == (2, 7, 3)
