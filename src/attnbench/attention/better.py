@@ -35,14 +35,14 @@ from attnbench.attention.registry import AttentionBase, Caps, register
 class OptimisedAttention(FullAttention):
     """SDPA whose values are the input's head slices (the layer learns no W^V)."""
 
-    caps = Caps(pretrained_drop_in=False, projections="qk")
+    caps = Caps(pretrained_drop_in=False, projections="qk", incremental=True)
 
 
 @register("efficient")
 class EfficientAttention(FullAttention):
     """SDPA whose keys and values are the input's head slices (the layer learns no W^K, W^V)."""
 
-    caps = Caps(pretrained_drop_in=False, projections="q")
+    caps = Caps(pretrained_drop_in=False, projections="q", incremental=True)
 
 
 def super_values(v: Tensor, w_a: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
