@@ -46,7 +46,7 @@ def rand(*shape: int, seed: int) -> Tensor:
 
 
 def test_some_entries_are_incremental():
-    assert {"full", "linear", "local", "performer"} <= set(INCREMENTAL)
+    assert {"full", "linear", "local", "performer", "super"} <= set(INCREMENTAL)
 
 
 @pytest.mark.parametrize("name", INCREMENTAL)
