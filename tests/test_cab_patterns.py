@@ -6,6 +6,7 @@ batch 4, 100 memory tokens, 50 decoder tokens), through the multi-head layer:
 - NS / NC (noncausal self / cross): the layer runs and gives (B, L, E).
 - CS (causal self): for every step i in [L/2, L), output i equals the run on the prefix <= i.
 - CC (causal cross): the same with a fixed key/value memory (the decoder's queries processed causally).
+- CS incremental: decoding token by token with the layer's state cache equals the causal pass.
 
 "Equals" is CAB's tolerance, sum |delta| <= 1e-4 over (batch, d) at one step, here in float64 so that it measures
 the algorithm and not fp32 rounding. An entry that does not declare a pattern (``registry.patterns``) must refuse
@@ -79,6 +80,24 @@ def test_causal_self_step_i_equals_the_prefix_run(name, over):
         return refuses(m, "causal", causal=True)
     gaps = prefix_gaps(m, inputs()[0])
     assert max(gaps) <= TOL, f"{name} claims CS; sum |delta| per step: {gaps}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_causal_self_incremental_equals_the_full_pass(name):
+    """CAB's "self-causal-incremental": token by token through the layer's state cache (``MultiAxisAttention.step``)
+    equals the causal pass at every step; entries without ``caps.incremental`` refuse."""
+    m = layer(name)
+    x, _ = inputs()
+    if not attention.get(name).caps.incremental:
+        with pytest.raises(CapabilityError, match=f"attention {name!r} does not support incremental=True"):
+            m.step(x[:, :1])
+        return
+    with torch.no_grad():
+        out, cache = m(x, causal=True), None
+        for i in range(TGT):
+            y, cache = m.step(x[:, i:i + 1], cache)
+            gap = (y[:, 0] - out[:, i]).abs().sum().item()
+            assert gap <= TOL, f"{name} step {i}: sum |delta| = {gap}"
 
 
 @pytest.mark.parametrize("name", NAMES)

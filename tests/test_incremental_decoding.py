@@ -90,7 +90,7 @@ def layer_steps(m, x: Tensor, **kw) -> Tensor:
     return torch.cat(ys, dim=1)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if not attention.get(n).caps.tensor])
+@pytest.mark.parametrize("name", NAMES)
 def test_layer_self_and_cross_steps_equal_the_full_pass(name):
     caps = attention.get(name).caps
     m = layer(name)

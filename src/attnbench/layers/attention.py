@@ -152,13 +152,13 @@ class MultiAxisAttention(nn.Module):
         CC, ``caps.causal_cross``); the memory's keys and values are projected at the first step and cached.
         Sequence layers (one axis) without RoPE only.
         """
+        cross = context is not None
+        require(type(self.attn), self_attention=not cross, incremental=not cross, cross_attention=cross,
+                causal_cross=cross)
         if self.n_axes != 1 or self.tensor or self.rope_axes:
             raise ValueError("step: sequence layers only (n_axes=1, a sequence entry, no rope_axes)")
         if x_t.dim() != 3 or x_t.shape[1] != 1:
             raise ValueError(f"step takes one token x_t (B, 1, E), got shape {tuple(x_t.shape)}")
-        cross = context is not None
-        require(type(self.attn), self_attention=not cross, incremental=not cross, cross_attention=cross,
-                causal_cross=cross)
         if key_padding_mask is not None and not cross:
             raise ValueError("step: key_padding_mask is the memory's (cross); self-attention steps are real tokens")
         (q,) = self._heads(self.q_proj(x_t), 1)  # (B, H, 1, D)
