@@ -30,6 +30,7 @@ from attnbench.attention_spec import PATTERNS, patterns_of
 # The state an incremental entry carries between decoding steps (``AttentionBase.step``): named tensors.
 State = dict[str, Tensor]
 
+
 @dataclass(frozen=True)
 class Caps:
     """What an attention supports. Defaults describe plain softmax attention."""
