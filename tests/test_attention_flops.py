@@ -11,7 +11,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from attnbench.attention import available, build, get
-from attnbench.attention.flops import FORMULAS, attention_flops, formula_for, occupancy
+from attnbench.attention.flops import FORMULAS, Flops, attention_flops, formula_for, occupancy
 from attnbench.attention.registry import SIZES
 
 B, H, D = 2, 2, 8
@@ -100,3 +100,35 @@ def test_full_attention_numbers():
     """4 L S D matmul FLOPs (q k^T and A v), 6 L S other (scale, softmax) per head at B 1."""
     f = attention_flops(build("full"), B=1, H=1, q_axes=512, D=64)
     assert (f.matmul, f.other) == (4 * 512 * 512 * 64, 6 * 512 * 512)
+
+
+def test_recorder_sums_the_largest_call_of_each_layer_per_example():
+    """A model's attention FLOPs per example: every entry's largest call (padding-free length 40 here, not the
+    later shorter batch), at batch 1, summed over layers; tensor entries with their axes."""
+    from attnbench.attention.flops import FlopRecorder
+    from attnbench.layers.attention import MultiAxisAttention
+    from attnbench.layers.seqblock import SeqEncoderLayer
+
+    torch.manual_seed(0)
+    layers = [SeqEncoderLayer(32, 4, 64, {"name": n, **({"height": 2} if n == "treeformer_tf" else {})})
+              for n in ("full", "treeformer_tf")]
+    model = torch.nn.Sequential(*layers).eval()
+    rec = FlopRecorder(model)
+    with torch.no_grad():
+        model(torch.randn(3, 40, 32))
+        model(torch.randn(2, 20, 32))
+    want = sum((attention_flops(lay.attn.attn, B=1, H=4, q_axes=40, D=8) for lay in layers), start=Flops(0, 0))
+    got = rec.summary()
+    assert got["attention_gflops"] == pytest.approx(want.total / 1e9)
+    assert got["attention_gflops_matmul"] == pytest.approx(want.matmul / 1e9)
+    assert got["attention_gflops_measured"] > 0  # treeformer_tf measured its leaves on the eval calls
+    rec.remove()
+    model(torch.randn(1, 80, 32))
+    assert rec.summary()["attention_gflops"] == got["attention_gflops"]  # hooks removed: nothing recorded
+
+    hot = MultiAxisAttention(32, 4, 2, {"name": "hot"}, per_axis_qk=True)
+    rec = FlopRecorder(hot)
+    hot(torch.randn(2, 6, 5, 32))
+    f = attention_flops(hot.attn, B=1, H=4, q_axes=(6, 5), D=8)
+    assert rec.summary()["attention_gflops"] == pytest.approx(f.total / 1e9)
+    assert FlopRecorder(torch.nn.Linear(2, 2)).summary() == {}
