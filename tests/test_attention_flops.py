@@ -132,3 +132,26 @@ def test_recorder_sums_the_largest_call_of_each_layer_per_example():
     f = attention_flops(hot.attn, B=1, H=4, q_axes=(6, 5), D=8)
     assert rec.summary()["attention_gflops"] == pytest.approx(f.total / 1e9)
     assert FlopRecorder(torch.nn.Linear(2, 2)).summary() == {}
+
+
+def test_recorder_counts_the_latest_state_and_names_entries_without_a_formula(monkeypatch, caplog):
+    """Bootstrapping changes Treeformer's active height: the latest call counts. An entry without a formula is
+    left out with a warning, never a crash of the run."""
+    from attnbench.attention.flops import FlopRecorder
+    from attnbench.layers.seqblock import SeqEncoderLayer
+
+    tree = SeqEncoderLayer(32, 4, 64, {"name": "treeformer_tc", "height": 3})
+    full = SeqEncoderLayer(32, 4, 64, {"name": "full"})
+    rec = FlopRecorder(torch.nn.Sequential(tree, full))
+    monkeypatch.delitem(FORMULAS, "full")
+    x = torch.randn(1, 48, 32)
+    for h in (1, 3):
+        tree.attn.attn.set_active_height(h)
+        tree(x)
+        full(x)
+    got = rec.summary()
+    assert got["attention_gflops"] == pytest.approx(attention_flops(tree.attn.attn, B=1, H=4, q_axes=48, D=8).total
+                                                    / 1e9)
+    tree.attn.attn.set_active_height(1)
+    assert got["attention_gflops"] > attention_flops(tree.attn.attn, B=1, H=4, q_axes=48, D=8).total / 1e9
+    assert got["attention_flops_missing"] == 1 and "no formula for full" in caplog.text

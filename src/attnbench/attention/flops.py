@@ -409,69 +409,59 @@ class FlopRecorder:
     """The attention FLOPs of a model per example forward, from the calls its registry entries actually get.
 
     A forward pre-hook on every :class:`AttentionBase` inside ``model`` (any layer that calls one: the
-    ``MultiAxisAttention`` of the sequence/tensor models, ``models.hf_swap``'s swapped encoders) records, per entry,
-    the shapes of its largest call (by query x key tokens: the run's sequence length, whatever the padding of a
-    batch) and whether it was causal; :meth:`flops` sums :func:`attention_flops` over the entries at batch 1, with
-    each module's state at the time of the call (Treeformer's active height when bootstrapping). Data-dependent
-    entries (:data:`OCCUPANCY`) also measure their slot counts on eval calls (the last eval batch, as the
-    implementation sized it for the whole batch): :meth:`flops` with ``measured=True``. Cheap: shapes only, except
-    that measurement (one extra routing / hashing pass of the eval batches of those entries).
+    ``MultiAxisAttention`` of the sequence/tensor models, ``models.hf_swap``'s swapped encoders) counts each call at
+    batch 1 (:func:`attention_flops` with the module's state at that moment, e.g. Treeformer's active height while
+    bootstrapping) and keeps, per entry, the count of its latest largest call (by query x key tokens: the run's
+    sequence length, whatever the padding of a batch); :meth:`flops` sums them over the entries. Data-dependent
+    entries (:data:`OCCUPANCY`) are also counted at the slots they used on eval calls (the latest eval batch, slots
+    as the implementation sized them for the whole batch): ``flops(measured=True)``. Cost per call: one formula
+    (microseconds), plus one routing / hashing pass on the eval calls of data-dependent entries.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
-        self.calls: dict[AttentionBase, dict[str, Any]] = {}
-        self.measured: dict[AttentionBase, dict[str, int]] = {}
+        self.calls: dict[AttentionBase, tuple[int, Flops]] = {}  # entry -> (query x key tokens, FLOPs at batch 1)
+        self.measured: dict[AttentionBase, Flops] = {}
+        self.missing: set[str] = set()
         self._handles = [m.register_forward_pre_hook(self._hook, with_kwargs=True)
                          for m in model.modules() if isinstance(m, AttentionBase)]
 
     def _hook(self, module: AttentionBase, args: tuple, kwargs: dict) -> None:
+        if module.name not in FORMULAS:
+            self.missing.add(module.name)
+            return
         q, k, v = (*args, *(kwargs[n] for n in ("q", "k", "v") if n in kwargs))[:3]
         q1, k1 = (x[0] if isinstance(x, (tuple, list)) else x for x in (q, k))  # per-axis q, k: one per axis
         causal = bool(kwargs.get("causal", False))
-        call = {"H": v.shape[1], "q_axes": tuple(q1.shape[2:-1]), "k_axes": tuple(v.shape[2:-1]), "D": q1.shape[-1],
-                "Dv": v.shape[-1], "causal": causal,
-                "state": {"active_height": getattr(module, "active_height", None)}}
-        size = math.prod(call["q_axes"]) * math.prod(call["k_axes"])
-        old = self.calls.get(module)
-        if old is None or size >= math.prod(old["q_axes"]) * math.prod(old["k_axes"]):
-            self.calls[module] = call
+        shape = {"B": 1, "H": v.shape[1], "q_axes": tuple(q1.shape[2:-1]), "k_axes": tuple(v.shape[2:-1]),
+                 "D": q1.shape[-1], "Dv": v.shape[-1], "causal": causal}
+        size = math.prod(shape["q_axes"]) * math.prod(shape["k_axes"])
+        if module not in self.calls or size >= self.calls[module][0]:
+            self.calls[module] = (size, attention_flops(module, **shape))
         if module.name in OCCUPANCY and not module.training and not isinstance(q, (tuple, list)):
-            self.measured[module] = occupancy(module, q1, k1, kwargs.get("key_padding_mask"), causal)
+            occ = occupancy(module, q1, k1, kwargs.get("key_padding_mask"), causal)
+            self.measured[module] = attention_flops(module, **shape, **occ)
 
-    def flops(self, measured: bool = False) -> tuple[Flops, list[str]]:
-        """(the summed FLOPs per example, the entries that have no formula and were left out, each named once)."""
-        total, missing = Flops(0, 0), []
-        for m, c in self.calls.items():
-            if m.name not in FORMULAS:
-                missing.append(m.name)
-                continue
-            h = c["state"]["active_height"]
-            saved = getattr(m, "active_height", None)
-            if h is not None:
-                m.active_height = h  # the height the call ran with
-            try:
-                occ = self.measured.get(m, {}) if measured else {}
-                total = total + attention_flops(m, B=1, H=c["H"], q_axes=c["q_axes"], k_axes=c["k_axes"], D=c["D"],
-                                                Dv=c["Dv"], causal=c["causal"], **occ)
-            finally:
-                if h is not None:
-                    m.active_height = saved
-        return total, sorted(set(missing))
+    def flops(self, measured: bool = False) -> Flops:
+        """The summed FLOPs per example (``measured``: data-dependent entries at their measured slots)."""
+        total = Flops(0, 0)
+        for m, (_, f) in self.calls.items():
+            total = total + (self.measured.get(m, f) if measured else f)
+        return total
 
     def summary(self) -> dict[str, float]:
         """``attention_gflops`` (total per example forward), ``attention_gflops_matmul`` and, when a data-dependent
-        entry measured its slots, ``attention_gflops_measured``; {} when no entry was called."""
-        if not self.calls:
-            return {}
-        f, missing = self.flops()
+        entry measured its slots, ``attention_gflops_measured``; {} when no entry was called. Entries without a
+        formula are left out with a warning (and counted in ``attention_flops_missing``)."""
         out: dict[str, float] = {}
-        if missing:
+        if self.missing:
             log.warning("attention FLOPs: no formula for %s (left out of attention_gflops; add one to "
-                        "attnbench/attention/flops.py)", ", ".join(missing))
-            out["attention_flops_missing"] = float(len(missing))
-        out.update(attention_gflops=f.total / 1e9, attention_gflops_matmul=f.matmul / 1e9)
+                        "attnbench/attention/flops.py)", ", ".join(sorted(self.missing)))
+            out["attention_flops_missing"] = float(len(self.missing))
+        if self.calls:
+            f = self.flops()
+            out.update(attention_gflops=f.total / 1e9, attention_gflops_matmul=f.matmul / 1e9)
         if self.measured:
-            out["attention_gflops_measured"] = self.flops(measured=True)[0].total / 1e9
+            out["attention_gflops_measured"] = self.flops(measured=True).total / 1e9
         return out
 
     def remove(self) -> None:
