@@ -8,6 +8,7 @@
     python scripts/prepare_data.py glue --from ../shared/data   # the GLUE tsv files (glue_sst2_train, ...)
     python scripts/prepare_data.py imdb                        # aclImdb_v1.tar.gz (Stanford URL + md5)
     python scripts/prepare_data.py --list
+    python scripts/prepare_data.py listops --generate [--n-train N --seed S]  # LRA ListOps, generated (~5 min)
 
 When DATA_DIR (or --data-dir) already holds a verified copy, nothing is fetched.
 """
@@ -31,6 +32,24 @@ def catalogue() -> dict:
 GROUPS = {"all": list(TIME_SERIES), "medmnist3d": list(medmnist_files()), "glue": list(glue_files())}
 
 
+def generate_listops(args: argparse.Namespace) -> int:
+    """LRA ListOps: the seeded official generator writes <data-dir>/lra/listops/basic_{train,val,test}.tsv."""
+    from attnbench.data.lra import listops
+
+    if not args.generate:
+        print("error: listops is generated, not downloaded: add --generate", file=sys.stderr)
+        return 2
+    spec = listops.ListOpsSpec(**{k: getattr(args, k) for k in ("n_train", "n_val", "n_test", "min_length",
+                                                                 "max_length") if getattr(args, k) is not None})
+    root = args.data_dir / "lra" / listops.INFO.dir
+    for split, path in listops.write_splits(root, spec, seed=args.seed).items():
+        print(f"ok   listops {split}: {path}")
+    return 0
+
+
+GENERATED = {"listops": generate_listops}  # data sets made here, not fetched
+
+
 def main(argv: list[str] | None = None) -> int:
     files = catalogue()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DATA_DIR", "data")),
                    help="destination (default: $DATA_DIR or data/)")
     p.add_argument("--list", action="store_true", help="list the data sets and their sources")
+    gen = p.add_argument_group("generated data sets (listops)")
+    gen.add_argument("--generate", action="store_true", help="generate it (seeded) instead of fetching")
+    gen.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    for k in ("n_train", "n_val", "n_test", "min_length", "max_length"):
+        gen.add_argument(f"--{k.replace('_', '-')}", type=int, default=None, help="default: the official value")
     args = p.parse_args(argv)
+    if args.names and args.names[0] in GENERATED:
+        if len(args.names) > 1:
+            print(f"error: generate {args.names[0]} on its own (got {args.names})", file=sys.stderr)
+            return 2
+        return GENERATED[args.names[0]](args)
     if args.list or not args.names:
         for name, src in files.items():
             print(f"{name:22s} {src.path:40s} {src.url}")
@@ -48,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in files]
     if unknown:
         print(f"error: unknown data set(s) {unknown}; allowed: {', '.join(files)} or a group: "
-              f"{', '.join(GROUPS)}", file=sys.stderr)
+              f"{', '.join(GROUPS)}; generated: {', '.join(GENERATED)}", file=sys.stderr)
         return 2
     in_group = {n for arg in args.names if arg in GROUPS for n in GROUPS[arg]}
     failed = 0

@@ -11,14 +11,20 @@ A task module defines::
         # raises attnbench.data.download.DataError (what is missing, where to put it, which command makes it)
 
 As in the official pipelines, padding is id 0 and the key-padding mask is ``tokens != PAD_ID``.
+``INFO``'s arguments are literals: ``read_info`` reads them from the source, so the config check and its resolvers
+(``${lra_task:...}``) know a task without importing torch.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 PAD_ID = 0
 SPLITS = ("train", "val", "test")
+TASKS = ("listops", "text", "retrieval", "image", "pathfinder")  # data.task: the modules attnbench.data.lra.<task>
 
 
 @dataclass(frozen=True)
@@ -35,3 +41,21 @@ class LRATask:
     @property
     def dir(self) -> str:
         return self.folder or self.name
+
+
+@functools.cache
+def read_info(task: str) -> LRATask:
+    """``attnbench.data.lra.<task>.INFO``, read from the module's source with ``ast`` (no import, no torch)."""
+    if task not in TASKS:
+        raise ValueError(f"data.task={task!r}; allowed: {', '.join(TASKS)}")
+    path = Path(__file__).resolve().parent / f"{task}.py"
+    if not path.is_file():
+        raise ValueError(f"data.task={task!r}: its module attnbench.data.lra.{task} ({path}) is not written yet")
+    for node in ast.parse(path.read_text()).body:
+        if (isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["INFO"]
+                and isinstance(node.value, ast.Call)):
+            try:
+                return LRATask(**{k.arg: ast.literal_eval(k.value) for k in node.value.keywords})
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{path}: INFO = LRATask(...) must take literal keyword arguments ({e})") from e
+    raise ValueError(f"{path} defines no INFO = LRATask(...)")
