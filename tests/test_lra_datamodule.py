@@ -1,0 +1,87 @@
+"""The LRA datamodule (``data=lra``) on a tiny generated ListOps set, and the ``data.task`` config checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from attnbench.config import ConfigError, LRADataConfig, check_schema, resolved
+from attnbench.data.download import DataError
+from attnbench.data.lra.common import PAD_ID, TASKS
+from attnbench.data.lra.datamodule import LRADataModule
+from attnbench.data.lra.listops import INFO, ListOpsSpec, write_splits
+
+TINY = ListOpsSpec(n_train=24, n_val=6, n_test=5, min_length=10, max_length=50)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    write_splits(d / "lra" / "listops", TINY, seed=0)
+    return d
+
+
+def test_listops_batches_shapes_pad_and_splits(data_dir):
+    dm = LRADataModule("listops", str(data_dir), max_len=64, batch_size=8, eval_batch_size=4)
+    assert dm.info == INFO and dm.n_classes == 10 and dm.max_len == 64
+    dm.setup("fit")
+    assert {s: len(d) for s, d in dm.datasets.items()} == {"train": 24, "val": 6, "test": 5}
+    assert dm.datasets["train"].tokens.dtype == torch.uint8  # held compact, served as int64
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 64) and x.dtype == torch.int64 and y.shape == (8,) and y.dtype == torch.int64
+    assert (x[:, -1] == PAD_ID).all() and (x[:, 0] >= 11).all()  # length < 50 < 64; every tree opens with an op
+    assert int(x.max()) < INFO.vocab_size and int(y.min()) >= 0 and int(y.max()) < 10
+    mask = x != PAD_ID  # the model's key-padding mask: the real tokens form a prefix
+    assert torch.equal(mask, mask.cummin(dim=1).values)
+    xv, _ = next(iter(dm.val_dataloader()))
+    assert xv.shape == (4, 64)
+    assert sum(dm.class_counts) == 24 and len(dm.class_counts) == 10
+
+
+def test_official_length_and_limit(data_dir):
+    dm = LRADataModule("listops", str(data_dir), limit_examples=3)  # max_len null: the official 2000
+    dm.setup()
+    assert dm.max_len == 2000 and dm.datasets["test"].tokens.shape == (3, 2000)
+
+
+def test_missing_files_and_bad_arguments(tmp_path):
+    with pytest.raises(DataError, match=rf"prepare_data.py listops --generate --data-dir {tmp_path}"):
+        LRADataModule("listops", str(tmp_path)).setup()
+    with pytest.raises(ValueError, match="allowed: listops, text, retrieval, image, pathfinder"):
+        LRADataModule("listopz", str(tmp_path))
+    with pytest.raises(ValueError, match="data.options.resolution: task 'listops' takes no options"):
+        LRADataModule("listops", str(tmp_path), options={"resolution": 32})
+
+
+def _data_node(compose_cfg, overrides: list[str]):
+    cfg = compose_cfg(["data=lra", *overrides])
+    return resolved(cfg.data)
+
+
+def test_config_composes_and_rejects_bad_values(compose_cfg):
+    node = _data_node(compose_cfg, [])
+    assert node["task"] == "listops" and node["max_len"] is None and node["options"] == {}
+    check_schema("data", LRADataConfig, node)
+    for overrides, needle in [
+        (["data.task=listopz"], "data.task='listopz' is invalid (did you mean 'listops'?); allowed: "
+                                + ", ".join(TASKS)),
+        (["data.max_len=0"], "data.max_len=0 is invalid"),
+        (["data.batch_size=0"], "data.batch_size=0"),
+        (["+data.options.resolution=32"], "data.options.resolution is not an option of data.task='listops'"),
+    ]:
+        with pytest.raises(ConfigError) as e:
+            check_schema("data", LRADataConfig, _data_node(compose_cfg, overrides))
+        assert needle in str(e.value)
+
+
+def test_lra_task_resolver(compose_cfg):
+    """``${lra_task:<task>,<field>}`` gives a model its vocabulary and classes without importing the task."""
+    compose_cfg(["data=lra"])  # registers the resolvers
+    cfg = OmegaConf.create({"data": {"task": "listops"}, "n": "${lra_task:${data.task},num_classes}",
+                            "v": "${lra_task:listops,vocab_size}", "bad": "${lra_task:listops,classes}"})
+    assert cfg.n == 10 and cfg.v == 16
+    with pytest.raises(ConfigError, match="allowed: name, vocab_size, num_classes, max_len"):
+        resolved(OmegaConf.masked_copy(cfg, ["bad"]))
