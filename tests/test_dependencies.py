@@ -23,9 +23,10 @@ LAYERS: dict[str, tuple[int, tuple[str, ...]]] = {
     "layers": (3, ("attnbench.layers",)),
     "attention": (2, ("attnbench.attention",)),
     # facts and checks every layer may use: config schemas, the registry's declarations, checkpoint format,
-    # the data catalogues (names, sizes, files), where pretrained checkpoints come from
+    # the data catalogues (names, sizes, files), where pretrained checkpoints come from, the LRA task interface
     "foundation": (1, ("attnbench", "attnbench.config", "attnbench.attention_spec", "attnbench.checkpoint",
-                       "attnbench.data.catalog", "attnbench.pretrained", "attnbench.signatures")),
+                       "attnbench.data.catalog", "attnbench.pretrained", "attnbench.signatures",
+                       "attnbench.data.lra.common")),
 }
 # known exceptions, each with its reason (to remove, not to extend)
 ALLOWED = {
