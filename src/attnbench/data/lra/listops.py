@@ -156,10 +156,11 @@ def _rows(path: Path) -> Iterator[tuple[int, str, str]]:
 def tokenize(source: str) -> list[int]:
     """Ids of one official source string: parentheses dropped, ``]`` kept, ``VOCAB`` order (see the module doc)."""
     tokens = source.replace("(", " ").replace(")", " ").split()
-    unknown = [t for t in tokens if t not in TOKEN_ID]
-    if unknown:
-        raise ValueError(f"listops: token {unknown[0]!r} is not one of the 15 ListOps tokens {' '.join(VOCAB)}")
-    return [TOKEN_ID[t] for t in tokens]
+    try:
+        return list(map(TOKEN_ID.__getitem__, tokens))
+    except KeyError as e:
+        bad = e.args[0]
+        raise ValueError(f"listops: token {bad!r} is not one of the 15 ListOps tokens {' '.join(VOCAB)}") from None
 
 
 def read_split(path: Path, max_len: int) -> tuple[np.ndarray, np.ndarray]:
