@@ -85,3 +85,34 @@ def test_lra_task_resolver(compose_cfg):
     assert cfg.n == 10 and cfg.v == 16
     with pytest.raises(ConfigError, match="allowed: name, vocab_size, num_classes, max_len"):
         resolved(OmegaConf.masked_copy(cfg, ["bad"]))
+
+
+class _MeanPool(torch.nn.Module):
+    """tokens (B, L) -> logits (B, C): embedding mean over the real tokens (mask = tokens != PAD_ID)."""
+
+    def __init__(self, vocab: int, n_classes: int) -> None:
+        super().__init__()
+        self.emb, self.out = torch.nn.Embedding(vocab, 8, padding_idx=PAD_ID), torch.nn.Linear(8, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = (x != PAD_ID).unsqueeze(-1).float()  # (B, L, 1)
+        return self.out((self.emb(x) * keep).sum(1) / keep.sum(1).clamp_min(1.0))  # (B, C)
+
+
+def test_classification_module_trains_on_lra_batches(data_dir, tmp_path):
+    """The batch format is the one ``lit.classification.ClassificationModule`` consumes, class weights included."""
+    import functools
+
+    import lightning as L
+
+    from attnbench.lit.classification import ClassificationModule
+
+    dm = LRADataModule("listops", str(data_dir), max_len=64, batch_size=8)
+    model = ClassificationModule(_MeanPool(INFO.vocab_size, dm.n_classes), functools.partial(torch.optim.Adam,
+                                 lr=1e-2), n_classes=dm.n_classes, class_weights="inverse")
+    trainer = L.Trainer(fast_dev_run=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm, verbose=False)
+    assert torch.isfinite(trainer.callback_metrics["test/loss"])
+    assert model.class_w.shape == (10,) and float(model.class_w.sum()) == pytest.approx(10.0)
