@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,8 @@ from omegaconf import OmegaConf
 
 from attnbench.config import ConfigError, LRADataConfig, check_schema, resolved
 from attnbench.data.download import DataError
-from attnbench.data.lra.common import PAD_ID, TASKS
-from attnbench.data.lra.datamodule import LRADataModule
+from attnbench.data.lra.common import PAD_ID, TASKS, LRATask
+from attnbench.data.lra.datamodule import LRADataModule, check_split
 from attnbench.data.lra.listops import INFO, ListOpsSpec, write_splits
 
 TINY = ListOpsSpec(n_train=24, n_val=6, n_test=5, min_length=10, max_length=50)
@@ -54,6 +55,19 @@ def test_missing_files_and_bad_arguments(tmp_path):
         LRADataModule("listopz", str(tmp_path))
     with pytest.raises(ValueError, match="data.options.resolution: task 'listops' takes no options"):
         LRADataModule("listops", str(tmp_path), options={"resolution": 32})
+
+
+def test_a_task_modules_output_is_checked():
+    """Shape (two towers too), integer dtypes of any width, id and label ranges: a task module's slip is a DataError."""
+    pair = LRATask(name="retrieval", vocab_size=257, num_classes=2, max_len=4, two_tower=True)
+    ok, y = torch.randint(0, 257, (3, 2, 4), dtype=torch.int16), torch.tensor([0, 1, 1])
+    check_split(pair, "train", ok, y, 4)
+    check_split(INFO, "val", torch.zeros(3, 4, dtype=torch.uint8), y, 4)
+    for tokens, labels, needle in [(ok[:, 0], y, "expected integer (3, 2, 4)"), (ok.float(), y, "tokens are"),
+                                   (ok.clone().fill_(257), y, "outside [0, vocab_size=257)"),
+                                   (ok, torch.tensor([0, 1, 2]), "labels span [0, 2], outside [0, num_classes=2)")]:
+        with pytest.raises(DataError, match=re.escape(needle)):
+            check_split(pair, "train", tokens, labels, 4)
 
 
 def _data_node(compose_cfg, overrides: list[str]):

@@ -7,6 +7,8 @@ A task module defines::
     def load_split(root: Path, split: str, max_len: int, **options) -> tuple[Tensor, Tensor]:
         # root = <paths.data_dir>/lra/<folder>; split in SPLITS
         # -> tokens int64 (N, max_len) (two-tower tasks: (N, 2, max_len)), PAD_ID = padding, real ids >= 1
+        #    (a smaller integer dtype is accepted too: the datamodule stores tokens in the smallest dtype of the
+        #    vocabulary and serves int64, so e.g. AAN's 147k x 2 x 4000 bytes need not pass through int64)
         #    labels int64 (N,) in [0, num_classes)
         # raises attnbench.data.download.DataError (what is missing, where to put it, which command makes it)
 
