@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from attnbench.config import ConfigError, LRADataConfig, check_schema, resolved
+from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.data.download import DataError
-from attnbench.data.lra.common import PAD_ID, TASKS, LRATask
+from attnbench.data.lra.common import PAD_ID, LRATask
 from attnbench.data.lra.datamodule import LRADataModule, check_split
 from attnbench.data.lra.listops import INFO, ListOpsSpec, write_splits
 
@@ -81,7 +81,7 @@ def test_config_composes_and_rejects_bad_values(compose_cfg):
     check_schema("data", LRADataConfig, node)
     for overrides, needle in [
         (["data.task=listopz"], "data.task='listopz' is invalid (did you mean 'listops'?); allowed: "
-                                + ", ".join(TASKS)),
+                                + ", ".join(LRA_TASKS)),
         (["data.max_len=0"], "data.max_len=0 is invalid"),
         (["data.batch_size=0"], "data.batch_size=0"),
         (["+data.options.resolution=32"], "data.options.resolution is not an option of data.task='listops'"),
@@ -89,16 +89,6 @@ def test_config_composes_and_rejects_bad_values(compose_cfg):
         with pytest.raises(ConfigError) as e:
             check_schema("data", LRADataConfig, _data_node(compose_cfg, overrides))
         assert needle in str(e.value)
-
-
-def test_lra_task_resolver(compose_cfg):
-    """``${lra_task:<task>,<field>}`` gives a model its vocabulary and classes without importing the task."""
-    compose_cfg(["data=lra"])  # registers the resolvers
-    cfg = OmegaConf.create({"data": {"task": "listops"}, "n": "${lra_task:${data.task},num_classes}",
-                            "v": "${lra_task:listops,vocab_size}", "bad": "${lra_task:listops,classes}"})
-    assert cfg.n == 10 and cfg.v == 16
-    with pytest.raises(ConfigError, match="allowed: name, vocab_size, num_classes, max_len"):
-        resolved(OmegaConf.masked_copy(cfg, ["bad"]))
 
 
 class _MeanPool(torch.nn.Module):

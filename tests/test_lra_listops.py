@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.data.download import DataError
 from attnbench.data.lra import listops
-from attnbench.data.lra.common import PAD_ID, read_info
+from attnbench.data.lra.common import PAD_ID
 from attnbench.data.lra.listops import ListOpsSpec, generate, load_split, tokenize, write_splits
 from tests.conftest import ROOT
 
@@ -136,7 +137,7 @@ def test_tokenisation_drops_parentheses_keeps_close_bracket():
     assert tokenize("( ( ( ( [SM 0 ) ( ( ( [MIN 3 ) 7 ) ] ) ) ( ( ( [MED 1 ) 8 ) ] ) ) ] )") == \
         [14, 1, 11, 4, 8, 15, 13, 2, 9, 15, 15]
     assert listops.VOCAB[:10] == tuple("0123456789") and len(listops.VOCAB) == 15
-    assert read_info("listops") == listops.INFO and listops.INFO.vocab_size == 16
+    assert LRA_TASKS["listops"] == listops.INFO and listops.INFO.vocab_size == 16
     with pytest.raises(ValueError, match=r"token 'X' is not one of the 15"):
         tokenize("( ( ( [MAX 2 ) 9 ) X )")  # the official pipeline's renamed ']' is not in the files
 

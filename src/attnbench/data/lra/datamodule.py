@@ -1,9 +1,9 @@
 """The one datamodule of the Long Range Arena tasks: ``data=lra data.task=listops|text|retrieval|image|pathfinder``.
 
-``data.task`` names the module ``attnbench.data.lra.<task>`` (imported here; the contract is in
-:mod:`attnbench.data.lra.common`); its ``load_split`` reads ``<data_dir>/lra/<INFO.dir>`` at ``data.max_len``
-(null: the task's official length) with the task's own ``data.options``. Nothing is generated or fetched here: a
-missing file stops the run with the task's DataError (what, where, which command makes it).
+``data.task`` (a key of ``data.catalog.lra.LRA_TASKS``) names the module ``attnbench.data.lra.<task>`` (imported
+here; the contract is in :mod:`attnbench.data.lra.common`); its ``load_split`` reads ``<data_dir>/lra/<INFO.dir>``
+at ``data.max_len`` (null: the task's official length) with the task's own ``data.options``. Nothing is generated
+or fetched here: a missing file stops the run with the task's DataError (what, where, which command makes it).
 
 Batches are ``(tokens, labels)``, what ``lit.classification.ClassificationModule`` consumes (``x, y = batch``;
 ``net(x)``): tokens int64 (B, max_len), or (B, 2, max_len) for the two-tower retrieval, and labels int64 (B,).
@@ -25,17 +25,23 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from attnbench.data.base import SplitDataModule
+from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.data.download import DataError
-from attnbench.data.lra.common import PAD_ID, SPLITS, TASKS, LRATask
+from attnbench.data.lra.common import PAD_ID, SPLITS, LRATask
 
 _FIXED = ("root", "split", "max_len")  # load_split's contract arguments; anything else is a task option
 
 
 def task_module(task: str) -> ModuleType:
-    """``attnbench.data.lra.<task>`` (the task's ``INFO`` and ``load_split``)."""
-    if task not in TASKS:
-        raise ValueError(f"data.task={task!r}; allowed: {', '.join(TASKS)}")
-    return importlib.import_module(f"attnbench.data.lra.{task}")
+    """``attnbench.data.lra.<task>`` (the task's ``INFO`` and ``load_split``); its ``INFO`` must be the catalogue's
+    entry (``data.catalog.lra.LRA_TASKS``, which the model's sizes come from)."""
+    if task not in LRA_TASKS:
+        raise ValueError(f"data.task={task!r}; allowed: {', '.join(LRA_TASKS)}")
+    module = importlib.import_module(f"attnbench.data.lra.{task}")
+    if LRA_TASKS[task] != module.INFO:
+        raise ValueError(f"attnbench.data.lra.{task}.INFO = {module.INFO} differs from data.catalog.lra's "
+                         f"{LRA_TASKS[task]}, which the model is built from")
+    return module
 
 
 def task_options(module: ModuleType) -> list[str] | None:
