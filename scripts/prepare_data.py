@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list or not args.names:
         for name, src in files.items():
             print(f"{name:22s} {src.path:40s} {src.url}")
+        for name in GENERATED:
+            print(f"{name:22s} {'lra/' + name + '/':40s} generated: python scripts/prepare_data.py {name} --generate")
         return 0
     names = [n for arg in args.names for n in GROUPS.get(arg, [arg])]
     unknown = [n for n in names if n not in files]
