@@ -85,7 +85,9 @@ def test_official_tsv_layout(files):
     rows = {s: _read(p) for s, p in files.items()}
     assert [len(rows[s]) for s in ("train", "val", "test")] == [1000, 100, 100]
     src = rows["train"][0][0]
-    assert src.startswith("( ") and src.endswith(" ] )") and "\r" not in files["train"].read_text()
+    assert src.startswith("( ") and src.endswith(" ] )")
+    raw = files["val"].read_bytes()  # csv.writer's line ends, as the official script writes them
+    assert raw.startswith(b"Source\tTarget\r\n") and raw.count(b"\r\n") == 101 and raw.count(b"\n") == 101
 
 
 def test_every_label_is_the_value_of_its_expression(files):

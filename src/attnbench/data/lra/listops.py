@@ -118,7 +118,7 @@ def generate(spec: ListOpsSpec = ListOpsSpec(), seed: int = 0) -> dict[str, list
 
 
 def write_tsv(path: Path, rows: list[tuple[str, int]]) -> None:
-    """The official layout: ``csv.writer`` with tab delimiter, header ``Source<TAB>Target``."""
+    """The official layout: ``csv.writer`` with tab delimiter (so ``\r\n`` line ends), header ``Source<TAB>Target``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f, delimiter="\t")
