@@ -3,6 +3,7 @@ formats (an aclImdb tar.gz, AAN pairs TSVs, CIFAR-10 python batches)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
@@ -204,6 +205,19 @@ def test_grey_levels_match_tf_rgb_to_grayscale():
     grey = image.to_grey(rgb)
     assert grey.shape == (len(COLOURS), 1024) and grey.dtype == np.uint8
     assert grey[:, 5].tolist() == [g for _, g in COLOURS] and not grey[:, :5].any()
+
+
+# sha256 of tf.image.rgb_to_grayscale (TensorFlow 2.21, uint8) over every colour, colour c = (r << 16) | (g << 8) | b
+TF_GREY_TABLE_SHA256 = "824a76d81dad2c5a2cf1fa0b2c0a5afe7d871ec2970e4fa2809b53ddbecdca93"
+
+
+@pytest.mark.slow
+def test_grey_levels_equal_tensorflow_on_every_colour():
+    c = np.arange(2**24, dtype=np.uint32)
+    rgb = np.stack([(c >> 16) & 255, (c >> 8) & 255, c & 255]).astype(np.uint8)  # (3, 2^24)
+    planes = rgb.reshape(3, -1, 1024).transpose(1, 0, 2).reshape(-1, 3072)  # 16384 "images" of 1024 colours
+    grey = image.to_grey(planes).reshape(-1)
+    assert hashlib.sha256(grey.tobytes()).hexdigest() == TF_GREY_TABLE_SHA256
 
 
 def test_image_splits_ids_and_labels(tmp_path):

@@ -6,8 +6,8 @@ extracts to, ``<data_dir>/cifar10/cifar-10-batches-py/`` (``data_batch_1`` .. ``
 
 Grey levels as the official pipeline's ``tf.image.rgb_to_grayscale`` on uint8 images: ``convert_image_dtype`` to
 float32 (x * (1/255)), weights (0.2989, 0.5870, 0.1140), back to uint8 as ``cast(g * 255.5)`` (truncation), all in
-float32. The order of the weighted sum is ours (r, g, b): a fused or reordered float32 sum changes the grey level of
-48 of the 16.7M possible colours by one (measured here), TF's own order inside ``tensordot`` was not checked.
+float32, summed in the order r, g, b. Measured: identical to TensorFlow 2.21's ``rgb_to_grayscale`` on all 256^3
+colours (tests pin the sha256 of that table); a fused or reordered float32 sum would change 48 of them by one.
 
 Token ids: ``official_zero_pad=False`` (default, the paper's description: every pixel is a token) -> id = grey + 1,
 so no pixel is padding. ``official_zero_pad=True`` -> id = grey, the official code's ids: its mask
