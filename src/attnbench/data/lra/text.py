@@ -8,7 +8,8 @@ Encoding, as the official pipeline (TFDS ``imdb_reviews`` + ``tfds.deprecated.te
 additional tokens): the review's UTF-8 bytes, stripped of leading and trailing ASCII whitespace (the TFDS builder
 does ``f.read().strip()``), byte ``b`` -> id ``b + 1`` (``pad_incr``; id 0 = padding, no EOS or other reserved id),
 vocabulary 257; truncated to ``max_len`` (official config 1000; the paper's 4K: ``data.max_len=4000``) and
-right-padded with 0.
+right-padded with 0. Measured: at length 1000 all 50,000 rows equal those of TFDS 4.9.10's own ``imdb_reviews``
+example generator + ``ByteTextEncoder`` run on the same archive (rows matched by file name).
 
 Splits: official by default (``val_fraction=None``): train = the 25k training reviews, **val = test = the 25k test
 reviews** (IMDB has no validation split; LRA validates on test). ``val_fraction=f`` instead holds out a seeded
