@@ -7,7 +7,9 @@ import hashlib
 import io
 import os
 import pickle
+import pickletools
 import random
+import struct
 import tarfile
 from pathlib import Path
 
@@ -167,6 +169,35 @@ COLOURS = [((0, 0, 0), 0), ((255, 255, 255), 255), ((255, 0, 0), 76), ((0, 255, 
            ((128, 128, 128), 128), ((100, 150, 200), 141), ((1, 1, 1), 1)]
 
 
+class Py2Pickler(pickle._Pickler):
+    """Writes a pickle as Python 2's cPickle wrote the official batches: str and bytes as byte strings
+    (SHORT_BINSTRING / BINSTRING), numpy's globals under ``numpy.core``."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_bytes_py2(self, obj: bytes) -> None:
+        n = len(obj)
+        head = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
+        self.write(head + obj)
+        self.memoize(obj)
+
+    def save_str_py2(self, obj: str) -> None:
+        self.save_bytes_py2(obj.encode("latin1"))
+
+    def save_global(self, obj, name=None) -> None:
+        module = obj.__module__.replace("numpy._core", "numpy.core")
+        self.write(pickle.GLOBAL + f"{module}\n{name or obj.__qualname__}\n".encode())
+        self.memoize(obj)
+
+    dispatch[bytes], dispatch[str], dispatch[type] = save_bytes_py2, save_str_py2, save_global
+
+
+def dumps_py2(obj) -> bytes:
+    f = io.BytesIO()
+    Py2Pickler(f, protocol=2).dump(obj)
+    return f.getvalue()
+
+
 def cifar_batch(n: int, first_label: int, seed: int) -> tuple[dict, np.ndarray]:
     """A batch dict as the python version holds it (bytes keys), pixel 0 of image i in COLOURS[i % 8]."""
     rng = np.random.default_rng(seed)
@@ -182,7 +213,7 @@ def write_cifar(data_dir: Path, per_batch: int = 2, n_test: int = 3, extracted: 
     """cifar10/cifar-10-python.tar.gz (or the extracted folder) with 5 training batches and a test batch."""
     batches = {f"data_batch_{k}": cifar_batch(per_batch, k, k)[0] for k in range(1, 6)}
     batches["test_batch"] = cifar_batch(n_test, 7, 9)[0]
-    raw = {name: pickle.dumps(d, protocol=2) for name, d in batches.items()}
+    raw = {name: dumps_py2(d) for name, d in batches.items()}  # replacements: Python 3 pickles
     raw.update(replace or {})
     folder = data_dir / "cifar10"
     folder.mkdir(parents=True, exist_ok=True)
@@ -218,6 +249,19 @@ def test_grey_levels_equal_tensorflow_on_every_colour():
     planes = rgb.reshape(3, -1, 1024).transpose(1, 0, 2).reshape(-1, 3072)  # 16384 "images" of 1024 colours
     grey = image.to_grey(planes).reshape(-1)
     assert hashlib.sha256(grey.tobytes()).hexdigest() == TF_GREY_TABLE_SHA256
+
+
+def test_python2_batch_pickles_use_only_numpy_globals():
+    blob = dumps_py2(cifar_batch(2, 0, 0)[0])
+    ops = [(op.name, arg) for op, arg, _ in pickletools.genops(blob)]
+    globals_ = [a for o, a in ops if o == "GLOBAL"]
+    assert globals_ == ["numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype"]
+    assert not [o for o, _ in ops if "UNICODE" in o]  # every string a byte string, as in the official files
+    x, y = image.read_batch(blob, "b")
+    assert x.shape == (2, 3072) and y.tolist() == [0, 1]
+    # a batch pickled again by Python 3 (bytes via _codecs.encode at protocol 2) reads alike
+    x3, y3 = image.read_batch(pickle.dumps(cifar_batch(2, 0, 0)[0], protocol=2), "b3")
+    assert np.array_equal(x, x3) and np.array_equal(y, y3)
 
 
 def test_image_splits_ids_and_labels(tmp_path):
