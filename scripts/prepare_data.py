@@ -7,6 +7,7 @@
     python scripts/prepare_data.py medmnist3d --from DIR  # every MedMNIST3D file found in DIR (28^3 and 64^3)
     python scripts/prepare_data.py glue --from ../shared/data   # the GLUE tsv files (glue_sst2_train, ...)
     python scripts/prepare_data.py imdb                        # aclImdb_v1.tar.gz (Stanford URL + md5)
+    python scripts/prepare_data.py cifar10                     # cifar-10-python.tar.gz (Toronto URL + md5)
     python scripts/prepare_data.py --list
     python scripts/prepare_data.py listops --generate [--n-train N --seed S]  # LRA ListOps, generated (~5 min)
 
@@ -20,13 +21,14 @@ import os
 import sys
 from pathlib import Path
 
-from attnbench.data.catalog import IMDB_SOURCE, TIME_SERIES, glue_files, medmnist_files
+from attnbench.data.catalog import CIFAR10_SOURCE, IMDB_SOURCE, TIME_SERIES, glue_files, medmnist_files
 from attnbench.data.download import DataError, fetch
 
 
 def catalogue() -> dict:
     """Every fetchable file by name: the forecasting data sets, the MedMNIST3D files, the GLUE files, IMDB."""
-    return {**{n: s.source for n, s in TIME_SERIES.items()}, **medmnist_files(), **glue_files(), "imdb": IMDB_SOURCE}
+    return {**{n: s.source for n, s in TIME_SERIES.items()}, **medmnist_files(), **glue_files(), "imdb": IMDB_SOURCE,
+            "cifar10": CIFAR10_SOURCE}
 
 
 GROUPS = {"all": list(TIME_SERIES), "medmnist3d": list(medmnist_files()), "glue": list(glue_files())}
