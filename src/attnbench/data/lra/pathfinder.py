@@ -29,7 +29,10 @@ is treated as padding. ``official_zero_pad=True`` reproduces that (ids 0..255, b
    around it (one per pixel of arc), weighted by ``cos(min(continuity * turn, pi/2))**2`` times the free fraction of
    the margin-dilated occupancy mask there; up to 3 draws; a paddle is accepted if its margin-dilated footprint plus
    the occupancy stays below 1.8; failure restarts the image. A paddle enters the occupancy mask only once the next
-   paddle of its snake is placed (so a snake may bend close to itself), as in the original.
+   paddle of its snake is placed (so a snake may bend close to itself), as in the original. Deviation: the
+   original checks a target paddle only against that mask, so the newest paddle of the other target snake (not yet
+   in it) can be overlapped -- the two snakes then touch and a label-0 image shows a connected pair (we measured
+   3 % of 32-px easy images with that rule); we also check against the other snake's newest paddle.
 4. ``num_distractor_snakes`` distractor snakes of ``distractor_length`` paddles, seeded anywhere free (1-px border),
    each retried up to 5 times and skipped if it never fits; seeding stops when under 1 % of pixels is free.
 5. Markers: discs of radius ``marker_radius``, intensity 1, one at the seed end of a random target snake, the other at
@@ -263,9 +266,16 @@ class _Canvas:
         snake.origin = snake.tip = (int(tail[0]), int(tail[1]))
         return True
 
-    def extend(self, snake: _Snake) -> bool:
-        """Add one paddle to ``snake`` (continuity-weighted, collision-free); False at a dead end."""
+    def extend(self, snake: _Snake, others: tuple[_Snake, ...] = ()) -> bool:
+        """Add one paddle to ``snake`` (continuity-weighted, collision-free, also with the last paddles of
+        ``others``); False at a dead end."""
         p, m, rng = self.p, self.m, self.rng
+        occupied = self.mask
+        if any(o.pending is not None for o in others):
+            occupied = self.mask.copy()
+            for o in others:
+                if o.pending is not None:
+                    _stamp(occupied, *o.pending)
         step = p.paddle_length + m
         pivot = _translate(snake.pivot, snake.orientation, p.paddle_length + 2 * m)
         # candidate heads: one per pixel of arc on the circle of radius L + m around the new pivot
@@ -286,7 +296,7 @@ class _Canvas:
         nb = coords[:, None, :] + self.disc_offsets[None]  # (C, K, 2)
         valid = (nb >= 0).all(-1) & (nb[..., 0] < self.shape[0]) & (nb[..., 1] < self.shape[1])
         nb = np.where(valid[..., None], nb, 0)
-        dil = np.where(valid, self.mask[nb[..., 0], nb[..., 1]], 0.0).max(1)  # (C,)
+        dil = np.where(valid, occupied[nb[..., 0], nb[..., 1]], 0.0).max(1)  # (C,)
         pmf = weight * (1 - dil)
         if pmf.sum() < 1e-4:
             return False
@@ -296,7 +306,7 @@ class _Canvas:
             head, o = (int(coords[k, 0]), int(coords[k, 1])), float(orient[k])
             start_o = _flip(o)
             sl, line, dmask = self.draw(head, start_o)
-            if (self.mask[sl] + dmask).max() < 1.8:
+            if (occupied[sl] + dmask).max() < 1.8:
                 _stamp(self.image, sl, line, snake.contrast)
                 self.settle(snake)
                 snake.paddles.append((head, start_o))
@@ -345,8 +355,8 @@ def _two_snakes(p: PathfinderParams, margin: int, rng: np.random.Generator):
     else:
         return None
     for _ in range(p.contour_length - 1):
-        for s in snakes:
-            if not cv.extend(s):
+        for i, s in enumerate(snakes):
+            if not cv.extend(s, others=(snakes[1 - i],)):
                 return None
     for s in snakes:
         cv.settle(s)
