@@ -125,6 +125,11 @@ def params_for(resolution: int, difficulty: str) -> PathfinderParams:
                             num_distractor_snakes=_N_DISTRACTOR_PADDLES[resolution] // dl, **_BASE[resolution])
 
 
+def seq_len(resolution: int) -> int:
+    """Tokens per image: one per pixel (1024, 4096, 16384)."""
+    return resolution * resolution
+
+
 def _check(resolution: int, difficulty: str) -> None:
     if resolution not in RESOLUTIONS:
         raise ValueError(f"pathfinder: resolution={resolution!r}; allowed: {', '.join(map(str, RESOLUTIONS))}")
@@ -519,17 +524,19 @@ def load_split(root: Path, split: str, max_len: int, resolution: int = 32, diffi
     _check(resolution, difficulty)
     if split not in SPLITS:
         raise ValueError(f"pathfinder: split={split!r}; allowed: {', '.join(SPLITS)}")
-    if max_len != resolution**2:
-        raise ValueError(f"pathfinder: max_len={max_len} but resolution={resolution} gives {resolution**2} pixel "
-                         f"tokens; set data.max_len={resolution**2}")
+    if max_len != seq_len(resolution):
+        raise ValueError(f"pathfinder: max_len={max_len} but resolution={resolution} gives {seq_len(resolution)} "
+                         f"pixel tokens; set data.max_len={seq_len(resolution)}")
     where = folder(root, resolution, difficulty)
     metas = sorted((where / "metadata").glob("*.npy"), key=_batch_number)
     if not metas:
         raise DataError(f"pathfinder: no metadata/*.npy under {where} (resolution={resolution}, "
                         f"difficulty={difficulty})\n{_how_to_get(root, resolution, difficulty)}")
     rows = [r for m in metas for r in read_metadata(m)]
-    tokens, labels = [], []
-    for d, f, label in split_rows(rows, split):
+    chosen = split_rows(rows, split)
+    pixels = np.empty((len(chosen), resolution * resolution), np.uint8)  # (N, res*res); int64 only at the end
+    labels = []
+    for d, f, label in chosen:
         path = where / d / f
         if not path.is_file():
             raise DataError(f"pathfinder: {path} is listed in {where / 'metadata'} but missing\n"
@@ -537,15 +544,15 @@ def load_split(root: Path, split: str, max_len: int, resolution: int = 32, diffi
         if path.stat().st_size == 0:  # the official pipeline drops empty images
             continue
         with Image.open(path) as im:
-            px = np.asarray(im.convert("L"), dtype=np.int64)  # (res, res)
+            px = np.asarray(im.convert("L"))  # (res, res) uint8
         if px.shape != (resolution, resolution):
             raise DataError(f"pathfinder: {path} is {px.shape[1]}x{px.shape[0]}, expected {resolution}x{resolution}")
-        tokens.append(px.reshape(-1))
+        pixels[len(labels)] = px.reshape(-1)
         labels.append(label)
-    if not tokens:
+    if not labels:
         raise DataError(f"pathfinder: the {split} split of {where} is empty ({len(rows)} images listed)")
-    x = torch.from_numpy(np.stack(tokens))  # (N, res*res)
+    x = torch.from_numpy(pixels[:len(labels)]).to(torch.int64)  # (N, res*res)
     if not official_zero_pad:
-        x = x + 1  # ids 1..256: no pixel equals PAD_ID
+        x += 1  # ids 1..256: no pixel equals PAD_ID
     return x, torch.tensor(labels, dtype=torch.int64)
 
