@@ -10,6 +10,9 @@ train/val/test (boundary ``round(p * N / 100)``); empty (0-byte) PNGs are then d
 intensities 0..255 are the tokens; one image = ``resolution**2`` tokens (1024 / 4096 / 16384) in row-major order.
 Deviation: TFDS orders the examples by a hash of their keys before cutting; we cut in file order (metadata files by
 batch number, lines as written), so the splits have the official sizes but not the official membership.
+Layout: ``root`` = ``<data_dir>/lra/pathfinder`` holds ``pathfinder32/``, ``pathfinder64/``, ``pathfinder128/`` as
+released (copy or link them from ``lra_release``), or as written by
+``python scripts/prepare_data.py pathfinder --generate --resolution R --difficulty D --data-dir DATA_DIR``.
 
 Token ids. The official pipeline feeds the intensity itself and masks keys with ``inputs > 0``, so every black pixel
 is treated as padding. ``official_zero_pad=True`` reproduces that (ids 0..255, black = PAD_ID). The default
@@ -28,32 +31,35 @@ is treated as padding. ``official_zero_pad=True`` reproduces that (ids 0..255, b
    last pivot along the last orientation; candidate heads are the integer points of the circle of radius ``L + m``
    around it (one per pixel of arc), weighted by ``cos(min(continuity * turn, pi/2))**2`` times the free fraction of
    the margin-dilated occupancy mask there; up to 3 draws; a paddle is accepted if its margin-dilated footprint plus
-   the occupancy stays below 1.8; failure restarts the image. A paddle enters the occupancy mask only once the next
-   paddle of its snake is placed (so a snake may bend close to itself), as in the original. Deviation: the
-   original checks a target paddle only against that mask, so the newest paddle of the other target snake (not yet
-   in it) can be overlapped -- the two snakes then touch and a label-0 image shows a connected pair (we measured
-   3 % of 32-px easy images with that rule); we also check against the other snake's newest paddle.
+   the occupancy stays below 1.8; failure restarts the image. Pivots are rounded up and heads truncated to integers
+   as in the original, so the gap between dashes is 2m plus up to ~4 px of rounding. A paddle enters the occupancy
+   mask only once the next paddle of its snake is placed (so a snake may bend close to itself), as in the original.
+   Deviation: the original checks a target paddle only against that mask, so the newest paddle of the other target
+   snake (not yet in it) can be overlapped -- the two snakes then touch and a label-0 image shows a connected pair
+   (3 % of 32-px easy images with that rule, by our check); we also check against the other snake's newest paddle.
 4. ``num_distractor_snakes`` distractor snakes of ``distractor_length`` paddles, seeded anywhere free (1-px border),
    each retried up to 5 times and skipped if it never fits; seeding stops when under 1 % of pixels is free.
 5. Markers: discs of radius ``marker_radius``, intensity 1, one at the seed end of a random target snake, the other at
    the far end of the same snake (label 1) or of the other one (label 0) -- both classes show two markers at snake
    ends, so counting cannot solve the task.
 6. Target paddles have intensity ``paddle_contrast * snake_contrast``, distractors ``snake_contrast``; the image is
-   min-max scaled to 0..255 and rounded (scipy's ``imsave``/``bytescale``, which the original saved with).
+   min-max scaled to 0..255 and rounded: the release was saved with ``scipy.misc.imsave``, which byte-scales a float
+   image from its min to its max (the repository's 2026 PIL port, commit f12b747, no longer does).
 
 Rasterisation: paddles are PIL-style lines (a rectangle ``L`` long, ``paddle_thickness`` wide, flat ends), discs are
 exact; pixel values are area coverage from ``supersample**2`` sub-pixel samples (the original draws at
 ``antialias_scale`` and downsamples with Lanczos; we box-filter instead, so ringing is absent and the occupancy mask is
 the coverage of the paddle dilated by m).
 
-Parameters (``PARAMS``): per resolution from the LRA builder docstrings; the rest from ``snakes2_wrapper.py``.
+Parameters (``params_for``): per resolution from the LRA builder docstrings; the rest from ``snakes2_wrapper.py``.
 Where we guess (the released folders do not record these):
 
 - ``paddle_length`` at 64 and 128: not set by the builder, so the wrapper's ``Args`` default 5 (32: 2, set).
 - ``paddle_contrast_list`` at 64 and 128: the default ``[1.0]`` (32: ``[0.75]``, set).
 - ``use_single_paddles=False`` (the wrapper's script-level value; the builders list only changes to that script, so
   the 256 builder's list is exactly the wrapper's settings). ``max_*_retrial`` are the ``Args`` defaults (4, 4, 2).
-- 64 and 128 write ``contour_length / 3`` and ``N / distractor_length``; the code is Python 2 (``.pyc`` files), so
+- 64 and 128 write ``contour_length / 3`` and ``N / distractor_length``; the code is Python 2 (its committed
+  ``snakes2.pyc`` has the 2.7 magic number, dated May 2019), so
   these are floor divisions: ``distractor_length = contour_length // 3``,
   ``num_distractor_snakes = N // distractor_length`` with N = 20 / 22 / 35 for 32 / 64 / 128.
 - Per difficulty (``contour_length`` 6 / 9 / 14) we recompute both formulas; the wrapper's loop updates
