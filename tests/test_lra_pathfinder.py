@@ -159,11 +159,11 @@ def test_written_folder_is_balanced_and_in_the_released_layout(tmp_path):
 
 
 def _fake_release(root: Path, res: int = 32) -> tuple[Path, list[tuple[np.ndarray, int]]]:
-    """A hand-made folder in the released layout: metadata/0, 1, 10 (numeric order), one empty PNG."""
+    """A hand-made folder in the released layout: metadata/0, 2, 10 (read in numeric order), one empty PNG."""
     where = root / f"pathfinder{res}" / "curv_contour_length_14"
     rng = np.random.default_rng(0)
     examples = []
-    for b, count in ((0, 8), (1, 8), (10, 4)):  # 20 images: train 16, val 2, test 2
+    for b, count in ((0, 8), (2, 8), (10, 4)):  # 20 images: train 16, val 2, test 2 (10 after 2: numeric order)
         (where / "imgs" / str(b)).mkdir(parents=True)
         lines = []
         for k in range(count):
