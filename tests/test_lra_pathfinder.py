@@ -3,7 +3,6 @@ reader of the released layout (metadata parsing, 80/10/10 split, empty images, t
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,8 +13,7 @@ from PIL import Image
 
 from attnbench.data.download import DataError
 from attnbench.data.lra import pathfinder as pf
-
-ROOT = Path(__file__).resolve().parents[1]
+from scripts.prepare_data import main as prepare_data
 
 
 # ------------------------------------------------------------------------------------------------ test helpers
@@ -194,20 +192,14 @@ def test_reader_splits_parses_and_filters(tmp_path):
 
 def test_reader_reads_generated_folder(tmp_path):
     root = tmp_path / "lra" / "pathfinder"
-    assert ROOT.joinpath("scripts/prepare_data.py").is_file()
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import prepare_data
-    finally:
-        sys.path.pop(0)
-    assert prepare_data.main(["pathfinder", "--generate", "--resolution", "32", "--difficulty", "easy", "--n", "10",
-                              "--seed", "1", "--data-dir", str(tmp_path)]) == 0
+    assert prepare_data(["pathfinder", "--generate", "--resolution", "32", "--difficulty", "easy", "--n", "10",
+                        "--seed", "1", "--data-dir", str(tmp_path)]) == 0
     sizes = {s: pf.load_split(root, s, 1024, difficulty="easy") for s in ("train", "val", "test")}
     assert {s: len(v[1]) for s, v in sizes.items()} == {"train": 8, "val": 1, "test": 1}
     assert sum(int(v[1].sum()) for v in sizes.values()) == 5
     x = sizes["train"][0]
     assert x.min() >= 1 and x.max() == 256  # intensity + 1
-    assert prepare_data.main(["pathfinder", "--data-dir", str(tmp_path)]) == 2  # without --generate: says where
+    assert prepare_data(["pathfinder", "--data-dir", str(tmp_path)]) == 2  # without --generate: says where
 
 
 def test_errors_name_what_to_do(tmp_path):
