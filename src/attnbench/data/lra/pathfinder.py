@@ -78,10 +78,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.data.download import DataError
-from attnbench.data.lra.common import SPLITS, LRATask
+from attnbench.data.lra.common import SPLITS
 
-INFO = LRATask(name="pathfinder", vocab_size=257, num_classes=2, max_len=1024)
+INFO = LRA_TASKS["pathfinder"]  # the facts live in data.catalog.lra
 
 RESOLUTIONS = (32, 64, 128)
 DIFFICULTIES = {"easy": "curv_baseline", "intermediate": "curv_contour_length_9", "hard": "curv_contour_length_14"}
