@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
 import pytest
 
-from attnbench.attention import build
+from attnbench.attention import available, build, get
 from attnbench.attention.flops import attention_flops
 from attnbench.bench.harness import load_config
-from attnbench.bench.latency import CSV_COLUMNS, run
+from attnbench.bench.latency import CSV_COLUMNS, flop_rows, run
 from attnbench.config import ConfigError
 
 
@@ -42,6 +43,9 @@ def test_tiny_run_writes_csv_md_png_with_flops(tmp_path, capsys):
     assert "| length" in md and "treeformer_tf (ms)" in md and "full attn GFLOPs" in md
     assert "faster than full" in md
     assert (out / "latency.png").stat().st_size > 0 and (out / "machine.json").is_file()
+    flops = pd.read_csv(out / "attention_flops.csv")  # every sequence entry, timed or not
+    assert set(flops["entry"]) == {e for e in available() if not get(e).caps.tensor}
+    assert "| smyrf" in (out / "attention_flops.md").read_text()
     assert "Crossovers" in capsys.readouterr().out
 
 
@@ -55,3 +59,14 @@ def test_default_config_is_the_paper_setting_and_bad_keys_are_named():
         load_config("latency", ["n_heads=3"])
     with pytest.raises(ConfigError, match="options.linformer"):
         load_config("latency", ["+options.linformer.nope=1"])
+
+
+def test_flop_table_rows_scale_and_name_unbuildable_entries():
+    """The FLOP table: full ~ L^2, linear ~ L over the configured lengths; an entry whose required option is unset
+    is a row with the reason, not a crash."""
+    cfg = dataclasses.replace(load_config("latency", ["lengths=[512,1024]"]), options={})
+    rows = pd.DataFrame(flop_rows(cfg)).set_index(["entry", "length"])
+    assert rows.loc[("full", 1024), "attn_gflops"] / rows.loc[("full", 512), "attn_gflops"] == pytest.approx(4.0)
+    assert rows.loc[("linear", 1024), "attn_gflops"] / rows.loc[("linear", 512), "attn_gflops"] == pytest.approx(2.0)
+    assert "options.linformer" in rows.loc[("linformer", 512), "reason"]
+    assert pd.isna(rows.loc[("linformer", 512), "attn_gflops"])

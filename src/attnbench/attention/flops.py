@@ -40,7 +40,6 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -469,8 +468,3 @@ class FlopRecorder:
         for h in self._handles:
             h.remove()
         self._handles = []
-
-
-def describe() -> dict[str, Any]:
-    """Each entry's formula docstring, for docs and reports."""
-    return {n: inspect.getdoc(f.count) for n, f in sorted(FORMULAS.items())}

@@ -15,7 +15,8 @@ Time: median, IQR and min over up to ``repeats`` timed calls after ``warmup`` ca
 predicted from the shorter lengths to exceed ``max_call_s`` or the memory cap, one after a failure of its entry,
 and every point once ``max_total_s`` is spent, is a ``skipped`` row (``bench.attention.skip_reason``).
 Outputs under ``out_dir``: ``latency.csv``, ``latency.png`` (latency and attention GFLOPs vs length),
-``latency.md``, ``machine.json``.
+``latency.md``, ``machine.json``, and the FLOP table of every sequence entry of the registry at the same sizes
+(analytic, untimed): ``attention_flops.csv`` / ``.md``.
 
     python -m attnbench.bench.latency                                 # make bench-latency
     python -m attnbench.bench.latency entries=[full,treeformer_tf] lengths=[512,1024] repeats=1
@@ -42,7 +43,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from attnbench.analysis import bench as reports
-from attnbench.attention import available, check_kwargs, get
+from attnbench.attention import available, build, check_kwargs, get
 from attnbench.attention.flops import OCCUPANCY, FlopRecorder, Flops, attention_flops
 from attnbench.bench import harness
 from attnbench.bench.attention import skip_reason
@@ -191,6 +192,53 @@ def point(task: dict) -> dict:
     return measure_point(PointSpec(**task))
 
 
+# ----------------------------------------------------------------------------- FLOP table
+def flop_rows(cfg: LatencyBenchConfig) -> list[dict]:
+    """Analytic attention GFLOPs of the stack per forward for *every* sequence entry of the registry (not only
+    the timed ones) at each length, with the config's options: one row per (entry, length); an entry that cannot
+    be built from its options (a required option unset) is a row with the reason."""
+    hd = cfg.d_model // cfg.n_heads
+    rows = []
+    for entry in [e for e in available() if not get(e).caps.tensor]:
+        for length in sorted(cfg.lengths):
+            row: dict[str, Any] = {"entry": entry, "length": length}
+            try:
+                attn = attention_config(entry, dict(cfg.options.get(entry, {})), length)
+                module = build(attn.pop("name"), {"head_dim": hd}, **attn)
+            except (TypeError, ValueError) as err:
+                rows.append({**row, "reason": f"not built: {err} (set options.{entry})"})
+                continue
+            f = attention_flops(module, B=cfg.batch, H=cfg.n_heads, q_axes=length, D=hd)
+            rows.append({**row, "attn_gflops": cfg.n_layers * f.total / 1e9,
+                         "attn_gflops_matmul": cfg.n_layers * f.matmul / 1e9, "reason": ""})
+    return rows
+
+
+def flop_markdown(rows: list[dict], cfg: LatencyBenchConfig) -> str:
+    """The FLOP table: one row per entry, GFLOPs per length and the fraction of full attention's."""
+    df = pd.DataFrame(rows)
+    ok = df[df["reason"] == ""]
+    full = ok[ok["entry"] == cfg.baseline].set_index("length")["attn_gflops"]
+    table = []
+    for entry, g in ok.groupby("entry", sort=True):
+        cells = {"entry": entry}
+        for _, r in g.sort_values("length").iterrows():
+            share = f" ({r['attn_gflops'] / full[r['length']]:.0%})" if r["length"] in full.index else ""
+            cells[f"L={r['length']:,}"] = f"{r['attn_gflops']:.3g}" + share
+        table.append(cells)
+    skipped = df[df["reason"] != ""].drop_duplicates("entry")
+    return "\n".join([
+        f"# Attention GFLOPs per forward: {cfg.n_layers} layers, batch {cfg.batch}, {cfg.n_heads} heads of "
+        f"{cfg.d_model // cfg.n_heads}", "",
+        "Analytic counts (`attnbench.attention.flops`: matrix products as executed, 2 per multiply-add, plus "
+        "elementwise work; softmax 5 per element), non-causal self-attention; \"(p%)\" is the share of "
+        f"`{cfg.baseline}`'s. Treeformer TF at balanced leaves. Options: "
+        f"{json.dumps(cfg.options) if cfg.options else 'constructor defaults'}.", "",
+        reports.table(table), "",
+        *[f"- {r['entry']}: {r['reason']}" for _, r in skipped.iterrows()],
+    ]) + "\n"
+
+
 # ----------------------------------------------------------------------------- report
 def results_table(df: pd.DataFrame, baseline: str) -> str:
     """One row per length: each entry's median latency (x speed-up vs the baseline) and attention GFLOPs."""
@@ -298,6 +346,10 @@ def run(cfg: LatencyBenchConfig, command: str = f"python -m {MODULE}") -> pd.Dat
     machine["loadavg_end"] = os.getloadavg()
     machine["wall_s"] = round(time.perf_counter() - t_start, 1)
     (out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+    flops = flop_rows(cfg)
+    harness.write_rows(flops, ["entry", "length", "attn_gflops", "attn_gflops_matmul", "reason"],
+                       out / "attention_flops.csv")
+    (out / "attention_flops.md").write_text(flop_markdown(flops, cfg))
     md = markdown_report(df, cfg, machine, command)
     (out / "latency.md").write_text(md)
     plot(df, out / "latency.png", title=f"{machine['device_name']}, batch {cfg.batch}, {cfg.n_layers} layers, "
