@@ -4,6 +4,7 @@
     from attnbench.attention.flops import attention_flops
     f = attention_flops(build("full"), B=1, H=8, q_axes=(512,), k_axes=(512,), D=64)
     f.matmul, f.other, f.total                     # FLOPs of one forward call of the entry
+    rec = FlopRecorder(model); ...; rec.summary()  # a model's attention GFLOPs per example (train.py: results.json)
 
 Home. One module keyed by registry name (``@formula("name")``), not a method on each entry: the counting
 conventions below are defined once and shared by the entries that share kernels (linear attention's prefix sums
@@ -24,7 +25,8 @@ einsum, convolution), exactly as written, including work a mask then discards (S
 test checks per entry. ``other``: elementwise work, approximate (not checked exactly): a softmax over n entries
 costs ``SOFTMAX_FLOPS`` x n (max, subtract, exp, sum, divide; exp counts as one FLOP), a score scaling 1 per
 score, a feature map ``FEATURE_FLOPS`` per feature, a normalising division 1 per output element; masks, sorts,
-gathers, argmax and other index work count 0.
+gathers, argmax and other index work count 0. Inputs are counted unpadded: a padding mask adds at most the small
+products that count kept tokens (Nyström's landmark counts) and shrinks SMYRF's clusters to the real tokens.
 
 Data-dependent cost. ``treeformer_tf`` (leaf blocks sized by the fullest leaf) and causal ``reformer`` (per-bucket
 chunks) are counted at *balanced* occupancy by default (every leaf / bucket holds its share, rounded up; TF capped
