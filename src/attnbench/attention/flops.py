@@ -363,6 +363,12 @@ def _hot_linear(m: AttentionBase, s: Shape) -> Flops:
 
 
 # ----------------------------------------------------------------------------- measured occupancy
+def _bincount(ids: Tensor, n: int) -> Tensor:
+    """Counts of each id in [0, n) along the last axis: (..., N) long -> (..., n) (no (..., N, n) one-hot)."""
+    return torch.zeros(*ids.shape[:-1], n, dtype=torch.long, device=ids.device).scatter_add_(
+        -1, ids, torch.ones_like(ids))
+
+
 def _tf_occupancy(m: AttentionBase, q: Tensor, k: Tensor, key_padding_mask: Tensor | None, causal: bool
                   ) -> dict[str, int]:
     """The leaf-block sizes ``tf_attention`` uses: the fullest leaf over the batch and heads, capped."""
@@ -376,7 +382,7 @@ def _tf_occupancy(m: AttentionBase, q: Tensor, k: Tensor, key_padding_mask: Tens
         leaf, _ = route(x, m.weight, m.bias, h)  # (B, H, N)
         if mask is not None:
             leaf = leaf.masked_fill(~mask[:, None, :].bool(), n)
-        counts = torch.nn.functional.one_hot(leaf, n + 1)[..., :n].sum(-2)  # (B, H, n)
+        counts = _bincount(leaf, n + 1)[..., :n]  # (B, H, n) tokens per leaf
         c = max(int(counts.max()) if counts.numel() else 0, 1)
         out[key] = c if cap is None else min(c, cap)
     return out
@@ -396,8 +402,7 @@ def _reformer_occupancy(m: AttentionBase, q: Tensor, k: Tensor, key_padding_mask
     if key_padding_mask is not None:
         pad = ~key_padding_mask.bool()[:, None, None]
         bq, bk = bq.masked_fill(pad, nb), bk.masked_fill(pad, nb)
-    cq = torch.nn.functional.one_hot(bq, nb + 1).sum(-2)  # (B, H, R, nb + 1)
-    ck = torch.nn.functional.one_hot(bk, nb + 1).sum(-2)
+    cq, ck = _bincount(bq, nb + 1), _bincount(bk, nb + 1)  # (B, H, R, nb + 1) tokens per bucket
     size = (torch.maximum(cq, ck) + c - 1) // c * c
     return {"slots": int(size.sum(-1).max())}
 
