@@ -428,7 +428,9 @@ class FlopRecorder:
         self.calls: dict[AttentionBase, tuple[int, Flops]] = {}  # entry -> (query x key tokens, FLOPs at batch 1)
         self.measured: dict[AttentionBase, Flops] = {}
         self.missing: set[str] = set()
-        self._handles = [m.register_forward_pre_hook(self._hook, with_kwargs=True)
+        # eager even inside a torch.compile'd model (a graph break per entry call), so that every call is counted
+        hook = torch.compiler.disable(self._hook)
+        self._handles = [m.register_forward_pre_hook(hook, with_kwargs=True)
                          for m in model.modules() if isinstance(m, AttentionBase)]
 
     def _hook(self, module: AttentionBase, args: tuple, kwargs: dict) -> None:
