@@ -26,6 +26,7 @@ dynamic per batch) is :func:`mask_tokens`, called by the task module.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from attnbench.data.catalog.corpus import CORPORA, PG19_SPLITS, VOCABS, Vocab
 from attnbench.data.catalog.imdb import IMDB_SOURCE
 from attnbench.data.download import DataError, fetch, locate
 
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 IGNORE = -100  # label of the positions that carry no loss (cross_entropy's ignore_index)
 
@@ -241,3 +243,5 @@ class CorpusDataModule(SplitDataModule):
                                 f"one block of data.block_len + 1 = {self.block_len + 1}: lower data.block_len or "
                                 "give the split more documents (data.limit_docs, data.val_fraction/test_fraction)")
             self.datasets[split] = ds
+            log.info("%s (%s): %s split, %d documents, %d tokens, %d blocks of %d", self.corpus.name, self.label,
+                     split, len(docs), len(ds.stream), len(ds), self.block_len)
