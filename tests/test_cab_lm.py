@@ -281,3 +281,31 @@ def test_debug_fast_runs_on_the_tiny_corpus(tmp_path, model, attentions):
         assert res["status"] == "ok" and 1.0 < m["test/ppl"] < 2 * BYTE.vocab_size, m
         assert m["test/loss"] == pytest.approx(math.log(m["test/ppl"]), rel=1e-4) and m["test/tokens"] > 0
         assert math.isfinite(m["val/ppl"]) and res["config"]["data"]["name"] == "imdb_unsup"
+
+
+# ----------------------------------------------------------------------------- table
+def test_perplexity_table_labels_our_corpus_and_cab_rows(tmp_path):
+    import json
+
+    from attnbench.analysis.report import write_table
+    from attnbench.analysis.spec import experiment_spec
+
+    spec = experiment_spec("cab/lm")
+    assert (spec.kind, spec.metrics, spec.direction, spec.reference) == ("perplexity", ["ppl"], "lower", "cab_lm")
+    block = {"kind": "perplexity", "rows": ["task"], "columns": "model", "metrics": ["ppl"], "direction": "lower",
+             "reference": "cab_lm", "notes": ["a note"]}
+    for num, (att, seed, ppl) in enumerate([("full", 1, 3.0), ("full", 2, 4.0), ("linear", 1, 5.0)]):
+        d = tmp_path / str(num)
+        d.mkdir()
+        config = {"seed": seed, "table": block, "data": {"name": "imdb_unsup", "block_len": 256},
+                  "model": {"objective": "lm", "net": {"attention": {"name": att}}}}
+        (d / "results.json").write_text(json.dumps({
+            "status": "ok", "metrics": {"test/ppl": ppl}, "config": config,
+            "choices": {"model": "cab_lm", "model/attention": att}, "overrides": [f"seed={seed}"]}))
+    md, paths = write_table(tmp_path)
+    assert "| model | LM (CS) PPL |" in md
+    assert "| ours: full [substitute corpus: aclImdb unsup, 256 tokens] | 3.50 ± 0.71 (n=2) |" in md
+    assert "| ours: linear [substitute corpus: aclImdb unsup, 256 tokens] | 5.00 (n=1) |" in md
+    assert "| CAB: local | 19.73 |" in md and "Performer" not in md  # MLM-only rows stay out of an LM table
+    assert "tasks/LM/README.md" in md and "a note" in md
+    assert {p.name for p in paths} >= {"table.md", "table.tex", "table.csv", "runs.csv"}

@@ -170,7 +170,7 @@ class CorpusDataModule(SplitDataModule):
     """
 
     def __init__(self, name: str, data_dir: str, block_len: int, tokenizer: str = "byte", batch_size: int = 16,
-                 eval_batch_size: int | None = None, num_workers: int = 0, val_fraction: float | None = 0.01,
+                 eval_batch_size: int | None = 32, num_workers: int = 0, val_fraction: float | None = 0.01,
                  test_fraction: float | None = 0.01, seed: int = 0, download: bool = True, verify: bool = True,
                  limit_docs: int | None = None) -> None:
         super().__init__()
