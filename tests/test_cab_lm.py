@@ -112,6 +112,51 @@ def test_pg19_reads_the_gcs_layout(tmp_path):
     assert len(dm.datasets["test"]) == (2 * (len("test book 0 ") * 20 + 1) - 1) // 32
 
 
+def test_fetch_pg19_pages_the_bucket_listing_checks_md5_and_fails_offline(tmp_path, monkeypatch, capsys):
+    import base64
+    import hashlib
+    import json
+    import urllib.error
+    import urllib.parse
+
+    from scripts.prepare_data import main as prepare_data
+
+    books = {"validation/1.txt": b"book one", "validation/2.txt": b"book two", "test/3.txt": b"book three"}
+    md5 = {k: base64.b64encode(hashlib.md5(v).digest()).decode() for k, v in books.items()}
+    calls = []
+
+    def urlopen(url, timeout=None):
+        calls.append(url)
+        if "/storage/v1/b/" in url:
+            q = dict(urllib.parse.parse_qsl(url.split("?", 1)[1]))
+            names = sorted(k for k in books if k.startswith(q["prefix"]))
+            page = names[1:] if q.get("pageToken") else names[:1]  # one book per page
+            body = {"items": [{"name": n, "md5Hash": md5[n]} for n in page],
+                    **({"nextPageToken": "p2"} if not q.get("pageToken") and len(names) > 1 else {})}
+            return io.BytesIO(json.dumps(body).encode())
+        return io.BytesIO(books[urllib.parse.unquote(url.split("deepmind-gutenberg/", 1)[1])])
+
+    monkeypatch.setattr("urllib.request.urlopen", urlopen)
+    assert prepare_data(["pg19", "--data-dir", str(tmp_path)]) == 0
+    for name, body in books.items():
+        assert (tmp_path / "pg19" / name).read_bytes() == body
+    n = len(calls)
+    assert prepare_data(["pg19", "--data-dir", str(tmp_path)]) == 0
+    assert len(calls) - n == 3  # listings only: the books on disk match their md5
+    dm = CorpusDataModule("pg19", str(tmp_path), 4, val_fraction=None, test_fraction=None, download=False)
+    (tmp_path / "pg19" / "train").mkdir()
+    (tmp_path / "pg19" / "train" / "9.txt").write_text("train book")
+    assert dm.documents()["val"] == ["book one", "book two"]
+
+    def offline(url, timeout=None):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    assert prepare_data(["pg19", "--data-dir", str(tmp_path / "x"), "--pg19-splits", "train"]) == 1
+    err = capsys.readouterr().err
+    assert "download from gs://deepmind-gutenberg failed" in err and "gsutil -m cp -r" in err
+
+
 def test_byte_tokens_round_trip_and_stream_layout():
     tok = ByteTokenizer()
     text = "Na\u00efve caf\u00e9 \u2014 \u2603 \U0001d11e <br />\n"

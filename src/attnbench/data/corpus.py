@@ -26,8 +26,13 @@ dynamic per batch) is :func:`mask_tokens`, called by the task module.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import random
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,7 +44,7 @@ from torch.utils.data import Dataset
 from attnbench.data.base import SplitDataModule
 from attnbench.data.catalog.corpus import CORPORA, PG19_SPLITS, VOCABS, Vocab
 from attnbench.data.catalog.imdb import IMDB_SOURCE
-from attnbench.data.download import DataError, fetch, locate
+from attnbench.data.download import DataError, download, fetch, locate, md5sum
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -121,7 +126,9 @@ def mask_tokens(ids: Tensor, vocab: Vocab, generator: torch.Generator, mask_prob
 
 # ----------------------------------------------------------------------------- readers
 def _pg19_help(root: Path) -> str:
-    return (f"  place PG-19's books as {root}/{{train,validation,test}}/<id>.txt, e.g. with\n"
+    return (f"  fetch it:  python scripts/prepare_data.py pg19 --data-dir {root.parent} "
+            "[--pg19-splits train,validation,test]\n"
+            f"  or place PG-19's books as {root}/{{train,validation,test}}/<id>.txt, e.g. with\n"
             f"    gsutil -m cp -r gs://deepmind-gutenberg/validation gs://deepmind-gutenberg/test "
             f"gs://deepmind-gutenberg/train {root}/\n"
             f"  or the Hugging Face Parquet files (deepmind/pg19 or emozilla/pg19, a `text` column) as "
@@ -147,6 +154,46 @@ def read_pg19(root: Path, split: str) -> list[str]:
             raise DataError(f"pg19: reading {parquet[0]} needs a Parquet engine: pip install pyarrow ({e})") from e
     raise DataError(f"pg19: no books for split {split!r}: neither {root / folder}/*.txt nor "
                     f"{root / 'data'}/{folder}-*.parquet exists.\n" + _pg19_help(root))
+
+
+PG19_BUCKET = "deepmind-gutenberg"  # public; one object <folder>/<id>.txt per book
+PG19_LISTING = f"https://storage.googleapis.com/storage/v1/b/{PG19_BUCKET}/o"
+
+
+def fetch_pg19(data_dir: Path, folders: Sequence[str] = ("validation", "test"), timeout: float = 60.0) -> Path:
+    """Download PG-19's books of ``folders`` (train, validation, test) from the public bucket into
+    ``<data_dir>/pg19/<folder>/<id>.txt``, each checked against the md5 the bucket lists; books already there
+    with that md5 are kept. Returns ``<data_dir>/pg19``. (train: 28,602 books, about 11 GB.)"""
+    root = Path(data_dir) / "pg19"
+    for folder in folders:
+        if folder not in PG19_SPLITS.values():
+            raise ValueError(f"pg19 split {folder!r}; allowed: {', '.join(PG19_SPLITS.values())}")
+        token = None
+        while True:
+            query = {"prefix": f"{folder}/", "fields": "items(name,md5Hash),nextPageToken",
+                     **({"pageToken": token} if token else {})}
+            try:
+                with urllib.request.urlopen(f"{PG19_LISTING}?{urllib.parse.urlencode(query)}", timeout=timeout) as r:
+                    listing = json.load(r)
+                for item in listing.get("items", []):
+                    name = item["name"]
+                    if not name.endswith(".txt"):
+                        continue
+                    dest, md5 = root / name, base64.b64decode(item["md5Hash"]).hex()
+                    if dest.is_file() and md5sum(dest) == md5:
+                        continue
+                    download(f"https://storage.googleapis.com/{PG19_BUCKET}/{urllib.parse.quote(name)}", dest,
+                             timeout)
+                    got = md5sum(dest)
+                    if got != md5:
+                        dest.unlink()
+                        raise DataError(f"pg19: {name} downloaded with md5 {got}, the bucket lists {md5}; retry")
+            except (urllib.error.URLError, TimeoutError, OSError) as e:
+                raise DataError(f"pg19: download from gs://{PG19_BUCKET} failed ({e}).\n" + _pg19_help(root)) from e
+            token = listing.get("nextPageToken")
+            if not token:
+                break
+    return root
 
 
 def seeded_split(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
