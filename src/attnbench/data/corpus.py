@@ -5,7 +5,9 @@ Corpora (``data.name``, see :mod:`attnbench.data.catalog.corpus`):
 - ``pg19``: CAB's corpus, read from ``<data_dir>/pg19/{train,validation,test}/<id>.txt`` (the layout of
   ``gs://deepmind-gutenberg``) or from Parquet files with a ``text`` column (the Hugging Face copies
   ``deepmind/pg19`` / ``emozilla/pg19``: ``<data_dir>/pg19/data/{train,validation,test}-*.parquet``). Not on these
-  machines; the error says what to place where.
+  machines; the error says what to place where (``python scripts/prepare_data.py pg19`` fetches it). Each split
+  is held in memory as one int16 stream: fine for validation and test (50 / 100 books), about 22 GB for the
+  11 GB of training text (a memory-mapped token cache would be the next step at CAB's scale).
 - ``imdb_unsup``: the substitute corpus that runs here: the 50k unlabelled reviews of the aclImdb archive
   (``aclImdb/train/unsup``), split by a seeded shuffle of the reviews into train / val / test
   (``val_fraction`` and ``test_fraction`` of the reviews, the rest for training).
@@ -254,7 +256,7 @@ class CorpusDataModule(SplitDataModule):
         if self.corpus.name == "pg19":
             root = self.data_dir / "pg19"
             if not root.is_dir():
-                raise DataError(f"pg19: {root} not found (CAB's LM/MLM corpus; not downloadable here).\n"
+                raise DataError(f"pg19: {root} not found (CAB's LM/MLM corpus; a run never downloads it).\n"
                                 + _pg19_help(root))
         else:
             self._imdb_file()
