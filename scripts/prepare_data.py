@@ -8,7 +8,9 @@
     python scripts/prepare_data.py glue --from ../shared/data   # the GLUE tsv files (glue_sst2_train, ...)
     python scripts/prepare_data.py imdb                        # aclImdb_v1.tar.gz (Stanford URL + md5)
     python scripts/prepare_data.py pg19 [--pg19-splits train,validation,test]   # PG-19 books (gs://deepmind-gutenberg)
+    python scripts/prepare_data.py cifar10                     # cifar-10-python.tar.gz (Toronto URL + md5)
     python scripts/prepare_data.py --list
+    python scripts/prepare_data.py listops --generate [--n-train N --seed S]  # LRA ListOps, generated (~5 min)
 
 When DATA_DIR (or --data-dir) already holds a verified copy, nothing is fetched.
 """
@@ -20,16 +22,35 @@ import os
 import sys
 from pathlib import Path
 
-from attnbench.data.catalog import IMDB_SOURCE, TIME_SERIES, glue_files, medmnist_files
+from attnbench.data.catalog import CIFAR10_SOURCE, IMDB_SOURCE, TIME_SERIES, glue_files, medmnist_files
 from attnbench.data.download import DataError, fetch
 
 
 def catalogue() -> dict:
     """Every fetchable file by name: the forecasting data sets, the MedMNIST3D files, the GLUE files, IMDB."""
-    return {**{n: s.source for n, s in TIME_SERIES.items()}, **medmnist_files(), **glue_files(), "imdb": IMDB_SOURCE}
+    return {**{n: s.source for n, s in TIME_SERIES.items()}, **medmnist_files(), **glue_files(), "imdb": IMDB_SOURCE,
+            "cifar10": CIFAR10_SOURCE}
 
 
 GROUPS = {"all": list(TIME_SERIES), "medmnist3d": list(medmnist_files()), "glue": list(glue_files())}
+
+
+def generate_listops(args: argparse.Namespace) -> int:
+    """LRA ListOps: the seeded official generator writes <data-dir>/lra/listops/basic_{train,val,test}.tsv."""
+    from attnbench.data.lra import listops
+
+    if not args.generate:
+        print("error: listops is generated, not downloaded: add --generate", file=sys.stderr)
+        return 2
+    spec = listops.ListOpsSpec(**{k: getattr(args, k) for k in ("n_train", "n_val", "n_test", "min_length",
+                                                                 "max_length") if getattr(args, k) is not None})
+    root = args.data_dir / "lra" / listops.INFO.dir
+    for split, path in listops.write_splits(root, spec, seed=args.seed).items():
+        print(f"ok   listops {split}: {path}")
+    return 0
+
+
+GENERATED = {"listops": generate_listops}  # data sets made here, not fetched
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,21 +63,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="list the data sets and their sources")
     p.add_argument("--pg19-splits", default="validation,test",
                    help="pg19: the splits to download (train: 28,602 books, ~11 GB); default validation,test")
+    gen = p.add_argument_group("generated data sets (listops)")
+    gen.add_argument("--generate", action="store_true", help="generate it (seeded) instead of fetching")
+    gen.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    for k in ("n_train", "n_val", "n_test", "min_length", "max_length"):
+        gen.add_argument(f"--{k.replace('_', '-')}", type=int, default=None, help="default: the official value")
     args = p.parse_args(argv)
     if "pg19" in args.names:  # a folder of books from a bucket listing, not one catalogued file
         args.names = [n for n in args.names if n != "pg19"]
         failed = _pg19(args)
         if failed or not args.names:
             return failed
+    if args.names and args.names[0] in GENERATED:
+        if len(args.names) > 1:
+            print(f"error: generate {args.names[0]} on its own (got {args.names})", file=sys.stderr)
+            return 2
+        return GENERATED[args.names[0]](args)
     if args.list or not args.names:
         for name, src in files.items():
             print(f"{name:22s} {src.path:40s} {src.url}")
+        for name in GENERATED:
+            print(f"{name:22s} {'lra/' + name + '/':40s} generated: python scripts/prepare_data.py {name} --generate")
+        print(f"{'pg19':22s} {'pg19/{train,validation,test}/<id>.txt':40s} gs://deepmind-gutenberg (books, md5 listed)")
         return 0
     names = [n for arg in args.names for n in GROUPS.get(arg, [arg])]
     unknown = [n for n in names if n not in files]
     if unknown:
         print(f"error: unknown data set(s) {unknown}; allowed: {', '.join(files)} or a group: "
-              f"{', '.join(GROUPS)}", file=sys.stderr)
+              f"{', '.join(GROUPS)}; generated: {', '.join(GENERATED)}", file=sys.stderr)
         return 2
     in_group = {n for arg in args.names if arg in GROUPS for n in GROUPS[arg]}
     failed = 0
