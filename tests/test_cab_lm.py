@@ -246,6 +246,34 @@ def test_lm_refuses_an_attention_without_causal_support(compose_cfg):
         validate(compose_cfg(["model=cab_lm", "data=corpus", "data.name=pg19"]))
 
 
+@pytest.mark.parametrize("experiment", ["cab/lm", "cab/mlm"])
+def test_experiments_sweep_attentions_their_pattern_allows(experiment):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from attnbench import attention_spec
+    from attnbench.config import register_configs
+    from tests.conftest import ROOT
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=[f"experiment={experiment}", "paths.output_dir=/tmp/x"],
+                          return_hydra_config=True)
+            attentions = str(cfg.hydra.sweeper.params["model/attention"]).split(",")
+            for att in attentions:  # every job of the sweep passes the config check
+                job = compose("train", overrides=[f"experiment={experiment}", f"model/attention={att}",
+                                                  "paths.output_dir=/tmp/x"])
+                validate(job)
+    finally:
+        GlobalHydra.instance().clear()
+    assert len(attentions) >= 5 and "full" in attentions
+    if experiment == "cab/lm":
+        assert all(attention_spec.get(a).caps["causal"] for a in attentions)
+    assert job.data.block_len == 256 and job.model.net.max_len == 256 and job.data.name == "imdb_unsup"
+
+
 # ----------------------------------------------------------------------------- perplexity
 class _TableNet(torch.nn.Module):
     """logits[b, t] = table[ids[b, t]]: a fixed bigram model."""
