@@ -11,6 +11,7 @@
     python scripts/prepare_data.py cifar10                     # cifar-10-python.tar.gz (Toronto URL + md5)
     python scripts/prepare_data.py --list
     python scripts/prepare_data.py listops --generate [--n-train N --seed S]  # LRA ListOps, generated (~5 min)
+    python scripts/prepare_data.py pathfinder --generate --resolution 32 [--difficulty hard --n N --seed S]
 
 When DATA_DIR (or --data-dir) already holds a verified copy, nothing is fetched.
 """
@@ -54,6 +55,9 @@ GENERATED = {"listops": generate_listops}  # data sets made here, not fetched
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["pathfinder"]:
+        return pathfinder_main(argv[1:])
     files = catalogue()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", help=f"data sets: {', '.join(files)}; or a group: {', '.join(GROUPS)}")
@@ -119,6 +123,35 @@ def _pg19(args: argparse.Namespace) -> int:
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+
+
+# ---- LRA Pathfinder: generate images in the released layout (the official data is not downloadable from here)
+def pathfinder_main(argv: list[str]) -> int:
+    """python scripts/prepare_data.py pathfinder --generate [--resolution 32|64|128] [--difficulty ...] [--n N]"""
+    from attnbench.data.lra import pathfinder as pf
+
+    p = argparse.ArgumentParser(prog="prepare_data.py pathfinder", description=pf.__doc__.split("\n\n")[0])
+    p.add_argument("--generate", action="store_true", help="generate with our seeded re-implementation")
+    p.add_argument("--resolution", type=int, default=32, choices=pf.RESOLUTIONS)
+    p.add_argument("--difficulty", default="hard", choices=[*pf.DIFFICULTIES, "all"])
+    p.add_argument("--n", type=int, default=200_000, help="images per difficulty (official: 200,000 = 80/10/10 %%)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=1000, help="images per imgs/<b>/ folder and metadata/<b>.npy")
+    p.add_argument("--workers", type=int, default=1, help="processes (the output does not depend on it)")
+    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DATA_DIR", "data")),
+                   help="destination root (default: $DATA_DIR or data/); writes DATA_DIR/lra/pathfinder/...")
+    args = p.parse_args(argv)
+    root = args.data_dir / "lra" / pf.INFO.dir
+    if not args.generate:
+        print(f"error: the released Pathfinder data is not fetched by this script; copy (or link) "
+              f"lra_release/pathfinder{args.resolution}/ to {root}/pathfinder{args.resolution}/, or add --generate",
+              file=sys.stderr)
+        return 2
+    for diff in pf.DIFFICULTIES if args.difficulty == "all" else [args.difficulty]:
+        out = pf.write_folder(pf.folder(root, args.resolution, diff), pf.params_for(args.resolution, diff), args.n,
+                              args.seed, batch_size=args.batch_size, workers=args.workers)
+        print(f"ok   pathfinder{args.resolution} {diff}: {args.n} images in {out}")
+    return 0
 
 
 if __name__ == "__main__":

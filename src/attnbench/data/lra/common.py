@@ -2,7 +2,7 @@
 
 A task module defines::
 
-    INFO = LRATask(name="listops", vocab_size=16, num_classes=10, max_len=2000)
+    INFO = LRA_TASKS["listops"]  # its LRATask in data.catalog.lra (vocabulary, classes, official length)
 
     def load_split(root: Path, split: str, max_len: int, **options) -> tuple[Tensor, Tensor]:
         # root = <paths.data_dir>/lra/<folder>; split in SPLITS

@@ -35,10 +35,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.data.download import DataError
-from attnbench.data.lra.common import PAD_ID, SPLITS, LRATask
+from attnbench.data.lra.common import PAD_ID, SPLITS
 
-INFO = LRATask(name="listops", vocab_size=16, num_classes=10, max_len=2000)
+INFO = LRA_TASKS["listops"]  # the facts live in data.catalog.lra
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")  # the official order (FIRST and LAST are disabled there)
 END = "]"
