@@ -80,6 +80,21 @@ def test_decoder_self_attention_is_causal():
     assert (a[:, 9:] - b[:, 9:]).abs().max() > 1e-3
 
 
+def test_mix_reshuffles_the_decoder_self_attention_heads():
+    """mix=True (the official default): with one head it changes nothing; with two it changes the output and lets
+    later decoder steps reach earlier outputs (the official code's quirk)."""
+    x, xm, ym = inputs(informer())
+    for heads, same in ((1, True), (2, False)):
+        plain, mixed = informer(n_heads=heads), informer(n_heads=heads, mix=True)
+        mixed.load_state_dict(plain.state_dict())
+        assert torch.allclose(plain(x, xm, ym), mixed(x, xm, ym)) == same
+    memory = mixed.encode(x, xm)
+    h = torch.randn(2, 20, 16)
+    h2 = h.clone()
+    h2[:, 15:] += 1.0
+    assert (mixed.decode(h, memory)[:, :15] - mixed.decode(h2, memory)[:, :15]).abs().max() > 1e-3
+
+
 def test_time_features_of_a_hand_computed_timestamp():
     """2016-07-01 13:45 (a Friday, day 183 of a leap year), Informer's timeenc=1 scaling."""
     hour, dow, dom, doy = 13 / 23 - 0.5, 4 / 6 - 0.5, 0 / 30 - 0.5, 182 / 365 - 0.5
@@ -138,7 +153,7 @@ def test_experiment_composes_and_refuses_a_cross_less_entry(compose_cfg):
     d, n = cfg.data, cfg.model.net
     assert (d.name, d.features, d.seq_len, d.label_len, d.pred_len) == ("ETTh1", "M", 336, 336, 720)
     assert (n.enc_in, n.n_time_features, n.e_layers, n.d_layers, n.d_model, n.d_ff) == (7, 4, 2, 1, 512, 2048)
-    assert cfg.model.optimizer.lr == 1e-4 and cfg.trainer.max_epochs == 6
+    assert cfg.model.optimizer.lr == 1e-4 and cfg.trainer.max_epochs == 6 and cfg.model.net.mix
     c = compose_cfg(["experiment=cab/lstf", "lstf=weather_S", "model/attention@model.net.cross_attention=performer"])
     validate(c)
     assert (c.data.seq_len, c.data.label_len, c.model.net.enc_in, c.model.net.n_time_features) == (720, 336, 1, 5)

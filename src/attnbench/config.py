@@ -223,6 +223,7 @@ class InformerNetConfig(Checked):
     d_ff: int = FROM_CODE
     dropout: float = FROM_CODE
     distil: bool = FROM_CODE
+    mix: bool = FROM_CODE
 
     def check(self) -> None:
         for k in ("seq_len", "pred_len", "enc_in", "n_time_features", "d_model", "n_heads", "e_layers", "d_layers",

@@ -13,9 +13,11 @@ The layout of the official code (zhouhaoyi/Informer2020, ``models/``), written a
 
 The three attentions (CAB's positions): ``self_attention`` the encoder's (noncausal self, NS),
 ``decoder_self_attention`` the decoder's (causal self; CAB's LSTF keeps it), ``cross_attention`` (noncausal cross,
-NC). Differences from the official code: its ``mix=True`` head/time reshuffle of the decoder self-attention output
-(``out.transpose(2, 1).view(B, L, -1)``) is not reproduced (heads are concatenated as usual); the dropout on the
-attention probabilities is the entry's own option (``dropout`` of ``full``), not ``dropout``.
+NC). ``mix=True`` reproduces the official default for the decoder self-attention (``AttentionLayer(mix=True)``):
+its heads' output (B, H, T, D) is read as (B, T, H*D) without moving the head axis (``out.transpose(2, 1).view(B,
+L, -1)`` of (B, T, H, D)), which mixes steps across heads, so later decoder steps reach earlier outputs; ``mix=False``
+concatenates the heads per step (causal). Difference from the official code: the dropout on the attention
+probabilities is the entry's own option (``dropout`` of ``full``), not ``dropout``.
 """
 
 from __future__ import annotations
@@ -74,6 +76,18 @@ class DistilLayer(nn.Module):
         return self.pool(self.act(self.norm(self.conv(x.transpose(1, 2))))).transpose(1, 2)
 
 
+def _mix_heads(n_heads: int):
+    """A pre-hook of an output projection: its input (B, T, H*D), heads concatenated per step, becomes the (B, H, T, D)
+    heads' output read as (B, T, H*D) (Informer2020's ``mix=True``)."""
+
+    def hook(module: nn.Module, args: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        (y,) = args
+        B, T, E = y.shape
+        return (y.view(B, T, n_heads, E // n_heads).transpose(1, 2).reshape(B, T, E),)
+
+    return hook
+
+
 class InformerForecaster(nn.Module):
     """Encoder-decoder forecaster in Informer's layout (module docstring).
 
@@ -87,6 +101,7 @@ class InformerForecaster(nn.Module):
         self_attention: Mapping[str, Any], cross_attention: Mapping[str, Any],
         decoder_self_attention: Mapping[str, Any], c_out: int | None = None, d_model: int = 512, n_heads: int = 8,
         e_layers: int = 2, d_layers: int = 1, d_ff: int = 2048, dropout: float = 0.05, distil: bool = True,
+        mix: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= label_len <= seq_len:
@@ -111,6 +126,10 @@ class InformerForecaster(nn.Module):
             for _ in range(d_layers))
         self.dec_norm = nn.LayerNorm(d_model)
         self.projection = nn.Linear(d_model, c_out)
+        self.mix = mix
+        if mix:  # the official mix=True: reorder the decoder self-attention's heads before its output projection
+            for layer in self.decoder:
+                layer.self_attn.o_proj.register_forward_pre_hook(_mix_heads(n_heads))
 
     def decoder_input(self, x: Tensor) -> Tensor:
         """The start tokens x[:, -label_len:] followed by pred_len zeros: (B, label_len + pred_len, C)."""
