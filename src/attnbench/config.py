@@ -1246,7 +1246,7 @@ def validate(cfg: DictConfig) -> None:
     wants = TASK_DATA.get(cfg.model.get("_target_"), ())
     if wants and cfg.data.get("_target_") not in wants:  # before resolving: cross-task interpolations fail
         raise ConfigError(f"model {cfg.model._target_} cannot train on data {cfg.data._target_}; it takes "
-                          f"{', '.join(wants)} (forecasting: model=hot|full with data=ett|weather|...; "
+                          f"{', '.join(wants)} (forecasting: model=hot|full|informer with data=ett|weather|...; "
                           "3D classification: model=hot3d|vit3d|resnet3d with data=medmnist3d|nifti; GLUE: "
                           "model=bert|smyrf_bert with data=glue|imdb)")
     for group in ("data", "model", "trainer"):
