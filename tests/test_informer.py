@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from attnbench import attention_spec
 from attnbench.analysis.reference import load_reference
+from attnbench.analysis.runs import model_label
 from attnbench.analysis.spec import experiment_spec
 from attnbench.attention.full import FullAttention
 from attnbench.attention.performer import PerformerAttention
@@ -193,6 +194,13 @@ def test_reference_holds_cabs_per_dataset_numbers_whose_means_are_the_paper_tabl
         assert math.isclose(mean(model, ["WTH/720"], "mse"), w_mse, abs_tol=1.5e-3)
         assert math.isclose(mean(model, ["ECL/960"], "mse"), e_mse, abs_tol=1.5e-3)
     assert spec.baseline[0] in set(ref.column)
+
+
+def test_table_label_names_the_positioned_attention():
+    pos = "model/attention@model.net."
+    assert model_label({"model": "informer", f"{pos}self_attention": "full", f"{pos}cross_attention": "performer"}) \
+        == "informer[cross_attention=performer]"
+    assert model_label({"model": "informer", f"{pos}cross_attention": "full"}) == "informer"
 
 
 def test_debug_run_three_cross_attentions(tmp_path, synth_data_dir):
