@@ -12,8 +12,7 @@ import torch
 
 from attnbench import attention
 from attnbench.attention.registry import CapabilityError
-from attnbench.data.catalog.lra import LRA_TASKS
-from attnbench.data.lra.common import PAD_ID
+from attnbench.data.catalog.lra import LRA_TASKS, PAD_ID
 from attnbench.layers.attention import MultiAxisAttention
 from attnbench.lit.schedules import LRAFactors, lra_schedule
 from attnbench.models.lra import LRAEncoder, pool, sinusoidal_table

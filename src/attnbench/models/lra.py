@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from attnbench.attention.registry import get, require
-from attnbench.data.lra.common import PAD_ID
+from attnbench.data.catalog.lra import PAD_ID
 from attnbench.layers.seqblock import SeqEncoderLayer
 
 POS_EMBS = ("sinusoidal", "learned")

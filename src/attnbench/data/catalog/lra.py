@@ -10,7 +10,26 @@ its entry here (``tests/test_lra_model.py`` checks).
 
 from __future__ import annotations
 
-from attnbench.data.lra.common import LRATask
+from dataclasses import dataclass
+
+PAD_ID = 0  # the padding id of every task; the key-padding mask is tokens != PAD_ID
+
+
+@dataclass(frozen=True)
+class LRATask:
+    """What a model needs to know about a task before seeing data."""
+
+    name: str
+    vocab_size: int  # embedding rows, padding (0) included
+    num_classes: int
+    max_len: int  # the official sequence length (per tower for two-tower tasks)
+    two_tower: bool = False  # retrieval: a pair of documents, one shared encoder
+    folder: str = ""  # under <data_dir>/lra/; defaults to the name
+
+    @property
+    def dir(self) -> str:
+        return self.folder or self.name
+
 
 LRA_TASKS: dict[str, LRATask] = {t.name: t for t in (
     LRATask(name="listops", vocab_size=16, num_classes=10, max_len=2000),

@@ -15,23 +15,9 @@ As in the official pipelines, padding is id 0 and the key-padding mask is ``toke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+# the task record and the padding id live in the catalogue (config and models read them without the data layer)
+from attnbench.data.catalog.lra import PAD_ID, LRATask
 
-PAD_ID = 0
+__all__ = ["PAD_ID", "SPLITS", "LRATask"]
+
 SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class LRATask:
-    """What a model needs to know about a task before seeing data."""
-
-    name: str
-    vocab_size: int  # embedding rows, padding (0) included
-    num_classes: int
-    max_len: int  # the official sequence length (per tower for two-tower tasks)
-    two_tower: bool = False  # retrieval: a pair of documents, one shared encoder
-    folder: str = ""  # under <data_dir>/lra/; defaults to the name
-
-    @property
-    def dir(self) -> str:
-        return self.folder or self.name
