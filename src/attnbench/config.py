@@ -16,7 +16,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, InterpolationResolutionError, ValidationError
 
 from attnbench import attention_spec as attention  # the registry's declarations, read without importing torch
-from attnbench import sweep  # its run-folder and W&B name resolvers, used by the yamls (imports hydra, omegaconf)
+from attnbench import names  # the run-folder and W&B name resolvers the yamls use
 from attnbench.data.catalog import GLUE, MEDMNIST3D, TEXT_TASKS, TIME_SERIES
 from attnbench.signatures import REQUIRED, constructor_params
 
@@ -954,7 +954,7 @@ def register_configs() -> None:
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
-    sweep.register_resolvers()
+    names.register_resolvers()
 
 
 def _medmnist_classes(name: str) -> int:
