@@ -30,7 +30,7 @@ def _files(group: str) -> list[str]:
     """Every yaml of a group as ``group=`` would name it: the options and the shared parts they list in their
     defaults (``base/``, ``optim/``); the attention entries are checked on their own."""
     return sorted(str(p.relative_to(CONF / group).with_suffix("")) for p in (CONF / group).rglob("*.yaml")
-                  if p.parent.name != "attention")
+                  if "attention" not in p.relative_to(CONF / group).parts[:-1])
 
 
 def _plain(v: Any) -> Any:

@@ -4,8 +4,9 @@ published rows (``table: kind: tasks``; LRA's Table 1).
     runs = load_runs("outputs/lra_table/multiruns/<time>")
     print(to_markdown(task_table(runs, load_reference("lra")), runs))
 
-A job's cell is its ``test/acc`` x 100; its row is the attention it ran (``model/attention``, plus the overrides
-that set jobs apart, ``analysis.runs.label_variants``); jobs that differ only by seed share a cell, shown as
+A job's cell is its ``test/acc`` x 100; its row is the attention entry it ran (``model.net.attention.name``, plus
+the overrides that set jobs apart, ``analysis.runs.label_variants``; the task and its preset ``lra_task`` are the
+columns); jobs that differ only by seed share a cell, shown as
 mean ± std (n=seeds). ``Avg`` is the mean over the tasks shown, for ours and the published rows alike (LRA's
 printed Avg is over all five tasks; the experiment's notes give it). Failed and missing jobs stay visible as
 cells and are listed with their error.
@@ -34,14 +35,15 @@ RUN_COLUMNS = ["task", "model", "status", "error", "acc", "epochs", "wall_time_s
 def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
     choices, data, metrics, base = job_parts(job_dir, result, ("task",), status, " (not an LRA job?)")
     acc = metrics.get("test/acc")
-    return [{**base, "task": str(data["task"]), "model": str(choices.get("model/attention") or choices["model"]),
+    att = (((result.get("config") or {}).get("model") or {}).get("net") or {}).get("attention") or {}
+    return [{**base, "task": str(data["task"]), "model": str(att.get("name") or choices["model"]),
              "acc": None if acc is None else 100.0 * float(acc)}]
 
 
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
     """Every job under ``sweep_dir`` (failed and missing jobs kept); columns ``RUN_COLUMNS`` + ``FACT_COLUMNS``."""
-    return load_jobs(sweep_dir, _job_row, RUN_COLUMNS, ("data.task",), ("acc", "epochs", "wall_time_s", "n_params"),
-                     ["model", "task", "run_dir"])
+    return load_jobs(sweep_dir, _job_row, RUN_COLUMNS, ("data.task", "lra_task"),
+                     ("acc", "epochs", "wall_time_s", "n_params"), ["model", "task", "run_dir"])
 
 
 load_reference = functools.partial(published.for_kind, kind="tasks")  # columns task, model, acc, ...
