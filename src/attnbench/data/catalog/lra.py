@@ -1,11 +1,12 @@
 """The five Long Range Arena tasks as a model sees them (``LRATask``: vocabulary, classes, official length), read by
 the config while composing (``${lra_task:<task>,<field>}`` in ``conf/model/lra_encoder.yaml``), so no torch here.
 
-Vocabularies follow the official pipelines: ListOps 15 tokens + padding; Text and Retrieval bytes + 1 (TFDS
-``ByteTextEncoder``: 256 bytes, id 0 = padding); Image and Pathfinder the 8-bit grey level as the id (vocab 256), so
-a black pixel has the padding id 0 (the official ``inputs > 0`` mask treats it as padding; see
-``models.lra.LRAEncoder``'s ``key_padding``). Each task module's ``INFO`` (``attnbench.data.lra.<task>``) must equal
-its entry here (``tests/test_lra_model.py`` checks).
+Vocabularies: ListOps 15 tokens + padding; Text and Retrieval bytes + 1 (TFDS ``ByteTextEncoder``: 256 bytes, id 0
+= padding); Image and Pathfinder the 8-bit grey level + 1 (vocab 257), so no pixel is padding, as the paper
+describes the task. The official code uses the grey level itself as the id with the ``inputs > 0`` mask, so black
+pixels are masked as padding: ``data.options.official_zero_pad=true`` (ids 0..255, same vocabulary) reproduces it.
+Lengths are the released configs' (Text 1000; the paper says 4K: ``data.max_len=4000``). Each task module's
+``INFO`` (``attnbench.data.lra.<task>``) is its entry here: the one place these facts are written.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class LRATask:
 
 LRA_TASKS: dict[str, LRATask] = {t.name: t for t in (
     LRATask(name="listops", vocab_size=16, num_classes=10, max_len=2000),
-    LRATask(name="text", vocab_size=257, num_classes=2, max_len=4000),  # paper 4K; released config 1000
+    # IMDB at byte level, read from the IMDB folder (<data_dir>/imdb); released config 1000, paper 4K
+    LRATask(name="text", vocab_size=257, num_classes=2, max_len=1000, folder="../imdb"),
     LRATask(name="retrieval", vocab_size=257, num_classes=2, max_len=4000, two_tower=True),  # per document
-    LRATask(name="image", vocab_size=256, num_classes=10, max_len=1024),
-    LRATask(name="pathfinder", vocab_size=256, num_classes=2, max_len=1024),
+    LRATask(name="image", vocab_size=257, num_classes=10, max_len=1024, folder="../cifar10"),  # CIFAR-10, grey
+    LRATask(name="pathfinder", vocab_size=257, num_classes=2, max_len=1024),  # 32x32; 64/128: resolution**2
 )}

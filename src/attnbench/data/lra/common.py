@@ -2,11 +2,13 @@
 
 A task module defines::
 
-    INFO = LRATask(name="listops", vocab_size=16, num_classes=10, max_len=2000)
+    INFO = LRA_TASKS["listops"]  # its LRATask in data.catalog.lra (vocabulary, classes, official length)
 
     def load_split(root: Path, split: str, max_len: int, **options) -> tuple[Tensor, Tensor]:
         # root = <paths.data_dir>/lra/<folder>; split in SPLITS
         # -> tokens int64 (N, max_len) (two-tower tasks: (N, 2, max_len)), PAD_ID = padding, real ids >= 1
+        #    (a smaller integer dtype is accepted too: the datamodule stores tokens in the smallest dtype of the
+        #    vocabulary and serves int64, so e.g. AAN's 147k x 2 x 4000 bytes need not pass through int64)
         #    labels int64 (N,) in [0, num_classes)
         # raises attnbench.data.download.DataError (what is missing, where to put it, which command makes it)
 
