@@ -1016,7 +1016,7 @@ _TASKS: dict[type, tuple[type, ...]] = {
     ForecastingModelConfig: (TimeSeriesDataConfig,),
     ClassificationModelConfig: (MedMNISTDataConfig, NiftiDataConfig, LRADataConfig),
     TextClassificationModelConfig: (GlueDataConfig, ImdbDataConfig),
-    LRAModelConfig: (),  # the LRA data module's schema joins here
+    LRAModelConfig: (LRADataConfig,),
 }
 TASK_DATA = {m._target_: tuple(d._target_ for d in ds) for m, ds in _TASKS.items()}
 SCHEMAS = by_target(*_TASKS, *(d for ds in _TASKS.values() for d in ds), TrainerConfig)

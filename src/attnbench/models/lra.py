@@ -18,10 +18,12 @@ Padding. ``key_padding=True``: the mask ``tokens != PAD_ID`` goes to every block
 prepended CLS is always a real token. ``key_padding=False``: no mask (every entry; tasks without padding: Image,
 Pathfinder). Differences from the official code, on purpose:
 
-- The official mask is ``inputs > 0`` for every task, images included, where a black pixel (grey level 0 = the
-  padding id) is masked as a key, and the CLS position copies the first pixel's mask (an image whose first pixel is
-  black also has its CLS masked). Image and Pathfinder have no padding, so our experiments set ``key_padding=false``
-  and attend to every pixel.
+- The official mask is ``inputs > 0`` for every task, images included, where the token is the grey level itself, so
+  a black pixel is masked as a key, and the CLS position copies the first pixel's mask (an image whose first pixel
+  is black also has its CLS masked). Our pixel ids are grey + 1 (``data.catalog.lra``) and Image and Pathfinder have
+  no padding, so their experiments set ``key_padding=false`` and attend to every pixel; ``data.options.
+  official_zero_pad=true model.net.key_padding=true`` masks black pixels as the official code does (its CLS
+  stays unmasked here).
 - The official MEAN/SUM pool every position, padding included (its MEAN task, Pathfinder, has none).
 - The official dual encoder builds its shared encoder with ``classifier=False``: no CLS token is prepended, and
   "CLS" pooling takes the first byte's output; ours prepends the learned CLS as in the single-tower tasks.
