@@ -1131,7 +1131,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model {cfg.model._target_} cannot train on data {cfg.data._target_}; it takes "
                           f"{', '.join(wants)} (forecasting: model=hot|full with data=ett|weather|...; "
                           "3D classification: model=hot3d|vit3d|resnet3d with data=medmnist3d|nifti; GLUE: "
-                          "model=bert|smyrf_bert with data=glue|imdb)")
+                          "model=bert|smyrf_bert with data=glue|imdb; LRA: model=lra_encoder with data=lra)")
     for group in ("data", "model", "trainer"):
         node = cfg.get(group)
         target = node.get("_target_")
