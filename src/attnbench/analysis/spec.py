@@ -31,6 +31,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "classification": {"rows": ["dataset", "size"], "metrics": ["acc", "auc"], "direction": "higher"},
     "glue": {"rows": ["task"], "metrics": ["score"], "direction": "higher"},
     "tasks": {"rows": ["task"], "metrics": ["acc"], "direction": "higher"},  # LRA: attentions x tasks + Avg
+    "perplexity": {"rows": ["task"], "metrics": ["ppl"], "direction": "lower"},  # CAB LM / MLM (analysis.perplexity)
 }
 FIELDS = ("kind", "rows", "columns", "metrics", "direction", "reference", "baseline", "baseline_label", "notes")
 REQUIRED = ("kind", "rows", "columns", "metrics", "direction", "reference")
