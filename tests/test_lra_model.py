@@ -391,3 +391,21 @@ def test_the_table_sweep_renders_its_table(listops_dir, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     (md,) = [f.read_text() for f in (tmp_path / "outputs").rglob("table.md")]
     assert "| model | ListOps | Avg |" in md and "| ours: performer‡ |" in md and "| Performer | 18.01 | 18.01 |" in md
+
+
+@pytest.mark.slow
+def test_the_cpu_retrieval_experiment_trains_two_towers_end_to_end(tmp_path):
+    """Synthetic AAN pairs in the official TSV layout (label, ids, two texts), one document empty."""
+    from tests.conftest import results, run_cli
+
+    root = tmp_path / "data" / "lra" / LRA_TASKS["retrieval"].dir
+    root.mkdir(parents=True)
+    for split, n in (("train", 12), ("eval", 8), ("test", 8)):
+        lines = [f"{i % 2}\tP{i}\tQ{i}\t{'citing paper ' * (i % 5)}\tcited paper {i}\n" for i in range(n)]
+        (root / f"new_aan_pairs.{split}.tsv").write_text("".join(lines))
+    p = run_cli(["experiment=lra/cpu/retrieval", "seed=0", *QUICK_LRA, f"paths.data_dir={tmp_path / 'data'}"],
+                tmp_path / "run")
+    assert p.returncode == 0, p.stderr[-3000:]
+    (res,) = results(tmp_path / "run")
+    assert res["status"] == "ok" and 0.0 <= res["metrics"]["test/acc"] <= 1.0
+    assert res["config"]["model"]["net"]["two_tower"] is True
