@@ -1,0 +1,109 @@
+"""An encoder-decoder Transformer whose three attention positions are each any registry entry: CAB's patterns.
+
+encoder self-attention = noncausal self (NS), decoder self-attention = causal self (CS), cross-attention =
+noncausal cross (NC), or causal cross (CC) with ``causal_cross=True``: decoder query i sees memory positions
+<= i, which needs source and target of one length (aligned positions, as ``data.seq2seq`` pads them).
+Token embeddings are shared by encoder, decoder and output layer; positions are sinusoidal (Vaswani et al.).
+Ids: PAD 0 (masked as keys), BOS, EOS and the symbols (``data.seq2seq``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from attnbench.data.lra.common import PAD_ID
+from attnbench.data.seq2seq import BOS_ID, EOS_ID, vocab_size
+from attnbench.layers.seqblock import SeqDecoderLayer, SeqEncoderLayer
+
+
+def sinusoidal_positions(n: int, d: int, device: torch.device) -> Tensor:
+    """(n, d) sin/cos position codes (even d)."""
+    pos = torch.arange(n, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, d, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d))
+    out = torch.zeros(n, d, device=device)
+    out[:, 0::2], out[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+    return out
+
+
+class Seq2SeqTransformer(nn.Module):
+    """(src (B, S), tgt_in (B, T)) int64 -> logits (B, T, vocab). ``greedy(src, steps)`` decodes."""
+
+    def __init__(
+        self, n_symbols: int, encoder_attention: Mapping[str, Any], decoder_attention: Mapping[str, Any],
+        cross_attention: Mapping[str, Any], causal_cross: bool = False, d_model: int = 64, n_heads: int = 4,
+        n_encoder_layers: int = 2, n_decoder_layers: int = 2, d_mlp: int = 256, dropout: float = 0.1,
+        attn_dropout: float = 0.0, norm: Literal["pre", "post"] = "pre", mlp: Literal["gelu", "swiglu"] = "gelu",
+    ) -> None:
+        super().__init__()
+        if d_model % 2:
+            raise ValueError(f"d_model={d_model} must be even (sinusoidal positions)")
+        self.d_model, self.causal_cross, self.vocab = d_model, causal_cross, vocab_size(n_symbols)
+        self.embed = nn.Embedding(self.vocab, d_model, padding_idx=PAD_ID)
+        nn.init.normal_(self.embed.weight, std=d_model ** -0.5)  # tied: unit-scale inputs (x sqrt(d)), O(1) logits
+        with torch.no_grad():
+            self.embed.weight[PAD_ID].zero_()
+        self.drop = nn.Dropout(dropout)
+        opts = {"dropout": dropout, "attn_dropout": attn_dropout, "norm": norm, "mlp": mlp}
+        self.encoder = nn.ModuleList(SeqEncoderLayer(d_model, n_heads, d_mlp, encoder_attention, **opts)
+                                     for _ in range(n_encoder_layers))
+        self.decoder = nn.ModuleList(SeqDecoderLayer(d_model, n_heads, d_mlp, decoder_attention, cross_attention,
+                                                     **opts) for _ in range(n_decoder_layers))
+        # pre-norm stacks end with a LayerNorm (GPT-2); post-norm outputs are normalised already
+        self.enc_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
+        self.dec_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
+
+    def _embed(self, ids: Tensor) -> Tensor:
+        x = self.embed(ids) * math.sqrt(self.d_model)  # (B, L, E)
+        return self.drop(x + sinusoidal_positions(ids.shape[1], self.d_model, ids.device).to(x.dtype))
+
+    def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
+        """src (B, S) -> memory (B, S, E) and its padding mask (B, S), True = real token."""
+        mask = src != PAD_ID
+        x = self._embed(src)
+        for layer in self.encoder:
+            x = layer(x, key_padding_mask=mask)
+        return self.enc_norm(x), mask
+
+    def decode(self, tgt_in: Tensor, memory: Tensor, memory_mask: Tensor) -> Tensor:
+        """tgt_in (B, T), memory (B, S, E), memory_mask (B, S) -> logits (B, T, vocab). Position i depends on
+        tgt_in[:, :i+1] only (and, with causal_cross, on memory[:, :i+1] only)."""
+        if self.causal_cross and tgt_in.shape[1] != memory.shape[1]:
+            raise ValueError(f"causal_cross=True needs aligned lengths: target {tgt_in.shape[1]} != source "
+                             f"{memory.shape[1]} (pad both to one length)")
+        x = self._embed(tgt_in)
+        mask = tgt_in != PAD_ID
+        for layer in self.decoder:
+            x = layer(x, memory, padding_mask=mask, memory_padding_mask=memory_mask, causal=True,
+                      causal_cross=self.causal_cross)
+        return self.dec_norm(x) @ self.embed.weight.T  # tied output layer
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        memory, mask = self.encode(src)
+        return self.decode(tgt_in, memory, mask)
+
+    @torch.no_grad()
+    def greedy(self, src: Tensor, steps: int) -> Tensor:
+        """Greedy decoding: (B, S) -> predicted labels (B, steps), PAD after the first EOS. Each step recomputes
+        the decoder over the whole (steps-long, PAD-filled) input and reads position i: by causality, the same
+        as running on the prefix."""
+        memory, mask = self.encode(src)
+        b = src.shape[0]
+        tgt_in = torch.full((b, steps), PAD_ID, dtype=torch.long, device=src.device)
+        tgt_in[:, 0] = BOS_ID
+        out = torch.full_like(tgt_in, PAD_ID)
+        done = torch.zeros(b, dtype=torch.bool, device=src.device)
+        for i in range(steps):
+            tok = self.decode(tgt_in, memory, mask)[:, i].argmax(-1)  # (B,)
+            tok = torch.where(done, PAD_ID, tok)
+            out[:, i] = tok
+            done |= tok == EOS_ID
+            if i + 1 < steps:
+                tgt_in[:, i + 1] = torch.where(done, PAD_ID, tok)
+            if bool(done.all()):
+                break
+        return out
