@@ -1,16 +1,17 @@
 """A seeded algorithmic sequence-to-sequence task that trains on a CPU in minutes and exercises every attention
-position of an encoder-decoder: encoder self (NS), decoder self (CS) and cross (NC, or CC with aligned lengths).
+position of an autoregressive encoder-decoder: encoder self (NS), decoder self (CS) and cross (CAB's causal cross,
+CC; optionally the stricter aligned variant, query i sees memory <= i, see ``models.seq2seq``).
 
 CAB's real encoder-decoder tasks (TTS on LJSpeech with Transformer-TTS, Multi-News summarisation with a 4,096 /
 400-token Transformer) need data and GPU time these machines do not have, and no corpus on disk gives honest
 source/target pairs (GLUE and IMDB are classification sets). So the task is a transduction whose target can
 only be produced by reading the source through cross-attention (the decoder sees nothing else of it):
 
-- ``reverse``: target = the source reversed. Target token i needs source token n-1-i: noncausal cross (NC).
-- ``sort``: target = the source sorted ascending. Every target token depends on the whole source (NC).
+- ``reverse``: target = the source reversed. Target token i needs source token n-1-i: the whole memory.
+- ``sort``: target = the source sorted ascending. Every target token depends on the whole source.
 - ``pairsum``: target_i = (source_i + source_{i-1}) mod V (source_{-1} = 0). A monotone, length-preserving
-  transduction: target token i needs source tokens <= i only, so it is learnable under causal cross
-  attention (CC: decoder query i sees memory positions <= i) as well as NC.
+  transduction: target token i needs source tokens <= i only, so it is learnable under the aligned causal
+  cross variant (decoder query i sees memory positions <= i) as well.
 
 Sequences: ``n`` uniform in [min_len, max_len] symbols drawn uniformly from V = ``n_symbols``; sources are
 distinct across all splits (no test source is seen in training). Files (simple TSV, one pair a line, symbols as
@@ -180,7 +181,7 @@ class Seq2SeqDataModule(SplitDataModule):
     def __init__(
         self, data_dir: str, task: str = "reverse", n_symbols: int = 10, min_len: int = 4, max_len: int = 16,
         n_train: int = 10000, n_val: int = 500, n_test: int = 1000, seed: int = 0, generate: bool = True,
-        batch_size: int = 64, eval_batch_size: int | None = None, num_workers: int = 0,
+        batch_size: int = 64, eval_batch_size: int | None = 250, num_workers: int = 0,
     ) -> None:
         super().__init__()
         if task not in TASKS:

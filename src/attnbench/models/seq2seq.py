@@ -1,8 +1,17 @@
 """An encoder-decoder Transformer whose three attention positions are each any registry entry: CAB's patterns.
 
 encoder self-attention = noncausal self (NS), decoder self-attention = causal self (CS), cross-attention =
-noncausal cross (NC), or causal cross (CC) with ``causal_cross=True``: decoder query i sees memory positions
-<= i, which needs source and target of one length (aligned positions, as ``data.seq2seq`` pads them).
+causal cross (CC). CAB's CC is what an autoregressive decoder needs of its cross-attention: the output at query
+i must not depend on queries after i, the memory (keys, values) fully visible; CAB's check
+(``scripts/attention_pattern/test_available_pattern_for_attention.py::test_cross_causal``, src_len 100, tgt_len
+50) compares query i's output with a run on queries <= i against the same memory. This decoder is autoregressive
+(teacher forcing, greedy decoding), so its cross position is CC in CAB's sense whatever the entry; an entry that
+mixes queries (Nyström: landmarks are means of query segments) would let teacher-forced training read future
+target tokens, and is refused at build (``mixes_queries``). CAB's noncausal cross (NC) belongs to
+non-autoregressive decoders (Informer's one-shot decoder on LSTF, PoinTr on PCC), not to this model.
+
+``causal_cross=True`` is a stricter, aligned variant: query i also sees memory positions <= i only, which needs
+source and target of one length (``data.seq2seq`` pads both to one length; its ``pairsum`` task is learnable so).
 Token embeddings are shared by encoder, decoder and output layer; positions are sinusoidal (Vaswani et al.).
 Ids: PAD 0 (masked as keys), BOS, EOS and the symbols (``data.seq2seq``).
 """
@@ -30,6 +39,25 @@ def sinusoidal_positions(n: int, d: int, device: torch.device) -> Tensor:
     return out
 
 
+@torch.no_grad()
+def mixes_queries(attn: nn.Module, head_dim: int, n_queries: int = 48, n_keys: int = 64, seed: int = 0) -> float:
+    """How much a cross-attention entry's outputs at the first half of the queries move when the later queries
+    change (max |difference|; 0 for an entry that treats every query alone, as CAB's causal cross needs).
+    Probed in eval mode on random (2, 2, L, D) tensors; the module's mode is restored."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(2, 2, n_queries, head_dim, generator=g)
+    k, v = (torch.randn(2, 2, n_keys, head_dim, generator=g) for _ in range(2))
+    q2 = q.clone()
+    h = n_queries // 2
+    q2[:, :, h:] = torch.randn(q2[:, :, h:].shape, generator=g)
+    was = attn.training
+    attn.eval()
+    try:
+        return float((attn(q, k, v)[:, :, :h] - attn(q2, k, v)[:, :, :h]).abs().amax())
+    finally:
+        attn.train(was)
+
+
 class Seq2SeqTransformer(nn.Module):
     """(src (B, S), tgt_in (B, T)) int64 -> logits (B, T, vocab). ``greedy(src, steps)`` decodes."""
 
@@ -54,6 +82,13 @@ class Seq2SeqTransformer(nn.Module):
         self.decoder = nn.ModuleList(SeqDecoderLayer(d_model, n_heads, d_mlp, decoder_attention, cross_attention,
                                                      **opts) for _ in range(n_decoder_layers))
         # pre-norm stacks end with a LayerNorm (GPT-2); post-norm outputs are normalised already
+        moved = mixes_queries(self.decoder[0].cross_attn.attn, d_model // n_heads) if self.decoder else 0.0
+        if moved > 1e-5:
+            raise ValueError(f"cross_attention {cross_attention['name']!r} mixes queries (outputs at earlier queries "
+                             f"move by {moved:.2g} when later ones change): in this autoregressive decoder it would "
+                             "read future target tokens. CAB's causal cross needs an entry that treats every query "
+                             "alone (full, linear, performer, ...); this one fits noncausal cross in a "
+                             "non-autoregressive decoder only")
         self.enc_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
         self.dec_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
 
