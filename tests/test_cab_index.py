@@ -3,12 +3,15 @@ published per-task results, and the reference files' shape."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
 import pytest
 
 from attnbench.analysis import cab, reference
+from attnbench.analysis.report import write_table
+from scripts.make_table import main as make_table
 
 # vanilla's raw scores, scripts/compositional_index/example.txt (one line per pattern, the script's metric order)
 EXAMPLE = {
@@ -132,3 +135,54 @@ def test_reference_files_are_long_form():
         assert set(ref["row"].str.split("/").str[0]) == set(cab.PATTERNS)
     tasks = reference.load_reference("cab_tasks")
     assert not tasks.loc[(tasks["row"] == "CS/LM") & (tasks["column"] == "ABC"), "confirmed"].item()
+
+
+# ----------------------------------------------------------------------------- make_table, kind cab
+BLOCK = {"kind": "cab", "rows": ["pattern", "task"], "columns": "model", "metrics": ["ci"], "direction": "higher",
+         "reference": "cab_leaderboard", "notes": ["A note of the experiment."]}
+
+
+def _job(root, num, result):
+    d = root / str(num)
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(json.dumps(result))
+
+
+def _seq2seq(dec, cross, metrics, status="ok", error=None, seed=0):
+    net = {"decoder_attention": {"name": dec}, "cross_attention": {"name": cross}, "encoder_attention":
+           {"name": "full"}, "causal_cross": False}
+    return {"status": status, "error": error, "metrics": metrics, "overrides": [f"seed={seed}"],
+            "choices": {"model": "seq2seq", "model/attention@model.net.decoder_attention": dec},
+            "config": {"seed": seed, "table": BLOCK, "data": {"task": "reverse"},
+                       "model": {"_target_": cab.SEQ2SEQ_TARGET, "net": net}}}
+
+
+def test_make_table_renders_our_runs_beside_the_leaderboards(tmp_path):
+    sweep = tmp_path / "sweep"
+    _job(sweep, 0, _seq2seq("full", "full", {"test/acc": 0.9, "test/exact": 0.5, "test/loss": 0.3}, seed=0))
+    _job(sweep, 1, _seq2seq("full", "full", {"test/acc": 0.8, "test/exact": 0.3, "test/loss": 0.5}, seed=1))
+    _job(sweep, 2, _seq2seq("local", "nystrom", {}, status="failed", error="ValueError: mixes queries"))
+    lstf = {"status": "ok", "error": None, "metrics": {"test/mse": 1.0, "test/mae": 0.8}, "overrides": [],
+            "choices": {"model": "informer"}, "config": {"table": BLOCK, "data": {"name": "ETTh1", "features": "M"},
+                                                         "model": {"_target_": "x.Forecast"}}}
+    _job(sweep, 3, lstf)
+    assert make_table([str(sweep), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "table.md").read_text()
+    assert "| reverse | full | full | dec full / cross full | 0.850 ± 0.071 | 0.400 ± 0.141 | 0.400 ± 0.141 | 2 |" in md
+    assert "| reverse | local | nystrom | dec local / cross nystrom | failed | failed | failed | 0 |" in md
+    ett = (cab.z_score("NC", "LSTF", "ett_mse", 1.0) + cab.z_score("NC", "LSTF", "ett_mae", 0.8)) / 2
+    assert f"| informer | ETTh1 | ett_mse, ett_mae | {ett:+.3f} |" in md
+    assert "| local | 0.362 | **2.617** | 0.421 | 0.515 | **0.978** | +1.002 |" in md  # NS, as published
+    assert "| vanilla | -0.047 | 0.784 | – | – | – |" in md  # CS: no LM for vanilla
+    assert "| Performer | -0.935 | -1.094 | -1.014 | -1.970 |" in md  # CC
+    assert "CAB's CI is not computed for these rows" in md and "A note of the experiment." in md
+    assert "## Failed or missing jobs (1)" in md and "mixes queries" in md
+    board = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
+    assert len(board) == 11 + 6 + 4 + 3
+
+
+def test_a_cab_table_needs_the_leaderboard(tmp_path):
+    sweep = tmp_path / "sweep"
+    _job(sweep, 0, _seq2seq("full", "full", {"test/acc": 0.9, "test/exact": 0.5, "test/loss": 0.3}))
+    with pytest.raises(ValueError, match="table.reference='smyrf_glue'; allowed: cab_leaderboard"):
+        write_table(sweep, tmp_path / "out", reference="smyrf_glue")

@@ -24,10 +24,16 @@ import functools
 import math
 from collections.abc import Mapping
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from attnbench.analysis.reference import load_reference
+from attnbench.analysis.render import Rendered, failed_section
+from attnbench.analysis.runs import cell_stats, job_parts, model_label, spread, sweep_notes, truncation_notes
+from attnbench.analysis.runs import load_runs as load_jobs
+from attnbench.analysis.spec import TableSpec
 
 PATTERNS = ("NS", "CS", "NC", "CC")
 PATTERN_NAMES = {"NS": "noncausal self", "CS": "causal self", "NC": "noncausal cross", "CC": "causal cross"}
@@ -118,12 +124,13 @@ def published_leaderboard() -> pd.DataFrame:
     """CAB's leaderboards (``cab_leaderboard.csv``) wide: one line per (pattern, model), one column per task and
     ``Avg`` (NaN for the leaderboards' "–"), and ``Δ`` = Avg - vanilla's Avg, in file order."""
     ref = load_reference("cab_leaderboard")
-    parts = ref["row"].str.split("/", expand=True)
-    ref = ref.assign(pattern=parts[0], task=parts[1])
-    out = ref.pivot_table(index=["pattern", "column"], columns="task", values="value", sort=False)
-    out = out.reset_index().rename(columns={"column": "model"})
-    out["Δ"] = [row["Avg"] - out.loc[(out["pattern"] == row["pattern"]) & (out["model"] == "vanilla"),
-                                     "Avg"].squeeze() for _, row in out.iterrows()]
+    lines: dict[tuple[str, str], dict[str, Any]] = {}
+    for row, model, value in ref[["row", "column", "value"]].itertuples(index=False):
+        pattern, task = row.split("/")
+        lines.setdefault((pattern, model), {"pattern": pattern, "model": model})[task] = float(value)
+    out = pd.DataFrame(list(lines.values()))
+    vanilla = {p: lines.get((p, "vanilla"), {}).get("Avg", math.nan) for p in PATTERNS}
+    out["Δ"] = out["Avg"] - out["pattern"].map(vanilla)
     return out
 
 
@@ -164,3 +171,114 @@ def lstf_score(mse_mae: Mapping[str, tuple[float, float]]) -> tuple[float, list[
     if not values:
         raise ValueError("no LSTF data set given")
     return task_score("NC", "LSTF", values, partial=True), list(values)
+
+
+# ----------------------------------------------------------------------------- the table (kind: cab)
+SEQ2SEQ_TARGET = "attnbench.lit.seq2seq.Seq2SeqModule"
+# overrides the table's columns already name (never appended to a row label)
+CAB_KEYS = ("model/attention@model.net.encoder_attention", "model/attention@model.net.decoder_attention",
+            "model/attention@model.net.cross_attention", "model.net.causal_cross", "data.task", "data.name",
+            "data.features")
+RUN_COLUMNS = ["kind", "task", "model", "decoder_self", "cross", "status", "error", "acc", "exact", "loss", "mse",
+               "mae", "epochs", "wall_time_s", "n_params", "run_dir"]
+_NUMERIC = ("acc", "exact", "loss", "mse", "mae", "epochs", "wall_time_s", "n_params")
+
+
+def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
+    """A seq2seq job (test/acc, exact, loss; its decoder-self and cross entries) or an LSTF forecasting job
+    (test/mse, test/mae on a data set CAB's LSTF uses); other jobs are an error naming the file."""
+    choices, data, metrics, base = job_parts(job_dir, result, (), status)
+    model = (result.get("config") or {}).get("model") or {}
+    if model.get("_target_") == SEQ2SEQ_TARGET:
+        net = model.get("net") or {}
+        aligned = " (aligned: memory <= i)" if net.get("causal_cross") else ""
+        dec = (net.get("decoder_attention") or {}).get("name")
+        cross = f"{(net.get('cross_attention') or {}).get('name')}{aligned}"
+        enc = (net.get("encoder_attention") or {}).get("name")
+        label = f"dec {dec} / cross {cross}" + ("" if enc == "full" else f" / enc {enc}")
+        return [{**base, "kind": "seq2seq", "task": str(data.get("task")), "model": label, "decoder_self": dec,
+                 "cross": cross, "acc": metrics.get("test/acc"), "exact": metrics.get("test/exact"),
+                 "loss": metrics.get("test/loss")}]
+    name = data.get("name")
+    if name in [s for sets in LSTF_DATASETS.values() for s in sets] and "test/mse" in metrics:
+        return [{**base, "kind": "lstf", "task": f"{name}/{data.get('features')}", "model": model_label(choices),
+                 "mse": metrics.get("test/mse"), "mae": metrics.get("test/mae")}]
+    raise ValueError(f"{job_dir / 'results.json'}: neither a seq2seq job ({SEQ2SEQ_TARGET}) nor an LSTF forecast on "
+                     f"{', '.join(s for sets in LSTF_DATASETS.values() for s in sets)}")
+
+
+def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
+    """Every job of a CAB sweep (failed and missing ones kept), one row each."""
+    return load_jobs(sweep_dir, _job_row, RUN_COLUMNS, CAB_KEYS, _NUMERIC, ["kind", "task", "model", "run_dir"])
+
+
+def _fmt(v: Any) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _ours_markdown(runs: pd.DataFrame) -> list[str]:
+    """Our seq2seq cells (mean ± std over seeds, n) and, when present, the LSTF task score with CAB's
+    constants."""
+    out: list[str] = []
+    s2s = runs[runs["kind"] == "seq2seq"]
+    if not s2s.empty:
+        stats = cell_stats(s2s, ["task", "model"], ["acc", "exact", "loss"])
+        meta = s2s.drop_duplicates(["task", "model"]).set_index(["task", "model"])
+        out += ["## Ours: sequence to sequence (CPU stand-in for CAB's TTS / summarisation)", "",
+                "| task | decoder self (CS) | cross (CC) | model | token acc | exact match | CE | n |",
+                "|---|---|---|---|---|---|---|---|"]
+        for (task, model), r in stats.iterrows():
+            m = meta.loc[(task, model)]
+            cells = [spread(r[k], r[f"{k}_std"]) if r["n"] else ("failed" if r["failed"] else "missing")
+                     for k in ("acc", "exact", "loss")]
+            out.append(f"| {task} | {m['decoder_self']} | {m['cross']} | {model} | " + " | ".join(cells)
+                       + f" | {int(r['n'])} |")
+        out += ["", "Greedy decoding on the test split: token accuracy over target positions (EOS included) and the "
+                "share of sequences decoded exactly; CE = teacher-forced cross-entropy per token. Higher acc / exact "
+                "is better. CAB's CI is not computed for these rows: its constants are the mean / std of CAB's own "
+                "task metrics (MCD, ROUGE, ...) over its attentions, and z-scoring a different task's accuracy with "
+                "them means nothing.", ""]
+    lstf = runs[(runs["kind"] == "lstf") & (runs["status"] == "ok")]
+    if not lstf.empty:
+        out += ["## Ours: LSTF task score with CAB's NC constants", "", "| model | data sets | metrics used | "
+                "LSTF score |", "|---|---|---|---|"]
+        for model, g in lstf.groupby("model", sort=False):
+            g = g.assign(dataset=g["task"].str.split("/").str[0])
+            per_set = {d: (float(x["mse"].mean()), float(x["mae"].mean())) for d, x in g.groupby("dataset")}
+            score, used = lstf_score(per_set)
+            out.append(f"| {model} | {', '.join(sorted(per_set))} | {', '.join(used)} | {score:+.3f} |")
+        out += ["", "CAB's LSTF score averages features S and M per data set and ETT over ETTh1/ETTh2/ETTm1 at its "
+                "lengths (ETTh1 336→720, ...); a row with fewer data sets or other lengths is a partial score, "
+                "comparable in kind with the published LSTF column, not equal in setting.", ""]
+    return out
+
+
+def _leaderboard_markdown(board: pd.DataFrame) -> list[str]:
+    """One Markdown table per pattern: the published CI per task, Avg and Δ (vs vanilla), best task score bold."""
+    out = ["## CAB's published leaderboards (compositional index, higher is better)", ""]
+    for pattern in PATTERNS:
+        rows = board[board["pattern"] == pattern]
+        cols = [*tasks(pattern), "Avg", "Δ"]
+        out += [f"### {pattern} ({PATTERN_NAMES[pattern]})", "", "| model | " + " | ".join(cols) + " |",
+                "|---|" + "---|" * len(cols)]
+        best = {c: rows[c].max() for c in cols[:-1]}
+        for _, r in rows.iterrows():
+            cells = [f"**{_fmt(r[c])}**" if r[c] == best[c] else _fmt(r[c]) for c in cols[:-1]]
+            cells.append("–" if pd.isna(r["Δ"]) else f"{r['Δ'] + 0.0:+.3f}")
+            out.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
+def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
+    """The ``cab`` table of a sweep: our runs (seq2seq metrics; the LSTF score where LSTF jobs ran), then CAB's
+    four published leaderboards. table.md, runs.csv (one row per job), leaderboard.csv."""
+    runs = load_runs(sweep_dir)
+    board = published_leaderboard()
+    if spec.reference != "cab_leaderboard":
+        raise ValueError(f"a cab table shows CAB's leaderboard: table.reference={spec.reference!r}; "
+                         "allowed: cab_leaderboard")
+    md = [*_ours_markdown(runs), *_leaderboard_markdown(board), *truncation_notes(sweep_notes(runs)),
+          f"Published: {load_reference(spec.reference)['source'].iloc[0]}.", *spec.notes]
+    md += failed_section(runs[runs["status"] != "ok"][["model", "task", "status", "error", "run_dir"]])
+    return Rendered(markdown="\n".join(md) + "\n", csv={"runs.csv": (runs, False), "leaderboard.csv": (board, False)})
