@@ -169,6 +169,14 @@ def test_config_refuses_an_entry_a_position_cannot_take(compose_cfg):
                               "model.net.causal_cross=true"]))
     with pytest.raises(ConfigError, match="decoder_attention.name='smyrf' lacks causal"):
         validate(compose_cfg([*base, "model/attention@model.net.decoder_attention=smyrf"]))
+    # the experiments, and local with a window that cuts as the experiment's comment says
+    local = compose_cfg(["experiment=cab/seq2seq", "model/attention@model.net.decoder_attention=local",
+                         "model.net.decoder_attention.window=4"])
+    validate(local)
+    assert local.model.net.decoder_attention == {"name": "local", "window": 4, "dropout": 0.0}
+    aligned = compose_cfg(["experiment=cab/seq2seq_aligned"])
+    validate(aligned)
+    assert aligned.model.net.causal_cross and aligned.data.task == "pairsum"
 
 
 @pytest.mark.slow
