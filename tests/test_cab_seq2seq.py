@@ -139,8 +139,9 @@ def test_causal_cross_sees_memory_up_to_its_position(cross):
 def test_cross_entries_that_mix_queries_are_refused():
     """Nyström's landmarks are means of query segments: earlier outputs depend on later queries, which an
     autoregressive decoder cannot have (CAB's causal cross); entries that treat queries alone pass the probe."""
-    with pytest.raises(ValueError, match="cross_attention 'nystrom' mixes queries"):
-        _model("full", "nystrom")
+    for name in ("nystrom", "smyrf"):  # landmarks from query segments; clusters of queries and keys
+        with pytest.raises(ValueError, match=f"cross_attention '{name}' mixes queries"):
+            _model("full", name)
     for name in ("full", "linear", "performer", "treeformer_tf"):
         assert _model("full", name).decoder[0].cross_attn.attn.training is False  # built, mode kept (eval above)
 
@@ -180,18 +181,26 @@ def test_config_refuses_an_entry_a_position_cannot_take(compose_cfg):
 
 
 @pytest.mark.slow
-def test_debug_run_through_train_py(tmp_path):
+def test_debug_sweep_through_train_py_and_its_table(tmp_path):
+    """Three decoder-self entries (full, linear, treeformer_tf: dense, kernel, tree buckets) with a performer
+    cross attention in the aligned variant, one multirun; make_table renders the sweep."""
     quick = [a for a in QUICK if not a.startswith("data.")]  # generated data: nothing to verify or download
-    args = [*quick, "model=seq2seq", "data=seq2seq", "data.task=pairsum", "model.net.causal_cross=true",
-            "model/attention@model.net.decoder_attention=linear", "model/attention@model.net.cross_attention=performer",
-            "data.n_train=300", "data.n_val=40", "data.n_test=40", "data.max_len=8", f"paths.data_dir={tmp_path / 'd'}"]
-    p = run_cli(args, tmp_path)
+    args = [*quick, "experiment=cab/seq2seq_aligned", "model/attention@model.net.decoder_attention=full,linear,"
+            "treeformer_tf", "model/attention@model.net.cross_attention=performer", "data.n_train=300",
+            "data.n_val=40", "data.n_test=40", "data.max_len=8", f"paths.data_dir={tmp_path / 'd'}"]
+    p = run_cli(args, tmp_path, flags=("-m",))
     assert p.returncode == 0, p.stderr[-3000:]
-    (res,) = results(tmp_path)
-    assert res["status"] == "ok"
-    m = res["metrics"]
-    for key in ("test/loss", "test/acc", "test/exact", "test/acc_tf", "val/loss", "train/loss"):
-        assert math.isfinite(m[key]), key
-    assert 0.0 <= m["test/exact"] <= m["test/acc"] + 1e-6 <= 1.0 + 1e-6
-    assert m["test/loss"] < 5.0  # O(1) at initialisation: log(13) = 2.56
+    res = results(tmp_path)
+    assert [r["status"] for r in res] == ["ok"] * 3
+    assert {r["config"]["model"]["net"]["decoder_attention"]["name"] for r in res} == {"full", "linear",
+                                                                                         "treeformer_tf"}
+    for r in res:
+        m = r["metrics"]
+        for key in ("test/loss", "test/acc", "test/exact", "test/acc_tf", "val/loss", "train/loss"):
+            assert math.isfinite(m[key]), key
+        assert 0.0 <= m["test/exact"] <= m["test/acc"] + 1e-6 <= 1.0 + 1e-6
+        assert m["test/loss"] < 5.0  # O(1) at initialisation: log(13) = 2.56
     assert (tmp_path / "d" / "seq2seq" / "pairsum" / "train.tsv").is_file()
+    sweep = next((tmp_path / "outputs").rglob("multirun.yaml")).parent
+    md = (sweep / "table.md").read_text()  # written at the end of the sweep (the experiment declares it)
+    assert "| pairsum | treeformer_tf | performer (aligned: memory <= i) |" in md and "### CC (causal cross)" in md
