@@ -6,7 +6,7 @@ DATA_DIR ?= data
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint bench bench-attention bench-approx bench-swap clean
+.PHONY: setup demo test test-all readme lint bench bench-attention bench-approx bench-swap clean
 export DATA_DIR
 
 $(STAMP): pyproject.toml
@@ -31,6 +31,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not gpu" -q
+
+# README's generated blocks (the attention capability table) from the code.
+readme: $(STAMP)
+	$(PY) scripts/update_readme.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts train.py

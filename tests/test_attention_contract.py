@@ -3,6 +3,7 @@ equivalences of the sequence attentions (linear, performer, local, nystrom, linf
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from pathlib import Path
 
@@ -389,6 +390,21 @@ def test_favor_attention_function_matches_module():
     torch.testing.assert_close(att(q, k, v, causal=True), favor_attention(q, k, v, att.proj, causal=True))
 
 
-def test_readme_capability_table_is_current():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert attention.registry.caps_table() in readme, "regenerate README's table with caps_table()"
+def test_readme_capability_table_is_current(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    assert attention.registry.caps_table() in readme, "README's capability table is stale: run `make readme`"
+    # make readme rewrites a stale block in place and leaves the rest alone
+    spec = importlib.util.spec_from_file_location("update_readme", root / "scripts" / "update_readme.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    stale = tmp_path / "README.md"
+    stale.write_text("intro\n<!-- begin caps-table -->\n| old |\n<!-- end caps-table -->\nrest\n")
+    assert mod.main(["--check", "--readme", str(stale)]) == 1
+    assert mod.main(["--readme", str(stale)]) == 0
+    assert stale.read_text() == ("intro\n<!-- begin caps-table -->\n" + attention.registry.caps_table()
+                                 + "<!-- end caps-table -->\nrest\n")
+    assert mod.main(["--check", "--readme", str(stale)]) == 0
+    stale.write_text("no markers")
+    with pytest.raises(ValueError, match="no '<!-- begin caps-table -->'"):
+        mod.main(["--readme", str(stale)])

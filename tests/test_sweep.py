@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from attnbench import sweep
+from attnbench import names, sweep
 from attnbench.config import register_configs
 from tests.conftest import FAST, ROOT, run_cli, write_ett_csv
 from tests.test_make_table_seeds import SWEEP_OVERRIDES, result, write
@@ -37,11 +37,11 @@ def hydra_cfg():
 
 # ---------------------------------------------------------------------------------------------- names
 def test_folder_names_are_safe_and_keep_what_ran():
-    assert sweep.dirname("hot/linear  x:y") == "hot-linear-x_y"
-    assert sweep.job_dirname(3, "data.name=ETTh1,model.horizons=[96,192],model/attention=hot_linear,"
+    assert names.dirname("hot/linear  x:y") == "hot-linear-x_y"
+    assert names.job_dirname(3, "data.name=ETTh1,model.horizons=[96,192],model/attention=hot_linear,"
                                 "paths.data_dir=/a/b,experiment=hot/forecasting,seed=2") == (
         "3_data.name=ETTh1,model.horizons=_96,192_,model-attention=hot_linear,seed=2")
-    assert sweep.job_dirname(0, "") == "0" and len(sweep.job_dirname(1, "x=" + "a" * 500)) <= 2 + sweep.MAX_NAME
+    assert names.job_dirname(0, "") == "0" and len(names.job_dirname(1, "x=" + "a" * 500)) <= 2 + names.MAX_NAME
 
 
 @pytest.mark.parametrize("overrides, task, tail", [

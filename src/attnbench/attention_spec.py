@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import difflib
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,12 +131,23 @@ def check_kwargs(name: str, kwargs: dict) -> None:
             )
 
 
+# CAB's four attention patterns (Zhang et al., 2023) and the Caps flags each needs (the registry's ``patterns``).
+PATTERNS = {"NS": ("self_attention",), "CS": ("self_attention", "causal"), "NC": ("cross_attention",),
+            "CC": ("cross_attention", "causal_cross")}
+
+
+def patterns_of(caps: Mapping[str, bool | str]) -> set[str]:
+    """The CAB patterns a Caps declaration (as a dict) supports: NS, CS, NC, CC."""
+    return {p for p, need in PATTERNS.items() if all(caps[c] for c in need)}
+
+
 def caps_table() -> str:
-    """Markdown table of every entry's capabilities (the registry's ``caps_table``, without torch)."""
+    """Markdown table of every entry's capabilities and patterns (the registry's ``caps_table``, without torch)."""
     cols = list(next(iter(entries().values())).caps)
-    lines = ["| entry | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines = ["| entry | " + " | ".join(cols) + " | patterns |", "|---|" + "---|" * (len(cols) + 1)]
     for name, e in entries().items():
         cells = [("yes" if v else "-") if isinstance(v, bool) else str(v) for v in (e.caps[c] for c in cols)]
+        cells.append(" ".join(p for p in PATTERNS if p in patterns_of(e.caps)))
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

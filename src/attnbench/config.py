@@ -16,8 +16,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, InterpolationResolutionError, ValidationError
 
 from attnbench import attention_spec as attention  # the registry's declarations, read without importing torch
-from attnbench import sweep  # its run-folder and W&B name resolvers, used by the yamls (imports hydra, omegaconf)
+from attnbench import names  # the run-folder and W&B name resolvers the yamls use
 from attnbench.data.catalog import GLUE, MEDMNIST3D, TEXT_TASKS, TIME_SERIES
+from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.signatures import REQUIRED, constructor_params
 
 
@@ -448,6 +449,46 @@ class ImdbDataConfig(TextDataConfig):
         _choice("data.task", self.task, ["imdb"])
         _need(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "must lie in (0, 1)")
         super().check()
+
+
+# ----------------------------------------------------------------------------- Long Range Arena data (data=lra)
+@dataclass
+@from_code
+class LRADataConfig(Checked):
+    """``data=lra``: one LRA task (``attnbench.data.lra.<task>``); ``options`` are the task's ``load_split``
+    keywords (e.g. a Pathfinder resolution), checked against its signature."""
+
+    _target_: str = "attnbench.data.lra.datamodule.LRADataModule"
+    task: str = MISSING
+    data_dir: str = MISSING
+    max_len: int | None = FROM_CODE
+    batch_size: int = FROM_CODE
+    eval_batch_size: int | None = FROM_CODE
+    num_workers: int = FROM_CODE
+    drop_last_train: bool = FROM_CODE
+    limit_examples: int | None = FROM_CODE
+    options: dict[str, Any] | None = FROM_CODE
+
+    def check(self) -> None:
+        _choice("data.task", self.task, list(LRA_TASKS))
+        _need(self.max_len is None or self.max_len >= 1, "data.max_len", self.max_len,
+              f"must be >= 1, or null for the task's official {LRA_TASKS[self.task].max_len}")
+        _need(self.batch_size >= 1, "data.batch_size", self.batch_size, "must be >= 1")
+        _need(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
+              self.eval_batch_size, "must be >= 1 or null")
+        _need(self.num_workers >= 0, "data.num_workers", self.num_workers, "must be >= 0")
+        _need(self.limit_examples is None or self.limit_examples >= 1, "data.limit_examples",
+              self.limit_examples, "must be >= 1 or null")
+        try:
+            params = constructor_params(f"attnbench.data.lra.{self.task}.load_split")
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"data.task={self.task!r}: attnbench.data.lra.{self.task}.load_split cannot be read "
+                              f"({e})") from None
+        allowed = [k for k in params if k not in ("root", "split", "max_len")]
+        for k in (self.options or {}):
+            if "**" not in params and k not in allowed:
+                raise ConfigError(f"data.options.{k} is not an option of data.task={self.task!r}; allowed: "
+                                  f"{', '.join(allowed) or 'none (data.options={})'}")
 
 
 @dataclass
@@ -966,6 +1007,7 @@ def register_configs() -> None:
     cs.store(group="model", name="classification_schema", node=ClassificationModelConfig)
     cs.store(group="data", name="glue_schema", node=GlueDataConfig)
     cs.store(group="data", name="imdb_schema", node=ImdbDataConfig)
+    cs.store(group="data", name="lra_schema", node=LRADataConfig)
     cs.store(group="model", name="text_classification_schema", node=TextClassificationModelConfig)
     cs.store(group="data", name="seq2seq_schema", node=Seq2SeqDataConfig)
     cs.store(group="model", name="seq2seq_schema", node=Seq2SeqModelConfig)
@@ -977,7 +1019,7 @@ def register_configs() -> None:
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
-    sweep.register_resolvers()
+    names.register_resolvers()
 
 
 def _medmnist_classes(name: str) -> int:
@@ -995,7 +1037,7 @@ def _glue_labels(task: str) -> int:
 # which data modules each LightningModule trains on
 _TASKS: dict[type, tuple[type, ...]] = {
     ForecastingModelConfig: (TimeSeriesDataConfig,),
-    ClassificationModelConfig: (MedMNISTDataConfig, NiftiDataConfig),
+    ClassificationModelConfig: (MedMNISTDataConfig, NiftiDataConfig, LRADataConfig),
     TextClassificationModelConfig: (GlueDataConfig, ImdbDataConfig),
     Seq2SeqModelConfig: (Seq2SeqDataConfig,),
 }

@@ -27,22 +27,22 @@ import math
 import torch
 from torch import Tensor, nn
 
-from attnbench.attention.full import FullAttention, full_attention
-from attnbench.attention.registry import AttentionBase, Caps, register
+from attnbench.attention.full import FullAttention, cache_append, full_attention
+from attnbench.attention.registry import AttentionBase, Caps, State, register
 
 
 @register("optimised")
 class OptimisedAttention(FullAttention):
     """SDPA whose values are the input's head slices (the layer learns no W^V)."""
 
-    caps = Caps(pretrained_drop_in=False, projections="qk")
+    caps = Caps(pretrained_drop_in=False, projections="qk", incremental=True)
 
 
 @register("efficient")
 class EfficientAttention(FullAttention):
     """SDPA whose keys and values are the input's head slices (the layer learns no W^K, W^V)."""
 
-    caps = Caps(pretrained_drop_in=False, projections="q")
+    caps = Caps(pretrained_drop_in=False, projections="q", incremental=True)
 
 
 def super_values(v: Tensor, w_a: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False) -> Tensor:
@@ -62,7 +62,7 @@ class SuperAttention(AttentionBase):
     """Efficient Attention with W^A (max_len x max_len, shared by heads) on the values."""
 
     caps = Caps(learned_params=True, pretrained_drop_in=False, fixed_len=True, projections="q",
-                permutation_equivariant=False)
+                permutation_equivariant=False, incremental=True)
 
     def __init__(self, max_len: int, init: str = "xavier", dropout: float = 0.0) -> None:
         super().__init__()
@@ -85,6 +85,19 @@ class SuperAttention(AttentionBase):
         v = super_values(v, self.w_a, key_padding_mask, causal)
         p = self.dropout if self.training else 0.0
         return full_attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal, dropout_p=p)
+
+    def step(self, q: Tensor, k: Tensor, v: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Incremental decoding: a key cache, the raw values and the mixed ones (causal W^A: the new token's mixed
+        value is row t of W^A over the raw values so far; earlier mixed values do not change)."""
+        k_all, v_raw = cache_append(None if state is None else {"k": state["k"], "v": state["v_raw"]}, k, v)
+        t = k_all.shape[2]
+        if t > self.max_len:
+            raise ValueError(f"super: key length {t} exceeds max_len={self.max_len} (W^A is fixed-size); "
+                             f"raise model.net.attention.max_len")
+        v_t = torch.einsum("s,bhsd->bhd", self.w_a[t - 1, :t].to(v.dtype), v_raw)[:, :, None]  # (B, H, 1, Dv)
+        v_mix = v_t if state is None else torch.cat([state["v_mix"], v_t], dim=2)  # (B, H, t, Dv)
+        p = self.dropout if self.training else 0.0
+        return full_attention(q, k_all, v_mix, dropout_p=p), {"k": k_all, "v_raw": v_raw, "v_mix": v_mix}
 
     def extra_repr(self) -> str:
         return f"max_len={self.max_len}, dropout={self.dropout}"

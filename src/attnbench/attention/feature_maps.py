@@ -26,6 +26,14 @@ def orthogonal_gaussian(m: int, d: int, generator: torch.Generator | None = None
     return w * norms
 
 
+def favor_exponent(x: Tensor, proj: Tensor) -> Tensor:
+    """The exponent of FAVOR+ features before stabilising: w^T x' - |x'|^2 / 2, x' = x D^-1/4.
+    x: (..., N, D), proj: (m, D) -> (..., N, m)."""
+    x = x * x.shape[-1] ** -0.25
+    wx = x @ proj.T.to(x.dtype)  # (..., N, m)
+    return wx - 0.5 * (x * x).sum(dim=-1, keepdim=True)
+
+
 def favor_feature_map(x: Tensor, proj: Tensor, is_query: bool, eps: float = 1e-6, keep: Tensor | None = None
                       ) -> Tensor:
     """Positive random features for the softmax kernel exp(q.k / sqrt(D)) (Choromanski et al., 2021).
@@ -37,11 +45,7 @@ def favor_feature_map(x: Tensor, proj: Tensor, is_query: bool, eps: float = 1e-6
     x: (..., N, D), proj: (m, D) -> (..., N, m). ``keep`` (bool, broadcastable to (..., N)): the other rows are
     padding: left out of the stabiliser and given zero features.
     """
-    d = x.shape[-1]
-    x = x * d**-0.25
-    wx = x @ proj.T.to(x.dtype)  # (..., N, m)
-    sq = 0.5 * (x * x).sum(dim=-1, keepdim=True)  # (..., N, 1)
-    expo = wx - sq
+    expo = favor_exponent(x, proj)  # (..., N, m)
     if keep is None:
         c = expo.amax(dim=-1 if is_query else (-1, -2), keepdim=True).detach()
         return (torch.exp(expo - c) + eps) / math.sqrt(proj.shape[0])

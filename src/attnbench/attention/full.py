@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attnbench.attention.registry import AttentionBase, Caps, register
+from attnbench.attention.registry import AttentionBase, Caps, State, register
 
 
 def _mask(
@@ -57,7 +57,7 @@ def full_attention(
 class FullAttention(AttentionBase):
     """Exact softmax attention over all keys, O(L S D) time, SDPA memory."""
 
-    caps = Caps()
+    caps = Caps(incremental=True)
 
     def __init__(self, dropout: float = 0.0) -> None:
         super().__init__()
@@ -71,3 +71,19 @@ class FullAttention(AttentionBase):
     ) -> Tensor:
         p = self.dropout if self.training else 0.0
         return full_attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal, dropout_p=p)
+
+    def step(self, q: Tensor, k: Tensor, v: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Incremental decoding with a key/value cache: state {"k": (B, H, t, D), "v": (B, H, t, Dv)}."""
+        k_all, v_all = cache_append(state, k, v)
+        p = self.dropout if self.training else 0.0
+        return full_attention(q, k_all, v_all, dropout_p=p), {"k": k_all, "v": v_all}
+
+
+def cache_append(state: State | None, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """The cached keys/values of ``state`` (None: empty) with the new token's k (B, H, 1, D), v (B, H, 1, Dv)
+    appended along the sequence -> (B, H, t+1, D), (B, H, t+1, Dv)."""
+    if k.shape[-2] != 1 or v.shape[-2] != 1:
+        raise ValueError(f"step takes one token: k, v (B, H, 1, D), got {tuple(k.shape)}, {tuple(v.shape)}")
+    if state is None:
+        return k, v
+    return torch.cat([state["k"], k], dim=-2), torch.cat([state["v"], v], dim=-2)

@@ -156,7 +156,9 @@ def _per_axis(x: Tensor | Sequence[Tensor], n_axes: int, what: str) -> list[Tens
 class _HOTBase(AttentionBase):
     """Shared pooling and checks. q, k: (B,H,*axes,D) or one such tensor per axis; v: (B,H,*axes,Dv)."""
 
-    caps = Caps(tensor=True, causal=False, per_axis_qk=True, pretrained_drop_in=False, query_padding_mask=True)
+    # causal_cross=False: each axis pools the queries over the other axes, so queries mix.
+    caps = Caps(tensor=True, causal=False, causal_cross=False, per_axis_qk=True, pretrained_drop_in=False,
+                query_padding_mask=True)
 
     def __init__(self, mode: Literal["product", "sum"], pool: Literal["sum", "mean"], sum_normalize: bool) -> None:
         super().__init__()
@@ -241,8 +243,8 @@ class HOTLinearAttention(_HOTBase):
     """
 
     # Fragile exponentials: (at least) fp32 under autocast (pooling and the layer's q/k hook included).
-    caps = Caps(tensor=True, causal=False, per_axis_qk=True, pretrained_drop_in=False, query_padding_mask=True,
-                needs_head_dim=True, fp32=True)
+    caps = Caps(tensor=True, causal=False, causal_cross=False, per_axis_qk=True, pretrained_drop_in=False,
+                query_padding_mask=True, needs_head_dim=True, fp32=True)
 
     def __init__(
         self, head_dim: int, mode: Literal["product", "sum"] = "product", pool: Literal["sum", "mean"] = "sum",

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from attnbench.attention.feature_maps import elu_feature_map
 from attnbench.attention.full import _mask
-from attnbench.attention.registry import AttentionBase, Caps, register
+from attnbench.attention.registry import AttentionBase, Caps, State, register
 
 
 # ----------------------------------------------------------------------------- pure math
@@ -101,6 +101,18 @@ def linear_attention_reference(
     return safe_divide(a @ v, a.sum(dim=-1, keepdim=True))
 
 
+def linear_step(phi_q: Tensor, phi_k: Tensor, v: Tensor, state: State | None) -> tuple[Tensor, State]:
+    """The recurrent form of causal linear attention (one token): S += phi(k) v^T, z += phi(k), then
+    y = phi(q)^T S / phi(q)^T z. phi_q, phi_k (B, H, 1, F), v (B, H, 1, Dv); state {"S": (B, H, F, Dv), "z":
+    (B, H, F, 1)} (None: zeros) -> (y (B, H, 1, Dv), new state)."""
+    if phi_k.shape[-2] != 1 or v.shape[-2] != 1:
+        raise ValueError(f"step takes one token: k, v (B, H, 1, D), got {tuple(phi_k.shape)}, {tuple(v.shape)}")
+    s, z = phi_k.transpose(-1, -2) @ v, phi_k.transpose(-1, -2)  # (B, H, F, Dv), (B, H, F, 1)
+    if state is not None:
+        s, z = state["S"] + s, state["z"] + z
+    return safe_divide(phi_q @ s, phi_q @ z), {"S": s, "z": z}
+
+
 # ----------------------------------------------------------------------------- module
 @register("linear")
 class LinearAttention(AttentionBase):
@@ -108,7 +120,7 @@ class LinearAttention(AttentionBase):
 
     # A different kernel from softmax: a pretrained softmax layer does not keep its function.
     # Prefix sums lose precision in half precision: (at least) fp32 under autocast.
-    caps = Caps(pretrained_drop_in=False, fp32=True)
+    caps = Caps(pretrained_drop_in=False, fp32=True, incremental=True)
 
     def __init__(self) -> None:
         super().__init__()
@@ -119,3 +131,7 @@ class LinearAttention(AttentionBase):
     ) -> Tensor:
         phi_q, phi_k = elu_feature_map(q), elu_feature_map(k)  # (B,H,L,D), (B,H,S,D)
         return linear_attention(phi_q, phi_k, v, key_padding_mask=key_padding_mask, causal=causal)
+
+    def step(self, q: Tensor, k: Tensor, v: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Incremental decoding in the recurrent form (:func:`linear_step`): O(F Dv) per token, no cache."""
+        return linear_step(elu_feature_map(q), elu_feature_map(k), v, state)

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attnbench.attention.registry import AttentionBase, Caps, register
+from attnbench.attention.full import cache_append, full_attention
+from attnbench.attention.registry import AttentionBase, Caps, State, register
 
 
 # ----------------------------------------------------------------------------- pure math
@@ -64,7 +65,7 @@ class LocalAttention(AttentionBase):
     """Softmax attention restricted to a window of +-``window`` positions (self-attention only)."""
 
     # Positions i and j must index the same sequence: no cross attention.
-    caps = Caps(cross_attention=False, permutation_equivariant=False)
+    caps = Caps(cross_attention=False, causal_cross=False, permutation_equivariant=False, incremental=True)
 
     def __init__(self, window: int = 16, dropout: float = 0.0) -> None:
         super().__init__()
@@ -88,3 +89,10 @@ class LocalAttention(AttentionBase):
             raise ValueError(f"local attention needs as many queries as keys (self-attention), got L={L}, S={S}")
         p = self.dropout if self.training else 0.0
         return local_attention(q, k, v, self.window, key_padding_mask=key_padding_mask, causal=causal, dropout_p=p)
+
+    def step(self, q: Tensor, k: Tensor, v: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Incremental decoding with a rolling cache of the last ``window`` + 1 keys/values (the causal band)."""
+        k_all, v_all = cache_append(state, k, v)
+        k_all, v_all = k_all[:, :, -(self.window + 1):], v_all[:, :, -(self.window + 1):]  # (B, H, <=w+1, D)
+        p = self.dropout if self.training else 0.0
+        return full_attention(q, k_all, v_all, dropout_p=p), {"k": k_all, "v": v_all}

@@ -115,7 +115,8 @@ class NystromAttention(AttentionBase):
 
     # No parameters unless conv_kernel is set (then a learned residual convolution: not a drop-in).
     # The pseudo-inverse iteration is fragile in half precision: (at least) fp32 under autocast.
-    caps = Caps(causal=False, permutation_equivariant=False, needs_head_dim=True, fp32=True)
+    # causal_cross=False: the query landmarks are segment means over all queries.
+    caps = Caps(causal=False, causal_cross=False, permutation_equivariant=False, needs_head_dim=True, fp32=True)
 
     def __init__(self, head_dim: int, n_landmarks: int = 64, pinv_iters: int = 6, conv_kernel: int | None = None
                  ) -> None:

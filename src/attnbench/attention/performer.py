@@ -19,9 +19,9 @@ import math
 import torch
 from torch import Tensor
 
-from attnbench.attention.feature_maps import favor_feature_map, orthogonal_gaussian
-from attnbench.attention.linear import linear_attention, linear_attention_reference
-from attnbench.attention.registry import AttentionBase, Caps, register
+from attnbench.attention.feature_maps import favor_exponent, favor_feature_map, orthogonal_gaussian
+from attnbench.attention.linear import linear_attention, linear_attention_reference, linear_step
+from attnbench.attention.registry import AttentionBase, Caps, State, register
 
 
 # ----------------------------------------------------------------------------- pure math
@@ -73,7 +73,7 @@ class PerformerAttention(AttentionBase):
 
     # An unbiased estimator of softmax attention: usable in place of a pretrained dense layer, with an
     # error that shrinks as n_features grows. Exponentials and prefix sums: (at least) fp32 under autocast.
-    caps = Caps(needs_head_dim=True, fp32=True)
+    caps = Caps(needs_head_dim=True, fp32=True, incremental=True)
 
     def __init__(self, head_dim: int, n_features: int | None = None, redraw_every: int | None = None,
                  seed: int = 0) -> None:
@@ -109,3 +109,18 @@ class PerformerAttention(AttentionBase):
                 self.redraw()
             self.calls_since_redraw += 1
         return favor_attention(q, k, v, self.proj, key_padding_mask, causal)
+
+    def step(self, q: Tensor, k: Tensor, v: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Incremental decoding in the recurrent form (:func:`~attnbench.attention.linear.linear_step`). The key
+        stabiliser is the running max ``c`` (B, H, 1, 1) of the keys so far: when it grows, the sums S, z are
+        rescaled by exp(c_old - c_new), so it cancels as the global max of the full pass does."""
+        phi_q = favor_feature_map(q, self.proj, is_query=True)  # (B, H, 1, m)
+        e = favor_exponent(k, self.proj)  # (B, H, 1, m)
+        c = e.amax(dim=(-1, -2), keepdim=True).detach()  # (B, H, 1, 1)
+        if state is not None:
+            c = torch.maximum(c, state["c"])
+            scale = torch.exp(state["c"] - c)  # (B, H, 1, 1) <= 1
+            state = {"S": state["S"] * scale, "z": state["z"] * scale}
+        phi_k = torch.exp(e - c) / math.sqrt(self.n_features)  # (B, H, 1, m)
+        y, new = linear_step(phi_q, phi_k, v, state)
+        return y, {**new, "c": c}

@@ -178,8 +178,8 @@ class ReformerAttention(AttentionBase):
     for a pretrained dense layer: shared QK and unit keys change the attention function.
     """
 
-    caps = Caps(cross_attention=False, pretrained_drop_in=False, permutation_equivariant=False, needs_head_dim=True,
-                shared_qk=True, fp32=True)
+    caps = Caps(cross_attention=False, causal_cross=False, pretrained_drop_in=False, permutation_equivariant=False,
+                needs_head_dim=True, shared_qk=True, fp32=True)
 
     def __init__(self, head_dim: int, shared_qk: bool, n_buckets: int = 32, chunk_size: int = 64,
                  n_hashes: int = 1, dropout: float = 0.0, seed: int = 0) -> None:

@@ -19,11 +19,16 @@ import difflib
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from attnbench.attention_spec import PATTERNS, patterns_of
+
+# The state an incremental entry carries between decoding steps (``AttentionBase.step``): named tensors.
+State = dict[str, Tensor]
 
 
 @dataclass(frozen=True)
@@ -65,10 +70,22 @@ class Caps:
     # Computes in (at least) fp32 under autocast: q, k, v are cast up to promote(v.dtype, fp32), autocast is
     # off inside ``forward``, and the output comes back in v's dtype (exponentials, prefix sums, pinv, hashes).
     fp32: bool = False
+    # CAB's causal cross (CC): with a fixed key/value memory, query i's output depends on query i and the memory
+    # only (no query mixes with the others: no query landmarks, clusters or pooling), so a decoder may process its
+    # queries causally: running on the query prefix <= i, or one query at a time, equals the full pass. Needs
+    # cross_attention. The memory itself is never masked (see :func:`patterns`).
+    causal_cross: bool = True
+    # Incremental causal self-attention decoding with a state cache: the entry defines ``step`` (one new token's
+    # q, k, v and the state of the previous steps -> its output and the new state), equal to the causal pass.
+    incremental: bool = False
 
     def __post_init__(self) -> None:
         if self.projections not in ("qkv", "qk", "q"):
             raise ValueError(f"Caps.projections={self.projections!r}; allowed: 'qkv', 'qk', 'q'")
+        if self.causal_cross and not self.cross_attention:
+            raise ValueError("Caps.causal_cross=True needs cross_attention=True; declare causal_cross=False")
+        if self.incremental and not (self.causal and self.self_attention):
+            raise ValueError("Caps.incremental=True needs causal=True and self_attention=True")
 
 
 class CapabilityError(ValueError):
@@ -86,6 +103,20 @@ def _upcast(x: Any, dtype: torch.dtype) -> Any:
     if isinstance(x, (tuple, list)):
         return type(x)(_upcast(t, dtype) for t in x)
     return x
+
+
+def _step_in_fp32(step: Callable[..., tuple[Tensor, State]]) -> Callable[..., tuple[Tensor, State]]:
+    """``step(q, k, v, state)`` as :func:`_in_fp32`: the output in v's dtype, the state kept in fp32 (or wider)."""
+
+    @functools.wraps(step)
+    def wrapped(self, q: Tensor, k: Tensor, v: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        dt = torch.promote_types(v.dtype, torch.float32)
+        with torch.autocast(device_type=v.device.type, enabled=False):
+            y, new = step(self, q.to(dt), k.to(dt), v.to(dt), state)
+        return y.to(v.dtype), new
+
+    wrapped.fp32_region = True
+    return wrapped
 
 
 def _in_fp32(forward: Callable[..., Tensor]) -> Callable[..., Tensor]:
@@ -113,6 +144,15 @@ class AttentionBase(nn.Module):
     name: str = ""
     shared_qk: bool = False
 
+    def step(self, q: Tensor, k: Tensor, v: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """One token of incremental causal self-attention: q, k (B, H, 1, D), v (B, H, 1, Dv) of the new token and
+        ``state`` returned by the previous step (None at the first token) -> (y (B, H, 1, Dv), new state), where y
+        equals the last row of ``forward(q_1..t, k_1..t, v_1..t, causal=True)``. No padding: every step is a real
+        token. Entries declaring ``caps.incremental`` define it (full: a key/value cache; linear: running sums;
+        local: a rolling window)."""
+        raise CapabilityError(f"attention {self.name!r} has no incremental decoding (caps.incremental=False); "
+                              f"entries that do: {', '.join(n for n, c in _REGISTRY.items() if c.caps.incremental)}")
+
     @classmethod
     def key_slots(cls, options: Mapping[str, Any], length: int, real: int | None = None) -> float:
         """Key slots of a query's attention row when built with ``options``, at (padded) length ``length``; with
@@ -128,6 +168,8 @@ class AttentionBase(nn.Module):
         elif wrapped and not cls.caps.fp32:
             raise TypeError(f"{cls.__qualname__} declares fp32=False but inherits an fp32 forward; "
                             "declare fp32=True or define its own forward")
+        if cls.caps.fp32 and cls.caps.incremental and not getattr(cls.step, "fp32_region", False):
+            cls.step = _step_in_fp32(cls.step)
 
 
 _REGISTRY: dict[str, type[AttentionBase]] = {}
@@ -155,12 +197,16 @@ def _check_declarations(name: str, cls: type[AttentionBase]) -> None:
     """The Caps flags that mirror a signature agree with it (the one place signatures are read for them)."""
     init = accepted_options(cls)
     takes = {"needs_head_dim": "head_dim" in init, "fixed_len": "max_len" in init, "shared_qk": "shared_qk" in init,
-             "query_padding_mask": "query_padding_mask" in inspect.signature(cls.forward).parameters}
+             "query_padding_mask": "query_padding_mask" in inspect.signature(cls.forward).parameters,
+             "incremental": cls.step is not AttentionBase.step}
     for cap, has in takes.items():
         if getattr(cls.caps, cap) != has:
-            raise TypeError(f"attention {name!r}: caps.{cap}={getattr(cls.caps, cap)} but its "
-                            f"{'forward' if cap == 'query_padding_mask' else 'constructor'} "
-                            f"{'takes' if has else 'does not take'} the matching argument; declare {cap}={has}")
+            if cap == "incremental":
+                found = f"it {'defines' if has else 'does not define'} a step method"
+            else:
+                where = "forward" if cap == "query_padding_mask" else "constructor"
+                found = f"its {where} {'takes' if has else 'does not take'} the matching argument"
+            raise TypeError(f"attention {name!r}: caps.{cap}={getattr(cls.caps, cap)} but {found}; declare {cap}={has}")
 
 
 def available() -> list[str]:
@@ -188,6 +234,14 @@ def require(cls: type[AttentionBase], **wanted: bool) -> None:
             raise CapabilityError(
                 f"attention {cls.name!r} does not support {cap}=True; entries that do: {', '.join(able)}"
             )
+
+
+def patterns(cls: type[AttentionBase]) -> set[str]:
+    """CAB's attention patterns ``cls`` supports (Zhang et al., 2023), derived from its Caps: "NS" noncausal self
+    (self_attention), "CS" causal self (+ causal: output i equals the run on the prefix <= i), "NC" noncausal cross
+    (cross_attention), "CC" causal cross (+ causal_cross: the memory is fixed and fully visible, the queries are
+    processed causally). tests/test_cab_patterns.py checks every entry against its claim."""
+    return patterns_of(asdict(cls.caps))
 
 
 def with_sizes(name: str, sizes: Mapping[str, int] | None, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -230,11 +284,12 @@ def check_kwargs(name: str, kwargs: dict) -> None:
 
 
 def caps_table() -> str:
-    """Markdown table of every entry's capabilities (README's registry table is this output)."""
+    """Markdown table of every entry's capabilities and CAB patterns (README's registry table is this output)."""
     cols = [f.name for f in fields(Caps)]
-    lines = ["| entry | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines = ["| entry | " + " | ".join(cols) + " | patterns |", "|---|" + "---|" * (len(cols) + 1)]
     for name in available():
         caps = _REGISTRY[name].caps
         cells = [("yes" if v else "-") if isinstance(v, bool) else str(v) for v in (getattr(caps, c) for c in cols)]
+        cells.append(" ".join(p for p in PATTERNS if p in patterns(_REGISTRY[name])))
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -227,7 +227,8 @@ class SmyrfAttention(AttentionBase):
     """
 
     # Hashes and exponentials in (at least) fp32 under autocast.
-    caps = Caps(causal=False, needs_head_dim=True, query_padding_mask=True, fp32=True)
+    # causal_cross=False: queries and keys are clustered together (a query's cluster depends on the others).
+    caps = Caps(causal=False, causal_cross=False, needs_head_dim=True, query_padding_mask=True, fp32=True)
 
     def __init__(self, head_dim: int, n_hashes: int = 2, cluster_size: int = 32, dropout: float = 0.0,
                  seed: int = 0) -> None:

@@ -18,7 +18,8 @@ only rescales the surrogate gradient and is omitted.
   gradient through these gates. Computed per leaf: queries and keys are sorted by (leaf, position) into
   blocks of the largest leaf's size (or ``capacity_factor`` x balanced size, dropping the later tokens of
   overfull leaves), so the cost is O(sum_leaf n_q n_k D) ~ O(N^2 D / 2^h) for balanced leaves.
-  A query whose leaf holds no (visible) key gives zeros. Causal: keys j <= i inside the leaf.
+  A query whose leaf holds no (visible) key gives zeros. Causal: keys j <= i inside the leaf (exact only: with a
+  capacity the slots depend on the length, so causal=True refuses capacity_factor).
 ``treeformer_tc`` (TC-Attention, coarse, dense gradients): every node u on the query's root-to-leaf path
   (depth 0..h) summarises the keys routed through it by their means K_u, V_u, and
     out_i = sum_{d=0..h} softmax_d(q_i.K_{u_d(i)} / sqrt(D)) V_{u_d(i)},
@@ -245,6 +246,10 @@ class TreeformerTF(_TreeAttention):
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:
+        if causal and self.capacity_factor is not None:
+            raise ValueError(f"treeformer_tf: causal=True with capacity_factor={self.capacity_factor} is refused: the "
+                             "capacity grows with the length, so output i would change with the tokens after i "
+                             "(CAB's prefix check); set capacity_factor: null")
         h = self.active_height
         leaf_q, oh_q = route(q, self.weight, self.bias, h)
         leaf_k, oh_k = route(k, self.weight, self.bias, h)
@@ -252,7 +257,9 @@ class TreeformerTF(_TreeAttention):
         gate_k = oh_k.gather(-1, leaf_k[..., None]).squeeze(-1)  # (B, H, S)
         cap = None
         if self.capacity_factor is not None:
-            cap = math.ceil(self.capacity_factor * max(q.shape[2], k.shape[2]) / 2**h)
+            # from the memory's length S only (L == S in self-attention): a fixed memory keeps the query slots fixed,
+            # so cross attention stays causal (CC) whatever the number of queries
+            cap = math.ceil(self.capacity_factor * k.shape[2] / 2**h)
         p = self.dropout if self.training else 0.0
         return tf_attention(q, k, v, leaf_q, leaf_k, gate_q, gate_k, 2**h, key_padding_mask, causal, cap, p)
 

@@ -40,6 +40,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from attnbench.analysis import bench as reports
 from attnbench.attention import available, build, check_kwargs, get
 from attnbench.bench import harness
 from attnbench.bench.common import fmt, machine_info
@@ -281,7 +282,7 @@ def efficiency_markdown(df: pd.DataFrame, baseline: str, reference: pd.DataFrame
                              "CAB model": ref.loc[entry, "model"] if has else "-",
                              "time (CAB)": f"{ref.loc[entry, 'time_length']:,}" if has else "-",
                              "memory (CAB)": f"{ref.loc[entry, 'memory_length']:,}" if has else "-"})
-    md = lambda rows: pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "(none)"  # noqa: E731
+    md = reports.table
     return "\n".join([
         header, "",
         f"Efficiency length: the shortest measured length from which the entry beats `{baseline}` (strictly "
@@ -291,7 +292,7 @@ def efficiency_markdown(df: pd.DataFrame, baseline: str, reference: pd.DataFrame
         "", "## CAB's setting: self-attention, non-causal, forward only", "", md(cab_rows), "",
         "## Every setting", "", md(all_rows), "",
         "## CAB reference (all models)", "",
-        reference.fillna({"entry": "-"}).drop(columns="source").to_markdown(index=False, disable_numparse=True),
+        reports.table(reference.fillna({"entry": "-"}).drop(columns="source")),
         "", f"Source: {reference['source'].iloc[0]}.", "",
     ])
 
@@ -299,30 +300,13 @@ def efficiency_markdown(df: pd.DataFrame, baseline: str, reference: pd.DataFrame
 def plot(df: pd.DataFrame, out: Path, title: str = "") -> None:
     """Two figures (time, memory), 2x2 panels (non-causal / causal x fwd / fwd+bwd), log-log, one colour
     per entry, solid self- and dashed cross-attention; ok points only."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend state
-
-    entries = sorted(df["entry"].unique())
     for metric, fname, ylabel in [("ms_median", "attention_time.png", "time per call, median (ms)"),
                                   ("peak_mem_mb", "attention_memory.png", "peak memory (MB)")]:
-        fig = Figure(figsize=(11, 8), layout="constrained")
-        axes = fig.subplots(2, 2, squeeze=False)
-        ok = df[df["status"] == "ok"]
-        for i, causal in enumerate([False, True]):
-            for j, pass_ in enumerate(PASSES):
-                ax = axes[i, j]
-                sel = ok[(ok["causal"] == causal) & (ok["pass"] == pass_)]
-                for (entry, kind), g in sel.groupby(["entry", "kind"]):
-                    g = g.sort_values("length")
-                    ax.plot(g["length"], g[metric], marker="o", ms=3, color=f"C{entries.index(entry) % 10}",
-                            ls="-" if kind == "self" else "--", label=f"{entry} ({kind})")
-                ax.set(xscale="log", yscale="log", xlabel="length L", ylabel=ylabel,
-                       title=f"{'causal' if causal else 'non-causal'}, {pass_.replace('_', '+')}")
-                ax.grid(True, which="both", alpha=0.3)
-                if len(sel):
-                    ax.legend(fontsize=7)
-        if title:
-            fig.suptitle(title, fontsize=10)
-        fig.savefig(out / fname, dpi=110)
+        panels = [reports.Panel(metric, ylabel, {"causal": causal, "pass": pass_},
+                               f"{'causal' if causal else 'non-causal'}, {pass_.replace('_', '+')}")
+                  for causal in (False, True) for pass_ in PASSES]
+        reports.scaling_figure(df, out / fname, x="length", xlabel="length L", panels=panels, colour="entry",
+                              style="kind", title=title)
 
 
 # ----------------------------------------------------------------------------- sweep
@@ -399,9 +383,8 @@ def run(cfg: AttentionBenchConfig) -> pd.DataFrame:
     counts = ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items())
     header = "\n".join([
         f"# Efficiency length vs `{cfg.baseline}`", "",
-        f"Device: {machine['device_name']} ({device}), torch {machine['torch']}, {cfg.threads} thread(s); "
-        f"B {cfg.batch}, H {cfg.heads}, D {cfg.head_dim}, lengths {lengths}; wall time {machine['wall_s']:.0f} s; "
-        f"load average {machine['loadavg_start'][0]:.2f} -> {machine['loadavg_end'][0]:.2f}. Points: {counts}.",
+        reports.machine_line(machine, f"B {cfg.batch}, H {cfg.heads}, D {cfg.head_dim}, lengths {lengths}")
+        + f" Points: {counts}.",
         "", f"Tensor entries not measured (they take (B, H, *axes, D) inputs): {', '.join(excluded) or 'none'}.",
         *([f"Not measured by default (their kernel is the baseline's SDPA; they change the layer's projections "
            f"instead; name them in `entries` to measure anyway): {', '.join(not_default)}."] if not_default else []),

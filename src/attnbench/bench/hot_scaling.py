@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from attnbench.analysis import bench as reports
 from attnbench.bench import harness
 from attnbench.bench.common import fmt, machine_info
 from attnbench.bench.harness import (
@@ -219,7 +220,7 @@ def results_table(df: pd.DataFrame) -> str:
             "min ms": fmt(r["step_ms_min"]), "timed steps": fmt(r["n_timed"], 0),
             "peak MB": fmt(r["peak_mem_mb"]), "status": status.replace("|", "/"),
         })
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+    return reports.table(rows)
 
 
 def markdown_report(df: pd.DataFrame, crossovers: pd.DataFrame, machine: dict, command: str) -> str:
@@ -231,10 +232,7 @@ def markdown_report(df: pd.DataFrame, crossovers: pd.DataFrame, machine: dict, c
     lines = [
         "# HOT vs full attention: training-step time and peak memory", "",
         f"`{command}`", "",
-        f"Device: {machine['device_name']} ({machine['device']}), torch {machine['torch']}, "
-        f"{machine['threads']} thread(s), {machine['cpu_count']} CPUs; load average "
-        f"{machine['loadavg_start'][0]:.2f} at start, {machine['loadavg_end'][0]:.2f} at end; "
-        f"wall time {machine['wall_s']:.0f} s.", "",
+        reports.machine_line(machine, f"{machine['cpu_count']} CPUs"), "",
         f"Batch {machine['batch_size']}, d_model {machine['d_model']}, {machine['n_layers']} layers, "
         f"patch_len {machine['patch_len']}, pred_len {machine['pred_len']}; tokens = n_vars x seq_len / "
         f"patch_len. Step = forward + MSE + backward + AdamW (fp32). Time: median / IQR / min over the timed "
@@ -250,27 +248,10 @@ def markdown_report(df: pd.DataFrame, crossovers: pd.DataFrame, machine: dict, c
 
 def plot(df: pd.DataFrame, path: Path, title: str = "") -> None:
     """Two log-log panels (step time, peak memory) vs tokens; one line per model x seq_len (ok points)."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend state
-
-    fig = Figure(figsize=(11, 4.3), layout="constrained")
-    axes = fig.subplots(1, 2)
-    ok = df[df["status"] == "ok"]
-    models = sorted(df["model"].unique())
-    seq_lens = sorted(df["seq_len"].unique())
-    styles = ["-", "--", ":", "-."]
-    for (model, seq_len), g in ok.groupby(["model", "seq_len"]):
-        g = g.sort_values("tokens")
-        for ax, col in zip(axes, ["step_ms_median", "peak_mem_mb"], strict=True):
-            ax.plot(g["tokens"], g[col], marker="o", color=f"C{models.index(model)}",
-                    ls=styles[seq_lens.index(seq_len) % len(styles)], label=f"{model}, seq_len={seq_len}")
-    for ax, ylabel in zip(axes, ["training-step time, median (ms)", "peak memory (MB)"], strict=True):
-        ax.set(xscale="log", yscale="log", xlabel="tokens (variables x patches)", ylabel=ylabel)
-        ax.grid(True, which="both", alpha=0.3)
-    if len(ok):
-        axes[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=120)
+    reports.scaling_figure(df, path, x="tokens", xlabel="tokens (variables x patches)", colour="model",
+                          style="seq_len", title=title,
+                          panels=[reports.Panel("step_ms_median", "training-step time, median (ms)"),
+                                  reports.Panel("peak_mem_mb", "peak memory (MB)")])
 
 
 # ----------------------------------------------------------------------------- sweep

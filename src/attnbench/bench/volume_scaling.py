@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from attnbench.analysis import bench as reports
 from attnbench.attention import get
 from attnbench.bench import harness
 from attnbench.bench.common import fmt, machine_info
@@ -137,29 +138,19 @@ def report(df: pd.DataFrame, machine: dict) -> str:
                      "params": fmt(r["n_params"], 0), "step ms (median)": fmt(r["step_ms_median"]),
                      "IQR ms": fmt(r["step_ms_iqr"]), "peak MB": fmt(r["peak_mem_mb"]),
                      "status": r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"})
-    head = (f"Device: {machine['device_name']} ({machine['device']}), torch {machine['torch']}, "
-            f"{machine['threads']} thread(s); batch {machine['batch_size']}, patch {machine['patch_size']}, "
-            f"wall time {machine['wall_s']:.0f} s, load average {machine['loadavg_start'][0]:.2f} -> "
-            f"{machine['loadavg_end'][0]:.2f}. Step = forward + CE + backward + AdamW (fp32); tokens = (S/P)^3 "
+    head = (reports.machine_line(machine, f"batch {machine['batch_size']}, patch {machine['patch_size']}")
+            + " Step = forward + CE + backward + AdamW (fp32); tokens = (S/P)^3 "
             "(the ResNet sees voxels). Memory: peak RSS increase from just before the model was built, one "
             "process per point (CPU), or CUDA max allocated.")
-    table = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+    table = reports.table(rows)
     return "\n".join(["# 3D classifiers vs volume size", "", head, "", table, ""])
 
 
 def plot(df: pd.DataFrame, path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    axes = fig.subplots(1, 2)
-    for i, (model, g) in enumerate(df[df["status"] == "ok"].groupby("model")):
-        for ax, col in zip(axes, ["step_ms_median", "peak_mem_mb"], strict=True):
-            ax.plot(g["size"], g[col], marker="o", color=f"C{i}", label=model)
-    for ax, label in zip(axes, ["training-step time, median (ms)", "peak memory (MB)"], strict=True):
-        ax.set(xscale="log", yscale="log", xlabel="volume side S (voxels)", ylabel=label)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
+    """Two log-log panels (step time, peak memory) vs the volume side; one line per model (ok points)."""
+    reports.scaling_figure(df, path, x="size", xlabel="volume side S (voxels)", colour="model",
+                          panels=[reports.Panel("step_ms_median", "training-step time, median (ms)"),
+                                  reports.Panel("peak_mem_mb", "peak memory (MB)")])
 
 
 def run(cfg: VolumeScalingConfig) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attnbench.attention.registry import build, get, require
+from attnbench.attention.registry import State, build, get, require
 from attnbench.layers.rope import apply_rope
 
 # Sizes the layer fills in itself (``build``'s sizes); an attention config may not set them.
@@ -94,15 +94,21 @@ class MultiAxisAttention(nn.Module):
         axis: masks that are products of per-axis masks). In self-attention it is the queries' padding too: entries with
         ``caps.query_padding_mask`` (SMYRF) get it, so padded queries take no cluster slot and the real tokens'
         outputs do not depend on the amount of padding. Other entries compute every query (padded rows are
-        garbage to be ignored downstream). causal: query i sees keys j <= i (flattened order). Entries without
-        ``caps.key_padding_mask`` / ``caps.causal`` raise CapabilityError when asked.
+        garbage to be ignored downstream). causal: query i sees keys j <= i (flattened order); with a context it asks
+        for CAB's causal cross (CC): the memory stays fully visible and the entry must process queries independently
+        (``caps.causal_cross``), so query i's output equals the run on the queries <= i. Entries without
+        ``caps.key_padding_mask`` / ``caps.causal`` / ``caps.causal_cross`` / ``caps.self_attention`` /
+        ``caps.cross_attention`` raise CapabilityError when asked.
         """
         if x.dim() - 2 != self.n_axes:
             raise ValueError(f"expected (B, {self.n_axes} axes, E), got shape {tuple(x.shape)}")
         if self.shared_qk and context is not None:
             raise ValueError("a shared query/key projection (shared_qk=True) is self-attention only")
         ctx = x if context is None else context
-        require(type(self.attn), key_padding_mask=key_padding_mask is not None, causal=causal)
+        cross = context is not None
+        require(type(self.attn), key_padding_mask=key_padding_mask is not None, self_attention=not cross,
+                cross_attention=cross, causal=causal and not cross, causal_cross=causal and cross)
+        causal = causal and not cross  # causal cross (CAB's CC): the memory stays fully visible
         extra = {}  # self-attention: the padding mask is the query mask too
         if key_padding_mask is not None:
             n_keys = ctx.shape[1:-1].numel()
@@ -133,3 +139,38 @@ class MultiAxisAttention(nn.Module):
             y = y.unflatten(2, axes)  # (B, H, *axes, D)
         y = y.movedim(1, -2).flatten(-2)  # (B, *axes, E)
         return self.drop(self.o_proj(y))
+
+    def step(
+        self, x_t: Tensor, cache: State | None = None, context: Tensor | None = None,
+        key_padding_mask: Tensor | None = None,
+    ) -> tuple[Tensor, State]:
+        """Incremental decoding, one token: x_t (B, 1, E), ``cache`` from the previous step (None at the first)
+        -> (y_t (B, 1, E), new cache); y_t equals row t of ``forward`` on the tokens so far.
+
+        Without ``context``: causal self-attention through the entry's state cache (``caps.incremental``). With
+        ``context`` (B, S, E), the fixed memory, and its ``key_padding_mask`` (B, S): causal cross attention (CAB's
+        CC, ``caps.causal_cross``); the memory's keys and values are projected at the first step and cached.
+        Sequence layers (one axis) without RoPE only.
+        """
+        cross = context is not None
+        require(type(self.attn), self_attention=not cross, incremental=not cross, cross_attention=cross,
+                causal_cross=cross)
+        if self.n_axes != 1 or self.tensor or self.rope_axes:
+            raise ValueError("step: sequence layers only (n_axes=1, a sequence entry, no rope_axes)")
+        if x_t.dim() != 3 or x_t.shape[1] != 1:
+            raise ValueError(f"step takes one token x_t (B, 1, E), got shape {tuple(x_t.shape)}")
+        if key_padding_mask is not None and not cross:
+            raise ValueError("step: key_padding_mask is the memory's (cross); self-attention steps are real tokens")
+        (q,) = self._heads(self.q_proj(x_t), 1)  # (B, H, 1, D)
+        q = self.q_norm(q)
+        if cross:
+            if cache is None:  # project the memory once: (B, H, S, D), (B, H, S, Dv)
+                (k,) = self._heads(self.k_proj(context) if self.k_proj is not None else context, 1)
+                (v,) = self._heads(self.v_proj(context) if self.v_proj is not None else context, 1)
+                cache = {"k": self.k_norm(k), "v": v}
+            y = self.attn(q, cache["k"], cache["v"], key_padding_mask=key_padding_mask)  # (B, H, 1, Dv)
+        else:
+            (k,) = self._heads(self.k_proj(x_t) if self.k_proj is not None else x_t, 1)  # (B, H, 1, D)
+            (v,) = self._heads(self.v_proj(x_t) if self.v_proj is not None else x_t, 1)
+            y, cache = self.attn.step(q, self.k_norm(k), v, cache)  # (B, H, 1, Dv)
+        return self.drop(self.o_proj(y.movedim(1, -2).flatten(-2))), cache  # (B, 1, E)

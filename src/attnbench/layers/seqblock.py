@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
+from attnbench.attention.registry import State
 from attnbench.layers.attention import MultiAxisAttention
 from attnbench.layers.mlp import MLPS
 
@@ -63,6 +64,12 @@ class SeqEncoderLayer(nn.Module):
         x = self.res1(x, lambda h: self.attn(h, key_padding_mask=key_padding_mask, causal=causal))
         return self.res2(x, self.mlp)
 
+    def step(self, x_t: Tensor, cache: State | None = None) -> tuple[Tensor, State]:
+        """Incremental causal decoding, one token: x_t (B, 1, E), ``cache`` from the previous step (None at the
+        first) -> (y_t (B, 1, E), cache); y_t equals row t of ``forward(x_1..t, causal=True)``."""
+        y, cache = _stepped(self.res1, x_t, lambda h: self.attn.step(h, cache))
+        return self.res2(y, self.mlp), cache
+
 
 class SeqDecoderLayer(nn.Module):
     """Self-attention (``self_attention`` entry, causal by default), cross-attention to ``memory``
@@ -89,9 +96,35 @@ class SeqDecoderLayer(nn.Module):
         memory_padding_mask: Tensor | None = None, causal: bool = True, causal_cross: bool = False,
     ) -> Tensor:
         """x (B, T, E), memory (B, S, E); padding masks (B, T) / (B, S) bool, True = real token.
-        causal: decoder self-attention sees j <= i; causal_cross: cross-attention query i sees memory j <= i
-        (CAB's causal-cross pattern with aligned lengths)."""
+        causal: decoder self-attention sees j <= i; causal_cross: ask for CAB's causal cross (CC): the memory stays
+        fully visible, and an entry whose queries mix (``caps.causal_cross=False``) is refused."""
         x = self.res1(x, lambda h: self.self_attn(h, key_padding_mask=padding_mask, causal=causal))
         x = self.res2(x, lambda h: self.cross_attn(h, context=memory, key_padding_mask=memory_padding_mask,
                                                    causal=causal_cross))
         return self.res3(x, self.mlp)
+
+    def step(
+        self, x_t: Tensor, memory: Tensor, cache: dict[str, State] | None = None,
+        memory_padding_mask: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, State]]:
+        """Incremental decoding, one token: x_t (B, 1, E), memory (B, S, E) (the same at every step),
+        ``cache`` from the previous step (None at the first) -> (y_t (B, 1, E), cache); y_t equals row t of
+        ``forward(x_1..t, memory, causal=True)``. The self-attention entry needs ``caps.incremental``, the cross one
+        ``caps.causal_cross``."""
+        cache = cache or {}
+        x, s = _stepped(self.res1, x_t, lambda h: self.self_attn.step(h, cache.get("self")))
+        x, c = _stepped(self.res2, x, lambda h: self.cross_attn.step(h, cache.get("cross"), context=memory,
+                                                                    key_padding_mask=memory_padding_mask))
+        return self.res3(x, self.mlp), {"self": s, "cross": c}
+
+
+def _stepped(res: _Residual, x: Tensor, f) -> tuple[Tensor, State]:
+    """``res(x, f)`` for an ``f`` returning (output, state): the residual branch's output and f's state."""
+    out: list[State] = []
+
+    def g(h: Tensor) -> Tensor:
+        y, state = f(h)
+        out.append(state)
+        return y
+
+    return res(x, g), out[0]

@@ -5,6 +5,7 @@ disk and how they are split. No torch, no I/O: ``config`` reads the names and si
 - ``medmnist``: MedMNIST v2's 3D classification sets;
 - ``glue``: the GLUE tasks;
 - ``imdb``: IMDB sentiment;
+- ``cifar``: CIFAR-10 (LRA Image);
 - ``source``: ``Source``, a file as every catalogue describes it; ``text``: ``TextTask``, what a text classifier
   needs of any task (GLUE's and IMDB's).
 
@@ -13,6 +14,7 @@ The names below are the public ones (scripts/prepare_data.py, ``python -m attnbe
 
 from __future__ import annotations
 
+from attnbench.data.catalog.cifar import CIFAR10_LABELS, CIFAR10_SOURCE
 from attnbench.data.catalog.glue import GLUE, MRPC_SOURCE_URL, GlueTask, glue_files
 from attnbench.data.catalog.imdb import IMDB, IMDB_SOURCE
 from attnbench.data.catalog.medmnist import MEDMNIST3D, VolumeSpec, medmnist_files, volume_spec
@@ -25,3 +27,4 @@ TEXT_TASKS: dict[str, TextTask] = {**GLUE, IMDB.name: IMDB}  # every task the te
 __all__ = ["GLUE", "IMDB", "IMDB_SOURCE", "MEDMNIST3D", "MRPC_SOURCE_URL", "TEXT_TASKS", "TIME_SERIES", "GlueTask",
            "Source", "TextTask", "TimeSeriesSpec", "VolumeSpec", "glue_files", "medmnist_files", "spec",
            "volume_spec"]
+__all__ += ["CIFAR10_LABELS", "CIFAR10_SOURCE"]

@@ -1,0 +1,85 @@
+"""Benchmark reports: every benchmark's Markdown tables, set-up line and cost-vs-size figures come from here.
+
+    md = table(rows)                       # Markdown, "(none)" when empty
+    head = machine_line(machine, "B 4, H 8")
+    scaling_figure(df, "out.png", x="length", xlabel="length L",
+                   panels=[Panel("ms_median", "time (ms)", {"pass": "fwd"}, "forward")], colour="entry")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+STYLES = ("-", "--", ":", "-.")
+
+
+def table(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> str:
+    """Rows (dicts or a frame) as a Markdown table with cells exactly as given; ``(none)`` when empty."""
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    return frame.to_markdown(index=False, disable_numparse=True) if len(frame) else "(none)"
+
+
+def machine_line(machine: Mapping[str, Any], setting: str = "") -> str:
+    """``Device: <name> (<device>), torch <v>, <n> thread(s)[; setting]; wall time <s> s; load average a -> b.``
+    from the benchmark's ``machine`` record (``bench.common.machine_info`` plus ``wall_s``, ``loadavg_start``,
+    ``loadavg_end``)."""
+    parts = [f"Device: {machine['device_name']} ({machine['device']}), torch {machine['torch']}, "
+             f"{machine['threads']} thread(s)"]
+    if setting:
+        parts.append(setting)
+    parts.append(f"wall time {machine['wall_s']:.0f} s")
+    parts.append(f"load average {machine['loadavg_start'][0]:.2f} -> {machine['loadavg_end'][0]:.2f}.")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One axes: ``metric`` against the figure's x, over the rows matching ``where`` (column -> value)."""
+
+    metric: str
+    ylabel: str
+    where: Mapping[str, Any] = field(default_factory=dict)
+    title: str = ""
+
+
+def scaling_figure(df: pd.DataFrame, path: str | Path, *, x: str, xlabel: str, panels: Sequence[Panel],
+                   colour: str, style: str | None = None, ncols: int = 2, title: str = "",
+                   panel_size: tuple[float, float] = (5.5, 4.0)) -> Any:
+    """Log-log lines of each panel's metric vs ``x`` over the ``status == "ok"`` rows: one colour per value of
+    ``colour``, one line style per value of ``style`` (if given), the same colour for a value in every panel.
+    Writes ``path`` (PNG) and returns the matplotlib Figure."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state
+
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    colours = sorted(df[colour].unique(), key=str)
+    styles = sorted(df[style].unique(), key=str) if style else []
+    nrows = -(-len(panels) // ncols)
+    ncols = min(ncols, len(panels))
+    fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, p in zip(axes, panels, strict=False):
+        sel = ok
+        for col, val in p.where.items():
+            sel = sel[sel[col] == val]
+        keys = [colour, style] if style else [colour]
+        for key, g in sel.groupby(keys):
+            key = key if isinstance(key, tuple) else (key,)
+            g = g.sort_values(x)
+            label = str(key[0]) + (f" ({style}={key[1]})" if style else "")
+            ax.plot(g[x], g[p.metric], marker="o", ms=3, color=f"C{colours.index(key[0]) % 10}",
+                    ls=STYLES[styles.index(key[1]) % len(STYLES)] if style else "-", label=label)
+        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=p.ylabel, title=p.title)
+        ax.grid(True, which="both", alpha=0.3)
+        if len(sel):
+            ax.legend(fontsize=7)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.savefig(Path(path), dpi=110)
+    return fig

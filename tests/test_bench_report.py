@@ -1,0 +1,38 @@
+"""analysis.bench: the tables, set-up line and figures every benchmark report is made of."""
+
+import pandas as pd
+
+from attnbench.analysis import bench as reports
+
+
+def test_table_keeps_cells_and_says_none_when_empty():
+    assert reports.table([]) == "(none)"
+    md = reports.table([{"entry": "full", "ms": "0.10"}, {"entry": "linear", "ms": "1,024"}])
+    assert [c.strip() for c in md.splitlines()[0].split("|")[1:3]] == ["entry", "ms"]
+    assert "1,024" in md and "0.10" in md  # no number parsing
+
+
+def test_machine_line():
+    m = {"device_name": "Xeon", "device": "cpu", "torch": "2.13.0", "threads": 1, "wall_s": 61.4,
+         "loadavg_start": (1.5, 0, 0), "loadavg_end": (2.25, 0, 0)}
+    assert reports.machine_line(m, "B 4") == ("Device: Xeon (cpu), torch 2.13.0, 1 thread(s); B 4; wall time 61 s; "
+                                               "load average 1.50 -> 2.25.")
+
+
+def test_scaling_figure_one_line_per_series_same_colour_in_every_panel(tmp_path):
+    rows = [{"entry": e, "kind": k, "pass": p, "length": n, "ms": n * (2 if e == "full" else 1),
+             "status": "oom" if (e, n) == ("full", 512) else "ok"}
+            for e in ("full", "linear") for k in ("self", "cross") for p in ("fwd", "fwd_bwd") for n in (128, 256, 512)]
+    df = pd.DataFrame(rows)
+    panels = [reports.Panel("ms", "ms", {"pass": p}, p) for p in ("fwd", "fwd_bwd")]
+    fig = reports.scaling_figure(df, tmp_path / "f.png", x="length", xlabel="L", panels=panels, colour="entry",
+                                 style="kind", ncols=2)
+    assert (tmp_path / "f.png").stat().st_size > 0
+    ax0, ax1 = fig.axes
+    assert ax0.get_title() == "fwd" and ax0.get_xscale() == "log"
+    lines = {ln.get_label(): ln for ln in ax0.get_lines()}
+    assert set(lines) == {"full (kind=self)", "full (kind=cross)", "linear (kind=self)", "linear (kind=cross)"}
+    assert list(lines["full (kind=self)"].get_xdata()) == [128, 256]  # the oom point is left out
+    assert lines["full (kind=self)"].get_color() == lines["full (kind=cross)"].get_color()
+    assert lines["full (kind=self)"].get_linestyle() != lines["full (kind=cross)"].get_linestyle()
+    assert {ln.get_label(): ln.get_color() for ln in ax1.get_lines()} == {k: v.get_color() for k, v in lines.items()}
