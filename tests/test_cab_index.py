@@ -150,7 +150,7 @@ def _job(root, num, result):
 
 def _seq2seq(dec, cross, metrics, status="ok", error=None, seed=0):
     net = {"decoder_attention": {"name": dec}, "cross_attention": {"name": cross}, "encoder_attention":
-           {"name": "full"}, "causal_cross": False}
+           {"name": "full"}}
     return {"status": status, "error": error, "metrics": metrics, "overrides": [f"seed={seed}"],
             "choices": {"model": "seq2seq", "model/attention@model.net.decoder_attention": dec},
             "config": {"seed": seed, "table": BLOCK, "data": {"task": "reverse"},

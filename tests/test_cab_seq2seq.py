@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from attnbench.attention.registry import CapabilityError
 from attnbench.config import ConfigError, Seq2SeqDataConfig, validate
 from attnbench.data import seq2seq as data
 from attnbench.data.download import DataError
@@ -81,11 +82,11 @@ def test_schema_tasks_are_the_generators():
         Seq2SeqDataConfig(data_dir="d", task="copy")
 
 
-def _model(decoder="full", cross="full", causal_cross=False, **kw) -> Seq2SeqTransformer:
+def _model(decoder="full", cross="full") -> Seq2SeqTransformer:
     torch.manual_seed(0)
     opts = {"local": {"window": 2}}
     return Seq2SeqTransformer(V, {"name": "full"}, {"name": decoder, **opts.get(decoder, {})},
-                              {"name": cross, **opts.get(cross, {})}, causal_cross=causal_cross, d_model=32,
+                              {"name": cross, **opts.get(cross, {})}, d_model=32,
                               n_heads=4, n_encoder_layers=1, n_decoder_layers=2, d_mlp=64, dropout=0.0).eval()
 
 
@@ -94,12 +95,12 @@ def _batch(n=4, length=9, task="pairsum"):
     return data.encode(pairs, length, V)
 
 
-@pytest.mark.parametrize(("decoder", "cross", "causal_cross"), [
-    ("full", "full", False), ("local", "performer", False), ("linear", "linear", True),
-    ("performer", "performer", True), ("treeformer_tf", "treeformer_tc", False)])
-def test_decoder_is_causal_and_reads_the_source(decoder, cross, causal_cross):
+@pytest.mark.parametrize(("decoder", "cross"), [
+    ("full", "full"), ("local", "performer"), ("linear", "linear"), ("performer", "performer"),
+    ("treeformer_tf", "treeformer_tc")])
+def test_decoder_is_causal_and_reads_the_source(decoder, cross):
     """Logits at position i do not change when decoder inputs after i change; they do when the source does."""
-    m = _model(decoder, cross, causal_cross)
+    m = _model(decoder, cross)
     src, tgt_in, _ = _batch()
     logits = m(src, tgt_in)
     assert logits.shape == (4, 9, data.vocab_size(V)) and torch.isfinite(logits).all()
@@ -114,36 +115,29 @@ def test_decoder_is_causal_and_reads_the_source(decoder, cross, causal_cross):
     assert (m(src2, tgt_in) - logits).abs().amax() > 1e-3  # cross attention carries the source
 
 
-@pytest.mark.parametrize("cross", ["full", "linear", "performer"])
-def test_causal_cross_sees_memory_up_to_its_position(cross):
-    """CAB's CC with a fixed memory: decoder position i is unchanged by memory positions > i; without
-    causal_cross it is changed."""
+@pytest.mark.parametrize("cross", ["full", "linear", "performer", "treeformer_tf"])
+def test_cross_attention_is_causal_cross_with_the_whole_memory(cross):
+    """CAB's CC with a fixed memory: the first i+1 decoder positions alone give the logits of the full pass
+    (queries do not mix), while every memory position still counts (the memory is not masked)."""
+    m = _model("full", cross)
     src, tgt_in, _ = _batch()
-    for causal_cross in (True, False):
-        m = _model("full", cross, causal_cross)
-        memory, mask = m.encode(src)
-        logits = m.decode(tgt_in, memory, mask)
-        i = 3
-        noisy = memory.clone()
-        noisy[:, i + 1:] += torch.randn_like(noisy[:, i + 1:])
-        early = m.decode(tgt_in, noisy, mask)[:, : i + 1]
-        if causal_cross:
-            torch.testing.assert_close(early, logits[:, : i + 1], atol=1e-5, rtol=1e-5)
-        else:
-            assert (early - logits[:, : i + 1]).abs().amax() > 1e-3
-    with pytest.raises(ValueError, match="causal_cross=True needs aligned lengths: target 5 != source 9"):
-        m = _model("full", "full", True)
-        m.decode(tgt_in[:, :5], *m.encode(src))
+    memory, mask = m.encode(src)
+    logits = m.decode(tgt_in, memory, mask)
+    i = 3
+    torch.testing.assert_close(m.decode(tgt_in[:, : i + 1], memory, mask), logits[:, : i + 1], atol=1e-5,
+                               rtol=1e-5)
+    last = mask.sum(1) - 1  # (B,) the EOS position of each source
+    noisy = memory.clone()
+    noisy[torch.arange(len(last)), last] += 3 * torch.randn_like(noisy[:, 0])
+    assert (m.decode(tgt_in, noisy, mask)[:, 0] - logits[:, 0]).abs().amax() > 1e-3  # query 0 reads the end
 
 
-def test_cross_entries_that_mix_queries_are_refused():
-    """Nyström's landmarks are means of query segments: earlier outputs depend on later queries, which an
-    autoregressive decoder cannot have (CAB's causal cross); entries that treat queries alone pass the probe."""
-    for name in ("nystrom", "smyrf"):  # landmarks from query segments; clusters of queries and keys
-        with pytest.raises(ValueError, match=f"cross_attention '{name}' mixes queries"):
+def test_cross_entries_whose_queries_mix_are_refused():
+    """Nyström's landmarks are means of query segments and SMYRF clusters queries with keys: earlier outputs
+    depend on later queries, which an autoregressive decoder cannot have (caps.causal_cross=False)."""
+    for name in ("nystrom", "smyrf"):
+        with pytest.raises(CapabilityError, match=f"{name}"):
             _model("full", name)
-    for name in ("full", "linear", "performer", "treeformer_tf"):
-        assert _model("full", name).decoder[0].cross_attn.attn.training is False  # built, mode kept (eval above)
 
 
 def test_greedy_decoding_is_self_consistent():
@@ -165,9 +159,8 @@ def test_config_refuses_an_entry_a_position_cannot_take(compose_cfg):
     validate(compose_cfg([*base, "model/attention@model.net.decoder_attention=local"]))
     with pytest.raises(ConfigError, match="cross_attention.name='local' lacks cross_attention"):
         validate(compose_cfg([*base, "model/attention@model.net.cross_attention=local"]))
-    with pytest.raises(ConfigError, match="cross_attention.name='nystrom' lacks causal, which this position needs"):
-        validate(compose_cfg([*base, "model/attention@model.net.cross_attention=nystrom",
-                              "model.net.causal_cross=true"]))
+    with pytest.raises(ConfigError, match="cross_attention.name='nystrom' lacks causal_cross, which this position"):
+        validate(compose_cfg([*base, "model/attention@model.net.cross_attention=nystrom"]))
     with pytest.raises(ConfigError, match="decoder_attention.name='smyrf' lacks causal"):
         validate(compose_cfg([*base, "model/attention@model.net.decoder_attention=smyrf"]))
     # the experiments, and local with a window that cuts as the experiment's comment says
@@ -175,18 +168,16 @@ def test_config_refuses_an_entry_a_position_cannot_take(compose_cfg):
                          "model.net.decoder_attention.window=4"])
     validate(local)
     assert local.model.net.decoder_attention == {"name": "local", "window": 4, "dropout": 0.0}
-    aligned = compose_cfg(["experiment=cab/seq2seq_aligned"])
-    validate(aligned)
-    assert aligned.model.net.causal_cross and aligned.data.task == "pairsum"
 
 
 @pytest.mark.slow
 def test_debug_sweep_through_train_py_and_its_table(tmp_path):
     """Three decoder-self entries (full, linear, treeformer_tf: dense, kernel, tree buckets) with a performer
-    cross attention in the aligned variant, one multirun; make_table renders the sweep."""
+    cross attention on pairsum, one multirun of the experiment; its end-of-sweep table renders."""
     quick = [a for a in QUICK if not a.startswith("data.")]  # generated data: nothing to verify or download
-    args = [*quick, "experiment=cab/seq2seq_aligned", "model/attention@model.net.decoder_attention=full,linear,"
-            "treeformer_tf", "model/attention@model.net.cross_attention=performer", "data.n_train=300",
+    args = [*quick, "experiment=cab/seq2seq", "data.task=pairsum",
+            "model/attention@model.net.decoder_attention=full,linear,treeformer_tf",
+            "model/attention@model.net.cross_attention=performer", "data.n_train=300",
             "data.n_val=40", "data.n_test=40", "data.max_len=8", f"paths.data_dir={tmp_path / 'd'}"]
     p = run_cli(args, tmp_path, flags=("-m",))
     assert p.returncode == 0, p.stderr[-3000:]
@@ -203,4 +194,5 @@ def test_debug_sweep_through_train_py_and_its_table(tmp_path):
     assert (tmp_path / "d" / "seq2seq" / "pairsum" / "train.tsv").is_file()
     sweep = next((tmp_path / "outputs").rglob("multirun.yaml")).parent
     md = (sweep / "table.md").read_text()  # written at the end of the sweep (the experiment declares it)
-    assert "| pairsum | treeformer_tf | performer (aligned: memory <= i) |" in md and "### CC (causal cross)" in md
+    assert "| pairsum | treeformer_tf | performer | dec treeformer_tf / cross performer‡ |" in md
+    assert "### CC (causal cross)" in md

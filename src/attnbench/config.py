@@ -586,7 +586,6 @@ class Seq2SeqNetConfig(Checked):
     encoder_attention: dict[str, Any] = MISSING
     decoder_attention: dict[str, Any] = MISSING
     cross_attention: dict[str, Any] = MISSING
-    causal_cross: bool = FROM_CODE
     d_model: int = FROM_CODE
     n_heads: int = FROM_CODE
     n_encoder_layers: int = FROM_CODE
@@ -611,8 +610,9 @@ class Seq2SeqNetConfig(Checked):
                                  "key_padding_mask")
         check_attention_position("model.net.decoder_attention", dict(self.decoder_attention), "self_attention",
                                  "causal", "key_padding_mask")
-        cross = ("cross_attention", "key_padding_mask", *(("causal",) if self.causal_cross else ()))
-        check_attention_position("model.net.cross_attention", dict(self.cross_attention), *cross)
+        # the decoder is autoregressive: its cross attention is CAB's causal cross (queries do not mix)
+        check_attention_position("model.net.cross_attention", dict(self.cross_attention), "cross_attention",
+                                 "key_padding_mask", "causal_cross")
         for key in ("encoder_attention", "decoder_attention", "cross_attention"):
             entry = attention.get(getattr(self, key)["name"])
             _need(not entry.caps["tensor"] and not entry.caps["fixed_len"], f"model.net.{key}.name", entry.name,

@@ -177,7 +177,7 @@ def lstf_score(mse_mae: Mapping[str, tuple[float, float]]) -> tuple[float, list[
 SEQ2SEQ_TARGET = "attnbench.lit.seq2seq.Seq2SeqModule"
 # overrides the table's columns already name (never appended to a row label)
 CAB_KEYS = ("model/attention@model.net.encoder_attention", "model/attention@model.net.decoder_attention",
-            "model/attention@model.net.cross_attention", "model.net.causal_cross", "data.task", "data.name",
+            "model/attention@model.net.cross_attention", "data.task", "data.name",
             "data.features")
 RUN_COLUMNS = ["kind", "task", "model", "decoder_self", "cross", "status", "error", "acc", "exact", "loss", "mse",
                "mae", "epochs", "wall_time_s", "n_params", "run_dir"]
@@ -191,9 +191,8 @@ def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -
     model = (result.get("config") or {}).get("model") or {}
     if model.get("_target_") == SEQ2SEQ_TARGET:
         net = model.get("net") or {}
-        aligned = " (aligned: memory <= i)" if net.get("causal_cross") else ""
         dec = (net.get("decoder_attention") or {}).get("name")
-        cross = f"{(net.get('cross_attention') or {}).get('name')}{aligned}"
+        cross = (net.get("cross_attention") or {}).get("name")
         enc = (net.get("encoder_attention") or {}).get("name")
         label = f"dec {dec} / cross {cross}" + ("" if enc == "full" else f" / enc {enc}")
         return [{**base, "kind": "seq2seq", "task": str(data.get("task")), "model": label, "decoder_self": dec,

@@ -1,6 +1,6 @@
 """A seeded algorithmic sequence-to-sequence task that trains on a CPU in minutes and exercises every attention
 position of an autoregressive encoder-decoder: encoder self (NS), decoder self (CS) and cross (CAB's causal cross,
-CC; optionally the stricter aligned variant, query i sees memory <= i, see ``models.seq2seq``).
+CC, see ``models.seq2seq``).
 
 CAB's real encoder-decoder tasks (TTS on LJSpeech with Transformer-TTS, Multi-News summarisation with a 4,096 /
 400-token Transformer) need data and GPU time these machines do not have, and no corpus on disk gives honest
@@ -10,8 +10,7 @@ only be produced by reading the source through cross-attention (the decoder sees
 - ``reverse``: target = the source reversed. Target token i needs source token n-1-i: the whole memory.
 - ``sort``: target = the source sorted ascending. Every target token depends on the whole source.
 - ``pairsum``: target_i = (source_i + source_{i-1}) mod V (source_{-1} = 0). A monotone, length-preserving
-  transduction: target token i needs source tokens <= i only, so it is learnable under the aligned causal
-  cross variant (decoder query i sees memory positions <= i) as well.
+  transduction: target token i needs source tokens i-1 and i only (a local read of the memory).
 
 Sequences: ``n`` uniform in [min_len, max_len] symbols drawn uniformly from V = ``n_symbols``; sources are
 distinct across all splits (no test source is seen in training). Files (simple TSV, one pair a line, symbols as
@@ -22,7 +21,7 @@ space-separated integers 0..V-1, header ``Source<TAB>Target``)::
 written by ``python scripts/prepare_data.py seq2seq --generate --task reverse`` or, with ``data.generate=true``,
 by the data module itself on first use. Token ids: PAD 0, BOS 1, EOS 2, symbol s -> s + 3. Every example is
 padded to one length L = max_len + 1 on both sides (source + EOS; decoder input BOS + target; labels target +
-EOS), so source and target positions are aligned, as causal cross attention needs.
+EOS), so every batch has one shape.
 """
 
 from __future__ import annotations

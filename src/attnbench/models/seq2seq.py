@@ -5,13 +5,12 @@ causal cross (CC). CAB's CC is what an autoregressive decoder needs of its cross
 i must not depend on queries after i, the memory (keys, values) fully visible; CAB's check
 (``scripts/attention_pattern/test_available_pattern_for_attention.py::test_cross_causal``, src_len 100, tgt_len
 50) compares query i's output with a run on queries <= i against the same memory. This decoder is autoregressive
-(teacher forcing, greedy decoding), so its cross position is CC in CAB's sense whatever the entry; an entry that
-mixes queries (Nyström: landmarks are means of query segments) would let teacher-forced training read future
-target tokens, and is refused at build (``mixes_queries``). CAB's noncausal cross (NC) belongs to
-non-autoregressive decoders (Informer's one-shot decoder on LSTF, PoinTr on PCC), not to this model.
+(teacher forcing, greedy decoding), so its cross position is always CC: the layers ask for it
+(``causal_cross=True``) and an entry whose queries mix (``caps.causal_cross=False``: Nyström's query landmarks,
+SMYRF's query clusters) is refused, since teacher-forced training would read future target tokens through it.
+CAB's noncausal cross (NC) belongs to non-autoregressive decoders (Informer's one-shot decoder on LSTF, PoinTr
+on PCC), not to this model.
 
-``causal_cross=True`` is a stricter, aligned variant: query i also sees memory positions <= i only, which needs
-source and target of one length (``data.seq2seq`` pads both to one length; its ``pairsum`` task is learnable so).
 Token embeddings are shared by encoder, decoder and output layer; positions are sinusoidal (Vaswani et al.).
 Ids: PAD 0 (masked as keys), BOS, EOS and the symbols (``data.seq2seq``).
 """
@@ -25,6 +24,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from attnbench.attention.registry import get, require
 from attnbench.data.lra.common import PAD_ID
 from attnbench.data.seq2seq import BOS_ID, EOS_ID, vocab_size
 from attnbench.layers.seqblock import SeqDecoderLayer, SeqEncoderLayer
@@ -39,38 +39,20 @@ def sinusoidal_positions(n: int, d: int, device: torch.device) -> Tensor:
     return out
 
 
-@torch.no_grad()
-def mixes_queries(attn: nn.Module, head_dim: int, n_queries: int = 48, n_keys: int = 64, seed: int = 0) -> float:
-    """How much a cross-attention entry's outputs at the first half of the queries move when the later queries
-    change (max |difference|; 0 for an entry that treats every query alone, as CAB's causal cross needs).
-    Probed in eval mode on random (2, 2, L, D) tensors; the module's mode is restored."""
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(2, 2, n_queries, head_dim, generator=g)
-    k, v = (torch.randn(2, 2, n_keys, head_dim, generator=g) for _ in range(2))
-    q2 = q.clone()
-    h = n_queries // 2
-    q2[:, :, h:] = torch.randn(q2[:, :, h:].shape, generator=g)
-    was = attn.training
-    attn.eval()
-    try:
-        return float((attn(q, k, v)[:, :, :h] - attn(q2, k, v)[:, :, :h]).abs().amax())
-    finally:
-        attn.train(was)
-
-
 class Seq2SeqTransformer(nn.Module):
     """(src (B, S), tgt_in (B, T)) int64 -> logits (B, T, vocab). ``greedy(src, steps)`` decodes."""
 
     def __init__(
         self, n_symbols: int, encoder_attention: Mapping[str, Any], decoder_attention: Mapping[str, Any],
-        cross_attention: Mapping[str, Any], causal_cross: bool = False, d_model: int = 64, n_heads: int = 4,
+        cross_attention: Mapping[str, Any], d_model: int = 64, n_heads: int = 4,
         n_encoder_layers: int = 2, n_decoder_layers: int = 2, d_mlp: int = 256, dropout: float = 0.1,
         attn_dropout: float = 0.0, norm: Literal["pre", "post"] = "pre", mlp: Literal["gelu", "swiglu"] = "gelu",
     ) -> None:
         super().__init__()
         if d_model % 2:
             raise ValueError(f"d_model={d_model} must be even (sinusoidal positions)")
-        self.d_model, self.causal_cross, self.vocab = d_model, causal_cross, vocab_size(n_symbols)
+        require(get(cross_attention["name"]), cross_attention=True, causal_cross=True)  # refused now, not at forward
+        self.d_model, self.vocab = d_model, vocab_size(n_symbols)
         self.embed = nn.Embedding(self.vocab, d_model, padding_idx=PAD_ID)
         nn.init.normal_(self.embed.weight, std=d_model ** -0.5)  # tied: unit-scale inputs (x sqrt(d)), O(1) logits
         with torch.no_grad():
@@ -82,13 +64,6 @@ class Seq2SeqTransformer(nn.Module):
         self.decoder = nn.ModuleList(SeqDecoderLayer(d_model, n_heads, d_mlp, decoder_attention, cross_attention,
                                                      **opts) for _ in range(n_decoder_layers))
         # pre-norm stacks end with a LayerNorm (GPT-2); post-norm outputs are normalised already
-        moved = mixes_queries(self.decoder[0].cross_attn.attn, d_model // n_heads) if self.decoder else 0.0
-        if moved > 1e-5:
-            raise ValueError(f"cross_attention {cross_attention['name']!r} mixes queries (outputs at earlier queries "
-                             f"move by {moved:.2g} when later ones change): in this autoregressive decoder it would "
-                             "read future target tokens. CAB's causal cross needs an entry that treats every query "
-                             "alone (full, linear, performer, ...); this one fits noncausal cross in a "
-                             "non-autoregressive decoder only")
         self.enc_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
         self.dec_norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
 
@@ -106,15 +81,12 @@ class Seq2SeqTransformer(nn.Module):
 
     def decode(self, tgt_in: Tensor, memory: Tensor, memory_mask: Tensor) -> Tensor:
         """tgt_in (B, T), memory (B, S, E), memory_mask (B, S) -> logits (B, T, vocab). Position i depends on
-        tgt_in[:, :i+1] only (and, with causal_cross, on memory[:, :i+1] only)."""
-        if self.causal_cross and tgt_in.shape[1] != memory.shape[1]:
-            raise ValueError(f"causal_cross=True needs aligned lengths: target {tgt_in.shape[1]} != source "
-                             f"{memory.shape[1]} (pad both to one length)")
+        tgt_in[:, :i+1] (and the whole memory) only."""
         x = self._embed(tgt_in)
         mask = tgt_in != PAD_ID
         for layer in self.decoder:
             x = layer(x, memory, padding_mask=mask, memory_padding_mask=memory_mask, causal=True,
-                      causal_cross=self.causal_cross)
+                      causal_cross=True)
         return self.dec_norm(x) @ self.embed.weight.T  # tied output layer
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
