@@ -95,9 +95,9 @@ class Seq2SeqTransformer(nn.Module):
 
     @torch.no_grad()
     def greedy(self, src: Tensor, steps: int) -> Tensor:
-        """Greedy decoding: (B, S) -> predicted labels (B, steps), PAD after the first EOS. Each step recomputes
-        the decoder over the whole (steps-long, PAD-filled) input and reads position i: by causality, the same
-        as running on the prefix."""
+        """Greedy decoding: (B, S) -> predicted labels (B, steps), PAD after the first EOS. Step i recomputes the
+        decoder on the prefix of i + 1 inputs (no state cache) and reads its last position: by causality (causal
+        self, causal cross) the same as position i of the full pass."""
         memory, mask = self.encode(src)
         b = src.shape[0]
         tgt_in = torch.full((b, steps), PAD_ID, dtype=torch.long, device=src.device)
@@ -105,7 +105,7 @@ class Seq2SeqTransformer(nn.Module):
         out = torch.full_like(tgt_in, PAD_ID)
         done = torch.zeros(b, dtype=torch.bool, device=src.device)
         for i in range(steps):
-            tok = self.decode(tgt_in, memory, mask)[:, i].argmax(-1)  # (B,)
+            tok = self.decode(tgt_in[:, : i + 1], memory, mask)[:, -1].argmax(-1)  # (B,)
             tok = torch.where(done, PAD_ID, tok)
             out[:, i] = tok
             done |= tok == EOS_ID
