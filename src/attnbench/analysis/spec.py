@@ -30,6 +30,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "forecasting": {"rows": ["dataset", "horizon"], "metrics": ["mse", "mae"], "direction": "lower"},
     "classification": {"rows": ["dataset", "size"], "metrics": ["acc", "auc"], "direction": "higher"},
     "glue": {"rows": ["task"], "metrics": ["score"], "direction": "higher"},
+    "perplexity": {"rows": ["task"], "metrics": ["ppl"], "direction": "lower"},  # CAB LM / MLM (analysis.perplexity)
     # CAB: its per-pattern leaderboards (compositional index per pattern/task) beside our CAB runs (analysis.cab)
     "cab": {"rows": ["pattern", "task"], "metrics": ["ci"], "direction": "higher"},
 }
