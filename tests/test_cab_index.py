@@ -187,3 +187,15 @@ def test_a_cab_table_needs_the_leaderboard(tmp_path):
     _job(sweep, 0, _seq2seq("full", "full", {"test/acc": 0.9, "test/exact": 0.5, "test/loss": 0.3}))
     with pytest.raises(ValueError, match="table.reference='smyrf_glue'; allowed: cab_leaderboard"):
         write_table(sweep, tmp_path / "out", reference="smyrf_glue")
+
+
+def test_the_lm_table_and_the_ci_inputs_agree():
+    """CAB's LM / MLM perplexities live in two reference files (the perplexity table's cab_lm and the CI inputs'
+    cab_tasks): they must hold the same numbers."""
+    lm = reference.load_reference("cab_lm")
+    tasks = reference.load_reference("cab_tasks")
+    for row, ours in (("lm", "CS/LM"), ("mlm", "NS/MLM")):
+        a = lm[lm["row"] == row].set_index("column")["value"]
+        b = tasks[tasks["row"] == ours].set_index("column")["value"]
+        common = sorted(set(a.index) & set(b.index))
+        assert len(common) >= 5 and (a[common] == b[common]).all(), row
