@@ -708,6 +708,189 @@ class LanguageModelConfig(Checked):
         _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
 
 
+# ----------------------------------------------------------------------------- Long Range Arena
+def _lra_task(task: str, key: str) -> Any:
+    """``${lra_task:task,key}``: a field of an LRA task (``data.catalog.lra``: vocab_size, num_classes, max_len,
+    two_tower); an unknown task or field lists the known ones."""
+    from attnbench.data.catalog.lra import LRA_TASKS
+
+    _choice("data.task", task, list(LRA_TASKS))
+    _choice("lra_task field", key, [f.name for f in fields(LRA_TASKS[task])])
+    return getattr(LRA_TASKS[task], key)
+
+
+@dataclass
+@from_code
+class LRAEncoderNetConfig(Checked):
+    _target_: str = "attnbench.models.lra.LRAEncoder"
+    vocab_size: int = MISSING
+    n_classes: int = MISSING
+    max_len: int = MISSING
+    attention: dict[str, Any] = MISSING
+    d_model: int = FROM_CODE
+    n_heads: int = FROM_CODE
+    n_layers: int = FROM_CODE
+    d_mlp: int = FROM_CODE
+    qkv_dim: int | None = FROM_CODE
+    dropout: float = FROM_CODE
+    pos_emb: str = FROM_CODE
+    pooling: str = FROM_CODE
+    key_padding: bool = FROM_CODE
+    two_tower: bool = FROM_CODE
+    interaction: str = FROM_CODE
+
+    def check(self) -> None:
+        for k in ("vocab_size", "n_classes", "max_len", "d_model", "n_heads", "n_layers", "d_mlp"):
+            _need(getattr(self, k) >= 1, f"model.net.{k}", getattr(self, k), "must be >= 1")
+        _need(0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout, "must lie in [0, 1)")
+        qkv = self.d_model if self.qkv_dim is None else self.qkv_dim
+        if qkv % self.n_heads:
+            raise ConfigError(f"model.net.n_heads={self.n_heads} must divide the attention width "
+                              f"(model.net.qkv_dim, else d_model)={qkv}")
+        _choice("model.net.pos_emb", self.pos_emb, ["sinusoidal", "learned"])
+        _choice("model.net.pooling", self.pooling, ["cls", "mean", "sum"])
+        _choice("model.net.interaction", self.interaction, ["nli", "concat"])
+        check_attention("model.net.attention", dict(self.attention))
+        if self.key_padding and not attention.get(self.attention["name"]).caps["key_padding_mask"]:
+            able = [n for n, e in attention.entries().items() if e.caps["key_padding_mask"]]
+            raise ConfigError(f"model.net.attention.name={self.attention['name']!r} takes no key padding mask, and "
+                              f"this task pads (model.net.key_padding=true); entries that do: {', '.join(able)}")
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    """``torch.optim.AdamW`` with its ``eps`` (LRA: 1e-9)."""
+
+    eps: float = 1e-8
+
+    def check(self) -> None:
+        super().check()
+        _need(self.eps > 0, "model.optimizer.eps", self.eps, "must be > 0")
+
+
+@dataclass
+@from_code
+class LRAModelConfig(ClassificationModelConfig):
+    _target_: str = "attnbench.lit.lra.LRAModule"
+    net: LRAEncoderNetConfig = field(default_factory=LRAEncoderNetConfig)
+    optimizer: AdamConfig = field(default_factory=AdamConfig)
+    scheduler: dict[str, Any] | None = FROM_CODE  # LRAModule's defaults, not ClassificationModule's
+    scheduler_interval: str = FROM_CODE
+    class_weights: str = FROM_CODE
+    monitor: str = FROM_CODE
+    monitor_mode: str = FROM_CODE
+
+    def check(self) -> None:
+        _choice("model.class_weights", self.class_weights, ["none", "inverse"])
+        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
+        if self.net.n_classes != self.n_classes:
+            raise ConfigError(f"model.net.n_classes={self.net.n_classes} must equal model.n_classes={self.n_classes}")
+        _check_schedule(self, "attnbench.lit.schedules.lra_schedule")
+
+
+# ----------------------------------------------------------------------------- sequence to sequence (CAB CS/NC/CC)
+@dataclass
+@from_code
+class Seq2SeqDataConfig(Checked):
+    _target_: str = "attnbench.data.seq2seq.Seq2SeqDataModule"
+    data_dir: str = MISSING
+    task: str = FROM_CODE
+    n_symbols: int = FROM_CODE
+    min_len: int = FROM_CODE
+    max_len: int = FROM_CODE
+    n_train: int = FROM_CODE
+    n_val: int = FROM_CODE
+    n_test: int = FROM_CODE
+    seed: int = FROM_CODE
+    generate: bool = FROM_CODE
+    batch_size: int = FROM_CODE
+    eval_batch_size: int | None = FROM_CODE
+    num_workers: int = FROM_CODE
+
+    def check(self) -> None:
+        _choice("data.task", self.task, ["reverse", "sort", "pairsum"])
+        _need(self.n_symbols >= 2, "data.n_symbols", self.n_symbols, "must be >= 2")
+        _need(1 <= self.min_len <= self.max_len, "data.min_len", self.min_len,
+              f"must lie in [1, data.max_len={self.max_len}]")
+        for k in ("n_train", "n_val", "n_test", "batch_size"):
+            _need(getattr(self, k) >= 1, f"data.{k}", getattr(self, k), "must be >= 1")
+        _need(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
+              self.eval_batch_size, "must be >= 1 or null")
+        _need(self.num_workers >= 0, "data.num_workers", self.num_workers, "must be >= 0")
+
+
+def check_attention_position(key: str, att: dict, *needs: str) -> None:
+    """An attention node for one position of a network: a registry entry with the capabilities ``needs``
+    (``Caps`` fields); the error lists the entries that have them."""
+    check_attention(key, att)
+    entry = attention.get(att["name"])
+    lacking = [c for c in needs if not entry.caps[c]]
+    if lacking:
+        fit = [n for n, e in attention.entries().items() if all(e.caps[c] for c in needs)]
+        raise ConfigError(f"{key}.name={entry.name!r} lacks {', '.join(lacking)}, which this position needs "
+                          f"({', '.join(needs)}); entries that have it: {', '.join(fit)}")
+
+
+@dataclass
+@from_code
+class Seq2SeqNetConfig(Checked):
+    _target_: str = "attnbench.models.seq2seq.Seq2SeqTransformer"
+    n_symbols: int = MISSING
+    encoder_attention: dict[str, Any] = MISSING
+    decoder_attention: dict[str, Any] = MISSING
+    cross_attention: dict[str, Any] = MISSING
+    d_model: int = FROM_CODE
+    n_heads: int = FROM_CODE
+    n_encoder_layers: int = FROM_CODE
+    n_decoder_layers: int = FROM_CODE
+    d_mlp: int = FROM_CODE
+    dropout: float = FROM_CODE
+    attn_dropout: float = FROM_CODE
+    norm: str = FROM_CODE
+    mlp: str = FROM_CODE
+
+    def check(self) -> None:
+        for k in ("d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_mlp"):
+            _need(getattr(self, k) >= 1, f"model.net.{k}", getattr(self, k), "must be >= 1")
+        if self.d_model % self.n_heads or self.d_model % 2:
+            raise ConfigError(f"model.net.d_model={self.d_model} must be even and divisible by "
+                              f"model.net.n_heads={self.n_heads}")
+        for k in ("dropout", "attn_dropout"):
+            _need(0.0 <= getattr(self, k) < 1.0, f"model.net.{k}", getattr(self, k), "must lie in [0, 1)")
+        _choice("model.net.norm", self.norm, ["pre", "post"])
+        _choice("model.net.mlp", self.mlp, ["gelu", "swiglu"])
+        check_attention_position("model.net.encoder_attention", dict(self.encoder_attention), "self_attention",
+                                 "key_padding_mask")
+        check_attention_position("model.net.decoder_attention", dict(self.decoder_attention), "self_attention",
+                                 "causal", "key_padding_mask")
+        # the decoder is autoregressive: its cross attention is CAB's causal cross (queries do not mix)
+        check_attention_position("model.net.cross_attention", dict(self.cross_attention), "cross_attention",
+                                 "key_padding_mask", "causal_cross")
+        for key in ("encoder_attention", "decoder_attention", "cross_attention"):
+            entry = attention.get(getattr(self, key)["name"])
+            _need(not entry.caps["tensor"] and not entry.caps["fixed_len"], f"model.net.{key}.name", entry.name,
+                  "a sequence attention without a fixed length (tensor and fixed_len entries are not supported)")
+
+
+@dataclass
+@from_code
+class Seq2SeqModelConfig(Checked):
+    _target_: str = "attnbench.lit.seq2seq.Seq2SeqModule"
+    net: Seq2SeqNetConfig = field(default_factory=Seq2SeqNetConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: dict[str, Any] | None = FROM_CODE
+    scheduler_interval: str = FROM_CODE
+    label_smoothing: float = FROM_CODE
+    monitor: str = FROM_CODE
+    monitor_mode: str = FROM_CODE
+
+    def check(self) -> None:
+        _need(0.0 <= self.label_smoothing < 1.0, "model.label_smoothing", self.label_smoothing, "must lie in [0, 1)")
+        _choice("model.monitor", self.monitor, [f"val/{m}" for m in ("loss", "acc", "exact", "acc_tf")])
+        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
+        _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
+
+
 # ----------------------------------------------------------------------------- trainer
 def _check_limit(key: str, value: int | float | None) -> None:
     """Lightning's batch limits: an int is a number of batches, a float a fraction of the loader."""
@@ -1095,11 +1278,15 @@ def register_configs() -> None:
     cs.store(group="model", name="text_classification_schema", node=TextClassificationModelConfig)
     cs.store(group="data", name="corpus_schema", node=CorpusDataConfig)
     cs.store(group="model", name="lm_schema", node=LanguageModelConfig)
+    cs.store(group="model", name="lra_schema", node=LRAModelConfig)
+    cs.store(group="data", name="seq2seq_schema", node=Seq2SeqDataConfig)
+    cs.store(group="model", name="seq2seq_schema", node=Seq2SeqModelConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
     # resolvers run while composing: none may import torch (tests/test_cli.py checks)
     resolvers = {"project_root": project_root, "ts_targets": _ts_targets, "medmnist_classes": _medmnist_classes,
-                 "glue_labels": _glue_labels, "or_else": _or_else}  # attnbench_help: registered by attnbench.cli
+                 "glue_labels": _glue_labels, "or_else": _or_else,
+                 "lra_task": _lra_task}  # attnbench_help: registered by attnbench.cli
     resolvers["corpus_vocab"] = _corpus_vocab
     resolvers |= {"ts_inputs": _ts_inputs, "ts_time_features": _ts_time_features}  # models/informer.py
     for name, fn in resolvers.items():
@@ -1132,6 +1319,8 @@ _TASKS: dict[type, tuple[type, ...]] = {
     ClassificationModelConfig: (MedMNISTDataConfig, NiftiDataConfig, LRADataConfig),
     TextClassificationModelConfig: (GlueDataConfig, ImdbDataConfig),
     LanguageModelConfig: (CorpusDataConfig,),
+    Seq2SeqModelConfig: (Seq2SeqDataConfig,),
+    LRAModelConfig: (LRADataConfig,),
 }
 TASK_DATA = {m._target_: tuple(d._target_ for d in ds) for m, ds in _TASKS.items()}
 SCHEMAS = by_target(*_TASKS, *(d for ds in _TASKS.values() for d in ds), TrainerConfig)
@@ -1248,7 +1437,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model {cfg.model._target_} cannot train on data {cfg.data._target_}; it takes "
                           f"{', '.join(wants)} (forecasting: model=hot|full|informer with data=ett|weather|...; "
                           "3D classification: model=hot3d|vit3d|resnet3d with data=medmnist3d|nifti; GLUE: "
-                          "model=bert|smyrf_bert with data=glue|imdb)")
+                          "model=bert|smyrf_bert with data=glue|imdb; LRA: model=lra_encoder with data=lra)")
     for group in ("data", "model", "trainer"):
         node = cfg.get(group)
         target = node.get("_target_")
