@@ -20,6 +20,7 @@ from attnbench import names  # the run-folder and W&B name resolvers the yamls u
 from attnbench.data.catalog import GLUE, MEDMNIST3D, TEXT_TASKS, TIME_SERIES
 from attnbench.data.catalog.corpus import CORPORA, VOCABS
 from attnbench.data.catalog.lra import LRA_TASKS
+from attnbench.data.catalog.seq2seq import TASKS as SEQ2SEQ_TASKS
 from attnbench.signatures import REQUIRED, constructor_params
 
 
@@ -758,7 +759,7 @@ class Seq2SeqDataConfig(Checked):
     num_workers: int = FROM_CODE
 
     def check(self) -> None:
-        _choice("data.task", self.task, ["reverse", "sort", "pairsum"])
+        _choice("data.task", self.task, list(SEQ2SEQ_TASKS))
         _need(self.n_symbols >= 2, "data.n_symbols", self.n_symbols, "must be >= 2")
         _need(1 <= self.min_len <= self.max_len, "data.min_len", self.min_len,
               f"must lie in [1, data.max_len={self.max_len}]")
