@@ -263,3 +263,34 @@ def test_treeformer_glue_experiment_runs_fast(tmp_path):
     # 3 steps of 1 step per stage: after step index 2, layers 0-2 are trees at heights up to 3
     assert m["tree/n_tree_layers"] == 3 and m["test/tree_layers"] == 3 and m["tree/schedule_done"] == 0.0
     assert math.isfinite(m["train/aux_loss_epoch"]) and m["tree/leaf_max"] >= m["tree/leaf_mean"]
+
+
+def test_glue_table_separates_the_bootstrapping_arms_and_shows_no_published_numbers(tmp_path):
+    import json
+
+    from attnbench.analysis import glue
+    from scripts.make_table import main as make_table
+
+    for i, (order, task, score) in enumerate([("both", "rte", 60.0), ("off", "rte", 55.0), ("both", "rte", 62.0)]):
+        d = tmp_path / "sweep" / str(i)
+        d.mkdir(parents=True)
+        res = {"status": "ok", "error": None, "metrics": {"test/score": score, "epochs": 3, "n_params": 2e7},
+               "choices": {"model": "tree_bert", "model/attention": "treeformer_tf", "data": "glue",
+                           "callbacks": "tree_bootstrap", "experiment": "treeformer/glue"},
+               "config": {"model": {"_target_": "attnbench.lit.text_classification.TextClassificationModule",
+                                    "net": {"pretrained": "minilm", "attention": {"name": "treeformer_tf"}}},
+                          "callbacks": {"tree_bootstrap": {"order": order}}, "data": {"task": task}},
+               "wall_time_s": 10.0}
+        (d / "results.json").write_text(json.dumps(res))
+    runs = glue.load_runs(tmp_path / "sweep")
+    table = glue.glue_table(runs, glue.load_reference("treeformer_glue"))
+    both, off = "ours: tree_bert[treeformer_tf] (minilm) boot=both", "ours: tree_bert[treeformer_tf] (minilm) boot=off"
+    assert table.loc[both, "rte"] == pytest.approx(61.0) and table.loc[off, "rte"] == 55.0
+    assert pd_isna(table.loc["Treeformer BERT-Base (N/F)", "rte"])
+    assert make_table([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "table.md").read_text()
+    assert "boot=off" in md and "| Treeformer BERT-Base (N/F)? | – |" in md
+
+
+def pd_isna(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
