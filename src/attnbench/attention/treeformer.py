@@ -242,6 +242,7 @@ class _TreeAttention(AttentionBase):
         self.dense, self.balance_weight, self.data_init = False, balance_weight, data_init
         self.last_stats: dict[str, Tensor] | None = None  # routing statistics of the last tree forward
         self._aux: Tensor | None = None
+        self._init_seen = False
         if data_init:  # persistent: a resumed or loaded model is not re-initialised
             self.register_buffer("data_init_done", torch.zeros((), dtype=torch.bool))
 
@@ -258,9 +259,12 @@ class _TreeAttention(AttentionBase):
     def _before_routing(self, k: Tensor, key_padding_mask: Tensor | None) -> None:
         """``data_init``: at the first training forward that routes, every node's hyperplane (random direction
         kept) is moved through the median of the keys reaching it, top level first (balanced leaves)."""
-        if self.data_init and self.training and not bool(self.data_init_done):
+        if not (self.data_init and self.training) or self._init_seen:
+            return
+        if not bool(self.data_init_done):  # one device sync, until the buffer says done (also when loaded)
             median_split_init(k, self.weight, self.bias, self.height, key_padding_mask)
             self.data_init_done.fill_(True)
+        self._init_seen = True
 
     def _after_routing(self, q: Tensor, k: Tensor, leaf_q: Tensor, leaf_k: Tensor,
                        key_padding_mask: Tensor | None, capacity: int | None) -> None:

@@ -133,7 +133,7 @@ def tree_stats(layers: list[_TreeAttention]) -> dict[str, Tensor]:
         out["leaf_gini"] = torch.stack([b["leaf_gini"] for b in bal]).mean()
         out["dropped_frac"] = (torch.stack([s["dropped"] for s in stats]).sum().float()
                                / torch.stack([s["tokens"] for s in stats]).sum().clamp_min(1).float())
-    return {k: v.detach().float().cpu() if v.device.type != "cpu" else v.detach().float() for k, v in out.items()}
+    return {k: v.detach().float() for k, v in out.items()}  # no device sync: Lightning reduces when it logs
 
 
 def load_dense_weights(module: nn.Module, path: str) -> list[str]:
