@@ -31,7 +31,10 @@ the digest's reconstruction of its description. Choices it leaves open and we ma
 shared by all heads (no head count is needed at build time), routing on the per-head q and k themselves,
 mean (not sum) node summaries, zeros for an empty leaf. With height 0 (one leaf) TF is full attention.
 Two-level bootstrapping (Algorithm 1) is a training schedule: ``active_height`` routes with only the top
-levels of the tree (leaves at that depth), so a trainer can grow the tree during training.
+levels of the tree (leaves at that depth), so a trainer can grow the tree during training; ``set_dense(True)``
+(the depth axis) makes the layer full softmax attention on the same q, k, v. ``last_stats`` (leaf loads, tokens
+dropped by capacity), ``balance_weight`` (our leaf-balance loss, read through ``aux_loss()``) and ``data_init``
+are in the last block of this file (lit.treeformer.TreeBootstrap drives and logs them).
 """
 
 from __future__ import annotations
