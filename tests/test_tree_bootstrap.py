@@ -294,3 +294,30 @@ def test_glue_table_separates_the_bootstrapping_arms_and_shows_no_published_numb
 
 def pd_isna(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("callbacks.tree_bootstrap.order=sideways", "callbacks.tree_bootstrap.order='sideways' is invalid"),
+    ("callbacks.tree_bootstrap.steps_per_stage=2.5", "callbacks.tree_bootstrap.steps_per_stage=2.5"),
+    ("callbacks.tree_bootstrap.start_height=-1", "callbacks.tree_bootstrap.start_height=-1")])
+def test_experiment_config_is_checked_before_anything_is_built(compose_cfg, override, message):
+    from attnbench.config import validate
+
+    cfg = compose_cfg(["experiment=treeformer/glue", "data.task=rte"])
+    validate(cfg)
+    assert cfg.model.net.trainable_attention and cfg.model.net.attention.name == "treeformer_tf"
+    assert cfg.test_ckpt == "last" and cfg.callbacks.tree_bootstrap.order == "both"
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        validate(compose_cfg(["experiment=treeformer/glue", "data.task=rte", override]))
+    bad = compose_cfg(["experiment=treeformer/glue", "data.task=rte", "model.net.trainable_attention=false"])
+    with pytest.raises(ConfigError, match="trainable_attention=true"):
+        validate(bad)
+
+
+def test_steps_per_stage_keeps_its_type_int_steps_or_float_fraction(compose_cfg):
+    from hydra.utils import instantiate
+
+    for value, steps, kind in (("20", 20, int), ("0.25", None, float)):
+        cfg = compose_cfg(["experiment=treeformer/glue", f"callbacks.tree_bootstrap.steps_per_stage={value}"])
+        cb = instantiate(cfg.callbacks.tree_bootstrap)
+        assert cb._stage_steps == steps and type(cb.steps_per_stage) is kind
