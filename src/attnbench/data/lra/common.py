@@ -2,11 +2,13 @@
 
 A task module defines::
 
-    INFO = LRATask(name="listops", vocab_size=16, num_classes=10, max_len=2000)
+    INFO = LRA_TASKS["listops"]  # its LRATask in data.catalog.lra (vocabulary, classes, official length)
 
     def load_split(root: Path, split: str, max_len: int, **options) -> tuple[Tensor, Tensor]:
         # root = <paths.data_dir>/lra/<folder>; split in SPLITS
         # -> tokens int64 (N, max_len) (two-tower tasks: (N, 2, max_len)), PAD_ID = padding, real ids >= 1
+        #    (a smaller integer dtype is accepted too: the datamodule stores tokens in the smallest dtype of the
+        #    vocabulary and serves int64, so e.g. AAN's 147k x 2 x 4000 bytes need not pass through int64)
         #    labels int64 (N,) in [0, num_classes)
         # raises attnbench.data.download.DataError (what is missing, where to put it, which command makes it)
 
@@ -15,23 +17,9 @@ As in the official pipelines, padding is id 0 and the key-padding mask is ``toke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+# the task record and the padding id live in the catalogue (config and models read them without the data layer)
+from attnbench.data.catalog.lra import PAD_ID, LRATask
 
-PAD_ID = 0
+__all__ = ["PAD_ID", "SPLITS", "LRATask"]
+
 SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class LRATask:
-    """What a model needs to know about a task before seeing data."""
-
-    name: str
-    vocab_size: int  # embedding rows, padding (0) included
-    num_classes: int
-    max_len: int  # the official sequence length (per tower for two-tower tasks)
-    two_tower: bool = False  # retrieval: a pair of documents, one shared encoder
-    folder: str = ""  # under <data_dir>/lra/; defaults to the name
-
-    @property
-    def dir(self) -> str:
-        return self.folder or self.name

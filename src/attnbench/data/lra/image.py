@@ -34,10 +34,11 @@ import torch
 from torch import Tensor
 
 from attnbench.data.catalog.cifar import CIFAR10_LABELS, CIFAR10_SOURCE
+from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.data.download import DataError, locate
-from attnbench.data.lra.common import SPLITS, LRATask
+from attnbench.data.lra.common import SPLITS
 
-INFO = LRATask(name="image", vocab_size=257, num_classes=10, max_len=1024, folder="../cifar10")
+INFO = LRA_TASKS["image"]  # the facts live in data.catalog.lra
 BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
 TEST_BATCH = "test_batch"
 FOLDER = "cifar-10-batches-py"  # inside the archive and as extracted

@@ -24,11 +24,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.data.download import DataError
-from attnbench.data.lra.common import SPLITS, LRATask
+from attnbench.data.lra.common import SPLITS
 from attnbench.data.lra.text import byte_ids
 
-INFO = LRATask(name="retrieval", vocab_size=257, num_classes=2, max_len=4000, two_tower=True)
+INFO = LRA_TASKS["retrieval"]  # the facts live in data.catalog.lra
 FILES = {"train": "new_aan_pairs.train.tsv", "val": "new_aan_pairs.eval.tsv", "test": "new_aan_pairs.test.tsv"}
 RELEASE_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
 RELEASE_MEMBER_DIR = "lra_release/tsv_data"  # where the three files lie inside the release archive

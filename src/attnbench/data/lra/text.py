@@ -30,11 +30,12 @@ import torch
 from torch import Tensor
 
 from attnbench.data.catalog.imdb import IMDB_SOURCE
+from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.data.download import locate
 from attnbench.data.imdb import read_imdb
-from attnbench.data.lra.common import PAD_ID, SPLITS, LRATask
+from attnbench.data.lra.common import PAD_ID, SPLITS
 
-INFO = LRATask(name="text", vocab_size=257, num_classes=2, max_len=1000, folder="../imdb")
+INFO = LRA_TASKS["text"]  # the facts live in data.catalog.lra
 BYTE_OFFSET = 1  # ByteTextEncoder: byte b -> id b + 1, so that id 0 stays free for padding
 
 
