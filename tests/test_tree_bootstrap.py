@@ -321,3 +321,15 @@ def test_steps_per_stage_keeps_its_type_int_steps_or_float_fraction(compose_cfg)
         cfg = compose_cfg(["experiment=treeformer/glue", f"callbacks.tree_bootstrap.steps_per_stage={value}"])
         cb = instantiate(cfg.callbacks.tree_bootstrap)
         assert cb._stage_steps == steps and type(cb.steps_per_stage) is kind
+
+
+def test_a_dense_switched_tree_layer_counts_full_attention_flops():
+    from attnbench.attention import build
+    from attnbench.attention.flops import attention_flops
+
+    full = attention_flops(build("full", {}), B=1, H=2, q_axes=64, D=8)
+    for name in ("treeformer_tf", "treeformer_tc"):
+        tree = build(name, {"head_dim": 8}, height=3)
+        sparse = attention_flops(tree, B=1, H=2, q_axes=64, D=8)
+        tree.set_dense(True)
+        assert attention_flops(tree, B=1, H=2, q_axes=64, D=8) == full != sparse
