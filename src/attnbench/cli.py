@@ -41,6 +41,7 @@ GROUPS = {
     "callbacks": "checkpoints, early stopping, model summary, progress bar, LR monitor",
     "debug": "fast = a handful of batches of train/val/test (unset by default)",
     "experiment": "a paper's table, run with -m (unset by default)",
+    "lra_task": "an LRA task's sizes and schedule (released; cpu/: minutes), set by experiment=lra/*",
     "hydra/launcher": "how -m sweeps run",
 }
 EXIT_USER_ERROR = 2

@@ -659,6 +659,86 @@ class LanguageModelConfig(Checked):
         _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
 
 
+# ----------------------------------------------------------------------------- Long Range Arena
+def _lra_task(task: str, key: str) -> Any:
+    """``${lra_task:task,key}``: a field of an LRA task (``data.catalog.lra``: vocab_size, num_classes, max_len,
+    two_tower); an unknown task or field lists the known ones."""
+    from attnbench.data.catalog.lra import LRA_TASKS
+
+    _choice("data.task", task, list(LRA_TASKS))
+    _choice("lra_task field", key, [f.name for f in fields(LRA_TASKS[task])])
+    return getattr(LRA_TASKS[task], key)
+
+
+@dataclass
+@from_code
+class LRAEncoderNetConfig(Checked):
+    _target_: str = "attnbench.models.lra.LRAEncoder"
+    vocab_size: int = MISSING
+    n_classes: int = MISSING
+    max_len: int = MISSING
+    attention: dict[str, Any] = MISSING
+    d_model: int = FROM_CODE
+    n_heads: int = FROM_CODE
+    n_layers: int = FROM_CODE
+    d_mlp: int = FROM_CODE
+    qkv_dim: int | None = FROM_CODE
+    dropout: float = FROM_CODE
+    pos_emb: str = FROM_CODE
+    pooling: str = FROM_CODE
+    key_padding: bool = FROM_CODE
+    two_tower: bool = FROM_CODE
+    interaction: str = FROM_CODE
+
+    def check(self) -> None:
+        for k in ("vocab_size", "n_classes", "max_len", "d_model", "n_heads", "n_layers", "d_mlp"):
+            _need(getattr(self, k) >= 1, f"model.net.{k}", getattr(self, k), "must be >= 1")
+        _need(0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout, "must lie in [0, 1)")
+        qkv = self.d_model if self.qkv_dim is None else self.qkv_dim
+        if qkv % self.n_heads:
+            raise ConfigError(f"model.net.n_heads={self.n_heads} must divide the attention width "
+                              f"(model.net.qkv_dim, else d_model)={qkv}")
+        _choice("model.net.pos_emb", self.pos_emb, ["sinusoidal", "learned"])
+        _choice("model.net.pooling", self.pooling, ["cls", "mean", "sum"])
+        _choice("model.net.interaction", self.interaction, ["nli", "concat"])
+        check_attention("model.net.attention", dict(self.attention))
+        if self.key_padding and not attention.get(self.attention["name"]).caps["key_padding_mask"]:
+            able = [n for n, e in attention.entries().items() if e.caps["key_padding_mask"]]
+            raise ConfigError(f"model.net.attention.name={self.attention['name']!r} takes no key padding mask, and "
+                              f"this task pads (model.net.key_padding=true); entries that do: {', '.join(able)}")
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    """``torch.optim.AdamW`` with its ``eps`` (LRA: 1e-9)."""
+
+    eps: float = 1e-8
+
+    def check(self) -> None:
+        super().check()
+        _need(self.eps > 0, "model.optimizer.eps", self.eps, "must be > 0")
+
+
+@dataclass
+@from_code
+class LRAModelConfig(ClassificationModelConfig):
+    _target_: str = "attnbench.lit.lra.LRAModule"
+    net: LRAEncoderNetConfig = field(default_factory=LRAEncoderNetConfig)
+    optimizer: AdamConfig = field(default_factory=AdamConfig)
+    scheduler: dict[str, Any] | None = FROM_CODE  # LRAModule's defaults, not ClassificationModule's
+    scheduler_interval: str = FROM_CODE
+    class_weights: str = FROM_CODE
+    monitor: str = FROM_CODE
+    monitor_mode: str = FROM_CODE
+
+    def check(self) -> None:
+        _choice("model.class_weights", self.class_weights, ["none", "inverse"])
+        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
+        if self.net.n_classes != self.n_classes:
+            raise ConfigError(f"model.net.n_classes={self.net.n_classes} must equal model.n_classes={self.n_classes}")
+        _check_schedule(self, "attnbench.lit.schedules.lra_schedule")
+
+
 # ----------------------------------------------------------------------------- trainer
 def _check_limit(key: str, value: int | float | None) -> None:
     """Lightning's batch limits: an int is a number of batches, a float a fraction of the loader."""
@@ -1065,11 +1145,13 @@ def register_configs() -> None:
     cs.store(group="model", name="text_classification_schema", node=TextClassificationModelConfig)
     cs.store(group="data", name="corpus_schema", node=CorpusDataConfig)
     cs.store(group="model", name="lm_schema", node=LanguageModelConfig)
+    cs.store(group="model", name="lra_schema", node=LRAModelConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
     # resolvers run while composing: none may import torch (tests/test_cli.py checks)
     resolvers = {"project_root": project_root, "ts_targets": _ts_targets, "medmnist_classes": _medmnist_classes,
-                 "glue_labels": _glue_labels, "or_else": _or_else}  # attnbench_help: registered by attnbench.cli
+                 "glue_labels": _glue_labels, "or_else": _or_else,
+                 "lra_task": _lra_task}  # attnbench_help: registered by attnbench.cli
     resolvers["corpus_vocab"] = _corpus_vocab
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
@@ -1101,6 +1183,7 @@ _TASKS: dict[type, tuple[type, ...]] = {
     ClassificationModelConfig: (MedMNISTDataConfig, NiftiDataConfig, LRADataConfig),
     TextClassificationModelConfig: (GlueDataConfig, ImdbDataConfig),
     LanguageModelConfig: (CorpusDataConfig,),
+    LRAModelConfig: (LRADataConfig,),
 }
 TASK_DATA = {m._target_: tuple(d._target_ for d in ds) for m, ds in _TASKS.items()}
 SCHEMAS = by_target(*_TASKS, *(d for ds in _TASKS.values() for d in ds), TrainerConfig)
@@ -1217,7 +1300,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model {cfg.model._target_} cannot train on data {cfg.data._target_}; it takes "
                           f"{', '.join(wants)} (forecasting: model=hot|full with data=ett|weather|...; "
                           "3D classification: model=hot3d|vit3d|resnet3d with data=medmnist3d|nifti; GLUE: "
-                          "model=bert|smyrf_bert with data=glue|imdb)")
+                          "model=bert|smyrf_bert with data=glue|imdb; LRA: model=lra_encoder with data=lra)")
     for group in ("data", "model", "trainer"):
         node = cfg.get(group)
         target = node.get("_target_")
