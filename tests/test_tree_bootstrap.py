@@ -333,3 +333,21 @@ def test_a_dense_switched_tree_layer_counts_full_attention_flops():
         sparse = attention_flops(tree, B=1, H=2, q_axes=64, D=8)
         tree.set_dense(True)
         assert attention_flops(tree, B=1, H=2, q_axes=64, D=8) == full != sparse
+
+
+@pytest.mark.slow
+def test_treeformer_listops_experiment_runs_fast(tmp_path):
+    from attnbench.data.lra.listops import ListOpsSpec, write_splits
+
+    data = tmp_path / "data"
+    write_splits(data / "lra" / "listops", ListOpsSpec(n_train=24, n_val=8, n_test=8, min_length=10, max_length=60))
+    p = run_cli(["experiment=treeformer/listops", "debug=fast", "seed=0", "logger=csv", "~callbacks.rich_progress_bar",
+                 "trainer.enable_progress_bar=false", "data.batch_size=4", f"paths.data_dir={data}",
+                 "callbacks.tree_bootstrap.steps_per_stage=1"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (res,) = results(tmp_path)
+    m = res["metrics"]
+    assert res["status"] == "ok" and 0.0 <= m["test/acc"] <= 1.0
+    # 2 layers, 3 steps of one stage each: after step index 2 both layers are trees of height 3 (schedule final)
+    assert m["tree/n_tree_layers"] == 2 and m["tree/active_height"] == 3 and m["tree/schedule_done"] == 1.0
+    assert res["config"]["model"]["net"]["attention"]["name"] == "treeformer_tf"
