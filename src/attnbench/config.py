@@ -20,6 +20,7 @@ from attnbench import names  # the run-folder and W&B name resolvers the yamls u
 from attnbench.data.catalog import GLUE, MEDMNIST3D, TEXT_TASKS, TIME_SERIES
 from attnbench.data.catalog.corpus import CORPORA, VOCABS
 from attnbench.data.catalog.lra import LRA_TASKS
+from attnbench.data.catalog.seq2seq import TASKS as SEQ2SEQ_TASKS
 from attnbench.data.catalog.timeseries import calendar_features
 from attnbench.signatures import REQUIRED, constructor_params
 
@@ -550,6 +551,7 @@ class HFClassifierNetConfig(Checked):
     n_labels: int = MISSING
     attention: dict[str, Any] | None = FROM_CODE
     dropout: float | None = FROM_CODE
+    trainable_attention: bool = FROM_CODE
 
     def check(self) -> None:
         _need(self.n_labels >= 1, "model.net.n_labels", self.n_labels, "must be >= 1 (1 = regression)")
@@ -557,7 +559,7 @@ class HFClassifierNetConfig(Checked):
               "must lie in [0, 1) or be null")
         if self.attention is not None:
             check_attention("model.net.attention", dict(self.attention))
-            problem = attention.drop_in_problem(self.attention["name"])
+            problem = attention.drop_in_problem(self.attention["name"], self.trainable_attention)
             if problem:
                 raise ConfigError(f"model.net.attention.name={self.attention['name']!r} cannot replace a pretrained "
                                   f"self-attention: {problem}")
@@ -808,7 +810,7 @@ class Seq2SeqDataConfig(Checked):
     num_workers: int = FROM_CODE
 
     def check(self) -> None:
-        _choice("data.task", self.task, ["reverse", "sort", "pairsum"])
+        _choice("data.task", self.task, list(SEQ2SEQ_TASKS))
         _need(self.n_symbols >= 2, "data.n_symbols", self.n_symbols, "must be >= 2")
         _need(1 <= self.min_len <= self.max_len, "data.min_len", self.min_len,
               f"must lie in [1, data.max_len={self.max_len}]")
@@ -1163,6 +1165,39 @@ LOGGER_SCHEMAS: dict[str, type] = {
     "lightning.pytorch.loggers.WandbLogger": WandbLoggerConfig,
 }
 PROGRESS_BARS = ("lightning.pytorch.callbacks.RichProgressBar", "lightning.pytorch.callbacks.TQDMProgressBar")
+
+
+# ----------------------------------------------------------------------------- Treeformer bootstrapping callback
+def check_tree_bootstrap(order: str, steps_per_stage: Any, start_height: int, layers_per_stage: int,
+                         layer_order: str, key: str = "callbacks.tree_bootstrap") -> None:
+    """The options of ``attnbench.lit.treeformer.TreeBootstrap`` (its constructor calls this too)."""
+    _choice(f"{key}.order", order, ["depth", "height", "both", "off"])
+    _choice(f"{key}.layer_order", layer_order, ["bottom_up", "top_down"])
+    is_int = isinstance(steps_per_stage, int) and not isinstance(steps_per_stage, bool)
+    _need((is_int and steps_per_stage >= 1) or (isinstance(steps_per_stage, float) and 0 < steps_per_stage <= 1),
+          f"{key}.steps_per_stage", steps_per_stage,
+          "an int >= 1 (optimizer steps per stage) or a float in (0, 1] (fraction of the run's steps)")
+    _need(start_height >= 0, f"{key}.start_height", start_height, "must be >= 0 (0: one leaf)")
+    _need(layers_per_stage >= 1, f"{key}.layers_per_stage", layers_per_stage, "must be >= 1")
+
+
+@dataclass
+@from_code
+class TreeBootstrapConfig(Checked):
+    _target_: str = "attnbench.lit.treeformer.TreeBootstrap"
+    order: str = FROM_CODE
+    steps_per_stage: int | float = FROM_CODE
+    start_height: int = FROM_CODE
+    layers_per_stage: int = FROM_CODE
+    layer_order: str = FROM_CODE
+    dense_checkpoint: str | None = FROM_CODE
+
+    def check(self) -> None:
+        check_tree_bootstrap(self.order, self.steps_per_stage, self.start_height, self.layers_per_stage,
+                             self.layer_order)
+
+
+CALLBACK_SCHEMAS[TreeBootstrapConfig._target_] = TreeBootstrapConfig
 
 
 def check_entries(group: str, node: Any, schemas: dict[str, type]) -> None:

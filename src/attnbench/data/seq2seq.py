@@ -38,23 +38,15 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from attnbench.data.base import SplitDataModule
+from attnbench.data.catalog.seq2seq import ALIGNED, BOS_ID, EOS_ID, N_SPECIAL, PAD_ID, TASKS, vocab_size
 from attnbench.data.download import DataError
-from attnbench.data.lra.common import PAD_ID, SPLITS
+from attnbench.data.lra.common import SPLITS
 
 log = logging.getLogger(__name__)
 
-TASKS = ("reverse", "sort", "pairsum")
-# tasks whose target token i depends on source tokens <= i only (learnable with causal cross attention)
-ALIGNED = ("pairsum",)
-BOS_ID, EOS_ID = 1, 2
-N_SPECIAL = 3  # PAD, BOS, EOS; symbol s has id s + N_SPECIAL
+__all__ = ["ALIGNED", "BOS_ID", "EOS_ID", "N_SPECIAL", "PAD_ID", "TASKS", "vocab_size"]  # the catalogue's facts
 HEADER = ("Source", "Target")
 GENERATOR_VERSION = 1
-
-
-def vocab_size(n_symbols: int) -> int:
-    """Embedding rows: the specials then the symbols."""
-    return n_symbols + N_SPECIAL
 
 
 def target_of(task: str, src: list[int], n_symbols: int) -> list[int]:

@@ -63,7 +63,7 @@ class ForecastingModule(ConfiguredModule):
         out, tgt = self._predict(batch)
         loss = torch.stack([F.mse_loss(out[:, :h], tgt[:, :h]) for h in self.horizons]).mean()
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(out))
-        return loss
+        return self.add_aux_loss(loss)
 
     def test_step(self, batch, batch_idx: int) -> dict[str, Tensor]:
         """Scores the batch; returns it for callbacks (``lit.artifacts.PredictionArtifacts`` saves it)."""

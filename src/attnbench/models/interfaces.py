@@ -36,6 +36,15 @@ class PretrainedNet(Protocol):
     attnbench_model_state: tuple[str, ...]  # state_dict key parts that follow the model, not a checkpoint
 
 
+@runtime_checkable
+class AuxLoss(Protocol):
+    """A submodule with a regulariser of its own (e.g. Treeformer's leaf-balance loss): ``aux_loss()`` returns the
+    weighted term of its last training forward (then forgets it), or None. ``ConfiguredModule.add_aux_loss`` adds
+    every such term to the training loss."""
+
+    def aux_loss(self): ...
+
+
 def missing(net: object, protocol: type) -> list[str]:
     """The attributes of ``protocol`` that ``net`` lacks (for error messages)."""
     return [a for a in protocol.__annotations__ if not hasattr(net, a)]

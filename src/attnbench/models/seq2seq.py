@@ -25,8 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from attnbench.attention.registry import get, require
-from attnbench.data.lra.common import PAD_ID
-from attnbench.data.seq2seq import BOS_ID, EOS_ID, vocab_size
+from attnbench.data.catalog.seq2seq import BOS_ID, EOS_ID, PAD_ID, vocab_size
 from attnbench.layers.seqblock import SeqDecoderLayer, SeqEncoderLayer
 
 
