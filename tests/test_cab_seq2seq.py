@@ -178,7 +178,7 @@ def test_debug_sweep_through_train_py_and_its_table(tmp_path):
     args = [*quick, "experiment=cab/seq2seq", "data.task=pairsum",
             "model/attention@model.net.decoder_attention=full,linear,treeformer_tf",
             "model/attention@model.net.cross_attention=performer", "data.n_train=300",
-            "data.n_val=40", "data.n_test=40", "data.max_len=8", f"paths.data_dir={tmp_path / 'd'}"]
+            "data.n_val=40", "data.n_test=40", "data.max_len=8", f"paths.data_dir={tmp_path / 'd'}", "seed=0"]
     p = run_cli(args, tmp_path, flags=("-m",))
     assert p.returncode == 0, p.stderr[-3000:]
     res = results(tmp_path)

@@ -93,7 +93,9 @@ def test_val_mae_avg_is_the_mae_averaged_over_horizons(tmp_path, horizons):
     want = sum((out[:, :h] - tgt[:, :h]).abs().mean() for h in hs) / len(hs)
     assert math.isclose(logged["val/mae_avg"], want.item(), rel_tol=1e-6)
     schema = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ForecastingModelConfig), {
-        "n_targets": C, "horizons": horizons, "net": {"attention": {"name": "hot"}, "seq_len": L_, "pred_len": P}}))
+        "n_targets": C, "horizons": horizons,
+        "net": {"_target_": "attnbench.models.forecaster.PatchForecaster", "attention": {"name": "hot"}, "seq_len": L_,
+                "pred_len": P}}))
     assert set(schema.monitors()) <= set(logged)
 
 

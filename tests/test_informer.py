@@ -211,7 +211,7 @@ def test_debug_run_three_cross_attentions(tmp_path, synth_data_dir):
             "data.label_len=24", "data.pred_len=24", "model.net.d_model=16", "model.net.n_heads=2",
             "model.net.d_ff=32", "data.batch_size=8", "data.eval_batch_size=8",
             "model/attention@model.net.self_attention=local",
-            "model/attention@model.net.cross_attention=full,linear,smyrf", "callbacks=none", "test_ckpt=last"]
+            "model/attention@model.net.cross_attention=full,linear,smyrf", "callbacks=none", "test_ckpt=last", "seed=0"]
     p = run_cli(args, tmp_path, flags=("-m",))
     assert p.returncode == 0, p.stderr[-3000:]
     res = results(tmp_path)
