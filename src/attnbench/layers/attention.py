@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnbench.attention.hot import ProjectedTokens
 from attnbench.attention.registry import State, build, get, require
 from attnbench.layers.rope import apply_rope
 
@@ -76,6 +77,13 @@ class MultiAxisAttention(nn.Module):
         t = t.unflatten(-1, (n, self.n_heads, self.head_dim))  # (B, *axes, n, H, D)
         return [t.select(-3, i).movedim(-2, 1) for i in range(n)]
 
+    def _projected(self, proj: nn.Linear, t: Tensor, n: int) -> list[ProjectedTokens]:
+        """``_heads(proj(t), n)`` left unformed: n lazy (B, H, *axes, D) projections (one slice of proj each)."""
+        E = self.n_heads * self.head_dim
+        return [ProjectedTokens(t, proj.weight[i * E:(i + 1) * E],
+                                None if proj.bias is None else proj.bias[i * E:(i + 1) * E], self.n_heads)
+                for i in range(n)]
+
     def _qk_hook(self, t: Tensor, axis: int, which: str) -> Tensor:
         """LayerNorm and RoPE on a pooled per-axis (B, H, N_axis, D) query or key, in the layer's dtype (an
         fp32 entry calls it on fp32 tensors; a bf16-true model's norms are bf16), returned in the caller's."""
@@ -118,8 +126,13 @@ class MultiAxisAttention(nn.Module):
                                  f"{tuple(key_padding_mask.shape)}")
             if context is None and type(self.attn).caps.query_padding_mask:
                 extra["query_padding_mask"] = key_padding_mask
-        qs = self._heads(self.q_proj(x), self.n_qk)  # n_qk x (B, H, *axes, D)
-        ks = self._heads(self.k_proj(ctx) if self.k_proj is not None else ctx, self.n_qk)  # X_i if unprojected
+        if self.tensor and getattr(self.attn, "takes_projected_tokens", False):  # HOT: pooled, then projected
+            qs = self._projected(self.q_proj, x, self.n_qk)
+            ks = (self._projected(self.k_proj, ctx, self.n_qk) if self.k_proj is not None
+                  else self._heads(ctx, self.n_qk))
+        else:
+            qs = self._heads(self.q_proj(x), self.n_qk)  # n_qk x (B, H, *axes, D)
+            ks = self._heads(self.k_proj(ctx) if self.k_proj is not None else ctx, self.n_qk)  # X_i if unprojected
         (v,) = self._heads(self.v_proj(ctx) if self.v_proj is not None else ctx, 1)  # (B, H, *axes', D)
         if self.tensor:  # masks over the token grid: (B, *axes') (HOT: products of per-axis masks)
             q = qs[0] if self.n_qk == 1 else tuple(qs)

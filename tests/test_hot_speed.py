@@ -1,0 +1,99 @@
+"""The HOT forecaster's fast paths equal their slow references: pooling before projecting (ProjectedTokens), and
+the whole model's loss and gradients against the reference paths on a fixed batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnbench.attention.hot import HOTAttention, HOTLinearAttention, ProjectedTokens, axis_pool
+from attnbench.layers.attention import MultiAxisAttention
+from attnbench.models.forecaster import PatchForecaster
+
+
+def grid_mask(B: int, sizes: tuple[int, ...], real: tuple[int, ...]) -> torch.Tensor:
+    """(B, *sizes) bool: the first real[i] positions of axis i are real (a product of per-axis masks)."""
+    m = torch.ones(B, *sizes, dtype=torch.bool)
+    for i, r in enumerate(real):
+        m.narrow(1 + i, r, sizes[i] - r).fill_(False)
+    return m
+
+
+@pytest.mark.parametrize("how", ["sum", "mean"])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_projected_tokens_pool_equals_pooling_the_projection(how, masked, bias):
+    torch.manual_seed(0)
+    B, sizes, E, H = 2, (3, 5, 4), 12, 3
+    x = torch.randn(B, *sizes, E, dtype=torch.float64)
+    w, b = torch.randn(E, E, dtype=torch.float64), torch.randn(E, dtype=torch.float64) if bias else None
+    t = ProjectedTokens(x, w, b, H)
+    full = t.full()  # (B, H, *axes, D)
+    assert t.shape == full.shape == (B, H, *sizes, E // H) and t.dim() == full.dim()
+    ref = (x @ w.T + (0 if b is None else b)).unflatten(-1, (H, E // H)).movedim(-2, 1)
+    torch.testing.assert_close(full, ref)
+    keep = grid_mask(B, sizes, (2, 5, 3)) if masked else None
+    if masked:
+        keep[1] = grid_mask(1, sizes, (3, 1, 4))[0]  # another per-axis pattern in the second example
+    for axis in range(3):
+        torch.testing.assert_close(axis_pool(t, axis, how, keep), axis_pool(full, axis, how, keep))
+
+
+@pytest.mark.parametrize("attention", [{"name": "hot"}, {"name": "hot", "mode": "sum", "pool": "mean"},
+                                       {"name": "hot_linear"}, {"name": "hot_linear", "feature_map": "elu"}])
+def test_layer_pooling_before_projecting_equals_projecting_every_token(attention):
+    torch.manual_seed(0)
+    layer = MultiAxisAttention(32, 4, 2, attention, rope_axes=(1,), per_axis_qk=True).double()
+    x = torch.randn(3, 5, 7, 32, dtype=torch.float64)
+    mask = grid_mask(3, (5, 7), (5, 7))
+    mask[1] = grid_mask(1, (5, 7), (4, 5))[0]
+    assert type(layer.attn).takes_projected_tokens
+    for kpm in (None, mask.flatten(1)):
+        fast = layer(x, key_padding_mask=kpm)
+        layer.attn.takes_projected_tokens = False  # the reference: project every token, then pool
+        ref = layer(x, key_padding_mask=kpm)
+        del layer.attn.takes_projected_tokens
+        torch.testing.assert_close(fast, ref)
+
+
+def test_hot_accepts_projected_tokens_in_cross_attention_and_fp32_regions():
+    torch.manual_seed(0)
+    xq, xk = torch.randn(2, 3, 4, 8), torch.randn(2, 5, 6, 8)
+    w, b = torch.randn(8, 8), torch.randn(8)
+    v = torch.randn(2, 2, 5, 6, 4)
+    for hot in (HOTAttention(), HOTLinearAttention(head_dim=4)):
+        q, k = ProjectedTokens(xq, w, b, 2), ProjectedTokens(xk, w, b, 2)
+        out = hot(q, k, v)
+        assert out.shape == (2, 2, 3, 4, 4)
+        torch.testing.assert_close(out, hot(q.full(), k.full(), v))
+
+
+def forecaster_loss(m: PatchForecaster, x: torch.Tensor, y: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
+    m.zero_grad(set_to_none=True)
+    torch.manual_seed(1)  # the same dropout masks
+    loss = torch.nn.functional.mse_loss(m(x), y)
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in m.parameters()]
+
+
+def reference_paths(m: PatchForecaster) -> None:
+    """Switch every fast path of ``m`` to its slow reference."""
+    for blk in m.blocks:
+        blk.attn.attn.takes_projected_tokens = False
+
+
+@pytest.mark.parametrize("head", ["flatten", "mean"])
+def test_forecaster_loss_and_gradients_equal_the_reference_paths(head):
+    """The model=hot architecture (small sizes, fp32, dropout on): same loss and gradients on a fixed batch."""
+    torch.manual_seed(0)
+    m = PatchForecaster(seq_len=48, pred_len=24, attention={"name": "hot", "dropout": 0.1}, d_model=32, n_heads=4,
+                        n_layers=2, d_mlp=64, dropout=0.1, head=head)
+    x, y = torch.randn(4, 48, 7), torch.randn(4, 24, 7)
+    keys = list(m.state_dict())
+    loss, grads = forecaster_loss(m, x, y)
+    reference_paths(m)
+    ref_loss, ref_grads = forecaster_loss(m, x, y)
+    assert list(m.state_dict()) == keys
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
