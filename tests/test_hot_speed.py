@@ -8,6 +8,7 @@ import torch
 
 from attnbench.attention.hot import HOTAttention, HOTLinearAttention, ProjectedTokens, axis_pool
 from attnbench.layers.attention import MultiAxisAttention
+from attnbench.layers.rope import apply_rope, rope_angles, rope_angles_reference
 from attnbench.models.forecaster import PatchForecaster
 
 
@@ -97,3 +98,18 @@ def test_forecaster_loss_and_gradients_equal_the_reference_paths(head):
     assert loss == pytest.approx(ref_loss, rel=1e-5)
     for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+
+
+def test_rope_tables_are_cached_and_equal_the_reference():
+    for dtype in (torch.float32, torch.float64):
+        ref = rope_angles_reference(24, 16, 10000.0, torch.device("cpu"), dtype)
+        first = rope_angles(24, 16, 10000.0, torch.device("cpu"), dtype)
+        again = rope_angles(24, 16, 10000, "cpu", dtype)
+        assert again[0] is first[0] and again[1] is first[1]  # cached
+        assert all(torch.equal(a, r) and a.dtype == dtype for a, r in zip(first, ref, strict=True))
+    # a table first built under inference mode (validation) still serves a training step's autograd
+    with torch.inference_mode():
+        apply_rope(torch.randn(2, 13, 8), 1)
+    x = torch.randn(2, 13, 8, requires_grad=True)
+    apply_rope(x, 1).square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
