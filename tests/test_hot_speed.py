@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attnbench.attention.hot import HOTAttention, HOTLinearAttention, ProjectedTokens, axis_pool
-from attnbench.layers.attention import MultiAxisAttention
+from attnbench.layers.attention import MultiAxisAttention, set_fast_paths
 from attnbench.layers.rope import apply_rope, rope_angles, rope_angles_reference
 from attnbench.models.forecaster import PatchForecaster
 
@@ -51,9 +51,8 @@ def test_layer_pooling_before_projecting_equals_projecting_every_token(attention
     assert type(layer.attn).takes_projected_tokens
     for kpm in (None, mask.flatten(1)):
         fast = layer(x, key_padding_mask=kpm)
-        layer.attn.takes_projected_tokens = False  # the reference: project every token, then pool
-        ref = layer(x, key_padding_mask=kpm)
-        del layer.attn.takes_projected_tokens
+        ref = set_fast_paths(layer, False)(x, key_padding_mask=kpm)  # the reference: project every token, then pool
+        set_fast_paths(layer, True)
         torch.testing.assert_close(fast, ref)
 
 
@@ -77,12 +76,6 @@ def forecaster_loss(m: PatchForecaster, x: torch.Tensor, y: torch.Tensor) -> tup
     return loss.item(), [p.grad.clone() for p in m.parameters()]
 
 
-def reference_paths(m: PatchForecaster) -> None:
-    """Switch every fast path of ``m`` to its slow reference."""
-    for blk in m.blocks:
-        blk.attn.attn.takes_projected_tokens = False
-
-
 @pytest.mark.parametrize("head", ["flatten", "mean"])
 def test_forecaster_loss_and_gradients_equal_the_reference_paths(head):
     """The model=hot architecture (small sizes, fp32, dropout on): same loss and gradients on a fixed batch."""
@@ -92,7 +85,7 @@ def test_forecaster_loss_and_gradients_equal_the_reference_paths(head):
     x, y = torch.randn(4, 48, 7), torch.randn(4, 24, 7)
     keys = list(m.state_dict())
     loss, grads = forecaster_loss(m, x, y)
-    reference_paths(m)
+    set_fast_paths(m, False)
     ref_loss, ref_grads = forecaster_loss(m, x, y)
     assert list(m.state_dict()) == keys
     assert loss == pytest.approx(ref_loss, rel=1e-5)
@@ -113,3 +106,19 @@ def test_rope_tables_are_cached_and_equal_the_reference():
     x = torch.randn(2, 13, 8, requires_grad=True)
     apply_rope(x, 1).square().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_step_benchmark_times_both_paths_at_the_same_loss(tmp_path, synth_data_dir):
+    from attnbench.bench import hot_step
+    from attnbench.bench.harness import load_config
+
+    small = ["model.net.d_model=16", "model.net.n_heads=2", "model.net.n_layers=1", "model.net.d_mlp=32",
+             "data.batch_size=4", f"paths.data_dir={synth_data_dir}", "data.verify=false", "data.download=false"]
+    quoted = ",".join(f"'{o}'" for o in small)
+    cfg = load_config("hot_step", [f"overrides=[{quoted}]", "warmup=0", "repeats=2", f"out_dir={tmp_path}"])
+    df = hot_step.run(cfg, "test")
+    assert list(df.variant) == ["reference", "fast"] and (df.batch_size == 4).all()
+    assert (df.loss_rel_diff < 1e-5).all() and (df.step_ms_median > 0).all()
+    assert (tmp_path / "hot_step.csv").is_file() and (tmp_path / "hot_step.md").is_file()
+    with pytest.raises(Exception, match="repeats=0"):
+        load_config("hot_step", ["repeats=0"])

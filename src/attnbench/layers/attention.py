@@ -71,6 +71,9 @@ class MultiAxisAttention(nn.Module):
         self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm and learn_k else nn.Identity()
         self.rope_axes, self.rope_base = tuple(rope_axes), rope_base
         self.drop = nn.Dropout(dropout)
+        # an entry that pools q and k (HOT) gets the tokens to pool before projecting (ProjectedTokens); False: the
+        # slow reference, every token projected (set_fast_paths)
+        self.pool_first = True
 
     def _heads(self, t: Tensor, n: int) -> list[Tensor]:
         """(B, *axes, n*H*D) -> n tensors (B, H, *axes, D)."""
@@ -126,7 +129,7 @@ class MultiAxisAttention(nn.Module):
                                  f"{tuple(key_padding_mask.shape)}")
             if context is None and type(self.attn).caps.query_padding_mask:
                 extra["query_padding_mask"] = key_padding_mask
-        if self.tensor and getattr(self.attn, "takes_projected_tokens", False):  # HOT: pooled, then projected
+        if self.tensor and self.pool_first and getattr(self.attn, "takes_projected_tokens", False):  # HOT
             qs = self._projected(self.q_proj, x, self.n_qk)
             ks = (self._projected(self.k_proj, ctx, self.n_qk) if self.k_proj is not None
                   else self._heads(ctx, self.n_qk))
@@ -187,3 +190,12 @@ class MultiAxisAttention(nn.Module):
             (v,) = self._heads(self.v_proj(x_t) if self.v_proj is not None else x_t, 1)
             y, cache = self.attn.step(q, self.k_norm(k), v, cache)  # (B, H, 1, Dv)
         return self.drop(self.o_proj(y.movedim(1, -2).flatten(-2))), cache  # (B, 1, E)
+
+
+def set_fast_paths(model: nn.Module, enabled: bool) -> nn.Module:
+    """Switch the fast paths of every :class:`MultiAxisAttention` in ``model`` on, or off to their slow references
+    (the same function to float rounding: ``tests/test_hot_speed.py``); returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, MultiAxisAttention):
+            m.pool_first = enabled
+    return model
