@@ -6,7 +6,7 @@ DATA_DIR ?= data
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all readme lint bench bench-attention bench-approx bench-swap bench-latency clean
+.PHONY: setup demo test test-all readme lint bench bench-attention bench-approx bench-swap bench-latency bench-step clean
 export DATA_DIR
 
 $(STAMP): pyproject.toml
@@ -44,6 +44,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m attnbench.bench.hot_scaling $(HOT_ARGS)
 	$(PY) -m attnbench.bench.volume_scaling $(VOLUME_ARGS)
+	$(PY) -m attnbench.bench.hot_step $(STEP_ARGS)
+
+# One training step of model=hot data=ett (batch 32): fast paths vs their slow references, same loss (STEP_ARGS).
+bench-step: $(STAMP)
+	$(PY) -m attnbench.bench.hot_step $(STEP_ARGS)
 
 # Attention-only fwd / fwd+bwd time and memory of every sequence entry vs full; efficiency lengths (CAB).
 bench-attention: $(STAMP)

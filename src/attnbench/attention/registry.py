@@ -97,12 +97,11 @@ SIZES = {"head_dim": "needs_head_dim", "max_len": "fixed_len"}
 
 
 def _upcast(x: Any, dtype: torch.dtype) -> Any:
-    """A tensor, or a tuple/list of them (per-axis q, k), in ``dtype``; anything else unchanged."""
-    if isinstance(x, Tensor):
-        return x.to(dtype)
+    """A tensor (or anything with ``.to(dtype)``: HOT's ``ProjectedTokens``), or a tuple/list of them (per-axis q,
+    k), in ``dtype``; anything else unchanged."""
     if isinstance(x, (tuple, list)):
         return type(x)(_upcast(t, dtype) for t in x)
-    return x
+    return x.to(dtype) if hasattr(x, "to") else x
 
 
 def _step_in_fp32(step: Callable[..., tuple[Tensor, State]]) -> Callable[..., tuple[Tensor, State]]:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnbench.attention.hot import ProjectedTokens
 from attnbench.attention.registry import State, build, get, require
 from attnbench.layers.rope import apply_rope
 
@@ -79,11 +80,21 @@ class MultiAxisAttention(nn.Module):
         self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm and learn_k else nn.Identity()
         self.rope_axes, self.rope_base = tuple(rope_axes), rope_base
         self.drop = nn.Dropout(dropout)
+        # an entry that pools q and k (HOT) gets the tokens to pool before projecting (ProjectedTokens); False: the
+        # slow reference, every token projected (set_fast_paths)
+        self.pool_first = True
 
     def _heads(self, t: Tensor, n: int) -> list[Tensor]:
         """(B, *axes, n*H*D) -> n tensors (B, H, *axes, D)."""
         t = t.unflatten(-1, (n, self.n_heads, self.head_dim))  # (B, *axes, n, H, D)
         return [t.select(-3, i).movedim(-2, 1) for i in range(n)]
+
+    def _projected(self, proj: nn.Linear, t: Tensor, n: int) -> list[ProjectedTokens]:
+        """``_heads(proj(t), n)`` left unformed: n lazy (B, H, *axes, D) projections (one slice of proj each)."""
+        E = self.n_heads * self.head_dim
+        return [ProjectedTokens(t, proj.weight[i * E:(i + 1) * E],
+                                None if proj.bias is None else proj.bias[i * E:(i + 1) * E], self.n_heads)
+                for i in range(n)]
 
     def _qk_hook(self, t: Tensor, axis: int, which: str) -> Tensor:
         """LayerNorm and RoPE on a pooled per-axis (B, H, N_axis, D) query or key, in the layer's dtype (an
@@ -127,8 +138,13 @@ class MultiAxisAttention(nn.Module):
                                  f"{tuple(key_padding_mask.shape)}")
             if context is None and type(self.attn).caps.query_padding_mask:
                 extra["query_padding_mask"] = key_padding_mask
-        qs = self._heads(self.q_proj(x), self.n_qk)  # n_qk x (B, H, *axes, D)
-        ks = self._heads(self.k_proj(ctx) if self.k_proj is not None else ctx, self.n_qk)  # X_i if unprojected
+        if self.tensor and self.pool_first and getattr(self.attn, "takes_projected_tokens", False):  # HOT
+            qs = self._projected(self.q_proj, x, self.n_qk)
+            ks = (self._projected(self.k_proj, ctx, self.n_qk) if self.k_proj is not None
+                  else self._heads(ctx, self.n_qk))
+        else:
+            qs = self._heads(self.q_proj(x), self.n_qk)  # n_qk x (B, H, *axes, D)
+            ks = self._heads(self.k_proj(ctx) if self.k_proj is not None else ctx, self.n_qk)  # X_i if unprojected
         (v,) = self._heads(self.v_proj(ctx) if self.v_proj is not None else ctx, 1)  # (B, H, *axes', D)
         if self.tensor:  # masks over the token grid: (B, *axes') (HOT: products of per-axis masks)
             q = qs[0] if self.n_qk == 1 else tuple(qs)
@@ -183,3 +199,12 @@ class MultiAxisAttention(nn.Module):
             (v,) = self._heads(self.v_proj(x_t) if self.v_proj is not None else x_t, 1)
             y, cache = self.attn.step(q, self.k_norm(k), v, cache)  # (B, H, 1, Dv)
         return self.drop(self.o_proj(y.movedim(1, -2).flatten(-2))), cache  # (B, 1, E)
+
+
+def set_fast_paths(model: nn.Module, enabled: bool) -> nn.Module:
+    """Switch the fast paths of every :class:`MultiAxisAttention` in ``model`` on, or off to their slow references
+    (the same function to float rounding: ``tests/test_hot_speed.py``); returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, MultiAxisAttention):
+            m.pool_first = enabled
+    return model

@@ -1,0 +1,148 @@
+"""One training step of ``python train.py model=<model> data=<data>`` on a real batch: the fast paths against their
+slow references (``layers.attention.set_fast_paths``), timed interleaved in one process.
+
+The step is training's: the composed net and data (batch ``data.batch_size``, 32 for ETTh1), forward on the first
+``batch_size`` training windows, the MSE of ``ForecastingModule`` (mean over its horizons), backward, AdamW step.
+Both variants start from the same weights and draw the same dropout masks, so their first-step losses agree to float
+rounding (``loss_rel_diff``). Each repeat times one step of each variant in turn (a loaded machine slows both
+alike): median, IQR and min of the wall time, and the median process CPU time (on one thread, the step's own cost
+whatever else runs on the machine). ``compile=true`` also times the fast net under ``torch.compile``.
+
+    python -m attnbench.bench.hot_step                        # model=hot data=ett, 1 thread (make bench-step)
+    python -m attnbench.bench.hot_step threads=2 repeats=20
+
+Outputs under ``out_dir``: ``hot_step.csv`` (one row per variant), ``hot_step.md``, ``machine.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from hydra.core.config_store import ConfigStore
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from attnbench.bench.common import machine_info
+from attnbench.bench.harness import _compose, need
+from attnbench.config import project_root
+from attnbench.layers.attention import set_fast_paths
+
+MODULE = "attnbench.bench.hot_step"
+VARIANTS = ("reference", "fast", "compiled")
+
+
+@dataclass
+class HotStepConfig:
+    """``conf/bench/hot_step.yaml``; checks name the key and what is allowed."""
+
+    model: str = "hot"  # conf/model/<name>.yaml (a forecaster)
+    data: str = "ett"  # conf/data/<name>.yaml (a time-series data set)
+    overrides: list[str] = field(default_factory=list)  # more training overrides, e.g. [data.pred_len=720]
+    warmup: int = 2
+    repeats: int = 10
+    threads: int = 1
+    seed: int = 0
+    compile: bool = False  # also time the fast net under torch.compile (minutes of compilation on a CPU)
+    out_dir: str = "outputs/bench/hot_step"
+
+    def __post_init__(self) -> None:
+        need(self.warmup >= 0, "warmup", self.warmup, "must be >= 0")
+        for k in ("repeats", "threads"):
+            need(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
+
+
+ConfigStore.instance().store(name="hot_step_bench_schema", node=HotStepConfig)
+
+
+def first_batch(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``data.batch_size`` training windows of the composed data module: x (B, seq_len, C), y."""
+    dm = instantiate(cfg.data, _convert_="all")
+    dm.prepare_data()
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    items = [ds[i] for i in range(cfg.data.batch_size)]
+    return tuple(torch.stack([torch.as_tensor(it[j]).float() for it in items]) for j in (0, 1))
+
+
+def step_fn(module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor):
+    """One training step of ``module`` (a ForecastingModule): its loss as ``training_step`` computes it."""
+
+    def step() -> float:
+        torch.manual_seed(1)  # the same dropout masks for every variant
+        opt.zero_grad(set_to_none=True)
+        out, tgt = module._predict((x, y))
+        loss = torch.stack([F.mse_loss(out[:, :h], tgt[:, :h]) for h in module.horizons]).mean()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
+    torch.set_num_threads(cfg.threads)
+    train_cfg = _compose("train", [f"model={cfg.model}", f"data={cfg.data}", "model.compile=false", *cfg.overrides])
+    x, y = first_batch(train_cfg)
+    torch.manual_seed(cfg.seed)
+    base = instantiate(train_cfg.model, _convert_="all")
+    variants = {}
+    for name in VARIANTS if cfg.compile else VARIANTS[:2]:
+        module = copy.deepcopy(base).train()
+        set_fast_paths(module, name != "reference")
+        if name == "compiled":
+            module.net = torch.compile(module.net)
+        opt = instantiate(train_cfg.model.optimizer, _convert_="all")(module.parameters())
+        variants[name] = step_fn(module, opt, x, y)
+    first = {name: step() for name, step in variants.items()}  # same weights, same masks: same loss
+    for _ in range(cfg.warmup):
+        for step in variants.values():
+            step()
+    wall: dict[str, list[float]] = {n: [] for n in variants}
+    cpu: dict[str, list[float]] = {n: [] for n in variants}
+    for _ in range(cfg.repeats):
+        for name, step in variants.items():
+            t, c = time.perf_counter(), time.process_time()
+            step()
+            wall[name].append(1e3 * (time.perf_counter() - t))
+            cpu[name].append(1e3 * (time.process_time() - c))
+    rows = []
+    for name in variants:
+        q = statistics.quantiles(wall[name], n=4) if len(wall[name]) > 1 else [wall[name][0]] * 3
+        rows.append({
+            "variant": name, "model": cfg.model, "data": cfg.data, "batch_size": len(x), "threads": cfg.threads,
+            "repeats": cfg.repeats, "step_ms_median": statistics.median(wall[name]), "step_ms_iqr": q[2] - q[0],
+            "step_ms_min": min(wall[name]), "cpu_ms_median": statistics.median(cpu[name]),
+            "first_loss": first[name], "loss_rel_diff": abs(first[name] - first["reference"]) / abs(first["reference"]),
+        })
+    df = pd.DataFrame(rows)
+    ref = df.loc[df.variant == "reference", "step_ms_median"].item()
+    df["speedup"] = ref / df["step_ms_median"]
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "hot_step.csv", index=False)
+    (out / "machine.json").write_text(json.dumps(machine_info("cpu", cfg.threads), indent=2))
+    table = df.to_markdown(index=False, floatfmt=".4g")
+    (out / "hot_step.md").write_text(f"`{command}`\n\n{table}\n")
+    print(table)
+    return df
+
+
+@hydra.main(config_path=os.path.join(project_root(), "conf"), config_name="bench/hot_step", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(OmegaConf.to_object(cfg), " ".join(["python", "-m", MODULE, *map(shlex.quote, sys.argv[1:])]))
+
+
+if __name__ == "__main__":
+    main()
