@@ -1,5 +1,6 @@
 """The work-saving kernels (issue 14) against their slow references: the blocked sliding-window local
-attention, and their memory: no (L, L) buffer, the largest intermediate grows linearly with L."""
+attention, the fused FAVOR+ features; and their memory: no (L, L) buffer, the largest intermediate grows
+linearly with L."""
 
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from attnbench.attention.feature_maps import orthogonal_gaussian
 from attnbench.attention.local import (
     LocalAttention,
     local_attention,
     local_attention_banded,
     local_attention_reference,
+)
+from attnbench.attention.performer import (
+    favor_attention,
+    favor_attention_reference,
+    favor_features,
+    favor_features_reference,
 )
 
 
@@ -84,3 +92,37 @@ def test_blocked_local_memory_is_linear(causal):
     assert big < 1024 * 1024 / 4  # a quarter of one (L, L) map of one head
     banded = lambda q, k, v: local_attention_banded(q, k, v, 8, causal=causal)  # noqa: E731
     assert largest_intermediate(banded, *[(1, 2, 1024, 16)] * 3) >= 1024 * 1024  # the check can fail
+
+
+# ----------------------------------------------------------------------------- performer
+@pytest.mark.parametrize("scale", [0.3, 3.0])
+def test_fused_favor_features_equal_the_definition(scale):
+    """Values and gradients (the stabilisers' detach included) of the fused features and of the attention."""
+    B, H, L, D = 2, 2, 37, 16
+    proj = orthogonal_gaussian(40, D, torch.Generator().manual_seed(0)).double()
+    q, k, v = ((scale * rand(B, H, L, D, seed=s)).requires_grad_() for s in (1, 2, 3))
+    mask = torch.ones(B, L, dtype=torch.bool)
+    mask[0, -5:] = False
+    for m in (None, mask):
+        for a, b in zip(favor_features(q, k, proj, m), favor_features_reference(q, k, proj, m), strict=True):
+            torch.testing.assert_close(a, b)
+        for causal in (False, True):
+            out, ref = favor_attention(q, k, v, proj, m, causal), favor_attention_reference(q, k, v, proj, m, causal)
+            torch.testing.assert_close(out, ref)
+            g = torch.autograd.grad(out.square().sum(), (q, k, v))
+            g_ref = torch.autograd.grad(ref.square().sum(), (q, k, v))
+            for a, b in zip(g, g_ref, strict=True):
+                torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_performer_memory_is_linear(causal):
+    """Chunked prefix sums: no (L, m, Dv) state and no (L, L) map; the largest tensor doubles with L."""
+    proj = orthogonal_gaussian(32, 16, torch.Generator().manual_seed(0))
+    fn = lambda q, k, v: favor_attention(q, k, v, proj, causal=causal)  # noqa: E731
+    small, big = (largest_intermediate(fn, *[(1, 2, n, 16)] * 3) for n in (512, 1024))
+    assert big <= 2.1 * small
+    assert big < 2 * 1024 * 32 * 17  # far below one (L, m, Dv + 1) prefix state of both heads
+    quadratic = lambda q, k, v: favor_attention_reference(q, k, v, proj, causal=causal)  # noqa: E731
+    assert largest_intermediate(quadratic, *[(1, 2, 1024, 16)] * 3) >= 2 * 1024 * 1024  # the check can fail
+
