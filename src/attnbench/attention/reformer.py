@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from attnbench.attention.registry import AttentionBase, Caps, register
-from attnbench.attention.smyrf import attend, merge_rounds
+from attnbench.attention.smyrf import attend, gather_rows, merge_rounds
 
 SELF_VALUE = -1e5  # logit of a token for itself (trax / HF self_mask_value for fp32)
 
@@ -90,7 +90,7 @@ def lsh_attention(q: Tensor, k: Tensor, v: Tensor, rot: Tensor, n_buckets: int, 
     """Reformer LSH attention. q, k (B,H,N,D) (shared_qk: k is ignored, keys = q/|q|), v (B,H,N,Dv),
     rot (R, D, n_buckets/2) -> (B,H,N,Dv)."""
     B, H, N, D = q.shape
-    Dv, R = v.shape[-1], rot.shape[0]
+    R = rot.shape[0]
     if shared_qk:
         k = F.normalize(q, dim=-1)  # (B, H, N, D) unit keys
     keep = torch.ones(B, N, dtype=torch.bool, device=q.device) if key_padding_mask is None \
@@ -108,9 +108,8 @@ def lsh_attention(q: Tensor, k: Tensor, v: Tensor, rot: Tensor, n_buckets: int, 
     nc = T // chunk
 
     def gather(x: Tensor, idx: Tensor) -> Tensor:  # x (B,H,N,E), idx (B,H,R,T) -> (B,H,R,nc,chunk,E)
-        x = torch.cat([x, x.new_zeros(B, H, 1, x.shape[-1])], dim=2)[:, :, None]  # (B, H, 1, N+1, E)
-        x = x.expand(B, H, R, N + 1, x.shape[-1])
-        return x.gather(3, idx[..., None].expand(-1, -1, -1, -1, x.shape[-1])).unflatten(3, (nc, chunk))
+        x = torch.cat([x, x.new_zeros(B, H, 1, x.shape[-1])], dim=2)  # (B, H, N+1, E): slot N is empty
+        return gather_rows(x, idx).unflatten(3, (nc, chunk))
 
     def window(x: Tensor) -> Tensor:  # (..., nc, chunk, *) -> (..., nc, W, *): own chunk, then previous
         if nc == 1:
@@ -140,7 +139,7 @@ def lsh_attention(q: Tensor, k: Tensor, v: Tensor, rot: Tensor, n_buckets: int, 
     # undo the sort: slot of each position
     slots = torch.arange(T, device=q.device).expand_as(q_pos)
     slot = torch.zeros(B, H, R, N + 1, dtype=torch.long, device=q.device).scatter_(-1, q_pos, slots)[..., :N]
-    out = out.flatten(3, 4).gather(3, slot[..., None].expand(-1, -1, -1, -1, Dv))  # (B, H, R, N, Dv)
+    out = gather_rows(out.flatten(3, 4), slot)  # (B, H, R, N, Dv)
     lse, has = lse.flatten(3).gather(3, slot), has.flatten(3).gather(3, slot)  # (B, H, R, N)
     # Padded positions are queries too (their keys are themselves under shared QK): they give zeros.
     return merge_rounds(out, lse, has).masked_fill(~keep[:, None, :, None], 0.0)
