@@ -1,6 +1,6 @@
 """The work-saving kernels (issue 14) against their slow references: the blocked sliding-window local
-attention, the fused FAVOR+ features; and their memory: no (L, L) buffer, the largest intermediate grows
-linearly with L."""
+attention, the fused FAVOR+ features, Reformer's packed causal layout; and their memory: no (L, L)
+buffer, the largest intermediate grows linearly with L."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from attnbench.attention.performer import (
     favor_features,
     favor_features_reference,
 )
+from attnbench.attention.reformer import lsh_attention, reformer_full_reference
+from attnbench.attention.smyrf import smyrf_attention
 
 
 class LargestTensor(TorchDispatchMode):
@@ -126,3 +128,45 @@ def test_performer_memory_is_linear(causal):
     quadratic = lambda q, k, v: favor_attention_reference(q, k, v, proj, causal=causal)  # noqa: E731
     assert largest_intermediate(quadratic, *[(1, 2, 1024, 16)] * 3) >= 2 * 1024 * 1024  # the check can fail
 
+
+
+# ----------------------------------------------------------------------------- reformer, smyrf
+def test_reformer_packed_causal_layout_equals_the_padded_one():
+    """Same keys per query in both layouts: values and gradients; the one-bucket limit is full attention."""
+    B, H, D = 2, 2, 8
+    for N, n_buckets, chunk, n_hashes in itertools.product((5, 37, 130), (1, 4, 8), (4, 64), (1, 2)):
+        q, v = rand(B, H, N, D, seed=1).requires_grad_(), rand(B, H, N, 5, seed=2).requires_grad_()
+        rot = rand(n_hashes, D, max(n_buckets // 2, 1), seed=3)
+        mask = torch.ones(B, N, dtype=torch.bool)
+        mask[0, -3:] = False
+        for m in (None, mask):
+            padded, packed = (lsh_attention(q, q, v, rot, n_buckets, chunk, m, causal=True, causal_layout=lay)
+                              for lay in ("padded", "packed"))
+            torch.testing.assert_close(packed, padded)
+            g = torch.autograd.grad(packed.square().sum(), (q, v))
+            g_ref = torch.autograd.grad(padded.square().sum(), (q, v))
+            for a, b in zip(g, g_ref, strict=True):
+                torch.testing.assert_close(a, b)
+            if n_buckets == 1 and chunk >= N:
+                torch.testing.assert_close(packed, reformer_full_reference(q, q, v, m, causal=True))
+    with pytest.raises(ValueError, match="causal_layout='diagonal'; allowed: auto, padded, packed"):
+        lsh_attention(q, q, v, rot, 8, 4, causal=True, causal_layout="diagonal")
+    with pytest.raises(ValueError, match="needs shared_qk=True"):
+        lsh_attention(q, q, v, rot, 8, 4, causal=True, shared_qk=False, causal_layout="packed")
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_reformer_memory_is_linear(causal):
+    rot = torch.randn(1, 16, 4, generator=torch.Generator().manual_seed(0))
+    fn = lambda q, k, v: lsh_attention(q, q, v, rot, 8, 32, causal=causal)  # noqa: E731
+    small, big = (largest_intermediate(fn, *[(1, 2, n, 16)] * 3) for n in (512, 1024))
+    assert big <= 2.2 * small
+    assert big < 1024 * 1024 / 4
+
+
+def test_smyrf_memory_is_linear():
+    proj = torch.randn(18, 2, generator=torch.Generator().manual_seed(0))
+    fn = lambda q, k, v: smyrf_attention(q, k, v, proj, 32)  # noqa: E731
+    small, big = (largest_intermediate(fn, *[(1, 2, n, 16)] * 3) for n in (512, 1024))
+    assert big <= 2.1 * small
+    assert big < 1024 * 1024 / 4
