@@ -6,7 +6,7 @@ DATA_DIR ?= data
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all readme lint bench bench-attention bench-approx bench-swap clean
+.PHONY: setup demo test test-all readme lint bench bench-attention bench-approx bench-swap bench-latency clean
 export DATA_DIR
 
 $(STAMP): pyproject.toml
@@ -56,6 +56,10 @@ bench-approx: $(STAMP)
 # A pretrained encoder's self-attention swapped for SMYRF / local windows, no retraining: error vs dense (GLUE dev).
 bench-swap: $(STAMP)
 	$(PY) -m attnbench.bench.swap $(ARGS)
+
+# CPU inference latency (1 thread) of an encoder stack per entry vs length, attention GFLOPs beside (Treeformer Table 4).
+bench-latency: $(STAMP)
+	$(PY) -m attnbench.bench.latency $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -7,6 +7,7 @@
     python scripts/prepare_data.py medmnist3d --from DIR  # every MedMNIST3D file found in DIR (28^3 and 64^3)
     python scripts/prepare_data.py glue --from ../shared/data   # the GLUE tsv files (glue_sst2_train, ...)
     python scripts/prepare_data.py imdb                        # aclImdb_v1.tar.gz (Stanford URL + md5)
+    python scripts/prepare_data.py pg19 [--pg19-splits train,validation,test]   # PG-19 books (gs://deepmind-gutenberg)
     python scripts/prepare_data.py cifar10                     # cifar-10-python.tar.gz (Toronto URL + md5)
     python scripts/prepare_data.py --list
     python scripts/prepare_data.py listops --generate [--n-train N --seed S]  # LRA ListOps, generated (~5 min)
@@ -64,12 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DATA_DIR", "data")),
                    help="destination (default: $DATA_DIR or data/)")
     p.add_argument("--list", action="store_true", help="list the data sets and their sources")
+    p.add_argument("--pg19-splits", default="validation,test",
+                   help="pg19: the splits to download (train: 28,602 books, ~11 GB); default validation,test")
     gen = p.add_argument_group("generated data sets (listops)")
     gen.add_argument("--generate", action="store_true", help="generate it (seeded) instead of fetching")
     gen.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     for k in ("n_train", "n_val", "n_test", "min_length", "max_length"):
         gen.add_argument(f"--{k.replace('_', '-')}", type=int, default=None, help="default: the official value")
     args = p.parse_args(argv)
+    if "pg19" in args.names:  # a folder of books from a bucket listing, not one catalogued file
+        args.names = [n for n in args.names if n != "pg19"]
+        failed = _pg19(args)
+        if failed or not args.names:
+            return failed
     if args.names and args.names[0] in GENERATED:
         if len(args.names) > 1:
             print(f"error: generate {args.names[0]} on its own (got {args.names})", file=sys.stderr)
@@ -80,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:22s} {src.path:40s} {src.url}")
         for name in GENERATED:
             print(f"{name:22s} {'lra/' + name + '/':40s} generated: python scripts/prepare_data.py {name} --generate")
+        print(f"{'pg19':22s} {'pg19/{train,validation,test}/<id>.txt':40s} gs://deepmind-gutenberg (books, md5 listed)")
         return 0
     names = [n for arg in args.names for n in GROUPS.get(arg, [arg])]
     unknown = [n for n in names if n not in files]
@@ -102,6 +111,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
+
+
+def _pg19(args: argparse.Namespace) -> int:
+    """``pg19``: download the books of ``--pg19-splits`` (md5 from the bucket listing) into <data-dir>/pg19/."""
+    from attnbench.data.corpus import fetch_pg19
+
+    try:
+        print(f"ok   pg19: {fetch_pg19(args.data_dir, [s.strip() for s in args.pg19_splits.split(',') if s.strip()])}")
+        return 0
+    except (DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 # ---- LRA Pathfinder: generate images in the released layout (the official data is not downloadable from here)

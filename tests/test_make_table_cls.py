@@ -15,6 +15,7 @@ from attnbench.analysis.classification import (
     classification_table,
     classifier_label,
     cost_table,
+    display_cost,
     display_frame,
     load_reference,
     load_runs,
@@ -42,6 +43,8 @@ def write_job(root: Path, num: int, model: str, dataset: str, size: int = 28, *,
     if status == "ok":
         metrics = {"test/acc": acc, "test/auc": auc, "test/loss": 0.3, "val/acc": acc, "val/acc_best": acc,
                    "n_params": n_params, "epochs": 30 + num}
+        if model in ATTENTION:  # train.py's attention FLOPs per example (attention.flops.FlopRecorder)
+            metrics["attention_gflops"] = 0.5 * num
     choices = {"model": model, "data": "medmnist3d", "trainer": "gpu", "experiment": "hot/medmnist3d"}
     if model in ATTENTION:
         choices["model/attention"] = attention or ATTENTION[model]
@@ -246,6 +249,9 @@ def test_cost_table(sweep):
     assert cost.loc[("organmnist3d", 28), ("cost", "hot3d", "epochs")] == pytest.approx(30.5)
     assert cost.loc[("adrenalmnist3d", 64), ("cost", "resnet3d", "n_params")] == 33_000_000
     assert pd.isna(cost.loc[("organmnist3d", 28), ("cost", "resnet3d", "minutes")])  # failed
+    assert pd.isna(cost.loc[("adrenalmnist3d", 64), ("cost", "resnet3d", "attention_gflops")])  # no attention
+    gflops = cost.loc[("organmnist3d", 28), ("cost", "hot3d", "attention_gflops")]
+    assert gflops > 0 and display_cost(cost).loc[("organmnist3d", 28), ("hot3d", "attn GFLOPs")] == f"{gflops:.3g}"
 
 
 def test_latex(sweep, reference):

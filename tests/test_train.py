@@ -26,6 +26,7 @@ def test_debug_fast_end_to_end(tmp_path, synth_data_dir, model):
     m = res["metrics"]
     for key in ("test/mse", "test/mae", "val/mse", "val/mae", "train/loss", "val/mse_best"):
         assert math.isfinite(m[key]), key
+    assert m["attention_gflops"] > 0  # attention.flops.FlopRecorder: the model's attention FLOPs per example
     assert res["choices"]["model"] == model and res["config"]["data"]["name"] == "ETTh1"
     assert res["wall_time_s"] > 0 and res["peak_memory_mb"] > 0
     run_dir = next((tmp_path / "outputs").rglob("results.json")).parent

@@ -18,6 +18,7 @@ from omegaconf.errors import ConfigKeyError, InterpolationResolutionError, Valid
 from attnbench import attention_spec as attention  # the registry's declarations, read without importing torch
 from attnbench import names  # the run-folder and W&B name resolvers the yamls use
 from attnbench.data.catalog import GLUE, MEDMNIST3D, TEXT_TASKS, TIME_SERIES
+from attnbench.data.catalog.corpus import CORPORA, VOCABS
 from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.signatures import REQUIRED, constructor_params
 
@@ -535,6 +536,128 @@ class TextClassificationModelConfig(Checked):
         _check_schedule(self, "transformers.get_linear_schedule_with_warmup")
 
 
+# ----------------------------------------------------------------------------- language modelling (CAB LM / MLM)
+@dataclass
+@from_code
+class CorpusDataConfig(Checked):
+    _target_: str = "attnbench.data.corpus.CorpusDataModule"
+    name: str = MISSING
+    data_dir: str = MISSING
+    block_len: int = MISSING
+    tokenizer: str = FROM_CODE
+    batch_size: int = FROM_CODE
+    eval_batch_size: int | None = FROM_CODE
+    num_workers: int = FROM_CODE
+    val_fraction: float | None = FROM_CODE
+    test_fraction: float | None = FROM_CODE
+    seed: int = FROM_CODE
+    download: bool = FROM_CODE
+    verify: bool = FROM_CODE
+    limit_docs: int | None = FROM_CODE
+
+    def check(self) -> None:
+        _choice("data.name", self.name, list(CORPORA))
+        _choice("data.tokenizer", self.tokenizer, list(VOCABS))
+        for k in ("block_len", "batch_size"):
+            _need(getattr(self, k) >= 1, f"data.{k}", getattr(self, k), "must be >= 1")
+        _need(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
+              self.eval_batch_size, "must be >= 1 or null")
+        _need(self.num_workers >= 0, "data.num_workers", self.num_workers, "must be >= 0")
+        _need(self.limit_docs is None or self.limit_docs >= 1, "data.limit_docs", self.limit_docs,
+              "must be >= 1 or null")
+        if CORPORA[self.name].split == "official":
+            for k in ("val_fraction", "test_fraction"):
+                _need(getattr(self, k) is None, f"data.{k}", getattr(self, k),
+                      f"must be null for data.name={self.name} (it has official splits)")
+            return
+        for k in ("val_fraction", "test_fraction"):
+            v = getattr(self, k)
+            _need(v is not None and 0 < v < 1, f"data.{k}", v, "must lie in (0, 1)")
+        _need(self.val_fraction + self.test_fraction < 1, "data.val_fraction + data.test_fraction",
+              self.val_fraction + self.test_fraction, "must be < 1")
+
+
+@dataclass
+class LMNetConfig(Checked):
+    """Fields of the language models of ``models.lm`` (GPT decoder, RoBERTa encoder)."""
+
+    attention: dict[str, Any] = MISSING
+    vocab_size: int = MISSING
+    max_len: int = MISSING
+    d_model: int = FROM_CODE
+    n_heads: int = FROM_CODE
+    n_layers: int = FROM_CODE
+    d_mlp: int = FROM_CODE
+    dropout: float = FROM_CODE
+    attn_dropout: float = FROM_CODE
+
+    def check(self) -> None:
+        for k in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "d_mlp"):
+            _need(getattr(self, k) >= 1, f"model.net.{k}", getattr(self, k), "must be >= 1")
+        for k in ("dropout", "attn_dropout"):
+            _need(0.0 <= getattr(self, k) < 1.0, f"model.net.{k}", getattr(self, k), "must lie in [0, 1)")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"model.net.n_heads={self.n_heads} must divide model.net.d_model={self.d_model}")
+        check_attention("model.net.attention", dict(self.attention))
+
+
+@dataclass
+@from_code
+class GPTDecoderNetConfig(LMNetConfig):
+    _target_: str = "attnbench.models.lm.GPTDecoder"
+
+    def check(self) -> None:
+        super().check()
+        name = self.attention["name"]
+        if not attention.get(name).caps["causal"]:
+            able = [n for n in attention.available() if attention.get(n).caps["causal"]]
+            raise ConfigError(f"model.net.attention.name={name!r} cannot run causally (the LM's decoder needs it); "
+                              f"entries that can: {', '.join(able)}")
+
+
+@dataclass
+@from_code
+class RobertaEncoderNetConfig(LMNetConfig):
+    _target_: str = "attnbench.models.lm.RobertaEncoder"
+
+
+LM_NET_SCHEMAS = by_target(GPTDecoderNetConfig, RobertaEncoderNetConfig)
+LM_NETS = {"lm": GPTDecoderNetConfig._target_, "mlm": RobertaEncoderNetConfig._target_}  # objective -> net
+
+
+@dataclass
+@from_code
+class LanguageModelConfig(Checked):
+    _target_: str = "attnbench.lit.lm.LanguageModelingModule"
+    net: Any = MISSING  # a GPTDecoder (objective lm) or RobertaEncoder (mlm) node, checked by its schema
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: dict[str, Any] | None = FROM_CODE
+    scheduler_interval: str = FROM_CODE
+    objective: str = MISSING
+    tokenizer: str = MISSING
+    mask_prob: float = FROM_CODE
+    mask_seed: int = FROM_CODE
+    monitor: str = FROM_CODE
+    monitor_mode: str = FROM_CODE
+
+    def check(self) -> None:
+        _choice("model.objective", self.objective, list(LM_NETS))
+        _choice("model.tokenizer", self.tokenizer, list(VOCABS))
+        _choice("model.monitor", self.monitor, ["val/ppl", "val/loss"])
+        _choice("model.monitor_mode", self.monitor_mode, ["min"])
+        _need(0 < self.mask_prob < 1, "model.mask_prob", self.mask_prob, "must lie in (0, 1)")
+        target = self.net.get("_target_") if isinstance(self.net, dict) else None
+        _choice("model.net._target_", str(target), list(LM_NET_SCHEMAS))
+        if target != LM_NETS[self.objective]:
+            raise ConfigError(f"model.objective={self.objective} trains {LM_NETS[self.objective]}, not "
+                              f"model.net._target_={target}")
+        check_schema("model.net", LM_NET_SCHEMAS[target], self.net)
+        vocab = VOCABS[self.tokenizer].vocab_size
+        _need(self.net.get("vocab_size") == vocab, "model.net.vocab_size", self.net.get("vocab_size"),
+              f"must be {vocab}, the size of tokenizer {self.tokenizer!r}")
+        _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
+
+
 # ----------------------------------------------------------------------------- trainer
 def _check_limit(key: str, value: int | float | None) -> None:
     """Lightning's batch limits: an int is a number of batches, a float a fraction of the loader."""
@@ -906,11 +1029,14 @@ def register_configs() -> None:
     cs.store(group="data", name="imdb_schema", node=ImdbDataConfig)
     cs.store(group="data", name="lra_schema", node=LRADataConfig)
     cs.store(group="model", name="text_classification_schema", node=TextClassificationModelConfig)
+    cs.store(group="data", name="corpus_schema", node=CorpusDataConfig)
+    cs.store(group="model", name="lm_schema", node=LanguageModelConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
     # resolvers run while composing: none may import torch (tests/test_cli.py checks)
     resolvers = {"project_root": project_root, "ts_targets": _ts_targets, "medmnist_classes": _medmnist_classes,
                  "glue_labels": _glue_labels, "or_else": _or_else}  # attnbench_help: registered by attnbench.cli
+    resolvers["corpus_vocab"] = _corpus_vocab
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
@@ -929,11 +1055,18 @@ def _glue_labels(task: str) -> int:
     return TEXT_TASKS[task].n_labels
 
 
+def _corpus_vocab(tokenizer: str) -> int:
+    """``${corpus_vocab:tokenizer}``: the ids of a language-modelling tokeniser; an unknown one lists them."""
+    _choice("data.tokenizer", tokenizer, list(VOCABS))
+    return VOCABS[tokenizer].vocab_size
+
+
 # which data modules each LightningModule trains on
 _TASKS: dict[type, tuple[type, ...]] = {
     ForecastingModelConfig: (TimeSeriesDataConfig,),
     ClassificationModelConfig: (MedMNISTDataConfig, NiftiDataConfig, LRADataConfig),
     TextClassificationModelConfig: (GlueDataConfig, ImdbDataConfig),
+    LanguageModelConfig: (CorpusDataConfig,),
 }
 TASK_DATA = {m._target_: tuple(d._target_ for d in ds) for m, ds in _TASKS.items()}
 SCHEMAS = by_target(*_TASKS, *(d for ds in _TASKS.values() for d in ds), TrainerConfig)
@@ -996,6 +1129,8 @@ def token_count(cfg: DictConfig) -> tuple[int, str] | None:
         return grid[0] * grid[1] * grid[2], f"patches {' x '.join(map(str, grid))} of model.net.img_size={sides}"
     if "max_length" in data:
         return data.max_length, "data.max_length"
+    if "block_len" in data:
+        return data.block_len, "data.block_len"
     return None
 
 
@@ -1069,3 +1204,7 @@ def validate(cfg: DictConfig) -> None:
     if forecasting and (cfg.model.net.seq_len != cfg.data.seq_len or cfg.model.net.pred_len != cfg.data.pred_len):
         raise ConfigError(f"model.net.seq_len/pred_len ({cfg.model.net.seq_len}/{cfg.model.net.pred_len}) must "
                           f"equal data.seq_len/pred_len ({cfg.data.seq_len}/{cfg.data.pred_len})")
+    lm_net = cfg.model.get("net") or {}
+    if "block_len" in cfg.data and "max_len" in lm_net and lm_net.max_len < cfg.data.block_len:
+        raise ConfigError(f"model.net.max_len={cfg.model.net.max_len} is shorter than data.block_len="
+                          f"{cfg.data.block_len}: set model.net.max_len={cfg.data.block_len} (or more)")

@@ -37,6 +37,7 @@ L = _Lazy("lightning")
 checkpoint = _Lazy("attnbench.checkpoint")
 _callbacks = _Lazy("attnbench.callbacks")
 _lit_base = _Lazy("attnbench.lit.base")
+_flops = _Lazy("attnbench.attention.flops")
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -78,6 +79,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
     model.run_config = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True, enum_to_str=True).items()
                         if k != "paths"}
     hparams["n_params"] = sum(p.numel() for p in model.parameters())
+    flop_recorder = _flops.FlopRecorder(model)  # attention FLOPs per example, from the calls the entries get
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
     if cfg.get("fail") == "before_fit":
@@ -123,6 +125,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
         log.error("%s", stop)
         raise stop from None
     metrics["n_params"] = hparams["n_params"]
+    metrics.update(flop_recorder.summary())  # attention_gflops (per example forward), see attention.flops
+    flop_recorder.remove()
     metrics["epochs"] = trainer.current_epoch
     return {k: v for k, v in metrics.items() if isinstance(v, int | float)}, best
 

@@ -27,9 +27,9 @@ from attnbench.analysis.runs import load_runs as load_jobs
 from attnbench.analysis.spec import TableSpec
 
 RUN_COLUMNS = ["dataset", "size", "model", "status", "error", "acc", "auc", "val_acc_best", "epochs",
-               "wall_time_s", "peak_memory_mb", "n_params", "run_dir"]  # then FACT_COLUMNS
+               "wall_time_s", "peak_memory_mb", "n_params", "attention_gflops", "run_dir"]  # then FACT_COLUMNS
 METRICS = ("acc", "auc")
-COST_METRICS = ("n_params", "epochs", "minutes", "peak_memory_mb")
+COST_METRICS = ("n_params", "epochs", "minutes", "peak_memory_mb", "attention_gflops")
 MEDMNIST_CITATION = "MedMNIST v2 (Yang et al., Scientific Data 2023, arXiv:2110.14795)"
 DEFAULT_ATTENTION = {"hot3d": "hot", "vit3d": "full"}  # conf/model/<model>.yaml: not named in the label
 _KEYS = ["dataset", "size", "model"]
@@ -59,7 +59,8 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
     """Every job under ``sweep_dir`` (``runs.read_jobs``: failed and missing jobs kept), one row each
     (columns ``RUN_COLUMNS`` + ``FACT_COLUMNS``)."""
     return load_jobs(sweep_dir, _job_row, RUN_COLUMNS, CLASSIFICATION_KEYS,
-                     ("acc", "auc", "val_acc_best", "epochs", "wall_time_s", "peak_memory_mb", "n_params"),
+                     ("acc", "auc", "val_acc_best", "epochs", "wall_time_s", "peak_memory_mb", "n_params",
+                      "attention_gflops"),
                      [*_KEYS, "run_dir"], ("size",))
 
 
@@ -126,8 +127,8 @@ def classification_table(runs: pd.DataFrame, reference: pd.DataFrame, baselines:
 
 
 def cost_table(runs: pd.DataFrame, index: pd.MultiIndex | None = None) -> pd.DataFrame:
-    """What our runs cost: index (dataset, size), columns ("cost", model, n_params|epochs|minutes|peak_memory_mb),
-    means over the ok runs (wall time in minutes)."""
+    """What our runs cost: index (dataset, size), columns ("cost", model, n_params|epochs|minutes|peak_memory_mb|
+    attention_gflops), means over the ok runs (wall time in minutes; attention GFLOPs per example forward)."""
     if index is None:
         index = pd.MultiIndex.from_frame(runs[["dataset", "size"]].drop_duplicates().sort_values(["dataset", "size"]))
     ok = runs[runs["status"] == "ok"].assign(minutes=runs["wall_time_s"] / 60)
@@ -189,7 +190,8 @@ def display_cost(cost: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
     """String cells of ``cost_table``: parameters in millions, epochs, minutes (1 decimal), peak memory MB."""
     st = Style(fmt)
     spell = {"n_params": ("params", lambda v: f"{v / 1e6:.2f}M"), "epochs": ("epochs", lambda v: f"{v:.0f}"),
-             "minutes": ("min", lambda v: f"{v:.1f}"), "peak_memory_mb": ("peak MB", lambda v: f"{v:.0f}")}
+             "minutes": ("min", lambda v: f"{v:.1f}"), "peak_memory_mb": ("peak MB", lambda v: f"{v:.0f}"),
+             "attention_gflops": ("attn GFLOPs", lambda v: f"{v:.3g}")}  # per example forward (attention.flops)
     out: dict[tuple[str, str], list[str]] = {}
     for (_, m, c), col in cost.items():
         header, fmt_value = spell[c]
@@ -227,7 +229,7 @@ def _notes(table: pd.DataFrame, fmt: Fmt) -> list[str]:
 
 COST_NOTE = ("Means over ok runs. params: trainable parameters; epochs: epochs trained (early stopping on val "
              "ACC); min: wall time of the whole job (fit + test); peak MB: peak CUDA memory allocated (peak RSS "
-             "on CPU).")
+             "on CPU); attn GFLOPs: the model's attention FLOPs per example forward (attnbench.attention.flops).")
 
 
 def to_markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:

@@ -30,6 +30,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "forecasting": {"rows": ["dataset", "horizon"], "metrics": ["mse", "mae"], "direction": "lower"},
     "classification": {"rows": ["dataset", "size"], "metrics": ["acc", "auc"], "direction": "higher"},
     "glue": {"rows": ["task"], "metrics": ["score"], "direction": "higher"},
+    "perplexity": {"rows": ["task"], "metrics": ["ppl"], "direction": "lower"},  # CAB LM / MLM (analysis.perplexity)
 }
 FIELDS = ("kind", "rows", "columns", "metrics", "direction", "reference", "baseline", "baseline_label", "notes")
 REQUIRED = ("kind", "rows", "columns", "metrics", "direction", "reference")

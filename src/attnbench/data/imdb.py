@@ -17,27 +17,37 @@ from attnbench.data.catalog.imdb import IMDB, IMDB_SOURCE
 from attnbench.data.download import DataError, fetch, locate
 from attnbench.data.glue import TokenizedDataModule
 
-_MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+_MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
 
 
-def read_imdb(path: Path) -> dict[str, tuple[list[tuple[str]], list[int]]]:
-    """``{"train": (texts, labels), "test": ...}`` from the archive, in file-name order; label 1 = pos."""
-    out: dict[str, list] = {"train": [], "test": []}
+def read_imdb(path: Path, unsup: bool = False) -> dict[str, tuple[list[tuple[str]], list[int]]]:
+    """``{"train": (texts, labels), "test": ...}`` from the archive, in file-name order; label 1 = pos.
+
+    ``unsup=True`` adds ``"unsup": (texts, [])``: the 50k unlabelled reviews of ``aclImdb/train/unsup`` (the
+    language-modelling substitute corpus, ``data.corpus``), which the official archive holds and the offline copy
+    in ../shared/data leaves out.
+    """
+    out: dict[str, list] = {"train": [], "test": [], **({"unsup": []} if unsup else {})}
     try:
         with tarfile.open(path, "r:gz") as tar:
             for m in tar:
                 hit = _MEMBER.match(m.name)
-                if hit and m.isfile():
+                if hit and m.isfile() and (hit[2] != "unsup" or unsup):
                     text = tar.extractfile(m).read().decode("utf-8")
-                    out[hit[1]].append((hit[2], int(hit[3]), text))
+                    out["unsup" if hit[2] == "unsup" else hit[1]].append((hit[2], int(hit[3]), text))
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"imdb: {path} is not a readable aclImdb archive ({e}); fetch it again with\n"
                         "  python scripts/prepare_data.py imdb [--from DIR]") from e
     for split, rows in out.items():
         if not rows:
-            raise DataError(f"imdb: {path} holds no aclImdb/{split}/{{pos,neg}}/*.txt reviews")
+            folder = "train/unsup" if split == "unsup" else f"{split}/{{pos,neg}}"
+            raise DataError(f"imdb: {path} holds no aclImdb/{folder}/*.txt reviews" + (
+                " (the official archive has 50k; the offline copy in ../shared/data leaves them out): fetch the "
+                "official one with\n  python scripts/prepare_data.py imdb --data-dir <another data directory>"
+                if split == "unsup" else ""))
         rows.sort(key=lambda r: (r[0], r[1]))
-    return {s: ([(r[2],) for r in rows], [IMDB.labels.index(r[0]) for r in rows]) for s, rows in out.items()}
+    return {s: ([(r[2],) for r in rows], [] if s == "unsup" else [IMDB.labels.index(r[0]) for r in rows])
+            for s, rows in out.items()}
 
 
 class ImdbDataModule(TokenizedDataModule):

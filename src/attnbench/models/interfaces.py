@@ -28,3 +28,12 @@ class PretrainedNet(Protocol):
 def missing(net: object, protocol: type) -> list[str]:
     """The attributes of ``protocol`` that ``net`` lacks (for error messages)."""
     return [a for a in protocol.__annotations__ if not hasattr(net, a)]
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """``net(ids)``: (B, L) -> logits (B, L, vocab_size) (``models.lm``); ``lit.lm`` checks ``causal`` against its
+    objective (next-token LM: causal; MLM: not) and ``vocab_size`` against the tokeniser."""
+
+    causal: bool
+    vocab_size: int

@@ -1,0 +1,479 @@
+"""Attention FLOPs: an analytic count per registry entry, as ``matmul + other``.
+
+    from attnbench.attention import build
+    from attnbench.attention.flops import attention_flops
+    f = attention_flops(build("full"), B=1, H=8, q_axes=(512,), k_axes=(512,), D=64)
+    f.matmul, f.other, f.total                     # FLOPs of one forward call of the entry
+    rec = FlopRecorder(model); ...; rec.summary()  # a model's attention GFLOPs per example (train.py: results.json)
+
+Home. One module keyed by registry name (``@formula("name")``), not a method on each entry: the counting
+conventions below are defined once and shared by the entries that share kernels (linear attention's prefix sums
+serve ``linear`` and ``performer``, SDPA serves ``full``/``local``/``optimised``/``efficient``/``super``), and the
+entry files stay untouched. Coverage is enforced from the registry side: ``tests/test_attention_flops.py``
+iterates :func:`~attnbench.attention.registry.available` and fails for an entry without a formula here.
+A formula reads the *built module* (its attributes are the truth: Treeformer's ``active_height`` during
+bootstrapping, Nyström's convolution, Performer's feature count), so constructor defaults are never repeated.
+
+Scope. The attention core only: scores, softmax / normalisation, the weighted sum, feature maps, hashing and
+routing, landmarks and pseudo-inverse iterations, entry-owned mixing (Super's W^A, Nyström's convolution); not the
+q/k/v/o projections, norms or RoPE of the layer.
+
+Convention. 2 FLOPs per multiply-add. ``matmul``: every matrix product the implementation executes (mm, bmm,
+einsum, convolution), exactly as written, including work a mask then discards (SDPA computes the full square for
+``causal``/``local``; Treeformer's padded leaf slots; Reformer's padded chunks): it equals what
+``torch.utils.flop_counter.FlopCounterMode`` counts on a forward call (SDPA through its MATH backend), which the
+test checks per entry. ``other``: elementwise work, approximate (not checked exactly): a softmax over n entries
+costs ``SOFTMAX_FLOPS`` x n (max, subtract, exp, sum, divide; exp counts as one FLOP), a score scaling 1 per
+score, a feature map ``FEATURE_FLOPS`` per feature, a normalising division 1 per output element; masks, sorts,
+gathers, argmax and other index work count 0. Inputs are counted unpadded: a padding mask adds at most the small
+products that count kept tokens (Nyström's landmark counts) and shrinks SMYRF's clusters to the real tokens.
+
+Data-dependent cost. ``treeformer_tf`` (leaf blocks sized by the fullest leaf) and causal ``reformer`` (per-bucket
+chunks) are counted at *balanced* occupancy by default (every leaf / bucket holds its share, rounded up; TF capped
+by ``capacity_factor``); :func:`occupancy` measures the implementation's actual slot counts on given q, k, and
+:func:`attention_flops` takes them as keyword arguments (``slots_q``/``slots_k``, ``slots``). Every other entry's
+cost depends on shapes only (SMYRF's clusters have exactly ``cluster_size`` queries by construction).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from attnbench.attention import linear as _linear
+from attnbench.attention.registry import AttentionBase, available
+
+SOFTMAX_FLOPS = 5  # per softmax input element: max, subtract, exp, sum, divide
+FEATURE_FLOPS = 2  # per feature-map output element (elu + 1; exp - stabiliser for FAVOR+)
+log = logging.getLogger(__name__)
+
+# the chunk of causal prefix sums (linear_attention's default, which the entries use)
+LINEAR_CHUNK = inspect.signature(_linear.linear_attention).parameters["chunk"].default
+
+
+@dataclass(frozen=True)
+class Flops:
+    """FLOPs of one forward call: ``matmul`` (exact, as executed) + ``other`` (elementwise, approximate)."""
+
+    matmul: int
+    other: int
+
+    @property
+    def total(self) -> int:
+        return self.matmul + self.other
+
+    def __add__(self, o: Flops) -> Flops:
+        return Flops(self.matmul + o.matmul, self.other + o.other)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One call's sizes: batch, heads, query axes, key axes (one each for sequence entries: (L,), (S,); a tensor
+    entry's (B, H, *axes, D) axes), head sizes D (queries/keys) and Dv (values), causal."""
+
+    B: int
+    H: int
+    q_axes: tuple[int, ...]
+    k_axes: tuple[int, ...]
+    D: int
+    Dv: int
+    causal: bool = False
+
+    @property
+    def L(self) -> int:
+        return math.prod(self.q_axes)
+
+    @property
+    def S(self) -> int:
+        return math.prod(self.k_axes)
+
+    @property
+    def BH(self) -> int:
+        return self.B * self.H
+
+
+@dataclass(frozen=True)
+class Formula:
+    """``count(module, shape, **occupancy) -> Flops``; ``power``: the exponent of the total in the side length n
+    when every axis is n (sequence: length; HOT's 2-axis tests: n x n), for the scaling sanity test."""
+
+    count: Callable[..., Flops]
+    power: float
+
+
+FORMULAS: dict[str, Formula] = {}
+OCCUPANCY: dict[str, Callable[..., dict[str, int]]] = {}
+
+
+def formula(*names: str, power: float) -> Callable:
+    """Register ``fn(module, shape, **occupancy) -> Flops`` as the FLOP formula of the entries ``names``."""
+
+    def deco(fn: Callable[..., Flops]) -> Callable[..., Flops]:
+        for n in names:
+            if n in FORMULAS:
+                raise ValueError(f"FLOP formula for {n!r} is already registered")
+            FORMULAS[n] = Formula(fn, power)
+        return fn
+
+    return deco
+
+
+def formula_for(name: str) -> Formula:
+    """The formula of entry ``name``; an entry without one raises naming this module."""
+    if name not in FORMULAS:
+        missing = sorted(set(available()) - set(FORMULAS))
+        raise KeyError(f"attention {name!r} has no FLOP formula; add one to attnbench/attention/flops.py "
+                       f"(entries without one: {', '.join(missing) or 'none'})")
+    return FORMULAS[name]
+
+
+def attention_flops(module: AttentionBase, *, B: int, H: int, q_axes: tuple[int, ...] | int,
+                    k_axes: tuple[int, ...] | int | None = None, D: int, Dv: int | None = None,
+                    causal: bool = False, **occupancy: int) -> Flops:
+    """FLOPs of one forward call of the built entry ``module`` on q (B, H, *q_axes, D), k (B, H, *k_axes, D),
+    v (B, H, *k_axes, Dv) (sequence entries: one axis each; ``k_axes`` None: self-attention). ``occupancy``:
+    measured slot counts of a data-dependent entry (:func:`occupancy`); default balanced."""
+    q_axes = (q_axes,) if isinstance(q_axes, int) else tuple(q_axes)
+    k_axes = q_axes if k_axes is None else ((k_axes,) if isinstance(k_axes, int) else tuple(k_axes))
+    shape = Shape(B, H, q_axes, k_axes, D, D if Dv is None else Dv, bool(causal))
+    return formula_for(module.name).count(module, shape, **occupancy)
+
+
+def occupancy(module: AttentionBase, q: Tensor, k: Tensor, key_padding_mask: Tensor | None = None,
+              causal: bool = False) -> dict[str, int]:
+    """The slot counts the implementation of a data-dependent entry would use on q, k (what
+    :func:`attention_flops` takes as ``**occupancy``); {} for entries whose cost depends on shapes only."""
+    fn = OCCUPANCY.get(module.name)
+    if fn is None:
+        return {}
+    with torch.no_grad():
+        return fn(module, q, k, key_padding_mask, causal)
+
+
+# ----------------------------------------------------------------------------- shared kernels
+def _dense(s: Shape, L: int, S: int) -> Flops:
+    """softmax(q k^T / sqrt(D)) v over L x S: SDPA (MATH backend: two bmm), scale + softmax per score."""
+    return Flops(2 * s.BH * L * S * (s.D + s.Dv), s.BH * L * S * (1 + SOFTMAX_FLOPS))
+
+
+def _kernelised(s: Shape, F: int) -> Flops:
+    """``linear.linear_attention`` on features of size F (phi_q (L, F), phi_k (S, F)); causal: chunked prefix sums
+    of ``LINEAR_CHUNK`` over the aligned length max(L, S), padded to a multiple of the chunk."""
+    BH, L, S, Dv = s.BH, s.L, s.S, s.Dv
+    if not s.causal:
+        mm = 2 * BH * (S * F * Dv + L * F * Dv + L * F)  # phi_k^T v, phi_q kv, phi_q z
+        return Flops(mm, BH * (S * F + 2 * L * Dv))  # key sum, safe division
+    c = LINEAR_CHUNK
+    n_chunks = -(-max(L, S) // c)
+    N = n_chunks * c  # padded aligned length
+    mm = 2 * BH * (N * F * Dv + n_chunks * c * c * F + N * F * Dv + n_chunks * c * c * Dv + N * F)
+    # kv per chunk, within-chunk kernel, qc kv_prev, a vc, qc z_prev
+    return Flops(mm, BH * (n_chunks * F * Dv + N * F + n_chunks * c * c + 2 * N * Dv))  # cumsums, tril/sum, div
+
+
+def _favor_features(BH: int, n: int, D: int, m: int) -> Flops:
+    """FAVOR+ features of n vectors: x W^T (a matmul) and exp(w.x' - |x'|^2/2 - c) / sqrt(m) elementwise."""
+    return Flops(2 * BH * n * D * m, BH * n * (3 * D + FEATURE_FLOPS * m))
+
+
+# ----------------------------------------------------------------------------- sequence entries
+@formula("full", "optimised", "efficient", power=2)
+def _full(m: AttentionBase, s: Shape) -> Flops:
+    """SDPA over every key; causal computes the full square too (the mask discards half)."""
+    return _dense(s, s.L, s.S)
+
+
+@formula("local", power=2)
+def _local(m: AttentionBase, s: Shape) -> Flops:
+    """The implementation is SDPA with a banded mask: the full L x S square (a blocked kernel would do
+    L (2 window + 1))."""
+    return _dense(s, s.L, s.S)
+
+
+@formula("super", power=2)
+def _super(m: AttentionBase, s: Shape) -> Flops:
+    """W^A (S x S) mixing the values along the sequence, then SDPA."""
+    return Flops(2 * s.BH * s.S * s.S * s.Dv, 0) + _dense(s, s.L, s.S)
+
+
+@formula("linear", power=1)
+def _linear_f(m: AttentionBase, s: Shape) -> Flops:
+    """elu + 1 features (F = D), then kernelised attention."""
+    return Flops(0, FEATURE_FLOPS * s.BH * (s.L + s.S) * s.D) + _kernelised(s, s.D)
+
+
+@formula("performer", power=1)
+def _performer(m: AttentionBase, s: Shape) -> Flops:
+    """FAVOR+ features (m = ``n_features``) of queries and keys, then kernelised attention."""
+    n = m.n_features
+    return _favor_features(s.BH, s.L + s.S, s.D, n) + _kernelised(s, n)
+
+
+@formula("linformer", power=1)
+def _linformer(m: AttentionBase, s: Shape) -> Flops:
+    """E K, F V (k x S projections), then softmax attention over the k projected keys."""
+    r = m.k
+    proj = Flops(2 * s.BH * r * s.S * (s.D + s.Dv), 0)
+    return proj + _dense(s, s.L, r)
+
+
+@formula("nystrom", power=1)
+def _nystrom(m: AttentionBase, s: Shape) -> Flops:
+    """Segment-mean landmarks (one-hot matmuls), three softmax kernels, ``pinv_iters`` Newton-Schulz steps (four
+    products each), the right-to-left product F (Z (B V)), and the optional depthwise value convolution."""
+    BH, L, S, D, Dv = s.BH, s.L, s.S, s.D, s.Dv
+    mq, mk = min(m.n_landmarks, L), min(m.n_landmarks, S)
+    mm = 2 * BH * (mq * L * D + mk * S * D)  # landmark means
+    mm += 2 * BH * (L * mk * D + mq * mk * D + mq * S * D)  # F~, A~, B~ scores
+    mm += 2 * BH * m.pinv_iters * (2 * mq * mq * mk + 2 * mq**3)  # a z, two az products, z (...)
+    mm += 2 * BH * (mq * S * Dv + mk * mq * Dv + L * mk * Dv)  # B V, Z (B V), F (Z B V)
+    other = BH * (1 + SOFTMAX_FLOPS) * (L * mk + mq * mk + mq * S) + BH * m.pinv_iters * 4 * mq * mq
+    if m.conv is not None:
+        mm += 2 * BH * S * Dv * m.conv.kernel_size[0]  # depthwise Conv1d over the sequence
+        other += BH * L * Dv  # the residual add
+    return Flops(mm, other)
+
+
+def _reformer_slots(n_tokens: int, n_buckets: int, chunk: int) -> int:
+    """Causal layout at balanced buckets: each bucket's share (rounded up) padded to a multiple of the chunk."""
+    counts = [n_tokens // n_buckets + (1 if b < n_tokens % n_buckets else 0) for b in range(n_buckets)]
+    return sum(-(-c // chunk) * chunk for c in counts)
+
+
+@formula("reformer", power=1)
+def _reformer(m: AttentionBase, s: Shape, slots: int | None = None) -> Flops:
+    """Angular LSH (x R, per round; keys hashed too unless shared_qk), then per round softmax attention of each
+    chunk of ``chunk_size`` sorted queries to its chunk and the previous one (one chunk: itself). Non-causal: the
+    sorted sequence padded to a multiple of the chunk; causal: per-bucket chunks, ``slots`` measured or balanced."""
+    BH, N, D, Dv = s.BH, s.L, s.D, s.Dv
+    R, nb, c = m.n_hashes, m.n_buckets, m.chunk_size
+    mm = 0 if nb == 1 else 2 * BH * N * D * R * (nb // 2) * (1 if m.shared_qk else 2)
+    if slots is None:
+        slots = _reformer_slots(N, nb, c) if s.causal else -(-N // c) * c
+    window = c if slots // c == 1 else 2 * c
+    mm += 2 * BH * R * slots * window * (D + Dv)
+    other = BH * R * slots * window * (1 + SOFTMAX_FLOPS) + BH * (R * N * 2 * Dv + (2 * N * D if m.shared_qk else 0))
+    return Flops(mm, other)
+
+
+@formula("smyrf", power=1)
+def _smyrf(m: AttentionBase, s: Shape) -> Flops:
+    """XBOX+ and one projection per round for queries and keys, then per round n_c = ceil(L / C) clusters:
+    C queries (the last short) against the proportional key chunk (``smyrf.cluster_starts``)."""
+    BH, L, S, D, Dv = s.BH, s.L, s.S, s.D, s.Dv
+    R, C = m.n_hashes, m.cluster_size
+    n_c = max(1, -(-L // C))
+    cq = max(1, min(C, L))
+    q_start = [min(c * C, L) for c in range(n_c + 1)]
+    ck = max(1, max(b * S // L - a * S // L for a, b in zip(q_start, q_start[1:], strict=False)))
+    mm = 2 * BH * (L + S) * (D + 2) * R + 2 * BH * R * n_c * cq * ck * (D + Dv)
+    other = BH * R * n_c * cq * ck * (1 + SOFTMAX_FLOPS) + BH * (3 * (L + S) * D + R * L * 2 * Dv)
+    return Flops(mm, other)
+
+
+def _route(BH: int, n: int, D: int, height: int) -> Flops:
+    """Oblique tree routing of n tokens: hyperplanes x W^T (2^h - 1 nodes), leaf scores s P^T (2^h leaves)."""
+    if height == 0:
+        return Flops(0, 0)
+    nodes = 2**height - 1
+    return Flops(2 * BH * n * nodes * (D + 2**height), BH * n * 3 * nodes)
+
+
+def _tf_capacity(m: AttentionBase, S: int, n_leaves: int) -> int | None:
+    return None if m.capacity_factor is None else math.ceil(m.capacity_factor * S / n_leaves)
+
+
+@formula("treeformer_tf", power=2)
+def _treeformer_tf(m: AttentionBase, s: Shape, slots_q: int | None = None, slots_k: int | None = None) -> Flops:
+    """Routing of queries and keys, then softmax attention inside each of the 2^h leaf blocks of C_q x C_k slots:
+    balanced leaves by default (C = ceil(N / 2^h), capped by ``capacity_factor``), else the measured slots."""
+    BH, L, S, D, Dv, h = s.BH, s.L, s.S, s.D, s.Dv, m.active_height
+    n = 2**h
+    cap = _tf_capacity(m, S, n)
+    if slots_q is None:
+        slots_q = max(min(-(-L // n), cap or L), 1)
+    if slots_k is None:
+        slots_k = max(min(-(-S // n), cap or S), 1)
+    blocks = Flops(2 * BH * n * slots_q * slots_k * (D + Dv), BH * n * slots_q * slots_k * (3 + SOFTMAX_FLOPS))
+    return _route(BH, L, D, h) + _route(BH, S, D, h) + blocks
+
+
+@formula("treeformer_tc", power=1)
+def _treeformer_tc(m: AttentionBase, s: Shape) -> Flops:
+    """Routing, then for each depth d = 0..h: node means of k and v (2^d nodes, one-hot matmuls), the query's node
+    picked by one-hot matmuls (k, v and the key count), one score per query; softmax over the h + 1 depths."""
+    BH, L, S, D, Dv, h = s.BH, s.L, s.S, s.D, s.Dv, m.active_height
+    mm = sum(2 * BH * 2**d * (S * D + S * Dv + L * D + L * Dv + L) for d in range(h + 1))
+    other = BH * L * (h + 1) * (2 * D + SOFTMAX_FLOPS + 2 * Dv) + BH * 2 ** (h + 1) * (D + Dv)
+    return _route(BH, L, D, h) + _route(BH, S, D, h) + Flops(mm, other)
+
+
+# ----------------------------------------------------------------------------- tensor entries
+def _mode_rest(s: Shape, i: int, product: bool) -> int:
+    """Rows R of axis i's mode product: the other axes of the tensor it is applied to (product form: axes < i are
+    already query-sized; sum form: all key-sized)."""
+    before = s.q_axes[:i] if product else s.k_axes[:i]
+    return math.prod(before) * math.prod(s.k_axes[i + 1:])
+
+
+def _hot_pooling(s: Shape) -> int:
+    """Sum/mean pooling over the other axes, per axis, of queries and keys (none on one axis)."""
+    n = len(s.q_axes)
+    return 0 if n == 1 else s.BH * s.D * n * (s.L + s.S)
+
+
+@formula("hot", power=3)
+def _hot(m: AttentionBase, s: Shape) -> Flops:
+    """Per axis: a softmax factor N_i x M_i from pooled q, k, applied to the values as a mode product (Kronecker
+    product: one after another; sum: each to the input, then added)."""
+    BH, D, Dv = s.BH, s.D, s.Dv
+    prod = m.mode == "product"
+    mm, other = 0, _hot_pooling(s)
+    for i, (n, k) in enumerate(zip(s.q_axes, s.k_axes, strict=True)):
+        mm += 2 * BH * n * k * D + 2 * BH * n * k * _mode_rest(s, i, prod) * Dv
+        other += BH * n * k * (1 + SOFTMAX_FLOPS)
+    if not prod:
+        other += BH * s.L * Dv * len(s.q_axes)  # adding the terms (and the optional normalisation)
+    return Flops(mm, other)
+
+
+@formula("hot_linear", power=2)
+def _hot_linear(m: AttentionBase, s: Shape) -> Flops:
+    """Per axis: features of the pooled q, k (FAVOR+: m random features, a matmul; elu+1: F = D), then
+    phi_q (phi_k^T V) / phi_q (phi_k^T 1) along the axis without forming the factor."""
+    BH, D, Dv = s.BH, s.D, s.Dv
+    favor = m.feature_map == "favor"
+    F = m.n_features if favor else D
+    prod = m.mode == "product"
+    total = Flops(0, _hot_pooling(s))
+    for i, (n, k) in enumerate(zip(s.q_axes, s.k_axes, strict=True)):
+        feats = _favor_features(BH, n + k, D, F) if favor else Flops(0, FEATURE_FLOPS * BH * (n + k) * D)
+        R = _mode_rest(s, i, prod)
+        mm = 2 * BH * R * (k * F * Dv + n * F * Dv) + 2 * BH * n * F
+        total = total + feats + Flops(mm, BH * (k * F + R * n * Dv))
+    if not prod:
+        total = total + Flops(0, BH * s.L * Dv * len(s.q_axes))
+    return total
+
+
+# ----------------------------------------------------------------------------- measured occupancy
+def _bincount(ids: Tensor, n: int) -> Tensor:
+    """Counts of each id in [0, n) along the last axis: (..., N) long -> (..., n) (no (..., N, n) one-hot)."""
+    return torch.zeros(*ids.shape[:-1], n, dtype=torch.long, device=ids.device).scatter_add_(
+        -1, ids, torch.ones_like(ids))
+
+
+def _tf_occupancy(m: AttentionBase, q: Tensor, k: Tensor, key_padding_mask: Tensor | None, causal: bool
+                  ) -> dict[str, int]:
+    """The leaf-block sizes ``tf_attention`` uses: the fullest leaf over the batch and heads, capped."""
+    from attnbench.attention.treeformer import route
+
+    h = m.active_height
+    n = 2**h
+    cap = _tf_capacity(m, k.shape[2], n)
+    out = {}
+    for key, x, mask in (("slots_q", q, None), ("slots_k", k, key_padding_mask)):
+        leaf, _ = route(x, m.weight, m.bias, h)  # (B, H, N)
+        if mask is not None:
+            leaf = leaf.masked_fill(~mask[:, None, :].bool(), n)
+        counts = _bincount(leaf, n + 1)[..., :n]  # (B, H, n) tokens per leaf
+        c = max(int(counts.max()) if counts.numel() else 0, 1)
+        out[key] = c if cap is None else min(c, cap)
+    return out
+
+
+def _reformer_occupancy(m: AttentionBase, q: Tensor, k: Tensor, key_padding_mask: Tensor | None, causal: bool
+                        ) -> dict[str, int]:
+    """Causal: the per-bucket slot count of ``reformer.bucket_layout`` (the largest over rows and rounds)."""
+    if not causal:
+        return {}
+    from attnbench.attention.reformer import lsh_buckets
+
+    nb, c = m.n_buckets, m.chunk_size
+    keys = torch.nn.functional.normalize(q, dim=-1) if m.shared_qk else k
+    bq = lsh_buckets(q, m.rot.to(q.dtype), nb)  # (B, H, R, N)
+    bk = bq if m.shared_qk else lsh_buckets(keys, m.rot.to(q.dtype), nb)
+    if key_padding_mask is not None:
+        pad = ~key_padding_mask.bool()[:, None, None]
+        bq, bk = bq.masked_fill(pad, nb), bk.masked_fill(pad, nb)
+    cq, ck = _bincount(bq, nb + 1), _bincount(bk, nb + 1)  # (B, H, R, nb + 1) tokens per bucket
+    size = (torch.maximum(cq, ck) + c - 1) // c * c
+    return {"slots": int(size.sum(-1).max())}
+
+
+OCCUPANCY.update({"treeformer_tf": _tf_occupancy, "reformer": _reformer_occupancy})
+
+
+# ----------------------------------------------------------------------------- a model's attention FLOPs
+class FlopRecorder:
+    """The attention FLOPs of a model per example forward, from the calls its registry entries actually get.
+
+    A forward pre-hook on every :class:`AttentionBase` inside ``model`` (any layer that calls one: the
+    ``MultiAxisAttention`` of the sequence/tensor models, ``models.hf_swap``'s swapped encoders) counts each call at
+    batch 1 (:func:`attention_flops` with the module's state at that moment, e.g. Treeformer's active height while
+    bootstrapping) and keeps, per entry, the count of its latest largest call (by query x key tokens: the run's
+    sequence length, whatever the padding of a batch); :meth:`flops` sums them over the entries. Data-dependent
+    entries (:data:`OCCUPANCY`) are also counted at the slots they used on eval calls (the latest eval batch, slots
+    as the implementation sized them for the whole batch): ``flops(measured=True)``. Cost per call: one formula
+    (microseconds), plus one routing / hashing pass on the eval calls of data-dependent entries.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.calls: dict[AttentionBase, tuple[int, Flops]] = {}  # entry -> (query x key tokens, FLOPs at batch 1)
+        self.measured: dict[AttentionBase, Flops] = {}
+        self.missing: set[str] = set()
+        # eager even inside a torch.compile'd model (a graph break per entry call), so that every call is counted
+        hook = torch.compiler.disable(self._hook)
+        self._handles = [m.register_forward_pre_hook(hook, with_kwargs=True)
+                         for m in model.modules() if isinstance(m, AttentionBase)]
+
+    def _hook(self, module: AttentionBase, args: tuple, kwargs: dict) -> None:
+        if module.name not in FORMULAS:
+            self.missing.add(module.name)
+            return
+        q, k, v = (*args, *(kwargs[n] for n in ("q", "k", "v") if n in kwargs))[:3]
+        q1, k1 = (x[0] if isinstance(x, (tuple, list)) else x for x in (q, k))  # per-axis q, k: one per axis
+        causal = bool(kwargs.get("causal", False))
+        shape = {"B": 1, "H": v.shape[1], "q_axes": tuple(q1.shape[2:-1]), "k_axes": tuple(v.shape[2:-1]),
+                 "D": q1.shape[-1], "Dv": v.shape[-1], "causal": causal}
+        size = math.prod(shape["q_axes"]) * math.prod(shape["k_axes"])
+        if module not in self.calls or size >= self.calls[module][0]:
+            self.calls[module] = (size, attention_flops(module, **shape))
+        if module.name in OCCUPANCY and not module.training and not isinstance(q, (tuple, list)):
+            occ = occupancy(module, q1, k1, kwargs.get("key_padding_mask"), causal)
+            self.measured[module] = attention_flops(module, **shape, **occ)
+
+    def flops(self, measured: bool = False) -> Flops:
+        """The summed FLOPs per example (``measured``: data-dependent entries at their measured slots)."""
+        total = Flops(0, 0)
+        for m, (_, f) in self.calls.items():
+            total = total + (self.measured.get(m, f) if measured else f)
+        return total
+
+    def summary(self) -> dict[str, float]:
+        """``attention_gflops`` (total per example forward), ``attention_gflops_matmul`` and, when a data-dependent
+        entry measured its slots, ``attention_gflops_measured``; {} when no entry was called. Entries without a
+        formula are left out with a warning (and counted in ``attention_flops_missing``)."""
+        out: dict[str, float] = {}
+        if self.missing:
+            log.warning("attention FLOPs: no formula for %s (left out of attention_gflops; add one to "
+                        "attnbench/attention/flops.py)", ", ".join(sorted(self.missing)))
+            out["attention_flops_missing"] = float(len(self.missing))
+        if self.calls:
+            f = self.flops()
+            out.update(attention_gflops=f.total / 1e9, attention_gflops_matmul=f.matmul / 1e9)
+        if self.measured:
+            out["attention_gflops_measured"] = self.flops(measured=True).total / 1e9
+        return out
+
+    def remove(self) -> None:
+        """Take the hooks off the model."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
