@@ -20,6 +20,10 @@ boundaries. With ``causal=True`` chunks are therefore formed per bucket: the tok
 position order, are cut into chunks of chunk_size (a bucket's last chunk may be short); a token attends
 to keys j <= i of its own bucket in its chunk and the previous chunk of that bucket (no wrap). Membership
 then depends only on tokens <= i. (A deviation from the paper's implementation, needed for causality.)
+Two layouts compute exactly this (``lsh_attention(causal_layout=...)``): each bucket padded to whole chunks
+(2 chunks of keys per query, up to n_buckets chunks of padding), or, with shared QK, the unpadded global
+order with 3 chunks of keys masked to the same bucket chunks; "auto" takes the one with fewer scores (packed
+at short lengths, where the padding would double the work).
 
 ``shared_qk=False`` (not the paper): q and k are hashed separately with the same rotations, keys are not
 normalised and there is no self-exclusion, i.e. LSH-chunked ordinary attention; still L == S.
