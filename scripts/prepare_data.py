@@ -10,6 +10,7 @@
     python scripts/prepare_data.py pg19 [--pg19-splits train,validation,test]   # PG-19 books (gs://deepmind-gutenberg)
     python scripts/prepare_data.py cifar10                     # cifar-10-python.tar.gz (Toronto URL + md5)
     python scripts/prepare_data.py --list
+    python scripts/prepare_data.py seq2seq --generate --task reverse [--n-train N --seed S ...]  # the CPU seq2seq task
     python scripts/prepare_data.py listops --generate [--n-train N --seed S]  # LRA ListOps, generated (~5 min)
     python scripts/prepare_data.py pathfinder --generate --resolution 32 [--difficulty hard --n N --seed S]
 
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["pathfinder"]:
         return pathfinder_main(argv[1:])
+    if argv[:1] == ["seq2seq"]:
+        return generate_seq2seq(argv[1:])
     files = catalogue()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", help=f"data sets: {', '.join(files)}; or a group: {', '.join(GROUPS)}")
@@ -151,6 +154,34 @@ def pathfinder_main(argv: list[str]) -> int:
         out = pf.write_folder(pf.folder(root, args.resolution, diff), pf.params_for(args.resolution, diff), args.n,
                               args.seed, batch_size=args.batch_size, workers=args.workers)
         print(f"ok   pathfinder{args.resolution} {diff}: {args.n} images in {out}")
+    return 0
+
+
+def generate_seq2seq(argv: list[str]) -> int:
+    """``seq2seq --generate``: write the algorithmic seq2seq task's TSV files (attnbench.data.seq2seq); options
+    not given take the data module's defaults."""
+    import inspect
+
+    from attnbench.data import seq2seq
+
+    defaults = inspect.signature(seq2seq.Seq2SeqDataModule).parameters
+
+    p = argparse.ArgumentParser(prog="prepare_data.py seq2seq", description=generate_seq2seq.__doc__)
+    p.add_argument("--generate", action="store_true", required=True, help="generate (there is nothing to fetch)")
+    p.add_argument("--task", choices=seq2seq.TASKS, required=True)
+    for name in ("n_symbols", "min_len", "max_len", "n_train", "n_val", "n_test", "seed"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=defaults[name].default)
+    p.add_argument("--force", action="store_true", help="overwrite files generated with other parameters")
+    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DATA_DIR", "data")),
+                   help="destination (default: $DATA_DIR or data/); files go to <data-dir>/seq2seq/<task>/")
+    a = p.parse_args(argv)
+    meta = seq2seq.params(a.task, a.n_symbols, a.min_len, a.max_len, a.n_train, a.n_val, a.n_test, a.seed)
+    try:
+        folder = seq2seq.prepare(a.data_dir / "seq2seq", meta, force=a.force)
+    except (DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"ok   seq2seq/{a.task}: {folder}")
     return 0
 
 

@@ -81,13 +81,14 @@ def test_drop_in_rule_equals_hf_swap():
         return None if msg is None else head + sep + ", ".join(sorted(names.split(", ")))
 
     for name in attention_spec.available():
-        problem = attention_spec.drop_in_problem(name)
-        try:
-            check_drop_in(name)
-            live = None
-        except ValueError as e:
-            live = str(e)
-        assert norm(problem) == norm(live), name
+        for allow in (False, True):  # allow_trainable: entries with learned parameters, to fine-tune
+            problem = attention_spec.drop_in_problem(name, allow)
+            try:
+                check_drop_in(name, allow)
+                live = None
+            except ValueError as e:
+                live = str(e)
+            assert norm(problem) == norm(live), (name, allow)
 
 
 def test_compose_resolve_and_validate_import_no_torch():

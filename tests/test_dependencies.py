@@ -115,7 +115,7 @@ def test_one_catalogue_per_domain():
     shared = {"attnbench.data.catalog.source", "attnbench.data.catalog.text"}
     domains = sorted(p for p in (SRC / "data" / "catalog").glob("*.py")
                      if p.stem not in ("__init__", "source", "text"))
-    assert [p.stem for p in domains] == ["cifar", "corpus", "glue", "imdb", "lra", "medmnist", "timeseries"]
+    assert [p.stem for p in domains] == ["cifar", "corpus", "glue", "imdb", "lra", "medmnist", "seq2seq", "timeseries"]
     for p in domains:
         assert {m for _, m in imports(p, SRC)} <= shared, p.name
     assert not isinstance(IMDB, GlueTask) and "imdb" not in GLUE

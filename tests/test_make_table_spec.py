@@ -138,6 +138,6 @@ def test_sweeps_must_name_one_table(tmp_path, capsys):
 
 
 def test_kinds_name_their_layout():
-    assert set(KINDS) == {"forecasting", "classification", "glue", "perplexity"}
+    assert set(KINDS) == {"forecasting", "classification", "glue", "tasks", "perplexity", "cab"}
     for kind, layout in KINDS.items():
         assert parse_spec({**BLOCK, "kind": kind, **layout}).kind == kind

@@ -152,14 +152,19 @@ def caps_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def drop_in_problem(name: str) -> str | None:
+def drop_in_problem(name: str, allow_trainable: bool = False) -> str | None:
     """Why entry ``name`` cannot replace a pretrained dense self-attention, or None if it can: the rule of
-    ``models.hf_swap.check_drop_in`` on the declarations (tests/test_cli.py checks they agree on every entry)."""
+    ``models.hf_swap.check_drop_in`` on the declarations (tests/test_cli.py checks they agree on every entry).
+    ``allow_trainable``: entries with learned parameters of their own are admitted (to be fine-tuned)."""
     e = get(name)
+    waived = "pretrained_drop_in" if allow_trainable and e.caps["learned_params"] else None
     for cap in ("self_attention", "key_padding_mask", "pretrained_drop_in"):
-        if not e.caps[cap]:
+        if not e.caps[cap] and cap != waived:
             able = [n for n, x in entries().items() if x.caps[cap]]
-            return f"attention {name!r} does not support {cap}=True; entries that do: {', '.join(able)}"
+            hint = (" (it has learned parameters of its own: fine-tune them with allow_trainable=True, config "
+                    "model.net.trainable_attention=true)") if cap == "pretrained_drop_in" and e.caps["learned_params"] \
+                else ""  # models.hf_swap.TRAINABLE_HINT
+            return f"attention {name!r} does not support {cap}=True{hint}; entries that do: {', '.join(able)}"
     if e.caps["tensor"] or e.caps["per_axis_qk"] or e.caps["projections"] != "qkv":
         return (f"attention {name!r} needs tensor / per-axis inputs or its own projections; a pretrained encoder "
                 "supplies (B, H, L, D) q, k, v from its q/k/v projections")

@@ -41,6 +41,8 @@ GROUPS = {
     "callbacks": "checkpoints, early stopping, model summary, progress bar, LR monitor",
     "debug": "fast = a handful of batches of train/val/test (unset by default)",
     "experiment": "a paper's table, run with -m (unset by default)",
+    "lra_task": "an LRA task's sizes and schedule (released; cpu/: minutes), set by experiment=lra/*",
+    "lstf": "CAB's LSTF settings, <data set>_<M|S> (lengths and layers; with experiment=cab/lstf*)",
     "hydra/launcher": "how -m sweeps run",
 }
 EXIT_USER_ERROR = 2

@@ -20,6 +20,8 @@ from attnbench import names  # the run-folder and W&B name resolvers the yamls u
 from attnbench.data.catalog import GLUE, MEDMNIST3D, TEXT_TASKS, TIME_SERIES
 from attnbench.data.catalog.corpus import CORPORA, VOCABS
 from attnbench.data.catalog.lra import LRA_TASKS
+from attnbench.data.catalog.seq2seq import TASKS as SEQ2SEQ_TASKS
+from attnbench.data.catalog.timeseries import calendar_features
 from attnbench.signatures import REQUIRED, constructor_params
 
 
@@ -201,6 +203,51 @@ class ForecasterNetConfig(TransformerNetConfig, Checked):
             raise ConfigError(f"model.net.patch_len={self.patch_len} must divide data.seq_len={self.seq_len}")
 
 
+# Informer's encoder-decoder (models/informer.py; CAB's LSTF backbone): an attention per position
+@dataclass
+@from_code
+class InformerNetConfig(Checked):
+    _target_: str = "attnbench.models.informer.InformerForecaster"
+    seq_len: int = MISSING
+    label_len: int = MISSING
+    pred_len: int = MISSING
+    enc_in: int = MISSING
+    n_time_features: int = MISSING
+    self_attention: dict[str, Any] = MISSING  # encoder self-attention (noncausal self, CAB's NS)
+    cross_attention: dict[str, Any] = MISSING  # decoder cross-attention (noncausal cross, CAB's NC)
+    decoder_self_attention: dict[str, Any] = MISSING  # decoder self-attention, causal
+    c_out: int | None = FROM_CODE
+    d_model: int = FROM_CODE
+    n_heads: int = FROM_CODE
+    e_layers: int = FROM_CODE
+    d_layers: int = FROM_CODE
+    d_ff: int = FROM_CODE
+    dropout: float = FROM_CODE
+    distil: bool = FROM_CODE
+    mix: bool = FROM_CODE
+
+    def check(self) -> None:
+        for k in ("seq_len", "pred_len", "enc_in", "n_time_features", "d_model", "n_heads", "e_layers", "d_layers",
+                  "d_ff"):
+            _need(getattr(self, k) >= 1, f"model.net.{k}", getattr(self, k), "must be >= 1")
+        _need(self.c_out is None or self.c_out >= 1, "model.net.c_out", self.c_out, "must be >= 1 or null")
+        _need(0 <= self.label_len <= self.seq_len, "model.net.label_len", self.label_len,
+              f"must lie in [0, seq_len={self.seq_len}]")
+        _need(0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout, "must lie in [0, 1)")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"model.net.n_heads={self.n_heads} must divide model.net.d_model={self.d_model}")
+        for key, cap in (("self_attention", "self_attention"), ("cross_attention", "cross_attention"),
+                         ("decoder_self_attention", "causal")):
+            node = dict(getattr(self, key))
+            check_attention(f"model.net.{key}", node)
+            entry = attention.get(node["name"])
+            if entry.caps["tensor"] or not entry.caps[cap]:
+                able = [n for n in attention.available() if attention.get(n).caps[cap]
+                        and not attention.get(n).caps["tensor"]]
+                raise ConfigError(f"model.net.{key}.name={node['name']!r} is not a sequence attention with {cap} "
+                                  f"support; entries that are: {', '.join(able)}")
+
+
 @dataclass
 class OptimizerConfig(Checked):
     _target_: str = "torch.optim.AdamW"
@@ -227,7 +274,7 @@ def _check_schedule(model: Any, example: str) -> None:
 @from_code
 class ForecastingModelConfig(Checked):
     _target_: str = "attnbench.lit.forecasting.ForecastingModule"
-    net: ForecasterNetConfig = field(default_factory=ForecasterNetConfig)
+    net: Any = MISSING  # a PatchForecaster or InformerForecaster node, checked by its schema (FORECAST_NET_SCHEMAS)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: dict[str, Any] | None = FROM_CODE
     scheduler_interval: str = FROM_CODE
@@ -239,16 +286,19 @@ class ForecastingModelConfig(Checked):
 
     def monitors(self) -> list[str]:
         """The val metrics ForecastingModule logs for these horizons (a test checks they are all logged)."""
-        hs = sorted(self.horizons) if self.horizons else [self.net.pred_len]
+        hs = sorted(self.horizons) if self.horizons else [self.net["pred_len"]]
         per_h = [f"val/{m}_{h}" for h in hs for m in ("mse", "mae")] if len(hs) > 1 else ["val/mae"]
         return ["val/mse", "val/mae_avg", *per_h]
 
     def check(self) -> None:
+        target = self.net.get("_target_") if isinstance(self.net, dict) else None
+        _choice("model.net._target_", str(target), list(FORECAST_NET_SCHEMAS))
+        check_schema("model.net", FORECAST_NET_SCHEMAS[target], self.net)
         if self.horizons:
-            bad = [h for h in self.horizons if not 1 <= h <= self.net.pred_len]
+            bad = [h for h in self.horizons if not 1 <= h <= self.net["pred_len"]]
             if bad:
                 raise ConfigError(f"model.horizons={list(self.horizons)}: {bad} outside [1, data.pred_len="
-                                  f"{self.net.pred_len}]")
+                                  f"{self.net['pred_len']}]")
         _choice("model.monitor", self.monitor, self.monitors())
         _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
@@ -374,6 +424,7 @@ def by_target(*schemas: type) -> dict[str, type]:
 
 
 NET_SCHEMAS = by_target(VolumeClassifierNetConfig, ResNet3DNetConfig)
+FORECAST_NET_SCHEMAS = by_target(ForecasterNetConfig, InformerNetConfig)  # model.net of ForecastingModelConfig
 
 
 @dataclass
@@ -500,6 +551,7 @@ class HFClassifierNetConfig(Checked):
     n_labels: int = MISSING
     attention: dict[str, Any] | None = FROM_CODE
     dropout: float | None = FROM_CODE
+    trainable_attention: bool = FROM_CODE
 
     def check(self) -> None:
         _need(self.n_labels >= 1, "model.net.n_labels", self.n_labels, "must be >= 1 (1 = regression)")
@@ -507,7 +559,7 @@ class HFClassifierNetConfig(Checked):
               "must lie in [0, 1) or be null")
         if self.attention is not None:
             check_attention("model.net.attention", dict(self.attention))
-            problem = attention.drop_in_problem(self.attention["name"])
+            problem = attention.drop_in_problem(self.attention["name"], self.trainable_attention)
             if problem:
                 raise ConfigError(f"model.net.attention.name={self.attention['name']!r} cannot replace a pretrained "
                                   f"self-attention: {problem}")
@@ -655,6 +707,189 @@ class LanguageModelConfig(Checked):
         vocab = VOCABS[self.tokenizer].vocab_size
         _need(self.net.get("vocab_size") == vocab, "model.net.vocab_size", self.net.get("vocab_size"),
               f"must be {vocab}, the size of tokenizer {self.tokenizer!r}")
+        _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
+
+
+# ----------------------------------------------------------------------------- Long Range Arena
+def _lra_task(task: str, key: str) -> Any:
+    """``${lra_task:task,key}``: a field of an LRA task (``data.catalog.lra``: vocab_size, num_classes, max_len,
+    two_tower); an unknown task or field lists the known ones."""
+    from attnbench.data.catalog.lra import LRA_TASKS
+
+    _choice("data.task", task, list(LRA_TASKS))
+    _choice("lra_task field", key, [f.name for f in fields(LRA_TASKS[task])])
+    return getattr(LRA_TASKS[task], key)
+
+
+@dataclass
+@from_code
+class LRAEncoderNetConfig(Checked):
+    _target_: str = "attnbench.models.lra.LRAEncoder"
+    vocab_size: int = MISSING
+    n_classes: int = MISSING
+    max_len: int = MISSING
+    attention: dict[str, Any] = MISSING
+    d_model: int = FROM_CODE
+    n_heads: int = FROM_CODE
+    n_layers: int = FROM_CODE
+    d_mlp: int = FROM_CODE
+    qkv_dim: int | None = FROM_CODE
+    dropout: float = FROM_CODE
+    pos_emb: str = FROM_CODE
+    pooling: str = FROM_CODE
+    key_padding: bool = FROM_CODE
+    two_tower: bool = FROM_CODE
+    interaction: str = FROM_CODE
+
+    def check(self) -> None:
+        for k in ("vocab_size", "n_classes", "max_len", "d_model", "n_heads", "n_layers", "d_mlp"):
+            _need(getattr(self, k) >= 1, f"model.net.{k}", getattr(self, k), "must be >= 1")
+        _need(0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout, "must lie in [0, 1)")
+        qkv = self.d_model if self.qkv_dim is None else self.qkv_dim
+        if qkv % self.n_heads:
+            raise ConfigError(f"model.net.n_heads={self.n_heads} must divide the attention width "
+                              f"(model.net.qkv_dim, else d_model)={qkv}")
+        _choice("model.net.pos_emb", self.pos_emb, ["sinusoidal", "learned"])
+        _choice("model.net.pooling", self.pooling, ["cls", "mean", "sum"])
+        _choice("model.net.interaction", self.interaction, ["nli", "concat"])
+        check_attention("model.net.attention", dict(self.attention))
+        if self.key_padding and not attention.get(self.attention["name"]).caps["key_padding_mask"]:
+            able = [n for n, e in attention.entries().items() if e.caps["key_padding_mask"]]
+            raise ConfigError(f"model.net.attention.name={self.attention['name']!r} takes no key padding mask, and "
+                              f"this task pads (model.net.key_padding=true); entries that do: {', '.join(able)}")
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    """``torch.optim.AdamW`` with its ``eps`` (LRA: 1e-9)."""
+
+    eps: float = 1e-8
+
+    def check(self) -> None:
+        super().check()
+        _need(self.eps > 0, "model.optimizer.eps", self.eps, "must be > 0")
+
+
+@dataclass
+@from_code
+class LRAModelConfig(ClassificationModelConfig):
+    _target_: str = "attnbench.lit.lra.LRAModule"
+    net: LRAEncoderNetConfig = field(default_factory=LRAEncoderNetConfig)
+    optimizer: AdamConfig = field(default_factory=AdamConfig)
+    scheduler: dict[str, Any] | None = FROM_CODE  # LRAModule's defaults, not ClassificationModule's
+    scheduler_interval: str = FROM_CODE
+    class_weights: str = FROM_CODE
+    monitor: str = FROM_CODE
+    monitor_mode: str = FROM_CODE
+
+    def check(self) -> None:
+        _choice("model.class_weights", self.class_weights, ["none", "inverse"])
+        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
+        if self.net.n_classes != self.n_classes:
+            raise ConfigError(f"model.net.n_classes={self.net.n_classes} must equal model.n_classes={self.n_classes}")
+        _check_schedule(self, "attnbench.lit.schedules.lra_schedule")
+
+
+# ----------------------------------------------------------------------------- sequence to sequence (CAB CS/NC/CC)
+@dataclass
+@from_code
+class Seq2SeqDataConfig(Checked):
+    _target_: str = "attnbench.data.seq2seq.Seq2SeqDataModule"
+    data_dir: str = MISSING
+    task: str = FROM_CODE
+    n_symbols: int = FROM_CODE
+    min_len: int = FROM_CODE
+    max_len: int = FROM_CODE
+    n_train: int = FROM_CODE
+    n_val: int = FROM_CODE
+    n_test: int = FROM_CODE
+    seed: int = FROM_CODE
+    generate: bool = FROM_CODE
+    batch_size: int = FROM_CODE
+    eval_batch_size: int | None = FROM_CODE
+    num_workers: int = FROM_CODE
+
+    def check(self) -> None:
+        _choice("data.task", self.task, list(SEQ2SEQ_TASKS))
+        _need(self.n_symbols >= 2, "data.n_symbols", self.n_symbols, "must be >= 2")
+        _need(1 <= self.min_len <= self.max_len, "data.min_len", self.min_len,
+              f"must lie in [1, data.max_len={self.max_len}]")
+        for k in ("n_train", "n_val", "n_test", "batch_size"):
+            _need(getattr(self, k) >= 1, f"data.{k}", getattr(self, k), "must be >= 1")
+        _need(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
+              self.eval_batch_size, "must be >= 1 or null")
+        _need(self.num_workers >= 0, "data.num_workers", self.num_workers, "must be >= 0")
+
+
+def check_attention_position(key: str, att: dict, *needs: str) -> None:
+    """An attention node for one position of a network: a registry entry with the capabilities ``needs``
+    (``Caps`` fields); the error lists the entries that have them."""
+    check_attention(key, att)
+    entry = attention.get(att["name"])
+    lacking = [c for c in needs if not entry.caps[c]]
+    if lacking:
+        fit = [n for n, e in attention.entries().items() if all(e.caps[c] for c in needs)]
+        raise ConfigError(f"{key}.name={entry.name!r} lacks {', '.join(lacking)}, which this position needs "
+                          f"({', '.join(needs)}); entries that have it: {', '.join(fit)}")
+
+
+@dataclass
+@from_code
+class Seq2SeqNetConfig(Checked):
+    _target_: str = "attnbench.models.seq2seq.Seq2SeqTransformer"
+    n_symbols: int = MISSING
+    encoder_attention: dict[str, Any] = MISSING
+    decoder_attention: dict[str, Any] = MISSING
+    cross_attention: dict[str, Any] = MISSING
+    d_model: int = FROM_CODE
+    n_heads: int = FROM_CODE
+    n_encoder_layers: int = FROM_CODE
+    n_decoder_layers: int = FROM_CODE
+    d_mlp: int = FROM_CODE
+    dropout: float = FROM_CODE
+    attn_dropout: float = FROM_CODE
+    norm: str = FROM_CODE
+    mlp: str = FROM_CODE
+
+    def check(self) -> None:
+        for k in ("d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_mlp"):
+            _need(getattr(self, k) >= 1, f"model.net.{k}", getattr(self, k), "must be >= 1")
+        if self.d_model % self.n_heads or self.d_model % 2:
+            raise ConfigError(f"model.net.d_model={self.d_model} must be even and divisible by "
+                              f"model.net.n_heads={self.n_heads}")
+        for k in ("dropout", "attn_dropout"):
+            _need(0.0 <= getattr(self, k) < 1.0, f"model.net.{k}", getattr(self, k), "must lie in [0, 1)")
+        _choice("model.net.norm", self.norm, ["pre", "post"])
+        _choice("model.net.mlp", self.mlp, ["gelu", "swiglu"])
+        check_attention_position("model.net.encoder_attention", dict(self.encoder_attention), "self_attention",
+                                 "key_padding_mask")
+        check_attention_position("model.net.decoder_attention", dict(self.decoder_attention), "self_attention",
+                                 "causal", "key_padding_mask")
+        # the decoder is autoregressive: its cross attention is CAB's causal cross (queries do not mix)
+        check_attention_position("model.net.cross_attention", dict(self.cross_attention), "cross_attention",
+                                 "key_padding_mask", "causal_cross")
+        for key in ("encoder_attention", "decoder_attention", "cross_attention"):
+            entry = attention.get(getattr(self, key)["name"])
+            _need(not entry.caps["tensor"] and not entry.caps["fixed_len"], f"model.net.{key}.name", entry.name,
+                  "a sequence attention without a fixed length (tensor and fixed_len entries are not supported)")
+
+
+@dataclass
+@from_code
+class Seq2SeqModelConfig(Checked):
+    _target_: str = "attnbench.lit.seq2seq.Seq2SeqModule"
+    net: Seq2SeqNetConfig = field(default_factory=Seq2SeqNetConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: dict[str, Any] | None = FROM_CODE
+    scheduler_interval: str = FROM_CODE
+    label_smoothing: float = FROM_CODE
+    monitor: str = FROM_CODE
+    monitor_mode: str = FROM_CODE
+
+    def check(self) -> None:
+        _need(0.0 <= self.label_smoothing < 1.0, "model.label_smoothing", self.label_smoothing, "must lie in [0, 1)")
+        _choice("model.monitor", self.monitor, [f"val/{m}" for m in ("loss", "acc", "exact", "acc_tf")])
+        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
 
 
@@ -932,6 +1167,39 @@ LOGGER_SCHEMAS: dict[str, type] = {
 PROGRESS_BARS = ("lightning.pytorch.callbacks.RichProgressBar", "lightning.pytorch.callbacks.TQDMProgressBar")
 
 
+# ----------------------------------------------------------------------------- Treeformer bootstrapping callback
+def check_tree_bootstrap(order: str, steps_per_stage: Any, start_height: int, layers_per_stage: int,
+                         layer_order: str, key: str = "callbacks.tree_bootstrap") -> None:
+    """The options of ``attnbench.lit.treeformer.TreeBootstrap`` (its constructor calls this too)."""
+    _choice(f"{key}.order", order, ["depth", "height", "both", "off"])
+    _choice(f"{key}.layer_order", layer_order, ["bottom_up", "top_down"])
+    is_int = isinstance(steps_per_stage, int) and not isinstance(steps_per_stage, bool)
+    _need((is_int and steps_per_stage >= 1) or (isinstance(steps_per_stage, float) and 0 < steps_per_stage <= 1),
+          f"{key}.steps_per_stage", steps_per_stage,
+          "an int >= 1 (optimizer steps per stage) or a float in (0, 1] (fraction of the run's steps)")
+    _need(start_height >= 0, f"{key}.start_height", start_height, "must be >= 0 (0: one leaf)")
+    _need(layers_per_stage >= 1, f"{key}.layers_per_stage", layers_per_stage, "must be >= 1")
+
+
+@dataclass
+@from_code
+class TreeBootstrapConfig(Checked):
+    _target_: str = "attnbench.lit.treeformer.TreeBootstrap"
+    order: str = FROM_CODE
+    steps_per_stage: int | float = FROM_CODE
+    start_height: int = FROM_CODE
+    layers_per_stage: int = FROM_CODE
+    layer_order: str = FROM_CODE
+    dense_checkpoint: str | None = FROM_CODE
+
+    def check(self) -> None:
+        check_tree_bootstrap(self.order, self.steps_per_stage, self.start_height, self.layers_per_stage,
+                             self.layer_order)
+
+
+CALLBACK_SCHEMAS[TreeBootstrapConfig._target_] = TreeBootstrapConfig
+
+
 def check_entries(group: str, node: Any, schemas: dict[str, type]) -> None:
     """Each entry of ``callbacks`` / ``logger``: a mapping with a ``_target_``; known targets checked by schema."""
     if node is None:
@@ -1001,6 +1269,18 @@ def _ts_targets(name: str, features: str) -> int:
     return TIME_SERIES[name].n_vars if features == "M" else 1
 
 
+def _ts_inputs(name: str, features: str) -> int:
+    """``${ts_inputs:name,features}``: the variables fed in (all of them under features M and MS, else the target)."""
+    _choice("data.name", name, list(TIME_SERIES))
+    return 1 if features == "S" else TIME_SERIES[name].n_vars
+
+
+def _ts_time_features(name: str) -> int:
+    """``${ts_time_features:name}``: how many calendar features the data set's frequency has (``time_features``)."""
+    _choice("data.name", name, list(TIME_SERIES))
+    return len(calendar_features(TIME_SERIES[name].freq))
+
+
 def amp_precision() -> str:
     """bf16-mixed where the GPU supports it, else 16-mixed: what ``trainer.precision=auto-mixed`` runs with.
 
@@ -1022,6 +1302,8 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="data", name="timeseries_schema", node=TimeSeriesDataConfig)
     cs.store(group="model", name="forecasting_schema", node=ForecastingModelConfig)
+    for name, net in (("patch_forecaster_schema", ForecasterNetConfig), ("informer_schema", InformerNetConfig)):
+        cs.store(group="model/net", name=name, node=net)  # model.net typed while composing (hot, informer yamls)
     cs.store(group="data", name="medmnist_schema", node=MedMNISTDataConfig)
     cs.store(group="data", name="nifti_schema", node=NiftiDataConfig)
     cs.store(group="model", name="classification_schema", node=ClassificationModelConfig)
@@ -1031,12 +1313,17 @@ def register_configs() -> None:
     cs.store(group="model", name="text_classification_schema", node=TextClassificationModelConfig)
     cs.store(group="data", name="corpus_schema", node=CorpusDataConfig)
     cs.store(group="model", name="lm_schema", node=LanguageModelConfig)
+    cs.store(group="model", name="lra_schema", node=LRAModelConfig)
+    cs.store(group="data", name="seq2seq_schema", node=Seq2SeqDataConfig)
+    cs.store(group="model", name="seq2seq_schema", node=Seq2SeqModelConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="paths", name="paths_schema", node=PathsConfig)
     # resolvers run while composing: none may import torch (tests/test_cli.py checks)
     resolvers = {"project_root": project_root, "ts_targets": _ts_targets, "medmnist_classes": _medmnist_classes,
-                 "glue_labels": _glue_labels, "or_else": _or_else}  # attnbench_help: registered by attnbench.cli
+                 "glue_labels": _glue_labels, "or_else": _or_else,
+                 "lra_task": _lra_task}  # attnbench_help: registered by attnbench.cli
     resolvers["corpus_vocab"] = _corpus_vocab
+    resolvers |= {"ts_inputs": _ts_inputs, "ts_time_features": _ts_time_features}  # models/informer.py
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
@@ -1067,6 +1354,8 @@ _TASKS: dict[type, tuple[type, ...]] = {
     ClassificationModelConfig: (MedMNISTDataConfig, NiftiDataConfig, LRADataConfig),
     TextClassificationModelConfig: (GlueDataConfig, ImdbDataConfig),
     LanguageModelConfig: (CorpusDataConfig,),
+    Seq2SeqModelConfig: (Seq2SeqDataConfig,),
+    LRAModelConfig: (LRADataConfig,),
 }
 TASK_DATA = {m._target_: tuple(d._target_ for d in ds) for m, ds in _TASKS.items()}
 SCHEMAS = by_target(*_TASKS, *(d for ds in _TASKS.values() for d in ds), TrainerConfig)
@@ -1181,9 +1470,9 @@ def validate(cfg: DictConfig) -> None:
     wants = TASK_DATA.get(cfg.model.get("_target_"), ())
     if wants and cfg.data.get("_target_") not in wants:  # before resolving: cross-task interpolations fail
         raise ConfigError(f"model {cfg.model._target_} cannot train on data {cfg.data._target_}; it takes "
-                          f"{', '.join(wants)} (forecasting: model=hot|full with data=ett|weather|...; "
+                          f"{', '.join(wants)} (forecasting: model=hot|full|informer with data=ett|weather|...; "
                           "3D classification: model=hot3d|vit3d|resnet3d with data=medmnist3d|nifti; GLUE: "
-                          "model=bert|smyrf_bert with data=glue|imdb)")
+                          "model=bert|smyrf_bert with data=glue|imdb; LRA: model=lra_encoder with data=lra)")
     for group in ("data", "model", "trainer"):
         node = cfg.get(group)
         target = node.get("_target_")
@@ -1204,6 +1493,9 @@ def validate(cfg: DictConfig) -> None:
     if forecasting and (cfg.model.net.seq_len != cfg.data.seq_len or cfg.model.net.pred_len != cfg.data.pred_len):
         raise ConfigError(f"model.net.seq_len/pred_len ({cfg.model.net.seq_len}/{cfg.model.net.pred_len}) must "
                           f"equal data.seq_len/pred_len ({cfg.data.seq_len}/{cfg.data.pred_len})")
+    if forecasting and "label_len" in cfg.model.net and cfg.model.net.label_len != cfg.data.label_len:
+        raise ConfigError(f"model.net.label_len={cfg.model.net.label_len} must equal data.label_len="
+                          f"{cfg.data.label_len}")
     lm_net = cfg.model.get("net") or {}
     if "block_len" in cfg.data and "max_len" in lm_net and lm_net.max_len < cfg.data.block_len:
         raise ConfigError(f"model.net.max_len={cfg.model.net.max_len} is shorter than data.block_len="

@@ -36,7 +36,8 @@ TASKS = {"cola": "CoLA", "mnli_m": "MNLI-m", "mnli_mm": "MNLI-mm", "mrpc": "MRPC
 # the loader adds runs.FACT_COLUMNS
 RUN_COLUMNS = ["task", "model", "status", "error", "score", "epochs", "wall_time_s", "n_params", "run_dir"]
 GLUE_KEYS = ("data.task", "model.net.pretrained", "model.net.attention.n_hashes",
-             "model.net.attention.cluster_size")  # overrides the table (or the model label) already names
+             "model.net.attention.cluster_size",
+             "callbacks.tree_bootstrap.order")  # overrides the table (or the model label) already names
 DEFAULT_PRETRAINED = "bert-base-uncased"
 
 
@@ -55,6 +56,9 @@ def glue_label(choices: dict[str, Any], config: dict[str, Any]) -> str:
     pretrained = net.get("pretrained")
     if pretrained and pretrained != DEFAULT_PRETRAINED:
         label += f" ({Path(str(pretrained)).name})"
+    boot = ((config.get("callbacks") or {}).get("tree_bootstrap") or {}).get("order")
+    if boot:  # Treeformer's bootstrapping schedule (lit.treeformer): with or without
+        label += f" boot={boot}"
     return label
 
 

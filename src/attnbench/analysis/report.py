@@ -11,13 +11,15 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from attnbench.analysis import classification, glue, perplexity, tables
+from attnbench.analysis import cab, classification, glue, lra, perplexity, tables
 from attnbench.analysis.render import Rendered, write
 from attnbench.analysis.spec import TableSpec, sweep_spec
 
 LAYOUTS: dict[str, Callable[[str | Path, TableSpec], Rendered]] = {
-    "forecasting": tables.rendered, "classification": classification.rendered, "glue": glue.rendered}
+    "forecasting": tables.rendered, "classification": classification.rendered, "glue": glue.rendered,
+    "tasks": lra.rendered}
 LAYOUTS["perplexity"] = perplexity.rendered
+LAYOUTS["cab"] = cab.rendered
 
 
 def write_table(sweep_dir: str | Path, out_dir: str | Path | None = None, experiment: str | None = None,

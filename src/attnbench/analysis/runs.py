@@ -193,12 +193,20 @@ MISSING_ERROR = "no results.json: the job was killed or is still running"
 STATUSES = ("ok", "failed", "interrupted", "missing")
 
 
+POSITIONED_ATTENTION = "model/attention@model.net."  # the choice key of an attention placed in one position
+
+
 def model_label(choices: dict[str, Any]) -> str:
-    """``choices["model"]``, plus ``[<attention>]`` when ``model/attention`` names a different one."""
+    """``choices["model"]``, plus ``[<attention>]`` when ``model/attention`` names a different one, and
+    ``[<position>=<attention>]`` for each attention placed in a position (``model/attention@model.net.<position>``)
+    that is not ``full``."""
     label = str(choices["model"])
     attention = choices.get("model/attention")
     if attention not in (None, choices["model"]):
         label += f"[{attention}]"
+    for key, name in sorted(choices.items()):  # an attention per position (Informer): [cross_attention=performer]
+        if key.startswith(POSITIONED_ATTENTION) and name != "full":
+            label += f"[{key.removeprefix(POSITIONED_ATTENTION)}={name}]"
     return label
 
 
@@ -280,7 +288,8 @@ def label_variants(runs: pd.DataFrame, key_prefixes: tuple[str, ...] = ()) -> pd
     """
     runs = runs.copy()
     skip = set(NEUTRAL_PREFIXES) | set(key_prefixes)
-    kept = [tuple(o for o in ov if override_key(o) not in NEUTRAL_KEYS and not _matches(override_key(o), skip))
+    kept = [tuple(o for o in ov if override_key(o) not in NEUTRAL_KEYS and not _matches(override_key(o), skip)
+                  and not override_key(o).startswith(POSITIONED_ATTENTION))  # named by model_label
             for ov in runs["overrides"]]
     common = set.intersection(*(set(k) for k in kept)) if kept else set()
     labels = []

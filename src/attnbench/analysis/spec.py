@@ -1,7 +1,7 @@
 """What a paper table is, declared as data: the ``table:`` block of ``conf/experiment/<paper>/<table>.yaml``.
 
     table:
-      kind: forecasting               # which layout renders it: forecasting | classification | glue
+      kind: forecasting               # which layout renders it: forecasting | classification | glue | tasks | cab
       rows: [dataset, horizon]        # the row keys, in the order the reference file's ``row`` joins them by "/"
       columns: model                  # what the columns compare (our runs and the published models)
       metrics: [mse, mae]             # scored per cell; the first one picks the best cell of a row
@@ -30,7 +30,10 @@ KINDS: dict[str, dict[str, Any]] = {
     "forecasting": {"rows": ["dataset", "horizon"], "metrics": ["mse", "mae"], "direction": "lower"},
     "classification": {"rows": ["dataset", "size"], "metrics": ["acc", "auc"], "direction": "higher"},
     "glue": {"rows": ["task"], "metrics": ["score"], "direction": "higher"},
+    "tasks": {"rows": ["task"], "metrics": ["acc"], "direction": "higher"},  # LRA: attentions x tasks + Avg
     "perplexity": {"rows": ["task"], "metrics": ["ppl"], "direction": "lower"},  # CAB LM / MLM (analysis.perplexity)
+    # CAB: its per-pattern leaderboards (compositional index per pattern/task) beside our CAB runs (analysis.cab)
+    "cab": {"rows": ["pattern", "task"], "metrics": ["ci"], "direction": "higher"},
 }
 FIELDS = ("kind", "rows", "columns", "metrics", "direction", "reference", "baseline", "baseline_label", "notes")
 REQUIRED = ("kind", "rows", "columns", "metrics", "direction", "reference")

@@ -302,6 +302,8 @@ def _tf_capacity(m: AttentionBase, S: int, n_leaves: int) -> int | None:
 def _treeformer_tf(m: AttentionBase, s: Shape, slots_q: int | None = None, slots_k: int | None = None) -> Flops:
     """Routing of queries and keys, then softmax attention inside each of the 2^h leaf blocks of C_q x C_k slots:
     balanced leaves by default (C = ceil(N / 2^h), capped by ``capacity_factor``), else the measured slots."""
+    if m.dense:  # switched to full attention by bootstrapping (lit.treeformer): counted as full
+        return _dense(s, s.L, s.S)
     BH, L, S, D, Dv, h = s.BH, s.L, s.S, s.D, s.Dv, m.active_height
     n = 2**h
     cap = _tf_capacity(m, S, n)
@@ -317,6 +319,8 @@ def _treeformer_tf(m: AttentionBase, s: Shape, slots_q: int | None = None, slots
 def _treeformer_tc(m: AttentionBase, s: Shape) -> Flops:
     """Routing, then for each depth d = 0..h: node means of k and v (2^d nodes, one-hot matmuls), the query's node
     picked by one-hot matmuls (k, v and the key count), one score per query; softmax over the h + 1 depths."""
+    if m.dense:  # switched to full attention by bootstrapping (lit.treeformer): counted as full
+        return _dense(s, s.L, s.S)
     BH, L, S, D, Dv, h = s.BH, s.L, s.S, s.D, s.Dv, m.active_height
     mm = sum(2 * BH * 2**d * (S * D + S * Dv + L * D + L * Dv + L) for d in range(h + 1))
     other = BH * L * (h + 1) * (2 * D + SOFTMAX_FLOPS + 2 * Dv) + BH * 2 ** (h + 1) * (D + Dv)

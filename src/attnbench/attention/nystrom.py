@@ -13,8 +13,12 @@ When ``n_landmarks`` >= a length, each token is its own landmark; with Q~ = Q an
 A A^+ A V = A V, i.e. full attention up to the accuracy of the pseudo-inverse.
 Segments: token t of N goes to segment floor(t m / N), so N need not be a multiple of m (the paper pads).
 Padding: padded keys are left out of the key landmark means (counts are of valid keys only), landmarks
-of all-padded segments are masked, and B~ masks padded keys. Queries are not masked (as in full
-attention, the query rows of padded positions are computed too). Optional ``conv_kernel``: the paper's
+of all-padded segments are masked, and B~ masks padded keys. ``query_padding_mask`` (the layer passes the
+padding mask in self-attention) does the same for the query landmarks (a query landmark of padded queries
+only drops out of A~ and B~) and gives zeros for padded queries, so what padded positions hold cannot reach
+the real outputs. The official code zeroes padded queries but still divides each landmark by its full segment
+size; we average the real queries only. Without the mask, every query enters the landmarks.
+Optional ``conv_kernel``: the paper's
 residual depthwise convolution of V along the sequence (needs L == S); here its kernel is per head
 channel (D kernels shared by the heads) because the layer gives the attention head_dim, not n_heads
 (the official code has one kernel per head, shared over D).
@@ -77,35 +81,46 @@ def iterative_pinv(a: Tensor, n_iter: int = 6) -> Tensor:
 
 
 def _kernels(
-    q: Tensor, k: Tensor, n_landmarks: int, key_padding_mask: Tensor | None
+    q: Tensor, k: Tensor, n_landmarks: int, key_padding_mask: Tensor | None,
+    query_padding_mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The three softmax factors F~ (B,H,L,m_k), A~ (B,H,m_q,m_k), B~ (B,H,m_q,S)."""
+    """The three softmax factors F~ (B,H,L,m_k), A~ (B,H,m_q,m_k), B~ (B,H,m_q,S); rows of A~ and B~ for a
+    query landmark with no real query are zero."""
     L, S = q.shape[-2], k.shape[-2]
     scale = 1.0 / math.sqrt(q.shape[-1])
-    q_l, _ = segment_means(q, min(n_landmarks, L))  # (B, H, m_q, D)
+    q_l, q_valid = segment_means(q, min(n_landmarks, L), query_padding_mask)  # (B, H, m_q, D), (B|1, 1, m_q)
     k_l, k_valid = segment_means(k, min(n_landmarks, S), key_padding_mask)  # (B, H, m_k, D), (B|1, 1, m_k)
     lm_mask = k_valid[:, None, :, :]  # (B|1, 1, 1, m_k)
+    q_dead = ~q_valid[..., None]  # (B|1, 1, m_q, 1)
     f = masked_softmax(q @ k_l.transpose(-1, -2) * scale, lm_mask)  # (B, H, L, m_k)
-    a = masked_softmax(q_l @ k_l.transpose(-1, -2) * scale, lm_mask)  # (B, H, m_q, m_k)
+    a = masked_softmax(q_l @ k_l.transpose(-1, -2) * scale, lm_mask).masked_fill(q_dead, 0.0)  # (B, H, m_q, m_k)
     kpm = None if key_padding_mask is None else key_padding_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
-    b = masked_softmax(q_l @ k.transpose(-1, -2) * scale, kpm)  # (B, H, m_q, S)
+    b = masked_softmax(q_l @ k.transpose(-1, -2) * scale, kpm).masked_fill(q_dead, 0.0)  # (B, H, m_q, S)
     return f, a, b
 
 
+def _zero_padded(out: Tensor, query_padding_mask: Tensor | None) -> Tensor:
+    return out if query_padding_mask is None else out.masked_fill(~query_padding_mask.bool()[:, None, :, None], 0.0)
+
+
 def nystrom_attention(
-    q: Tensor, k: Tensor, v: Tensor, n_landmarks: int, pinv_iters: int = 6, key_padding_mask: Tensor | None = None
+    q: Tensor, k: Tensor, v: Tensor, n_landmarks: int, pinv_iters: int = 6, key_padding_mask: Tensor | None = None,
+    query_padding_mask: Tensor | None = None,
 ) -> Tensor:
-    """Nyström approximation of softmax attention. (B,H,L,D), (B,H,S,D), (B,H,S,Dv) -> (B,H,L,Dv)."""
-    f, a, b = _kernels(q, k, n_landmarks, key_padding_mask)
-    return f @ (iterative_pinv(a, pinv_iters) @ (b @ v))  # (B, H, L, Dv), right to left: never L x S
+    """Nyström approximation of softmax attention. (B,H,L,D), (B,H,S,D), (B,H,S,Dv) -> (B,H,L,Dv).
+    query_padding_mask (B, L), True = real query: padded queries leave the landmarks and give zeros."""
+    f, a, b = _kernels(q, k, n_landmarks, key_padding_mask, query_padding_mask)
+    out = f @ (iterative_pinv(a, pinv_iters) @ (b @ v))  # (B, H, L, Dv), right to left: never L x S
+    return _zero_padded(out, query_padding_mask)
 
 
 def nystrom_attention_reference(
-    q: Tensor, k: Tensor, v: Tensor, n_landmarks: int, key_padding_mask: Tensor | None = None
+    q: Tensor, k: Tensor, v: Tensor, n_landmarks: int, key_padding_mask: Tensor | None = None,
+    query_padding_mask: Tensor | None = None,
 ) -> Tensor:
     """Slow reference: the same factors with the exact pseudo-inverse (torch.linalg.pinv)."""
-    f, a, b = _kernels(q, k, n_landmarks, key_padding_mask)
-    return f @ torch.linalg.pinv(a) @ b @ v
+    f, a, b = _kernels(q, k, n_landmarks, key_padding_mask, query_padding_mask)
+    return _zero_padded(f @ torch.linalg.pinv(a) @ b @ v, query_padding_mask)
 
 
 # ----------------------------------------------------------------------------- module
@@ -116,7 +131,8 @@ class NystromAttention(AttentionBase):
     # No parameters unless conv_kernel is set (then a learned residual convolution: not a drop-in).
     # The pseudo-inverse iteration is fragile in half precision: (at least) fp32 under autocast.
     # causal_cross=False: the query landmarks are segment means over all queries.
-    caps = Caps(causal=False, causal_cross=False, permutation_equivariant=False, needs_head_dim=True, fp32=True)
+    caps = Caps(causal=False, causal_cross=False, permutation_equivariant=False, needs_head_dim=True, fp32=True,
+                query_padding_mask=True)
 
     def __init__(self, head_dim: int, n_landmarks: int = 64, pinv_iters: int = 6, conv_kernel: int | None = None
                  ) -> None:
@@ -136,11 +152,11 @@ class NystromAttention(AttentionBase):
 
     def forward(
         self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
-        causal: bool = False,
+        causal: bool = False, query_padding_mask: Tensor | None = None,
     ) -> Tensor:
         if causal:
             raise ValueError("nystrom attention is not causal (landmarks mix all positions); use causal=False")
-        out = nystrom_attention(q, k, v, self.n_landmarks, self.pinv_iters, key_padding_mask)
+        out = nystrom_attention(q, k, v, self.n_landmarks, self.pinv_iters, key_padding_mask, query_padding_mask)
         if self.conv is not None:
             B, H, S, Dv = v.shape
             if q.shape[-2] != S or Dv != self.head_dim:
@@ -150,4 +166,4 @@ class NystromAttention(AttentionBase):
             w = self.conv.weight.dtype  # v is fp32 here (caps.fp32); the weights may be half (bf16-true)
             res = self.conv(vz.flatten(0, 1).transpose(1, 2).to(w))  # (B*H, Dv, S)
             out = out + res.transpose(1, 2).unflatten(0, (B, H)).to(out.dtype)  # (B, H, L, Dv)
-        return out
+        return _zero_padded(out, query_padding_mask)

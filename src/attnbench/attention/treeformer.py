@@ -31,7 +31,10 @@ the digest's reconstruction of its description. Choices it leaves open and we ma
 shared by all heads (no head count is needed at build time), routing on the per-head q and k themselves,
 mean (not sum) node summaries, zeros for an empty leaf. With height 0 (one leaf) TF is full attention.
 Two-level bootstrapping (Algorithm 1) is a training schedule: ``active_height`` routes with only the top
-levels of the tree (leaves at that depth), so a trainer can grow the tree during training.
+levels of the tree (leaves at that depth), so a trainer can grow the tree during training; ``set_dense(True)``
+(the depth axis) makes the layer full softmax attention on the same q, k, v. ``last_stats`` (leaf loads, tokens
+dropped by capacity), ``balance_weight`` (our leaf-balance loss, read through ``aux_loss()``) and ``data_init``
+are in the last block of this file (lit.treeformer.TreeBootstrap drives and logs them).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnbench.attention.full import _mask
+from attnbench.attention.full import _mask, full_attention
 from attnbench.attention.registry import AttentionBase, Caps, register
 
 
@@ -209,7 +212,8 @@ def tc_attention_reference(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf
 class _TreeAttention(AttentionBase):
     """Shared parts: the oblique tree (one per layer, shared by the heads) and option checks."""
 
-    def __init__(self, head_dim: int, height: int = 4, dropout: float = 0.0) -> None:
+    def __init__(self, head_dim: int, height: int = 4, dropout: float = 0.0, balance_weight: float = 0.0,
+                 data_init: bool = False) -> None:
         super().__init__()
         if height < 0 or height > 12:
             raise ValueError(f"{self.name}: height={height} must be in [0, 12] (2^height leaves)")
@@ -219,6 +223,7 @@ class _TreeAttention(AttentionBase):
         self.height, self.active_height, self.dropout = height, height, dropout
         self.weight = nn.Parameter(torch.randn(n_nodes, head_dim) / math.sqrt(head_dim))  # (nodes, D)
         self.bias = nn.Parameter(torch.zeros(n_nodes))
+        self._init_bootstrap(balance_weight, data_init)
 
     def set_active_height(self, h: int) -> None:
         """Route with the top ``h`` levels only (2^h leaves): the tree-height axis of bootstrapping."""
@@ -227,7 +232,55 @@ class _TreeAttention(AttentionBase):
         self.active_height = h
 
     def extra_repr(self) -> str:
-        return f"height={self.height}, active_height={self.active_height}, dropout={self.dropout}"
+        return f"height={self.height}, active_height={self.active_height}, dropout={self.dropout}, dense={self.dense}"
+
+    # ------------------------------------------------------------------ bootstrapping, statistics, balance loss
+    # (read by attnbench.lit.treeformer.TreeBootstrap and the task modules' aux-loss hook; not part of the paper's
+    # equations, see the functions at the end of this file)
+    def _init_bootstrap(self, balance_weight: float, data_init: bool) -> None:
+        if balance_weight < 0:
+            raise ValueError(f"{self.name}: balance_weight={balance_weight} must be >= 0 (0 = no balance loss)")
+        # dense=True: the layer computes full softmax attention with the same q, k, v (the depth axis of
+        # bootstrapping switches it to False); the tree's parameters then get no gradient
+        self.dense, self.balance_weight, self.data_init = False, balance_weight, data_init
+        self.last_stats: dict[str, Tensor] | None = None  # routing statistics of the last tree forward
+        self._aux: Tensor | None = None
+        self._init_seen = False
+        if data_init:  # persistent: a resumed or loaded model is not re-initialised
+            self.register_buffer("data_init_done", torch.zeros((), dtype=torch.bool))
+
+    def set_dense(self, dense: bool) -> None:
+        """Full softmax attention (True) or tree attention (False): the depth axis of bootstrapping."""
+        self.dense = bool(dense)
+
+    def _dense_forward(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None,
+                       causal: bool) -> Tensor:
+        self.last_stats, self._aux = None, None
+        return full_attention(q, k, v, key_padding_mask=key_padding_mask, causal=causal,
+                              dropout_p=self.dropout if self.training else 0.0)
+
+    def _before_routing(self, k: Tensor, key_padding_mask: Tensor | None) -> None:
+        """``data_init``: at the first training forward that routes, every node's hyperplane (random direction
+        kept) is moved through the median of the keys reaching it, top level first (balanced leaves)."""
+        if not (self.data_init and self.training) or self._init_seen:
+            return
+        if not bool(self.data_init_done):  # one device sync, until the buffer says done (also when loaded)
+            median_split_init(k, self.weight, self.bias, self.height, key_padding_mask)
+            self.data_init_done.fill_(True)
+        self._init_seen = True
+
+    def _after_routing(self, q: Tensor, k: Tensor, leaf_q: Tensor, leaf_k: Tensor,
+                       key_padding_mask: Tensor | None, capacity: int | None) -> None:
+        h = self.active_height
+        self.last_stats = routing_stats(leaf_q, leaf_k, key_padding_mask, 2**h, capacity)
+        self._aux = None
+        if self.training and self.balance_weight > 0 and h > 0:
+            self._aux = self.balance_weight * balance_loss(q, k, self.weight, self.bias, h, key_padding_mask)
+
+    def aux_loss(self) -> Tensor | None:
+        """The weighted balance loss of the last training forward (then cleared), or None."""
+        aux, self._aux = self._aux, None
+        return aux
 
 
 @register("treeformer_tf")
@@ -238,8 +291,8 @@ class TreeformerTF(_TreeAttention):
     caps = Caps(learned_params=True, pretrained_drop_in=False, needs_head_dim=True)
 
     def __init__(self, head_dim: int, height: int = 4, capacity_factor: float | None = None,
-                 dropout: float = 0.0) -> None:
-        super().__init__(head_dim, height, dropout)
+                 dropout: float = 0.0, balance_weight: float = 0.0, data_init: bool = False) -> None:
+        super().__init__(head_dim, height, dropout, balance_weight, data_init)
         if capacity_factor is not None and capacity_factor <= 0:
             raise ValueError(f"treeformer_tf: capacity_factor={capacity_factor} must be > 0 or null (exact)")
         self.capacity_factor = capacity_factor
@@ -250,6 +303,9 @@ class TreeformerTF(_TreeAttention):
             raise ValueError(f"treeformer_tf: causal=True with capacity_factor={self.capacity_factor} is refused: the "
                              "capacity grows with the length, so output i would change with the tokens after i "
                              "(CAB's prefix check); set capacity_factor: null")
+        if self.dense:
+            return self._dense_forward(q, k, v, key_padding_mask, causal)
+        self._before_routing(k, key_padding_mask)
         h = self.active_height
         leaf_q, oh_q = route(q, self.weight, self.bias, h)
         leaf_k, oh_k = route(k, self.weight, self.bias, h)
@@ -260,6 +316,7 @@ class TreeformerTF(_TreeAttention):
             # from the memory's length S only (L == S in self-attention): a fixed memory keeps the query slots fixed,
             # so cross attention stays causal (CC) whatever the number of queries
             cap = math.ceil(self.capacity_factor * k.shape[2] / 2**h)
+        self._after_routing(q, k, leaf_q, leaf_k, key_padding_mask, cap)
         p = self.dropout if self.training else 0.0
         return tf_attention(q, k, v, leaf_q, leaf_k, gate_q, gate_k, 2**h, key_padding_mask, causal, cap, p)
 
@@ -275,8 +332,86 @@ class TreeformerTC(_TreeAttention):
         if causal:
             raise ValueError("treeformer_tc does not support causal=True (node summaries pool all positions); "
                              "use treeformer_tf")
+        if self.dense:
+            return self._dense_forward(q, k, v, key_padding_mask, causal)
+        self._before_routing(k, key_padding_mask)
         h = self.active_height
-        _, oh_q = route(q, self.weight, self.bias, h)
-        _, oh_k = route(k, self.weight, self.bias, h)
+        leaf_q, oh_q = route(q, self.weight, self.bias, h)
+        leaf_k, oh_k = route(k, self.weight, self.bias, h)
+        self._after_routing(q, k, leaf_q, leaf_k, key_padding_mask, None)
         p = self.dropout if self.training else 0.0
         return tc_attention(q, k, v, oh_q, oh_k, h, key_padding_mask, p)
+
+
+# ----------------------------------------------------------------------------- bootstrapping helpers (ours)
+# Routing statistics, the balance loss and the data-dependent initialisation. None of them is from the paper (the
+# digest names no balancing method): the balance loss is the Switch Transformer's (Fedus et al., 2021, eq. 4) with
+# a tree's leaves as the experts.
+def leaf_probs(x: Tensor, weight: Tensor, bias: Tensor, height: int) -> Tensor:
+    """Soft leaf probabilities (B,H,N,2^height): the product over the path of sigmoid(+-z) (left where z >= 0,
+    the side the hard routing takes), so the argmax leaf is the hard one."""
+    n_nodes = 2**height - 1
+    z = x.float() @ weight[:n_nodes].float().T + bias[:n_nodes].float()  # (B, H, N, nodes)
+    P = path_matrix(height).to(z)
+    log_p = F.logsigmoid(z) @ (P > 0).to(z).T + F.logsigmoid(-z) @ (P < 0).to(z).T  # (B, H, N, 2^h)
+    return log_p.exp()
+
+
+def switch_balance(fraction: Tensor, prob: Tensor) -> Tensor:
+    """n * sum_l fraction_l * prob_l over the last axis (n leaves), mean over the rest. fraction: the share of
+    tokens routed to each leaf (no gradient), prob: the mean soft probability of each leaf. Both uniform: 1, its
+    minimum when fraction = prob; all tokens in one leaf with certainty: n."""
+    return (fraction.shape[-1] * (fraction * prob).sum(-1)).mean()
+
+
+def balance_loss(q: Tensor, k: Tensor, weight: Tensor, bias: Tensor, height: int,
+                 key_padding_mask: Tensor | None = None) -> Tensor:
+    """Switch-style load balance of one tree over the queries and keys of each (batch row, head); padded tokens
+    excluded (the padding mask is the queries' too in self-attention, when q and k have the same length)."""
+    x = torch.cat([q, k], 2)  # (B, H, L + S, D)
+    keep = torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)  # (B, H, L + S)
+    if key_padding_mask is not None:
+        keep[..., q.shape[2]:] = key_padding_mask[:, None, :]
+        if q.shape[2] == k.shape[2]:
+            keep[..., :q.shape[2]] = key_padding_mask[:, None, :]
+    w = keep.to(torch.float32)[..., None]  # (B, H, N, 1)
+    p = leaf_probs(x, weight, bias, height) * w  # (B, H, N, 2^h)
+    hard = F.one_hot(p.argmax(-1), 2**height).to(p) * w
+    n = w.sum(2).clamp_min(1.0)  # (B, H, 1)
+    return switch_balance((hard.sum(2) / n).detach(), p.sum(2) / n)
+
+
+@torch.no_grad()
+def routing_stats(leaf_q: Tensor, leaf_k: Tensor, key_padding_mask: Tensor | None, n_leaves: int,
+                  capacity: int | None) -> dict[str, Tensor]:
+    """Per (batch row, head) key counts of every leaf, ``key_counts`` (B,H,n_leaves), and the tokens (queries and
+    keys) a leaf capacity dropped, ``dropped``, out of ``tokens`` (0-d tensors; no device sync here)."""
+    ones_k = torch.ones_like(leaf_k) if key_padding_mask is None else \
+        key_padding_mask[:, None, :].expand_as(leaf_k).long()
+    counts_k = torch.zeros(*leaf_k.shape[:-1], n_leaves, dtype=torch.long, device=leaf_k.device)
+    counts_k.scatter_add_(-1, leaf_k, ones_k)  # (B, H, n_leaves)
+    counts_q = torch.zeros_like(counts_k).scatter_add_(-1, leaf_q, torch.ones_like(leaf_q))
+    tokens = counts_k.sum() + counts_q.sum()
+    dropped = torch.zeros((), dtype=torch.long, device=leaf_k.device)
+    if capacity is not None:
+        dropped = (counts_k - capacity).clamp_min(0).sum() + (counts_q - capacity).clamp_min(0).sum()
+    return {"key_counts": counts_k, "dropped": dropped, "tokens": tokens}
+
+
+@torch.no_grad()
+def median_split_init(k: Tensor, weight: Tensor, bias: Tensor, height: int,
+                      key_padding_mask: Tensor | None = None) -> None:
+    """Set ``bias`` in place, depth by depth, so that every node's hyperplane w_u.x + b_u = 0 passes through the
+    median of w_u.k over the (real) keys of all heads that reach node u: each split halves its keys. Nodes no key
+    reaches take the median over all keys."""
+    keys = k.float()
+    if key_padding_mask is not None:
+        keys = keys[key_padding_mask[:, None, :].expand(keys.shape[:-1])]  # (n, D) real keys
+    keys = keys.reshape(-1, k.shape[-1])
+    for d in range(height):
+        leaf, _ = route(keys[None, None], weight, bias, d)  # (1, 1, n) node index within depth d
+        first = 2**d - 1  # heap index of the depth's first node
+        z = keys @ weight[first:first + 2**d].float().T  # (n, 2^d)
+        for j in range(2**d):
+            sel = z[leaf[0, 0] == j, j]
+            bias[first + j] = -torch.quantile(sel if sel.numel() else z[:, j], 0.5).to(bias.dtype)

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from attnbench.data.base import SplitDataModule
-from attnbench.data.catalog.timeseries import TimeSeriesSpec, spec
+from attnbench.data.catalog.timeseries import TimeSeriesSpec, calendar_features, spec
 from attnbench.data.download import DataError, fetch, locate
 
 Features = Literal["M", "S", "MS"]
@@ -55,8 +55,6 @@ def split_borders(split: str, n_rows: int, seq_len: int) -> dict[str, tuple[int,
 
 def time_features(dates: pd.DatetimeIndex, freq: str) -> np.ndarray:
     """Calendar features scaled to [-0.5, 0.5] (TSLib ``timeenc=1``), (T, F) float32."""
-    off = pd.tseries.frequencies.to_offset(freq)
-    name = type(off).__name__
     f = {
         "second": lambda d: d.second / 59.0 - 0.5,
         "minute": lambda d: d.minute / 59.0 - 0.5,
@@ -67,19 +65,8 @@ def time_features(dates: pd.DatetimeIndex, freq: str) -> np.ndarray:
         "month": lambda d: (d.month - 1) / 11.0 - 0.5,
         "week": lambda d: (d.isocalendar().week.to_numpy(dtype=float) - 1) / 52.0 - 0.5,
     }
-    by_offset = {
-        "Second": ["second", "minute", "hour", "dow", "dom", "doy"],
-        "Minute": ["minute", "hour", "dow", "dom", "doy"],
-        "Hour": ["hour", "dow", "dom", "doy"],
-        "Day": ["dow", "dom", "doy"],
-        "BusinessDay": ["dow", "dom", "doy"],
-        "Week": ["dom", "week"],
-        "MonthEnd": ["month"],
-        "MonthBegin": ["month"],
-    }
-    if name not in by_offset:
-        raise ValueError(f"no calendar features for frequency {freq!r}; allowed: {', '.join(by_offset)}")
-    return np.stack([np.asarray(f[k](dates), dtype=np.float32) for k in by_offset[name]], axis=1)
+    names = calendar_features(freq)  # ValueError naming the frequencies that have features
+    return np.stack([np.asarray(f[k](dates), dtype=np.float32) for k in names], axis=1)
 
 
 class StandardScaler:

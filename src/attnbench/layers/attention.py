@@ -28,6 +28,10 @@ class MultiAxisAttention(nn.Module):
     LayerNormed here, RoPE still applies). An entry built with ``shared_qk=True`` (Reformer) gets one
     shared query/key projection: k is the very tensor q (self-attention only).
 
+    qkv_dim: width of the queries, keys and values (all heads; default d_model), as LRA's ``qkv_dim`` (e.g. width
+    128 with qkv 64); max_len: the longest sequence, passed to entries that need it (``caps.fixed_len``: Linformer)
+    when their config leaves ``max_len`` null.
+
     ``forward`` takes a key padding mask and a causal flag; an entry lacking the capability is refused with
     :class:`~attnbench.attention.registry.CapabilityError` naming the entries that have it.
 
@@ -37,11 +41,12 @@ class MultiAxisAttention(nn.Module):
     def __init__(
         self, d_model: int, n_heads: int, n_axes: int, attention: Mapping[str, Any], qk_norm: bool = True,
         rope_axes: Sequence[int] = (), rope_base: float = 10000.0, per_axis_qk: bool = False,
-        dropout: float = 0.0, bias: bool = True,
+        dropout: float = 0.0, bias: bool = True, qkv_dim: int | None = None, max_len: int | None = None,
     ) -> None:
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
+        inner = d_model if qkv_dim is None else qkv_dim  # the width of q, k, v (all heads)
+        if inner % n_heads:
+            raise ValueError(f"n_heads={n_heads} must divide {'qkv_dim' if qkv_dim else 'd_model'}={inner}")
         opts = dict(attention)
         if "name" not in opts:
             raise ValueError("attention config needs a 'name' (a registry key)")
@@ -56,16 +61,20 @@ class MultiAxisAttention(nn.Module):
         if bad:
             raise ValueError(f"rope_axes={list(rope_axes)} out of range for a tensor with {n_axes} axes")
         proj = cls.caps.projections
-        self.attn = build(name, {"head_dim": d_model // n_heads}, **opts)
+        if proj != "qkv" and inner != d_model:
+            raise ValueError(f"qkv_dim={qkv_dim} != d_model={d_model}, but attention {name!r} takes the input's "
+                             f"per-head slices as values (projections={proj!r}): leave qkv_dim unset")
+        sizes = {"head_dim": inner // n_heads} | ({} if max_len is None else {"max_len": max_len})
+        self.attn = build(name, sizes, **opts)
         self.tensor = cls.caps.tensor
         self.shared_qk = self.attn.shared_qk
-        self.n_heads, self.head_dim, self.n_axes = n_heads, d_model // n_heads, n_axes
+        self.n_heads, self.head_dim, self.n_axes = n_heads, inner // n_heads, n_axes
         self.n_qk = n_axes if per_axis_qk else 1
         learn_k = "k" in proj and not self.shared_qk
-        self.q_proj = nn.Linear(d_model, d_model * self.n_qk, bias=bias)
-        self.k_proj = nn.Linear(d_model, d_model * self.n_qk, bias=bias) if learn_k else None
-        self.v_proj = nn.Linear(d_model, d_model, bias=bias) if "v" in proj else None
-        self.o_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.q_proj = nn.Linear(d_model, inner * self.n_qk, bias=bias)
+        self.k_proj = nn.Linear(d_model, inner * self.n_qk, bias=bias) if learn_k else None
+        self.v_proj = nn.Linear(d_model, inner, bias=bias) if "v" in proj else None
+        self.o_proj = nn.Linear(inner, d_model, bias=bias)
         self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm and learn_k else nn.Identity()
         self.rope_axes, self.rope_base = tuple(rope_axes), rope_base

@@ -22,8 +22,9 @@ NORMS = ("pre", "post")
 
 
 def _attention(d_model: int, n_heads: int, attention: Mapping[str, Any], dropout: float, qk_norm: bool,
-               bias: bool) -> MultiAxisAttention:
-    return MultiAxisAttention(d_model, n_heads, 1, attention, qk_norm=qk_norm, dropout=dropout, bias=bias)
+               bias: bool, qkv_dim: int | None = None, max_len: int | None = None) -> MultiAxisAttention:
+    return MultiAxisAttention(d_model, n_heads, 1, attention, qk_norm=qk_norm, dropout=dropout, bias=bias,
+                              qkv_dim=qkv_dim, max_len=max_len)
 
 
 class _Residual(nn.Module):
@@ -44,17 +45,18 @@ class _Residual(nn.Module):
 
 
 class SeqEncoderLayer(nn.Module):
-    """Self-attention then MLP. (B, L, E) -> (B, L, E)."""
+    """Self-attention then MLP. (B, L, E) -> (B, L, E). qkv_dim, max_len: as in MultiAxisAttention (the q/k/v width,
+    default d_model; the longest sequence, for fixed-length entries)."""
 
     def __init__(
         self, d_model: int, n_heads: int, d_mlp: int, attention: Mapping[str, Any], dropout: float = 0.0,
         attn_dropout: float = 0.0, norm: Literal["pre", "post"] = "pre", mlp: Literal["gelu", "swiglu"] = "gelu",
-        qk_norm: bool = False, bias: bool = True,
+        qk_norm: bool = False, bias: bool = True, qkv_dim: int | None = None, max_len: int | None = None,
     ) -> None:
         super().__init__()
         if mlp not in MLPS:
             raise ValueError(f"mlp={mlp!r}; allowed: {', '.join(MLPS)}")
-        self.attn = _attention(d_model, n_heads, attention, attn_dropout, qk_norm, bias)
+        self.attn = _attention(d_model, n_heads, attention, attn_dropout, qk_norm, bias, qkv_dim, max_len)
         self.mlp = MLPS[mlp](d_model, d_mlp, dropout)
         self.res1 = _Residual(d_model, norm, dropout)
         self.res2 = _Residual(d_model, norm, dropout)

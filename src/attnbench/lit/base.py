@@ -79,6 +79,20 @@ class ConfiguredModule(L.LightningModule):
     def _eval_step(self, batch, stage: str) -> None:
         raise NotImplementedError
 
+    def add_aux_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """``loss`` plus the auxiliary losses of the submodules (``models.interfaces.AuxLoss``, e.g. Treeformer's
+        balance loss with its weight > 0), logged as ``train/aux_loss``; ``loss`` itself when there are none.
+        Task modules call it on their training loss."""
+        from attnbench.models.interfaces import AuxLoss
+
+        terms = [t for m in self.modules() if m is not self and isinstance(m, AuxLoss)
+                 if (t := m.aux_loss()) is not None]
+        if not terms:
+            return loss
+        aux = torch.stack([t.float() for t in terms]).sum()
+        self.log("train/aux_loss", aux, on_step=True, on_epoch=True, batch_size=1)
+        return loss + aux
+
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
 

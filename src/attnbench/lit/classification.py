@@ -72,7 +72,7 @@ class ClassificationModule(ConfiguredModule):
         logits = self(x)
         loss = F.cross_entropy(logits.float(), y, weight=self.class_w)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
-        return loss
+        return self.add_aux_loss(loss)
 
     def test_step(self, batch, batch_idx: int) -> dict[str, Tensor]:
         """Scores the batch; returns it for callbacks (``lit.artifacts.PredictionArtifacts`` saves it)."""

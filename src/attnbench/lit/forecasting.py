@@ -10,12 +10,13 @@ from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
 from attnbench.lit.base import ConfiguredModule
-from attnbench.models.interfaces import Forecaster, missing
+from attnbench.models.interfaces import CalendarForecaster, Forecaster, missing
 
 
 class ForecastingModule(ConfiguredModule):
     """Trains any ``net: (B, seq_len, C) -> (B, pred_len, C)`` that declares its lengths
-    (``models.interfaces.Forecaster``).
+    (``models.interfaces.Forecaster``); a ``CalendarForecaster`` (Informer) is also given the batch's calendar
+    features, ``net(x, x_mark, y_mark)``.
 
     Scores the last ``n_targets`` variables (all for features M, the target for S/MS). ``horizons``
     lists prefixes of the forecast to score separately (e.g. 96/192/336/720 of one 720-step head, the
@@ -33,6 +34,7 @@ class ForecastingModule(ConfiguredModule):
         if not isinstance(net, Forecaster):
             raise TypeError(f"{type(net).__name__} is not a Forecaster: it lacks {', '.join(missing(net, Forecaster))}")
         self.save_plain_hyperparameters()
+        self.calendar = isinstance(net, CalendarForecaster)  # read before compiling (which wraps the net)
         self.net = torch.compile(net) if compile else net
         self.n_targets = n_targets
         self.pred_len = pred_len = net.pred_len
@@ -46,12 +48,14 @@ class ForecastingModule(ConfiguredModule):
                 setattr(self, f"{stage}_metrics{h}", MetricCollection(
                     {"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}, prefix=f"{stage}/", postfix=sfx))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+    def forward(self, x: Tensor, x_mark: Tensor | None = None, y_mark: Tensor | None = None) -> Tensor:
+        """x (B, seq_len, C); x_mark (B, seq_len, F), y_mark (B, label_len + pred_len, F): calendar nets only."""
+        return self.net(x, x_mark, y_mark) if self.calendar else self.net(x)
 
     def _predict(self, batch) -> tuple[Tensor, Tensor]:
         x, y = batch[0], batch[1]
-        out = self(x)[:, :, -self.n_targets:]  # (B, pred_len, n_targets)
+        marks = batch[2:4] if self.calendar else ()
+        out = self(x, *marks)[:, :, -self.n_targets:]  # (B, pred_len, n_targets)
         tgt = y[:, -self.pred_len:, -self.n_targets:]
         return out, tgt
 
@@ -59,7 +63,7 @@ class ForecastingModule(ConfiguredModule):
         out, tgt = self._predict(batch)
         loss = torch.stack([F.mse_loss(out[:, :h], tgt[:, :h]) for h in self.horizons]).mean()
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(out))
-        return loss
+        return self.add_aux_loss(loss)
 
     def test_step(self, batch, batch_idx: int) -> dict[str, Tensor]:
         """Scores the batch; returns it for callbacks (``lit.artifacts.PredictionArtifacts`` saves it)."""

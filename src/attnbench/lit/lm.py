@@ -95,7 +95,7 @@ class LanguageModelingModule(ConfiguredModule):
         nll, n = token_nll(self.net(x), y)
         loss = nll / n.clamp(min=1)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch))
-        return loss
+        return self.add_aux_loss(loss)
 
     def _eval_step(self, batch: Tensor, stage: str, batch_idx: int = 0) -> None:
         x, y = self.inputs_targets(batch, stage, batch_idx)

@@ -75,7 +75,7 @@ class TextClassificationModule(ConfiguredModule):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self.net(**batch).loss
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
-        return loss
+        return self.add_aux_loss(loss)
 
     def _eval_step(self, batch: dict, stage: str) -> None:
         out = self.net(**batch)

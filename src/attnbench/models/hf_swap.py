@@ -26,10 +26,13 @@ import math
 import torch
 from torch import Tensor, nn
 
-from attnbench.attention.registry import accepted_options, build, get, require
+from attnbench.attention.registry import CapabilityError, accepted_options, available, build, get, require
 
 IMPLEMENTATION = "attnbench"  # the name registered with transformers' attention dispatch
 ATTR = "attnbench_attention"  # the submodule holding the registry entry on each swapped self-attention
+# why an entry with learned parameters is refused, and how to admit it (attention_spec.drop_in_problem says the same)
+TRAINABLE_HINT = (" (it has learned parameters of its own: fine-tune them with allow_trainable=True, config "
+                  "model.net.trainable_attention=true)")
 
 
 def _hf_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
@@ -87,26 +90,35 @@ def self_attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return found
 
 
-def check_drop_in(name: str) -> type:
+def check_drop_in(name: str, allow_trainable: bool = False) -> type:
     """The registry class ``name`` if it can replace a pretrained dense self-attention, else ValueError/KeyError
-    naming the entries that can."""
+    naming the entries that can. ``allow_trainable``: also entries with learned parameters of their own
+    (``caps.learned_params``, e.g. Treeformer's trees), which then need fine-tuning."""
     cls = get(name)
-    require(cls, self_attention=True, key_padding_mask=True, pretrained_drop_in=True)
+    require(cls, self_attention=True, key_padding_mask=True)
+    if not cls.caps.pretrained_drop_in and not (allow_trainable and cls.caps.learned_params):
+        able = [n for n in available() if get(n).caps.pretrained_drop_in]
+        hint = TRAINABLE_HINT if cls.caps.learned_params else ""
+        raise CapabilityError(f"attention {name!r} does not support pretrained_drop_in=True{hint}; entries that do: "
+                              f"{', '.join(able)}")
     if cls.caps.tensor or cls.caps.per_axis_qk or cls.caps.projections != "qkv":
         raise ValueError(f"attention {name!r} needs tensor / per-axis inputs or its own projections; a pretrained "
                          "encoder supplies (B, H, L, D) q, k, v from its q/k/v projections")
     return cls
 
 
-def swap_self_attention(model: nn.Module, name: str, **options) -> list[str]:
+def swap_self_attention(model: nn.Module, name: str, allow_trainable: bool = False, **options) -> list[str]:
     """Replace the attention kernel of every self-attention of ``model`` by registry entry ``name``.
 
     ``options`` go to the entry's constructor (``head_dim`` and ``dropout`` are filled in from the model's config
     when the entry takes them; ``seed`` is offset by the layer index). Returns the swapped modules' names.
     Entries that cannot replace a pretrained dense layer (learned parameters of their own, per-axis or tensor
-    inputs, fewer than three projections, no padding mask) are refused with the entries that can.
+    inputs, fewer than three projections, no padding mask) are refused with the entries that can;
+    ``allow_trainable=True`` admits entries with learned parameters (Treeformer): their parameters are new (e.g.
+    ``data_init=True`` places the trees' splits at the keys' medians at the first training step) and the model
+    must be fine-tuned, it is not a drop-in without retraining.
     """
-    cls = check_drop_in(name)
+    cls = check_drop_in(name, allow_trainable)
     mods = self_attention_modules(model)
     if not mods:
         raise ValueError(f"{type(model).__name__} has no self-attention with query/key/value projections to swap")

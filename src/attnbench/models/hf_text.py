@@ -12,14 +12,16 @@ from attnbench.pretrained import MINILM, load_tokenizer, offline_hint, resolve_p
 __all__ = ["MINILM", "load_tokenizer", "pretrained_classifier", "resolve_pretrained"]
 
 def pretrained_classifier(pretrained: str, n_labels: int, attention: dict[str, Any] | None = None,
-                          dropout: float | None = None) -> nn.Module:
+                          dropout: float | None = None, trainable_attention: bool = False) -> nn.Module:
     """``AutoModelForSequenceClassification`` (new head, ``n_labels``; 1 = regression) from ``pretrained``, with
     every self-attention swapped for the registry entry ``attention['name']`` (options: the rest) when given.
 
-    ``attention=None`` keeps the model's own attention (SDPA); ``{'name': 'full'}`` is the same function through
-    the registry. ``dropout`` overrides the hidden and attention dropout of the config. The model satisfies
-    ``models.interfaces.PretrainedNet``: ``attnbench_trained_head`` says whether every weight, the classifier
-    included, came from the checkpoint; ``attnbench_model_state`` names the state of the swapped-in attentions.
+    ``trainable_attention``: admit entries with learned parameters of their own (Treeformer), to fine-tune them
+    (``hf_swap.swap_self_attention(allow_trainable=True)``). ``attention=None`` keeps the model's own attention
+    (SDPA); ``{'name': 'full'}`` is the same function through the registry. ``dropout`` overrides the hidden and
+    attention dropout of the config. The model satisfies ``models.interfaces.PretrainedNet``:
+    ``attnbench_trained_head`` says whether every weight, the classifier included, came from the checkpoint;
+    ``attnbench_model_state`` names the state of the swapped-in attentions.
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -39,5 +41,5 @@ def pretrained_classifier(pretrained: str, n_labels: int, attention: dict[str, A
     model.attnbench_model_state = (ATTR,)  # swapped-in attention buffers follow the model, not a checkpoint
     if attention:
         opts = dict(attention)
-        swap_self_attention(model, opts.pop("name"), **opts)
+        swap_self_attention(model, opts.pop("name"), allow_trainable=trainable_attention, **opts)
     return model

@@ -6,6 +6,7 @@ disk and how they are split. No torch, no I/O: ``config`` reads the names and si
 - ``glue``: the GLUE tasks;
 - ``imdb``: IMDB sentiment;
 - ``cifar``: CIFAR-10 (LRA Image);
+- ``seq2seq``: the generated sequence-to-sequence tasks (task names, token ids);
 - ``source``: ``Source``, a file as every catalogue describes it; ``text``: ``TextTask``, what a text classifier
   needs of any task (GLUE's and IMDB's).
 

@@ -84,3 +84,27 @@ def spec(name: str) -> TimeSeriesSpec:
     if name not in TIME_SERIES:
         raise ValueError(f"unknown time-series data set {name!r}; allowed: {', '.join(TIME_SERIES)}")
     return TIME_SERIES[name]
+
+
+# The calendar features of each sampling frequency (TSLib / Informer ``time_features``, timeenc=1), keyed by the
+# pandas offset class of the frequency; ``data.timeseries.time_features`` computes them, scaled to [-0.5, 0.5].
+CALENDAR_FEATURES: dict[str, tuple[str, ...]] = {
+    "Second": ("second", "minute", "hour", "dow", "dom", "doy"),
+    "Minute": ("minute", "hour", "dow", "dom", "doy"),
+    "Hour": ("hour", "dow", "dom", "doy"),
+    "Day": ("dow", "dom", "doy"),
+    "BusinessDay": ("dow", "dom", "doy"),
+    "Week": ("dom", "week"),
+    "MonthEnd": ("month",),
+    "MonthBegin": ("month",),
+}
+
+
+def calendar_features(freq: str) -> tuple[str, ...]:
+    """The calendar features of pandas frequency ``freq`` ("h": hour, dow, dom, doy); an unknown one lists the known."""
+    from pandas.tseries.frequencies import to_offset  # here: the catalogue is read without pandas elsewhere
+
+    name = type(to_offset(freq)).__name__
+    if name not in CALENDAR_FEATURES:
+        raise ValueError(f"no calendar features for frequency {freq!r}; allowed: {', '.join(CALENDAR_FEATURES)}")
+    return CALENDAR_FEATURES[name]
