@@ -20,7 +20,7 @@ q/k/v/o projections, norms or RoPE of the layer.
 
 Convention. 2 FLOPs per multiply-add. ``matmul``: every matrix product the implementation executes (mm, bmm,
 einsum, convolution), exactly as written, including work a mask then discards (SDPA computes the full square for
-``causal``/``local``; Treeformer's padded leaf slots; Reformer's padded chunks): it equals what
+``causal``; local's window blocks; Treeformer's padded leaf slots; Reformer's padded chunks): it equals what
 ``torch.utils.flop_counter.FlopCounterMode`` counts on a forward call (SDPA through its MATH backend), which the
 test checks per entry. ``other``: elementwise work, approximate (not checked exactly): a softmax over n entries
 costs ``SOFTMAX_FLOPS`` x n (max, subtract, exp, sum, divide; exp counts as one FLOP), a score scaling 1 per
@@ -166,15 +166,16 @@ def _kernelised(s: Shape, F: int) -> Flops:
     """``linear.linear_attention`` on features of size F (phi_q (L, F), phi_k (S, F)); causal: chunked prefix sums
     of ``LINEAR_CHUNK`` over the aligned length max(L, S), padded to a multiple of the chunk."""
     BH, L, S, Dv = s.BH, s.L, s.S, s.Dv
+    E = Dv + 1  # v with a column of ones: the normaliser rides along in the same products
     if not s.causal:
-        mm = 2 * BH * (S * F * Dv + L * F * Dv + L * F)  # phi_k^T v, phi_q kv, phi_q z
-        return Flops(mm, BH * (S * F + 2 * L * Dv))  # key sum, safe division
+        mm = 2 * BH * (S * F * E + L * F * E)  # phi_k^T [v, 1], phi_q (kv, z)
+        return Flops(mm, BH * 2 * L * Dv)  # safe division
     c = LINEAR_CHUNK
     n_chunks = -(-max(L, S) // c)
     N = n_chunks * c  # padded aligned length
-    mm = 2 * BH * (N * F * Dv + n_chunks * c * c * F + N * F * Dv + n_chunks * c * c * Dv + N * F)
-    # kv per chunk, within-chunk kernel, qc kv_prev, a vc, qc z_prev
-    return Flops(mm, BH * (n_chunks * F * Dv + N * F + n_chunks * c * c + 2 * N * Dv))  # cumsums, tril/sum, div
+    mm = 2 * BH * (N * F * E + n_chunks * c * c * F + N * F * E + n_chunks * c * c * E)
+    # kv per chunk, within-chunk kernel, qc kv_prev, a vc
+    return Flops(mm, BH * (n_chunks * F * E + n_chunks * c * c + 2 * N * Dv))  # cumsum, tril, div
 
 
 def _favor_features(BH: int, n: int, D: int, m: int) -> Flops:
@@ -189,11 +190,15 @@ def _full(m: AttentionBase, s: Shape) -> Flops:
     return _dense(s, s.L, s.S)
 
 
-@formula("local", power=2)
+@formula("local", power=1)
 def _local(m: AttentionBase, s: Shape) -> Flops:
-    """The implementation is SDPA with a banded mask: the full L x S square (a blocked kernel would do
-    L (2 window + 1))."""
-    return _dense(s, s.L, s.S)
+    """The blocked kernel (``local.local_attention``): ceil(L / b) query blocks of b = ``local.block_size`` (>=
+    window), each through SDPA against 3 key blocks (2 when causal), padding included."""
+    from attnbench.attention.local import block_size
+
+    b = block_size(s.L, m.window)
+    n_b = -(-s.L // b)
+    return _dense(s, n_b * b, (2 if s.causal else 3) * b)
 
 
 @formula("super", power=2)
@@ -250,13 +255,17 @@ def _reformer_slots(n_tokens: int, n_buckets: int, chunk: int) -> int:
 def _reformer(m: AttentionBase, s: Shape, slots: int | None = None) -> Flops:
     """Angular LSH (x R, per round; keys hashed too unless shared_qk), then per round softmax attention of each
     chunk of ``chunk_size`` sorted queries to its chunk and the previous one (one chunk: itself). Non-causal: the
-    sorted sequence padded to a multiple of the chunk; causal: per-bucket chunks, ``slots`` measured or balanced."""
+    sorted sequence padded to a multiple of the chunk; causal: per-bucket chunks, ``slots`` measured or balanced
+    (or, shared_qk, the packed layout with 3 chunks of keys where that is fewer scores, as ``lsh_attention``)."""
     BH, N, D, Dv = s.BH, s.L, s.D, s.Dv
     R, nb, c = m.n_hashes, m.n_buckets, m.chunk_size
     mm = 0 if nb == 1 else 2 * BH * N * D * R * (nb // 2) * (1 if m.shared_qk else 2)
     if slots is None:
         slots = _reformer_slots(N, nb, c) if s.causal else -(-N // c) * c
-    window = c if slots // c == 1 else 2 * c
+    window = c * min(slots // c, 2)
+    packed = -(-N // c) * c  # causal "auto" layout (shared_qk): unpadded (bucket, position) order, 3 chunks of keys
+    if s.causal and m.shared_qk and 3 * packed < 2 * slots:
+        slots, window = packed, c * min(packed // c, 3)
     mm += 2 * BH * R * slots * window * (D + Dv)
     other = BH * R * slots * window * (1 + SOFTMAX_FLOPS) + BH * (R * N * 2 * Dv + (2 * N * D if m.shared_qk else 0))
     return Flops(mm, other)

@@ -45,6 +45,7 @@ def _causal_aligned(phi_q: Tensor, phi_k: Tensor, v: Tensor, chunk: int) -> tupl
     O(N/chunk F Dv). Zero features pad N to a multiple of ``chunk`` (they add nothing).
     """
     B, H, N, Fd = phi_q.shape
+    v = torch.cat([v, v.new_ones(*v.shape[:-1], 1)], dim=-1)  # (B, H, N, Dv + 1): the last column gives den
     Dv = v.shape[-1]
     n_chunks = -(-N // chunk)
     pad = n_chunks * chunk - N
@@ -53,15 +54,12 @@ def _causal_aligned(phi_q: Tensor, phi_k: Tensor, v: Tensor, chunk: int) -> tupl
     qc = phi_q.unflatten(2, (n_chunks, chunk))  # (B, H, C, c, F)
     kc = phi_k.unflatten(2, (n_chunks, chunk))  # (B, H, C, c, F)
     vc = v.unflatten(2, (n_chunks, chunk))  # (B, H, C, c, Dv)
-    kv = kc.transpose(-1, -2) @ vc  # (B, H, C, F, Dv) per-chunk sum of phi(k) v^T
-    z = kc.sum(dim=-2)  # (B, H, C, F)
+    kv = kc.transpose(-1, -2) @ vc  # (B, H, C, F, Dv + 1) per-chunk sum of phi(k) [v, 1]^T
     # exclusive prefix sums: chunk c sees chunks < c (a zero state prepended, not cumsum - self)
-    kv_prev = torch.cat([kv.new_zeros(B, H, 1, Fd, Dv), kv.cumsum(dim=2)[:, :, :-1]], dim=2)  # (B, H, C, F, Dv)
-    z_prev = torch.cat([z.new_zeros(B, H, 1, Fd), z.cumsum(dim=2)[:, :, :-1]], dim=2)  # (B, H, C, F)
+    kv_prev = torch.cat([kv.new_zeros(B, H, 1, Fd, Dv), kv.cumsum(dim=2)[:, :, :-1]], dim=2)  # (B, H, C, F, Dv+1)
     a = (qc @ kc.transpose(-1, -2)).tril()  # (B, H, C, c, c) within-chunk kernel, j <= i
-    num = qc @ kv_prev + a @ vc  # (B, H, C, c, Dv)
-    den = qc @ z_prev.unsqueeze(-1) + a.sum(dim=-1, keepdim=True)  # (B, H, C, c, 1)
-    return num.flatten(2, 3)[:, :, :N], den.flatten(2, 3)[:, :, :N]  # (B, H, N, Dv), (B, H, N, 1)
+    nd = (qc @ kv_prev + a @ vc).flatten(2, 3)[:, :, :N]  # (B, H, N, Dv + 1)
+    return nd[..., :-1], nd[..., -1:]  # (B, H, N, Dv), (B, H, N, 1)
 
 
 def linear_attention(
@@ -75,9 +73,10 @@ def linear_attention(
     """
     phi_k, v = _zero_padded(phi_k, v, key_padding_mask)
     if not causal:
-        kv = phi_k.transpose(-1, -2) @ v  # (B, H, F, Dv)
-        z = phi_k.sum(dim=-2).unsqueeze(-1)  # (B, H, F, 1)
-        return safe_divide(phi_q @ kv, phi_q @ z)  # (B, H, L, Dv)
+        # a column of ones after v: the same products give the normaliser (no separate passes over phi)
+        v1 = torch.cat([v, v.new_ones(*v.shape[:-1], 1)], dim=-1)  # (B, H, S, Dv + 1)
+        nd = phi_q @ (phi_k.transpose(-1, -2) @ v1)  # (B, H, L, Dv + 1)
+        return safe_divide(nd[..., :-1], nd[..., -1:])  # (B, H, L, Dv)
     L, S = phi_q.shape[-2], phi_k.shape[-2]
     # Align query i with key i + (S - L) by prepending zero features (they contribute nothing):
     # S > L: S - L zero queries (outputs dropped); L > S: L - S zero keys (early queries see none).

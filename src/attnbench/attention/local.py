@@ -2,9 +2,15 @@
 
 The LRA "Local Attention" baseline (Tay et al., arXiv:2011.04006) and CAB's ``local`` (window size ``wsize``,
 after Luong et al., 2015, arXiv:1508.04025): query i attends keys j with |i - j| <= window, or
-i - window <= j <= i when causal. This implementation is the exact definition: an explicit banded
-boolean (L, S) mask into SDPA, O(L S) time and memory like full attention. It is the correctness
-baseline, not a fast blocked kernel.
+i - window <= j <= i when causal.
+
+:func:`local_attention` is a blocked sliding-window kernel: the sequence is cut into blocks of
+b >= window queries (:func:`block_size`), and each block attends (SDPA, one batched call) to its own key
+block and the neighbouring ones (the previous block only when causal), 3b (2b) keys, under a static
+(b, 3b) band mask and the key padding: O(L b) time and memory, no (L, L) buffer. Any length (the last
+block is padded with masked keys); a window >= the length is one block. :func:`local_attention_banded`
+(an explicit banded (L, L) mask into SDPA, O(L^2)) and :func:`local_attention_reference` (explicit
+scores) are the references it is tested against.
 """
 
 from __future__ import annotations
@@ -34,11 +40,59 @@ def band_mask(
     return mask
 
 
+MIN_BLOCK = 16  # smallest query block: narrower windows still give SDPA >= 16 queries per block
+
+
+def block_size(L: int, window: int) -> int:
+    """Query block b of the blocked kernel: >= window (so neighbouring blocks hold every visible key),
+    at least MIN_BLOCK, at most L (a window >= L makes one block)."""
+    return max(1, min(L, max(window, MIN_BLOCK)))
+
+
 def local_attention(
     q: Tensor, k: Tensor, v: Tensor, window: int, key_padding_mask: Tensor | None = None, causal: bool = False,
     dropout_p: float = 0.0,
 ) -> Tensor:
-    """Sliding-window softmax attention through SDPA with a banded mask. (B,H,L,D) -> (B,H,L,Dv).
+    """Blocked sliding-window softmax attention, O(L window) time and memory. (B,H,L,D) -> (B,H,L,Dv).
+
+    Query block n (positions n b .. n b + b - 1) attends to key blocks n - 1, n, n + 1 (n - 1, n when causal)
+    with the band |i - j| <= window (i - window <= j <= i when causal) and the key padding. Rows with no
+    visible key (all padded) give zeros.
+    """
+    B, H, L, D = q.shape
+    b = block_size(L, window)
+    nb = -(-L // b)  # blocks
+    pad = nb * b - L
+    n_win = 2 if causal else 3  # key blocks per query block
+    left, right = b, (0 if causal else b) + pad  # zero key blocks around the sequence (masked)
+
+    def windows(x: Tensor) -> Tensor:  # (B, H, L, E) -> (B nb, H, n_win b, E): the keys of each query block
+        x = F.pad(x, (0, 0, left, right)).unfold(2, n_win * b, b)  # (B, H, nb, E, n_win b)
+        return x.permute(0, 2, 1, 4, 3).reshape(B * nb, H, n_win * b, x.shape[3])
+
+    # Blocks in the batch axis (B nb, H, ...): a 4-D SDPA call (CPU's fused kernel) with one mask per block.
+    qb = F.pad(q, (0, 0, 0, pad)).unflatten(2, (nb, b)).transpose(1, 2).reshape(B * nb, H, b, D)
+    # band: query a of block n is position n b + a, key c of its window is position (n - 1) b + c
+    a = torch.arange(b, device=q.device)[:, None]  # (b, 1)
+    c = torch.arange(n_win * b, device=q.device)[None, :]  # (1, n_win b)
+    diff = c - b - a  # (b, n_win b): j - i
+    band = (diff >= -window) & (diff <= (0 if causal else window))  # (b, n_win b)
+    real = torch.ones(B, L, dtype=torch.bool, device=q.device) if key_padding_mask is None \
+        else key_padding_mask.bool()  # (B, L)
+    real = F.pad(real, (left, right), value=False).unfold(1, n_win * b, b)  # (B, nb, n_win b)
+    mask = (band & real[:, :, None, :]).reshape(B * nb, 1, b, n_win * b)  # (B nb, 1, b, n_win b)
+    dead = ~mask.any(dim=-1, keepdim=True)  # (B nb, 1, b, 1)
+    # Dead rows attend every slot of their window (finite softmax and gradients), then are zeroed.
+    out = F.scaled_dot_product_attention(qb, windows(k), windows(v), attn_mask=mask | dead, dropout_p=dropout_p)
+    out = out.masked_fill(dead, 0.0)  # (B nb, H, b, Dv)
+    return out.unflatten(0, (B, nb)).transpose(1, 2).flatten(2, 3)[:, :, :L]  # (B, H, L, Dv)
+
+
+def local_attention_banded(
+    q: Tensor, k: Tensor, v: Tensor, window: int, key_padding_mask: Tensor | None = None, causal: bool = False,
+    dropout_p: float = 0.0,
+) -> Tensor:
+    """Sliding-window softmax attention through SDPA with a banded (L, L) mask, O(L^2). (B,H,L,D) -> (B,H,L,Dv).
 
     Rows with no visible key (all padded) give zeros.
     """

@@ -25,17 +25,51 @@ from attnbench.attention.registry import AttentionBase, Caps, State, register
 
 
 # ----------------------------------------------------------------------------- pure math
+def _stand_in_padded_keys(k: Tensor, key_padding_mask: Tensor | None) -> Tensor:
+    """Padded keys become a copy of the first valid key: the key stabiliser (a max over keys) then depends on
+    valid keys only. Their features are zeroed later by linear_attention. k (B,H,S,D) -> (B,H,S,D)."""
+    if key_padding_mask is None:
+        return k
+    keep = key_padding_mask.bool()  # (B, S)
+    first = keep.float().argmax(dim=-1)  # (B,) index of the first valid key (0 if none)
+    idx = first[:, None, None, None].expand(-1, k.shape[1], 1, k.shape[-1])  # (B, H, 1, D)
+    return torch.where(keep[:, None, :, None], k, k.gather(2, idx))  # (B, H, S, D)
+
+
 def favor_features(
     q: Tensor, k: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """FAVOR+ features of q (B,H,L,D) and k (B,H,S,D) for proj (m, D) -> (B,H,L,m), (B,H,S,m)."""
-    if key_padding_mask is not None:
-        keep = key_padding_mask.bool()  # (B, S)
-        # Padded keys become a copy of the first valid key: the key stabiliser (a max over keys) then
-        # depends on valid keys only. Their features are zeroed later by linear_attention.
-        first = keep.float().argmax(dim=-1)  # (B,) index of the first valid key (0 if none)
-        idx = first[:, None, None, None].expand(-1, k.shape[1], 1, k.shape[-1])  # (B, H, 1, D)
-        k = torch.where(keep[:, None, :, None], k, k.gather(2, idx))  # (B, H, S, D)
+    """FAVOR+ features of q (B,H,L,D) and k (B,H,S,D) for proj (m, D) -> (B,H,L,m), (B,H,S,m).
+
+    The features of :func:`favor_features_reference` (``favor_feature_map``) in fewer passes over the
+    (N, m) maps: D^-1/4 and the 1/sqrt(m) factor go into the projection and the exponent, and a query's
+    |q'|^2 / 2 cancels against its row-max stabiliser (in value: exp(w q' - max_m w q')), so each map is one
+    matmul, one subtraction of an (N, 1) column and one exponential (plus eps for queries).
+    """
+    k = _stand_in_padded_keys(k, key_padding_mask)
+    m, D = proj.shape
+    w = proj.to(q.dtype) * D ** -0.25  # (m, D): x' W^T = x (W D^-1/4)^T
+    half_log_m = 0.5 * math.log(m)  # exp(e - ln sqrt(m)) = exp(e) / sqrt(m)
+    wq = q @ w.T  # (B, H, L, m)
+    # The stabiliser of the definition is the detached row max of w q' - |q'|^2 / 2: |q'|^2 / 2 cancels in
+    # value, not in the gradient (nor exactly in the output, through eps), so sq_q - sg(sq_q) keeps it.
+    sq_q = 0.5 * (q * q).sum(-1, keepdim=True) * D ** -0.5  # (B, H, L, 1): |q'|^2 / 2
+    shift = (sq_q - sq_q.detach()) + (wq.detach().amax(-1, keepdim=True) + half_log_m)  # (B, H, L, 1)
+    phi_q = torch.exp(wq + -shift) + 1e-6 / math.sqrt(m)  # (B, H, L, m); + -x: no (L, m) negation in backward
+    wk = k @ w.T  # (B, H, S, m)
+    sq = 0.5 * (k * k).sum(-1, keepdim=True) * D ** -0.5  # (B, H, S, 1): |k'|^2 / 2
+    with torch.no_grad():  # global stabiliser over (S, m), cancels exactly (eps = 0 for keys)
+        c = (wk - sq).amax(dim=(-1, -2), keepdim=True)  # (B, H, 1, 1)
+    phi_k = torch.exp(wk + -(sq + (c + half_log_m)))  # (B, H, S, m)
+    return phi_q, phi_k
+
+
+def favor_features_reference(
+    q: Tensor, k: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """The features as defined (:func:`~attnbench.attention.feature_maps.favor_feature_map`, eps 1e-6 for
+    queries, 0 for keys) -> (B,H,L,m), (B,H,S,m)."""
+    k = _stand_in_padded_keys(k, key_padding_mask)
     phi_q = favor_feature_map(q, proj, is_query=True)  # (B, H, L, m)
     phi_k = favor_feature_map(k, proj, is_query=False, eps=0.0)  # (B, H, S, m)
     return phi_q, phi_k
@@ -52,8 +86,9 @@ def favor_attention(
 def favor_attention_reference(
     q: Tensor, k: Tensor, v: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False
 ) -> Tensor:
-    """Slow reference: the same features, the explicit (B,H,L,S) kernel matrix."""
-    phi_q, phi_k = favor_features(q, k, proj, key_padding_mask)
+    """Slow reference: the features as defined (:func:`favor_features_reference`), the explicit (B,H,L,S)
+    kernel matrix."""
+    phi_q, phi_k = favor_features_reference(q, k, proj, key_padding_mask)
     return linear_attention_reference(phi_q, phi_k, v, key_padding_mask=key_padding_mask, causal=causal)
 
 

@@ -20,6 +20,10 @@ boundaries. With ``causal=True`` chunks are therefore formed per bucket: the tok
 position order, are cut into chunks of chunk_size (a bucket's last chunk may be short); a token attends
 to keys j <= i of its own bucket in its chunk and the previous chunk of that bucket (no wrap). Membership
 then depends only on tokens <= i. (A deviation from the paper's implementation, needed for causality.)
+Two layouts compute exactly this (``lsh_attention(causal_layout=...)``): each bucket padded to whole chunks
+(2 chunks of keys per query, up to n_buckets chunks of padding), or, with shared QK, the unpadded global
+order with 3 chunks of keys masked to the same bucket chunks; "auto" takes the one with fewer scores (packed
+at short lengths, where the padding would double the work).
 
 ``shared_qk=False`` (not the paper): q and k are hashed separately with the same rotations, keys are not
 normalised and there is no self-exclusion, i.e. LSH-chunked ordinary attention; still L == S.
@@ -37,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from attnbench.attention.registry import AttentionBase, Caps, register
-from attnbench.attention.smyrf import attend, merge_rounds
+from attnbench.attention.smyrf import attend, gather_rows, merge_rounds
 
 SELF_VALUE = -1e5  # logit of a token for itself (trax / HF self_mask_value for fp32)
 
@@ -84,13 +88,42 @@ def bucket_layout(bq: Tensor, bk: Tensor, n_b: int, chunk: int) -> tuple[Tensor,
     return place(bq, cq), place(bk, ck)
 
 
+def bucket_counts(b: Tensor, n_b: int) -> Tensor:
+    """Tokens per bucket: b (B,H,R,N) in [0, n_b) -> (B,H,R,n_b) long."""
+    return torch.zeros(*b.shape[:-1], n_b, dtype=torch.long, device=b.device).scatter_add_(-1, b, torch.ones_like(b))
+
+
+def packed_ranks(b: Tensor, pos: Tensor, n_b: int) -> Tensor:
+    """Rank inside its bucket of the token in each slot of the global (bucket, position) layout.
+
+    b (B,H,R,N) buckets in [0, n_b), pos (B,H,R,T) the layout (:func:`global_layout`; empty slots hold N)
+    -> (B,H,R,T) long (empty slots: meaningless, they are masked)."""
+    count = bucket_counts(b, n_b)  # (B, H, R, n_b)
+    first = count.cumsum(-1) - count  # (B, H, R, n_b): first slot of each bucket
+    sb = F.pad(b, (0, 1), value=0).gather(-1, pos)  # (B, H, R, T) bucket of each slot
+    return torch.arange(pos.shape[-1], device=b.device) - first.gather(-1, sb)
+
+
+CAUSAL_LAYOUTS = ("auto", "padded", "packed")
+
+
 def lsh_attention(q: Tensor, k: Tensor, v: Tensor, rot: Tensor, n_buckets: int, chunk: int,
                   key_padding_mask: Tensor | None = None, causal: bool = False, shared_qk: bool = True,
-                  dropout_p: float = 0.0) -> Tensor:
+                  dropout_p: float = 0.0, causal_layout: str = "auto") -> Tensor:
     """Reformer LSH attention. q, k (B,H,N,D) (shared_qk: k is ignored, keys = q/|q|), v (B,H,N,Dv),
-    rot (R, D, n_buckets/2) -> (B,H,N,Dv)."""
+    rot (R, D, n_buckets/2) -> (B,H,N,Dv).
+
+    ``causal_layout`` (causal only; the same outputs): "padded" lays each bucket out from a chunk boundary
+    (:func:`bucket_layout`, 2 chunks of keys per query, but every bucket's last chunk padded to ``chunk``:
+    up to n_buckets * chunk empty slots); "packed" (shared_qk only) keeps the global (bucket, position)
+    order without padding and gives each query chunk 3 chunks of keys, masked to the same bucket chunks;
+    "auto" takes the one with fewer score entries (3 x packed slots vs 2 x padded slots)."""
+    if causal_layout not in CAUSAL_LAYOUTS:
+        raise ValueError(f"reformer: causal_layout={causal_layout!r}; allowed: {', '.join(CAUSAL_LAYOUTS)}")
+    if causal_layout == "packed" and not shared_qk:
+        raise ValueError("reformer: causal_layout='packed' needs shared_qk=True (queries and keys in one order)")
     B, H, N, D = q.shape
-    Dv, R = v.shape[-1], rot.shape[0]
+    R = rot.shape[0]
     if shared_qk:
         k = F.normalize(q, dim=-1)  # (B, H, N, D) unit keys
     keep = torch.ones(B, N, dtype=torch.bool, device=q.device) if key_padding_mask is None \
@@ -100,22 +133,24 @@ def lsh_attention(q: Tensor, k: Tensor, v: Tensor, rot: Tensor, n_buckets: int, 
         bk = bq if shared_qk else lsh_buckets(k, rot, n_buckets)
         pad = ~keep[:, None, None]  # (B, 1, 1, N): padded positions go to the extra bucket n_buckets
         bq, bk = bq.masked_fill(pad, n_buckets), bk.masked_fill(pad, n_buckets)
-        if causal:
+        packed = False
+        if causal and shared_qk and causal_layout != "padded":
+            size = (bucket_counts(bq, n_buckets + 1) + chunk - 1) // chunk * chunk  # padded slots per bucket
+            packed = causal_layout == "packed" or 3 * math.ceil(N / chunk) * chunk < 2 * int(size.sum(-1).max())
+        if causal and not packed:
             q_pos, k_pos = bucket_layout(bq, bk, n_buckets + 1, chunk)
         else:
             q_pos, k_pos = global_layout(bq, bk, chunk)
     T = q_pos.shape[-1]
     nc = T // chunk
+    n_win = min(nc, 3 if packed else 2)  # key chunks per query chunk: own, then previous ones
 
     def gather(x: Tensor, idx: Tensor) -> Tensor:  # x (B,H,N,E), idx (B,H,R,T) -> (B,H,R,nc,chunk,E)
-        x = torch.cat([x, x.new_zeros(B, H, 1, x.shape[-1])], dim=2)[:, :, None]  # (B, H, 1, N+1, E)
-        x = x.expand(B, H, R, N + 1, x.shape[-1])
-        return x.gather(3, idx[..., None].expand(-1, -1, -1, -1, x.shape[-1])).unflatten(3, (nc, chunk))
+        x = torch.cat([x, x.new_zeros(B, H, 1, x.shape[-1])], dim=2)  # (B, H, N+1, E): slot N is empty
+        return gather_rows(x, idx).unflatten(3, (nc, chunk))
 
     def window(x: Tensor) -> Tensor:  # (..., nc, chunk, *) -> (..., nc, W, *): own chunk, then previous
-        if nc == 1:
-            return x
-        return torch.cat([x, x.roll(1, dims=3)], dim=4)
+        return x if n_win == 1 else torch.cat([x.roll(d, dims=3) for d in range(n_win)], dim=4)
 
     qs = gather(q, q_pos)  # (B, H, R, nc, chunk, D)
     ks, vs = window(gather(k, k_pos)), window(gather(v, k_pos))  # (B, H, R, nc, W, D|Dv)
@@ -128,10 +163,12 @@ def lsh_attention(q: Tensor, k: Tensor, v: Tensor, rot: Tensor, n_buckets: int, 
         same_bucket = b_ext.gather(-1, kp.flatten(3)).view(kp.shape) == \
             F.pad(bq, (0, 1), value=-2).gather(-1, qp.flatten(3)).view(qp.shape)
         key_ok = key_ok & (kp <= qp) & same_bucket  # (B, H, R, nc, chunk, W)
-        if nc > 1:  # no wrap: the first chunk has no previous chunk
-            first_prev = torch.zeros(nc, 1, 2 * chunk, dtype=torch.bool, device=q.device)
-            first_prev[0, :, chunk:] = True
-            key_ok = key_ok & ~first_prev
+        # no wrap: chunk g has no chunk g - d < 0
+        src = torch.arange(nc, device=q.device)[:, None] - torch.arange(n_win, device=q.device)  # (nc, n_win)
+        key_ok = key_ok & (src >= 0).repeat_interleave(chunk, dim=1)[:, None, :]  # (nc, 1, W)
+        if packed:  # the bucket chunk of query rank r is r // chunk: keys of ranks from (r // chunk - 1) chunk
+            rank = packed_ranks(bq, q_pos, n_buckets + 1).unflatten(-1, (nc, chunk))  # (B, H, R, nc, chunk)
+            key_ok = key_ok & (window(rank)[..., None, :] >= (rank[..., None] // chunk - 1) * chunk)
     scores_fn = None
     if shared_qk:
         is_self = kp == qp  # (B, H, R, nc, chunk, W)
@@ -140,7 +177,7 @@ def lsh_attention(q: Tensor, k: Tensor, v: Tensor, rot: Tensor, n_buckets: int, 
     # undo the sort: slot of each position
     slots = torch.arange(T, device=q.device).expand_as(q_pos)
     slot = torch.zeros(B, H, R, N + 1, dtype=torch.long, device=q.device).scatter_(-1, q_pos, slots)[..., :N]
-    out = out.flatten(3, 4).gather(3, slot[..., None].expand(-1, -1, -1, -1, Dv))  # (B, H, R, N, Dv)
+    out = gather_rows(out.flatten(3, 4), slot)  # (B, H, R, N, Dv)
     lse, has = lse.flatten(3).gather(3, slot), has.flatten(3).gather(3, slot)  # (B, H, R, N)
     # Padded positions are queries too (their keys are themselves under shared QK): they give zeros.
     return merge_rounds(out, lse, has).masked_fill(~keep[:, None, :, None], 0.0)

@@ -66,6 +66,18 @@ def xbox_plus(q: Tensor, k: Tensor, key_padding_mask: Tensor | None = None,
     return fq, gk
 
 
+def gather_rows(x: Tensor, idx: Tensor) -> Tensor:
+    """Rows of x by index, per leading batch row: x (*G, N, E), idx (*G, *K) long in [0, N) -> (*G, *K, E).
+
+    One ``index_select`` over a flat (G N, E) view: no (..., E) int64 index as ``gather`` needs, and a
+    row-wise ``index_add`` as backward (not an element-wise scatter into a zero tensor).
+    """
+    g, (N, E) = x.dim() - 2, x.shape[-2:]
+    G = math.prod(x.shape[:g])
+    base = (torch.arange(G, device=x.device) * N).view(*x.shape[:g], *[1] * (idx.dim() - g))
+    return x.reshape(G * N, E).index_select(0, (idx + base).flatten()).view(*idx.shape, E)
+
+
 def chunk_slots(start: Tensor, cap: int) -> tuple[Tensor, Tensor]:
     """Slots of consecutive rank chunks: chunk c holds ranks start[..., c] .. start[..., c+1] - 1.
 
@@ -100,7 +112,8 @@ def attend(qs: Tensor, ks: Tensor, vs: Tensor, key_ok: Tensor, scores_fn=None, d
     ``scores_fn(scores) -> scores`` may edit the logits (e.g. the Reformer self-penalty) before masking.
     Rows with no key: out 0, has_key False, lse finite but meaningless (finite gradients everywhere).
     """
-    scores = qs @ ks.transpose(-1, -2) / math.sqrt(qs.shape[-1])  # (..., M, C)
+    # 1/sqrt(D) on the (M, D) queries, not on the (M, C) scores
+    scores = (qs * qs.shape[-1] ** -0.5) @ ks.transpose(-1, -2)  # (..., M, C)
     if scores_fn is not None:
         scores = scores_fn(scores)
     scores = scores.masked_fill(~key_ok, float("-inf"))
@@ -108,10 +121,12 @@ def attend(qs: Tensor, ks: Tensor, vs: Tensor, key_ok: Tensor, scores_fn=None, d
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     p = torch.exp(scores - m)  # masked -> exp(-inf) = 0
     denom = p.sum(-1, keepdim=True)  # (..., M, 1)
-    probs = p / denom.clamp_min(_TINY)
     if dropout_p > 0.0:
-        probs = F.dropout(probs, dropout_p, training=True)
-    out = probs @ vs  # (..., M, Dv)
+        out = F.dropout(p / denom.clamp_min(_TINY), dropout_p, training=True) @ vs  # (..., M, Dv)
+    elif ks.shape[-2] > vs.shape[-1]:  # normalise the (M, Dv) output rather than the (M, C) weights
+        out = (p @ vs) / denom.clamp_min(_TINY)
+    else:
+        out = (p / denom.clamp_min(_TINY)) @ vs
     lse = (denom.clamp_min(_TINY).log() + m).squeeze(-1)  # (..., M)
     return out, lse, (denom > 0).squeeze(-1)
 
@@ -139,7 +154,7 @@ def smyrf_attention(q: Tensor, k: Tensor, v: Tensor, proj: Tensor, cluster_size:
     Padded queries are left out: output 0.
     """
     B, H, L, D = q.shape
-    S, Dv, R = k.shape[2], v.shape[-1], proj.shape[1]
+    S, R = k.shape[2], proj.shape[1]
     keep = None if key_padding_mask is None else key_padding_mask.bool()  # (B, S)
     qkeep = None if query_padding_mask is None else query_padding_mask.bool()  # (B, L)
     with torch.no_grad():  # the clustering is not differentiable (as in the paper)
@@ -164,9 +179,7 @@ def smyrf_attention(q: Tensor, k: Tensor, v: Tensor, proj: Tensor, cluster_size:
     # slot -> original position (empty slots point at rank 0; they are masked / dropped)
     q_idx = q_perm.gather(-1, q_rank.masked_fill(~q_valid, 0)[:, None, None].expand(B, H, R, -1))
     k_idx = k_perm.gather(-1, k_rank.masked_fill(~k_valid, 0)[:, None, None].expand(B, H, R, -1))
-    qs = q[:, :, None].expand(B, H, R, L, D).gather(3, q_idx[..., None].expand(-1, -1, -1, -1, D))
-    ks = k[:, :, None].expand(B, H, R, S, D).gather(3, k_idx[..., None].expand(-1, -1, -1, -1, D))
-    vs = v[:, :, None].expand(B, H, R, S, Dv).gather(3, k_idx[..., None].expand(-1, -1, -1, -1, Dv))
+    qs, ks, vs = gather_rows(q, q_idx), gather_rows(k, k_idx), gather_rows(v, k_idx)  # (B, H, R, T, D|Dv)
     qs = qs.unflatten(3, (n_c, cq))  # (B, H, R, n_c, cq, D)
     ks, vs = ks.unflatten(3, (n_c, ck)), vs.unflatten(3, (n_c, ck))  # (B, H, R, n_c, ck, D|Dv)
     key_ok = k_valid.view(-1, 1, 1, n_c, 1, ck)  # (B|1, 1, 1, n_c, 1, ck)
@@ -176,7 +189,7 @@ def smyrf_attention(q: Tensor, k: Tensor, v: Tensor, proj: Tensor, cluster_size:
     slot = (inv // C) * cq + inv % C  # (B, H, R, L)
     placed = inv < n_q.view(-1, 1, 1, 1)  # (B, H, R, L): padded queries (rank >= n_q) have no slot
     slot = slot.masked_fill(~placed, 0)
-    out = out.flatten(3, 4).gather(3, slot[..., None].expand(-1, -1, -1, -1, Dv))  # (B, H, R, L, Dv)
+    out = gather_rows(out.flatten(3, 4), slot)  # (B, H, R, L, Dv)
     lse, has = lse.flatten(3).gather(3, slot), has.flatten(3).gather(3, slot) & placed  # (B, H, R, L)
     return merge_rounds(out, lse, has)
 
