@@ -19,15 +19,9 @@ from typing import Any
 import pandas as pd
 
 from attnbench.analysis import reference as published
-from attnbench.analysis.render import Fmt, Rendered, latex_table, legend_below, tex_escape, tex_note
-from attnbench.analysis.runs import (
-    job_parts,
-    mean_std,
-    model_label,
-    status_kind,
-    sweep_notes,
-    truncation_notes,
-)
+from attnbench.analysis.model_tasks import ModelTaskLayout
+from attnbench.analysis.render import Rendered, legend_below
+from attnbench.analysis.runs import job_parts, model_label
 from attnbench.analysis.runs import load_runs as load_jobs
 from attnbench.analysis.spec import TableSpec
 
@@ -78,93 +72,16 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
 load_reference = functools.partial(published.for_kind, kind="glue")  # columns task, model, score, ...
 
 
+LAYOUT = ModelTaskLayout(
+    metric="score", tasks=TASKS, ours_note="Ours: mean ± std over seeds (n runs; no ± for one run).",
+    caption="Text classification: score in % (higher is better).", label="tab:glue")
+
+
 def glue_table(runs: pd.DataFrame, reference: pd.DataFrame, notes: list[str] | tuple[str, ...] = ()
                ) -> pd.DataFrame:
-    """Rows: our models then the published ones; columns: the tasks our sweep ran (paper order), then ``Avg``.
-
-    A cell of ours is the mean ``test/score`` over its ok jobs (seeds), ``failed``/``missing`` when none
-    succeeded; hidden columns ``_std:<task>`` and ``_n:<task>`` hold the std over seeds and n.
-    Published values not marked confirmed get a trailing ``?``. ``attrs``: the truncation legend and ``notes``
-    (the experiment's lines under the table).
-    """
-    tasks = [t for t in TASKS if t in set(runs["task"])]
-    out: dict[str, dict[str, Any]] = {}
-    for model, g in runs.groupby("model", sort=False):
-        row: dict[str, Any] = {}
-        for t in tasks:
-            jobs = g[g["task"] == t]
-            mean, std, n = mean_std(jobs[jobs["status"] == "ok"]["score"])
-            row[t] = mean if n else (status_kind(jobs["status"].iloc[0]) if len(jobs) else None)
-            row[f"_std:{t}"], row[f"_n:{t}"] = std, n
-        nums = [row[t] for t in tasks if isinstance(row[t], float)]
-        row["Avg"] = sum(nums) / len(nums) if len(nums) == len(tasks) else None
-        out[f"ours: {model}"] = row
-    for model, g in reference.groupby("model", sort=False):
-        by_task = g.set_index("task")
-        row = {t: (float(by_task.loc[t, "score"]) if t in by_task.index else None) for t in tasks}
-        nums = [v for v in row.values() if v is not None]
-        row["Avg"] = sum(nums) / len(nums) if nums and len(nums) == len(tasks) else None
-        row["_unconfirmed"] = not bool(g["confirmed"].all())
-        out[model] = row
-    frame = pd.DataFrame.from_dict(out, orient="index")
-    frame = frame[[c for c in frame.columns if not c.startswith("_")] + [c for c in frame.columns if c.startswith("_")]]
-    frame.index.name = "model"
-    frame.attrs.update(sweep_notes(runs), notes=list(notes))
-    return frame
-
-
-def _cell(v: Any, std: Any = None, n: Any = None, pm: str = "±", dash: str = "–") -> str:
-    """``67.00 ± 1.41 (n=2)`` for ours (``(n=1)`` without ±), ``68.59`` for a published value."""
-    if v is None or (isinstance(v, float) and pd.isna(v)):
-        return dash
-    if not isinstance(v, float):
-        return str(v)
-    text = f"{v:.2f}" + ("" if std is None or pd.isna(std) else f" {pm} {std:.2f}")
-    return text + ("" if n is None or pd.isna(n) else f" (n={int(n)})")
-
-
-def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
-    """String cells, index the row names (``?`` on published rows with an unconfirmed value), columns the
-    tasks' paper names and ``Avg``."""
-    tex = fmt == "tex"
-    cols = [c for c in table.columns if not c.startswith("_")]
-    cells = {f"{model}{'?' if row.get('_unconfirmed') is True else ''}":
-             [_cell(row[c], row.get(f"_std:{c}"), row.get(f"_n:{c}"), r"$\pm$" if tex else "±", "--" if tex else "–")
-              for c in cols] for model, row in table.iterrows()}
-    frame = pd.DataFrame.from_dict(cells, orient="index", columns=[TASKS.get(c, c) for c in cols])
-    frame.index = [tex_escape(str(m)) if tex else m for m in frame.index]
-    frame.index.name = "model"
-    return frame
-
-
-def _notes(table: pd.DataFrame, reference: pd.DataFrame | None) -> list[str]:
-    """The legend: seeds, truncation marks, where the published rows come from, then the experiment's notes
-    (what a score means for its tasks)."""
-    notes = ["Ours: mean ± std over seeds (n runs; no ± for one run).", *truncation_notes(table.attrs)]
-    if reference is not None and not reference.empty:
-        notes.append(f"Published rows: {reference['source'].iloc[0]}.")
-    return notes + table.attrs.get("notes", [])
-
-
-def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> str:
-    """Markdown: the table, its notes, and the jobs without a result with their errors."""
-    frame = display_frame(table, "md")
-    lines = ["| model | " + " | ".join(frame.columns) + " |", "|---|" + "---|" * frame.shape[1]]
-    lines += [f"| {model} | " + " | ".join(row) + " |" for model, row in zip(frame.index, frame.to_numpy().tolist(),
-                                                                            strict=True)]
-    notes = ["", *_notes(table, reference)]
-    bad = runs[runs["status"] != "ok"]
-    if not bad.empty:
-        notes += ["", "Jobs without a result:"] + [f"- {r.model} / {r.task}: {r.status}: {r.error} ({r.run_dir})"
-                                                    for r in bad.itertuples()]
-    return "\n".join(lines + notes) + "\n"
-
-
-def to_latex(table: pd.DataFrame, reference: pd.DataFrame | None = None, label: str = "tab:glue") -> str:
-    """LaTeX ``table`` (booktabs, 2 decimals) with the notes under it."""
-    return "% needs \\usepackage{booktabs,graphicx}\n" + latex_table(
-        display_frame(table, "tex"), "Text classification: score in % (higher is better).", label,
-        [tex_note(n) for n in _notes(table, reference)], fit_width=True)
+    """Rows: our models then the published ones; columns: the tasks our sweep ran (paper order), then ``Avg``
+    (``analysis.model_tasks``: mean test/score over seeds, hidden ``_std:<task>`` / ``_n:<task>``)."""
+    return LAYOUT.table(runs, reference, notes)
 
 
 def score_figure(table: pd.DataFrame) -> Any:
@@ -205,6 +122,6 @@ def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
     runs = load_runs(sweep_dir)
     ref = load_reference(spec.reference)
     table = glue_table(runs, ref, spec.notes)
-    shown = table.drop(columns=[c for c in table.columns if c.startswith("_")])
-    return Rendered(markdown=to_markdown(table, runs, ref), latex=to_latex(table, ref),
-                    csv={"table.csv": (shown, True), "runs.csv": (runs, False)}, figure=score_figure(table))
+    return Rendered(markdown=LAYOUT.to_markdown(table, runs, ref), latex=LAYOUT.to_latex(table, ref),
+                    csv={"table.csv": (LAYOUT.shown(table), True), "runs.csv": (runs, False)},
+                    figure=score_figure(table))

@@ -15,15 +15,15 @@ cells and are listed with their error.
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from attnbench.analysis import reference as published
-from attnbench.analysis.render import Fmt, Rendered, latex_table, tex_escape, tex_note
-from attnbench.analysis.runs import job_parts, mean_std, status_kind, sweep_notes, truncation_notes
+from attnbench.analysis.model_tasks import ModelTaskLayout
+from attnbench.analysis.render import Rendered
+from attnbench.analysis.runs import job_parts
 from attnbench.analysis.runs import load_runs as load_jobs
 from attnbench.analysis.spec import TableSpec
 
@@ -49,91 +49,16 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
 load_reference = functools.partial(published.for_kind, kind="tasks")  # columns task, model, acc, ...
 
 
-def _avg(values: list[Any]) -> float | None:
-    nums = [v for v in values if isinstance(v, float) and not math.isnan(v)]
-    return sum(nums) / len(nums) if nums and len(nums) == len(values) else None
+LAYOUT = ModelTaskLayout(
+    metric="acc", tasks=TASKS, extra_tasks=True, unconfirmed_shown_only=True,
+    ours_note="Ours: test accuracy in %, mean ± std over seeds (n runs; no ± for one run).",
+    caption="Long Range Arena: test accuracy in % (higher is better).", label="tab:lra")
 
 
 def task_table(runs: pd.DataFrame, reference: pd.DataFrame, notes: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     """Rows ``ours: <attention>`` then the published models; columns the tasks our sweep ran (paper order; others
-    after them), then ``Avg``. Hidden ``_std:<task>`` / ``_n:<task>`` hold the spread over seeds; a published row
-    with a value not marked confirmed has ``_unconfirmed``."""
-    ran = set(runs["task"])
-    tasks = [t for t in TASKS if t in ran] + sorted(ran - set(TASKS))
-    out: dict[str, dict[str, Any]] = {}
-    for model, g in runs.groupby("model", sort=False):
-        row: dict[str, Any] = {}
-        for t in tasks:
-            jobs = g[g["task"] == t]
-            mean, std, n = mean_std(jobs[jobs["status"] == "ok"]["acc"])
-            row[t] = mean if n else (status_kind(jobs["status"].iloc[0]) if len(jobs) else None)
-            row[f"_std:{t}"], row[f"_n:{t}"] = std, n
-        row["Avg"] = _avg([row[t] for t in tasks])
-        out[f"ours: {model}"] = row
-    for model, g in reference.groupby("model", sort=False):
-        by_task = g.set_index("task")
-        row = {t: (float(by_task.loc[t, "acc"]) if t in by_task.index else None) for t in tasks}
-        row["Avg"] = _avg(list(row.values()))
-        row["_unconfirmed"] = not bool(g[g["task"].isin(tasks)]["confirmed"].all())
-        out[model] = row
-    frame = pd.DataFrame.from_dict(out, orient="index")
-    frame = frame[[c for c in frame.columns if not c.startswith("_")] + [c for c in frame.columns if c.startswith("_")]]
-    frame.index.name = "model"
-    frame.attrs.update(sweep_notes(runs), notes=list(notes))
-    return frame
-
-
-def _cell(v: Any, std: Any = None, n: Any = None, pm: str = "±", dash: str = "–") -> str:
-    """``36.37 ± 0.41 (n=3)`` for ours (``(n=1)`` without ±), ``36.37`` for a published value."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return dash
-    if not isinstance(v, float):
-        return str(v)
-    text = f"{v:.2f}" + ("" if std is None or pd.isna(std) else f" {pm} {std:.2f}")
-    return text + ("" if n is None or pd.isna(n) else f" (n={int(n)})")
-
-
-def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
-    """String cells; index the row names (``?`` on published rows with an unconfirmed value); columns the
-    tasks' paper names and ``Avg``."""
-    tex = fmt == "tex"
-    cols = [c for c in table.columns if not c.startswith("_")]
-    cells = {f"{model}{'?' if row.get('_unconfirmed') is True else ''}":
-             [_cell(row[c], row.get(f"_std:{c}"), row.get(f"_n:{c}"), r"$\pm$" if tex else "±", "--" if tex else "–")
-              for c in cols] for model, row in table.iterrows()}
-    frame = pd.DataFrame.from_dict(cells, orient="index", columns=[TASKS.get(c, c) for c in cols])
-    frame.index = [tex_escape(str(m)) if tex else m for m in frame.index]
-    frame.index.name = "model"
-    return frame
-
-
-def _notes(table: pd.DataFrame, reference: pd.DataFrame | None) -> list[str]:
-    notes = ["Ours: test accuracy in %, mean ± std over seeds (n runs; no ± for one run).",
-             *truncation_notes(table.attrs)]
-    if reference is not None and not reference.empty:
-        notes.append(f"Published rows: {reference['source'].iloc[0]}.")
-    return notes + table.attrs.get("notes", [])
-
-
-def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> str:
-    """Markdown: the table, its notes, and the jobs without a result with their errors."""
-    frame = display_frame(table, "md")
-    lines = ["| model | " + " | ".join(frame.columns) + " |", "|---|" + "---|" * frame.shape[1]]
-    lines += [f"| {model} | " + " | ".join(row) + " |"
-              for model, row in zip(frame.index, frame.to_numpy().tolist(), strict=True)]
-    notes = ["", *_notes(table, reference)]
-    bad = runs[runs["status"] != "ok"]
-    if not bad.empty:
-        notes += ["", "Jobs without a result:"] + [f"- {r.model} / {r.task}: {r.status}: {r.error} ({r.run_dir})"
-                                                    for r in bad.itertuples()]
-    return "\n".join(lines + notes) + "\n"
-
-
-def to_latex(table: pd.DataFrame, reference: pd.DataFrame | None = None, label: str = "tab:lra") -> str:
-    """LaTeX ``table`` (booktabs, 2 decimals) with the notes under it."""
-    return "% needs \\usepackage{booktabs,graphicx}\n" + latex_table(
-        display_frame(table, "tex"), "Long Range Arena: test accuracy in % (higher is better).", label,
-        [tex_note(n) for n in _notes(table, reference)], fit_width=True)
+    after them), then ``Avg`` (``analysis.model_tasks``)."""
+    return LAYOUT.table(runs, reference, notes)
 
 
 def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
@@ -141,6 +66,5 @@ def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
     runs = load_runs(sweep_dir)
     ref = load_reference(spec.reference)
     table = task_table(runs, ref, spec.notes)
-    shown = table.drop(columns=[c for c in table.columns if c.startswith("_")])
-    return Rendered(markdown=to_markdown(table, runs, ref), latex=to_latex(table, ref),
-                    csv={"table.csv": (shown, True), "runs.csv": (runs, False)})
+    return Rendered(markdown=LAYOUT.to_markdown(table, runs, ref), latex=LAYOUT.to_latex(table, ref),
+                    csv={"table.csv": (LAYOUT.shown(table), True), "runs.csv": (runs, False)})

@@ -16,8 +16,9 @@ from typing import Any
 import pandas as pd
 
 from attnbench.analysis import reference as published
-from attnbench.analysis.render import Fmt, Rendered, latex_table, tex_escape, tex_note
-from attnbench.analysis.runs import job_parts, mean_std, status_kind, sweep_notes, truncation_notes
+from attnbench.analysis.model_tasks import ModelTaskLayout
+from attnbench.analysis.render import Rendered
+from attnbench.analysis.runs import job_parts
 from attnbench.analysis.runs import load_runs as load_jobs
 from attnbench.analysis.spec import TableSpec
 from attnbench.data.catalog.corpus import CORPORA
@@ -47,75 +48,17 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
                      ["task", "model", "run_dir"])
 
 
+LAYOUT = ModelTaskLayout(
+    metric="ppl", tasks=TASKS, avg=False, published_prefix="CAB: ", skip_empty_published=True,
+    ours_note="Ours: test perplexity, mean ± std over seeds (n runs); lower is better.",
+    caption="Language modelling: test perplexity (lower is better).", label="tab:cab_lm")
+
+
 def ppl_table(runs: pd.DataFrame, reference: pd.DataFrame, notes: list[str] | tuple[str, ...] = ()
               ) -> pd.DataFrame:
-    """Rows: our attentions then the published ones; columns: the tasks our sweep ran. Our cell: mean test
-    perplexity over the ok jobs (hidden ``_std:<task>``, ``_n:<task>``), ``failed`` / ``missing`` when none
-    succeeded. Published rows are labelled with their source's corpus; unconfirmed ones get ``?``."""
-    tasks = [t for t in TASKS if t in set(runs["task"])]
-    out: dict[str, dict[str, Any]] = {}
-    for model, g in runs.groupby("model", sort=False):
-        row: dict[str, Any] = {}
-        for t in tasks:
-            jobs = g[g["task"] == t]
-            mean, std, n = mean_std(jobs[jobs["status"] == "ok"]["ppl"])
-            row[t] = mean if n else (status_kind(jobs["status"].iloc[0]) if len(jobs) else None)
-            row[f"_std:{t}"], row[f"_n:{t}"] = std, n
-        out[f"ours: {model}"] = row
-    for model, g in reference.groupby("model", sort=False):
-        by_task = g.set_index("task")
-        row = {t: (float(by_task.loc[t, "ppl"]) if t in by_task.index else None) for t in tasks}
-        if any(v is not None for v in row.values()):
-            row["_unconfirmed"] = not bool(g["confirmed"].all())
-            out[f"CAB: {model}"] = row
-    frame = pd.DataFrame.from_dict(out, orient="index")
-    frame = frame[[c for c in frame.columns if not c.startswith("_")] + [c for c in frame.columns if c.startswith("_")]]
-    frame.index.name = "model"
-    frame.attrs.update(sweep_notes(runs), notes=list(notes))
-    return frame
-
-
-def _cell(v: Any, std: Any = None, n: Any = None, pm: str = "±", dash: str = "–") -> str:
-    if v is None or (isinstance(v, float) and pd.isna(v)):
-        return dash
-    if not isinstance(v, float):
-        return str(v)
-    text = f"{v:.2f}" + ("" if std is None or pd.isna(std) else f" {pm} {std:.2f}")
-    return text + ("" if n is None or pd.isna(n) else f" (n={int(n)})")
-
-
-def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
-    """String cells; index the row names (``?`` on unconfirmed published rows); columns the tasks' headers."""
-    tex = fmt == "tex"
-    cols = [c for c in table.columns if not c.startswith("_")]
-    cells = {f"{model}{'?' if row.get('_unconfirmed') is True else ''}":
-             [_cell(row[c], row.get(f"_std:{c}"), row.get(f"_n:{c}"), r"$\pm$" if tex else "±", "--" if tex else "–")
-              for c in cols] for model, row in table.iterrows()}
-    frame = pd.DataFrame.from_dict(cells, orient="index", columns=[TASKS.get(c, c) for c in cols])
-    frame.index = [tex_escape(str(m)) if tex else m for m in frame.index]
-    frame.index.name = "model"
-    return frame
-
-
-def _notes(table: pd.DataFrame, reference: pd.DataFrame | None) -> list[str]:
-    notes = ["Ours: test perplexity, mean ± std over seeds (n runs); lower is better.", *truncation_notes(table.attrs)]
-    if reference is not None and not reference.empty:
-        notes.append(f"Published rows: {reference['source'].iloc[0]}.")
-    return notes + table.attrs.get("notes", [])
-
-
-def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> str:
-    """Markdown: the table, its notes, and the jobs without a result with their errors."""
-    frame = display_frame(table, "md")
-    lines = ["| model | " + " | ".join(frame.columns) + " |", "|---|" + "---|" * frame.shape[1]]
-    lines += [f"| {model} | " + " | ".join(row) + " |"
-              for model, row in zip(frame.index, frame.to_numpy().tolist(), strict=True)]
-    notes = ["", *_notes(table, reference)]
-    bad = runs[runs["status"] != "ok"]
-    if not bad.empty:
-        notes += ["", "Jobs without a result:"] + [f"- {r.model} / {r.task}: {r.status}: {r.error} ({r.run_dir})"
-                                                    for r in bad.itertuples()]
-    return "\n".join(lines + notes) + "\n"
+    """Rows: our attentions then the published ones (``CAB: <model>``, labelled with their source's corpus);
+    columns: the tasks our sweep ran (``analysis.model_tasks``)."""
+    return LAYOUT.table(runs, reference, notes)
 
 
 def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
@@ -124,9 +67,5 @@ def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
     runs = load_runs(sweep_dir)
     ref = published.for_kind(spec.reference, "perplexity")
     table = ppl_table(runs, ref, spec.notes)
-    shown = table.drop(columns=[c for c in table.columns if c.startswith("_")])
-    latex = "% needs \\usepackage{booktabs,graphicx}\n" + latex_table(
-        display_frame(table, "tex"), "Language modelling: test perplexity (lower is better).", "tab:cab_lm",
-        [tex_note(n) for n in _notes(table, ref)], fit_width=True)
-    return Rendered(markdown=to_markdown(table, runs, ref), latex=latex,
-                    csv={"table.csv": (shown, True), "runs.csv": (runs, False)})
+    return Rendered(markdown=LAYOUT.to_markdown(table, runs, ref), latex=LAYOUT.to_latex(table, ref),
+                    csv={"table.csv": (LAYOUT.shown(table), True), "runs.csv": (runs, False)})
