@@ -172,7 +172,7 @@ def test_make_table_renders_our_runs_beside_the_leaderboards(tmp_path):
     assert "| reverse | full | full | dec full / cross full | 0.850 ± 0.071 | 0.400 ± 0.141 | 0.400 ± 0.141 | 2 |" in md
     assert "| reverse | local | nystrom | dec local / cross nystrom | failed | failed | failed | 0 |" in md
     ett = (cab.z_score("NC", "LSTF", "ett_mse", 1.0) + cab.z_score("NC", "LSTF", "ett_mae", 0.8)) / 2
-    assert f"| informer [cross_attention: performer] | ETTh1 | ett_mse, ett_mae | {ett:+.3f} |" in md
+    assert f"| informer[cross_attention=performer] | ETTh1 | ett_mse, ett_mae | {ett:+.3f} |" in md
     assert "| local | 0.362 | **2.617** | 0.421 | 0.515 | **0.978** | +1.002 |" in md  # NS, as published
     assert "| vanilla | -0.047 | 0.784 | – | – | – |" in md  # CS: no LM for vanilla
     assert "| Performer | -0.935 | -1.094 | -1.014 | -1.970 |" in md  # CC

@@ -200,10 +200,8 @@ def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -
                  "loss": metrics.get("test/loss")}]
     name = data.get("name")
     if name in [s for sets in LSTF_DATASETS.values() for s in sets] and "test/mse" in metrics:
-        placed = "".join(f" [{k.rsplit('.', 1)[-1]}: {v}]" for k, v in choices.items()
-                         if k.startswith("model/attention@"))  # an entry swapped into one position
-        return [{**base, "kind": "lstf", "task": f"{name}/{data.get('features')}",
-                 "model": model_label(choices) + placed, "mse": metrics.get("test/mse"),
+        return [{**base, "kind": "lstf", "task": f"{name}/{data.get('features')}",  # label: [cross_attention=x]
+                 "model": model_label(choices), "mse": metrics.get("test/mse"),
                  "mae": metrics.get("test/mae")}]
     raise ValueError(f"{job_dir / 'results.json'}: neither a seq2seq job ({SEQ2SEQ_TARGET}) nor an LSTF forecast on "
                      f"{', '.join(s for sets in LSTF_DATASETS.values() for s in sets)}")
