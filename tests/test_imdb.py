@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import tarfile
 from pathlib import Path
@@ -16,7 +15,7 @@ from attnbench.config import validate  # noqa: E402
 from attnbench.data.catalog import Source  # noqa: E402
 from attnbench.data.download import DataError, verify  # noqa: E402
 from attnbench.data.imdb import read_imdb  # noqa: E402
-from tests.conftest import QUICK, SHARED_DATA, needs_minilm, results, run_cli  # noqa: E402
+from tests.conftest import QUICK, SHARED_DATA, add_member, needs_minilm, results, run_cli  # noqa: E402
 
 
 def write_imdb(root: Path, n: int = 10) -> Path:
@@ -25,10 +24,7 @@ def write_imdb(root: Path, n: int = 10) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as tar:
         def add(name: str, text: str) -> None:
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+            add_member(tar, name, text.encode())
 
         add("aclImdb/README", "readme")
         for split in ("train", "test"):

@@ -22,7 +22,7 @@ from attnbench.data.download import DataError
 from attnbench.data.lra import image, retrieval, text
 from attnbench.data.lra.common import PAD_ID
 from scripts.prepare_data import catalogue
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, add_member
 from tests.test_imdb import write_imdb
 
 
@@ -33,12 +33,6 @@ def lra_root(data_dir: Path, task) -> Path:
 
 def ids(s: bytes) -> list[int]:
     return [b + 1 for b in s]
-
-
-def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
 
 
 # ------------------------------------------------------------------------------------------------------------ text
