@@ -28,21 +28,20 @@ on (q, k).
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 import pandas as pd
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from attnbench.attention import available, build, check_kwargs, get
 from attnbench.attention.full import full_attention_reference
 from attnbench.attention.registry import with_sizes
+from attnbench.bench import harness
 from attnbench.bench.common import machine_info
 from attnbench.config import ConfigError, project_root
 
@@ -153,7 +152,7 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(out - ref) / torch.linalg.vector_norm(ref))
 
 
-def run(cfg: ApproxConfig) -> pd.DataFrame:
+def run(cfg: ApproxConfig, command: str = "python -m attnbench.bench.approx") -> pd.DataFrame:
     """Every (entry, pattern, seed): the relative error; writes approx.csv and approx.md; returns the table."""
     t0 = time.perf_counter()
     entries, layer_level = measured_entries(cfg)
@@ -182,7 +181,7 @@ def run(cfg: ApproxConfig) -> pd.DataFrame:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "approx.csv", index=False)
-    md = markdown(df, cfg, layer_level, time.perf_counter() - t0)
+    md = markdown(df, cfg, layer_level, time.perf_counter() - t0) + f"\n`{command}`\n"
     (out / "approx.md").write_text(md)
     print(md)
     return df
@@ -220,10 +219,4 @@ def markdown(df: pd.DataFrame, cfg: ApproxConfig, layer_level: list[str], wall_s
     return "\n".join(["# Approximation error vs full attention", "", intro, "", *lines, "", *notes]) + "\n"
 
 
-@hydra.main(config_path=os.path.join(project_root(), "conf"), config_name="bench/approx", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(OmegaConf.to_object(cfg))
-
-
-if __name__ == "__main__":
-    main()
+main = harness.hydra_main("approx", run)

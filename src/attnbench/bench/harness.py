@@ -14,7 +14,10 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Sequence
+import shlex
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -37,6 +40,7 @@ from attnbench.bench.common import (
 from attnbench.config import ConfigError, project_root
 
 CPU_MEMORY_FRACTION, CUDA_MEMORY_FRACTION = 0.7, 0.9  # default memory caps (see memory_cap)
+FAILED = ("oom", "error", "timeout", "killed")  # statuses after which a series stops (skip_reason)
 POINT_FIELDS = ["n_warmup", "n_timed", "step_ms_median", "step_ms_iqr", "step_ms_min", "peak_mem_mb", "mem_kind",
                 "status", "reason"]  # what measure_point returns
 
@@ -77,6 +81,24 @@ class MeasureConfig:
              "must be > 0 or null")
 
 
+def check_entries(entries: Sequence[str], options: Mapping[str, Mapping[str, Any]], tensor_note: str) -> None:
+    """Every name in ``entries`` and ``options`` is a registry entry, none of ``entries`` a tensor entry
+    (``tensor_note`` says why and where to look instead), and each entry's options are constructor keywords; a
+    :class:`ConfigError` naming the key and what is allowed otherwise."""
+    from attnbench.attention import available, check_kwargs, get
+
+    names = available()
+    for e in [*entries, *options]:
+        need(e in names, "entries/baseline/options", e, f"allowed: {', '.join(names)}")
+    for e in entries:
+        need(not get(e).caps.tensor, "entries", e, tensor_note)
+    for e, opts in options.items():
+        try:
+            check_kwargs(e, dict(opts))
+        except TypeError as err:
+            raise ConfigError(f"options.{e}: {err}") from None
+
+
 def resolve_device(device: Device | str) -> str:
     """``cpu`` or ``cuda``: ``auto`` picks CUDA when available; ``cuda`` without one is a config error."""
     device = Device(device)
@@ -109,6 +131,22 @@ def _compose(config_name: str, overrides: Sequence[str]):
         return compose(config_name, overrides=list(overrides))
     with initialize_config_dir(config_dir=str(Path(project_root()) / "conf"), version_base="1.3"):
         return compose(config_name, overrides=list(overrides))
+
+
+def hydra_main(name: str, run: Callable[[Any, str], object]) -> Callable[[], None]:
+    """The ``main`` of ``python -m attnbench.bench.<name>``: a Hydra app on ``conf/bench/<name>.yaml`` that builds
+    the checked schema object (``OmegaConf.to_object`` runs its ``__post_init__``) and calls ``run(cfg, command)``,
+    ``command`` being the line that started it (reports quote it)."""
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    module = f"attnbench.bench.{name}"
+
+    @hydra.main(config_path=str(Path(project_root()) / "conf"), config_name=f"bench/{name}", version_base="1.3")
+    def main(cfg: DictConfig) -> None:
+        run(OmegaConf.to_object(cfg), " ".join(["python", "-m", module, *map(shlex.quote, sys.argv[1:])]))
+
+    return main
 
 
 def load_config(name: str, overrides: Sequence[str] = ()) -> Any:
@@ -175,6 +213,15 @@ class PointTiming:
     max_memory_bytes: int | None = None  # CPU only: address-space allowance of the point's process
 
 
+@dataclass(frozen=True, kw_only=True)
+class EntryPoint(PointTiming):
+    """A point of one attention entry (with its constructor options) at one sequence length."""
+
+    entry: str
+    options: dict
+    length: int
+
+
 def measure_point(build: Callable[[], Callable[[], object]], spec: PointTiming, *,
                   before: Callable[[], object] | None = None,
                   check: Callable[[], str | None] | None = None) -> dict[str, Any]:
@@ -231,6 +278,44 @@ def predict(xs: Sequence[float], values: Sequence[float], at: float, power: floa
     if power is None and len(values) >= 2 and values[-2] > 0 and values[-1] > 0 and xs[-1] != xs[-2]:
         p = min(max(float(np.log(values[-1] / values[-2]) / np.log(xs[-1] / xs[-2])), 1.0), 2.0)
     return values[-1] * (at / xs[-1]) ** p
+
+
+def budget_spent(t_start: float, max_total_s: float | None) -> str | None:
+    """The skip reason once ``max_total_s`` seconds have passed since ``t_start`` (``time.perf_counter``), else
+    None (also for no limit)."""
+    elapsed = time.perf_counter() - t_start
+    if max_total_s is None or elapsed <= max_total_s:
+        return None
+    return f"max_total_s={max_total_s:g} spent ({elapsed:.0f} s)"
+
+
+def predicted(history: pd.DataFrame, at: float, column: str, x: str = "length") -> float | None:
+    """``column`` at ``x`` = ``at`` by :func:`predict` from the ``ok`` rows of a series (None without one)."""
+    ok = history[history["status"] == "ok"].sort_values(x)
+    if ok.empty:
+        return None
+    return predict(ok[x].tolist(), ok[column].astype(float).clip(lower=1e-6).tolist(), at)
+
+
+def skip_reason(history: pd.DataFrame, length: int, max_call_s: float, max_mem_mb: float | None) -> str | None:
+    """Why a point at ``length`` should not run, given the earlier rows of its series (columns length, status,
+    ms_median, peak_mem_mb), or None: a failure of the series (:data:`FAILED`), or a call predicted to take more
+    than ``max_call_s`` seconds or more than ``max_mem_mb`` MB."""
+    if history.empty:
+        return None
+    failed = history[history["status"].isin(FAILED)]
+    if len(failed):
+        r = failed.iloc[0]
+        return f"{r['status']} at length {r['length']}"
+    t = predicted(history, length, "ms_median")
+    if t is None:
+        return None
+    if t / 1e3 > max_call_s:
+        return f"predicted {t / 1e3:.3g} s a call > max_call_s={max_call_s:g}"
+    m = predicted(history, length, "peak_mem_mb") if max_mem_mb is not None else None
+    if m is not None and m > max_mem_mb:
+        return f"predicted {m:,.0f} MB > memory cap {max_mem_mb:,.0f} MB"
+    return None
 
 
 # ----------------------------------------------------------------------------- analysis

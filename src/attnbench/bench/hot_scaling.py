@@ -28,19 +28,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import hydra
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
 
 from attnbench.analysis import bench as reports
 from attnbench.bench import harness
@@ -56,7 +52,6 @@ from attnbench.bench.harness import (
     resolve_device,
 )
 from attnbench.bench.isolation import run_isolated
-from attnbench.config import project_root
 
 MODULE = "attnbench.bench.hot_scaling"
 # Full attention on CPU: a 3288-token point (137 variables x 24 patches) took ~11 s a step at batch 4 on one
@@ -320,10 +315,4 @@ def run(cfg: HotScalingConfig, command: str = f"python -m {MODULE}") -> pd.DataF
     return df
 
 
-@hydra.main(config_path=os.path.join(project_root(), "conf"), config_name="bench/hot_scaling", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(OmegaConf.to_object(cfg), " ".join(["python", "-m", MODULE, *map(shlex.quote, sys.argv[1:])]))
-
-
-if __name__ == "__main__":
-    main()
+main = harness.hydra_main("hot_scaling", run)

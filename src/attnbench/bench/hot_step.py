@@ -18,25 +18,21 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shlex
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hydra
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from hydra.core.config_store import ConfigStore
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from attnbench.bench import harness
 from attnbench.bench.common import machine_info
 from attnbench.bench.harness import _compose, need
-from attnbench.config import project_root
 from attnbench.layers.attention import set_fast_paths
 
 MODULE = "attnbench.bench.hot_step"
@@ -139,10 +135,4 @@ def run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
     return df
 
 
-@hydra.main(config_path=os.path.join(project_root(), "conf"), config_name="bench/hot_step", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(OmegaConf.to_object(cfg), " ".join(["python", "-m", MODULE, *map(shlex.quote, sys.argv[1:])]))
-
-
-if __name__ == "__main__":
-    main()
+main = harness.hydra_main("hot_step", run)

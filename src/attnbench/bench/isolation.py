@@ -140,6 +140,30 @@ class Worker:
             self.stderr = None
 
 
+class Workers:
+    """One persistent :class:`Worker` per key (a benchmark's entry or model), all on ``target``; a context manager
+    that closes them all."""
+
+    def __init__(self, target: str, max_memory_bytes: int | None) -> None:
+        self.target, self.cap = target, max_memory_bytes
+        self.workers: dict[str, Worker] = {}
+
+    def get(self, key: str) -> Worker:
+        """``key``'s worker (its process starts on its first task)."""
+        return self.workers.setdefault(key, Worker(self.target, self.cap))
+
+    def run(self, key: str, task: Any, timeout_s: float) -> Any:
+        """:meth:`Worker.run` of ``task`` in ``key``'s worker."""
+        return self.get(key).run(task, timeout_s)
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for w in self.workers.values():
+            w.close()
+
+
 def run_isolated(target: str, task: Any, timeout_s: float, max_memory_bytes: int | None) -> Any:
     """``target(task)`` in a fresh process (its own peak RSS and address-space cap), or a failure row."""
     worker = Worker(target, max_memory_bytes)

@@ -28,29 +28,23 @@ import dataclasses
 import json
 import math
 import os
-import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import hydra
 import pandas as pd
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
 
 from attnbench.analysis import bench as reports
-from attnbench.attention import available, build, check_kwargs, get
+from attnbench.attention import available, build, get
 from attnbench.attention.flops import OCCUPANCY, FlopRecorder, Flops, attention_flops
 from attnbench.bench import harness
-from attnbench.bench.attention import skip_reason
 from attnbench.bench.common import fmt, machine_info
-from attnbench.bench.harness import MeasureConfig, PointTiming, count_params, memory_cap, need, resolve_device
-from attnbench.bench.isolation import Worker
-from attnbench.config import ConfigError, project_root
+from attnbench.bench.harness import EntryPoint, MeasureConfig, count_params, memory_cap, need, resolve_device
+from attnbench.bench.isolation import Workers
 from attnbench.layers.seqblock import NORMS, SeqEncoderLayer
 
 MODULE = "attnbench.bench.latency"
@@ -84,18 +78,9 @@ class LatencyBenchConfig(MeasureConfig):
     out_dir: str = "outputs/bench/latency"
 
     def __post_init__(self) -> None:
-        names = available()
-        for e in [*self.entries, self.baseline, *self.options]:
-            need(e in names, "entries/baseline/options", e, f"allowed: {', '.join(names)}")
         need(len(self.entries) > 0, "entries", self.entries, "at least one registry entry")
-        for e in [*self.entries, self.baseline]:
-            need(not get(e).caps.tensor, "entries", e, "tensor entries (caps.tensor) take (B, H, *axes, D) inputs; "
-                 "a sequence encoder cannot use them")
-        for e, opts in self.options.items():
-            try:
-                check_kwargs(e, dict(opts))
-            except TypeError as err:
-                raise ConfigError(f"options.{e}: {err}") from None
+        harness.check_entries([*self.entries, self.baseline], self.options, "tensor entries (caps.tensor) take "
+                              "(B, H, *axes, D) inputs; a sequence encoder cannot use them")
         super().__post_init__()
         for k in ("batch", "d_model", "n_heads", "d_mlp", "n_layers"):
             need(getattr(self, k) >= 1, k, getattr(self, k), "must be >= 1")
@@ -111,12 +96,9 @@ ConfigStore.instance().store(name="latency_bench_schema", node=LatencyBenchConfi
 
 # ----------------------------------------------------------------------------- one point
 @dataclass(frozen=True)
-class PointSpec(PointTiming):
-    """One entry at one length; JSON round-trips to a point's process."""
+class PointSpec(EntryPoint):
+    """One entry at one length and the stack's sizes; JSON round-trips to a point's process."""
 
-    entry: str
-    options: dict
-    length: int
     batch: int
     d_model: int
     n_heads: int
@@ -312,16 +294,13 @@ def run(cfg: LatencyBenchConfig, command: str = f"python -m {MODULE}") -> pd.Dat
     sizes = {k: getattr(cfg, k) for k in STACK}
     rows: list[dict] = []
     df = pd.DataFrame(columns=CSV_COLUMNS)
-    workers: dict[str, Worker] = {}  # CPU: one persistent measuring process per entry
-    try:
+    with Workers(f"{MODULE}:point", cap if cpu else None) as workers:  # CPU: one measuring process per entry
         for length in sorted(cfg.lengths):
             for entry in entries:
                 row = {"entry": entry, "length": length, "batch": cfg.batch, **sizes,
                        "head_dim": cfg.d_model // cfg.n_heads, "device": device, "threads": cfg.threads}
-                elapsed = time.perf_counter() - t_start
-                reason = (f"max_total_s={cfg.max_total_s:g} spent ({elapsed:.0f} s)"
-                          if cfg.max_total_s is not None and elapsed > cfg.max_total_s else
-                          skip_reason(df[df["entry"] == entry], length, cfg.max_call_s, cap / 2**20 if cap else None))
+                reason = harness.budget_spent(t_start, cfg.max_total_s) or harness.skip_reason(
+                    df[df["entry"] == entry], length, cfg.max_call_s, cap / 2**20 if cap else None)
                 if reason is not None:
                     result: dict = {"status": "skipped", "reason": reason}
                 else:
@@ -329,20 +308,14 @@ def run(cfg: LatencyBenchConfig, command: str = f"python -m {MODULE}") -> pd.Dat
                                      batch=cfg.batch, warmup=cfg.warmup, repeats=cfg.repeats,
                                      time_budget_s=cfg.time_budget_s, device=device, threads=cfg.threads,
                                      seed=cfg.seed, max_memory_bytes=cap if cpu else None)
-                    if cpu:
-                        worker = workers.setdefault(entry, Worker(f"{MODULE}:point", spec.max_memory_bytes))
-                        result = worker.run(dataclasses.asdict(spec), cfg.point_timeout_s)
-                    else:
-                        result = measure_point(spec)
+                    result = (workers.run(entry, dataclasses.asdict(spec), cfg.point_timeout_s) if cpu
+                              else measure_point(spec))
                 rows.append({**row, **result})
                 df = harness.write_rows(rows, CSV_COLUMNS, out / "latency.csv")  # partial results survive a kill
                 r = rows[-1]
                 print(f"[{time.perf_counter() - t_start:6.0f} s] {entry:>13} L={length}: {r['status']} "
                       f"{fmt(r.get('ms_median'))} ms, attn {r.get('attn_gflops', math.nan):.3g} GFLOPs "
                       f"{r.get('reason', '')}", flush=True)
-    finally:
-        for w in workers.values():
-            w.close()
     machine["loadavg_end"] = os.getloadavg()
     machine["wall_s"] = round(time.perf_counter() - t_start, 1)
     (out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
@@ -358,10 +331,4 @@ def run(cfg: LatencyBenchConfig, command: str = f"python -m {MODULE}") -> pd.Dat
     return df
 
 
-@hydra.main(config_path=os.path.join(project_root(), "conf"), config_name="bench/latency", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(OmegaConf.to_object(cfg), " ".join(["python", "-m", MODULE, *map(shlex.quote, sys.argv[1:])]))
-
-
-if __name__ == "__main__":
-    main()
+main = harness.hydra_main("latency", run)

@@ -21,21 +21,19 @@ grid is SMYRF's hashes x cluster sizes beside windows of the same key budget.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 import pandas as pd
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
 
 from attnbench.attention import get
+from attnbench.bench import harness
 from attnbench.bench.common import machine_info
-from attnbench.config import ConfigError, project_root
+from attnbench.config import ConfigError
 from attnbench.data.catalog import GLUE
 
 
@@ -113,7 +111,7 @@ def compare(h: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> tuple[flo
     return rel, float(torch.nn.functional.cosine_similarity(e, e_ref, dim=-1).mean())
 
 
-def run(cfg: SwapConfig) -> pd.DataFrame:
+def run(cfg: SwapConfig, command: str = "python -m attnbench.bench.swap") -> pd.DataFrame:
     from transformers import AutoModel
 
     from attnbench.data.download import locate
@@ -153,7 +151,7 @@ def run(cfg: SwapConfig) -> pd.DataFrame:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "swap.csv", index=False)
-    md = markdown(df, cfg, len(texts), real_len, time.perf_counter() - t0)
+    md = markdown(df, cfg, len(texts), real_len, time.perf_counter() - t0) + f"\n`{command}`\n"
     (out / "swap.md").write_text(md)
     print(md)
     return df
@@ -174,10 +172,4 @@ def markdown(df: pd.DataFrame, cfg: SwapConfig, n: int, real_len: float, wall_s:
     return "\n".join(["# Swapping a pretrained encoder's attention", "", intro, "", *lines]) + "\n"
 
 
-@hydra.main(config_path=os.path.join(project_root(), "conf"), config_name="bench/swap", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(OmegaConf.to_object(cfg))
-
-
-if __name__ == "__main__":
-    main()
+main = harness.hydra_main("swap", run)

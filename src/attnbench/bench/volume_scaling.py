@@ -24,19 +24,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hydra
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
 
 from attnbench.analysis import bench as reports
 from attnbench.attention import get
 from attnbench.bench import harness
 from attnbench.bench.common import fmt, machine_info
 from attnbench.bench.isolation import run_isolated
-from attnbench.config import project_root
 
 MODULE = "attnbench.bench.volume_scaling"
 COLUMNS = ["model", "size", "tokens", "batch_size", "n_params", "device", "n_timed", "step_ms_median", "step_ms_iqr",
@@ -153,7 +150,7 @@ def plot(df: pd.DataFrame, path: Path) -> None:
                                   reports.Panel("peak_mem_mb", "peak memory (MB)")])
 
 
-def run(cfg: VolumeScalingConfig) -> pd.DataFrame:
+def run(cfg: VolumeScalingConfig, command: str = f"python -m {MODULE}") -> pd.DataFrame:
     """The sweep: every size x model; writes every output; returns the rows."""
     device = harness.resolve_device(cfg.device)
     t0 = time.perf_counter()
@@ -185,18 +182,11 @@ def run(cfg: VolumeScalingConfig) -> pd.DataFrame:
     df = harness.write_rows(rows, COLUMNS, out / "volume_scaling.csv")
     machine.update(loadavg_end=os.getloadavg(), wall_s=time.perf_counter() - t0)
     (out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
-    md = report(df, machine)
+    md = report(df, machine) + f"\n`{command}`\n"
     (out / "volume_scaling.md").write_text(md)
     plot(df, out / "volume_scaling.png")
     print(md)
     return df
 
 
-@hydra.main(config_path=os.path.join(project_root(), "conf"), config_name="bench/volume_scaling",
-            version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run(OmegaConf.to_object(cfg))
-
-
-if __name__ == "__main__":
-    main()
+main = harness.hydra_main("volume_scaling", run)
