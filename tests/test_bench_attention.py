@@ -16,14 +16,20 @@ from attnbench.bench.attention import (
     CSV_COLUMNS,
     AttentionBenchConfig,
     GroupSpec,
+    build_entry,
+    call_limit,
+    cost_cell,
     efficiency_lengths,
     load_cab_reference,
     main,
     measure_point,
     modes,
-    predict,
-    skip_reason,
+    plan_group,
+    point_gflop,
+    subquadratic,
+    with_throughput,
 )
+from attnbench.bench.harness import predict, skip_reason
 
 CONF_BENCH = Path(__file__).resolve().parents[1] / "conf" / "bench" / "attention.yaml"
 
@@ -83,8 +89,8 @@ def test_cab_reference_is_package_data():
 def test_main_tiny_run_writes_csv_plots_table(tmp_path, monkeypatch):
     out = tmp_path / "bench"
     overrides = ["entries=[linear]", "lengths=[32,64]", "batch=1", "heads=2", "head_dim=8", "repeats=1",
-                 "warmup=1", "passes=[fwd]", "max_call_s=1e-9", "baseline_max_call_s=1e-9", "device=cpu",
-                 f"out_dir={out}"]
+                 "warmup=1", "passes=[fwd]", "max_call_s=1e-9", "subquadratic_max_call_s=1e-9",
+                 "baseline_max_call_s=1e-9", "device=cpu", f"out_dir={out}"]
     monkeypatch.setattr(sys, "argv", ["attention", *overrides])
     GlobalHydra.instance().clear()
     try:
@@ -101,15 +107,22 @@ def test_main_tiny_run_writes_csv_plots_table(tmp_path, monkeypatch):
     got = set(zip(df["entry"], df["kind"], df["causal"], df["length"], strict=True))
     assert got == {(e, k, c, L) for e in ("full", "linear") for k, c in [("self", False), ("self", True),
                                                                          ("cross", False)] for L in (32, 64)}
+    # CAB's setting (self, non-causal) at every length first, then the other settings
+    assert not df["causal"].iloc[:4].any() and (df["kind"].iloc[:4] == "self").all()
     assert (df[df["length"] == 32]["status"] == "ok").all(), df[["entry", "status", "reason"]]
-    skipped = df[df["length"] == 64]
+    long = df[df["length"] == 64]
+    skipped, extra = long[long["entry"] == "linear"], long[long["entry"] == "full"]
     assert (skipped["status"] == "skipped").all() and skipped["reason"].str.contains("max_call_s").all()
-    assert skipped[skipped["entry"] == "full"]["reason"].str.contains("1e-09").all()
+    # the baseline beyond where it runs: extrapolated rows with a time, memory and the reason, no GFLOP/s
+    assert (extra["status"] == "extrapolated").all() and extra["reason"].str.contains("1e-09").all()
+    assert (extra["ms_median"] > 0).all() and extra["gflop_per_s"].isna().all()
     assert (df[df["kind"] == "cross"]["kv_length"] == df[df["kind"] == "cross"]["length"] // 2).all()
     ok = df[df["status"] == "ok"]
-    assert (ok["ms_median"] > 0).all() and (ok["peak_mem_mb"] >= 0).all()
+    assert (ok["ms_median"] > 0).all() and (ok["peak_mem_mb"] >= 0).all() and (df["gflop"] > 0).all()
+    assert ok["gflop_per_s"].to_numpy() == pytest.approx((ok["gflop"] / (ok["ms_median"] / 1e3)).to_numpy())
     md = (out / "efficiency_length.md").read_text()
     assert "| linear" in md and "CAB reference" in md and "hot" in md  # tensor entries named as excluded
+    assert "(extrapolated)" in md and "GFLOP/s" in md and "python -m attnbench.bench.attention" in md
 
 
 @pytest.mark.parametrize("entry", [e for e in available() if not get(e).caps.tensor])
@@ -160,3 +173,81 @@ def test_worker_reuses_its_process_and_survives_timeouts_and_deaths():
              "'attnbench.bench.no_such_module'"}] * 2
     finally:
         dead.close()
+
+
+def _cfg(**over) -> AttentionBenchConfig:
+    kw = {"entries": ["linear", "treeformer_tf"], "lengths": [64], "batch": 1, "heads": 1, "head_dim": 8,
+          "passes": ["fwd"], "device": "cpu", "max_total_s": None}
+    return AttentionBenchConfig(**{**kw, **over})
+
+
+def _hist(entry: str, rows: list[tuple[int, float, float, float]]) -> pd.DataFrame:
+    """A series' earlier rows: (length, ms, MB, gflop) each, status ok."""
+    return pd.DataFrame([{**_row(entry, L, ms, mb), "gflop": gf} for L, ms, mb, gf in rows])
+
+
+def test_gflop_per_s_is_flops_over_median_time_on_measured_rows_only():
+    df = pd.DataFrame([{**_row("a", 64, 500.0, 1.0), "gflop": 10.0},
+                       {**_row("full", 128, 800.0, 2.0, "extrapolated"), "gflop": 4.0},
+                       {**_row("b", 64, math.nan, math.nan, "skipped"), "gflop": 1.0}])
+    out = with_throughput(df)
+    assert out["gflop_per_s"].iloc[0] == pytest.approx(20.0)  # 10 GFLOP in 0.5 s
+    assert out["gflop_per_s"].iloc[1:].isna().all()
+
+
+def test_point_gflop_counts_backward_as_twice_the_forward_products():
+    from attnbench.attention.flops import attention_flops
+
+    fwd = point_gflop("linear", {}, "cross", False, "fwd", 128, 2, 4, 16, 0.5)
+    both = point_gflop("linear", {}, "cross", False, "fwd_bwd", 128, 2, 4, 16, 0.5)
+    f = attention_flops(build_entry("linear", {}, 16, 64), B=2, H=4, q_axes=128, k_axes=64, D=16)
+    assert fwd == pytest.approx(f.total / 1e9) and both == pytest.approx((3 * f.matmul + 2 * f.other) / 1e9)
+    # any length on the meta device: super's S x S mixing at 16K tokens costs no memory to count
+    assert point_gflop("super", {}, "self", False, "fwd", 16384, 4, 8, 64, 0.5) > 2e3
+
+
+def test_subquadratic_entries_get_the_long_call_limit():
+    cfg = _cfg()
+    assert subquadratic("linear") and subquadratic("performer") and not subquadratic("treeformer_tf")
+    assert not subquadratic("full") and not subquadratic("super")
+    assert call_limit("linear", cfg) == cfg.subquadratic_max_call_s
+    assert call_limit("treeformer_tf", cfg) == cfg.max_call_s and call_limit("full", cfg) == cfg.baseline_max_call_s
+
+
+def test_plan_group_single_call_extrapolation_and_budget():
+    import time
+
+    cfg = _cfg(single_call_s=2.0, baseline_max_call_s=5.0, subquadratic_max_call_s=100.0)
+    base = {"entry": "x", "length": 256, "batch": 1, "heads": 1, "head_dim": 8, "device": "cpu"}
+    pts = [["self", False, "fwd"]]
+    # linear: 1 s at 64, 2 s at 128 -> 4 s predicted at 256: > single_call_s, < its limit: one call, no warm-up
+    df = pd.concat([_hist("linear", [(64, 1000.0, 10.0, 1.0), (128, 2000.0, 20.0, 2.0)]),
+                    _hist("full", [(64, 1000.0, 10.0, 1.0), (128, 4000.0, 20.0, 4.0)])])
+    done, todo = plan_group("linear", 256, pts, df, cfg, base, time.perf_counter(), None)
+    assert done == [] and list(todo) == [(0, 1)] and todo[(0, 1)][0][0] == ["self", False, "fwd"]
+    # a short call keeps the configured warm-up and repeats
+    done, todo = plan_group("linear", 64, pts, df.iloc[:0], cfg, base, time.perf_counter(), None)
+    assert list(todo) == [(cfg.warmup, cfg.repeats)]
+    # full: 16 s predicted > 5 s: extrapolated at its last measured GFLOP/s (1 GFLOP/s here), memory c * L^p
+    done, todo = plan_group("full", 256, pts, df, cfg, base, time.perf_counter(), None)
+    (r,) = done
+    assert todo == {} and r["status"] == "extrapolated" and "max_call_s" in r["reason"]
+    assert r["ms_median"] == pytest.approx(4000.0 * r["gflop"] / 4.0) and r["peak_mem_mb"] == pytest.approx(40.0)
+    # a non-baseline entry over its limit, or anything once max_total_s is spent, is skipped
+    done, _ = plan_group("linear", 256, pts, df, _cfg(subquadratic_max_call_s=3.0), base, time.perf_counter(), None)
+    assert done[0]["status"] == "skipped" and "max_call_s=3" in done[0]["reason"]
+    done, todo = plan_group("linear", 64, pts, df.iloc[:0], _cfg(max_total_s=1.0), base, time.perf_counter() - 5,
+                            None)
+    assert todo == {} and done[0]["status"] == "skipped" and "max_total_s=1 spent" in done[0]["reason"]
+    # the baseline after a failure of its series is skipped, not extrapolated
+    failed = pd.concat([df, pd.DataFrame([{**_row("full", 256, math.nan, math.nan, "oom"), "gflop": 8.0}])])
+    done, _ = plan_group("full", 512, pts, failed, cfg, base, time.perf_counter(), None)
+    assert done[0]["status"] == "skipped" and done[0]["reason"] == "oom at length 256"
+
+
+def test_cost_cells_mark_extrapolated_and_keep_measured_apart():
+    assert cost_cell(pd.Series({**_row("a", 64, 12.345, 250.0), "gflop_per_s": 3.21})) == \
+        "12.3 ms · 250 MB · 3.21 GFLOP/s"
+    assert cost_cell(pd.Series({**_row("full", 64, 1234.5, 10.0, "extrapolated"), "gflop_per_s": math.nan})) == \
+        "≈1,234 ms · ≈10 MB (extrapolated)"
+    assert cost_cell(pd.Series(_row("b", 64, math.nan, math.nan, "skipped"))) == "skipped"

@@ -36,3 +36,13 @@ def test_scaling_figure_one_line_per_series_same_colour_in_every_panel(tmp_path)
     assert lines["full (kind=self)"].get_color() == lines["full (kind=cross)"].get_color()
     assert lines["full (kind=self)"].get_linestyle() != lines["full (kind=cross)"].get_linestyle()
     assert {ln.get_label(): ln.get_color() for ln in ax1.get_lines()} == {k: v.get_color() for k, v in lines.items()}
+
+
+def test_grid_one_row_per_key_one_column_per_value():
+    df = pd.DataFrame([{"entry": e, "length": n, "ms": n / 10} for e in ("full", "linear") for n in (1024, 256)
+                       if (e, n) != ("linear", 1024)])
+    md = reports.grid(df, rows=["entry"], col="length", cell=lambda r: f"{r['ms']:g}")
+    head, _, full, linear = md.splitlines()
+    assert [c.strip() for c in head.split("|")[1:-1]] == ["entry", "256", "1,024"]
+    assert [c.strip() for c in full.split("|")[1:-1]] == ["full", "25.6", "102.4"]
+    assert [c.strip() for c in linear.split("|")[1:-1]] == ["linear", "25.6", "-"]

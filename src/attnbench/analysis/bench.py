@@ -1,6 +1,7 @@
 """Benchmark reports: every benchmark's Markdown tables, set-up line and cost-vs-size figures come from here.
 
     md = table(rows)                       # Markdown, "(none)" when empty
+    md = grid(df, rows=["entry"], col="length", cell=lambda r: f"{r['ms_median']:.1f}")  # one column per length
     head = machine_line(machine, "B 4, H 8")
     scaling_figure(df, "out.png", x="length", xlabel="length L",
                    panels=[Panel("ms_median", "time (ms)", {"pass": "fwd"}, "forward")], colour="entry")
@@ -8,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,21 @@ def table(rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> str:
     """Rows (dicts or a frame) as a Markdown table with cells exactly as given; ``(none)`` when empty."""
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     return frame.to_markdown(index=False, disable_numparse=True) if len(frame) else "(none)"
+
+
+def grid(df: pd.DataFrame, *, rows: Sequence[str], col: str, cell: Callable[[pd.Series], str],
+         col_label: Callable[[Any], str] = lambda v: f"{v:,}", missing: str = "-") -> str:
+    """A Markdown table with one row per distinct ``rows`` key of ``df`` (first-seen order) and one column per
+    value of ``col`` (sorted), each cell ``cell(row)`` of the frame row at that key and column (``missing`` where
+    there is none; the first where there are several)."""
+    cols = sorted(df[col].unique())
+    out = []
+    for key, g in df.groupby(list(rows), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        by = g.drop_duplicates(col).set_index(col)
+        out.append({**dict(zip(rows, map(str, key), strict=True)),
+                    **{col_label(c): cell(by.loc[c]) if c in by.index else missing for c in cols}})
+    return table(out)
 
 
 def machine_line(machine: Mapping[str, Any], setting: str = "") -> str:
