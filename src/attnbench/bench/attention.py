@@ -35,11 +35,8 @@ published efficiency lengths), ``machine.json``.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -52,8 +49,8 @@ from attnbench.analysis import bench as reports
 from attnbench.attention import available, build, get
 from attnbench.attention.flops import attention_flops, formula_for
 from attnbench.bench import harness
-from attnbench.bench.common import fmt, machine_info
-from attnbench.bench.harness import FAILED, EntryPoint, MeasureConfig, memory_cap, need, predict, resolve_device
+from attnbench.bench.common import fmt
+from attnbench.bench.harness import FAILED, EntryPoint, MeasureConfig, memory_cap, need, predict
 from attnbench.bench.isolation import Worker, Workers
 
 MODULE = "attnbench.bench.attention"
@@ -408,26 +405,20 @@ def plan_group(entry: str, length: int, points: list[list], df: pd.DataFrame, cf
 def run(cfg: AttentionBenchConfig, command: str = f"python -m {MODULE}") -> pd.DataFrame:
     """The sweep: CAB's setting then the others, each length x entry x allowed point; writes every output;
     returns the rows."""
-    t_start = time.perf_counter()
-    device = resolve_device(cfg.device)
+    t_start, device, out, machine = harness.start_sweep(cfg.device, cfg.threads, cfg.out_dir)
     cpu = device == "cpu"
     lengths = sorted(cfg.lengths or (cfg.lengths_cpu if cpu else cfg.lengths_cuda))
     same_kernel = default_excluded(cfg.baseline)
     entries = [cfg.baseline, *sorted(e for e in (cfg.entries or [e for e in available() if e not in same_kernel])
                                      if e != cfg.baseline and not get(e).caps.tensor)]
     cap = memory_cap(cfg.max_memory_gb, device)
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     excluded = [e for e in available() if get(e).caps.tensor]
     not_default = [] if cfg.entries else same_kernel
-    machine = {**machine_info(device, cfg.threads), "loadavg_start": os.getloadavg(),
-               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "memory_cap_gb": round(cap / 2**30, 2) if cap else None, "entries": entries, "lengths": lengths,
-               "excluded_tensor_entries": excluded, "excluded_same_kernel_entries": not_default,
-               **{k: getattr(cfg, k) for k in ("batch", "heads", "head_dim", "cross_kv_ratio", "warmup", "repeats",
-                                                "time_budget_s", "max_call_s", "subquadratic_max_call_s",
-                                                "baseline_max_call_s", "single_call_s", "max_total_s")}}
+    machine.update({"memory_cap_gb": round(cap / 2**30, 2) if cap else None, "entries": entries, "lengths": lengths,
+                    "excluded_tensor_entries": excluded, "excluded_same_kernel_entries": not_default,
+                    **{k: getattr(cfg, k) for k in ("batch", "heads", "head_dim", "cross_kv_ratio", "warmup", "repeats",
+                                                     "time_budget_s", "max_call_s", "subquadratic_max_call_s",
+                                                     "baseline_max_call_s", "single_call_s", "max_total_s")}})
     rows: list[dict] = []
     df = pd.DataFrame(columns=CSV_COLUMNS)
     with Workers(f"{MODULE}:group", cap if cpu else None) as workers:  # CPU: one measuring process per entry
@@ -459,9 +450,7 @@ def run(cfg: AttentionBenchConfig, command: str = f"python -m {MODULE}") -> pd.D
                   flush=True)
     df = with_throughput(df)
     df.to_csv(out / "attention.csv", index=False)
-    machine["loadavg_end"] = os.getloadavg()
-    machine["wall_s"] = round(time.perf_counter() - t_start, 1)
-    (out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+    harness.finish_sweep(machine, t_start, out)
     counts = ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items())
     header = "\n".join([
         f"# Attention entries vs `{cfg.baseline}`: cost per call and efficiency length", "",

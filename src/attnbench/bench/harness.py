@@ -30,6 +30,7 @@ import torch
 from attnbench.bench.common import (
     first_line,
     is_oom,
+    machine_info,
     mem_available_bytes,
     peak_rss_bytes,
     reset_peak_rss,
@@ -190,6 +191,33 @@ def build_net(net: dict[str, Any]) -> torch.nn.Module:
 
 def count_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def start_sweep(device: Device | str, threads: int, out_dir: str | Path) -> tuple[float, str, Path, dict[str, Any]]:
+    """What every sweep starts with: its clock (``time.perf_counter``), the resolved device, torch's threads set,
+    ``out_dir`` created, and the machine record (``common.machine_info``, load average and UTC date now) that
+    :func:`finish_sweep` completes."""
+    import os
+    from datetime import datetime, timezone
+
+    t_start = time.perf_counter()
+    dev = resolve_device(device)
+    torch.set_num_threads(threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = {**machine_info(dev, threads), "loadavg_start": os.getloadavg(),
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return t_start, dev, out, machine
+
+
+def finish_sweep(machine: dict[str, Any], t_start: float, out: Path) -> dict[str, Any]:
+    """Add the load average and wall time to the machine record and write it as ``out/machine.json``."""
+    import json
+    import os
+
+    machine.update(loadavg_end=os.getloadavg(), wall_s=round(time.perf_counter() - t_start, 1))
+    (out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+    return machine
 
 
 def write_rows(rows: list[dict], columns: list[str], path: Path) -> pd.DataFrame:

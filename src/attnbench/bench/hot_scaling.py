@@ -26,11 +26,8 @@ beyond ``max_tokens_full`` tokens is a ``skipped`` row. Outputs under ``out_dir`
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -40,7 +37,7 @@ from hydra.core.config_store import ConfigStore
 
 from attnbench.analysis import bench as reports
 from attnbench.bench import harness
-from attnbench.bench.common import fmt, machine_info
+from attnbench.bench.common import fmt
 from attnbench.bench.harness import (
     MeasureConfig,
     PointTiming,
@@ -49,7 +46,6 @@ from attnbench.bench.harness import (
     memory_cap,
     model_net,
     need,
-    resolve_device,
 )
 from attnbench.bench.isolation import run_isolated
 
@@ -252,27 +248,21 @@ def plot(df: pd.DataFrame, path: Path, title: str = "") -> None:
 # ----------------------------------------------------------------------------- sweep
 def run(cfg: HotScalingConfig, command: str = f"python -m {MODULE}") -> pd.DataFrame:
     """The sweep: every seq_len x n_vars x model; writes every output; returns the rows."""
-    t_start = time.perf_counter()
-    device = resolve_device(cfg.device)
+    t_start, device, out, machine = harness.start_sweep(cfg.device, cfg.threads, cfg.out_dir)
     cpu = device == "cpu"
     batch_size = cfg.batch_size or (CPU_BATCH_SIZE if cpu else CUDA_BATCH_SIZE)
     max_tokens_full = cfg.max_tokens_full if cfg.max_tokens_full is not None else (CPU_MAX_TOKENS_FULL if cpu else 0)
     allowance = memory_cap(cfg.max_memory_gb, device) if cpu else None
-    torch.set_num_threads(cfg.threads)
     sizes = {k: getattr(cfg, k) for k in NET_SIZES if getattr(cfg, k) is not None}
     nets = {(m, L): model_net(m, **sizes, seq_len=L, pred_len=cfg.pred_len)
             for m in cfg.models for L in cfg.seq_lens}
     n_params = {key: count_params(build_net(net)) for key, net in nets.items()}  # builds each: bad sizes fail here
     first = nets[cfg.models[0], cfg.seq_lens[0]]
-    machine = {**machine_info(device, cfg.threads), "loadavg_start": os.getloadavg(),
-               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "max_tokens_full": max_tokens_full or None,
-               "cpu_point_memory_allowance_gb": round(allowance / 2**30, 2) if allowance else None,
-               "batch_size": batch_size, **{k: first[k] for k in ("d_model", "n_heads", "n_layers", "d_mlp",
-                                                                   "patch_len")},
-               **{k: getattr(cfg, k) for k in ("pred_len", "warmup", "repeats", "time_budget_s")}}
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    machine.update({"max_tokens_full": max_tokens_full or None,
+                    "cpu_point_memory_allowance_gb": round(allowance / 2**30, 2) if allowance else None,
+                    "batch_size": batch_size, **{k: first[k] for k in ("d_model", "n_heads", "n_layers", "d_mlp",
+                                                                        "patch_len")},
+                    **{k: getattr(cfg, k) for k in ("pred_len", "warmup", "repeats", "time_budget_s")}})
     rows: list[dict] = []
     df = pd.DataFrame(columns=CSV_COLUMNS)
     for seq_len in cfg.seq_lens:
@@ -300,15 +290,13 @@ def run(cfg: HotScalingConfig, command: str = f"python -m {MODULE}") -> pd.DataF
                       f"tokens={spec.tokens}: {r['status']} "
                       f"{fmt(r.get('step_ms_median'))} ms {fmt(r.get('peak_mem_mb'))} MB {r.get('reason', '')}",
                       flush=True)
-    machine["loadavg_end"] = os.getloadavg()
-    machine["wall_s"] = time.perf_counter() - t_start
+    harness.finish_sweep(machine, t_start, out)
     others = [m for m in cfg.models if m != cfg.baseline]
     crossovers = pd.concat([crossover(df, metric, model=m, baseline=cfg.baseline) for m in others
                             for metric in METRICS]).sort_values(["seq_len", "model"], kind="stable") \
         if cfg.baseline in cfg.models and others else pd.DataFrame()
     md = markdown_report(df, crossovers, machine, command)
     (out / "hot_scaling.md").write_text(md)
-    (out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
     plot(df, out / "hot_scaling.png", title=f"{machine['device_name']}, batch {batch_size}, d_model "
          f"{machine['d_model']}, {machine['n_layers']} layers, {cfg.threads} thread(s)")
     print(md)

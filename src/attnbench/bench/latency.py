@@ -27,10 +27,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +40,8 @@ from attnbench.analysis import bench as reports
 from attnbench.attention import available, build, get
 from attnbench.attention.flops import OCCUPANCY, FlopRecorder, Flops, attention_flops
 from attnbench.bench import harness
-from attnbench.bench.common import fmt, machine_info
-from attnbench.bench.harness import EntryPoint, MeasureConfig, count_params, memory_cap, need, resolve_device
+from attnbench.bench.common import fmt
+from attnbench.bench.harness import EntryPoint, MeasureConfig, count_params, memory_cap, need
 from attnbench.bench.isolation import Workers
 from attnbench.layers.seqblock import NORMS, SeqEncoderLayer
 
@@ -277,20 +275,14 @@ def plot(df: pd.DataFrame, path: Path, title: str = "") -> None:
 # ----------------------------------------------------------------------------- sweep
 def run(cfg: LatencyBenchConfig, command: str = f"python -m {MODULE}") -> pd.DataFrame:
     """The sweep: every length x entry (baseline first); writes every output; returns the rows."""
-    t_start = time.perf_counter()
-    device = resolve_device(cfg.device)
+    t_start, device, out, machine = harness.start_sweep(cfg.device, cfg.threads, cfg.out_dir)
     cpu = device == "cpu"
     entries = [cfg.baseline, *[e for e in cfg.entries if e != cfg.baseline]]
     cap = memory_cap(cfg.max_memory_gb, device)
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    machine = {**machine_info(device, cfg.threads), "loadavg_start": os.getloadavg(),
-               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "memory_cap_gb": round(cap / 2**30, 2) if cap else None, "entries": entries,
-               "lengths": sorted(cfg.lengths), "options": cfg.options,
-               **{k: getattr(cfg, k) for k in ("batch", *STACK, "warmup", "repeats", "time_budget_s", "max_call_s",
-                                                "max_total_s")}}
+    machine.update({"memory_cap_gb": round(cap / 2**30, 2) if cap else None, "entries": entries,
+                    "lengths": sorted(cfg.lengths), "options": cfg.options,
+                    **{k: getattr(cfg, k) for k in ("batch", *STACK, "warmup", "repeats", "time_budget_s", "max_call_s",
+                                                     "max_total_s")}})
     sizes = {k: getattr(cfg, k) for k in STACK}
     rows: list[dict] = []
     df = pd.DataFrame(columns=CSV_COLUMNS)
@@ -316,9 +308,7 @@ def run(cfg: LatencyBenchConfig, command: str = f"python -m {MODULE}") -> pd.Dat
                 print(f"[{time.perf_counter() - t_start:6.0f} s] {entry:>13} L={length}: {r['status']} "
                       f"{fmt(r.get('ms_median'))} ms, attn {r.get('attn_gflops', math.nan):.3g} GFLOPs "
                       f"{r.get('reason', '')}", flush=True)
-    machine["loadavg_end"] = os.getloadavg()
-    machine["wall_s"] = round(time.perf_counter() - t_start, 1)
-    (out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+    harness.finish_sweep(machine, t_start, out)
     flops = flop_rows(cfg)
     harness.write_rows(flops, ["entry", "length", "attn_gflops", "attn_gflops_matmul", "reason"],
                        out / "attention_flops.csv")

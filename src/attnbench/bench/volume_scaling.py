@@ -18,8 +18,6 @@ same model, quadratic in tokens for full-attention models, linear otherwise) to 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +30,7 @@ from hydra.core.config_store import ConfigStore
 from attnbench.analysis import bench as reports
 from attnbench.attention import get
 from attnbench.bench import harness
-from attnbench.bench.common import fmt, machine_info
+from attnbench.bench.common import fmt
 from attnbench.bench.isolation import run_isolated
 
 MODULE = "attnbench.bench.volume_scaling"
@@ -152,13 +150,8 @@ def plot(df: pd.DataFrame, path: Path) -> None:
 
 def run(cfg: VolumeScalingConfig, command: str = f"python -m {MODULE}") -> pd.DataFrame:
     """The sweep: every size x model; writes every output; returns the rows."""
-    device = harness.resolve_device(cfg.device)
-    t0 = time.perf_counter()
-    torch.set_num_threads(cfg.threads)
-    machine = {**machine_info(device, cfg.threads), "loadavg_start": os.getloadavg(),
-               "batch_size": cfg.batch_size, "patch_size": cfg.patch_size}
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    t0, device, out, machine = harness.start_sweep(cfg.device, cfg.threads, cfg.out_dir)
+    machine.update(batch_size=cfg.batch_size, patch_size=cfg.patch_size)
     rows: list[dict] = []
     cap = harness.memory_cap(cfg.max_memory_gb, device) if device == "cpu" else None
     for size in sorted(cfg.sizes):
@@ -180,8 +173,7 @@ def run(cfg: VolumeScalingConfig, command: str = f"python -m {MODULE}") -> pd.Da
             print(f"[{time.perf_counter() - t0:5.0f} s] {model:>8} {size}^3: {res['status']} "
                   f"{fmt(res.get('step_ms_median'))} ms {fmt(res.get('peak_mem_mb'))} MB", flush=True)
     df = harness.write_rows(rows, COLUMNS, out / "volume_scaling.csv")
-    machine.update(loadavg_end=os.getloadavg(), wall_s=time.perf_counter() - t0)
-    (out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+    harness.finish_sweep(machine, t0, out)
     md = report(df, machine) + f"\n`{command}`\n"
     (out / "volume_scaling.md").write_text(md)
     plot(df, out / "volume_scaling.png")
