@@ -465,10 +465,9 @@ def run(cfg: AttentionBenchConfig, command: str = f"python -m {MODULE}") -> pd.D
         f"`{cfg.baseline}` {cfg.baseline_max_call_s:g} s. CAB's setting (self, non-causal) runs first at every "
         f"length; the other settings get what is left of max_total_s={cfg.max_total_s}.",
     ])
-    (out / "efficiency_length.md").write_text(efficiency_markdown(df, cfg.baseline, load_cab_reference(), header))
     plot(df, out, title=f"{machine['device_name']}, B {cfg.batch}, H {cfg.heads}, D {cfg.head_dim}, "
                         f"{cfg.threads} thread(s)")
-    print((out / "efficiency_length.md").read_text())
+    harness.publish(out / "efficiency_length.md", efficiency_markdown(df, cfg.baseline, load_cab_reference(), header))
     return df
 
 

@@ -220,6 +220,26 @@ def finish_sweep(machine: dict[str, Any], t_start: float, out: Path) -> dict[str
     return machine
 
 
+def record(rows: list[dict], row: dict, columns: list[str], path: Path, t_start: float, label: str,
+           time_col: str = "step_ms_median") -> pd.DataFrame:
+    """Append a point's ``row``, rewrite the CSV at ``path`` (partial results survive a kill) and print one
+    progress line ``[elapsed] label: status time memory reason``; returns the rows as a frame."""
+    from attnbench.bench.common import fmt
+
+    rows.append(row)
+    df = write_rows(rows, columns, path)
+    print(f"[{time.perf_counter() - t_start:6.0f} s] {label}: {row['status']} {fmt(row.get(time_col))} ms "
+          f"{fmt(row.get('peak_mem_mb'))} MB {row.get('reason', '')}", flush=True)
+    return df
+
+
+def publish(path: Path, markdown: str) -> str:
+    """Write a benchmark's Markdown report to ``path`` and print it; returns it."""
+    path.write_text(markdown)
+    print(markdown)
+    return markdown
+
+
 def write_rows(rows: list[dict], columns: list[str], path: Path) -> pd.DataFrame:
     """The rows as a CSV with exactly ``columns`` (missing fields empty); returns the frame."""
     df = pd.DataFrame(rows).reindex(columns=columns)

@@ -26,7 +26,6 @@ beyond ``max_tokens_full`` tokens is a ``skipped`` row. Outputs under ``out_dir`
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -283,23 +282,16 @@ def run(cfg: HotScalingConfig, command: str = f"python -m {MODULE}") -> pd.DataF
                     result = run_point_isolated(spec, cfg.point_timeout_s)
                 else:
                     result = measure_point(spec)
-                rows.append({**row, **result})
-                df = harness.write_rows(rows, CSV_COLUMNS, out / "hot_scaling.csv")  # partial results survive
-                r = rows[-1]
-                print(f"[{time.perf_counter() - t_start:6.0f} s] {model:>10} seq_len={seq_len} n_vars={n_vars} "
-                      f"tokens={spec.tokens}: {r['status']} "
-                      f"{fmt(r.get('step_ms_median'))} ms {fmt(r.get('peak_mem_mb'))} MB {r.get('reason', '')}",
-                      flush=True)
+                df = harness.record(rows, {**row, **result}, CSV_COLUMNS, out / "hot_scaling.csv", t_start,
+                                    f"{model:>10} seq_len={seq_len} n_vars={n_vars} tokens={spec.tokens}")
     harness.finish_sweep(machine, t_start, out)
     others = [m for m in cfg.models if m != cfg.baseline]
     crossovers = pd.concat([crossover(df, metric, model=m, baseline=cfg.baseline) for m in others
                             for metric in METRICS]).sort_values(["seq_len", "model"], kind="stable") \
         if cfg.baseline in cfg.models and others else pd.DataFrame()
-    md = markdown_report(df, crossovers, machine, command)
-    (out / "hot_scaling.md").write_text(md)
     plot(df, out / "hot_scaling.png", title=f"{machine['device_name']}, batch {batch_size}, d_model "
          f"{machine['d_model']}, {machine['n_layers']} layers, {cfg.threads} thread(s)")
-    print(md)
+    harness.publish(out / "hot_scaling.md", markdown_report(df, crossovers, machine, command))
     return df
 
 

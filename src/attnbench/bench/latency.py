@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,22 +300,16 @@ def run(cfg: LatencyBenchConfig, command: str = f"python -m {MODULE}") -> pd.Dat
                                      seed=cfg.seed, max_memory_bytes=cap if cpu else None)
                     result = (workers.run(entry, dataclasses.asdict(spec), cfg.point_timeout_s) if cpu
                               else measure_point(spec))
-                rows.append({**row, **result})
-                df = harness.write_rows(rows, CSV_COLUMNS, out / "latency.csv")  # partial results survive a kill
-                r = rows[-1]
-                print(f"[{time.perf_counter() - t_start:6.0f} s] {entry:>13} L={length}: {r['status']} "
-                      f"{fmt(r.get('ms_median'))} ms, attn {r.get('attn_gflops', math.nan):.3g} GFLOPs "
-                      f"{r.get('reason', '')}", flush=True)
+                df = harness.record(rows, {**row, **result}, CSV_COLUMNS, out / "latency.csv", t_start,
+                                    f"{entry:>13} L={length}", time_col="ms_median")
     harness.finish_sweep(machine, t_start, out)
     flops = flop_rows(cfg)
     harness.write_rows(flops, ["entry", "length", "attn_gflops", "attn_gflops_matmul", "reason"],
                        out / "attention_flops.csv")
     (out / "attention_flops.md").write_text(flop_markdown(flops, cfg))
-    md = markdown_report(df, cfg, machine, command)
-    (out / "latency.md").write_text(md)
     plot(df, out / "latency.png", title=f"{machine['device_name']}, batch {cfg.batch}, {cfg.n_layers} layers, "
                                         f"d_model {cfg.d_model}, {cfg.threads} thread(s)")
-    print(md)
+    harness.publish(out / "latency.md", markdown_report(df, cfg, machine, command))
     return df
 
 

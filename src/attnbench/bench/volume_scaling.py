@@ -18,7 +18,6 @@ same model, quadratic in tokens for full-attention models, linear otherwise) to 
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,15 +168,11 @@ def run(cfg: VolumeScalingConfig, command: str = f"python -m {MODULE}") -> pd.Da
                              threads=cfg.threads, seed=cfg.seed, max_memory_bytes=cap)
             res = measure(pt) if device == "cuda" else \
                 run_isolated(f"{MODULE}:point", dataclasses.asdict(pt), cfg.point_timeout_s, pt.max_memory_bytes)
-            rows.append({**row, **res})
-            print(f"[{time.perf_counter() - t0:5.0f} s] {model:>8} {size}^3: {res['status']} "
-                  f"{fmt(res.get('step_ms_median'))} ms {fmt(res.get('peak_mem_mb'))} MB", flush=True)
+            harness.record(rows, {**row, **res}, COLUMNS, out / "volume_scaling.csv", t0, f"{model:>8} {size}^3")
     df = harness.write_rows(rows, COLUMNS, out / "volume_scaling.csv")
     harness.finish_sweep(machine, t0, out)
-    md = report(df, machine) + f"\n`{command}`\n"
-    (out / "volume_scaling.md").write_text(md)
     plot(df, out / "volume_scaling.png")
-    print(md)
+    harness.publish(out / "volume_scaling.md", report(df, machine) + f"\n`{command}`\n")
     return df
 
 
