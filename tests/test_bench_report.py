@@ -1,6 +1,7 @@
 """analysis.bench: the tables, set-up line and figures every benchmark report is made of."""
 
 import pandas as pd
+import pytest
 
 from attnbench.analysis import bench as reports
 
@@ -46,3 +47,17 @@ def test_grid_one_row_per_key_one_column_per_value():
     assert [c.strip() for c in head.split("|")[1:-1]] == ["entry", "256", "1,024"]
     assert [c.strip() for c in full.split("|")[1:-1]] == ["full", "25.6", "102.4"]
     assert [c.strip() for c in linear.split("|")[1:-1]] == ["linear", "25.6", "-"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["approx", "attention", "hot_scaling", "hot_step", "latency", "swap",
+                                  "volume_scaling"])
+def test_every_benchmark_runs_as_a_module(name):
+    """``python -m attnbench.bench.<name> --cfg job`` reaches its Hydra main and prints the composed config."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", f"attnbench.bench.{name}", "--cfg", "job"], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "out_dir:" in res.stdout, res.stdout[-2000:]

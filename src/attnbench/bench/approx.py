@@ -220,3 +220,7 @@ def markdown(df: pd.DataFrame, cfg: ApproxConfig, layer_level: list[str], wall_s
 
 
 main = harness.hydra_main("approx", run)
+
+
+if __name__ == "__main__":
+    main()

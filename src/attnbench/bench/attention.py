@@ -472,3 +472,7 @@ def run(cfg: AttentionBenchConfig, command: str = f"python -m {MODULE}") -> pd.D
 
 
 main = harness.hydra_main("attention", run)
+
+
+if __name__ == "__main__":
+    main()

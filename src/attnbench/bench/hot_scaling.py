@@ -296,3 +296,7 @@ def run(cfg: HotScalingConfig, command: str = f"python -m {MODULE}") -> pd.DataF
 
 
 main = harness.hydra_main("hot_scaling", run)
+
+
+if __name__ == "__main__":
+    main()

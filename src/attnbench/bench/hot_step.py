@@ -136,3 +136,7 @@ def run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
 
 
 main = harness.hydra_main("hot_step", run)
+
+
+if __name__ == "__main__":
+    main()

@@ -314,3 +314,7 @@ def run(cfg: LatencyBenchConfig, command: str = f"python -m {MODULE}") -> pd.Dat
 
 
 main = harness.hydra_main("latency", run)
+
+
+if __name__ == "__main__":
+    main()

@@ -173,3 +173,7 @@ def markdown(df: pd.DataFrame, cfg: SwapConfig, n: int, real_len: float, wall_s:
 
 
 main = harness.hydra_main("swap", run)
+
+
+if __name__ == "__main__":
+    main()

@@ -177,3 +177,7 @@ def run(cfg: VolumeScalingConfig, command: str = f"python -m {MODULE}") -> pd.Da
 
 
 main = harness.hydra_main("volume_scaling", run)
+
+
+if __name__ == "__main__":
+    main()
