@@ -10,11 +10,11 @@ Time: median, IQR and min over up to ``repeats`` timed calls after ``warmup`` ca
 ``time_budget_s`` (CUDA synchronised); a point whose call is predicted to take more than ``single_call_s`` runs
 one timed call and no warm-up at its length (the shorter lengths of its series, just run in the same process,
 warmed the code). Memory: on CUDA ``max_memory_allocated`` after ``reset_peak_memory_stats`` minus what was
-allocated before the module was built (inputs excluded); on CPU one persistent process per entry
-(``bench.isolation.Workers``) measures its points one after another, each as peak RSS minus RSS just before the
-module was built, the peak reset between points (``common.reset_peak_rss``). GFLOP/s: the point's FLOPs
-(:func:`point_gflop`: ``attnbench.attention.flops``, backward counted as :data:`PASS_FLOPS` says) over its
-median time.
+allocated before the module was built (inputs excluded); on CPU one persistent process
+(``bench.isolation.Worker``; a fresh one after a timeout or crash) measures every point one after another, each
+as peak RSS minus RSS just before the module was built, the peak reset between points
+(``common.reset_peak_rss``). GFLOP/s: the point's FLOPs (:func:`point_gflop`: ``attnbench.attention.flops``,
+backward counted as :data:`PASS_FLOPS` says) over its median time.
 
 Order and budgets: CAB's setting (self-attention, non-causal, both passes) over every length first, then the
 other settings (causal, cross), each length by length, so that ``max_total_s`` cuts the other settings rather
@@ -51,7 +51,7 @@ from attnbench.attention.flops import attention_flops, formula_for
 from attnbench.bench import harness
 from attnbench.bench.common import fmt
 from attnbench.bench.harness import FAILED, EntryPoint, MeasureConfig, memory_cap, need, predict
-from attnbench.bench.isolation import Worker, Workers
+from attnbench.bench.isolation import Worker
 
 MODULE = "attnbench.bench.attention"
 KINDS, PASSES = ("self", "cross"), ("fwd", "fwd_bwd")
@@ -92,9 +92,9 @@ class AttentionBenchConfig(MeasureConfig):
     cross_kv_ratio: float = 0.5
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_call_s: float = 3.0  # entries whose FLOPs grow as L^2 (treeformer_tf, super), the baseline aside
-    subquadratic_max_call_s: float = 30.0  # entries whose FLOPs grow slower than L^2: the point at 16K tokens
+    subquadratic_max_call_s: float = 60.0  # entries whose FLOPs grow slower than L^2: the point at 16K tokens
     baseline_max_call_s: float = 12.0  # the baseline runs longer calls: efficiency lengths need it paired
-    single_call_s: float = 2.0  # a point predicted slower than this per call: one timed call, no warm-up
+    single_call_s: float = 1.0  # a point predicted slower than this per call: one timed call, no warm-up
     extrapolate_baseline: bool = True  # the baseline's skipped points as extrapolated rows
     max_total_s: float | None = 510.0
     out_dir: str = "outputs/bench/attention"
@@ -203,8 +203,8 @@ def group(task: dict) -> list[dict]:
 
 
 def measure_isolated(worker: Worker, spec: GroupSpec, timeout_s: float) -> list[dict]:
-    """:func:`measure_group` of ``spec`` in ``worker`` (one persistent process per entry on CPU: torch is
-    imported once per entry, not once per length; the peak RSS is reset before every point). A worker that
+    """:func:`measure_group` of ``spec`` in ``worker`` (one persistent process on CPU: torch is imported once
+    per sweep, not once per entry or length; the peak RSS is reset before every point). A worker that
     times out or dies gives every point of the group its failure row; the next group starts a fresh one."""
     res = worker.run(dataclasses.asdict(spec), timeout_s)
     return res if isinstance(res, list) else [res] * len(spec.points)
@@ -421,7 +421,7 @@ def run(cfg: AttentionBenchConfig, command: str = f"python -m {MODULE}") -> pd.D
                                                      "baseline_max_call_s", "single_call_s", "max_total_s")}})
     rows: list[dict] = []
     df = pd.DataFrame(columns=CSV_COLUMNS)
-    with Workers(f"{MODULE}:group", cap if cpu else None) as workers:  # CPU: one measuring process per entry
+    with Worker(f"{MODULE}:group", cap if cpu else None) as worker:  # CPU: one measuring process for all points
         for ph, length, entry in [(ph, L, e) for ph in (0, 1) for L in lengths for e in entries]:
             points = [pt for pt in modes(entry, cfg) if phase(pt[0], pt[1]) == ph]
             if not points:
@@ -436,7 +436,7 @@ def run(cfg: AttentionBenchConfig, command: str = f"python -m {MODULE}") -> pd.D
                                  head_dim=cfg.head_dim, cross_kv_ratio=cfg.cross_kv_ratio, warmup=warmup,
                                  repeats=repeats, time_budget_s=cfg.time_budget_s, device=device,
                                  threads=cfg.threads, seed=cfg.seed, max_memory_bytes=cap if cpu else None)
-                results = (measure_isolated(workers.get(entry), spec, cfg.point_timeout_s) if cpu
+                results = (measure_isolated(worker, spec, cfg.point_timeout_s) if cpu
                            else measure_group(spec))
                 rows += [{**r, **res} for (_, r), res in zip(pts, results, strict=True)]
             # after every group: partial results survive a kill

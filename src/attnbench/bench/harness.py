@@ -1,13 +1,18 @@
 """The benchmark harness: what every ``python -m attnbench.bench.<name>`` shares.
 
-- configs: each benchmark is a Hydra app on ``conf/bench/<name>.yaml`` with a dataclass schema whose
-  ``__post_init__`` names the key and what is allowed (:func:`need`); :func:`load_config` composes one
-  outside Hydra (tests, notebooks); :class:`Device` / :func:`resolve_device`, :func:`memory_cap`;
+- configs: each benchmark is a Hydra app (:func:`hydra_main`) on ``conf/bench/<name>.yaml`` with a dataclass
+  schema whose ``__post_init__`` names the key and what is allowed (:func:`need`, :func:`check_entries`);
+  :func:`load_config` composes one outside Hydra (tests, notebooks); :class:`Device` / :func:`resolve_device`,
+  :func:`memory_cap`;
+- a sweep: :func:`start_sweep` (clock, device, threads, output folder, machine record), :func:`record` (a
+  point's row into the CSV and a progress line), :func:`finish_sweep` (``machine.json``), :func:`publish` (the
+  Markdown report);
 - models: :func:`model_net` composes ``conf/model/<name>.yaml`` (the configs training uses) and returns its
   ``net`` node, which :func:`build_net` instantiates (no name-to-constructor code in the benchmarks);
 - one point: :func:`measure_point` (warm-up, repeats, median / IQR / min, peak memory, ``oom`` / ``error``
   rows); process isolation in :mod:`attnbench.bench.isolation`;
-- planning and analysis: :func:`predict` (cost extrapolation for ``skipped`` rows), :func:`crossover`
+- planning and analysis: :func:`predict` / :func:`predicted` (cost extrapolation), :func:`skip_reason` and
+  :func:`budget_spent` (``skipped`` rows), :func:`crossover`
   (where a model starts beating the baseline for good: HOT's crossover and CAB's efficiency length).
 """
 

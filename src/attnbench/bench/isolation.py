@@ -122,6 +122,12 @@ class Worker:
         self.close()
         return failure(rc, tail, self.cap)
 
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self, kill: bool = False) -> None:
         if self.proc is not None:
             if kill:
