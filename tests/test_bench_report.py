@@ -61,3 +61,8 @@ def test_every_benchmark_runs_as_a_module(name):
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "out_dir:" in res.stdout, res.stdout[-2000:]
+
+
+def test_figure_title():
+    m = {"device_name": "Xeon", "threads": 2}
+    assert reports.figure_title(m, "B 4, H 8") == "Xeon, B 4, H 8, 2 thread(s)"

@@ -53,6 +53,11 @@ def machine_line(machine: Mapping[str, Any], setting: str = "") -> str:
     return "; ".join(parts)
 
 
+def figure_title(machine: Mapping[str, Any], setting: str) -> str:
+    """``<device name>, <setting>, <n> thread(s)``: a benchmark figure's title from its ``machine`` record."""
+    return f"{machine['device_name']}, {setting}, {machine['threads']} thread(s)"
+
+
 @dataclass(frozen=True)
 class Panel:
     """One axes: ``metric`` against the figure's x, over the rows matching ``where`` (column -> value)."""

@@ -465,8 +465,7 @@ def run(cfg: AttentionBenchConfig, command: str = f"python -m {MODULE}") -> pd.D
         f"`{cfg.baseline}` {cfg.baseline_max_call_s:g} s. CAB's setting (self, non-causal) runs first at every "
         f"length; the other settings get what is left of max_total_s={cfg.max_total_s}.",
     ])
-    plot(df, out, title=f"{machine['device_name']}, B {cfg.batch}, H {cfg.heads}, D {cfg.head_dim}, "
-                        f"{cfg.threads} thread(s)")
+    plot(df, out, title=reports.figure_title(machine, f"B {cfg.batch}, H {cfg.heads}, D {cfg.head_dim}"))
     harness.publish(out / "efficiency_length.md", efficiency_markdown(df, cfg.baseline, load_cab_reference(), header))
     return df
 

@@ -289,8 +289,8 @@ def run(cfg: HotScalingConfig, command: str = f"python -m {MODULE}") -> pd.DataF
     crossovers = pd.concat([crossover(df, metric, model=m, baseline=cfg.baseline) for m in others
                             for metric in METRICS]).sort_values(["seq_len", "model"], kind="stable") \
         if cfg.baseline in cfg.models and others else pd.DataFrame()
-    plot(df, out / "hot_scaling.png", title=f"{machine['device_name']}, batch {batch_size}, d_model "
-         f"{machine['d_model']}, {machine['n_layers']} layers, {cfg.threads} thread(s)")
+    plot(df, out / "hot_scaling.png", title=reports.figure_title(
+        machine, f"batch {batch_size}, d_model {machine['d_model']}, {machine['n_layers']} layers"))
     harness.publish(out / "hot_scaling.md", markdown_report(df, crossovers, machine, command))
     return df
 

@@ -303,13 +303,13 @@ def run(cfg: LatencyBenchConfig, command: str = f"python -m {MODULE}") -> pd.Dat
                 df = harness.record(rows, {**row, **result}, CSV_COLUMNS, out / "latency.csv", t_start,
                                     f"{entry:>13} L={length}", time_col="ms_median")
     harness.finish_sweep(machine, t_start, out)
-    flops = flop_rows(cfg)
+    plot(df, out / "latency.png", title=reports.figure_title(
+        machine, f"batch {cfg.batch}, {cfg.n_layers} layers, d_model {cfg.d_model}"))
+    harness.publish(out / "latency.md", markdown_report(df, cfg, machine, command))
+    flops = flop_rows(cfg)  # every sequence entry of the registry, analytic: after the measured report
     harness.write_rows(flops, ["entry", "length", "attn_gflops", "attn_gflops_matmul", "reason"],
                        out / "attention_flops.csv")
     (out / "attention_flops.md").write_text(flop_markdown(flops, cfg))
-    plot(df, out / "latency.png", title=f"{machine['device_name']}, batch {cfg.batch}, {cfg.n_layers} layers, "
-                                        f"d_model {cfg.d_model}, {cfg.threads} thread(s)")
-    harness.publish(out / "latency.md", markdown_report(df, cfg, machine, command))
     return df
 
 
