@@ -283,8 +283,13 @@ def test_per_head_flops_equal_shared_and_the_flop_counter(name):
 
 
 def test_layer_fills_n_heads_and_bad_tree_options_fail_naming_key_and_values(compose_cfg):
+    from attnbench import attention_spec
+    from attnbench.attention.treeformer import ROUTE_ON, TREES
     from attnbench.config import ConfigError, check_attention
     from attnbench.layers.attention import MultiAxisAttention
+
+    for name in ("treeformer_tf", "treeformer_tc"):  # the config reads the allowed values off the constructor
+        assert attention_spec.get(name).choices == {"trees": TREES, "route_on": ROUTE_ON}
 
     layer = MultiAxisAttention(4 * D, 4, 1, {"name": "treeformer_tf", "height": 2, "trees": "per_head"})
     assert layer.attn.n_heads == 4 and layer.attn.weight.shape == (4, 3, D)
