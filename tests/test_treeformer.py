@@ -291,6 +291,10 @@ def test_layer_fills_n_heads_and_bad_tree_options_fail_naming_key_and_values(com
     for name in ("treeformer_tf", "treeformer_tc"):  # the config reads the allowed values off the constructor
         assert attention_spec.get(name).choices == {"trees": TREES, "route_on": ROUTE_ON}
 
+    from attnbench.layers.attention import LAYER_PROVIDED
+    from tests.test_config_defaults import FILLED_BY_LAYER
+
+    assert set(LAYER_PROVIDED) == FILLED_BY_LAYER  # the yaml check knows every size the layer fills in
     layer = MultiAxisAttention(4 * D, 4, 1, {"name": "treeformer_tf", "height": 2, "trees": "per_head"})
     assert layer.attn.n_heads == 4 and layer.attn.weight.shape == (4, 3, D)
     assert layer(torch.randn(2, 10, 4 * D)).shape == (2, 10, 4 * D)
