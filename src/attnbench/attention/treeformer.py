@@ -114,12 +114,152 @@ def _gather(x: Tensor, idx: Tensor) -> Tensor:
     return x.gather(2, flat).view(*idx.shape, x.shape[-1])
 
 
+TF_BLOCK = 32  # rows / columns of one score tile of ``tf_attention`` (its default ``block``)
+
+
+def _sort_by_leaf(leaf: Tensor, keep: Tensor | None, n_leaves: int, capacity: int | None) -> tuple[Tensor, Tensor]:
+    """Tokens of each row sorted by (leaf, position): leaf (R,N) long, keep (R,N) bool or None -> order (R,N) token
+    indices, sleaf (R,N) their leaves; not kept tokens and, with ``capacity``, the later tokens of an overfull leaf
+    (the ones ``leaf_slots`` drops) take the sentinel leaf n_leaves, sorted after the real ones."""
+    N = leaf.shape[-1]
+    if keep is not None:
+        leaf = leaf.masked_fill(~keep.bool(), n_leaves)
+    pos = torch.arange(N, device=leaf.device)
+    order = torch.argsort(leaf * N + pos, dim=-1)  # (R, N)
+    sleaf = leaf.gather(-1, order)
+    if capacity is not None:
+        counts = torch.zeros(leaf.shape[0], n_leaves + 1, dtype=torch.long, device=leaf.device)
+        counts.scatter_add_(-1, leaf, torch.ones_like(leaf))  # (R, n_leaves + 1)
+        start = counts.cumsum(-1) - counts
+        rank = pos - start.gather(-1, sleaf)  # (R, N) rank inside the leaf, by position
+        sleaf = sleaf.masked_fill(rank >= capacity, n_leaves)
+        again = torch.argsort(sleaf * N + order, dim=-1)
+        order, sleaf = order.gather(-1, again), sleaf.gather(-1, again)
+    return order, sleaf
+
+
+def _tiles(sleaf: Tensor, n_leaves: int, block: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Cut sorted leaves (R,N) into ceil(N / block) tiles: -> tiled leaves (R,T,block) (sentinel padding), and the
+    first and last real leaf of each tile (R,T): (n_leaves, -1) for a tile without a real token."""
+    tl = _tile_sorted(sleaf, block, n_leaves).view(sleaf.shape[0], -1, block)
+    real = tl < n_leaves
+    lo = torch.where(real[..., 0], tl[..., 0], n_leaves)
+    hi = torch.where(real, tl, -1).amax(-1)
+    return tl, lo, hi
+
+
+def tf_tile_pairs(sleaf_q: Tensor, sleaf_k: Tensor, n_leaves: int, block: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The (query tile, key tile) pairs whose leaf ranges overlap, as one flat list over the rows.
+
+    sleaf_q (R,L), sleaf_k (R,S) leaves sorted per row (sentinel n_leaves last). Both are sorted by leaf, so the
+    key tiles a query tile of leaves [a, b] needs are contiguous: from the first whose last real leaf is >= a to
+    the last whose first real leaf is <= b (two searchsorted). -> qtile (P,) index into the R*Tq query tiles,
+    ktile (P,) index into the R*Tk key tiles, count (R,Tq) pairs per query tile."""
+    R = sleaf_q.shape[0]
+    _, a, b = _tiles(sleaf_q, n_leaves, block)  # (R, Tq)
+    _, c, d = _tiles(sleaf_k, n_leaves, block)  # (R, Tk)
+    d = torch.where(d < 0, n_leaves, d)  # key tiles without a real key: (n, n), after the real ones (sorted)
+    first = torch.searchsorted(d.contiguous(), a.contiguous())  # first key tile with d >= a
+    stop = torch.searchsorted(c.contiguous(), b.contiguous(), right=True)  # key tiles with c <= b
+    count = torch.where(b >= 0, (stop - first).clamp_min(0), 0)  # (R, Tq)
+    Tq, Tk = a.shape[-1], c.shape[-1]
+    flat = count.flatten()
+    qtile = torch.repeat_interleave(torch.arange(R * Tq, device=flat.device), flat)  # (P,)
+    offset = (flat.cumsum(0) - flat)[qtile]
+    ktile = (qtile // Tq) * Tk + first.flatten()[qtile] + torch.arange(qtile.shape[0], device=flat.device) - offset
+    return qtile, ktile, count
+
+
+def tf_pair_count(leaf_q: Tensor, leaf_k: Tensor, n_leaves: int, key_padding_mask: Tensor | None = None,
+                  capacity: int | None = None, block: int = TF_BLOCK) -> int:
+    """The number of (query tile, key tile) pairs :func:`tf_attention` computes (block x block scores each) over all
+    (b, h) rows of leaf_q (B,H,L), leaf_k (B,H,S)."""
+    B, H, L = leaf_q.shape
+    S = leaf_k.shape[-1]
+    keep = None if key_padding_mask is None else key_padding_mask[:, None, :].expand(B, H, S).reshape(B * H, S)
+    _, sleaf_q = _sort_by_leaf(leaf_q.reshape(B * H, L), None, n_leaves, capacity)
+    _, sleaf_k = _sort_by_leaf(leaf_k.reshape(B * H, S), keep, n_leaves, capacity)
+    return int(tf_tile_pairs(sleaf_q, sleaf_k, n_leaves, block)[2].sum())
+
+
+def _tile_sorted(xs: Tensor, block: int, fill: float = 0) -> Tensor:
+    """Sorted rows xs (R,N,...) cut into ceil(N / block) tiles: -> (R*T, block, ...), padded with ``fill``."""
+    R, N = xs.shape[:2]
+    T = -(-N // block)
+    pad = [0, 0] * (xs.dim() - 2) + [0, T * block - N]
+    return F.pad(xs, pad, value=fill).view(R * T, block, *xs.shape[2:])
+
+
+def _tile_rows(x: Tensor, order: Tensor, block: int) -> Tensor:
+    """x (R,N,...) rows sorted by order (R,N) and cut into tiles: -> (R*T, block, ...), zero padded."""
+    R, N = order.shape
+    idx = order.view(R, N, *([1] * (x.dim() - 2))).expand(R, N, *x.shape[2:])
+    return _tile_sorted(x.gather(1, idx), block)
+
+
 def tf_attention(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf_k: Tensor, gate_q: Tensor,
                  gate_k: Tensor, n_leaves: int, key_padding_mask: Tensor | None = None, causal: bool = False,
-                 capacity: int | None = None, dropout_p: float = 0.0) -> Tensor:
-    """TF-Attention by leaf blocks. q (B,H,L,D), k (B,H,S,D), v (B,H,S,Dv); leaf_q (B,H,L), leaf_k (B,H,S)
-    long; gate_q (B,H,L), gate_k (B,H,S) the straight-through one-hot entries of their own leaves
-    (forward 1) -> (B,H,L,Dv)."""
+                 capacity: int | None = None, dropout_p: float = 0.0, block: int = TF_BLOCK) -> Tensor:
+    """TF-Attention by (query tile, key tile) pairs. q (B,H,L,D), k (B,H,S,D), v (B,H,S,Dv); leaf_q (B,H,L),
+    leaf_k (B,H,S) long; gate_q (B,H,L), gate_k (B,H,S) the straight-through one-hot entries of their own leaves
+    (forward 1) -> (B,H,L,Dv).
+
+    Queries and keys are sorted by (leaf, position) (padded keys and, with ``capacity``, the later tokens of an
+    overfull leaf go to a sentinel leaf after the real ones: such queries give zeros, such keys are invisible) and
+    cut into tiles of ``block`` rows; a query tile scores only the key tiles whose leaf range overlaps its own
+    (:func:`tf_tile_pairs`), all pairs of all (b, h) rows in one batched matmul (P, block, block). The partial
+    softmaxes of a query tile's pairs are combined by a segment max (scatter_reduce) and sums (index_add),
+    flash-attention style. Work: about sum over leaves of (n_q + block)(n_k + block) scores per row, against
+    n_leaves x (fullest leaf)^2 for padded leaf blocks (:func:`tf_attention_padded`), which approach 2^h x full
+    attention on unbalanced trees; the flat pair list needs no Python loop and no padding to the fullest leaf.
+    The tiles follow the sorted order, not leaf boundaries: a tile holding the tails of several small leaves
+    serves them all (leaf-aligned tiles would cost a tile per leaf). out_i = sum_j p_ij g_i g_j v_j as in the
+    padded kernel (same gradients); dropout on the normalised p_ij (the numerator only)."""
+    B, H, L, D = q.shape
+    S, Dv = k.shape[2], v.shape[-1]
+    R = B * H
+    keep = None if key_padding_mask is None else key_padding_mask[:, None, :].expand(B, H, S).reshape(R, S)
+    order_q, sleaf_q = _sort_by_leaf(leaf_q.reshape(R, L), None, n_leaves, capacity)
+    order_k, sleaf_k = _sort_by_leaf(leaf_k.reshape(R, S), keep, n_leaves, capacity)
+    qtile, ktile, _ = tf_tile_pairs(sleaf_q, sleaf_k, n_leaves, block)  # (P,)
+    Tq = -(-L // block)
+    lq = _tile_sorted(sleaf_q, block, n_leaves)[qtile]  # (P, block) leaves, tails: sentinel
+    lk = _tile_sorted(sleaf_k, block, n_leaves)[ktile]
+    ok = (lq[:, :, None] == lk[:, None, :]) & (lk < n_leaves)[:, None, :]  # (P, block, block)
+    if causal:  # suffix alignment as full attention: query i sees keys j <= i + S - L
+        pos_q = _tile_sorted(order_q, block)[qtile]  # (P, block) positions
+        pos_k = _tile_sorted(order_k, block)[ktile]
+        ok = ok & (pos_k[:, None, :] <= pos_q[:, :, None] + (S - L))
+    qp = _tile_rows(q.reshape(R, L, D), order_q, block)[qtile]  # (P, block, D)
+    kp = _tile_rows(k.reshape(R, S, D), order_k, block)[ktile]
+    vp = _tile_rows(v.reshape(R, S, Dv), order_k, block)[ktile]  # (P, block, Dv)
+    gq = _tile_rows(gate_q.reshape(R, L, 1), order_q, block)[qtile]  # (P, block, 1)
+    gk = _tile_rows(gate_k.reshape(R, S, 1), order_k, block)[ktile]
+    acc = torch.promote_types(q.dtype, torch.float32)  # softmax sums in at least float32
+    scores = (qp @ kp.transpose(-1, -2)).to(acc) / math.sqrt(D)  # (P, block, block)
+    scores = scores.masked_fill(~ok, float("-inf"))
+    G = R * Tq
+    m = torch.full((G, block), float("-inf"), dtype=acc, device=q.device)
+    m = m.scatter_reduce(0, qtile[:, None].expand(-1, block), scores.detach().amax(-1), "amax")  # (G, block)
+    m = torch.where(torch.isfinite(m), m, 0.0)
+    e = torch.exp(scores - m[qtile][..., None])  # (P, block, block), 0 where masked
+    den = e.new_zeros(G, block).index_add(0, qtile, e.sum(-1))  # (G, block)
+    if dropout_p > 0.0:
+        e = F.dropout(e, dropout_p)
+    w = e * gq.to(acc) * gk.to(acc).transpose(-1, -2)
+    num = (w.to(v.dtype) @ vp).to(acc)  # (P, block, Dv)
+    num = num.new_zeros(G, block, Dv).index_add(0, qtile, num)
+    out = (num / torch.where(den > 0, den, 1.0)[..., None]).to(v.dtype)  # (G, block, Dv); no key: 0
+    out = out.view(R, Tq * block, Dv)[:, :L]
+    index = order_q[..., None].expand(-1, -1, Dv)
+    return torch.zeros_like(out).scatter(1, index, out).view(B, H, L, Dv)
+
+
+def tf_attention_padded(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf_k: Tensor, gate_q: Tensor,
+                        gate_k: Tensor, n_leaves: int, key_padding_mask: Tensor | None = None, causal: bool = False,
+                        capacity: int | None = None, dropout_p: float = 0.0) -> Tensor:
+    """Slow reference of :func:`tf_attention` (its former kernel), same arguments: every leaf is a block padded to
+    the fullest leaf's C slots (:func:`leaf_slots`), n_leaves x C^2 scores per row."""
     L, S, D = q.shape[2], k.shape[2], q.shape[-1]
     iq, vq = leaf_slots(leaf_q, None, n_leaves, capacity)  # (B, H, n, Cq)
     ik, vk = leaf_slots(leaf_k, key_padding_mask, n_leaves, capacity)  # (B, H, n, Ck)
