@@ -225,19 +225,18 @@ def tf_attention(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf_k: Tensor
     Tq = -(-L // block)
     lq = _tile_sorted(sleaf_q, block, n_leaves)[qtile]  # (P, block) leaves, tails: sentinel
     lk = _tile_sorted(sleaf_k, block, n_leaves)[ktile]
-    ok = (lq[:, :, None] == lk[:, None, :]) & (lk < n_leaves)[:, None, :]  # (P, block, block)
+    hide = (lq[:, :, None] != lk[:, None, :]) | (lk >= n_leaves)[:, None, :]  # (P, block, block)
     if causal:  # suffix alignment as full attention: query i sees keys j <= i + S - L
         pos_q = _tile_sorted(order_q, block)[qtile]  # (P, block) positions
         pos_k = _tile_sorted(order_k, block)[ktile]
-        ok = ok & (pos_k[:, None, :] <= pos_q[:, :, None] + (S - L))
-    qp = _tile_rows(q.reshape(R, L, D), order_q, block)[qtile]  # (P, block, D)
+        hide = hide | (pos_k[:, None, :] > pos_q[:, :, None] + (S - L))
+    # the gates are per row / per column of a tile: g_i (sum_j e_ij g_j v_j) needs no (P, block, block) product
+    qp = _tile_rows(q.reshape(R, L, D) / math.sqrt(D), order_q, block)[qtile]  # (P, block, D)
     kp = _tile_rows(k.reshape(R, S, D), order_k, block)[ktile]
-    vp = _tile_rows(v.reshape(R, S, Dv), order_k, block)[ktile]  # (P, block, Dv)
-    gq = _tile_rows(gate_q.reshape(R, L, 1), order_q, block)[qtile]  # (P, block, 1)
-    gk = _tile_rows(gate_k.reshape(R, S, 1), order_k, block)[ktile]
+    vp = _tile_rows((v * gate_k[..., None].to(v.dtype)).reshape(R, S, Dv), order_k, block)[ktile]  # (P, block, Dv)
     acc = torch.promote_types(q.dtype, torch.float32)  # softmax sums in at least float32
-    scores = (qp @ kp.transpose(-1, -2)).to(acc) / math.sqrt(D)  # (P, block, block)
-    scores = scores.masked_fill(~ok, float("-inf"))
+    scores = (qp @ kp.transpose(-1, -2)).to(acc)  # (P, block, block)
+    scores = scores.masked_fill(hide, float("-inf"))
     G = R * Tq
     m = torch.full((G, block), float("-inf"), dtype=acc, device=q.device)
     m = m.scatter_reduce(0, qtile[:, None].expand(-1, block), scores.detach().amax(-1), "amax")  # (G, block)
@@ -246,11 +245,10 @@ def tf_attention(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf_k: Tensor
     den = e.new_zeros(G, block).index_add(0, qtile, e.sum(-1))  # (G, block)
     if dropout_p > 0.0:
         e = F.dropout(e, dropout_p)
-    w = e * gq.to(acc) * gk.to(acc).transpose(-1, -2)
-    num = (w.to(v.dtype) @ vp).to(acc)  # (P, block, Dv)
+    num = (e.to(v.dtype) @ vp).to(acc)  # (P, block, Dv)
     num = num.new_zeros(G, block, Dv).index_add(0, qtile, num)
     out = (num / torch.where(den > 0, den, 1.0)[..., None]).to(v.dtype)  # (G, block, Dv); no key: 0
-    out = out.view(R, Tq * block, Dv)[:, :L]
+    out = out.view(R, Tq * block, Dv)[:, :L] * gate_q.reshape(R, L).gather(1, order_q)[..., None].to(v.dtype)
     index = order_q[..., None].expand(-1, -1, Dv)
     return torch.zeros_like(out).scatter(1, index, out).view(B, H, L, Dv)
 
