@@ -190,11 +190,11 @@ def _tile_sorted(xs: Tensor, block: int, fill: float = 0) -> Tensor:
     return F.pad(xs, pad, value=fill).view(R * T, block, *xs.shape[2:])
 
 
-def _tile_rows(x: Tensor, order: Tensor, block: int) -> Tensor:
-    """x (R,N,...) rows sorted by order (R,N) and cut into tiles: -> (R*T, block, ...), zero padded."""
-    R, N = order.shape
-    idx = order.view(R, N, *([1] * (x.dim() - 2))).expand(R, N, *x.shape[2:])
-    return _tile_sorted(x.gather(1, idx), block)
+def _pair_rows(x: Tensor, tokens: Tensor) -> Tensor:
+    """Rows of x (R,N,E) at flat token indices (P,block) into R*N (R*N: a zero row, for the tiles' tails) ->
+    (P,block,E): one index_select (its backward one index_add)."""
+    flat = torch.cat([x.reshape(-1, x.shape[-1]), x.new_zeros(1, x.shape[-1])])  # (R*N + 1, E)
+    return flat.index_select(0, tokens.flatten()).view(*tokens.shape, x.shape[-1])
 
 
 def tf_attention(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf_k: Tensor, gate_q: Tensor,
@@ -231,9 +231,12 @@ def tf_attention(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf_k: Tensor
         pos_k = _tile_sorted(order_k, block)[ktile]
         hide = hide | (pos_k[:, None, :] > pos_q[:, :, None] + (S - L))
     # the gates are per row / per column of a tile: g_i (sum_j e_ij g_j v_j) needs no (P, block, block) product
-    qp = _tile_rows(q.reshape(R, L, D) / math.sqrt(D), order_q, block)[qtile]  # (P, block, D)
-    kp = _tile_rows(k.reshape(R, S, D), order_k, block)[ktile]
-    vp = _tile_rows((v * gate_k[..., None].to(v.dtype)).reshape(R, S, Dv), order_k, block)[ktile]  # (P, block, Dv)
+    row = torch.arange(R, device=q.device)[:, None]
+    tok_q = _tile_sorted(order_q + row * L, block, R * L)[qtile]  # (P, block) flat token indices, tails: R*L
+    tok_k = _tile_sorted(order_k + row * S, block, R * S)[ktile]
+    qp = _pair_rows(q / math.sqrt(D), tok_q)  # (P, block, D)
+    kp = _pair_rows(k, tok_k)
+    vp = _pair_rows(v * gate_k[..., None].to(v.dtype), tok_k)  # (P, block, Dv)
     acc = torch.promote_types(q.dtype, torch.float32)  # softmax sums in at least float32
     scores = (qp @ kp.transpose(-1, -2)).to(acc)  # (P, block, block)
     scores = scores.masked_fill(hide, float("-inf"))
