@@ -303,7 +303,7 @@ def _treeformer_tf(m: AttentionBase, s: Shape, pairs: int | None = None, rows: i
     """Routing of queries and keys, then the (query tile, key tile) pairs of ``tf_attention`` (block x block scores
     each, ``treeformer.tf_pair_count``): balanced leaves by default (leaves of ceil(N / 2^h) tokens, capped by
     ``capacity_factor``), else the measured ``pairs`` over ``rows`` (batch x head) rows."""
-    from attnbench.attention.treeformer import TF_BLOCK, tf_pair_count
+    from attnbench.attention.treeformer import tf_block, tf_pair_count
 
     if m.dense:  # switched to full attention by bootstrapping (lit.treeformer): counted as full
         return _dense(s, s.L, s.S)
@@ -315,7 +315,7 @@ def _treeformer_tf(m: AttentionBase, s: Shape, pairs: int | None = None, rows: i
 
         pairs, rows = tf_pair_count(leaves(L), leaves(S), n, capacity=_tf_capacity(m, S, n)), 1
     rows = rows or 1
-    tile = TF_BLOCK * TF_BLOCK
+    tile = tf_block(S, n) ** 2
     blocks = Flops(2 * BH * pairs * tile * (D + Dv) // rows, BH * pairs * tile * (3 + SOFTMAX_FLOPS) // rows)
     return _route(BH, L, D, h) + _route(BH, S, D, h) + blocks
 
