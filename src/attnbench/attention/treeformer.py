@@ -15,9 +15,10 @@ only rescales the surrogate gradient and is omitted.
 ``treeformer_tf`` (TF-Attention, fine): query i attends with a softmax to the keys in its own leaf,
     out_i = sum_{j: leaf(k_j) = leaf(q_i)} softmax_j(q_i.k_j / sqrt(D)) g_i g_j v_j,
   where g = the straight-through one-hot entry of the token's leaf (forward exactly 1): the tree gets
-  gradient through these gates. Computed per leaf: queries and keys are sorted by (leaf, position) into
-  blocks of the largest leaf's size (or ``capacity_factor`` x balanced size, dropping the later tokens of
-  overfull leaves), so the cost is O(sum_leaf n_q n_k D) ~ O(N^2 D / 2^h) for balanced leaves.
+  gradient through these gates. Computed by tiles: queries and keys are sorted by (leaf, position) and cut
+  into tiles; a query tile scores the key tiles whose leaves overlap its own (``tf_attention``), so the cost
+  is O(sum_leaf (n_q + block)(n_k + block) D) ~ O(N^2 D / 2^h) for balanced leaves, whatever the fullest
+  leaf (``capacity_factor`` x balanced size drops the later tokens of overfull leaves).
   A query whose leaf holds no (visible) key gives zeros. Causal: keys j <= i inside the leaf (exact only: with a
   capacity the slots depend on the length, so causal=True refuses capacity_factor).
 ``treeformer_tc`` (TC-Attention, coarse, dense gradients): every node u on the query's root-to-leaf path
