@@ -172,6 +172,17 @@ def test_tf_module_gradients_into_the_tree_equal_the_padded_kernel(monkeypatch, 
         torch.testing.assert_close(a, b)
 
 
+def test_tf_tile_kernel_dropout_drops_normalised_probabilities():
+    """v = 1, one leaf: out_i = sum_j p_ij m_ij / (1 - p) with kept m_ij: 1 on average, not on every row."""
+    leaf = torch.zeros(B, H, 64, dtype=torch.long)
+    q, k, v = rand(B, H, 64, D, seed=1), rand(B, H, 64, D, seed=2), torch.ones(B, H, 64, 1, dtype=torch.float64)
+    gq, gk = ones_gates(leaf, leaf)
+    torch.manual_seed(0)
+    out = tf_attention(q, k, v, leaf, leaf, gq, gk, 1, dropout_p=0.5)
+    assert out.mean().item() == pytest.approx(1.0, abs=0.05) and out.std().item() > 0.05
+    torch.testing.assert_close(tf_attention(q, k, v, leaf, leaf, gq, gk, 1), torch.ones_like(out))
+
+
 def test_tf_tile_pairs_scale_with_the_leaf_products_not_the_fullest_leaf():
     """Balanced leaves: about N^2 / n_leaves scores; one big leaf + many tiny ones: far below the padded kernel's
     n_leaves x max^2 (and below full attention)."""
