@@ -17,7 +17,7 @@ from attnbench.signatures import REQUIRED, attention_params, constructor_params
 from tests.conftest import ROOT
 
 CONF = ROOT / "conf"
-FILLED_BY_LAYER = {"head_dim"}  # attention options the layer fills in (the yaml must not set them)
+FILLED_BY_LAYER = {"head_dim", "n_heads"}  # attention options the layer fills in (layers.attention.LAYER_PROVIDED)
 IGNORED = {"_target_", "_partial_"}
 
 

@@ -147,6 +147,9 @@ def check_attention(key: str, att: dict) -> None:
         attention.check_kwargs(att["name"], opts)
     except TypeError as e:
         raise ConfigError(f"{key}: {e}") from None
+    for opt, allowed in attention.get(att["name"]).choices.items():  # options the constructor types as Literal
+        if opt in opts:
+            _choice(f"{key}.{opt}", opts[opt], list(allowed))
 
 
 def check_transformer_net(net: Any, *positive: str) -> None:
