@@ -152,10 +152,10 @@ def test_tf_tile_kernel_equals_the_padded_kernel_with_capacity_and_gradients(kin
             assert (outs[0][0].abs().sum(-1) == 0).any()
 
 
-@pytest.mark.parametrize("causal", [False, True])
-def test_tf_module_gradients_into_the_tree_equal_the_padded_kernel(monkeypatch, causal):
+@pytest.mark.parametrize(("causal", "trees"), [(False, "shared"), (True, "shared"), (False, "per_head")])
+def test_tf_module_gradients_into_the_tree_equal_the_padded_kernel(monkeypatch, causal, trees):
     torch.manual_seed(0)
-    att = build("treeformer_tf", head_dim=D, height=3).double().train()
+    att = build("treeformer_tf", head_dim=D, n_heads=H, height=3, trees=trees).double().train()
     q, k, v = rand(B, H, 40, D, seed=1), rand(B, H, 40, D, seed=2), rand(B, H, 40, DV, seed=3)
     mask = torch.ones(B, 40, dtype=torch.bool)
     mask[0, 29:] = False
