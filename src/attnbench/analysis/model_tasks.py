@@ -141,7 +141,8 @@ class ModelTaskLayout:
 
     # ------------------------------------------------------------------------------ accuracy vs attention cost
     def cost_table(self, table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-        """Long form, one line per task shown x table row: ``task``, ``model`` (the table's row), the metric,
+        """Long form, one line per task shown x table row: ``task``, ``model`` (the table's row), ``status``
+        (``failed`` / ``missing`` where the table shows one, else ""), the metric,
         its ``<metric>_std`` and ``n`` (as in the table), ``attention_gflops`` (mean over the row's ok jobs of the
         task; per example forward, ``attention.flops``; NaN for published rows and rows without a number) and
         ``share_of_full``: that over the mean of the sweep's ok ``full``-attention jobs of the task (NaN when the
@@ -156,11 +157,12 @@ class ModelTaskLayout:
                 jobs = ok[(ok["task"] == t) & (ok["model"] == name.removeprefix("ours: "))] \
                     if name.startswith("ours: ") else ok.iloc[:0]
                 gflops, _, _ = mean_std(jobs["attention_gflops"])
-                value = row[t] if row[t] is not None else math.nan  # a status ("failed") as in the table
-                lines.append({"task": t, "model": name, self.metric: value,
+                value = row[t] if isinstance(row[t], float) else math.nan
+                lines.append({"task": t, "model": name, "status": row[t] if isinstance(row[t], str) else "",
+                              self.metric: value,
                               f"{self.metric}_std": row.get(f"_std:{t}", math.nan), "n": row.get(f"_n:{t}"),
                               "attention_gflops": gflops, "share_of_full": gflops / full_gflops})
-        return pd.DataFrame(lines, columns=["task", "model", self.metric, f"{self.metric}_std", "n",
+        return pd.DataFrame(lines, columns=["task", "model", "status", self.metric, f"{self.metric}_std", "n",
                                             "attention_gflops", "share_of_full"])
 
     def cost_markdown(self, cost: pd.DataFrame) -> str:
@@ -170,7 +172,8 @@ class ModelTaskLayout:
         for t, g in cost.groupby("task", sort=False):
             lines += [f"### {self.tasks.get(str(t), str(t))}", "",
                       f"| model | {self.metric} | attention GFLOPs / example | share of full |", "|---|---|---|---|"]
-            lines += [f"| {r.model} | {cell(getattr(r, self.metric), getattr(r, f'{self.metric}_std'), r.n)} | "
+            std = f"{self.metric}_std"
+            lines += [f"| {r.model} | {r.status or cell(getattr(r, self.metric), getattr(r, std), r.n)} | "
                       + ("–" if pd.isna(r.attention_gflops) else f"{r.attention_gflops:.4g}") + " | "
                       + ("–" if pd.isna(r.share_of_full) else f"{r.share_of_full:.3f}") + " |"
                       for r in g.itertuples()]
@@ -185,8 +188,7 @@ class ModelTaskLayout:
         (error bar: ± std over seeds when n > 1), one panel per task."""
         from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
 
-        pts = cost.assign(**{self.metric: pd.to_numeric(cost[self.metric], errors="coerce")})
-        pts = pts.dropna(subset=["attention_gflops", self.metric])
+        pts = cost.dropna(subset=["attention_gflops", self.metric])
         tasks = list(dict.fromkeys(pts["task"]))
         models = list(dict.fromkeys(pts["model"]))
         ncols = max(1, min(3, len(tasks)))
