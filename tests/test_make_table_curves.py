@@ -116,6 +116,20 @@ def test_curves_csv_holds_group_means_and_failed_job_is_reported(sweep, tmp_path
     assert "model-attention=treeformer_tf,seed=0: failed, no csv/metrics.csv" in section
 
 
+def test_a_truncated_run_is_a_line_of_its_own(tmp_path):
+    root = tmp_path / "sweep"
+    lra_job(root, 0, "full", "off", 0, acc=0.3, gflops=0.04, log=metrics_csv({4: 2.0}, {9: 0.2}))
+    debug = lra_job(root, 1, "full", "off", 1, acc=0.9, gflops=0.04, log=metrics_csv({4: 1.0}, {9: 0.9}))
+    result = json.loads((debug / "results.json").read_text())
+    result["choices"]["debug"] = "fast"
+    (debug / "results.json").write_text(json.dumps(result))
+    md, _ = write_table(root, tmp_path / "out")
+    pts = pd.read_csv(tmp_path / "out" / "curves.csv").set_index(["metric", "line", "step"])
+    assert pts.loc[("val/acc", "order=off, attention=full", 9), "mean"] == pytest.approx(0.2)  # not pooled
+    assert pts.loc[("val/acc", "order=off, attention=full‡", 9), "mean"] == pytest.approx(0.9)
+    assert "‡ truncated run: debug run (debug=fast) (a line of its own)." in md.split("## Learning curves")[1]
+
+
 def test_bad_curves_key_names_the_key_and_the_allowed_ones(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"experiment=x: unknown key table.curves.metric; allowed: metrics, by, "
                                          r"panels, smooth"):

@@ -16,13 +16,14 @@ without a log) with why.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from attnbench.analysis.render import Rendered, legend_below
-from attnbench.analysis.runs import read_jobs, spread, status_kind
+from attnbench.analysis.runs import MARK, read_jobs, spread, status_kind, truncation_reasons
 from attnbench.analysis.spec import CurveSpec
 
 LOG = Path("csv") / "metrics.csv"  # the Lightning CSVLogger's file inside a job folder (conf/logger/csv.yaml)
@@ -54,10 +55,12 @@ def metric_file(metric: str) -> str:
     return "curves_" + re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_") + ".png"
 
 
-def load_curves(sweep_dir: str | Path, spec: CurveSpec) -> tuple[pd.DataFrame, list[str]]:
+def load_curves(sweep_dir: str | Path, spec: CurveSpec) -> tuple[pd.DataFrame, list[str], list[str]]:
     """(long form: one row per ok job x metric x logged step, columns ``job``, ``panel``, ``line``, ``metric``,
-    ``step``, ``value`` (smoothed as declared); lines naming the jobs not plotted and why)."""
+    ``step``, ``value`` (smoothed as declared); the jobs not plotted and why; the truncation markers' legend).
+    A truncated run (``analysis.runs.truncation_reasons``) gets a line of its own, marked ``‡``."""
     frames, skipped = [], []
+    marks: dict[str, str] = {}  # truncation reasons -> marker, as analysis.runs.label_variants
     for job, result, status in read_jobs(sweep_dir):
         status = status_kind(status or result.get("status"))
         log_file = job / LOG
@@ -69,7 +72,10 @@ def load_curves(sweep_dir: str | Path, spec: CurveSpec) -> tuple[pd.DataFrame, l
             continue
         log = pd.read_csv(log_file)
         panel = job_value(result, spec.panels) if spec.panels else ""
-        line = line_label(result, spec.by)
+        truncated = "; ".join(truncation_reasons(result))
+        if truncated:  # never pooled with full runs: a line of its own, the reason in table.md
+            marks.setdefault(truncated, MARK if not marks else f"{MARK}{len(marks) + 1}")
+        line = line_label(result, spec.by) + (marks[truncated] if truncated else "")
         for metric in spec.metrics:
             if metric not in log.columns or "step" not in log.columns:
                 skipped.append(f"{job}: {metric} not logged in {LOG}")
@@ -81,7 +87,8 @@ def load_curves(sweep_dir: str | Path, spec: CurveSpec) -> tuple[pd.DataFrame, l
             frames.append(pd.DataFrame({"job": str(job), "panel": panel, "line": line, "metric": metric,
                                         "step": points.index.astype(int), "value": points.to_numpy()}))
     columns = ["job", "panel", "line", "metric", "step", "value"]
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)), skipped
+    legend = [f"{mark} truncated run: {why} (a line of its own)." for why, mark in marks.items()]
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)), skipped, legend
 
 
 def curve_points(curves: pd.DataFrame) -> pd.DataFrame:
@@ -123,9 +130,9 @@ def curve_figure(points: pd.DataFrame, metric: str, smooth: int | None = None) -
     return fig
 
 
-def curves_markdown(points: pd.DataFrame, spec: CurveSpec, skipped: list[str]) -> str:
+def curves_markdown(points: pd.DataFrame, spec: CurveSpec, skipped: list[str], legend: Sequence[str] = ()) -> str:
     """The table.md section: the plots, the last logged value of each line (mean over its jobs, min–max when
-    n > 1), and the jobs not plotted with why."""
+    n > 1), the truncation markers' ``legend``, and the jobs not plotted with why."""
     lines = ["", "## Learning curves", "",
              ", ".join(f"{metric_file(m)} ({m})" for m in spec.metrics) + ": against the training step, one line "
              f"per {', '.join(spec.by)}" + (f", one panel per {spec.panels}" if spec.panels else "")
@@ -141,6 +148,7 @@ def curves_markdown(points: pd.DataFrame, spec: CurveSpec, skipped: list[str]) -
             value = spread(r.mean, float("nan"), 4) + ("" if r.n < 2 else f" ({r.min:.4f}–{r.max:.4f})")
             lines.append(f"| {r.metric} | " + (f"{r.panel} | " if spec.panels else "")
                          + f"{r.line} | {r.step} | {value} | {r.n} |")
+    lines += ["", *legend] if legend else []
     if skipped:
         lines += ["", f"Not plotted ({len(skipped)}):"] + [f"- {s}" for s in skipped]
     return "\n".join(lines) + "\n"
@@ -148,9 +156,9 @@ def curves_markdown(points: pd.DataFrame, spec: CurveSpec, skipped: list[str]) -
 
 def add_curves(rendered: Rendered, sweep_dir: str | Path, spec: CurveSpec) -> Rendered:
     """``rendered`` with the learning curves appended: the table.md section, curves.csv, ``curves_<metric>.png``."""
-    curves, skipped = load_curves(sweep_dir, spec)
+    curves, skipped, legend = load_curves(sweep_dir, spec)
     points = curve_points(curves)
-    rendered.markdown += curves_markdown(points, spec, skipped)
+    rendered.markdown += curves_markdown(points, spec, skipped, legend)
     rendered.csv["curves.csv"] = (points, False)
     for metric in spec.metrics:
         rendered.figures[metric_file(metric)] = curve_figure(points, metric, spec.smooth.get(metric))
