@@ -5,7 +5,10 @@ an unknown key or a value of the wrong type while composing. ``validate`` then b
 (running their range checks) and the cross-group checks, before anything is instantiated.
 """
 
+import ast
 import difflib
+import functools
+import operator
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
@@ -22,7 +25,7 @@ from attnbench.data.catalog.corpus import CORPORA, VOCABS
 from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.data.catalog.seq2seq import TASKS as SEQ2SEQ_TASKS
 from attnbench.data.catalog.timeseries import calendar_features
-from attnbench.signatures import REQUIRED, constructor_params
+from attnbench.signatures import REQUIRED, constructor_params, constructor_types
 
 
 def _incomplete(obj: Any) -> bool:
@@ -63,67 +66,129 @@ class _FromCode:
         return "FROM_CODE"
 
 
-FROM_CODE: Any = _FromCode()  # a schema field's default: its constructor's (filled in by @from_code)
+FROM_CODE: Any = _FromCode()  # a schema field's default (and with ``: Any``, its type): its constructor's (@from_code)
+
+_SCALARS = {"int": int, "float": float, "str": str, "bool": bool, "Any": Any}
+_SEQUENCES = {"list", "Sequence", "tuple"}
+_MAPPINGS = {"dict", "Mapping"}
+
+
+def _name(node: ast.expr) -> str:
+    return node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")  # typing.Sequence: Sequence
+
+
+def _union(node: ast.expr) -> list[ast.expr]:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _union(node.left) + _union(node.right)
+    return [node]
+
+
+def field_type(annotation: str) -> tuple[Any, tuple | None]:
+    """The structured-config type of a constructor annotation (source text, see ``signatures.constructor_types``)
+    and, for a ``Literal``, its allowed values: int, float, str, bool, Any; ``X | None``; a union of scalars;
+    ``Sequence[X]`` / ``list[X]`` / ``tuple[X, ...]`` -> ``list[X]``; ``Mapping[str, X]`` / ``dict`` ->
+    ``dict[str, X]``; ``Literal["a", "b"]`` -> str with allowed values ("a", "b"); another union (``int |
+    Sequence[int]``) -> Any. Raises TypeError for what OmegaConf cannot hold (``nn.Module``, ``Callable``): the
+    schema states that field's type itself."""
+
+    def scalar(node: ast.expr) -> Any:
+        t = _SCALARS.get(_name(node)) if isinstance(node, ast.Name | ast.Attribute) else None
+        if t is None:
+            raise TypeError(f"{ast.unparse(node)!r} is not a scalar type")
+        return t
+
+    def one(node: ast.expr) -> tuple[Any, tuple | None]:
+        if isinstance(node, ast.Name | ast.Attribute):
+            return scalar(node), None
+        if isinstance(node, ast.Subscript):
+            base, args = _name(node.value), node.slice
+            items = list(args.elts) if isinstance(args, ast.Tuple) else [args]
+            if base == "Literal":
+                values = tuple(ast.literal_eval(i) for i in items)
+                kinds = {type(v) for v in values}
+                if len(kinds) == 1 and kinds <= {str, int}:
+                    return kinds.pop(), values
+            elif base in _SEQUENCES and (len(items) == 1 or (len(items) == 2 and isinstance(items[1], ast.Constant)
+                                                             and items[1].value is Ellipsis)):
+                return list[scalar(items[0])], None  # type: ignore[index]
+            elif base in _MAPPINGS and len(items) == 2 and _name(items[0]) == "str":
+                return dict[str, scalar(items[1])], None  # type: ignore[index]
+        raise TypeError(f"{ast.unparse(node)!r} has no structured-config type")
+
+    members = _union(ast.parse(annotation, mode="eval").body)
+    optional = any(isinstance(m, ast.Constant) and m.value is None for m in members)
+    members = [m for m in members if not (isinstance(m, ast.Constant) and m.value is None)]
+    if len(members) == 1:
+        t, values = one(members[0])
+        return (t | None if optional and t is not Any else t), (values + (None,) if optional and values else values)
+    try:
+        ts = [scalar(m) for m in members]
+    except TypeError:
+        if not any(isinstance(m, ast.Subscript) and _name(m.value) in _SEQUENCES | _MAPPINGS for m in members):
+            raise
+        return Any, None  # a scalar or a container: OmegaConf holds either only untyped (the schema's check narrows)
+    return functools.reduce(operator.or_, ts + [type(None)] * optional), None
 
 
 def from_code(cls: type) -> type:
     """Class decorator, under ``@dataclass``: every field whose default is ``FROM_CODE`` (declared here or in a base
     schema) takes the default of the same parameter of ``cls._target_``'s constructor, read from its source
-    (``signatures.constructor_params``), or is required (``???``) where the constructor has none. So a default is
-    stated once, in the code: the schema keeps the types and the range checks."""
+    (``signatures.constructor_params``), or is required (``???``) where the constructor has none. A field declared
+    ``name: Any = FROM_CODE`` also takes the parameter's type (``field_type`` of its annotation; a ``Literal``'s
+    values are checked by ``check_schema``); any other declared type narrows the code's (a sub-schema for a
+    ``Callable``, ``dict`` for an ``nn.Module`` node). So each default and type is stated once, in the code: the
+    schema adds the checks."""
     params = constructor_params(cls._target_)
+    types = constructor_types(cls._target_)
     own = cls.__dict__.get("__annotations__")
     if own is None:
         cls.__annotations__ = own = {}
     inherited = {f.name: f.type for b in reversed(cls.__mro__[1:])
                  for f in getattr(b, "__dataclass_fields__", {}).values() if f.default is FROM_CODE}
+    choices = dict(getattr(cls, "__choices__", {}))
     for name in dict.fromkeys([*inherited, *own]):
         value = cls.__dict__.get(name) if name in own else FROM_CODE  # own: as declared here; else inherited
         if value is not FROM_CODE:
             continue
         if name not in params:
             raise TypeError(f"{cls.__name__}.{name} = FROM_CODE but {cls._target_} has no parameter {name!r}")
-        own.setdefault(name, inherited.get(name))  # redeclared here: the field keeps its place, takes this default
+        declared = own.get(name, inherited.get(name))
+        if declared is Any or declared == "Any":  # (a string under ``from __future__ import annotations``)
+            if types.get(name) is None:
+                raise TypeError(f"{cls.__name__}.{name}: {cls._target_} does not annotate {name!r}; annotate it "
+                                "there (or state the field's type in the schema)")
+            try:
+                declared, values = field_type(types[name])
+            except TypeError as e:
+                raise TypeError(f"{cls.__name__}.{name}: {e}; state the field's type in the schema") from None
+            if values is not None:
+                choices[name] = values
+        own[name] = declared  # redeclared here: the field keeps its place, takes this default
         setattr(cls, name, MISSING if params[name] is REQUIRED else params[name])
+    cls.__choices__ = choices  # type: ignore[attr-defined]
     return cls
 
 
-class Features(str, Enum):
-    M = "M"
-    S = "S"
-    MS = "MS"
-
-
-class Head(str, Enum):
-    mean = "mean"
-    flatten = "flatten"
-
-
 # ----------------------------------------------------------------------------- data
-class TSSplit(str, Enum):
-    tslib = "tslib"  # TSLib borders: ETT 12/4/4 months, the others 70/10/20
-    official = "official"  # the HOT code: 70/10/20 for every data set, one window fewer per split
-
-
 @dataclass
 @from_code
 class TimeSeriesDataConfig(Checked):
     _target_: str = "attnbench.data.timeseries.TimeSeriesDataModule"
-    name: str = MISSING
-    data_dir: str = MISSING
-    seq_len: int = MISSING
-    label_len: int = MISSING
-    pred_len: int = MISSING
-    features: Features = FROM_CODE
-    target: str | None = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
-    scale: bool = FROM_CODE
-    verify: bool = FROM_CODE
-    download: bool = FROM_CODE
-    drop_last_train: bool = FROM_CODE
-    split: TSSplit = FROM_CODE
+    name: Any = FROM_CODE
+    data_dir: Any = FROM_CODE
+    seq_len: Any = FROM_CODE
+    label_len: Any = FROM_CODE
+    pred_len: Any = FROM_CODE
+    features: Any = FROM_CODE
+    target: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
+    scale: Any = FROM_CODE
+    verify: Any = FROM_CODE
+    download: Any = FROM_CODE
+    drop_last_train: Any = FROM_CODE
+    split: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("data.name", self.name, list(TIME_SERIES))
@@ -170,32 +235,27 @@ def check_transformer_net(net: Any, *positive: str) -> None:
 class TransformerNetConfig:
     """Fields of the tensor-block networks (``layers.block.TensorBlock`` stacks)."""
 
-    attention: dict[str, Any] = MISSING
-    d_model: int = FROM_CODE
-    n_heads: int = FROM_CODE
-    n_layers: int = FROM_CODE
-    d_mlp: int = FROM_CODE
-    dropout: float = FROM_CODE
-    qk_norm: bool = FROM_CODE
-    rope: bool = FROM_CODE
-    per_axis_qk: bool = FROM_CODE
-
-
-class DropoutLayout(str, Enum):
-    ours = "ours"
-    official = "official"  # the HOT code's dropout sites (models/forecaster.py)
+    attention: Any = FROM_CODE
+    d_model: Any = FROM_CODE
+    n_heads: Any = FROM_CODE
+    n_layers: Any = FROM_CODE
+    d_mlp: Any = FROM_CODE
+    dropout: Any = FROM_CODE
+    qk_norm: Any = FROM_CODE
+    rope: Any = FROM_CODE
+    per_axis_qk: Any = FROM_CODE
 
 
 @dataclass
 @from_code
 class ForecasterNetConfig(TransformerNetConfig, Checked):
     _target_: str = "attnbench.models.forecaster.PatchForecaster"
-    seq_len: int = MISSING
-    pred_len: int = MISSING
-    patch_len: int = FROM_CODE
-    revin: bool = FROM_CODE
-    head: Head = FROM_CODE
-    dropout_layout: DropoutLayout = FROM_CODE
+    seq_len: Any = FROM_CODE
+    pred_len: Any = FROM_CODE
+    patch_len: Any = FROM_CODE
+    revin: Any = FROM_CODE
+    head: Any = FROM_CODE
+    dropout_layout: Any = FROM_CODE
 
     def check(self) -> None:
         check_transformer_net(self, "patch_len")
@@ -208,23 +268,23 @@ class ForecasterNetConfig(TransformerNetConfig, Checked):
 @from_code
 class InformerNetConfig(Checked):
     _target_: str = "attnbench.models.informer.InformerForecaster"
-    seq_len: int = MISSING
-    label_len: int = MISSING
-    pred_len: int = MISSING
-    enc_in: int = MISSING
-    n_time_features: int = MISSING
-    self_attention: dict[str, Any] = MISSING  # encoder self-attention (noncausal self, CAB's NS)
-    cross_attention: dict[str, Any] = MISSING  # decoder cross-attention (noncausal cross, CAB's NC)
-    decoder_self_attention: dict[str, Any] = MISSING  # decoder self-attention, causal
-    c_out: int | None = FROM_CODE
-    d_model: int = FROM_CODE
-    n_heads: int = FROM_CODE
-    e_layers: int = FROM_CODE
-    d_layers: int = FROM_CODE
-    d_ff: int = FROM_CODE
-    dropout: float = FROM_CODE
-    distil: bool = FROM_CODE
-    mix: bool = FROM_CODE
+    seq_len: Any = FROM_CODE
+    label_len: Any = FROM_CODE
+    pred_len: Any = FROM_CODE
+    enc_in: Any = FROM_CODE
+    n_time_features: Any = FROM_CODE
+    self_attention: Any = FROM_CODE  # encoder self-attention (noncausal self, CAB's NS)
+    cross_attention: Any = FROM_CODE  # decoder cross-attention (noncausal cross, CAB's NC)
+    decoder_self_attention: Any = FROM_CODE  # decoder self-attention, causal
+    c_out: Any = FROM_CODE
+    d_model: Any = FROM_CODE
+    n_heads: Any = FROM_CODE
+    e_layers: Any = FROM_CODE
+    d_layers: Any = FROM_CODE
+    d_ff: Any = FROM_CODE
+    dropout: Any = FROM_CODE
+    distil: Any = FROM_CODE
+    mix: Any = FROM_CODE
 
     def check(self) -> None:
         for k in ("seq_len", "pred_len", "enc_in", "n_time_features", "d_model", "n_heads", "e_layers", "d_layers",
@@ -277,12 +337,12 @@ class ForecastingModelConfig(Checked):
     net: Any = MISSING  # a PatchForecaster or InformerForecaster node, checked by its schema (FORECAST_NET_SCHEMAS)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: dict[str, Any] | None = FROM_CODE
-    scheduler_interval: str = FROM_CODE
+    scheduler_interval: Any = FROM_CODE
     n_targets: int = MISSING
-    horizons: list[int] | None = FROM_CODE
-    compile: bool = FROM_CODE
-    monitor: str = FROM_CODE  # checkpoint / early-stopping / scheduler metric (callbacks read it)
-    monitor_mode: str = FROM_CODE
+    horizons: Any = FROM_CODE
+    compile: Any = FROM_CODE
+    monitor: Any = FROM_CODE  # checkpoint / early-stopping / scheduler metric (callbacks read it)
+    monitor_mode: Any = FROM_CODE
 
     def monitors(self) -> list[str]:
         """The val metrics ForecastingModule logs for these horizons (a test checks they are all logged)."""
@@ -1382,7 +1442,22 @@ def check_schema(key: str, schema: type, plain: Any) -> None:
     if missing:
         k = f"{key}.{missing[0]}"
         raise ConfigError(f"{k} is required and has no value (???): set it, e.g. `{k}=<value>`")
+    check_choices(key, schema, merged)
     OmegaConf.to_object(merged)
+
+
+def check_choices(key: str, schema: type, node: DictConfig) -> None:
+    """The values of the fields whose constructor annotation is a ``Literal`` (``@from_code``), nested schemas
+    included, before any ``check()`` runs: the error names the key and lists the allowed values."""
+    choices = getattr(schema, "__choices__", {})
+    for f in fields(schema):
+        if f.name not in node or OmegaConf.is_missing(node, f.name):
+            continue
+        value = node[f.name]
+        if f.name in choices and value not in choices[f.name]:
+            _choice(f"{key}.{f.name}", value, ["null" if c is None else str(c) for c in choices[f.name]])
+        if isinstance(f.type, type) and hasattr(f.type, "__dataclass_fields__") and isinstance(value, DictConfig):
+            check_choices(f"{key}.{f.name}", f.type, value)
 
 
 def resolved(node: DictConfig) -> Any:
