@@ -42,6 +42,8 @@ def test_default_config_composes_and_validates(compose_cfg):
         (["model.net.head=avg"], "model.net.head='avg' is invalid; allowed: mean, flatten"),
         (["data.split=hot"], "data.split='hot' is invalid; allowed: tslib, official"),
         (["model.net.dropout_layout=paper"], "model.net.dropout_layout='paper' is invalid; allowed: ours, official"),
+        (["model=hot3d", "data=medmnist3d", "data.augment=rot"],
+         "data.augment='rot' is invalid; allowed: mul, flip, none"),
     ],
 )
 def test_bad_values_name_the_key(compose_cfg, overrides, needle):

@@ -10,7 +10,6 @@ import difflib
 import functools
 import operator
 from dataclasses import dataclass, field, fields
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -365,28 +364,22 @@ class ForecastingModelConfig(Checked):
 
 
 # ----------------------------------------------------------------------------- 3D classification
-class Augment(str, Enum):
-    mul = "mul"
-    flip = "flip"
-    none = "none"
-
-
 @dataclass
 @from_code
 class MedMNISTDataConfig(Checked):
     _target_: str = "attnbench.data.medmnist.MedMNIST3DDataModule"
-    name: str = MISSING
-    data_dir: str = MISSING
-    size: int = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
-    augment: Augment = FROM_CODE
-    download: bool = FROM_CODE
-    verify: bool = FROM_CODE
-    drop_last_train: bool = FROM_CODE
-    seed: int = FROM_CODE
-    n_classes: int | None = FROM_CODE
+    name: Any = FROM_CODE
+    data_dir: Any = FROM_CODE
+    size: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
+    augment: Any = FROM_CODE
+    download: Any = FROM_CODE
+    verify: Any = FROM_CODE
+    drop_last_train: Any = FROM_CODE
+    seed: Any = FROM_CODE
+    n_classes: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("data.name", self.name, list(MEDMNIST3D))
@@ -402,25 +395,25 @@ class NiftiDataConfig(Checked):
     (the model reads ``img_size: ${data.size}``) and must equal ``spatial_size``."""
 
     _target_: str = "attnbench.data.nifti.NiftiDataModule"
-    data_dir: str = MISSING
-    csv: str = MISSING
-    n_classes: int = MISSING
-    spatial_size: list[int] = MISSING
-    size: list[int] | None = FROM_CODE
-    image_column: str = FROM_CODE
-    label_column: str = FROM_CODE
-    split_column: str | None = FROM_CODE
-    pixdim: list[float] | None = FROM_CODE
-    intensity: str = FROM_CODE
-    clip: list[float] | None = FROM_CODE
-    val_fraction: float = FROM_CODE
-    test_fraction: float = FROM_CODE
-    seed: int = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
-    augment: str = FROM_CODE
-    cache: bool = FROM_CODE
+    data_dir: Any = FROM_CODE
+    csv: Any = FROM_CODE
+    n_classes: Any = FROM_CODE
+    spatial_size: Any = FROM_CODE
+    size: Any = FROM_CODE
+    image_column: Any = FROM_CODE
+    label_column: Any = FROM_CODE
+    split_column: Any = FROM_CODE
+    pixdim: Any = FROM_CODE
+    intensity: Any = FROM_CODE
+    clip: Any = FROM_CODE
+    val_fraction: Any = FROM_CODE
+    test_fraction: Any = FROM_CODE
+    seed: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
+    augment: Any = FROM_CODE
+    cache: Any = FROM_CODE
 
     def check(self) -> None:
         _need(self.n_classes >= 2, "data.n_classes", self.n_classes, "must be >= 2")
@@ -432,8 +425,6 @@ class NiftiDataConfig(Checked):
               self.pixdim, "must be three voxel spacings > 0 (mm) or null")
         _need(self.clip is None or (len(self.clip) == 2 and self.clip[0] < self.clip[1]), "data.clip",
               self.clip, "must be [a_min, a_max] with a_min < a_max, or null")
-        _choice("data.intensity", self.intensity, ["minmax", "zscore", "none"])
-        _choice("data.augment", self.augment, ["flip", "none"])
         _need(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "must lie in (0, 1)")
         _need(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "must lie in (0, 1)")
         _need(self.val_fraction + self.test_fraction < 1, "data.val_fraction + data.test_fraction",
@@ -448,10 +439,10 @@ class NiftiDataConfig(Checked):
 @from_code
 class VolumeClassifierNetConfig(TransformerNetConfig, Checked):
     _target_: str = "attnbench.models.classifier3d.VolumeClassifier"
-    img_size: Any = MISSING  # one side or [D, H, W]
-    n_classes: int = MISSING
-    in_channels: int = FROM_CODE
-    patch_size: int = FROM_CODE
+    img_size: Any = FROM_CODE  # one side or [D, H, W]
+    n_classes: Any = FROM_CODE
+    in_channels: Any = FROM_CODE
+    patch_size: Any = FROM_CODE
 
     def check(self) -> None:
         check_transformer_net(self, "patch_size", "in_channels")
@@ -466,12 +457,12 @@ class VolumeClassifierNetConfig(TransformerNetConfig, Checked):
 class ResNet3DNetConfig(Checked):
     _target_: str = "attnbench.models.classifier3d.resnet3d"
     depth: int = 18
-    n_classes: int = MISSING
-    in_channels: int = FROM_CODE
-    widen_factor: float = FROM_CODE
-    conv1_kernel: int = FROM_CODE
-    conv1_stride: int = FROM_CODE
-    no_max_pool: bool = FROM_CODE
+    n_classes: Any = FROM_CODE
+    in_channels: Any = FROM_CODE
+    widen_factor: Any = FROM_CODE
+    conv1_kernel: Any = FROM_CODE
+    conv1_stride: Any = FROM_CODE
+    no_max_pool: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("model.net.depth", str(self.depth), ["10", "18", "34", "50"])
@@ -494,12 +485,12 @@ class ClassificationModelConfig(Checked):
     net: Any = MISSING  # a VolumeClassifier or resnet3d node, checked by its own schema in validate()
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: dict[str, Any] | None = FROM_CODE
-    scheduler_interval: str = FROM_CODE
-    n_classes: int = MISSING
-    class_weights: str = FROM_CODE
-    compile: bool = FROM_CODE
-    monitor: str = FROM_CODE
-    monitor_mode: str = FROM_CODE
+    scheduler_interval: Any = FROM_CODE
+    n_classes: Any = FROM_CODE
+    class_weights: Any = FROM_CODE
+    compile: Any = FROM_CODE
+    monitor: Any = FROM_CODE
+    monitor_mode: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("model.class_weights", self.class_weights, ["none", "inverse"])
