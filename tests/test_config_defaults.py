@@ -167,14 +167,9 @@ def type_disagreements(schema_cls: type) -> list[str]:
     return bad
 
 
-_PENDING = {"LRAEncoderNetConfig", "Seq2SeqNetConfig", "TreeBootstrapConfig"}
-
-
 @pytest.mark.parametrize("schema_cls", _schemas(), ids=lambda c: c.__name__)
 def test_schema_types_equal_constructor_types(schema_cls):
     """Each schema field that mirrors a constructor parameter has the parameter's type (and a Literal's values)."""
-    if schema_cls.__name__ in _PENDING:
-        pytest.skip("not converted yet")
     bad = type_disagreements(schema_cls)
     assert not bad, "\n".join(bad)
 

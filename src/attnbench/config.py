@@ -510,16 +510,16 @@ class TextDataConfig(Checked):
     """Fields and checks shared by the text datamodules (tokenized by the model's own tokenizer); each subclass's
     defaults are its own datamodule's (``@from_code``)."""
 
-    task: str = FROM_CODE
-    data_dir: str = FROM_CODE
-    tokenizer: str = FROM_CODE
-    max_length: int = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
-    download: bool = FROM_CODE
-    verify: bool = FROM_CODE
-    limit_examples: int | None = FROM_CODE
+    task: Any = FROM_CODE
+    data_dir: Any = FROM_CODE
+    tokenizer: Any = FROM_CODE
+    max_length: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
+    download: Any = FROM_CODE
+    verify: Any = FROM_CODE
+    limit_examples: Any = FROM_CODE
 
     def check(self) -> None:
         for k in ("max_length", "batch_size"):
@@ -545,8 +545,8 @@ class GlueDataConfig(TextDataConfig):
 @from_code
 class ImdbDataConfig(TextDataConfig):
     _target_: str = "attnbench.data.imdb.ImdbDataModule"
-    val_fraction: float = FROM_CODE
-    seed: int = FROM_CODE
+    val_fraction: Any = FROM_CODE
+    seed: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("data.task", self.task, ["imdb"])
@@ -562,15 +562,15 @@ class LRADataConfig(Checked):
     keywords (e.g. a Pathfinder resolution), checked against its signature."""
 
     _target_: str = "attnbench.data.lra.datamodule.LRADataModule"
-    task: str = MISSING
-    data_dir: str = MISSING
-    max_len: int | None = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
-    drop_last_train: bool = FROM_CODE
-    limit_examples: int | None = FROM_CODE
-    options: dict[str, Any] | None = FROM_CODE
+    task: Any = FROM_CODE
+    data_dir: Any = FROM_CODE
+    max_len: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
+    drop_last_train: Any = FROM_CODE
+    limit_examples: Any = FROM_CODE
+    options: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("data.task", self.task, list(LRA_TASKS))
@@ -598,11 +598,11 @@ class LRADataConfig(Checked):
 @from_code
 class HFClassifierNetConfig(Checked):
     _target_: str = "attnbench.models.hf_text.pretrained_classifier"
-    pretrained: str = MISSING
-    n_labels: int = MISSING
-    attention: dict[str, Any] | None = FROM_CODE
-    dropout: float | None = FROM_CODE
-    trainable_attention: bool = FROM_CODE
+    pretrained: Any = FROM_CODE
+    n_labels: Any = FROM_CODE
+    attention: Any = FROM_CODE
+    dropout: Any = FROM_CODE
+    trainable_attention: Any = FROM_CODE
 
     def check(self) -> None:
         _need(self.n_labels >= 1, "model.net.n_labels", self.n_labels, "must be >= 1 (1 = regression)")
@@ -623,11 +623,11 @@ class TextClassificationModelConfig(Checked):
     net: HFClassifierNetConfig = field(default_factory=HFClassifierNetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: dict[str, Any] | None = FROM_CODE
-    scheduler_interval: str = FROM_CODE
-    warmup_ratio: float = FROM_CODE
-    task: str = MISSING
-    monitor: str = FROM_CODE
-    monitor_mode: str = FROM_CODE
+    scheduler_interval: Any = FROM_CODE
+    warmup_ratio: Any = FROM_CODE
+    task: Any = FROM_CODE
+    monitor: Any = FROM_CODE
+    monitor_mode: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("model.task", self.task, list(TEXT_TASKS))
@@ -644,19 +644,19 @@ class TextClassificationModelConfig(Checked):
 @from_code
 class CorpusDataConfig(Checked):
     _target_: str = "attnbench.data.corpus.CorpusDataModule"
-    name: str = MISSING
-    data_dir: str = MISSING
-    block_len: int = MISSING
-    tokenizer: str = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
-    val_fraction: float | None = FROM_CODE
-    test_fraction: float | None = FROM_CODE
-    seed: int = FROM_CODE
-    download: bool = FROM_CODE
-    verify: bool = FROM_CODE
-    limit_docs: int | None = FROM_CODE
+    name: Any = FROM_CODE
+    data_dir: Any = FROM_CODE
+    block_len: Any = FROM_CODE
+    tokenizer: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
+    val_fraction: Any = FROM_CODE
+    test_fraction: Any = FROM_CODE
+    seed: Any = FROM_CODE
+    download: Any = FROM_CODE
+    verify: Any = FROM_CODE
+    limit_docs: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("data.name", self.name, list(CORPORA))
@@ -684,15 +684,15 @@ class CorpusDataConfig(Checked):
 class LMNetConfig(Checked):
     """Fields of the language models of ``models.lm`` (GPT decoder, RoBERTa encoder)."""
 
-    attention: dict[str, Any] = MISSING
-    vocab_size: int = MISSING
-    max_len: int = MISSING
-    d_model: int = FROM_CODE
-    n_heads: int = FROM_CODE
-    n_layers: int = FROM_CODE
-    d_mlp: int = FROM_CODE
-    dropout: float = FROM_CODE
-    attn_dropout: float = FROM_CODE
+    attention: Any = FROM_CODE
+    vocab_size: Any = FROM_CODE
+    max_len: Any = FROM_CODE
+    d_model: Any = FROM_CODE
+    n_heads: Any = FROM_CODE
+    n_layers: Any = FROM_CODE
+    d_mlp: Any = FROM_CODE
+    dropout: Any = FROM_CODE
+    attn_dropout: Any = FROM_CODE
 
     def check(self) -> None:
         for k in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "d_mlp"):
@@ -735,13 +735,13 @@ class LanguageModelConfig(Checked):
     net: Any = MISSING  # a GPTDecoder (objective lm) or RobertaEncoder (mlm) node, checked by its schema
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: dict[str, Any] | None = FROM_CODE
-    scheduler_interval: str = FROM_CODE
-    objective: str = MISSING
-    tokenizer: str = MISSING
-    mask_prob: float = FROM_CODE
-    mask_seed: int = FROM_CODE
-    monitor: str = FROM_CODE
-    monitor_mode: str = FROM_CODE
+    scheduler_interval: Any = FROM_CODE
+    objective: Any = FROM_CODE
+    tokenizer: Any = FROM_CODE
+    mask_prob: Any = FROM_CODE
+    mask_seed: Any = FROM_CODE
+    monitor: Any = FROM_CODE
+    monitor_mode: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("model.objective", self.objective, list(LM_NETS))
@@ -776,21 +776,21 @@ def _lra_task(task: str, key: str) -> Any:
 @from_code
 class LRAEncoderNetConfig(Checked):
     _target_: str = "attnbench.models.lra.LRAEncoder"
-    vocab_size: int = MISSING
-    n_classes: int = MISSING
-    max_len: int = MISSING
-    attention: dict[str, Any] = MISSING
-    d_model: int = FROM_CODE
-    n_heads: int = FROM_CODE
-    n_layers: int = FROM_CODE
-    d_mlp: int = FROM_CODE
-    qkv_dim: int | None = FROM_CODE
-    dropout: float = FROM_CODE
-    pos_emb: str = FROM_CODE
-    pooling: str = FROM_CODE
-    key_padding: bool = FROM_CODE
-    two_tower: bool = FROM_CODE
-    interaction: str = FROM_CODE
+    vocab_size: Any = FROM_CODE
+    n_classes: Any = FROM_CODE
+    max_len: Any = FROM_CODE
+    attention: Any = FROM_CODE
+    d_model: Any = FROM_CODE
+    n_heads: Any = FROM_CODE
+    n_layers: Any = FROM_CODE
+    d_mlp: Any = FROM_CODE
+    qkv_dim: Any = FROM_CODE
+    dropout: Any = FROM_CODE
+    pos_emb: Any = FROM_CODE
+    pooling: Any = FROM_CODE
+    key_padding: Any = FROM_CODE
+    two_tower: Any = FROM_CODE
+    interaction: Any = FROM_CODE
 
     def check(self) -> None:
         for k in ("vocab_size", "n_classes", "max_len", "d_model", "n_heads", "n_layers", "d_mlp"):
@@ -800,9 +800,6 @@ class LRAEncoderNetConfig(Checked):
         if qkv % self.n_heads:
             raise ConfigError(f"model.net.n_heads={self.n_heads} must divide the attention width "
                               f"(model.net.qkv_dim, else d_model)={qkv}")
-        _choice("model.net.pos_emb", self.pos_emb, ["sinusoidal", "learned"])
-        _choice("model.net.pooling", self.pooling, ["cls", "mean", "sum"])
-        _choice("model.net.interaction", self.interaction, ["nli", "concat"])
         check_attention("model.net.attention", dict(self.attention))
         if self.key_padding and not attention.get(self.attention["name"]).caps["key_padding_mask"]:
             able = [n for n, e in attention.entries().items() if e.caps["key_padding_mask"]]
@@ -828,10 +825,10 @@ class LRAModelConfig(ClassificationModelConfig):
     net: LRAEncoderNetConfig = field(default_factory=LRAEncoderNetConfig)
     optimizer: AdamConfig = field(default_factory=AdamConfig)
     scheduler: dict[str, Any] | None = FROM_CODE  # LRAModule's defaults, not ClassificationModule's
-    scheduler_interval: str = FROM_CODE
-    class_weights: str = FROM_CODE
-    monitor: str = FROM_CODE
-    monitor_mode: str = FROM_CODE
+    scheduler_interval: Any = FROM_CODE
+    class_weights: Any = FROM_CODE
+    monitor: Any = FROM_CODE
+    monitor_mode: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("model.class_weights", self.class_weights, ["none", "inverse"])
@@ -846,19 +843,19 @@ class LRAModelConfig(ClassificationModelConfig):
 @from_code
 class Seq2SeqDataConfig(Checked):
     _target_: str = "attnbench.data.seq2seq.Seq2SeqDataModule"
-    data_dir: str = MISSING
-    task: str = FROM_CODE
-    n_symbols: int = FROM_CODE
-    min_len: int = FROM_CODE
-    max_len: int = FROM_CODE
-    n_train: int = FROM_CODE
-    n_val: int = FROM_CODE
-    n_test: int = FROM_CODE
-    seed: int = FROM_CODE
-    generate: bool = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
+    data_dir: Any = FROM_CODE
+    task: Any = FROM_CODE
+    n_symbols: Any = FROM_CODE
+    min_len: Any = FROM_CODE
+    max_len: Any = FROM_CODE
+    n_train: Any = FROM_CODE
+    n_val: Any = FROM_CODE
+    n_test: Any = FROM_CODE
+    seed: Any = FROM_CODE
+    generate: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("data.task", self.task, list(SEQ2SEQ_TASKS))
@@ -888,19 +885,19 @@ def check_attention_position(key: str, att: dict, *needs: str) -> None:
 @from_code
 class Seq2SeqNetConfig(Checked):
     _target_: str = "attnbench.models.seq2seq.Seq2SeqTransformer"
-    n_symbols: int = MISSING
-    encoder_attention: dict[str, Any] = MISSING
-    decoder_attention: dict[str, Any] = MISSING
-    cross_attention: dict[str, Any] = MISSING
-    d_model: int = FROM_CODE
-    n_heads: int = FROM_CODE
-    n_encoder_layers: int = FROM_CODE
-    n_decoder_layers: int = FROM_CODE
-    d_mlp: int = FROM_CODE
-    dropout: float = FROM_CODE
-    attn_dropout: float = FROM_CODE
-    norm: str = FROM_CODE
-    mlp: str = FROM_CODE
+    n_symbols: Any = FROM_CODE
+    encoder_attention: Any = FROM_CODE
+    decoder_attention: Any = FROM_CODE
+    cross_attention: Any = FROM_CODE
+    d_model: Any = FROM_CODE
+    n_heads: Any = FROM_CODE
+    n_encoder_layers: Any = FROM_CODE
+    n_decoder_layers: Any = FROM_CODE
+    d_mlp: Any = FROM_CODE
+    dropout: Any = FROM_CODE
+    attn_dropout: Any = FROM_CODE
+    norm: Any = FROM_CODE
+    mlp: Any = FROM_CODE
 
     def check(self) -> None:
         for k in ("d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_mlp"):
@@ -910,8 +907,6 @@ class Seq2SeqNetConfig(Checked):
                               f"model.net.n_heads={self.n_heads}")
         for k in ("dropout", "attn_dropout"):
             _need(0.0 <= getattr(self, k) < 1.0, f"model.net.{k}", getattr(self, k), "must lie in [0, 1)")
-        _choice("model.net.norm", self.norm, ["pre", "post"])
-        _choice("model.net.mlp", self.mlp, ["gelu", "swiglu"])
         check_attention_position("model.net.encoder_attention", dict(self.encoder_attention), "self_attention",
                                  "key_padding_mask")
         check_attention_position("model.net.decoder_attention", dict(self.decoder_attention), "self_attention",
@@ -932,10 +927,10 @@ class Seq2SeqModelConfig(Checked):
     net: Seq2SeqNetConfig = field(default_factory=Seq2SeqNetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: dict[str, Any] | None = FROM_CODE
-    scheduler_interval: str = FROM_CODE
-    label_smoothing: float = FROM_CODE
-    monitor: str = FROM_CODE
-    monitor_mode: str = FROM_CODE
+    scheduler_interval: Any = FROM_CODE
+    label_smoothing: Any = FROM_CODE
+    monitor: Any = FROM_CODE
+    monitor_mode: Any = FROM_CODE
 
     def check(self) -> None:
         _need(0.0 <= self.label_smoothing < 1.0, "model.label_smoothing", self.label_smoothing, "must lie in [0, 1)")
@@ -1236,12 +1231,12 @@ def check_tree_bootstrap(order: str, steps_per_stage: Any, start_height: int, la
 @from_code
 class TreeBootstrapConfig(Checked):
     _target_: str = "attnbench.lit.treeformer.TreeBootstrap"
-    order: str = FROM_CODE
-    steps_per_stage: int | float = FROM_CODE
-    start_height: int = FROM_CODE
-    layers_per_stage: int = FROM_CODE
-    layer_order: str = FROM_CODE
-    dense_checkpoint: str | None = FROM_CODE
+    order: Any = FROM_CODE
+    steps_per_stage: Any = FROM_CODE
+    start_height: Any = FROM_CODE
+    layers_per_stage: Any = FROM_CODE
+    layer_order: Any = FROM_CODE
+    dense_checkpoint: Any = FROM_CODE
 
     def check(self) -> None:
         check_tree_bootstrap(self.order, self.steps_per_stage, self.start_height, self.layers_per_stage,
