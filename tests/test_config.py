@@ -44,6 +44,9 @@ def test_default_config_composes_and_validates(compose_cfg):
         (["model.net.dropout_layout=paper"], "model.net.dropout_layout='paper' is invalid; allowed: ours, official"),
         (["model=hot3d", "data=medmnist3d", "data.augment=rot"],
          "data.augment='rot' is invalid; allowed: mul, flip, none"),
+        (["model=hot3d", "data=medmnist3d", "model.class_weights=inv"],
+         "model.class_weights='inv' is invalid (did you mean 'inverse'?); allowed: none, inverse"),
+        (["model.scheduler_interval=batch"], "model.scheduler_interval='batch' is invalid; allowed: epoch, step"),
     ],
 )
 def test_bad_values_name_the_key(compose_cfg, overrides, needle):

@@ -300,3 +300,19 @@ def test_schema_defaults_are_read_from_the_code():
         class Bad:
             _target_: str = "attnbench.models.classifier3d.resnet3d"
             kernel: int = config.FROM_CODE
+
+
+def test_literal_values_are_stated_once_in_the_code():
+    """A Literal (through a module alias, or one imported from another in-house module) gives the schema its
+    allowed values and the constructor its run-time check, with the same message."""
+    from attnbench.models.forecaster import PatchForecaster
+    from attnbench.signatures import check_literals
+
+    types = constructor_types("attnbench.lit.lra.LRAModule")  # ClassWeights from lit.classification, Mode from base
+    assert (types["class_weights"], types["monitor_mode"]) == ("Literal['none', 'inverse']", "Literal['min', 'max']")
+    assert constructor_types("attnbench.data.timeseries.TimeSeriesDataModule")["features"] == "Literal['M', 'S', 'MS']"
+    assert config.LRAModelConfig.__choices__["class_weights"] == ("none", "inverse")
+    with pytest.raises(ValueError, match=re.escape("head='avg'; allowed: mean, flatten")):
+        check_literals(PatchForecaster.__init__, head="avg")
+    with pytest.raises(TypeError, match="'seq_len' is not annotated with a Literal"):
+        check_literals(PatchForecaster.__init__, seq_len=3)

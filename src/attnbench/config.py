@@ -323,8 +323,7 @@ class OptimizerConfig(Checked):
 
 
 def _check_schedule(model: Any, example: str) -> None:
-    """The scheduler fields every model schema has: ``scheduler_interval`` and a ``_target_`` when set."""
-    _choice("model.scheduler_interval", model.scheduler_interval, ["epoch", "step"])
+    """The scheduler every model schema has: a ``_target_`` when set (``scheduler_interval``'s values: its Literal)."""
     if model.scheduler is not None and "_target_" not in model.scheduler:
         raise ConfigError(f"model.scheduler needs a _target_ (e.g. {example})")
 
@@ -359,7 +358,6 @@ class ForecastingModelConfig(Checked):
                 raise ConfigError(f"model.horizons={list(self.horizons)}: {bad} outside [1, data.pred_len="
                                   f"{self.net['pred_len']}]")
         _choice("model.monitor", self.monitor, self.monitors())
-        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
 
 
@@ -493,8 +491,6 @@ class ClassificationModelConfig(Checked):
     monitor_mode: Any = FROM_CODE
 
     def check(self) -> None:
-        _choice("model.class_weights", self.class_weights, ["none", "inverse"])
-        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         target = self.net.get("_target_") if isinstance(self.net, dict) else None
         _choice("model.net._target_", str(target), list(NET_SCHEMAS))
         check_schema("model.net", NET_SCHEMAS[target], self.net)
@@ -631,7 +627,6 @@ class TextClassificationModelConfig(Checked):
 
     def check(self) -> None:
         _choice("model.task", self.task, list(TEXT_TASKS))
-        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _need(0.0 <= self.warmup_ratio < 1.0, "model.warmup_ratio", self.warmup_ratio, "must lie in [0, 1)")
         if self.net.n_labels != TEXT_TASKS[self.task].n_labels:
             raise ConfigError(f"model.net.n_labels={self.net.n_labels} but task {self.task!r} has "
@@ -831,8 +826,6 @@ class LRAModelConfig(ClassificationModelConfig):
     monitor_mode: Any = FROM_CODE
 
     def check(self) -> None:
-        _choice("model.class_weights", self.class_weights, ["none", "inverse"])
-        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         if self.net.n_classes != self.n_classes:
             raise ConfigError(f"model.net.n_classes={self.net.n_classes} must equal model.n_classes={self.n_classes}")
         _check_schedule(self, "attnbench.lit.schedules.lra_schedule")
@@ -935,7 +928,6 @@ class Seq2SeqModelConfig(Checked):
     def check(self) -> None:
         _need(0.0 <= self.label_smoothing < 1.0, "model.label_smoothing", self.label_smoothing, "must lie in [0, 1)")
         _choice("model.monitor", self.monitor, [f"val/{m}" for m in ("loss", "acc", "exact", "acc_tf")])
-        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
 
 

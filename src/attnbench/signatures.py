@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import copy
 import functools
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +46,30 @@ def _signature(fn: ast.FunctionDef) -> dict[str, Any]:
 
 
 class _Aliases(ast.NodeTransformer):
-    """Replaces the module's type aliases (``Features = Literal["M", "S", "MS"]``) by what they stand for."""
+    """Replaces type aliases (``Features = Literal["M", "S", "MS"]``, in the module or imported from an in-house
+    one) by what they stand for."""
 
-    def __init__(self, aliases: dict[str, ast.expr]) -> None:
-        self.aliases = aliases
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
     def visit_Name(self, node: ast.Name) -> ast.expr:
-        return self.visit(self.aliases[node.id]) if node.id in self.aliases else node
+        alias = _alias(self.path, node.id)
+        return node if alias is None else _Aliases(alias[0]).visit(copy.deepcopy(alias[1]))
 
 
-def _annotations(fn: ast.FunctionDef, aliases: dict[str, ast.expr]) -> dict[str, str | None]:
+def _alias(path: Path, name: str) -> tuple[Path, ast.expr] | None:
+    """Where ``name`` is a type alias of module ``path`` (or imported there from an in-house module): the module
+    that defines it and its value."""
+    _, aliases, imported = _module(path)
+    if name in aliases:
+        return path, aliases[name]
+    if name in imported:
+        source = _SRC.joinpath(*imported[name].split(".")[1:]).with_suffix(".py")
+        return _alias(source, name) if source.is_file() else None
+    return None
+
+
+def _annotations(fn: ast.FunctionDef, path: Path) -> dict[str, str | None]:
     a = fn.args
     out: dict[str, str | None] = {}
     for p in a.posonlyargs + a.args + a.kwonlyargs:
@@ -61,18 +77,21 @@ def _annotations(fn: ast.FunctionDef, aliases: dict[str, ast.expr]) -> dict[str,
             ann = p.annotation
             if isinstance(ann, ast.Constant) and isinstance(ann.value, str):  # a quoted annotation
                 ann = ast.parse(ann.value, mode="eval").body
-            out[p.arg] = None if ann is None else ast.unparse(_Aliases(aliases).visit(copy.deepcopy(ann)))
+            out[p.arg] = None if ann is None else ast.unparse(_Aliases(path).visit(copy.deepcopy(ann)))
     return out
 
 
 @functools.cache
-def _module(path: Path) -> tuple[dict[str, ast.ClassDef | ast.FunctionDef], dict[str, ast.expr]]:
-    """A module's top-level classes and functions, and its type aliases (``Name = Literal[...]``)."""
+def _module(path: Path) -> tuple[dict[str, ast.ClassDef | ast.FunctionDef], dict[str, ast.expr], dict[str, str]]:
+    """A module's top-level classes and functions, its type aliases (``Name = Literal[...]``) and the names it
+    imports from in-house modules (name -> module)."""
     body = ast.parse(path.read_text()).body
     defs = {n.name: n for n in body if isinstance(n, ast.ClassDef | ast.FunctionDef)}
     aliases = {n.targets[0].id: n.value for n in body if isinstance(n, ast.Assign) and len(n.targets) == 1
                and isinstance(n.targets[0], ast.Name) and isinstance(n.value, ast.Subscript | ast.BinOp)}
-    return defs, aliases
+    imported = {a.asname or a.name: n.module for n in body if isinstance(n, ast.ImportFrom) and n.module
+                and n.module.startswith("attnbench.") for a in n.names}
+    return defs, aliases, imported
 
 
 def _defs(path: Path) -> dict[str, ast.ClassDef | ast.FunctionDef]:
@@ -125,9 +144,8 @@ def constructor_types(target: str) -> dict[str, str | None]:
     (``features: Features`` gives ``"Literal['M', 'S', 'MS']"``); None where a parameter has none, and no entry for a
     library base's ``__init__``. ``config`` maps them to the schema's field types."""
     path, name = _target_path(target)
-    defs, aliases = _module(path)
-    fn = _init_of(defs, name, str(path))
-    return _annotations(fn, aliases) if isinstance(fn, ast.FunctionDef) else {}
+    fn = _init_of(_defs(path), name, str(path))
+    return _annotations(fn, path) if isinstance(fn, ast.FunctionDef) else {}
 
 
 def attention_params(name: str) -> dict[str, Any]:
@@ -143,3 +161,28 @@ def attention_params(name: str) -> dict[str, Any]:
                 if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register":
                     registered[ast.literal_eval(d.args[0])] = cls
     return _params_of(defs, registered[name], "attnbench.attention")
+
+
+def literal_values(fn: Callable, name: str) -> tuple:
+    """The values parameter ``name`` of ``fn`` allows by its ``Literal`` annotation (through a module alias and
+    ``| None``); empty where it has none."""
+    ann = fn.__annotations__[name]
+    if isinstance(ann, str):  # ``from __future__ import annotations``: the source text, read in fn's module
+        ann = eval(ann, fn.__globals__)  # our own annotation, e.g. "Literal['mean', 'flatten']"
+    args = typing.get_args(ann)
+    if typing.get_origin(ann) is typing.Literal:
+        return args
+    return tuple(v for a in args for v in (typing.get_args(a) if typing.get_origin(a) is typing.Literal else ()))
+
+
+def check_literals(fn: Callable, **values: Any) -> None:
+    """Raise ValueError for a value outside its parameter's ``Literal`` annotation: a constructor's run-time check
+    for a Python caller, with the values stated once, in the annotation (the config schema derives its check from
+    the same annotation, see ``config.field_type``)."""
+    for name, value in values.items():
+        allowed = literal_values(fn, name)
+        if not allowed:
+            raise TypeError(f"{fn.__qualname__}: parameter {name!r} is not annotated with a Literal")
+        if value not in allowed:
+            shown = ", ".join("null" if a is None else str(a) for a in allowed)
+            raise ValueError(f"{name}={value!r}; allowed: {shown}")
