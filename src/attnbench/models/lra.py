@@ -91,9 +91,6 @@ class LRAEncoder(nn.Module):
     ) -> None:
         super().__init__()
         check_literals(LRAEncoder.__init__, pos_emb=pos_emb, pooling=pooling, interaction=interaction)
-        for key, value in (("vocab_size", vocab_size), ("n_classes", n_classes), ("max_len", max_len)):
-            if value < 1:
-                raise ValueError(f"{key}={value} must be >= 1")
         if key_padding:  # refused here, before any data: the tasks that pad need the mask in every block
             require(get(attention["name"]), key_padding_mask=True)
         self.pooling, self.key_padding, self.two_tower, self.interaction = pooling, key_padding, two_tower, interaction
