@@ -47,6 +47,10 @@ def test_default_config_composes_and_validates(compose_cfg):
         (["model=hot3d", "data=medmnist3d", "model.class_weights=inv"],
          "model.class_weights='inv' is invalid (did you mean 'inverse'?); allowed: none, inverse"),
         (["model.scheduler_interval=batch"], "model.scheduler_interval='batch' is invalid; allowed: epoch, step"),
+        # an attention option: typed by the entry's constructor annotation
+        (["model=full", "model/attention=local", "model.net.attention.window=abc"],
+         "model.net.attention.window='abc' is invalid: attention 'local' takes int"),
+        (["model.net.attention.mode=prod"], "model.net.attention.mode='prod' is invalid (did you mean 'product'?)"),
     ],
 )
 def test_bad_values_name_the_key(compose_cfg, overrides, needle):

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from attnbench import config
-from attnbench.signatures import REQUIRED, attention_params, constructor_params, constructor_types
+from attnbench import attention_spec, config
+from attnbench.signatures import REQUIRED, attention_params, attention_types, constructor_params, constructor_types
 from tests.conftest import ROOT
 
 CONF = ROOT / "conf"
@@ -316,3 +316,18 @@ def test_literal_values_are_stated_once_in_the_code():
         check_literals(PatchForecaster.__init__, head="avg")
     with pytest.raises(TypeError, match="'seq_len' is not annotated with a Literal"):
         check_literals(PatchForecaster.__init__, seq_len=3)
+
+
+@pytest.mark.parametrize("name", attention_spec.available())
+def test_attention_options_are_typed_from_the_code(name):
+    """Every option of every attention entry has an annotation with a structured-config type, so an attention node
+    (``model.net.attention``) is type-checked before anything is built; a Literal's values are its allowed ones."""
+    types = attention_types(name)
+    params = {k for k in attention_params(name) if k != "**"}
+    assert set(types) == params
+    schema = config.attention_schema(name)
+    hints = typing.get_type_hints(schema)
+    for k, annotation in types.items():
+        assert annotation is not None, f"attention {name!r}: option {k!r} has no annotation"
+        want, values = config.field_type(annotation)  # raises for a type OmegaConf cannot hold
+        assert hints[k] == want and schema.__choices__.get(k) == values, (name, k)

@@ -9,7 +9,8 @@ import ast
 import difflib
 import functools
 import operator
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from attnbench.data.catalog.corpus import CORPORA, VOCABS
 from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.data.catalog.seq2seq import TASKS as SEQ2SEQ_TASKS
 from attnbench.data.catalog.timeseries import calendar_features
-from attnbench.signatures import REQUIRED, constructor_params, constructor_types
+from attnbench.signatures import REQUIRED, attention_types, constructor_params, constructor_types
 
 
 def _incomplete(obj: Any) -> bool:
@@ -211,6 +212,34 @@ def check_attention(key: str, att: dict) -> None:
         attention.check_kwargs(att["name"], opts)
     except TypeError as e:
         raise ConfigError(f"{key}: {e}") from None
+    schema = attention_schema(att["name"])
+    for k, v in opts.items():  # typed as the constructor annotates them; an option left out keeps its default
+        try:
+            node = OmegaConf.merge(OmegaConf.structured(schema), {k: v})
+        except ValidationError as e:
+            t = typing.get_type_hints(schema)[k]
+            raise ConfigError(f"{key}.{k}={v!r} is invalid: attention {att['name']!r} takes "
+                              f"{getattr(t, '__name__', t)} ({str(e).splitlines()[0]})") from None
+        check_choices(key, schema, node)
+
+
+@functools.cache
+def attention_schema(name: str) -> type:
+    """The options of attention entry ``name`` as a schema: each constructor parameter with the type of its
+    annotation (``field_type``; Any where OmegaConf cannot hold it) and its allowed values; every field ``???``, so
+    that only the options a node sets are checked."""
+    fields_, choices = [], {}
+    for k, annotation in attention_types(name).items():
+        try:
+            t, values = field_type(annotation) if annotation else (Any, None)
+        except TypeError:
+            t, values = Any, None
+        fields_.append((k, t, field(default=MISSING)))
+        if values is not None:
+            choices[k] = values
+    schema = make_dataclass(f"{name}_attention_options", fields_)
+    schema.__choices__ = choices  # type: ignore[attr-defined]
+    return schema
 
 
 def check_transformer_net(net: Any, *positive: str) -> None:

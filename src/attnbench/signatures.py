@@ -148,19 +148,36 @@ def constructor_types(target: str) -> dict[str, str | None]:
     return _annotations(fn, path) if isinstance(fn, ast.FunctionDef) else {}
 
 
-def attention_params(name: str) -> dict[str, Any]:
-    """The constructor parameters of attention registry entry ``name`` with their defaults (as
-    ``constructor_params``); the entry's class is the one decorated ``@register(name)``."""
-    attention_spec.get(name)  # an unknown name raises, listing the entries
+@functools.cache
+def _registered() -> tuple[dict[str, ast.ClassDef | ast.FunctionDef], dict[str, tuple[str, Path]]]:
+    """The classes of the attention package, and each entry's class (the one decorated ``@register(name)``) with
+    its file."""
     defs: dict[str, ast.ClassDef | ast.FunctionDef] = {}
-    registered: dict[str, str] = {}
+    registered: dict[str, tuple[str, Path]] = {}
     for path in sorted((_SRC / "attention").glob("*.py")):
         for cls, node in _defs(path).items():
             defs[cls] = node
             for d in getattr(node, "decorator_list", []):
                 if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register":
-                    registered[ast.literal_eval(d.args[0])] = cls
-    return _params_of(defs, registered[name], "attnbench.attention")
+                    registered[ast.literal_eval(d.args[0])] = (cls, path)
+    return defs, registered
+
+
+def attention_params(name: str) -> dict[str, Any]:
+    """The constructor parameters of attention registry entry ``name`` with their defaults (as
+    ``constructor_params``); the entry's class is the one decorated ``@register(name)``."""
+    attention_spec.get(name)  # an unknown name raises, listing the entries
+    defs, registered = _registered()
+    return _params_of(defs, registered[name][0], "attnbench.attention")
+
+
+def attention_types(name: str) -> dict[str, str | None]:
+    """The annotations of attention entry ``name``'s constructor parameters (as ``constructor_types``)."""
+    attention_spec.get(name)
+    defs, registered = _registered()
+    cls, path = registered[name]
+    fn = _init_of(defs, cls, "attnbench.attention")
+    return _annotations(fn, path) if isinstance(fn, ast.FunctionDef) else {}
 
 
 def literal_values(fn: Callable, name: str) -> tuple:
