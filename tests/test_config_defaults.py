@@ -1,5 +1,6 @@
-"""Yaml defaults and code defaults cannot disagree: every group option of conf/model and conf/data is checked
-against the constructor it configures (read with ast: no torch import, fast)."""
+"""Yaml defaults and code defaults cannot disagree: every group option of conf/model, conf/data and
+conf/callbacks is checked against the constructor it configures, and every schema's types and defaults against
+its constructor's (read with ast: no torch import, fast)."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def disagreements(node: DictConfig, params: dict[str, Any], where: str, ignored:
 
 
 def _option_cases() -> list[tuple[str, str]]:
-    return [(g, f) for g in ("model", "data") for f in _files(g)] + [
+    return [(g, f) for g in ("model", "data", "callbacks") for f in _files(g)] + [
         ("model/attention", p.stem) for p in _options("model/attention")]
 
 
