@@ -19,7 +19,7 @@ from attnbench.signatures import REQUIRED, attention_params, attention_types, co
 from tests.conftest import ROOT
 
 CONF = ROOT / "conf"
-FILLED_BY_LAYER = {"head_dim"}  # attention options the layer fills in (the yaml must not set them)
+FILLED_BY_LAYER = {"head_dim", "n_heads"}  # attention options the layer fills in (layers.attention.LAYER_PROVIDED)
 IGNORED = {"_target_", "_partial_"}
 
 
@@ -331,4 +331,5 @@ def test_attention_options_are_typed_from_the_code(name):
     for k, annotation in types.items():
         assert annotation is not None, f"attention {name!r}: option {k!r} has no annotation"
         want, values = config.field_type(annotation)  # raises for a type OmegaConf cannot hold
-        assert hints[k] == want and schema.__choices__.get(k) == values, (name, k)
+        assert hints[k] == want, (name, k)
+        assert attention_spec.get(name).choices.get(k) == values, (name, k)  # the registry reader agrees

@@ -212,34 +212,32 @@ def check_attention(key: str, att: dict) -> None:
         attention.check_kwargs(att["name"], opts)
     except TypeError as e:
         raise ConfigError(f"{key}: {e}") from None
+    for opt, allowed in attention.get(att["name"]).choices.items():  # options the constructor types as Literal
+        if opt in opts:
+            _choice(f"{key}.{opt}", opts[opt], list(allowed))
     schema = attention_schema(att["name"])
     for k, v in opts.items():  # typed as the constructor annotates them; an option left out keeps its default
         try:
-            node = OmegaConf.merge(OmegaConf.structured(schema), {k: v})
+            OmegaConf.merge(OmegaConf.structured(schema), {k: v})
         except ValidationError as e:
             t = typing.get_type_hints(schema)[k]
             raise ConfigError(f"{key}.{k}={v!r} is invalid: attention {att['name']!r} takes "
                               f"{getattr(t, '__name__', t)} ({str(e).splitlines()[0]})") from None
-        check_choices(key, schema, node)
 
 
 @functools.cache
 def attention_schema(name: str) -> type:
     """The options of attention entry ``name`` as a schema: each constructor parameter with the type of its
-    annotation (``field_type``; Any where OmegaConf cannot hold it) and its allowed values; every field ``???``, so
-    that only the options a node sets are checked."""
-    fields_, choices = [], {}
+    annotation (``field_type``; Any where OmegaConf cannot hold it; a Literal's values are ``Entry.choices``), every
+    field ``???``, so that only the options a node sets are checked."""
+    fields_ = []
     for k, annotation in attention_types(name).items():
         try:
-            t, values = field_type(annotation) if annotation else (Any, None)
+            t = field_type(annotation)[0] if annotation else Any
         except TypeError:
-            t, values = Any, None
+            t = Any
         fields_.append((k, t, field(default=MISSING)))
-        if values is not None:
-            choices[k] = values
-    schema = make_dataclass(f"{name}_attention_options", fields_)
-    schema.__choices__ = choices  # type: ignore[attr-defined]
-    return schema
+    return make_dataclass(f"{name}_attention_options", fields_)
 
 
 def check_transformer_net(net: Any, *positive: str) -> None:

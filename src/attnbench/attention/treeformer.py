@@ -28,7 +28,8 @@ only rescales the surrogate gradient and is omitted.
 
 The paper's body and code are not available (see shared/papers/treeformer.md): the equations above are
 the digest's reconstruction of its description. Choices it leaves open and we made: one tree per layer
-shared by all heads (no head count is needed at build time), routing on the per-head q and k themselves,
+shared by all heads by default (``trees: per_head``: one per head), routing on the per-head q and k themselves
+(``route_on: qk``, the only meaningful input inside the kernel: see _TreeAttention),
 mean (not sum) node summaries, zeros for an empty leaf. With height 0 (one leaf) TF is full attention.
 Two-level bootstrapping (Algorithm 1) is a training schedule: ``active_height`` routes with only the top
 levels of the tree (leaves at that depth), so a trainer can grow the tree during training; ``set_dense(True)``
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -65,14 +67,21 @@ def path_matrix(height: int) -> Tensor:
     return P
 
 
-def route(x: Tensor, weight: Tensor, bias: Tensor, height: int) -> tuple[Tensor, Tensor]:
-    """Leaves of tokens x (B,H,N,D) in a tree of ``height`` whose nodes are the first 2^height - 1 rows of
-    weight (nodes, D) / bias (nodes,). Returns leaf (B,H,N) long and the straight-through one-hot
-    (B,H,N,2^height): forward exactly one_hot(leaf), backward the identity on the leaf scores."""
+def node_scores(x: Tensor, weight: Tensor, bias: Tensor, height: int) -> Tensor:
+    """z = x W^T + b (B,H,N,2^height - 1) on the first 2^height - 1 nodes of a shared tree, weight (nodes, D) /
+    bias (nodes,), or of one tree per head, weight (H, nodes, D) / bias (H, nodes) (head h routes by its own)."""
     n_nodes = 2**height - 1
+    w, b = weight[..., :n_nodes, :].to(x.dtype), bias[..., :n_nodes].to(x.dtype)
+    return x @ w.transpose(-1, -2) + b.unsqueeze(-2)  # (B, H, N, D) @ ([H,] D, nodes) -> (B, H, N, nodes)
+
+
+def route(x: Tensor, weight: Tensor, bias: Tensor, height: int) -> tuple[Tensor, Tensor]:
+    """Leaves of tokens x (B,H,N,D) in a tree of ``height`` (shared or per head: :func:`node_scores`). Returns
+    leaf (B,H,N) long and the straight-through one-hot (B,H,N,2^height): forward exactly one_hot(leaf), backward
+    the identity on the leaf scores."""
     if height == 0:
         return x.new_zeros(x.shape[:-1], dtype=torch.long), x.new_ones(*x.shape[:-1], 1)
-    z = x @ weight[:n_nodes].to(x.dtype).T + bias[:n_nodes].to(x.dtype)  # (B, H, N, nodes)
+    z = node_scores(x, weight, bias, height)  # (B, H, N, nodes)
     soft = F.hardtanh(z)
     s = soft + (torch.where(z >= 0, 1.0, -1.0).to(z.dtype) - soft).detach()  # +-1, hardtanh gradient
     a = s @ path_matrix(height).to(x).T  # (B, H, N, 2^h) leaf scores, h at the reached leaf
@@ -209,20 +218,45 @@ def tc_attention_reference(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf
 
 
 # ----------------------------------------------------------------------------- modules
-class _TreeAttention(AttentionBase):
-    """Shared parts: the oblique tree (one per layer, shared by the heads) and option checks."""
+TREES = ("shared", "per_head")  # one tree per layer for all heads, or one per head
+ROUTE_ON = ("qk",)  # what the tree routes: queries by q, keys by k (_TreeAttention's docstring says why no other)
 
-    def __init__(self, head_dim: int, height: int = 4, dropout: float = 0.0, balance_weight: float = 0.0,
+
+class _TreeAttention(AttentionBase):
+    """Shared parts: the oblique tree(s) and option checks.
+
+    trees: ``shared`` (one tree per layer for every head: weight (nodes, D), bias (nodes,)) or ``per_head`` (one
+    tree per head: weight (H, nodes, D), bias (H, nodes); head h routes its q and k by its own tree, so it needs
+    ``n_heads``, filled in by the layer). The digest leaves the paper's choice open ("per head or shared: unknown").
+    route_on: what the tree routes. ``qk`` (the only value): each query by its q, each key by its k, one tree for
+    both, so they share its partition (the digest's reading of the paper: the tree retrieves, for a query, the
+    keys of its leaf, an approximate nearest-neighbour search). Not offered, because not meaningful inside a kernel
+    given q, k, v: routing a query by its own token's key (or a key by its query) exists only in self-attention
+    (cross-attention queries have no key, and the kernel cannot tell self from cross when L == S) and says nothing
+    about which keys q_i scores highly; a separate linear routing projection R of q and k changes no partition the
+    tree can make (w.(R x) + b = (R^T w).x + b: the hyperplanes absorb it); routing on the token representation
+    itself (the digest's "separate projection") needs the layer's input, which the kernel does not see.
+    """
+
+    def __init__(self, head_dim: int, n_heads: int, height: int = 4, trees: Literal["shared", "per_head"] = "shared",
+                 route_on: Literal["qk"] = "qk", dropout: float = 0.0, balance_weight: float = 0.0,
                  data_init: bool = False) -> None:
         super().__init__()
         if height < 0 or height > 12:
             raise ValueError(f"{self.name}: height={height} must be in [0, 12] (2^height leaves)")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{self.name}: dropout={dropout} must be in [0, 1)")
+        for key, value, allowed in (("trees", trees, TREES), ("route_on", route_on, ROUTE_ON)):
+            if value not in allowed:
+                raise ValueError(f"{self.name}: {key}={value!r} is invalid; allowed: {', '.join(allowed)}")
+        if n_heads < 1:
+            raise ValueError(f"{self.name}: n_heads={n_heads} must be >= 1")
         n_nodes = 2**height - 1
         self.height, self.active_height, self.dropout = height, height, dropout
-        self.weight = nn.Parameter(torch.randn(n_nodes, head_dim) / math.sqrt(head_dim))  # (nodes, D)
-        self.bias = nn.Parameter(torch.zeros(n_nodes))
+        self.n_heads, self.trees, self.route_on = n_heads, trees, route_on
+        shape = (n_nodes,) if trees == "shared" else (n_heads, n_nodes)
+        self.weight = nn.Parameter(torch.randn(*shape, head_dim) / math.sqrt(head_dim))  # ([H,] nodes, D)
+        self.bias = nn.Parameter(torch.zeros(shape))  # ([H,] nodes)
         self._init_bootstrap(balance_weight, data_init)
 
     def set_active_height(self, h: int) -> None:
@@ -232,7 +266,8 @@ class _TreeAttention(AttentionBase):
         self.active_height = h
 
     def extra_repr(self) -> str:
-        return f"height={self.height}, active_height={self.active_height}, dropout={self.dropout}, dense={self.dense}"
+        return (f"height={self.height}, active_height={self.active_height}, trees={self.trees}, "
+                f"dropout={self.dropout}, dense={self.dense}")
 
     # ------------------------------------------------------------------ bootstrapping, statistics, balance loss
     # (read by attnbench.lit.treeformer.TreeBootstrap and the task modules' aux-loss hook; not part of the paper's
@@ -262,6 +297,9 @@ class _TreeAttention(AttentionBase):
     def _before_routing(self, k: Tensor, key_padding_mask: Tensor | None) -> None:
         """``data_init``: at the first training forward that routes, every node's hyperplane (random direction
         kept) is moved through the median of the keys reaching it, top level first (balanced leaves)."""
+        if self.trees == "per_head" and k.shape[1] != self.n_heads:
+            raise ValueError(f"{self.name}: built with per-head trees for n_heads={self.n_heads}, got {k.shape[1]} "
+                             "heads")
         if not (self.data_init and self.training) or self._init_seen:
             return
         if not bool(self.data_init_done):  # one device sync, until the buffer says done (also when loaded)
@@ -288,11 +326,12 @@ class TreeformerTF(_TreeAttention):
     """TF-Attention: softmax over the keys of the query's leaf. Permutation-equivariant only while no
     leaf overflows ``capacity_factor``."""
 
-    caps = Caps(learned_params=True, pretrained_drop_in=False, needs_head_dim=True)
+    caps = Caps(learned_params=True, pretrained_drop_in=False, needs_head_dim=True, needs_n_heads=True)
 
-    def __init__(self, head_dim: int, height: int = 4, capacity_factor: float | None = None,
-                 dropout: float = 0.0, balance_weight: float = 0.0, data_init: bool = False) -> None:
-        super().__init__(head_dim, height, dropout, balance_weight, data_init)
+    def __init__(self, head_dim: int, n_heads: int, height: int = 4, trees: Literal["shared", "per_head"] = "shared",
+                 route_on: Literal["qk"] = "qk", capacity_factor: float | None = None, dropout: float = 0.0,
+                 balance_weight: float = 0.0, data_init: bool = False) -> None:
+        super().__init__(head_dim, n_heads, height, trees, route_on, dropout, balance_weight, data_init)
         if capacity_factor is not None and capacity_factor <= 0:
             raise ValueError(f"treeformer_tf: capacity_factor={capacity_factor} must be > 0 or null (exact)")
         self.capacity_factor = capacity_factor
@@ -325,7 +364,7 @@ class TreeformerTF(_TreeAttention):
 class TreeformerTC(_TreeAttention):
     """TC-Attention: softmax over the mean key/value summaries of the nodes on the query's path."""
 
-    caps = Caps(causal=False, learned_params=True, pretrained_drop_in=False, needs_head_dim=True)
+    caps = Caps(causal=False, learned_params=True, pretrained_drop_in=False, needs_head_dim=True, needs_n_heads=True)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:
@@ -350,8 +389,7 @@ class TreeformerTC(_TreeAttention):
 def leaf_probs(x: Tensor, weight: Tensor, bias: Tensor, height: int) -> Tensor:
     """Soft leaf probabilities (B,H,N,2^height): the product over the path of sigmoid(+-z) (left where z >= 0,
     the side the hard routing takes), so the argmax leaf is the hard one."""
-    n_nodes = 2**height - 1
-    z = x.float() @ weight[:n_nodes].float().T + bias[:n_nodes].float()  # (B, H, N, nodes)
+    z = node_scores(x.float(), weight.float(), bias.float(), height)  # (B, H, N, nodes)
     P = path_matrix(height).to(z)
     log_p = F.logsigmoid(z) @ (P > 0).to(z).T + F.logsigmoid(-z) @ (P < 0).to(z).T  # (B, H, N, 2^h)
     return log_p.exp()
@@ -403,7 +441,11 @@ def median_split_init(k: Tensor, weight: Tensor, bias: Tensor, height: int,
                       key_padding_mask: Tensor | None = None) -> None:
     """Set ``bias`` in place, depth by depth, so that every node's hyperplane w_u.x + b_u = 0 passes through the
     median of w_u.k over the (real) keys of all heads that reach node u: each split halves its keys. Nodes no key
-    reaches take the median over all keys."""
+    reaches take the median over all keys. Per-head trees (weight (H, nodes, D)): each over its own head's keys."""
+    if weight.dim() == 3:
+        for h in range(weight.shape[0]):
+            median_split_init(k[:, h:h + 1], weight[h], bias[h], height, key_padding_mask)
+        return
     keys = k.float()
     if key_padding_mask is not None:
         keys = keys[key_padding_mask[:, None, :].expand(keys.shape[:-1])]  # (n, D) real keys
