@@ -1235,9 +1235,11 @@ PROGRESS_BARS = ("lightning.pytorch.callbacks.RichProgressBar", "lightning.pytor
 # ----------------------------------------------------------------------------- Treeformer bootstrapping callback
 def check_tree_bootstrap(order: str, steps_per_stage: Any, start_height: int, layers_per_stage: int,
                          layer_order: str, key: str = "callbacks.tree_bootstrap") -> None:
-    """The options of ``attnbench.lit.treeformer.TreeBootstrap`` (its constructor calls this too)."""
-    _choice(f"{key}.order", order, ["depth", "height", "both", "off"])
-    _choice(f"{key}.layer_order", layer_order, ["bottom_up", "top_down"])
+    """The options of ``attnbench.lit.treeformer.TreeBootstrap`` (its constructor calls this too: one copy of the
+    checks, here because ``config`` is torch-free); the allowed values are its constructor's Literals."""
+    allowed = TreeBootstrapConfig.__choices__  # type: ignore[attr-defined]
+    _choice(f"{key}.order", order, list(allowed["order"]))
+    _choice(f"{key}.layer_order", layer_order, list(allowed["layer_order"]))
     is_int = isinstance(steps_per_stage, int) and not isinstance(steps_per_stage, bool)
     _need((is_int and steps_per_stage >= 1) or (isinstance(steps_per_stage, float) and 0 < steps_per_stage <= 1),
           f"{key}.steps_per_stage", steps_per_stage,
