@@ -1,8 +1,10 @@
 """Structured-config schemas (dataclasses in Hydra's ConfigStore) and the checks run before training.
 
 Each group yaml names its schema first in its defaults list (``- forecasting_schema``), so Hydra rejects
-an unknown key or a value of the wrong type while composing. ``validate`` then builds the dataclasses
-(running their range checks) and the cross-group checks, before anything is instantiated.
+an unknown key or a value of the wrong type while composing. ``validate`` then checks the values a constructor's
+``Literal`` allows, builds the dataclasses (running their range checks) and the cross-group checks, before
+anything is instantiated. A schema field ``name: Any = FROM_CODE`` takes its type and default from the
+constructor of the schema's ``_target_`` (``from_code``), so neither is written twice.
 """
 
 import ast
