@@ -216,12 +216,14 @@ def test_schema_defaults_equal_constructor_defaults(schema_cls):
         assert keys == set(params), f"{target}: schema-only {keys - set(params)}, code-only {set(params) - keys}"
     bad = []
     for k in schema:
-        if k in IGNORED or OmegaConf.is_missing(schema, k) or k not in params or params[k] is REQUIRED:
+        if k in IGNORED or OmegaConf.is_missing(schema, k) or k not in params:
             continue
         v = schema[k]
         if isinstance(v, DictConfig) and ("_target_" in v or k == "net"):
             continue
-        if _plain(v) != params[k]:
+        if params[k] is REQUIRED:  # no default of the schema's own: the yaml states it (a required value stays ???)
+            bad.append(f"{target}.{k}: schema default {_plain(v)!r} but the constructor requires it")
+        elif _plain(v) != params[k]:
             bad.append(f"{target}.{k}: schema {_plain(v)!r} != code default {params[k]!r}")
     assert not bad, "\n".join(bad)
 

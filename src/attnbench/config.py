@@ -483,7 +483,7 @@ class VolumeClassifierNetConfig(TransformerNetConfig, Checked):
 @from_code
 class ResNet3DNetConfig(Checked):
     _target_: str = "attnbench.models.classifier3d.resnet3d"
-    depth: int = 18
+    depth: Any = FROM_CODE  # required (conf/model/resnet3d.yaml: 18)
     n_classes: Any = FROM_CODE
     in_channels: Any = FROM_CODE
     widen_factor: Any = FROM_CODE
