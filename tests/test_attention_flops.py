@@ -77,10 +77,10 @@ def test_measured_occupancy_is_used_and_balanced_is_the_default():
     with torch.no_grad():
         m.bias.fill_(100.0)  # every token goes left at every node: one leaf of 4 holds all 64
     occ = occupancy(m, q, q)
-    assert occ == {"slots_q": 64, "slots_k": 64}
-    balanced = attention_flops(m, B=1, H=1, q_axes=64, D=D)  # 4 leaves of 16
+    assert occ == {"pairs": 4, "rows": 1}  # 2 x 2 tiles of 32 in one leaf
+    balanced = attention_flops(m, B=1, H=1, q_axes=64, D=D)  # 4 leaves of 16: a tile holds 2 leaves, 2 pairs
     skewed = attention_flops(m, B=1, H=1, q_axes=64, D=D, **occ)
-    assert skewed.matmul - balanced.matmul == 2 * 4 * (64 * 64 - 16 * 16) * 2 * D
+    assert skewed.matmul - balanced.matmul == 2 * (4 - 2) * 32 * 32 * 2 * D
     assert skewed.matmul == counted(m, q, q, q, False)
 
 

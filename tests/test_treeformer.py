@@ -6,14 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnbench.attention import build
+from attnbench.attention import build, treeformer
 from attnbench.attention.full import full_attention_reference
 from attnbench.attention.treeformer import (
     leaf_slots,
     path_matrix,
     route,
     tc_attention_reference,
+    tf_attention,
+    tf_attention_padded,
     tf_attention_reference,
+    tf_pair_count,
 )
 
 B, H, D, DV = 2, 3, 8, 5
@@ -79,6 +82,123 @@ def test_tf_blocks_equal_the_dense_leaf_mask(causal, Lq, S, height):
     for m in (None, mask):
         ref = tf_attention_reference(q, k, v, leaf_q, leaf_k, key_padding_mask=m, causal=causal)
         torch.testing.assert_close(att(q, k, v, key_padding_mask=m, causal=causal), ref)
+
+
+def assignment(kind: str, rows: int, N: int, n: int, seed: int) -> torch.Tensor:
+    """Leaves (rows, N) of n: random, all in one leaf, one token per leaf (the rest in the last), every other leaf
+    empty, or skewed (half the tokens in leaf 0, the rest spread)."""
+    g = torch.Generator().manual_seed(seed)
+    if kind == "random":
+        return torch.randint(0, n, (rows, N), generator=g)
+    if kind == "one":
+        return torch.full((rows, N), n - 1)
+    if kind == "singletons":
+        return torch.stack([torch.randperm(N, generator=g).clamp(max=n - 1) for _ in range(rows)])
+    if kind == "gaps":
+        return torch.randint(0, max(n // 2, 1), (rows, N), generator=g) * 2 if n > 1 else torch.zeros(rows, N).long()
+    if kind == "skewed":
+        leaf = torch.randint(0, n, (rows, N), generator=g)
+        return leaf.masked_fill(torch.rand(rows, N, generator=g) < 0.5, 0)
+    raise ValueError(kind)
+
+
+def tf_inputs(Lq: int, S: int, n: int, kind: str, seed: int = 0):
+    q, k, v = rand(B, H, Lq, D, seed=seed), rand(B, H, S, D, seed=seed + 1), rand(B, H, S, DV, seed=seed + 2)
+    leaf_q = assignment(kind, B * H, Lq, n, seed + 3).view(B, H, Lq)
+    leaf_k = assignment(kind, B * H, S, n, seed + 4).view(B, H, S)
+    mask = torch.ones(B, S, dtype=torch.bool)  # rows with different amounts of padding
+    mask[0, S // 3:] = False
+    mask[1, S - 1] = False
+    return q, k, v, leaf_q, leaf_k, mask
+
+
+def ones_gates(leaf_q, leaf_k):
+    return torch.ones(leaf_q.shape, dtype=torch.float64), torch.ones(leaf_k.shape, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("kind", ["random", "one", "singletons", "gaps", "skewed"])
+@pytest.mark.parametrize("height", [0, 1, 2, 3, 4])
+def test_tf_tile_kernel_equals_the_dense_leaf_mask(kind, height):
+    """Every case: lengths off the tile size, cross attention both ways, padding, causal (L == S and L < S)."""
+    n = 2**height
+    for Lq, S, causal in [(37, 37, False), (37, 37, True), (21, 50, True), (50, 21, False), (64, 64, False)]:
+        q, k, v, leaf_q, leaf_k, mask = tf_inputs(Lq, S, n, kind, seed=height)
+        gq, gk = ones_gates(leaf_q, leaf_k)
+        for m in (None, mask):
+            ref = tf_attention_reference(q, k, v, leaf_q, leaf_k, key_padding_mask=m, causal=causal)
+            for block in (8, None):
+                got = tf_attention(q, k, v, leaf_q, leaf_k, gq, gk, n, m, causal, block=block)
+                torch.testing.assert_close(got, ref, msg=lambda s, a=(Lq, S, causal, block): f"{a}: {s}")
+
+
+@pytest.mark.parametrize("capacity", [None, 3, 9])
+@pytest.mark.parametrize("kind", ["random", "skewed", "one"])
+def test_tf_tile_kernel_equals_the_padded_kernel_with_capacity_and_gradients(kind, capacity):
+    """Forward and the gradients w.r.t. q, k, v and both gates equal the padded leaf blocks (capacity: the same
+    tokens dropped: later queries give zeros, later keys are invisible)."""
+    n = 8
+    for Lq, S, causal in [(37, 37, False), (37, 37, True), (21, 50, False)]:
+        q, k, v, leaf_q, leaf_k, mask = tf_inputs(Lq, S, n, kind, seed=5)
+        gq, gk = rand(B, H, Lq, seed=8) + 1, rand(B, H, S, seed=9) + 1  # stand-ins for 1 with a backward
+        outs = []
+        for fn, kw in ((tf_attention, {"block": 8}), (tf_attention_padded, {})):
+            leaves = [x.clone().requires_grad_(True) for x in (q, k, v, gq, gk)]
+            out = fn(*leaves[:3], leaf_q, leaf_k, *leaves[3:], n, mask, causal, capacity, **kw)
+            (out * rand(*out.shape, seed=10)).sum().backward()
+            outs.append([out] + [x.grad for x in leaves])
+        for a, b in zip(*outs, strict=True):
+            torch.testing.assert_close(a, b)
+        if capacity == 3:  # something was dropped: queries beyond the capacity of their leaf give zeros
+            assert (outs[0][0].abs().sum(-1) == 0).any()
+
+
+@pytest.mark.parametrize(("causal", "trees"), [(False, "shared"), (True, "shared"), (False, "per_head")])
+def test_tf_module_gradients_into_the_tree_equal_the_padded_kernel(monkeypatch, causal, trees):
+    torch.manual_seed(0)
+    att = build("treeformer_tf", head_dim=D, n_heads=H, height=3, trees=trees).double().train()
+    q, k, v = rand(B, H, 40, D, seed=1), rand(B, H, 40, D, seed=2), rand(B, H, 40, DV, seed=3)
+    mask = torch.ones(B, 40, dtype=torch.bool)
+    mask[0, 29:] = False
+    grads = []
+    for fn in (tf_attention, tf_attention_padded):
+        monkeypatch.setattr(treeformer, "tf_attention", fn)
+        att.zero_grad()
+        leaves = [x.clone().requires_grad_(True) for x in (q, k, v)]
+        out = att(*leaves, key_padding_mask=mask, causal=causal)
+        (out * rand(*out.shape, seed=4)).sum().backward()
+        grads.append([out, att.weight.grad.clone(), att.bias.grad.clone()] + [x.grad for x in leaves])
+    assert grads[0][1].abs().sum() > 0
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_tf_tile_kernel_dropout_drops_normalised_probabilities():
+    """v = 1, one leaf: out_i = sum_j p_ij m_ij / (1 - p) with kept m_ij: 1 on average, not on every row."""
+    leaf = torch.zeros(B, H, 64, dtype=torch.long)
+    q, k, v = rand(B, H, 64, D, seed=1), rand(B, H, 64, D, seed=2), torch.ones(B, H, 64, 1, dtype=torch.float64)
+    gq, gk = ones_gates(leaf, leaf)
+    torch.manual_seed(0)
+    out = tf_attention(q, k, v, leaf, leaf, gq, gk, 1, dropout_p=0.5)
+    assert out.mean().item() == pytest.approx(1.0, abs=0.05) and out.std().item() > 0.05
+    torch.testing.assert_close(tf_attention(q, k, v, leaf, leaf, gq, gk, 1), torch.ones_like(out))
+
+
+def test_tf_tile_pairs_scale_with_the_leaf_products_not_the_fullest_leaf():
+    """Balanced leaves: about N^2 / n_leaves scores; one big leaf + many tiny ones: far below the padded kernel's
+    n_leaves x max^2 (and below full attention)."""
+    N, n, T = 256, 8, 32
+    g = torch.Generator().manual_seed(0)
+    balanced = torch.stack([torch.randperm(N, generator=g) % n for _ in range(4)])[None]  # (1, 4, N): 32 each
+    assert treeformer.tf_block(N, n) == T and treeformer.tf_block(N, 4) == 64
+    assert tf_pair_count(balanced, balanced, n) * T * T <= 4 * N * N / n
+    uneven = torch.randint(0, n, (1, 4, N), generator=g)  # 20..45 per leaf
+    assert tf_pair_count(uneven, uneven, n) * T * T <= 4 * 3 * N * N / n
+    n = 16
+    skewed = torch.randint(1, n, (1, 4, N), generator=g).masked_fill(torch.arange(N) % 2 == 0, 0)  # leaf 0: N / 2
+    scores = tf_pair_count(skewed, skewed, n, block=T) * T * T
+    assert scores <= 0.15 * 4 * n * (N // 2) ** 2  # padded: 16 x 128^2 per row, 4 x full attention
+    assert scores <= 0.5 * 4 * N * N
+    assert tf_pair_count(skewed, skewed, n, block=8) * 64 <= 0.3 * 4 * N * N  # smaller tiles: closer to sum n^2
 
 
 def test_leaf_slots_sort_by_leaf_then_position_and_capacity_drops_the_latest():
