@@ -184,8 +184,8 @@ class ModelTaskLayout:
         return "\n".join(lines) + "\n"
 
     def cost_figure(self, cost: pd.DataFrame) -> Any:
-        """The metric against attention GFLOPs per example (log x), one point per row of ours that has both
-        (error bar: ± std over seeds when n > 1), one panel per task."""
+        """The metric against attention GFLOPs per example (log x), one labelled point per row of ours that has
+        both (error bar: ± std over seeds when n > 1), one panel per task."""
         from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
 
         pts = cost.dropna(subset=["attention_gflops", self.metric])
@@ -202,6 +202,8 @@ class ModelTaskLayout:
                 handles[r.model] = ax.errorbar([r.attention_gflops], [getattr(r, self.metric)],
                                                yerr=None if pd.isna(std) else [std], fmt="o", capsize=3,
                                                color=f"C{models.index(r.model) % 10}")
+                ax.annotate(r.model.removeprefix("ours: "), (r.attention_gflops, getattr(r, self.metric)),
+                            textcoords="offset points", xytext=(4, 4), fontsize=7)
             ax.set(xscale="log", xlabel="attention GFLOPs per example", ylabel=self.metric,
                    title=self.tasks.get(t, t))
             ax.grid(True, which="both", alpha=0.3)
