@@ -7,7 +7,10 @@
 The table is the ``table:`` block of ``conf/experiment/<paper>/<table>.yaml`` (kind, rows, columns, metrics
 and direction, reference file, baseline, notes; see attnbench.analysis.spec), read from the jobs' results.json
 (config.table, or the experiment named in choices.experiment). Every kind writes table.md, table.tex,
-table.csv and table.png; classification and GLUE also runs.csv (one row per job). Files go into --out
+table.csv and table.png; classification and GLUE also runs.csv (one row per job); the models x tasks kinds
+(tasks, glue, perplexity) also an attention-cost section in table.md, cost.csv and
+<metric>_vs_attention_gflops.png when the runs logged attention FLOPs; a `curves:` block adds
+curves_<metric>.png and curves.csv from each job's csv/metrics.csv (attnbench.analysis.curves). Files go into --out
 (default SWEEP_DIR); the Markdown is printed. Failed jobs stay in the table as "failed" and are listed with
 their error. Cells are mean ± std over seeds with n; truncated runs (debug, batch limits, budget overrides)
 carry a footnote marker. A multirun writes the same files by itself at its end

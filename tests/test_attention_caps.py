@@ -11,7 +11,7 @@ from attnbench.attention.registry import SIZES, AttentionBase, CapabilityError, 
 from attnbench.layers.block import TensorBlock
 from tests.test_attention_contract import AXES, NAMES, TEST_VALUES, B, D, H, L, make, padding_mask, qkv
 
-SIZE_VALUES = {"head_dim": D, "max_len": 16}
+SIZE_VALUES = {"head_dim": D, "n_heads": H, "max_len": 16}
 
 
 def options(name: str) -> dict:
@@ -33,8 +33,8 @@ def test_build_fills_exactly_the_declared_sizes(name):
     if caps.fixed_len:  # an option set to a value wins over the size; one left as None (yaml ???) is filled
         assert with_sizes(name, SIZE_VALUES, {"max_len": 40})["max_len"] == 40
         assert with_sizes(name, SIZE_VALUES, {"max_len": None})["max_len"] == 16
-    with pytest.raises(KeyError, match="unknown size 'n_heads'"):
-        with_sizes(name, {"n_heads": 2}, {})
+    with pytest.raises(KeyError, match="unknown size 'n_rows'"):
+        with_sizes(name, {"n_rows": 2}, {})
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -60,7 +60,7 @@ def test_matmul_flops_equal_flop_counter(name):
     torch.manual_seed(0)
     for q_axes, k_axes, causal in cases(name):
         S = math.prod(k_axes)
-        module = build(name, {"head_dim": D, "max_len": S}, **required_options(name)).eval()
+        module = build(name, {"head_dim": D, "n_heads": H, "max_len": S}, **required_options(name)).eval()
         q = torch.randn(B, H, *q_axes, D)
         k, v = torch.randn(B, H, *k_axes, D), torch.randn(B, H, *k_axes, D)
         occ = occupancy(module, q, q if module.shared_qk else k, causal=causal)
@@ -72,15 +72,15 @@ def test_matmul_flops_equal_flop_counter(name):
 def test_measured_occupancy_is_used_and_balanced_is_the_default():
     """A data-dependent entry counted at balanced leaves differs from its measured count on skewed routing, and
     equals it where the routing is balanced (one leaf: every token)."""
-    m = build("treeformer_tf", {"head_dim": D}, height=2).eval()
+    m = build("treeformer_tf", {"head_dim": D, "n_heads": 1}, height=2).eval()
     q = torch.randn(1, 1, 64, D)
     with torch.no_grad():
         m.bias.fill_(100.0)  # every token goes left at every node: one leaf of 4 holds all 64
     occ = occupancy(m, q, q)
-    assert occ == {"slots_q": 64, "slots_k": 64}
-    balanced = attention_flops(m, B=1, H=1, q_axes=64, D=D)  # 4 leaves of 16
+    assert occ == {"pairs": 4, "rows": 1}  # 2 x 2 tiles of 32 in one leaf
+    balanced = attention_flops(m, B=1, H=1, q_axes=64, D=D)  # 4 leaves of 16: a tile holds 2 leaves, 2 pairs
     skewed = attention_flops(m, B=1, H=1, q_axes=64, D=D, **occ)
-    assert skewed.matmul - balanced.matmul == 2 * 4 * (64 * 64 - 16 * 16) * 2 * D
+    assert skewed.matmul - balanced.matmul == 2 * (4 - 2) * 32 * 32 * 2 * D
     assert skewed.matmul == counted(m, q, q, q, False)
 
 
@@ -91,7 +91,7 @@ def test_scaling_with_length(name):
     n, axes = (64, 2) if caps.tensor else (4096, 1)
     totals = []
     for side in (n, 2 * n):
-        module = build(name, {"head_dim": 64, "max_len": side**axes}, **required_options(name))
+        module = build(name, {"head_dim": 64, "n_heads": 8, "max_len": side**axes}, **required_options(name))
         totals.append(attention_flops(module, B=1, H=8, q_axes=(side,) * axes, D=64).total)
     assert math.log2(totals[1] / totals[0]) == pytest.approx(power, abs=0.2)
 

@@ -1,10 +1,12 @@
-"""Yaml defaults and code defaults cannot disagree: every group option of conf/model and conf/data is checked
-against the constructor it configures (read with ast: no torch import, fast)."""
+"""Yaml defaults and code defaults cannot disagree: every group option of conf/model, conf/data and
+conf/callbacks is checked against the constructor it configures, and every schema's types and defaults against
+its constructor's (read with ast: no torch import, fast)."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -12,12 +14,12 @@ from typing import Any
 import pytest
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from attnbench import config
-from attnbench.signatures import REQUIRED, attention_params, constructor_params
+from attnbench import attention_spec, config
+from attnbench.signatures import REQUIRED, attention_params, attention_types, constructor_params, constructor_types
 from tests.conftest import ROOT
 
 CONF = ROOT / "conf"
-FILLED_BY_LAYER = {"head_dim"}  # attention options the layer fills in (the yaml must not set them)
+FILLED_BY_LAYER = {"head_dim", "n_heads"}  # attention options the layer fills in (layers.attention.LAYER_PROVIDED)
 IGNORED = {"_target_", "_partial_"}
 
 
@@ -84,7 +86,7 @@ def disagreements(node: DictConfig, params: dict[str, Any], where: str, ignored:
 
 
 def _option_cases() -> list[tuple[str, str]]:
-    return [(g, f) for g in ("model", "data") for f in _files(g)] + [
+    return [(g, f) for g in ("model", "data", "callbacks") for f in _files(g)] + [
         ("model/attention", p.stem) for p in _options("model/attention")]
 
 
@@ -122,11 +124,85 @@ def test_every_option_defines_or_builds_on_another():
 
 
 def _schemas() -> list[type]:
-    """The schema dataclasses of in-house targets (group roots and ``model.net`` nodes)."""
-    out = [c for c in vars(config).values() if dataclasses.is_dataclass(c) and isinstance(c, type)
-           and str(getattr(c, "_target_", "")).startswith("attnbench.")]
-    assert len(out) >= 10
-    return out
+    """The schema dataclasses of in-house targets: the registries' (group roots, ``model.net`` nodes, callbacks)
+    and the sub-schemas their fields declare; every such schema in ``config`` is among them."""
+    maps = (config.SCHEMAS, config.NET_SCHEMAS, config.FORECAST_NET_SCHEMAS, config.LM_NET_SCHEMAS,
+            config.CALLBACK_SCHEMAS, config.LOGGER_SCHEMAS)
+    todo = [s for m in maps for s in m.values()]
+    seen: list[type] = []
+    while todo:
+        s = todo.pop()
+        if s not in seen:
+            seen.append(s)
+            todo += [f.type for f in dataclasses.fields(s) if dataclasses.is_dataclass(f.type)]
+    out = [s for s in seen if str(getattr(s, "_target_", "")).startswith("attnbench.")]
+    in_config = {c for c in vars(config).values() if dataclasses.is_dataclass(c) and isinstance(c, type)
+                 and str(getattr(c, "_target_", "")).startswith("attnbench.")}
+    assert in_config <= set(out), f"schemas no registry reaches: {in_config - set(out)}"
+    return sorted(out, key=lambda c: c.__name__)
+
+
+def type_disagreements(schema_cls: type) -> list[str]:
+    """Fields mirroring a constructor parameter whose type (or allowed values) differ from the code's annotation
+    (``config.field_type``); a field whose code type has no structured-config form (``nn.Module``, ``Callable``)
+    states its own."""
+    target = schema_cls._target_
+    types = constructor_types(target)
+    hints = typing.get_type_hints(schema_cls)
+    choices = getattr(schema_cls, "__choices__", {})
+    bad = []
+    for f in dataclasses.fields(schema_cls):
+        if f.name in IGNORED or f.name not in types:
+            continue
+        if types[f.name] is None:
+            bad.append(f"{target}: parameter {f.name!r} has no annotation")
+            continue
+        try:
+            want, values = config.field_type(types[f.name])
+        except TypeError:
+            continue
+        if hints[f.name] != want:
+            bad.append(f"{schema_cls.__name__}.{f.name}: schema {hints[f.name]} != code {types[f.name]} ({want})")
+        if choices.get(f.name) != values:
+            bad.append(f"{schema_cls.__name__}.{f.name}: allowed {choices.get(f.name)} != code {values}")
+    return bad
+
+
+@pytest.mark.parametrize("schema_cls", _schemas(), ids=lambda c: c.__name__)
+def test_schema_types_equal_constructor_types(schema_cls):
+    """Each schema field that mirrors a constructor parameter has the parameter's type (and a Literal's values)."""
+    bad = type_disagreements(schema_cls)
+    assert not bad, "\n".join(bad)
+
+
+def test_type_drift_is_reported():
+    @dataclasses.dataclass
+    @config.from_code
+    class Drifted:
+        _target_: str = "attnbench.models.forecaster.PatchForecaster"
+        d_model: float = config.FROM_CODE  # the code says int
+        head: str = config.FROM_CODE  # the code's Literal values are not checked
+        patch_len: Any = config.FROM_CODE
+
+    assert type_disagreements(Drifted) == [
+        "Drifted.d_model: schema <class 'float'> != code int (<class 'int'>)",
+        "Drifted.head: allowed None != code ('mean', 'flatten')"]
+
+
+@pytest.mark.parametrize(("annotation", "expected"), [
+    ("int", (int, None)), ("float | None", (float | None, None)), ("int | float", (int | float, None)),
+    ("Literal['a', 'b']", (str, ("a", "b"))), ("Literal['a'] | None", (str | None, ("a", None))),
+    ("Sequence[int] | None", (list[int] | None, None)), ("tuple[float, ...]", (list[float], None)),
+    ("Mapping[str, Any]", (dict[str, Any], None)), ("int | Sequence[int]", (Any, None)),
+])
+def test_field_type_maps_annotations(annotation, expected):
+    assert config.field_type(annotation) == expected
+
+
+@pytest.mark.parametrize("annotation", ["nn.Module", "Callable[..., torch.optim.Optimizer]", "Callable | None"])
+def test_field_type_refuses_what_omegaconf_cannot_hold(annotation):
+    with pytest.raises(TypeError, match="has no structured-config type|is not a scalar type"):
+        config.field_type(annotation)
 
 
 @pytest.mark.parametrize("schema_cls", _schemas(), ids=lambda c: c.__name__)
@@ -140,12 +216,14 @@ def test_schema_defaults_equal_constructor_defaults(schema_cls):
         assert keys == set(params), f"{target}: schema-only {keys - set(params)}, code-only {set(params) - keys}"
     bad = []
     for k in schema:
-        if k in IGNORED or OmegaConf.is_missing(schema, k) or k not in params or params[k] is REQUIRED:
+        if k in IGNORED or OmegaConf.is_missing(schema, k) or k not in params:
             continue
         v = schema[k]
         if isinstance(v, DictConfig) and ("_target_" in v or k == "net"):
             continue
-        if _plain(v) != params[k]:
+        if params[k] is REQUIRED:  # no default of the schema's own: the yaml states it (a required value stays ???)
+            bad.append(f"{target}.{k}: schema default {_plain(v)!r} but the constructor requires it")
+        elif _plain(v) != params[k]:
             bad.append(f"{target}.{k}: schema {_plain(v)!r} != code default {params[k]!r}")
     assert not bad, "\n".join(bad)
 
@@ -205,7 +283,7 @@ def test_schema_defaults_are_read_from_the_code():
     """FROM_CODE fields take the constructor's default (inherited fields too, keeping their place); a parameter the
     constructor requires stays ???; a FROM_CODE field the constructor lacks fails at import."""
     net = OmegaConf.structured(config.ForecasterNetConfig)
-    assert (net.head.value, net.d_model, net.patch_len) == ("flatten", 128, 4)
+    assert (net.head, net.d_model, net.patch_len) == ("flatten", 128, 4)
     assert list(net)[:3] == ["attention", "d_model", "n_heads"]  # TransformerNetConfig's order
     assert OmegaConf.is_missing(net, "seq_len")
 
@@ -225,3 +303,35 @@ def test_schema_defaults_are_read_from_the_code():
         class Bad:
             _target_: str = "attnbench.models.classifier3d.resnet3d"
             kernel: int = config.FROM_CODE
+
+
+def test_literal_values_are_stated_once_in_the_code():
+    """A Literal (through a module alias, or one imported from another in-house module) gives the schema its
+    allowed values and the constructor its run-time check, with the same message."""
+    from attnbench.models.forecaster import PatchForecaster
+    from attnbench.signatures import check_literals
+
+    types = constructor_types("attnbench.lit.lra.LRAModule")  # ClassWeights from lit.classification, Mode from base
+    assert (types["class_weights"], types["monitor_mode"]) == ("Literal['none', 'inverse']", "Literal['min', 'max']")
+    assert constructor_types("attnbench.data.timeseries.TimeSeriesDataModule")["features"] == "Literal['M', 'S', 'MS']"
+    assert config.LRAModelConfig.__choices__["class_weights"] == ("none", "inverse")
+    with pytest.raises(ValueError, match=re.escape("head='avg'; allowed: mean, flatten")):
+        check_literals(PatchForecaster.__init__, head="avg")
+    with pytest.raises(TypeError, match="'seq_len' is not annotated with a Literal"):
+        check_literals(PatchForecaster.__init__, seq_len=3)
+
+
+@pytest.mark.parametrize("name", attention_spec.available())
+def test_attention_options_are_typed_from_the_code(name):
+    """Every option of every attention entry has an annotation with a structured-config type, so an attention node
+    (``model.net.attention``) is type-checked before anything is built; a Literal's values are its allowed ones."""
+    types = attention_types(name)
+    params = {k for k in attention_params(name) if k != "**"}
+    assert set(types) == params
+    schema = config.attention_schema(name)
+    hints = typing.get_type_hints(schema)
+    for k, annotation in types.items():
+        assert annotation is not None, f"attention {name!r}: option {k!r} has no annotation"
+        want, values = config.field_type(annotation)  # raises for a type OmegaConf cannot hold
+        assert hints[k] == want, (name, k)
+        assert attention_spec.get(name).choices.get(k) == values, (name, k)  # the registry reader agrees

@@ -25,7 +25,7 @@ def options(name: str) -> dict:
     """An attention node for entry ``name``: TEST_VALUES for its required options, ``max_len`` left to the model."""
     params = inspect.signature(attention.get(name).__init__).parameters
     opts = {p: TEST_VALUES[p] for p, v in params.items() if p != "self" and v.default is inspect.Parameter.empty
-            and p not in ("head_dim", "max_len")}
+            and p not in ("head_dim", "n_heads", "max_len")}
     if "max_len" in params:
         opts["max_len"] = None  # filled by the encoder (its length, + 1 with CLS)
     if "dropout" in params:

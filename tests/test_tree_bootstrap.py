@@ -329,7 +329,7 @@ def test_a_dense_switched_tree_layer_counts_full_attention_flops():
 
     full = attention_flops(build("full", {}), B=1, H=2, q_axes=64, D=8)
     for name in ("treeformer_tf", "treeformer_tc"):
-        tree = build(name, {"head_dim": 8}, height=3)
+        tree = build(name, {"head_dim": 8, "n_heads": 2}, height=3)
         sparse = attention_flops(tree, B=1, H=2, q_axes=64, D=8)
         tree.set_dense(True)
         assert attention_flops(tree, B=1, H=2, q_axes=64, D=8) == full != sparse
@@ -351,3 +351,22 @@ def test_treeformer_listops_experiment_runs_fast(tmp_path):
     # 2 layers, 3 steps of one stage each: after step index 2 both layers are trees of height 3 (schedule final)
     assert m["tree/n_tree_layers"] == 2 and m["tree/active_height"] == 3 and m["tree/schedule_done"] == 1.0
     assert res["config"]["model"]["net"]["attention"]["name"] == "treeformer_tf"
+
+
+# ----------------------------------------------------------------------------- per-head trees
+@pytest.mark.parametrize("name", ["treeformer_tf", "treeformer_tc"])
+def test_bootstrapping_runs_with_per_head_trees(name):
+    """The schedule, the data init and the statistics with one tree per head: every head's tree is moved by the
+    data init and trained (its weights change), leaf counts are per (row, head)."""
+    module = _Tiny({"name": name, "height": 2, "trees": "per_head", "data_init": True})
+    w0 = [m.weight.detach().clone() for m in module.layers.modules() if hasattr(m, "trees")]
+    cb = TreeBootstrap(order="both", steps_per_stage=1)
+    trainer = _fit(module, cb, steps=3)
+    m = trainer.callback_metrics
+    assert [x.weight.shape for x in cb.layers] == [(HEADS, 3, E // HEADS)] * 3
+    assert [(x.dense, x.active_height) for x in cb.layers] == [(False, 2)] * 3 and m["tree/schedule_done"] == 1.0
+    assert m["tree/n_tree_layers"].item() == 3 and m["tree/leaf_mean"].item() == pytest.approx(12 / 4)
+    assert cb.layers[0].last_stats["key_counts"].shape == (4, HEADS, 4)
+    assert all(bool(x.data_init_done) for x in cb.layers)
+    assert all(not torch.equal(x.weight, w) for x, w in zip(cb.layers[:2], w0[:2], strict=True))  # trained
+    assert not torch.equal(cb.layers[0].bias[0], cb.layers[0].bias[1])  # each head's splits its own

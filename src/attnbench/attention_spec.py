@@ -12,7 +12,7 @@ import ast
 import difflib
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent / "attention"
@@ -26,6 +26,7 @@ class Entry:
     caps: dict[str, bool | str]  # every Caps field, defaults filled in
     params: tuple[str, ...]  # constructor options (what check_kwargs accepts)
     required: tuple[str, ...]  # the options without a default
+    choices: dict[str, tuple] = field(default_factory=dict)  # options annotated Literal[...]: their allowed values
 
 
 @dataclass
@@ -34,6 +35,7 @@ class _Class:
     caps: dict | None
     params: tuple[tuple[str, bool], ...] | None  # (name, has_default)
     registered: str | None
+    choices: dict[str, tuple] | None = None  # the __init__'s Literal[...] options (with params)
 
 
 def _caps_defaults(tree: ast.Module) -> dict[str, bool | str]:
@@ -54,6 +56,18 @@ def _init_params(fn: ast.FunctionDef) -> tuple[tuple[str, bool], ...]:
     return tuple(x for x in out if x[0] != "self")
 
 
+def _literal_choices(fn: ast.FunctionDef) -> dict[str, tuple]:
+    """The parameters annotated ``Literal[a, b, ...]`` and their values."""
+    a = fn.args
+    out = {}
+    for p in a.posonlyargs + a.args + a.kwonlyargs:
+        ann = p.annotation
+        if isinstance(ann, ast.Subscript) and getattr(ann.value, "id", None) == "Literal":
+            values = ann.slice.elts if isinstance(ann.slice, ast.Tuple) else [ann.slice]
+            out[p.arg] = tuple(ast.literal_eval(v) for v in values)
+    return out
+
+
 def _classes(tree: ast.Module) -> dict[str, _Class]:
     out = {}
     for node in tree.body:
@@ -63,7 +77,7 @@ def _classes(tree: ast.Module) -> dict[str, _Class]:
         for d in node.decorator_list:
             if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register":
                 registered = ast.literal_eval(d.args[0])
-        caps = params = None
+        caps = params = choices = None
         for s in node.body:
             if (isinstance(s, ast.Assign) and any(getattr(t, "id", None) == "caps" for t in s.targets)
                     or isinstance(s, ast.AnnAssign) and getattr(s.target, "id", None) == "caps"):
@@ -72,9 +86,9 @@ def _classes(tree: ast.Module) -> dict[str, _Class]:
                     raise RuntimeError(f"{node.name}.caps must be a literal Caps(key=value, ...) call")
                 caps = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
             if isinstance(s, ast.FunctionDef) and s.name == "__init__":
-                params = _init_params(s)
+                params, choices = _init_params(s), _literal_choices(s)
         out[node.name] = _Class([getattr(b, "id", getattr(b, "attr", "")) for b in node.bases], caps, params,
-                                registered)
+                                registered, choices)
     return out
 
 
@@ -82,7 +96,7 @@ def _classes(tree: ast.Module) -> dict[str, _Class]:
 def entries() -> dict[str, Entry]:
     """Every registered attention by name (sorted), read from ``src/attnbench/attention/*.py``."""
     defaults = _caps_defaults(ast.parse((_PKG / "registry.py").read_text()))
-    classes: dict[str, _Class] = {"AttentionBase": _Class([], {}, (("args", True), ("kwargs", True)), None)}
+    classes: dict[str, _Class] = {"AttentionBase": _Class([], {}, (("args", True), ("kwargs", True)), None, {})}
     for path in sorted(_PKG.glob("*.py")):
         if path.name not in ("__init__.py", "registry.py"):
             classes.update(_classes(ast.parse(path.read_text())))
@@ -103,7 +117,8 @@ def entries() -> dict[str, Entry]:
         if c.registered:
             params = lookup(cls, "params")
             out[c.registered] = Entry(c.registered, {**defaults, **lookup(cls, "caps")},
-                                      tuple(p for p, _ in params), tuple(p for p, d in params if not d))
+                                      tuple(p for p, _ in params), tuple(p for p, d in params if not d),
+                                      lookup(cls, "choices"))
     return dict(sorted(out.items()))
 
 

@@ -8,7 +8,10 @@ boundary, a ``SystemExit`` with no code (exit status 0), and Ctrl+C (SIGINT) int
 writes the state at that point to ``<dirpath>/last.ckpt`` (what ``ckpt_path=`` and a requeued SLURM job resume
 from), and ``stopped`` maps both exits to ``RunStopped``: exit status 128 + signal number and a message naming the
 signal and the checkpoint. Under submitit (``hydra/launcher=slurm``) its USR2 requeue handler is deferred to the
-same batch boundary, after the checkpoint is saved.
+same batch boundary, after the checkpoint is saved. During fit, Ctrl+C takes the same path (a flag read at the next
+batch boundary) instead of a KeyboardInterrupt raised wherever the main thread is: an exception thrown into a
+library holding a lock (logging, a data loader, a checkpoint write) can leave the run hung on its way out. A second
+Ctrl+C stops at once.
 """
 
 from __future__ import annotations
@@ -77,14 +80,19 @@ class SaveOnSignal(L.Callback):
         self.dirpath, self.filename = Path(dirpath), filename
         self.saved: Path | None = None
         self.deferred: tuple | None = None  # (submitit's handler, signum, frame) once its signal came
+        self.interrupted = False  # Ctrl+C came during fit: the stop at the next batch boundary is SIGINT's
         self._previous: Any = None
+        self._previous_int: Any = None
 
     # submitit (hydra/launcher=slurm) requeues on USR2 (time limit, preemption) by calling sys.exit from its signal
     # handler, wherever training is. Its handler is deferred instead: Lightning stops at the next batch boundary as
     # for SIGTERM, this callback saves last.ckpt, and ``stopped`` then calls submitit's handler (requeue, exit).
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._graceful_ctrl_c(trainer)
         sig = getattr(signal, "SIGUSR2", None)
-        if sig is None or threading.current_thread() is not threading.main_thread():
+        if sig is None:
             return
         prev = signal.getsignal(sig)
         if not callable(prev) or not str(getattr(prev, "__module__", "")).startswith("submitit"):
@@ -99,10 +107,33 @@ class SaveOnSignal(L.Callback):
         self._previous = prev
         signal.signal(sig, defer)
 
+    def _graceful_ctrl_c(self, trainer: L.Trainer) -> None:
+        """Ctrl+C during fit sets Lightning's stop flag (as SIGTERM does) while Python's own handler is in place;
+        an ignored SIGINT (a background job) or another program's handler is left alone."""
+        prev = signal.getsignal(signal.SIGINT)
+        if prev is not signal.default_int_handler:
+            return
+
+        def stop_at_next_batch(signum: int, frame: Any) -> None:
+            if self.interrupted:  # the second Ctrl+C: at once
+                signal.signal(signal.SIGINT, prev)
+                raise KeyboardInterrupt
+            self.interrupted = True
+            log.warning("Ctrl+C: stopping at the next batch to save a checkpoint (Ctrl+C again stops at once)")
+            trainer._signal_connector.received_sigterm = True  # Lightning raises SIGTERMException at a batch end
+
+        self._previous_int = prev
+        signal.signal(signal.SIGINT, stop_at_next_batch)
+
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self._previous is not None and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if self._previous is not None:
             signal.signal(signal.SIGUSR2, self._previous)
             self._previous = None
+        if self._previous_int is not None:
+            signal.signal(signal.SIGINT, self._previous_int)
+            self._previous_int = None
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if _signal_of(exception) is None or trainer.state.fn != TrainerFn.FITTING:
@@ -129,6 +160,8 @@ def stopped(exc: BaseException, trainer: L.Trainer | None) -> RunStopped | None:
     if signum is None:
         return None
     cbs = trainer.callbacks if trainer is not None else []
+    if signum == signal.SIGTERM and any(isinstance(cb, SaveOnSignal) and cb.interrupted for cb in cbs):
+        signum = signal.SIGINT  # Ctrl+C, stopped through Lightning's SIGTERM flag
     saved = next((cb.saved for cb in cbs if isinstance(cb, SaveOnSignal) and cb.saved is not None), None)
     deferred = next((cb.deferred for cb in cbs if isinstance(cb, SaveOnSignal) and cb.deferred), None)
     if deferred is not None:  # submitit's USR2: now that the checkpoint is saved, let it requeue the job

@@ -1,13 +1,18 @@
 """Structured-config schemas (dataclasses in Hydra's ConfigStore) and the checks run before training.
 
 Each group yaml names its schema first in its defaults list (``- forecasting_schema``), so Hydra rejects
-an unknown key or a value of the wrong type while composing. ``validate`` then builds the dataclasses
-(running their range checks) and the cross-group checks, before anything is instantiated.
+an unknown key or a value of the wrong type while composing. ``validate`` then checks the values a constructor's
+``Literal`` allows, builds the dataclasses (running their range checks) and the cross-group checks, before
+anything is instantiated. A schema field ``name: Any = FROM_CODE`` takes its type and default from the
+constructor of the schema's ``_target_`` (``from_code``), so neither is written twice.
 """
 
+import ast
 import difflib
-from dataclasses import dataclass, field, fields
-from enum import Enum
+import functools
+import operator
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,7 @@ from attnbench.data.catalog.corpus import CORPORA, VOCABS
 from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.data.catalog.seq2seq import TASKS as SEQ2SEQ_TASKS
 from attnbench.data.catalog.timeseries import calendar_features
-from attnbench.signatures import REQUIRED, constructor_params
+from attnbench.signatures import REQUIRED, attention_types, constructor_params, constructor_types
 
 
 def _incomplete(obj: Any) -> bool:
@@ -63,67 +68,129 @@ class _FromCode:
         return "FROM_CODE"
 
 
-FROM_CODE: Any = _FromCode()  # a schema field's default: its constructor's (filled in by @from_code)
+FROM_CODE: Any = _FromCode()  # a schema field's default (and with ``: Any``, its type): its constructor's (@from_code)
+
+_SCALARS = {"int": int, "float": float, "str": str, "bool": bool, "Any": Any}
+_SEQUENCES = {"list", "Sequence", "tuple"}
+_MAPPINGS = {"dict", "Mapping"}
+
+
+def _name(node: ast.expr) -> str:
+    return node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")  # typing.Sequence: Sequence
+
+
+def _union(node: ast.expr) -> list[ast.expr]:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _union(node.left) + _union(node.right)
+    return [node]
+
+
+def field_type(annotation: str) -> tuple[Any, tuple | None]:
+    """The structured-config type of a constructor annotation (source text, see ``signatures.constructor_types``)
+    and, for a ``Literal``, its allowed values: int, float, str, bool, Any; ``X | None``; a union of scalars;
+    ``Sequence[X]`` / ``list[X]`` / ``tuple[X, ...]`` -> ``list[X]``; ``Mapping[str, X]`` / ``dict`` ->
+    ``dict[str, X]``; ``Literal["a", "b"]`` -> str with allowed values ("a", "b"); another union (``int |
+    Sequence[int]``) -> Any. Raises TypeError for what OmegaConf cannot hold (``nn.Module``, ``Callable``): the
+    schema states that field's type itself."""
+
+    def scalar(node: ast.expr) -> Any:
+        t = _SCALARS.get(_name(node)) if isinstance(node, ast.Name | ast.Attribute) else None
+        if t is None:
+            raise TypeError(f"{ast.unparse(node)!r} is not a scalar type")
+        return t
+
+    def one(node: ast.expr) -> tuple[Any, tuple | None]:
+        if isinstance(node, ast.Name | ast.Attribute):
+            return scalar(node), None
+        if isinstance(node, ast.Subscript):
+            base, args = _name(node.value), node.slice
+            items = list(args.elts) if isinstance(args, ast.Tuple) else [args]
+            if base == "Literal":
+                values = tuple(ast.literal_eval(i) for i in items)
+                kinds = {type(v) for v in values}
+                if len(kinds) == 1 and kinds <= {str, int}:
+                    return kinds.pop(), values
+            elif base in _SEQUENCES and (len(items) == 1 or (len(items) == 2 and isinstance(items[1], ast.Constant)
+                                                             and items[1].value is Ellipsis)):
+                return list[scalar(items[0])], None  # type: ignore[index]
+            elif base in _MAPPINGS and len(items) == 2 and _name(items[0]) == "str":
+                return dict[str, scalar(items[1])], None  # type: ignore[index]
+        raise TypeError(f"{ast.unparse(node)!r} has no structured-config type")
+
+    members = _union(ast.parse(annotation, mode="eval").body)
+    optional = any(isinstance(m, ast.Constant) and m.value is None for m in members)
+    members = [m for m in members if not (isinstance(m, ast.Constant) and m.value is None)]
+    if len(members) == 1:
+        t, values = one(members[0])
+        return (t | None if optional and t is not Any else t), (values + (None,) if optional and values else values)
+    try:
+        ts = [scalar(m) for m in members]
+    except TypeError:
+        if not any(isinstance(m, ast.Subscript) and _name(m.value) in _SEQUENCES | _MAPPINGS for m in members):
+            raise
+        return Any, None  # a scalar or a container: OmegaConf holds either only untyped (the schema's check narrows)
+    return functools.reduce(operator.or_, ts + [type(None)] * optional), None
 
 
 def from_code(cls: type) -> type:
     """Class decorator, under ``@dataclass``: every field whose default is ``FROM_CODE`` (declared here or in a base
     schema) takes the default of the same parameter of ``cls._target_``'s constructor, read from its source
-    (``signatures.constructor_params``), or is required (``???``) where the constructor has none. So a default is
-    stated once, in the code: the schema keeps the types and the range checks."""
+    (``signatures.constructor_params``), or is required (``???``) where the constructor has none. A field declared
+    ``name: Any = FROM_CODE`` also takes the parameter's type (``field_type`` of its annotation; a ``Literal``'s
+    values are checked by ``check_schema``); any other declared type narrows the code's (a sub-schema for a
+    ``Callable``, ``dict`` for an ``nn.Module`` node). So each default and type is stated once, in the code: the
+    schema adds the checks."""
     params = constructor_params(cls._target_)
+    types = constructor_types(cls._target_)
     own = cls.__dict__.get("__annotations__")
     if own is None:
         cls.__annotations__ = own = {}
     inherited = {f.name: f.type for b in reversed(cls.__mro__[1:])
                  for f in getattr(b, "__dataclass_fields__", {}).values() if f.default is FROM_CODE}
+    choices = dict(getattr(cls, "__choices__", {}))
     for name in dict.fromkeys([*inherited, *own]):
         value = cls.__dict__.get(name) if name in own else FROM_CODE  # own: as declared here; else inherited
         if value is not FROM_CODE:
             continue
         if name not in params:
             raise TypeError(f"{cls.__name__}.{name} = FROM_CODE but {cls._target_} has no parameter {name!r}")
-        own.setdefault(name, inherited.get(name))  # redeclared here: the field keeps its place, takes this default
+        declared = own.get(name, inherited.get(name))
+        if declared is Any or declared == "Any":  # (a string under ``from __future__ import annotations``)
+            if types.get(name) is None:
+                raise TypeError(f"{cls.__name__}.{name}: {cls._target_} does not annotate {name!r}; annotate it "
+                                "there (or state the field's type in the schema)")
+            try:
+                declared, values = field_type(types[name])
+            except TypeError as e:
+                raise TypeError(f"{cls.__name__}.{name}: {e}; state the field's type in the schema") from None
+            if values is not None:
+                choices[name] = values
+        own[name] = declared  # redeclared here: the field keeps its place, takes this default
         setattr(cls, name, MISSING if params[name] is REQUIRED else params[name])
+    cls.__choices__ = choices  # type: ignore[attr-defined]
     return cls
 
 
-class Features(str, Enum):
-    M = "M"
-    S = "S"
-    MS = "MS"
-
-
-class Head(str, Enum):
-    mean = "mean"
-    flatten = "flatten"
-
-
 # ----------------------------------------------------------------------------- data
-class TSSplit(str, Enum):
-    tslib = "tslib"  # TSLib borders: ETT 12/4/4 months, the others 70/10/20
-    official = "official"  # the HOT code: 70/10/20 for every data set, one window fewer per split
-
-
 @dataclass
 @from_code
 class TimeSeriesDataConfig(Checked):
     _target_: str = "attnbench.data.timeseries.TimeSeriesDataModule"
-    name: str = MISSING
-    data_dir: str = MISSING
-    seq_len: int = MISSING
-    label_len: int = MISSING
-    pred_len: int = MISSING
-    features: Features = FROM_CODE
-    target: str | None = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
-    scale: bool = FROM_CODE
-    verify: bool = FROM_CODE
-    download: bool = FROM_CODE
-    drop_last_train: bool = FROM_CODE
-    split: TSSplit = FROM_CODE
+    name: Any = FROM_CODE
+    data_dir: Any = FROM_CODE
+    seq_len: Any = FROM_CODE
+    label_len: Any = FROM_CODE
+    pred_len: Any = FROM_CODE
+    features: Any = FROM_CODE
+    target: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
+    scale: Any = FROM_CODE
+    verify: Any = FROM_CODE
+    download: Any = FROM_CODE
+    drop_last_train: Any = FROM_CODE
+    split: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("data.name", self.name, list(TIME_SERIES))
@@ -147,6 +214,32 @@ def check_attention(key: str, att: dict) -> None:
         attention.check_kwargs(att["name"], opts)
     except TypeError as e:
         raise ConfigError(f"{key}: {e}") from None
+    for opt, allowed in attention.get(att["name"]).choices.items():  # options the constructor types as Literal
+        if opt in opts:
+            _choice(f"{key}.{opt}", opts[opt], list(allowed))
+    schema = attention_schema(att["name"])
+    for k, v in opts.items():  # typed as the constructor annotates them; an option left out keeps its default
+        try:
+            OmegaConf.merge(OmegaConf.structured(schema), {k: v})
+        except ValidationError as e:
+            t = typing.get_type_hints(schema)[k]
+            raise ConfigError(f"{key}.{k}={v!r} is invalid: attention {att['name']!r} takes "
+                              f"{getattr(t, '__name__', t)} ({str(e).splitlines()[0]})") from None
+
+
+@functools.cache
+def attention_schema(name: str) -> type:
+    """The options of attention entry ``name`` as a schema: each constructor parameter with the type of its
+    annotation (``field_type``; Any where OmegaConf cannot hold it; a Literal's values are ``Entry.choices``), every
+    field ``???``, so that only the options a node sets are checked."""
+    fields_ = []
+    for k, annotation in attention_types(name).items():
+        try:
+            t = field_type(annotation)[0] if annotation else Any
+        except TypeError:
+            t = Any
+        fields_.append((k, t, field(default=MISSING)))
+    return make_dataclass(f"{name}_attention_options", fields_)
 
 
 def check_transformer_net(net: Any, *positive: str) -> None:
@@ -170,32 +263,27 @@ def check_transformer_net(net: Any, *positive: str) -> None:
 class TransformerNetConfig:
     """Fields of the tensor-block networks (``layers.block.TensorBlock`` stacks)."""
 
-    attention: dict[str, Any] = MISSING
-    d_model: int = FROM_CODE
-    n_heads: int = FROM_CODE
-    n_layers: int = FROM_CODE
-    d_mlp: int = FROM_CODE
-    dropout: float = FROM_CODE
-    qk_norm: bool = FROM_CODE
-    rope: bool = FROM_CODE
-    per_axis_qk: bool = FROM_CODE
-
-
-class DropoutLayout(str, Enum):
-    ours = "ours"
-    official = "official"  # the HOT code's dropout sites (models/forecaster.py)
+    attention: Any = FROM_CODE
+    d_model: Any = FROM_CODE
+    n_heads: Any = FROM_CODE
+    n_layers: Any = FROM_CODE
+    d_mlp: Any = FROM_CODE
+    dropout: Any = FROM_CODE
+    qk_norm: Any = FROM_CODE
+    rope: Any = FROM_CODE
+    per_axis_qk: Any = FROM_CODE
 
 
 @dataclass
 @from_code
 class ForecasterNetConfig(TransformerNetConfig, Checked):
     _target_: str = "attnbench.models.forecaster.PatchForecaster"
-    seq_len: int = MISSING
-    pred_len: int = MISSING
-    patch_len: int = FROM_CODE
-    revin: bool = FROM_CODE
-    head: Head = FROM_CODE
-    dropout_layout: DropoutLayout = FROM_CODE
+    seq_len: Any = FROM_CODE
+    pred_len: Any = FROM_CODE
+    patch_len: Any = FROM_CODE
+    revin: Any = FROM_CODE
+    head: Any = FROM_CODE
+    dropout_layout: Any = FROM_CODE
 
     def check(self) -> None:
         check_transformer_net(self, "patch_len")
@@ -208,23 +296,23 @@ class ForecasterNetConfig(TransformerNetConfig, Checked):
 @from_code
 class InformerNetConfig(Checked):
     _target_: str = "attnbench.models.informer.InformerForecaster"
-    seq_len: int = MISSING
-    label_len: int = MISSING
-    pred_len: int = MISSING
-    enc_in: int = MISSING
-    n_time_features: int = MISSING
-    self_attention: dict[str, Any] = MISSING  # encoder self-attention (noncausal self, CAB's NS)
-    cross_attention: dict[str, Any] = MISSING  # decoder cross-attention (noncausal cross, CAB's NC)
-    decoder_self_attention: dict[str, Any] = MISSING  # decoder self-attention, causal
-    c_out: int | None = FROM_CODE
-    d_model: int = FROM_CODE
-    n_heads: int = FROM_CODE
-    e_layers: int = FROM_CODE
-    d_layers: int = FROM_CODE
-    d_ff: int = FROM_CODE
-    dropout: float = FROM_CODE
-    distil: bool = FROM_CODE
-    mix: bool = FROM_CODE
+    seq_len: Any = FROM_CODE
+    label_len: Any = FROM_CODE
+    pred_len: Any = FROM_CODE
+    enc_in: Any = FROM_CODE
+    n_time_features: Any = FROM_CODE
+    self_attention: Any = FROM_CODE  # encoder self-attention (noncausal self, CAB's NS)
+    cross_attention: Any = FROM_CODE  # decoder cross-attention (noncausal cross, CAB's NC)
+    decoder_self_attention: Any = FROM_CODE  # decoder self-attention, causal
+    c_out: Any = FROM_CODE
+    d_model: Any = FROM_CODE
+    n_heads: Any = FROM_CODE
+    e_layers: Any = FROM_CODE
+    d_layers: Any = FROM_CODE
+    d_ff: Any = FROM_CODE
+    dropout: Any = FROM_CODE
+    distil: Any = FROM_CODE
+    mix: Any = FROM_CODE
 
     def check(self) -> None:
         for k in ("seq_len", "pred_len", "enc_in", "n_time_features", "d_model", "n_heads", "e_layers", "d_layers",
@@ -264,8 +352,7 @@ class OptimizerConfig(Checked):
 
 
 def _check_schedule(model: Any, example: str) -> None:
-    """The scheduler fields every model schema has: ``scheduler_interval`` and a ``_target_`` when set."""
-    _choice("model.scheduler_interval", model.scheduler_interval, ["epoch", "step"])
+    """The scheduler every model schema has: a ``_target_`` when set (``scheduler_interval``'s values: its Literal)."""
     if model.scheduler is not None and "_target_" not in model.scheduler:
         raise ConfigError(f"model.scheduler needs a _target_ (e.g. {example})")
 
@@ -277,12 +364,12 @@ class ForecastingModelConfig(Checked):
     net: Any = MISSING  # a PatchForecaster or InformerForecaster node, checked by its schema (FORECAST_NET_SCHEMAS)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: dict[str, Any] | None = FROM_CODE
-    scheduler_interval: str = FROM_CODE
+    scheduler_interval: Any = FROM_CODE
     n_targets: int = MISSING
-    horizons: list[int] | None = FROM_CODE
-    compile: bool = FROM_CODE
-    monitor: str = FROM_CODE  # checkpoint / early-stopping / scheduler metric (callbacks read it)
-    monitor_mode: str = FROM_CODE
+    horizons: Any = FROM_CODE
+    compile: Any = FROM_CODE
+    monitor: Any = FROM_CODE  # checkpoint / early-stopping / scheduler metric (callbacks read it)
+    monitor_mode: Any = FROM_CODE
 
     def monitors(self) -> list[str]:
         """The val metrics ForecastingModule logs for these horizons (a test checks they are all logged)."""
@@ -300,33 +387,26 @@ class ForecastingModelConfig(Checked):
                 raise ConfigError(f"model.horizons={list(self.horizons)}: {bad} outside [1, data.pred_len="
                                   f"{self.net['pred_len']}]")
         _choice("model.monitor", self.monitor, self.monitors())
-        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
 
 
 # ----------------------------------------------------------------------------- 3D classification
-class Augment(str, Enum):
-    mul = "mul"
-    flip = "flip"
-    none = "none"
-
-
 @dataclass
 @from_code
 class MedMNISTDataConfig(Checked):
     _target_: str = "attnbench.data.medmnist.MedMNIST3DDataModule"
-    name: str = MISSING
-    data_dir: str = MISSING
-    size: int = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
-    augment: Augment = FROM_CODE
-    download: bool = FROM_CODE
-    verify: bool = FROM_CODE
-    drop_last_train: bool = FROM_CODE
-    seed: int = FROM_CODE
-    n_classes: int | None = FROM_CODE
+    name: Any = FROM_CODE
+    data_dir: Any = FROM_CODE
+    size: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
+    augment: Any = FROM_CODE
+    download: Any = FROM_CODE
+    verify: Any = FROM_CODE
+    drop_last_train: Any = FROM_CODE
+    seed: Any = FROM_CODE
+    n_classes: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("data.name", self.name, list(MEDMNIST3D))
@@ -342,25 +422,25 @@ class NiftiDataConfig(Checked):
     (the model reads ``img_size: ${data.size}``) and must equal ``spatial_size``."""
 
     _target_: str = "attnbench.data.nifti.NiftiDataModule"
-    data_dir: str = MISSING
-    csv: str = MISSING
-    n_classes: int = MISSING
-    spatial_size: list[int] = MISSING
-    size: list[int] | None = FROM_CODE
-    image_column: str = FROM_CODE
-    label_column: str = FROM_CODE
-    split_column: str | None = FROM_CODE
-    pixdim: list[float] | None = FROM_CODE
-    intensity: str = FROM_CODE
-    clip: list[float] | None = FROM_CODE
-    val_fraction: float = FROM_CODE
-    test_fraction: float = FROM_CODE
-    seed: int = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
-    augment: str = FROM_CODE
-    cache: bool = FROM_CODE
+    data_dir: Any = FROM_CODE
+    csv: Any = FROM_CODE
+    n_classes: Any = FROM_CODE
+    spatial_size: Any = FROM_CODE
+    size: Any = FROM_CODE
+    image_column: Any = FROM_CODE
+    label_column: Any = FROM_CODE
+    split_column: Any = FROM_CODE
+    pixdim: Any = FROM_CODE
+    intensity: Any = FROM_CODE
+    clip: Any = FROM_CODE
+    val_fraction: Any = FROM_CODE
+    test_fraction: Any = FROM_CODE
+    seed: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
+    augment: Any = FROM_CODE
+    cache: Any = FROM_CODE
 
     def check(self) -> None:
         _need(self.n_classes >= 2, "data.n_classes", self.n_classes, "must be >= 2")
@@ -372,8 +452,6 @@ class NiftiDataConfig(Checked):
               self.pixdim, "must be three voxel spacings > 0 (mm) or null")
         _need(self.clip is None or (len(self.clip) == 2 and self.clip[0] < self.clip[1]), "data.clip",
               self.clip, "must be [a_min, a_max] with a_min < a_max, or null")
-        _choice("data.intensity", self.intensity, ["minmax", "zscore", "none"])
-        _choice("data.augment", self.augment, ["flip", "none"])
         _need(0 < self.val_fraction < 1, "data.val_fraction", self.val_fraction, "must lie in (0, 1)")
         _need(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "must lie in (0, 1)")
         _need(self.val_fraction + self.test_fraction < 1, "data.val_fraction + data.test_fraction",
@@ -388,10 +466,10 @@ class NiftiDataConfig(Checked):
 @from_code
 class VolumeClassifierNetConfig(TransformerNetConfig, Checked):
     _target_: str = "attnbench.models.classifier3d.VolumeClassifier"
-    img_size: Any = MISSING  # one side or [D, H, W]
-    n_classes: int = MISSING
-    in_channels: int = FROM_CODE
-    patch_size: int = FROM_CODE
+    img_size: Any = FROM_CODE  # one side or [D, H, W]
+    n_classes: Any = FROM_CODE
+    in_channels: Any = FROM_CODE
+    patch_size: Any = FROM_CODE
 
     def check(self) -> None:
         check_transformer_net(self, "patch_size", "in_channels")
@@ -405,13 +483,13 @@ class VolumeClassifierNetConfig(TransformerNetConfig, Checked):
 @from_code
 class ResNet3DNetConfig(Checked):
     _target_: str = "attnbench.models.classifier3d.resnet3d"
-    depth: int = 18
-    n_classes: int = MISSING
-    in_channels: int = FROM_CODE
-    widen_factor: float = FROM_CODE
-    conv1_kernel: int = FROM_CODE
-    conv1_stride: int = FROM_CODE
-    no_max_pool: bool = FROM_CODE
+    depth: Any = FROM_CODE  # required (conf/model/resnet3d.yaml: 18)
+    n_classes: Any = FROM_CODE
+    in_channels: Any = FROM_CODE
+    widen_factor: Any = FROM_CODE
+    conv1_kernel: Any = FROM_CODE
+    conv1_stride: Any = FROM_CODE
+    no_max_pool: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("model.net.depth", str(self.depth), ["10", "18", "34", "50"])
@@ -434,16 +512,14 @@ class ClassificationModelConfig(Checked):
     net: Any = MISSING  # a VolumeClassifier or resnet3d node, checked by its own schema in validate()
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: dict[str, Any] | None = FROM_CODE
-    scheduler_interval: str = FROM_CODE
-    n_classes: int = MISSING
-    class_weights: str = FROM_CODE
-    compile: bool = FROM_CODE
-    monitor: str = FROM_CODE
-    monitor_mode: str = FROM_CODE
+    scheduler_interval: Any = FROM_CODE
+    n_classes: Any = FROM_CODE
+    class_weights: Any = FROM_CODE
+    compile: Any = FROM_CODE
+    monitor: Any = FROM_CODE
+    monitor_mode: Any = FROM_CODE
 
     def check(self) -> None:
-        _choice("model.class_weights", self.class_weights, ["none", "inverse"])
-        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         target = self.net.get("_target_") if isinstance(self.net, dict) else None
         _choice("model.net._target_", str(target), list(NET_SCHEMAS))
         check_schema("model.net", NET_SCHEMAS[target], self.net)
@@ -459,16 +535,16 @@ class TextDataConfig(Checked):
     """Fields and checks shared by the text datamodules (tokenized by the model's own tokenizer); each subclass's
     defaults are its own datamodule's (``@from_code``)."""
 
-    task: str = FROM_CODE
-    data_dir: str = FROM_CODE
-    tokenizer: str = FROM_CODE
-    max_length: int = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
-    download: bool = FROM_CODE
-    verify: bool = FROM_CODE
-    limit_examples: int | None = FROM_CODE
+    task: Any = FROM_CODE
+    data_dir: Any = FROM_CODE
+    tokenizer: Any = FROM_CODE
+    max_length: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
+    download: Any = FROM_CODE
+    verify: Any = FROM_CODE
+    limit_examples: Any = FROM_CODE
 
     def check(self) -> None:
         for k in ("max_length", "batch_size"):
@@ -494,8 +570,8 @@ class GlueDataConfig(TextDataConfig):
 @from_code
 class ImdbDataConfig(TextDataConfig):
     _target_: str = "attnbench.data.imdb.ImdbDataModule"
-    val_fraction: float = FROM_CODE
-    seed: int = FROM_CODE
+    val_fraction: Any = FROM_CODE
+    seed: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("data.task", self.task, ["imdb"])
@@ -511,15 +587,15 @@ class LRADataConfig(Checked):
     keywords (e.g. a Pathfinder resolution), checked against its signature."""
 
     _target_: str = "attnbench.data.lra.datamodule.LRADataModule"
-    task: str = MISSING
-    data_dir: str = MISSING
-    max_len: int | None = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
-    drop_last_train: bool = FROM_CODE
-    limit_examples: int | None = FROM_CODE
-    options: dict[str, Any] | None = FROM_CODE
+    task: Any = FROM_CODE
+    data_dir: Any = FROM_CODE
+    max_len: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
+    drop_last_train: Any = FROM_CODE
+    limit_examples: Any = FROM_CODE
+    options: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("data.task", self.task, list(LRA_TASKS))
@@ -547,11 +623,11 @@ class LRADataConfig(Checked):
 @from_code
 class HFClassifierNetConfig(Checked):
     _target_: str = "attnbench.models.hf_text.pretrained_classifier"
-    pretrained: str = MISSING
-    n_labels: int = MISSING
-    attention: dict[str, Any] | None = FROM_CODE
-    dropout: float | None = FROM_CODE
-    trainable_attention: bool = FROM_CODE
+    pretrained: Any = FROM_CODE
+    n_labels: Any = FROM_CODE
+    attention: Any = FROM_CODE
+    dropout: Any = FROM_CODE
+    trainable_attention: Any = FROM_CODE
 
     def check(self) -> None:
         _need(self.n_labels >= 1, "model.net.n_labels", self.n_labels, "must be >= 1 (1 = regression)")
@@ -572,15 +648,14 @@ class TextClassificationModelConfig(Checked):
     net: HFClassifierNetConfig = field(default_factory=HFClassifierNetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: dict[str, Any] | None = FROM_CODE
-    scheduler_interval: str = FROM_CODE
-    warmup_ratio: float = FROM_CODE
-    task: str = MISSING
-    monitor: str = FROM_CODE
-    monitor_mode: str = FROM_CODE
+    scheduler_interval: Any = FROM_CODE
+    warmup_ratio: Any = FROM_CODE
+    task: Any = FROM_CODE
+    monitor: Any = FROM_CODE
+    monitor_mode: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("model.task", self.task, list(TEXT_TASKS))
-        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _need(0.0 <= self.warmup_ratio < 1.0, "model.warmup_ratio", self.warmup_ratio, "must lie in [0, 1)")
         if self.net.n_labels != TEXT_TASKS[self.task].n_labels:
             raise ConfigError(f"model.net.n_labels={self.net.n_labels} but task {self.task!r} has "
@@ -593,19 +668,19 @@ class TextClassificationModelConfig(Checked):
 @from_code
 class CorpusDataConfig(Checked):
     _target_: str = "attnbench.data.corpus.CorpusDataModule"
-    name: str = MISSING
-    data_dir: str = MISSING
-    block_len: int = MISSING
-    tokenizer: str = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
-    val_fraction: float | None = FROM_CODE
-    test_fraction: float | None = FROM_CODE
-    seed: int = FROM_CODE
-    download: bool = FROM_CODE
-    verify: bool = FROM_CODE
-    limit_docs: int | None = FROM_CODE
+    name: Any = FROM_CODE
+    data_dir: Any = FROM_CODE
+    block_len: Any = FROM_CODE
+    tokenizer: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
+    val_fraction: Any = FROM_CODE
+    test_fraction: Any = FROM_CODE
+    seed: Any = FROM_CODE
+    download: Any = FROM_CODE
+    verify: Any = FROM_CODE
+    limit_docs: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("data.name", self.name, list(CORPORA))
@@ -633,15 +708,15 @@ class CorpusDataConfig(Checked):
 class LMNetConfig(Checked):
     """Fields of the language models of ``models.lm`` (GPT decoder, RoBERTa encoder)."""
 
-    attention: dict[str, Any] = MISSING
-    vocab_size: int = MISSING
-    max_len: int = MISSING
-    d_model: int = FROM_CODE
-    n_heads: int = FROM_CODE
-    n_layers: int = FROM_CODE
-    d_mlp: int = FROM_CODE
-    dropout: float = FROM_CODE
-    attn_dropout: float = FROM_CODE
+    attention: Any = FROM_CODE
+    vocab_size: Any = FROM_CODE
+    max_len: Any = FROM_CODE
+    d_model: Any = FROM_CODE
+    n_heads: Any = FROM_CODE
+    n_layers: Any = FROM_CODE
+    d_mlp: Any = FROM_CODE
+    dropout: Any = FROM_CODE
+    attn_dropout: Any = FROM_CODE
 
     def check(self) -> None:
         for k in ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "d_mlp"):
@@ -684,13 +759,13 @@ class LanguageModelConfig(Checked):
     net: Any = MISSING  # a GPTDecoder (objective lm) or RobertaEncoder (mlm) node, checked by its schema
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: dict[str, Any] | None = FROM_CODE
-    scheduler_interval: str = FROM_CODE
-    objective: str = MISSING
-    tokenizer: str = MISSING
-    mask_prob: float = FROM_CODE
-    mask_seed: int = FROM_CODE
-    monitor: str = FROM_CODE
-    monitor_mode: str = FROM_CODE
+    scheduler_interval: Any = FROM_CODE
+    objective: Any = FROM_CODE
+    tokenizer: Any = FROM_CODE
+    mask_prob: Any = FROM_CODE
+    mask_seed: Any = FROM_CODE
+    monitor: Any = FROM_CODE
+    monitor_mode: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("model.objective", self.objective, list(LM_NETS))
@@ -725,21 +800,21 @@ def _lra_task(task: str, key: str) -> Any:
 @from_code
 class LRAEncoderNetConfig(Checked):
     _target_: str = "attnbench.models.lra.LRAEncoder"
-    vocab_size: int = MISSING
-    n_classes: int = MISSING
-    max_len: int = MISSING
-    attention: dict[str, Any] = MISSING
-    d_model: int = FROM_CODE
-    n_heads: int = FROM_CODE
-    n_layers: int = FROM_CODE
-    d_mlp: int = FROM_CODE
-    qkv_dim: int | None = FROM_CODE
-    dropout: float = FROM_CODE
-    pos_emb: str = FROM_CODE
-    pooling: str = FROM_CODE
-    key_padding: bool = FROM_CODE
-    two_tower: bool = FROM_CODE
-    interaction: str = FROM_CODE
+    vocab_size: Any = FROM_CODE
+    n_classes: Any = FROM_CODE
+    max_len: Any = FROM_CODE
+    attention: Any = FROM_CODE
+    d_model: Any = FROM_CODE
+    n_heads: Any = FROM_CODE
+    n_layers: Any = FROM_CODE
+    d_mlp: Any = FROM_CODE
+    qkv_dim: Any = FROM_CODE
+    dropout: Any = FROM_CODE
+    pos_emb: Any = FROM_CODE
+    pooling: Any = FROM_CODE
+    key_padding: Any = FROM_CODE
+    two_tower: Any = FROM_CODE
+    interaction: Any = FROM_CODE
 
     def check(self) -> None:
         for k in ("vocab_size", "n_classes", "max_len", "d_model", "n_heads", "n_layers", "d_mlp"):
@@ -749,9 +824,6 @@ class LRAEncoderNetConfig(Checked):
         if qkv % self.n_heads:
             raise ConfigError(f"model.net.n_heads={self.n_heads} must divide the attention width "
                               f"(model.net.qkv_dim, else d_model)={qkv}")
-        _choice("model.net.pos_emb", self.pos_emb, ["sinusoidal", "learned"])
-        _choice("model.net.pooling", self.pooling, ["cls", "mean", "sum"])
-        _choice("model.net.interaction", self.interaction, ["nli", "concat"])
         check_attention("model.net.attention", dict(self.attention))
         if self.key_padding and not attention.get(self.attention["name"]).caps["key_padding_mask"]:
             able = [n for n, e in attention.entries().items() if e.caps["key_padding_mask"]]
@@ -777,14 +849,12 @@ class LRAModelConfig(ClassificationModelConfig):
     net: LRAEncoderNetConfig = field(default_factory=LRAEncoderNetConfig)
     optimizer: AdamConfig = field(default_factory=AdamConfig)
     scheduler: dict[str, Any] | None = FROM_CODE  # LRAModule's defaults, not ClassificationModule's
-    scheduler_interval: str = FROM_CODE
-    class_weights: str = FROM_CODE
-    monitor: str = FROM_CODE
-    monitor_mode: str = FROM_CODE
+    scheduler_interval: Any = FROM_CODE
+    class_weights: Any = FROM_CODE
+    monitor: Any = FROM_CODE
+    monitor_mode: Any = FROM_CODE
 
     def check(self) -> None:
-        _choice("model.class_weights", self.class_weights, ["none", "inverse"])
-        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         if self.net.n_classes != self.n_classes:
             raise ConfigError(f"model.net.n_classes={self.net.n_classes} must equal model.n_classes={self.n_classes}")
         _check_schedule(self, "attnbench.lit.schedules.lra_schedule")
@@ -795,19 +865,19 @@ class LRAModelConfig(ClassificationModelConfig):
 @from_code
 class Seq2SeqDataConfig(Checked):
     _target_: str = "attnbench.data.seq2seq.Seq2SeqDataModule"
-    data_dir: str = MISSING
-    task: str = FROM_CODE
-    n_symbols: int = FROM_CODE
-    min_len: int = FROM_CODE
-    max_len: int = FROM_CODE
-    n_train: int = FROM_CODE
-    n_val: int = FROM_CODE
-    n_test: int = FROM_CODE
-    seed: int = FROM_CODE
-    generate: bool = FROM_CODE
-    batch_size: int = FROM_CODE
-    eval_batch_size: int | None = FROM_CODE
-    num_workers: int = FROM_CODE
+    data_dir: Any = FROM_CODE
+    task: Any = FROM_CODE
+    n_symbols: Any = FROM_CODE
+    min_len: Any = FROM_CODE
+    max_len: Any = FROM_CODE
+    n_train: Any = FROM_CODE
+    n_val: Any = FROM_CODE
+    n_test: Any = FROM_CODE
+    seed: Any = FROM_CODE
+    generate: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
 
     def check(self) -> None:
         _choice("data.task", self.task, list(SEQ2SEQ_TASKS))
@@ -837,19 +907,19 @@ def check_attention_position(key: str, att: dict, *needs: str) -> None:
 @from_code
 class Seq2SeqNetConfig(Checked):
     _target_: str = "attnbench.models.seq2seq.Seq2SeqTransformer"
-    n_symbols: int = MISSING
-    encoder_attention: dict[str, Any] = MISSING
-    decoder_attention: dict[str, Any] = MISSING
-    cross_attention: dict[str, Any] = MISSING
-    d_model: int = FROM_CODE
-    n_heads: int = FROM_CODE
-    n_encoder_layers: int = FROM_CODE
-    n_decoder_layers: int = FROM_CODE
-    d_mlp: int = FROM_CODE
-    dropout: float = FROM_CODE
-    attn_dropout: float = FROM_CODE
-    norm: str = FROM_CODE
-    mlp: str = FROM_CODE
+    n_symbols: Any = FROM_CODE
+    encoder_attention: Any = FROM_CODE
+    decoder_attention: Any = FROM_CODE
+    cross_attention: Any = FROM_CODE
+    d_model: Any = FROM_CODE
+    n_heads: Any = FROM_CODE
+    n_encoder_layers: Any = FROM_CODE
+    n_decoder_layers: Any = FROM_CODE
+    d_mlp: Any = FROM_CODE
+    dropout: Any = FROM_CODE
+    attn_dropout: Any = FROM_CODE
+    norm: Any = FROM_CODE
+    mlp: Any = FROM_CODE
 
     def check(self) -> None:
         for k in ("d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_mlp"):
@@ -859,8 +929,6 @@ class Seq2SeqNetConfig(Checked):
                               f"model.net.n_heads={self.n_heads}")
         for k in ("dropout", "attn_dropout"):
             _need(0.0 <= getattr(self, k) < 1.0, f"model.net.{k}", getattr(self, k), "must lie in [0, 1)")
-        _choice("model.net.norm", self.norm, ["pre", "post"])
-        _choice("model.net.mlp", self.mlp, ["gelu", "swiglu"])
         check_attention_position("model.net.encoder_attention", dict(self.encoder_attention), "self_attention",
                                  "key_padding_mask")
         check_attention_position("model.net.decoder_attention", dict(self.decoder_attention), "self_attention",
@@ -881,15 +949,14 @@ class Seq2SeqModelConfig(Checked):
     net: Seq2SeqNetConfig = field(default_factory=Seq2SeqNetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: dict[str, Any] | None = FROM_CODE
-    scheduler_interval: str = FROM_CODE
-    label_smoothing: float = FROM_CODE
-    monitor: str = FROM_CODE
-    monitor_mode: str = FROM_CODE
+    scheduler_interval: Any = FROM_CODE
+    label_smoothing: Any = FROM_CODE
+    monitor: Any = FROM_CODE
+    monitor_mode: Any = FROM_CODE
 
     def check(self) -> None:
         _need(0.0 <= self.label_smoothing < 1.0, "model.label_smoothing", self.label_smoothing, "must lie in [0, 1)")
         _choice("model.monitor", self.monitor, [f"val/{m}" for m in ("loss", "acc", "exact", "acc_tf")])
-        _choice("model.monitor_mode", self.monitor_mode, ["min", "max"])
         _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
 
 
@@ -1170,9 +1237,11 @@ PROGRESS_BARS = ("lightning.pytorch.callbacks.RichProgressBar", "lightning.pytor
 # ----------------------------------------------------------------------------- Treeformer bootstrapping callback
 def check_tree_bootstrap(order: str, steps_per_stage: Any, start_height: int, layers_per_stage: int,
                          layer_order: str, key: str = "callbacks.tree_bootstrap") -> None:
-    """The options of ``attnbench.lit.treeformer.TreeBootstrap`` (its constructor calls this too)."""
-    _choice(f"{key}.order", order, ["depth", "height", "both", "off"])
-    _choice(f"{key}.layer_order", layer_order, ["bottom_up", "top_down"])
+    """The options of ``attnbench.lit.treeformer.TreeBootstrap`` (its constructor calls this too: one copy of the
+    checks, here because ``config`` is torch-free); the allowed values are its constructor's Literals."""
+    allowed = TreeBootstrapConfig.__choices__  # type: ignore[attr-defined]
+    _choice(f"{key}.order", order, list(allowed["order"]))
+    _choice(f"{key}.layer_order", layer_order, list(allowed["layer_order"]))
     is_int = isinstance(steps_per_stage, int) and not isinstance(steps_per_stage, bool)
     _need((is_int and steps_per_stage >= 1) or (isinstance(steps_per_stage, float) and 0 < steps_per_stage <= 1),
           f"{key}.steps_per_stage", steps_per_stage,
@@ -1185,12 +1254,12 @@ def check_tree_bootstrap(order: str, steps_per_stage: Any, start_height: int, la
 @from_code
 class TreeBootstrapConfig(Checked):
     _target_: str = "attnbench.lit.treeformer.TreeBootstrap"
-    order: str = FROM_CODE
-    steps_per_stage: int | float = FROM_CODE
-    start_height: int = FROM_CODE
-    layers_per_stage: int = FROM_CODE
-    layer_order: str = FROM_CODE
-    dense_checkpoint: str | None = FROM_CODE
+    order: Any = FROM_CODE
+    steps_per_stage: Any = FROM_CODE
+    start_height: Any = FROM_CODE
+    layers_per_stage: Any = FROM_CODE
+    layer_order: Any = FROM_CODE
+    dense_checkpoint: Any = FROM_CODE
 
     def check(self) -> None:
         check_tree_bootstrap(self.order, self.steps_per_stage, self.start_height, self.layers_per_stage,
@@ -1382,7 +1451,22 @@ def check_schema(key: str, schema: type, plain: Any) -> None:
     if missing:
         k = f"{key}.{missing[0]}"
         raise ConfigError(f"{k} is required and has no value (???): set it, e.g. `{k}=<value>`")
+    check_choices(key, schema, merged)
     OmegaConf.to_object(merged)
+
+
+def check_choices(key: str, schema: type, node: DictConfig) -> None:
+    """The values of the fields whose constructor annotation is a ``Literal`` (``@from_code``), nested schemas
+    included, before any ``check()`` runs: the error names the key and lists the allowed values."""
+    choices = getattr(schema, "__choices__", {})
+    for f in fields(schema):
+        if f.name not in node or OmegaConf.is_missing(node, f.name):
+            continue
+        value = node[f.name]
+        if f.name in choices and value not in choices[f.name]:
+            _choice(f"{key}.{f.name}", value, ["null" if c is None else str(c) for c in choices[f.name]])
+        if isinstance(f.type, type) and hasattr(f.type, "__dataclass_fields__") and isinstance(value, DictConfig):
+            check_choices(f"{key}.{f.name}", f.type, value)
 
 
 def resolved(node: DictConfig) -> Any:

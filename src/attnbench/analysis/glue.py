@@ -28,7 +28,8 @@ from attnbench.analysis.spec import TableSpec
 TASKS = {"cola": "CoLA", "mnli_m": "MNLI-m", "mnli_mm": "MNLI-mm", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP",
          "rte": "RTE", "sst2": "SST-2", "stsb": "STS-B", "wnli": "WNLI", "imdb": "IMDB"}  # the paper's order
 # the loader adds runs.FACT_COLUMNS
-RUN_COLUMNS = ["task", "model", "status", "error", "score", "epochs", "wall_time_s", "n_params", "run_dir"]
+RUN_COLUMNS = ["task", "model", "status", "error", "score", "epochs", "wall_time_s", "n_params",
+               "attention", "attention_gflops", "run_dir"]
 GLUE_KEYS = ("data.task", "model.net.pretrained", "model.net.attention.n_hashes",
              "model.net.attention.cluster_size",
              "callbacks.tree_bootstrap.order")  # overrides the table (or the model label) already names
@@ -65,7 +66,8 @@ def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
     """Every job under ``sweep_dir`` (``runs.read_jobs``: failed and missing jobs kept); columns
     ``RUN_COLUMNS`` + ``FACT_COLUMNS``."""
-    return load_jobs(sweep_dir, _job_row, RUN_COLUMNS, GLUE_KEYS, ("score", "epochs", "wall_time_s", "n_params"),
+    return load_jobs(sweep_dir, _job_row, RUN_COLUMNS, GLUE_KEYS,
+                     ("score", "epochs", "wall_time_s", "n_params", "attention_gflops"),
                      ["model", "task", "run_dir"])
 
 
@@ -122,6 +124,4 @@ def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
     runs = load_runs(sweep_dir)
     ref = load_reference(spec.reference)
     table = glue_table(runs, ref, spec.notes)
-    return Rendered(markdown=LAYOUT.to_markdown(table, runs, ref), latex=LAYOUT.to_latex(table, ref),
-                    csv={"table.csv": (LAYOUT.shown(table), True), "runs.csv": (runs, False)},
-                    figure=score_figure(table))
+    return LAYOUT.rendered(table, runs, ref, figure=score_figure(table))

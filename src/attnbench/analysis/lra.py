@@ -29,7 +29,8 @@ from attnbench.analysis.spec import TableSpec
 
 TASKS = {"listops": "ListOps", "text": "Text", "retrieval": "Retrieval", "image": "Image",
          "pathfinder": "Pathfinder"}  # the paper's column order
-RUN_COLUMNS = ["task", "model", "status", "error", "acc", "epochs", "wall_time_s", "n_params", "run_dir"]
+RUN_COLUMNS = ["task", "model", "status", "error", "acc", "epochs", "wall_time_s", "n_params",
+               "attention", "attention_gflops", "run_dir"]
 
 
 def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
@@ -43,7 +44,7 @@ def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
     """Every job under ``sweep_dir`` (failed and missing jobs kept); columns ``RUN_COLUMNS`` + ``FACT_COLUMNS``."""
     return load_jobs(sweep_dir, _job_row, RUN_COLUMNS, ("data.task", "lra_task"),
-                     ("acc", "epochs", "wall_time_s", "n_params"), ["model", "task", "run_dir"])
+                     ("acc", "epochs", "wall_time_s", "n_params", "attention_gflops"), ["model", "task", "run_dir"])
 
 
 load_reference = functools.partial(published.for_kind, kind="tasks")  # columns task, model, acc, ...
@@ -66,5 +67,4 @@ def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
     runs = load_runs(sweep_dir)
     ref = load_reference(spec.reference)
     table = task_table(runs, ref, spec.notes)
-    return Rendered(markdown=LAYOUT.to_markdown(table, runs, ref), latex=LAYOUT.to_latex(table, ref),
-                    csv={"table.csv": (LAYOUT.shown(table), True), "runs.csv": (runs, False)})
+    return LAYOUT.rendered(table, runs, ref)

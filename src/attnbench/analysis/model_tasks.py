@@ -8,6 +8,7 @@ the paper's order, the legend, the caption) and gets the table, its Markdown and
                              caption="...", label="tab:lra")
     table = LAYOUT.table(runs, reference, notes)       # hidden _std:<task>, _n:<task>, _unconfirmed columns
     md, tex = LAYOUT.to_markdown(table, runs, reference), LAYOUT.to_latex(table, reference)
+    rendered = LAYOUT.rendered(table, runs, reference)  # + attention-cost tables, <metric>_vs_attention_gflops.png
 
 Our cell is the mean over a model's ok jobs of that task (seeds), ``failed`` / ``missing`` when none succeeded;
 failed and missing jobs are listed under the table with their error. A published value not marked confirmed puts
@@ -23,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.analysis.render import Fmt, latex_table, tex_escape, tex_note
+from attnbench.analysis.render import Fmt, Rendered, latex_table, legend_below, tex_escape, tex_note
 from attnbench.analysis.runs import mean_std, status_kind, sweep_notes, truncation_notes
 
 
@@ -137,3 +138,92 @@ class ModelTaskLayout:
     def shown(self, table: pd.DataFrame) -> pd.DataFrame:
         """The table without its hidden columns (table.csv)."""
         return table.drop(columns=[c for c in table.columns if c.startswith("_")])
+
+    # ------------------------------------------------------------------------------ accuracy vs attention cost
+    def cost_table(self, table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+        """Long form, one line per task shown x table row: ``task``, ``model`` (the table's row), ``status``
+        (``failed`` / ``missing`` where the table shows one, else ""), the metric,
+        its ``<metric>_std`` and ``n`` (as in the table), ``attention_gflops`` (mean over the row's ok jobs of the
+        task; per example forward, ``attention.flops``; NaN for published rows and rows without a number) and
+        ``share_of_full``: that over the mean of the sweep's ok ``full``-attention jobs of the task (NaN when the
+        sweep ran none)."""
+        ok = runs[runs["status"] == "ok"]
+        lines = []
+        for t in [c for c in table.columns if not c.startswith("_") and c != "Avg"]:
+            full = pd.to_numeric(ok[(ok["task"] == t) & (ok["attention"] == "full")]["attention_gflops"]).dropna()
+            full_gflops = float(full.mean()) if len(full) else math.nan
+            for row_name, row in table.iterrows():
+                name = str(row_name)
+                jobs = ok[(ok["task"] == t) & (ok["model"] == name.removeprefix("ours: "))] \
+                    if name.startswith("ours: ") else ok.iloc[:0]
+                gflops, _, _ = mean_std(jobs["attention_gflops"])
+                value = row[t] if isinstance(row[t], float) else math.nan
+                lines.append({"task": t, "model": name, "status": row[t] if isinstance(row[t], str) else "",
+                              self.metric: value,
+                              f"{self.metric}_std": row.get(f"_std:{t}", math.nan), "n": row.get(f"_n:{t}"),
+                              "attention_gflops": gflops, "share_of_full": gflops / full_gflops})
+        return pd.DataFrame(lines, columns=["task", "model", "status", self.metric, f"{self.metric}_std", "n",
+                                            "attention_gflops", "share_of_full"])
+
+    def cost_markdown(self, cost: pd.DataFrame) -> str:
+        """One Markdown table per task: the metric (as in the main table), attention GFLOPs per example and the
+        share of full attention's; ``–`` where a row has none."""
+        lines = ["", "## Attention cost", ""]
+        for t, g in cost.groupby("task", sort=False):
+            lines += [f"### {self.tasks.get(str(t), str(t))}", "",
+                      f"| model | {self.metric} | attention GFLOPs / example | share of full |", "|---|---|---|---|"]
+            std = f"{self.metric}_std"
+            lines += [f"| {r.model} | {r.status or cell(getattr(r, self.metric), getattr(r, std), r.n)} | "
+                      + ("–" if pd.isna(r.attention_gflops) else f"{r.attention_gflops:.4g}") + " | "
+                      + ("–" if pd.isna(r.share_of_full) else f"{r.share_of_full:.3f}") + " |"
+                      for r in g.itertuples()]
+            lines.append("")
+        lines.append("Attention GFLOPs: attention-kernel FLOPs of one example's forward pass (attention.flops), "
+                     "mean over a row's ok jobs; share of full: over the mean of the sweep's full-attention jobs "
+                     "of the task (– when the sweep ran none). Published rows and rows without a result have none.")
+        return "\n".join(lines) + "\n"
+
+    def cost_figure(self, cost: pd.DataFrame) -> Any:
+        """The metric against attention GFLOPs per example (log x), one labelled point per row of ours that has
+        both (error bar: ± std over seeds when n > 1), one panel per task."""
+        from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
+
+        pts = cost.dropna(subset=["attention_gflops", self.metric])
+        tasks = list(dict.fromkeys(pts["task"]))
+        models = list(dict.fromkeys(pts["model"]))
+        ncols = max(1, min(3, len(tasks)))
+        nrows = max(1, -(-len(tasks) // ncols))
+        fig = Figure(figsize=(max(6.0, 4.5 * ncols), 3.6 * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        handles: dict[str, Any] = {}
+        for ax, t in zip(axes, tasks, strict=False):
+            for r in pts[pts["task"] == t].itertuples():
+                std = getattr(r, f"{self.metric}_std")
+                handles[r.model] = ax.errorbar([r.attention_gflops], [getattr(r, self.metric)],
+                                               yerr=None if pd.isna(std) else [std], fmt="o", capsize=3,
+                                               color=f"C{models.index(r.model) % 10}")
+                ax.annotate(r.model.removeprefix("ours: "), (r.attention_gflops, getattr(r, self.metric)),
+                            textcoords="offset points", xytext=(4, 4), fontsize=7)
+            ax.set(xscale="log", xlabel="attention GFLOPs per example", ylabel=self.metric,
+                   title=self.tasks.get(t, t))
+            ax.grid(True, which="both", alpha=0.3)
+        for ax in axes[len(tasks):]:
+            ax.set_visible(False)
+        if handles:
+            legend_below(fig, list(handles.values()), list(handles))
+        return fig
+
+    def rendered(self, table: pd.DataFrame, runs: pd.DataFrame, reference: pd.DataFrame | None,
+                 figure: Any = None) -> Rendered:
+        """table.md (+ the attention-cost tables when a run logged ``attention_gflops``), table.tex, table.csv,
+        runs.csv, [cost.csv], [table.png], [``<metric>_vs_attention_gflops.png``]. Results without attention FLOPs
+        (written before train.py logged them) render exactly as before."""
+        md = self.to_markdown(table, runs, reference)
+        csv = {"table.csv": (self.shown(table), True), "runs.csv": (runs, False)}
+        figures = {}
+        if pd.to_numeric(runs["attention_gflops"]).notna().any():
+            cost = self.cost_table(table, runs)
+            md += self.cost_markdown(cost)
+            csv["cost.csv"] = (cost, False)
+            figures[f"{self.metric}_vs_attention_gflops.png"] = self.cost_figure(cost)
+        return Rendered(markdown=md, latex=self.to_latex(table, reference), csv=csv, figure=figure, figures=figures)

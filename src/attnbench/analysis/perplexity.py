@@ -24,7 +24,8 @@ from attnbench.analysis.spec import TableSpec
 from attnbench.data.catalog.corpus import CORPORA
 
 TASKS = {"lm": "LM (CS) PPL", "mlm": "MLM (NS) PPL"}  # model.objective -> column header
-RUN_COLUMNS = ["task", "model", "status", "error", "ppl", "epochs", "wall_time_s", "n_params", "run_dir"]
+RUN_COLUMNS = ["task", "model", "status", "error", "ppl", "epochs", "wall_time_s", "n_params",
+               "attention", "attention_gflops", "run_dir"]
 TABLE_KEYS = ("model/attention", "model.net.attention.name", "data.name", "data.block_len")  # in the label already
 
 
@@ -44,7 +45,8 @@ def _job_row(job_dir: Path, result: dict[str, Any], status: str | None = None) -
 
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
     """Every job under ``sweep_dir`` (failed and missing kept); columns ``RUN_COLUMNS`` + ``FACT_COLUMNS``."""
-    return load_jobs(sweep_dir, _job_row, RUN_COLUMNS, TABLE_KEYS, ("ppl", "epochs", "wall_time_s", "n_params"),
+    return load_jobs(sweep_dir, _job_row, RUN_COLUMNS, TABLE_KEYS,
+                     ("ppl", "epochs", "wall_time_s", "n_params", "attention_gflops"),
                      ["task", "model", "run_dir"])
 
 
@@ -67,5 +69,4 @@ def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
     runs = load_runs(sweep_dir)
     ref = published.for_kind(spec.reference, "perplexity")
     table = ppl_table(runs, ref, spec.notes)
-    return Rendered(markdown=LAYOUT.to_markdown(table, runs, ref), latex=LAYOUT.to_latex(table, ref),
-                    csv={"table.csv": (LAYOUT.shown(table), True), "runs.csv": (runs, False)})
+    return LAYOUT.rendered(table, runs, ref)

@@ -114,17 +114,19 @@ def latex_table(frame: pd.DataFrame, caption: str, label: str, notes: list[str],
 @dataclass
 class Rendered:
     """A table's outputs: ``table.md``; ``table.tex`` and ``table.png`` when the kind has them; CSV files by
-    name (``index``: whether the file keeps the frame's index)."""
+    name (``index``: whether the file keeps the frame's index); further figures by file name (cost and learning
+    curve plots)."""
 
     markdown: str
     latex: str | None = None
     csv: dict[str, tuple[pd.DataFrame, bool]] = field(default_factory=dict)
     figure: Any = None
+    figures: dict[str, Any] = field(default_factory=dict)
 
 
 def write(rendered: Rendered, out_dir: str | Path) -> tuple[str, list[Path]]:
-    """Write ``rendered`` into ``out_dir``: table.md, [table.tex], the CSVs, [table.png]; return (Markdown,
-    paths in that order)."""
+    """Write ``rendered`` into ``out_dir``: table.md, [table.tex], the CSVs, [table.png], the further figures;
+    return (Markdown, paths in that order)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "table.md"]
@@ -138,4 +140,7 @@ def write(rendered: Rendered, out_dir: str | Path) -> tuple[str, list[Path]]:
     if rendered.figure is not None:
         paths.append(out / "table.png")
         rendered.figure.savefig(paths[-1], dpi=120, bbox_inches="tight")
+    for name, fig in rendered.figures.items():
+        paths.append(out / name)
+        fig.savefig(paths[-1], dpi=120, bbox_inches="tight")
     return rendered.markdown, paths

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from attnbench.analysis import cab, classification, glue, lra, perplexity, tables
+from attnbench.analysis import cab, classification, curves, glue, lra, perplexity, tables
 from attnbench.analysis.render import Rendered, write
 from attnbench.analysis.spec import TableSpec, sweep_spec
 
@@ -37,4 +37,7 @@ def write_table(sweep_dir: str | Path, out_dir: str | Path | None = None, experi
     if baseline:
         spec = dataclasses.replace(spec, baseline=[b.strip() for b in baseline.split(",") if b.strip()],
                                    baseline_label="baseline")
-    return write(LAYOUTS[spec.kind](sweep_dir, spec), out_dir if out_dir is not None else sweep_dir)
+    rendered = LAYOUTS[spec.kind](sweep_dir, spec)
+    if spec.curves is not None:  # learning curves, whatever the kind (analysis.curves)
+        rendered = curves.add_curves(rendered, sweep_dir, spec.curves)
+    return write(rendered, out_dir if out_dir is not None else sweep_dir)

@@ -214,8 +214,9 @@ def job_parts(job_dir: Path, result: dict[str, Any], data_keys: tuple[str, ...],
               hint: str = "") -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(choices, config.data, metrics, base) of one job's ``results.json`` content, checked: the model choice,
     the ``data_keys`` and a known status must be there (errors name the file). ``base`` holds the columns every
-    run table shares: status, error, wall_time_s, peak_memory_mb, n_params, epochs, attention_gflops (per example
-    forward, ``attention.flops``; None for older results), run_dir and ``job_facts``."""
+    run table shares: status, error, wall_time_s, attention (the entry the job ran: ``model.net.attention.name``,
+    else the ``model/attention`` choice), peak_memory_mb, n_params, epochs, attention_gflops (per example forward,
+    ``attention.flops``; None for older results), run_dir and ``job_facts``."""
     where = job_dir / "results.json"
     choices = result.get("choices") or {}
     data = (result.get("config") or {}).get("data") or {}
@@ -228,7 +229,10 @@ def job_parts(job_dir: Path, result: dict[str, Any], data_keys: tuple[str, ...],
     if not isinstance(status, str) or not status:
         raise ValueError(f"{where}: status={status!r}; expected one of {STATUSES}")
     metrics = result.get("metrics") or {}
+    net = ((result.get("config") or {}).get("model") or {}).get("net") or {}
+    attention = (net.get("attention") or {}).get("name") if isinstance(net.get("attention"), dict) else None
     base = {"status": status, "error": result.get("error"), "wall_time_s": result.get("wall_time_s"),
+            "attention": attention or choices.get("model/attention"),
             "peak_memory_mb": result.get("peak_memory_mb"), "n_params": metrics.get("n_params"),
             "epochs": metrics.get("epochs"), "attention_gflops": metrics.get("attention_gflops"),
             "run_dir": str(job_dir), **job_facts(result)}

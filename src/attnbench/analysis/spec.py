@@ -10,6 +10,11 @@
       baseline: [iTransformer]        # the published column(s) the differences are taken to
       baseline_label: ResNet (3D)     # what headers call the baselines (optional; default "baseline")
       notes: ["..."]                  # lines printed under the table (optional)
+      curves:                         # learning curves from each job's csv/metrics.csv (optional; analysis.curves)
+        metrics: [val/acc, train/loss_step]   # Lightning CSV columns, x = its `step`; one curves_<metric>.png each
+        by: [callbacks.tree_bootstrap.order, model/attention]  # one line per value: a Hydra choice or config path
+        panels: data.task             # one panel per value (optional; default one panel)
+        smooth: {train/loss_step: 10} # rolling mean over this many logged points, per metric (optional)
 
 A sweep's table comes from its jobs' ``results.json``: ``config.table`` (train.py stores the resolved config),
 or, for results written before experiments declared tables, the ``table:`` block of the experiment file that
@@ -35,8 +40,25 @@ KINDS: dict[str, dict[str, Any]] = {
     # CAB: its per-pattern leaderboards (compositional index per pattern/task) beside our CAB runs (analysis.cab)
     "cab": {"rows": ["pattern", "task"], "metrics": ["ci"], "direction": "higher"},
 }
-FIELDS = ("kind", "rows", "columns", "metrics", "direction", "reference", "baseline", "baseline_label", "notes")
+FIELDS = ("kind", "rows", "columns", "metrics", "direction", "reference", "baseline", "baseline_label", "notes",
+          "curves")
 REQUIRED = ("kind", "rows", "columns", "metrics", "direction", "reference")
+
+
+CURVE_FIELDS = ("metrics", "by", "panels", "smooth")
+CURVE_REQUIRED = ("metrics", "by")
+
+
+@dataclass(frozen=True)
+class CurveSpec:
+    """Learning curves of a sweep (``table.curves``): ``metrics`` (Lightning CSV columns) against ``step``, one
+    line per value of the ``by`` keys (mean over the other jobs, i.e. seeds), one panel per value of ``panels``;
+    ``smooth``: metric -> rolling-mean window in logged points."""
+
+    metrics: list[str]
+    by: list[str]
+    panels: str | None = None
+    smooth: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,7 @@ class TableSpec:
     baseline_label: str = "baseline"
     notes: list[str] = field(default_factory=list)
     experiment: str = ""
+    curves: CurveSpec | None = None
 
 
 def _strings(where: str, key: str, value: Any) -> list[str]:
@@ -60,6 +83,34 @@ def _strings(where: str, key: str, value: Any) -> list[str]:
     if not isinstance(items, list | tuple) or not all(isinstance(v, str) and v for v in items):
         raise ValueError(f"{where}: table.{key}={value!r}; expected a string or a list of strings")
     return list(items)
+
+
+def parse_curves(block: Any, where: str = "table") -> CurveSpec:
+    """A checked ``CurveSpec`` from a ``table.curves`` mapping; errors name the key and what is allowed."""
+    if not isinstance(block, dict):
+        raise ValueError(f"{where}: table.curves={block!r}; expected a mapping with keys {', '.join(CURVE_FIELDS)}")
+    unknown = [k for k in block if k not in CURVE_FIELDS]
+    if unknown:
+        raise ValueError(f"{where}: unknown key table.curves.{unknown[0]}; allowed: {', '.join(CURVE_FIELDS)}")
+    lacking = [k for k in CURVE_REQUIRED if block.get(k) in (None, "", [])]
+    if lacking:
+        raise ValueError(f"{where}: table.curves.{lacking[0]} is required ({', '.join(CURVE_REQUIRED)} are)")
+    metrics = _strings(where, "curves.metrics", block["metrics"])
+    panels = block.get("panels")
+    if panels is not None and not (isinstance(panels, str) and panels):
+        raise ValueError(f"{where}: table.curves.panels={panels!r}; expected a choice or config key")
+    smooth = block.get("smooth") or {}
+    if not isinstance(smooth, dict):
+        raise ValueError(f"{where}: table.curves.smooth={smooth!r}; expected a mapping metric -> window")
+    for metric, window in smooth.items():
+        if metric not in metrics:
+            raise ValueError(f"{where}: table.curves.smooth.{metric}: not in table.curves.metrics; allowed: "
+                             f"{', '.join(metrics)}")
+        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+            raise ValueError(f"{where}: table.curves.smooth.{metric}={window!r}; expected a window >= 1 "
+                             "(logged points)")
+    return CurveSpec(metrics=metrics, by=_strings(where, "curves.by", block["by"]), panels=panels,
+                     smooth=dict(smooth))
 
 
 def parse_spec(block: Any, where: str = "table") -> TableSpec:
@@ -80,7 +131,8 @@ def parse_spec(block: Any, where: str = "table") -> TableSpec:
                      reference=str(block["reference"]),
                      baseline=_strings(where, "baseline", block.get("baseline") or []),
                      baseline_label=str(block.get("baseline_label") or "baseline"),
-                     notes=_strings(where, "notes", block.get("notes") or []), experiment=where)
+                     notes=_strings(where, "notes", block.get("notes") or []), experiment=where,
+                     curves=None if block.get("curves") is None else parse_curves(block["curves"], where))
     layout = KINDS[kind]
     for key in ("rows", "metrics", "direction"):
         if getattr(spec, key) != layout[key]:

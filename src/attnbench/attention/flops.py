@@ -20,7 +20,7 @@ q/k/v/o projections, norms or RoPE of the layer.
 
 Convention. 2 FLOPs per multiply-add. ``matmul``: every matrix product the implementation executes (mm, bmm,
 einsum, convolution), exactly as written, including work a mask then discards (SDPA computes the full square for
-``causal``; local's window blocks; Treeformer's padded leaf slots; Reformer's padded chunks): it equals what
+``causal``; local's window blocks; Treeformer's score tiles; Reformer's padded chunks): it equals what
 ``torch.utils.flop_counter.FlopCounterMode`` counts on a forward call (SDPA through its MATH backend), which the
 test checks per entry. ``other``: elementwise work, approximate (not checked exactly): a softmax over n entries
 costs ``SOFTMAX_FLOPS`` x n (max, subtract, exp, sum, divide; exp counts as one FLOP), a score scaling 1 per
@@ -28,10 +28,10 @@ score, a feature map ``FEATURE_FLOPS`` per feature, a normalising division 1 per
 gathers, argmax and other index work count 0. Inputs are counted unpadded: a padding mask adds at most the small
 products that count kept tokens (Nyström's landmark counts) and shrinks SMYRF's clusters to the real tokens.
 
-Data-dependent cost. ``treeformer_tf`` (leaf blocks sized by the fullest leaf) and causal ``reformer`` (per-bucket
+Data-dependent cost. ``treeformer_tf`` (score tiles of overlapping leaf ranges) and causal ``reformer`` (per-bucket
 chunks) are counted at *balanced* occupancy by default (every leaf / bucket holds its share, rounded up; TF capped
 by ``capacity_factor``); :func:`occupancy` measures the implementation's actual slot counts on given q, k, and
-:func:`attention_flops` takes them as keyword arguments (``slots_q``/``slots_k``, ``slots``). Every other entry's
+:func:`attention_flops` takes them as keyword arguments (``pairs``/``rows``, ``slots``). Every other entry's
 cost depends on shapes only (SMYRF's clusters have exactly ``cluster_size`` queries by construction).
 """
 
@@ -299,19 +299,24 @@ def _tf_capacity(m: AttentionBase, S: int, n_leaves: int) -> int | None:
 
 
 @formula("treeformer_tf", power=2)
-def _treeformer_tf(m: AttentionBase, s: Shape, slots_q: int | None = None, slots_k: int | None = None) -> Flops:
-    """Routing of queries and keys, then softmax attention inside each of the 2^h leaf blocks of C_q x C_k slots:
-    balanced leaves by default (C = ceil(N / 2^h), capped by ``capacity_factor``), else the measured slots."""
+def _treeformer_tf(m: AttentionBase, s: Shape, pairs: int | None = None, rows: int | None = None) -> Flops:
+    """Routing of queries and keys, then the (query tile, key tile) pairs of ``tf_attention`` (block x block scores
+    each, ``treeformer.tf_pair_count``): balanced leaves by default (leaves of ceil(N / 2^h) tokens, capped by
+    ``capacity_factor``), else the measured ``pairs`` over ``rows`` (batch x head) rows."""
+    from attnbench.attention.treeformer import tf_block, tf_pair_count
+
     if m.dense:  # switched to full attention by bootstrapping (lit.treeformer): counted as full
         return _dense(s, s.L, s.S)
     BH, L, S, D, Dv, h = s.BH, s.L, s.S, s.D, s.Dv, m.active_height
     n = 2**h
-    cap = _tf_capacity(m, S, n)
-    if slots_q is None:
-        slots_q = max(min(-(-L // n), cap or L), 1)
-    if slots_k is None:
-        slots_k = max(min(-(-S // n), cap or S), 1)
-    blocks = Flops(2 * BH * n * slots_q * slots_k * (D + Dv), BH * n * slots_q * slots_k * (3 + SOFTMAX_FLOPS))
+    if pairs is None:  # balanced: consecutive tokens share a leaf
+        def leaves(N: int) -> Tensor:
+            return (torch.arange(N) // -(-N // n))[None, None]
+
+        pairs, rows = tf_pair_count(leaves(L), leaves(S), n, capacity=_tf_capacity(m, S, n)), 1
+    rows = rows or 1
+    tile = tf_block(S, n) ** 2
+    blocks = Flops(2 * BH * pairs * tile * (D + Dv) // rows, BH * pairs * tile * (3 + SOFTMAX_FLOPS) // rows)
     return _route(BH, L, D, h) + _route(BH, S, D, h) + blocks
 
 
@@ -384,21 +389,15 @@ def _bincount(ids: Tensor, n: int) -> Tensor:
 
 def _tf_occupancy(m: AttentionBase, q: Tensor, k: Tensor, key_padding_mask: Tensor | None, causal: bool
                   ) -> dict[str, int]:
-    """The leaf-block sizes ``tf_attention`` uses: the fullest leaf over the batch and heads, capped."""
-    from attnbench.attention.treeformer import route
+    """The (query tile, key tile) pairs ``tf_attention`` computes on q, k over their batch x head rows."""
+    from attnbench.attention.treeformer import route, tf_pair_count
 
     h = m.active_height
     n = 2**h
-    cap = _tf_capacity(m, k.shape[2], n)
-    out = {}
-    for key, x, mask in (("slots_q", q, None), ("slots_k", k, key_padding_mask)):
-        leaf, _ = route(x, m.weight, m.bias, h)  # (B, H, N)
-        if mask is not None:
-            leaf = leaf.masked_fill(~mask[:, None, :].bool(), n)
-        counts = _bincount(leaf, n + 1)[..., :n]  # (B, H, n) tokens per leaf
-        c = max(int(counts.max()) if counts.numel() else 0, 1)
-        out[key] = c if cap is None else min(c, cap)
-    return out
+    leaf_q, _ = route(q, m.weight, m.bias, h)  # (B, H, L)
+    leaf_k, _ = route(k, m.weight, m.bias, h)  # (B, H, S)
+    pairs = tf_pair_count(leaf_q, leaf_k, n, key_padding_mask, _tf_capacity(m, k.shape[2], n))
+    return {"pairs": pairs, "rows": leaf_q.shape[0] * leaf_q.shape[1]}
 
 
 def _reformer_occupancy(m: AttentionBase, q: Tensor, k: Tensor, key_padding_mask: Tensor | None, causal: bool

@@ -9,7 +9,8 @@ Every mechanism is a subclass of :class:`AttentionBase` registered by name where
 Capabilities are class attributes, readable before construction, so callers check them with
 :func:`require` and never branch on names. What the declarations promise is applied here, once:
 ``fp32=True`` wraps the entry's ``forward`` (:class:`AttentionBase`), and :func:`build` fills the sizes an
-entry declares (``needs_head_dim``: ``head_dim``; ``fixed_len``: ``max_len``) from the caller's ``sizes``.
+entry declares (``needs_head_dim``: ``head_dim``; ``needs_n_heads``: ``n_heads``; ``fixed_len``: ``max_len``)
+from the caller's ``sizes``.
 :func:`register` checks the declarations against the constructor and ``forward`` signatures.
 """
 
@@ -60,6 +61,9 @@ class Caps:
     projections: str = "qkv"
     # The constructor takes the per-head size ``head_dim`` (:func:`build` fills it from ``sizes``).
     needs_head_dim: bool = False
+    # The constructor takes the number of heads ``n_heads`` (:func:`build` fills it from ``sizes``): parameters
+    # held per head (Treeformer's per-head trees).
+    needs_n_heads: bool = False
     # Can be built with ``shared_qk=True`` (Reformer): one query/key projection, k must be the very tensor q
     # (self-attention only). The built module's ``shared_qk`` says whether this instance shares them.
     shared_qk: bool = False
@@ -93,7 +97,7 @@ class CapabilityError(ValueError):
 
 
 # Sizes the caller knows and an entry may need at build time, each with the Caps flag that declares it.
-SIZES = {"head_dim": "needs_head_dim", "max_len": "fixed_len"}
+SIZES = {"head_dim": "needs_head_dim", "n_heads": "needs_n_heads", "max_len": "fixed_len"}
 
 
 def _upcast(x: Any, dtype: torch.dtype) -> Any:
@@ -195,7 +199,8 @@ def register(name: str):
 def _check_declarations(name: str, cls: type[AttentionBase]) -> None:
     """The Caps flags that mirror a signature agree with it (the one place signatures are read for them)."""
     init = accepted_options(cls)
-    takes = {"needs_head_dim": "head_dim" in init, "fixed_len": "max_len" in init, "shared_qk": "shared_qk" in init,
+    takes = {"needs_head_dim": "head_dim" in init, "needs_n_heads": "n_heads" in init, "fixed_len": "max_len" in init,
+             "shared_qk": "shared_qk" in init,
              "query_padding_mask": "query_padding_mask" in inspect.signature(cls.forward).parameters,
              "incremental": cls.step is not AttentionBase.step}
     for cap, has in takes.items():
@@ -260,8 +265,8 @@ def with_sizes(name: str, sizes: Mapping[str, int] | None, options: Mapping[str,
 
 def build(name: str, sizes: Mapping[str, int] | None = None, **options) -> AttentionBase:
     """Build attention ``name`` from ``options`` and the sizes it declares (:func:`with_sizes`: ``sizes`` holds
-    what the caller knows, e.g. ``{"head_dim": 64, "max_len": 1024}``; sizes the entry does not need are
-    ignored); unknown options raise with the accepted ones listed."""
+    what the caller knows, e.g. ``{"head_dim": 64, "n_heads": 8, "max_len": 1024}``; sizes the entry does not
+    need are ignored); unknown options raise with the accepted ones listed."""
     kwargs = with_sizes(name, sizes, options)
     check_kwargs(name, kwargs)
     return get(name)(**kwargs)

@@ -15,9 +15,10 @@ only rescales the surrogate gradient and is omitted.
 ``treeformer_tf`` (TF-Attention, fine): query i attends with a softmax to the keys in its own leaf,
     out_i = sum_{j: leaf(k_j) = leaf(q_i)} softmax_j(q_i.k_j / sqrt(D)) g_i g_j v_j,
   where g = the straight-through one-hot entry of the token's leaf (forward exactly 1): the tree gets
-  gradient through these gates. Computed per leaf: queries and keys are sorted by (leaf, position) into
-  blocks of the largest leaf's size (or ``capacity_factor`` x balanced size, dropping the later tokens of
-  overfull leaves), so the cost is O(sum_leaf n_q n_k D) ~ O(N^2 D / 2^h) for balanced leaves.
+  gradient through these gates. Computed by tiles: queries and keys are sorted by (leaf, position) and cut
+  into tiles; a query tile scores the key tiles whose leaves overlap its own (``tf_attention``), so the cost
+  is O(sum_leaf (n_q + block)(n_k + block) D) ~ O(N^2 D / 2^h) for balanced leaves, whatever the fullest
+  leaf (``capacity_factor`` x balanced size drops the later tokens of overfull leaves).
   A query whose leaf holds no (visible) key gives zeros. Causal: keys j <= i inside the leaf (exact only: with a
   capacity the slots depend on the length, so causal=True refuses capacity_factor).
 ``treeformer_tc`` (TC-Attention, coarse, dense gradients): every node u on the query's root-to-leaf path
@@ -28,7 +29,8 @@ only rescales the surrogate gradient and is omitted.
 
 The paper's body and code are not available (see shared/papers/treeformer.md): the equations above are
 the digest's reconstruction of its description. Choices it leaves open and we made: one tree per layer
-shared by all heads (no head count is needed at build time), routing on the per-head q and k themselves,
+shared by all heads by default (``trees: per_head``: one per head), routing on the per-head q and k themselves
+(``route_on: qk``, the only meaningful input inside the kernel: see _TreeAttention),
 mean (not sum) node summaries, zeros for an empty leaf. With height 0 (one leaf) TF is full attention.
 Two-level bootstrapping (Algorithm 1) is a training schedule: ``active_height`` routes with only the top
 levels of the tree (leaves at that depth), so a trainer can grow the tree during training; ``set_dense(True)``
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -65,14 +68,21 @@ def path_matrix(height: int) -> Tensor:
     return P
 
 
-def route(x: Tensor, weight: Tensor, bias: Tensor, height: int) -> tuple[Tensor, Tensor]:
-    """Leaves of tokens x (B,H,N,D) in a tree of ``height`` whose nodes are the first 2^height - 1 rows of
-    weight (nodes, D) / bias (nodes,). Returns leaf (B,H,N) long and the straight-through one-hot
-    (B,H,N,2^height): forward exactly one_hot(leaf), backward the identity on the leaf scores."""
+def node_scores(x: Tensor, weight: Tensor, bias: Tensor, height: int) -> Tensor:
+    """z = x W^T + b (B,H,N,2^height - 1) on the first 2^height - 1 nodes of a shared tree, weight (nodes, D) /
+    bias (nodes,), or of one tree per head, weight (H, nodes, D) / bias (H, nodes) (head h routes by its own)."""
     n_nodes = 2**height - 1
+    w, b = weight[..., :n_nodes, :].to(x.dtype), bias[..., :n_nodes].to(x.dtype)
+    return x @ w.transpose(-1, -2) + b.unsqueeze(-2)  # (B, H, N, D) @ ([H,] D, nodes) -> (B, H, N, nodes)
+
+
+def route(x: Tensor, weight: Tensor, bias: Tensor, height: int) -> tuple[Tensor, Tensor]:
+    """Leaves of tokens x (B,H,N,D) in a tree of ``height`` (shared or per head: :func:`node_scores`). Returns
+    leaf (B,H,N) long and the straight-through one-hot (B,H,N,2^height): forward exactly one_hot(leaf), backward
+    the identity on the leaf scores."""
     if height == 0:
         return x.new_zeros(x.shape[:-1], dtype=torch.long), x.new_ones(*x.shape[:-1], 1)
-    z = x @ weight[:n_nodes].to(x.dtype).T + bias[:n_nodes].to(x.dtype)  # (B, H, N, nodes)
+    z = node_scores(x, weight, bias, height)  # (B, H, N, nodes)
     soft = F.hardtanh(z)
     s = soft + (torch.where(z >= 0, 1.0, -1.0).to(z.dtype) - soft).detach()  # +-1, hardtanh gradient
     a = s @ path_matrix(height).to(x).T  # (B, H, N, 2^h) leaf scores, h at the reached leaf
@@ -114,12 +124,161 @@ def _gather(x: Tensor, idx: Tensor) -> Tensor:
     return x.gather(2, flat).view(*idx.shape, x.shape[-1])
 
 
+def tf_block(S: int, n_leaves: int) -> int:
+    """The default tile size of :func:`tf_attention` for S keys in n_leaves leaves: 64 where a balanced leaf holds
+    >= 64 keys (larger matmuls; measured 1.3-1.6x faster than 32 on CPU at 128-256 keys a leaf), else 32 (a tile of
+    64 over leaves of 32 computes ~2x the scores; measured 2x slower at N 256, 8 leaves)."""
+    return 64 if 64 * n_leaves <= S else 32
+
+
+def _sort_by_leaf(leaf: Tensor, keep: Tensor | None, n_leaves: int, capacity: int | None) -> tuple[Tensor, Tensor]:
+    """Tokens of each row sorted by (leaf, position): leaf (R,N) long, keep (R,N) bool or None -> order (R,N) token
+    indices, sleaf (R,N) their leaves; not kept tokens and, with ``capacity``, the later tokens of an overfull leaf
+    (the ones ``leaf_slots`` drops) take the sentinel leaf n_leaves, sorted after the real ones."""
+    N = leaf.shape[-1]
+    if keep is not None:
+        leaf = leaf.masked_fill(~keep.bool(), n_leaves)
+    pos = torch.arange(N, device=leaf.device)
+    order = torch.argsort(leaf * N + pos, dim=-1)  # (R, N)
+    sleaf = leaf.gather(-1, order)
+    if capacity is not None:
+        counts = torch.zeros(leaf.shape[0], n_leaves + 1, dtype=torch.long, device=leaf.device)
+        counts.scatter_add_(-1, leaf, torch.ones_like(leaf))  # (R, n_leaves + 1)
+        start = counts.cumsum(-1) - counts
+        rank = pos - start.gather(-1, sleaf)  # (R, N) rank inside the leaf, by position
+        sleaf = sleaf.masked_fill(rank >= capacity, n_leaves)
+        again = torch.argsort(sleaf * N + order, dim=-1)
+        order, sleaf = order.gather(-1, again), sleaf.gather(-1, again)
+    return order, sleaf
+
+
+def _tiles(sleaf: Tensor, n_leaves: int, block: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Cut sorted leaves (R,N) into ceil(N / block) tiles: -> tiled leaves (R,T,block) (sentinel padding), and the
+    first and last real leaf of each tile (R,T): (n_leaves, -1) for a tile without a real token."""
+    tl = _tile_sorted(sleaf, block, n_leaves).view(sleaf.shape[0], -1, block)
+    real = tl < n_leaves
+    lo = torch.where(real[..., 0], tl[..., 0], n_leaves)
+    hi = torch.where(real, tl, -1).amax(-1)
+    return tl, lo, hi
+
+
+def tf_tile_pairs(sleaf_q: Tensor, sleaf_k: Tensor, n_leaves: int, block: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The (query tile, key tile) pairs whose leaf ranges overlap, as one flat list over the rows.
+
+    sleaf_q (R,L), sleaf_k (R,S) leaves sorted per row (sentinel n_leaves last). Both are sorted by leaf, so the
+    key tiles a query tile of leaves [a, b] needs are contiguous: from the first whose last real leaf is >= a to
+    the last whose first real leaf is <= b (two searchsorted). -> qtile (P,) index into the R*Tq query tiles,
+    ktile (P,) index into the R*Tk key tiles, count (R,Tq) pairs per query tile."""
+    R = sleaf_q.shape[0]
+    _, a, b = _tiles(sleaf_q, n_leaves, block)  # (R, Tq)
+    _, c, d = _tiles(sleaf_k, n_leaves, block)  # (R, Tk)
+    d = torch.where(d < 0, n_leaves, d)  # key tiles without a real key: (n, n), after the real ones (sorted)
+    first = torch.searchsorted(d.contiguous(), a.contiguous())  # first key tile with d >= a
+    stop = torch.searchsorted(c.contiguous(), b.contiguous(), right=True)  # key tiles with c <= b
+    count = torch.where(b >= 0, (stop - first).clamp_min(0), 0)  # (R, Tq)
+    Tq, Tk = a.shape[-1], c.shape[-1]
+    flat = count.flatten()
+    qtile = torch.repeat_interleave(torch.arange(R * Tq, device=flat.device), flat)  # (P,)
+    offset = (flat.cumsum(0) - flat)[qtile]
+    ktile = (qtile // Tq) * Tk + first.flatten()[qtile] + torch.arange(qtile.shape[0], device=flat.device) - offset
+    return qtile, ktile, count
+
+
+def tf_pair_count(leaf_q: Tensor, leaf_k: Tensor, n_leaves: int, key_padding_mask: Tensor | None = None,
+                  capacity: int | None = None, block: int | None = None) -> int:
+    """The number of (query tile, key tile) pairs :func:`tf_attention` computes (block x block scores each, default
+    :func:`tf_block`) over all (b, h) rows of leaf_q (B,H,L), leaf_k (B,H,S)."""
+    B, H, L = leaf_q.shape
+    S = leaf_k.shape[-1]
+    block = block or tf_block(S, n_leaves)
+    keep = None if key_padding_mask is None else key_padding_mask[:, None, :].expand(B, H, S).reshape(B * H, S)
+    _, sleaf_q = _sort_by_leaf(leaf_q.reshape(B * H, L), None, n_leaves, capacity)
+    _, sleaf_k = _sort_by_leaf(leaf_k.reshape(B * H, S), keep, n_leaves, capacity)
+    return int(tf_tile_pairs(sleaf_q, sleaf_k, n_leaves, block)[2].sum())
+
+
+def _tile_sorted(xs: Tensor, block: int, fill: float = 0) -> Tensor:
+    """Sorted rows xs (R,N,...) cut into ceil(N / block) tiles: -> (R*T, block, ...), padded with ``fill``."""
+    R, N = xs.shape[:2]
+    T = -(-N // block)
+    pad = [0, 0] * (xs.dim() - 2) + [0, T * block - N]
+    return F.pad(xs, pad, value=fill).view(R * T, block, *xs.shape[2:])
+
+
+def _pair_rows(x: Tensor, tokens: Tensor) -> Tensor:
+    """Rows of x (R,N,E) at flat token indices (P,block) into R*N (R*N: a zero row, for the tiles' tails) ->
+    (P,block,E): one index_select (its backward one index_add)."""
+    flat = torch.cat([x.reshape(-1, x.shape[-1]), x.new_zeros(1, x.shape[-1])])  # (R*N + 1, E)
+    return flat.index_select(0, tokens.flatten()).view(*tokens.shape, x.shape[-1])
+
+
 def tf_attention(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf_k: Tensor, gate_q: Tensor,
                  gate_k: Tensor, n_leaves: int, key_padding_mask: Tensor | None = None, causal: bool = False,
-                 capacity: int | None = None, dropout_p: float = 0.0) -> Tensor:
-    """TF-Attention by leaf blocks. q (B,H,L,D), k (B,H,S,D), v (B,H,S,Dv); leaf_q (B,H,L), leaf_k (B,H,S)
-    long; gate_q (B,H,L), gate_k (B,H,S) the straight-through one-hot entries of their own leaves
-    (forward 1) -> (B,H,L,Dv)."""
+                 capacity: int | None = None, dropout_p: float = 0.0, block: int | None = None) -> Tensor:
+    """TF-Attention by (query tile, key tile) pairs. q (B,H,L,D), k (B,H,S,D), v (B,H,S,Dv); leaf_q (B,H,L),
+    leaf_k (B,H,S) long; gate_q (B,H,L), gate_k (B,H,S) the straight-through one-hot entries of their own leaves
+    (forward 1) -> (B,H,L,Dv).
+
+    Queries and keys are sorted by (leaf, position) (padded keys and, with ``capacity``, the later tokens of an
+    overfull leaf go to a sentinel leaf after the real ones: such queries give zeros, such keys are invisible) and
+    cut into tiles of ``block`` rows (default :func:`tf_block`). A query tile scores only the key tiles whose
+    leaf range overlaps its own (:func:`tf_tile_pairs`); the pairs of all (b, h) rows form one flat list and one
+    batched matmul (P, block, block), masked where leaf(q) != leaf(k) (and causal). The partial softmaxes of a
+    query tile's pairs are combined flash-attention style: a segment max (scatter_reduce), then sums of exp and
+    of exp @ v (index_add).
+
+    Work: about sum over leaves of (n_q + block)(n_k + block) scores per row, where padded leaf blocks
+    (:func:`tf_attention_padded`) cost n_leaves x (fullest leaf)^2, up to 2^h x full attention on unbalanced
+    trees. Tiles follow the sorted order, not leaf boundaries: a tile holding several small leaves serves them
+    all (leaf-aligned tiles would cost a tile per leaf, n_leaves x block^2 at least). No Python loop over leaves
+    or tiles; one device sync (the pair count). out_i = g_i sum_j p_ij g_j v_j as in the padded kernel (the
+    same gradients w.r.t. q, k, v and the gates); dropout on the normalised p_ij (the numerator only)."""
+    B, H, L, D = q.shape
+    S, Dv = k.shape[2], v.shape[-1]
+    R, block = B * H, block or tf_block(S, n_leaves)
+    keep = None if key_padding_mask is None else key_padding_mask[:, None, :].expand(B, H, S).reshape(R, S)
+    order_q, sleaf_q = _sort_by_leaf(leaf_q.reshape(R, L), None, n_leaves, capacity)
+    order_k, sleaf_k = _sort_by_leaf(leaf_k.reshape(R, S), keep, n_leaves, capacity)
+    qtile, ktile, _ = tf_tile_pairs(sleaf_q, sleaf_k, n_leaves, block)  # (P,)
+    Tq = -(-L // block)
+    lq = _tile_sorted(sleaf_q, block, n_leaves)[qtile]  # (P, block) leaves, tails: sentinel
+    lk = _tile_sorted(sleaf_k, block, n_leaves)[ktile]
+    hide = (lq[:, :, None] != lk[:, None, :]) | (lk >= n_leaves)[:, None, :]  # (P, block, block)
+    if causal:  # suffix alignment as full attention: query i sees keys j <= i + S - L
+        pos_q = _tile_sorted(order_q, block)[qtile]  # (P, block) positions
+        pos_k = _tile_sorted(order_k, block)[ktile]
+        hide = hide | (pos_k[:, None, :] > pos_q[:, :, None] + (S - L))
+    # the gates are per row / per column of a tile: g_i (sum_j e_ij g_j v_j) needs no (P, block, block) product
+    row = torch.arange(R, device=q.device)[:, None]
+    tok_q = _tile_sorted(order_q + row * L, block, R * L)[qtile]  # (P, block) flat token indices, tails: R*L
+    tok_k = _tile_sorted(order_k + row * S, block, R * S)[ktile]
+    qp = _pair_rows(q / math.sqrt(D), tok_q)  # (P, block, D)
+    kp = _pair_rows(k, tok_k)
+    vp = _pair_rows(v * gate_k[..., None].to(v.dtype), tok_k)  # (P, block, Dv)
+    acc = torch.promote_types(q.dtype, torch.float32)  # softmax sums in at least float32
+    scores = (qp @ kp.transpose(-1, -2)).to(acc)  # (P, block, block)
+    scores = scores.masked_fill(hide, float("-inf"))
+    G = R * Tq
+    m = torch.full((G, block), float("-inf"), dtype=acc, device=q.device)
+    m = m.scatter_reduce(0, qtile[:, None].expand(-1, block), scores.detach().amax(-1), "amax")  # (G, block)
+    m = torch.where(torch.isfinite(m), m, 0.0)
+    e = torch.exp(scores - m[qtile][..., None])  # (P, block, block), 0 where masked
+    den = e.new_zeros(G, block).index_add(0, qtile, e.sum(-1))  # (G, block)
+    if dropout_p > 0.0:
+        e = F.dropout(e, dropout_p)
+    num = (e.to(v.dtype) @ vp).to(acc)  # (P, block, Dv)
+    num = num.new_zeros(G, block, Dv).index_add(0, qtile, num)
+    out = (num / torch.where(den > 0, den, 1.0)[..., None]).to(v.dtype)  # (G, block, Dv); no key: 0
+    out = out.view(R, Tq * block, Dv)[:, :L] * gate_q.reshape(R, L).gather(1, order_q)[..., None].to(v.dtype)
+    index = order_q[..., None].expand(-1, -1, Dv)
+    return torch.zeros_like(out).scatter(1, index, out).view(B, H, L, Dv)
+
+
+def tf_attention_padded(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf_k: Tensor, gate_q: Tensor,
+                        gate_k: Tensor, n_leaves: int, key_padding_mask: Tensor | None = None, causal: bool = False,
+                        capacity: int | None = None, dropout_p: float = 0.0) -> Tensor:
+    """Slow reference of :func:`tf_attention` (its former kernel), same arguments: every leaf is a block padded to
+    the fullest leaf's C slots (:func:`leaf_slots`), n_leaves x C^2 scores per row."""
     L, S, D = q.shape[2], k.shape[2], q.shape[-1]
     iq, vq = leaf_slots(leaf_q, None, n_leaves, capacity)  # (B, H, n, Cq)
     ik, vk = leaf_slots(leaf_k, key_padding_mask, n_leaves, capacity)  # (B, H, n, Ck)
@@ -209,20 +368,45 @@ def tc_attention_reference(q: Tensor, k: Tensor, v: Tensor, leaf_q: Tensor, leaf
 
 
 # ----------------------------------------------------------------------------- modules
-class _TreeAttention(AttentionBase):
-    """Shared parts: the oblique tree (one per layer, shared by the heads) and option checks."""
+TREES = ("shared", "per_head")  # one tree per layer for all heads, or one per head
+ROUTE_ON = ("qk",)  # what the tree routes: queries by q, keys by k (_TreeAttention's docstring says why no other)
 
-    def __init__(self, head_dim: int, height: int = 4, dropout: float = 0.0, balance_weight: float = 0.0,
+
+class _TreeAttention(AttentionBase):
+    """Shared parts: the oblique tree(s) and option checks.
+
+    trees: ``shared`` (one tree per layer for every head: weight (nodes, D), bias (nodes,)) or ``per_head`` (one
+    tree per head: weight (H, nodes, D), bias (H, nodes); head h routes its q and k by its own tree, so it needs
+    ``n_heads``, filled in by the layer). The digest leaves the paper's choice open ("per head or shared: unknown").
+    route_on: what the tree routes. ``qk`` (the only value): each query by its q, each key by its k, one tree for
+    both, so they share its partition (the digest's reading of the paper: the tree retrieves, for a query, the
+    keys of its leaf, an approximate nearest-neighbour search). Not offered, because not meaningful inside a kernel
+    given q, k, v: routing a query by its own token's key (or a key by its query) exists only in self-attention
+    (cross-attention queries have no key, and the kernel cannot tell self from cross when L == S) and says nothing
+    about which keys q_i scores highly; a separate linear routing projection R of q and k changes no partition the
+    tree can make (w.(R x) + b = (R^T w).x + b: the hyperplanes absorb it); routing on the token representation
+    itself (the digest's "separate projection") needs the layer's input, which the kernel does not see.
+    """
+
+    def __init__(self, head_dim: int, n_heads: int, height: int = 4, trees: Literal["shared", "per_head"] = "shared",
+                 route_on: Literal["qk"] = "qk", dropout: float = 0.0, balance_weight: float = 0.0,
                  data_init: bool = False) -> None:
         super().__init__()
         if height < 0 or height > 12:
             raise ValueError(f"{self.name}: height={height} must be in [0, 12] (2^height leaves)")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{self.name}: dropout={dropout} must be in [0, 1)")
+        for key, value, allowed in (("trees", trees, TREES), ("route_on", route_on, ROUTE_ON)):
+            if value not in allowed:
+                raise ValueError(f"{self.name}: {key}={value!r} is invalid; allowed: {', '.join(allowed)}")
+        if n_heads < 1:
+            raise ValueError(f"{self.name}: n_heads={n_heads} must be >= 1")
         n_nodes = 2**height - 1
         self.height, self.active_height, self.dropout = height, height, dropout
-        self.weight = nn.Parameter(torch.randn(n_nodes, head_dim) / math.sqrt(head_dim))  # (nodes, D)
-        self.bias = nn.Parameter(torch.zeros(n_nodes))
+        self.n_heads, self.trees, self.route_on = n_heads, trees, route_on
+        shape = (n_nodes,) if trees == "shared" else (n_heads, n_nodes)
+        self.weight = nn.Parameter(torch.randn(*shape, head_dim) / math.sqrt(head_dim))  # ([H,] nodes, D)
+        self.bias = nn.Parameter(torch.zeros(shape))  # ([H,] nodes)
         self._init_bootstrap(balance_weight, data_init)
 
     def set_active_height(self, h: int) -> None:
@@ -232,7 +416,8 @@ class _TreeAttention(AttentionBase):
         self.active_height = h
 
     def extra_repr(self) -> str:
-        return f"height={self.height}, active_height={self.active_height}, dropout={self.dropout}, dense={self.dense}"
+        return (f"height={self.height}, active_height={self.active_height}, trees={self.trees}, "
+                f"dropout={self.dropout}, dense={self.dense}")
 
     # ------------------------------------------------------------------ bootstrapping, statistics, balance loss
     # (read by attnbench.lit.treeformer.TreeBootstrap and the task modules' aux-loss hook; not part of the paper's
@@ -262,6 +447,9 @@ class _TreeAttention(AttentionBase):
     def _before_routing(self, k: Tensor, key_padding_mask: Tensor | None) -> None:
         """``data_init``: at the first training forward that routes, every node's hyperplane (random direction
         kept) is moved through the median of the keys reaching it, top level first (balanced leaves)."""
+        if self.trees == "per_head" and k.shape[1] != self.n_heads:
+            raise ValueError(f"{self.name}: built with per-head trees for n_heads={self.n_heads}, got {k.shape[1]} "
+                             "heads")
         if not (self.data_init and self.training) or self._init_seen:
             return
         if not bool(self.data_init_done):  # one device sync, until the buffer says done (also when loaded)
@@ -288,11 +476,12 @@ class TreeformerTF(_TreeAttention):
     """TF-Attention: softmax over the keys of the query's leaf. Permutation-equivariant only while no
     leaf overflows ``capacity_factor``."""
 
-    caps = Caps(learned_params=True, pretrained_drop_in=False, needs_head_dim=True)
+    caps = Caps(learned_params=True, pretrained_drop_in=False, needs_head_dim=True, needs_n_heads=True)
 
-    def __init__(self, head_dim: int, height: int = 4, capacity_factor: float | None = None,
-                 dropout: float = 0.0, balance_weight: float = 0.0, data_init: bool = False) -> None:
-        super().__init__(head_dim, height, dropout, balance_weight, data_init)
+    def __init__(self, head_dim: int, n_heads: int, height: int = 4, trees: Literal["shared", "per_head"] = "shared",
+                 route_on: Literal["qk"] = "qk", capacity_factor: float | None = None, dropout: float = 0.0,
+                 balance_weight: float = 0.0, data_init: bool = False) -> None:
+        super().__init__(head_dim, n_heads, height, trees, route_on, dropout, balance_weight, data_init)
         if capacity_factor is not None and capacity_factor <= 0:
             raise ValueError(f"treeformer_tf: capacity_factor={capacity_factor} must be > 0 or null (exact)")
         self.capacity_factor = capacity_factor
@@ -325,7 +514,7 @@ class TreeformerTF(_TreeAttention):
 class TreeformerTC(_TreeAttention):
     """TC-Attention: softmax over the mean key/value summaries of the nodes on the query's path."""
 
-    caps = Caps(causal=False, learned_params=True, pretrained_drop_in=False, needs_head_dim=True)
+    caps = Caps(causal=False, learned_params=True, pretrained_drop_in=False, needs_head_dim=True, needs_n_heads=True)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, *, key_padding_mask: Tensor | None = None,
                 causal: bool = False) -> Tensor:
@@ -350,8 +539,7 @@ class TreeformerTC(_TreeAttention):
 def leaf_probs(x: Tensor, weight: Tensor, bias: Tensor, height: int) -> Tensor:
     """Soft leaf probabilities (B,H,N,2^height): the product over the path of sigmoid(+-z) (left where z >= 0,
     the side the hard routing takes), so the argmax leaf is the hard one."""
-    n_nodes = 2**height - 1
-    z = x.float() @ weight[:n_nodes].float().T + bias[:n_nodes].float()  # (B, H, N, nodes)
+    z = node_scores(x.float(), weight.float(), bias.float(), height)  # (B, H, N, nodes)
     P = path_matrix(height).to(z)
     log_p = F.logsigmoid(z) @ (P > 0).to(z).T + F.logsigmoid(-z) @ (P < 0).to(z).T  # (B, H, N, 2^h)
     return log_p.exp()
@@ -403,7 +591,11 @@ def median_split_init(k: Tensor, weight: Tensor, bias: Tensor, height: int,
                       key_padding_mask: Tensor | None = None) -> None:
     """Set ``bias`` in place, depth by depth, so that every node's hyperplane w_u.x + b_u = 0 passes through the
     median of w_u.k over the (real) keys of all heads that reach node u: each split halves its keys. Nodes no key
-    reaches take the median over all keys."""
+    reaches take the median over all keys. Per-head trees (weight (H, nodes, D)): each over its own head's keys."""
+    if weight.dim() == 3:
+        for h in range(weight.shape[0]):
+            median_split_init(k[:, h:h + 1], weight[h], bias[h], height, key_padding_mask)
+        return
     keys = k.float()
     if key_padding_mask is not None:
         keys = keys[key_padding_mask[:, None, :].expand(keys.shape[:-1])]  # (n, D) real keys

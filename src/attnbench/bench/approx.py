@@ -132,7 +132,7 @@ def entry_options(entry: str, cfg: ApproxConfig) -> dict[str, Any]:
     if get(entry).caps.shared_qk:
         opts["shared_qk"] = False
     opts.pop("head_dim", None)  # the benchmark's head size, always
-    return with_sizes(entry, {"head_dim": cfg.head_dim, "max_len": cfg.length}, opts)
+    return with_sizes(entry, {"head_dim": cfg.head_dim, "n_heads": cfg.heads, "max_len": cfg.length}, opts)
 
 
 def measured_entries(cfg: ApproxConfig) -> tuple[list[str], list[str]]:

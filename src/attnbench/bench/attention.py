@@ -149,9 +149,10 @@ def kv_length(length: int, kind: str, ratio: float) -> int:
     return length if kind == "self" else max(1, round(ratio * length))
 
 
-def build_entry(entry: str, options: dict, head_dim: int, kv_len: int) -> torch.nn.Module:
-    """The module of a point: ``options`` plus the sizes it declares (head_dim, max_len = the key length)."""
-    return build(entry, {"head_dim": head_dim, "max_len": kv_len}, **options)
+def build_entry(entry: str, options: dict, head_dim: int, kv_len: int, n_heads: int) -> torch.nn.Module:
+    """The module of a point: ``options`` plus the sizes it declares (head_dim, n_heads, max_len = the key
+    length)."""
+    return build(entry, {"head_dim": head_dim, "n_heads": n_heads, "max_len": kv_len}, **options)
 
 
 def _call(module: torch.nn.Module, q, k, v, causal: bool, grad: torch.Tensor | None) -> None:
@@ -179,7 +180,7 @@ def measure_point(spec: GroupSpec, kind: str, causal: bool, pass_: str) -> dict:
         t["grad"] = torch.randn(B, H, L, D, device=dev) if bwd else None
 
     def prepare():
-        module = build_entry(spec.entry, spec.options, D, S).to(dev)
+        module = build_entry(spec.entry, spec.options, D, S, H).to(dev)
         return lambda: _call(module, t["q"], t["k"], t["v"], causal, t["grad"])
 
     res = harness.measure_point(prepare, spec, before=inputs)

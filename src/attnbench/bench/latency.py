@@ -182,7 +182,7 @@ def flop_rows(cfg: LatencyBenchConfig) -> list[dict]:
             row: dict[str, Any] = {"entry": entry, "length": length}
             try:
                 attn = attention_config(entry, dict(cfg.options.get(entry, {})), length)
-                module = build(attn.pop("name"), {"head_dim": hd}, **attn)
+                module = build(attn.pop("name"), {"head_dim": hd, "n_heads": cfg.n_heads}, **attn)
             except (TypeError, ValueError) as err:
                 rows.append({**row, "reason": f"not built: {err} (set options.{entry})"})
                 continue

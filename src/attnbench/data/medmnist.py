@@ -22,6 +22,7 @@ from attnbench.checkpoint import numpy_state, set_numpy_state
 from attnbench.data.base import SplitDataModule
 from attnbench.data.catalog.medmnist import VolumeSpec, volume_spec
 from attnbench.data.download import DataError, fetch, locate
+from attnbench.signatures import check_literals
 
 Augment = Literal["mul", "flip", "none"]
 SPLITS = ("train", "val", "test")
@@ -29,8 +30,7 @@ SPLITS = ("train", "val", "test")
 
 def volume_transform(augment: Augment, train: bool) -> Compose:
     """MONAI transforms of a (1, S, S, S) float volume in [0, 1] (see the module doc)."""
-    if augment not in ("mul", "flip", "none"):
-        raise ValueError(f"augment={augment!r}; allowed: mul, flip, none")
+    check_literals(volume_transform, augment=augment)
     ts: list = []
     if train and augment == "flip":
         ts += [RandFlip(prob=0.5, spatial_axis=a) for a in range(3)]

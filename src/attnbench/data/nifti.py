@@ -50,6 +50,7 @@ from torch.utils.data import Dataset
 
 from attnbench.data.base import SplitDataModule
 from attnbench.data.download import DataError
+from attnbench.signatures import check_literals
 
 log = logging.getLogger(__name__)
 
@@ -197,10 +198,7 @@ class NiftiDataModule(SplitDataModule):
             raise ValueError(f"spatial_size={spatial} must be three sides >= 1, e.g. [32, 32, 32]")
         if size is not None and [int(s) for s in size] != spatial:
             raise ValueError(f"size={list(size)} must equal spatial_size={spatial} (size is derived: set spatial_size)")
-        if intensity not in ("minmax", "zscore", "none"):
-            raise ValueError(f"intensity={intensity!r}; allowed: minmax, zscore, none")
-        if augment not in ("flip", "none"):
-            raise ValueError(f"augment={augment!r}; allowed: flip, none")
+        check_literals(NiftiDataModule.__init__, intensity=intensity, augment=augment)
         if clip is not None and (len(clip) != 2 or not clip[0] < clip[1]):
             raise ValueError(f"clip={list(clip)} must be [a_min, a_max] with a_min < a_max")
         if n_classes < 2:

@@ -25,9 +25,10 @@ from torch.utils.data import Dataset
 from attnbench.data.base import SplitDataModule
 from attnbench.data.catalog.timeseries import TimeSeriesSpec, calendar_features, spec
 from attnbench.data.download import DataError, fetch, locate
+from attnbench.signatures import check_literals
 
 Features = Literal["M", "S", "MS"]
-SPLITS = ("tslib", "official")  # data.split: the TSLib borders per data set, or the HOT code's protocol
+Split = Literal["tslib", "official"]  # data.split: the TSLib borders per data set, or the HOT code's protocol
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -150,22 +151,19 @@ class TimeSeriesDataModule(SplitDataModule):
         self, name: str, data_dir: str, seq_len: int, label_len: int, pred_len: int, features: Features = "M",
         target: str | None = None, batch_size: int = 32, eval_batch_size: int | None = 256, num_workers: int = 0,
         scale: bool = True, verify: bool = True, download: bool = True, drop_last_train: bool = True,
-        split: Literal["tslib", "official"] = "tslib",
+        split: Split = "tslib",
     ) -> None:
         super().__init__()
         self.spec = spec(name)
         self.name, self.data_dir = name, Path(data_dir)
         self.seq_len, self.label_len, self.pred_len = seq_len, label_len, pred_len
-        if features not in ("M", "S", "MS"):
-            raise ValueError(f"features={features!r}; allowed: M, S, MS")
+        check_literals(TimeSeriesDataModule.__init__, features=features, split=split)
         if label_len > seq_len:
             raise ValueError(f"label_len={label_len} must be <= seq_len={seq_len}")
         self.features, self.target = features, target or self.spec.target
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.scale, self.verify, self.download = num_workers, scale, verify, download
         self.drop_last_train = drop_last_train
-        if split not in SPLITS:
-            raise ValueError(f"split={split!r}; allowed: {', '.join(SPLITS)}")
         self.split = split
         self.scaler: StandardScaler | None = None
 

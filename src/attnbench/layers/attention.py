@@ -13,7 +13,7 @@ from attnbench.attention.registry import State, build, get, require
 from attnbench.layers.rope import apply_rope
 
 # Sizes the layer fills in itself (``build``'s sizes); an attention config may not set them.
-LAYER_PROVIDED = ("head_dim",)
+LAYER_PROVIDED = ("head_dim", "n_heads")
 
 
 class MultiAxisAttention(nn.Module):
@@ -65,7 +65,7 @@ class MultiAxisAttention(nn.Module):
         if proj != "qkv" and inner != d_model:
             raise ValueError(f"qkv_dim={qkv_dim} != d_model={d_model}, but attention {name!r} takes the input's "
                              f"per-head slices as values (projections={proj!r}): leave qkv_dim unset")
-        sizes = {"head_dim": inner // n_heads} | ({} if max_len is None else {"max_len": max_len})
+        sizes = {"head_dim": inner // n_heads, "n_heads": n_heads} | ({} if max_len is None else {"max_len": max_len})
         self.attn = build(name, sizes, **opts)
         self.tensor = cls.caps.tensor
         self.shared_qk = self.attn.shared_qk

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -18,6 +18,8 @@ from attnbench import checkpoint
 from attnbench.config import ConfigError
 
 log = logging.getLogger(__name__)
+Interval = Literal["epoch", "step"]  # scheduler_interval: when the scheduler steps
+Mode = Literal["min", "max"]  # monitor_mode: whether the monitored metric improves down or up
 
 
 def plain(value: Any) -> Any:

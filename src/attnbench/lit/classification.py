@@ -8,6 +8,7 @@ the one-vs-rest AUCs (macro) for multi-class tasks.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,10 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, MulticlassAccuracy, MulticlassAUROC
 
 from attnbench.data.base import ClassCounted
-from attnbench.lit.base import ConfiguredModule
+from attnbench.lit.base import ConfiguredModule, Interval, Mode
+from attnbench.signatures import check_literals
+
+ClassWeights = Literal["none", "inverse"]  # class_weights: none, or 1 / train count per class
 
 
 def inverse_frequency_weights(counts: list[int]) -> Tensor:
@@ -36,14 +40,13 @@ class ClassificationModule(ConfiguredModule):
     def __init__(
         self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], n_classes: int,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-        class_weights: str = "inverse", scheduler_interval: str = "epoch", monitor: str = "val/acc",
-        monitor_mode: str = "max", compile: bool = False,
+        class_weights: ClassWeights = "inverse", scheduler_interval: Interval = "epoch", monitor: str = "val/acc",
+        monitor_mode: Mode = "max", compile: bool = False,
     ) -> None:
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"n_classes={n_classes} must be >= 2")
-        if class_weights not in ("none", "inverse"):
-            raise ValueError(f"class_weights={class_weights!r}; allowed: none, inverse")
+        check_literals(ClassificationModule.__init__, class_weights=class_weights)
         self.save_plain_hyperparameters()
         self.net = torch.compile(net) if compile else net
         self.n_classes, self.binary = n_classes, n_classes == 2

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
-from attnbench.lit.base import ConfiguredModule
+from attnbench.lit.base import ConfiguredModule, Interval, Mode
 from attnbench.models.interfaces import CalendarForecaster, Forecaster, missing
 
 
@@ -27,8 +27,8 @@ class ForecastingModule(ConfiguredModule):
     def __init__(
         self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None, n_targets: int = 1,
-        horizons: Sequence[int] | None = None, scheduler_interval: str = "epoch", compile: bool = False,
-        monitor: str = "val/mse", monitor_mode: str = "min",
+        horizons: Sequence[int] | None = None, scheduler_interval: Interval = "epoch", compile: bool = False,
+        monitor: str = "val/mse", monitor_mode: Mode = "min",
     ) -> None:
         super().__init__()
         if not isinstance(net, Forecaster):

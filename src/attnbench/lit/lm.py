@@ -22,7 +22,7 @@ from torchmetrics import SumMetric
 
 from attnbench.data.catalog.corpus import VOCABS
 from attnbench.data.corpus import IGNORE, mask_tokens
-from attnbench.lit.base import ConfiguredModule
+from attnbench.lit.base import ConfiguredModule, Interval, Mode
 from attnbench.models.interfaces import LanguageModel, missing
 
 OBJECTIVES = {"lm": True, "mlm": False}  # objective -> the net must be causal
@@ -52,9 +52,9 @@ class LanguageModelingModule(ConfiguredModule):
     cross-entropy; val/test perplexity over the split (module doc)."""
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], objective: str,
-                 tokenizer: str, scheduler: Callable | None = None, scheduler_interval: str = "epoch",
+                 tokenizer: str, scheduler: Callable | None = None, scheduler_interval: Interval = "epoch",
                  mask_prob: float = 0.15, mask_seed: int = 0, monitor: str = "val/ppl",
-                 monitor_mode: str = "min") -> None:
+                 monitor_mode: Mode = "min") -> None:
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"objective={objective!r}; allowed: {', '.join(OBJECTIVES)}")

@@ -13,7 +13,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from attnbench.lit.classification import ClassificationModule
+from attnbench.lit.base import Interval, Mode
+from attnbench.lit.classification import ClassificationModule, ClassWeights
 
 
 class LRAModule(ClassificationModule):
@@ -22,8 +23,8 @@ class LRAModule(ClassificationModule):
     def __init__(
         self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], n_classes: int,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-        class_weights: str = "none", scheduler_interval: str = "step", monitor: str = "val/acc",
-        monitor_mode: str = "max", compile: bool = False,
+        class_weights: ClassWeights = "none", scheduler_interval: Interval = "step", monitor: str = "val/acc",
+        monitor_mode: Mode = "max", compile: bool = False,
     ) -> None:
         super().__init__(net, optimizer, n_classes, scheduler=scheduler, class_weights=class_weights,
                          scheduler_interval=scheduler_interval, monitor=monitor, monitor_mode=monitor_mode,

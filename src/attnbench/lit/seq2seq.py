@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbench.data.lra.common import PAD_ID
-from attnbench.lit.base import ConfiguredModule
+from attnbench.lit.base import ConfiguredModule, Interval, Mode
 
 
 class Seq2SeqModule(ConfiguredModule):
@@ -25,8 +25,8 @@ class Seq2SeqModule(ConfiguredModule):
     def __init__(
         self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-        scheduler_interval: str = "epoch", label_smoothing: float = 0.0, monitor: str = "val/loss",
-        monitor_mode: str = "min",
+        scheduler_interval: Interval = "epoch", label_smoothing: float = 0.0, monitor: str = "val/loss",
+        monitor_mode: Mode = "min",
     ) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:

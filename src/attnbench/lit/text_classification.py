@@ -17,7 +17,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryMat
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
 from attnbench.data.catalog import TEXT_TASKS
-from attnbench.lit.base import ConfiguredModule
+from attnbench.lit.base import ConfiguredModule, Interval, Mode
 from attnbench.models.interfaces import PretrainedNet
 
 
@@ -38,8 +38,8 @@ class TextClassificationModule(ConfiguredModule):
     """
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], task: str,
-                 scheduler: Callable | None = None, scheduler_interval: str = "step", warmup_ratio: float = 0.1,
-                 monitor: str = "val/score", monitor_mode: str = "max") -> None:
+                 scheduler: Callable | None = None, scheduler_interval: Interval = "step", warmup_ratio: float = 0.1,
+                 monitor: str = "val/score", monitor_mode: Mode = "max") -> None:
         super().__init__()
         if task not in TEXT_TASKS:
             raise ValueError(f"task={task!r}; allowed: {', '.join(TEXT_TASKS)}")

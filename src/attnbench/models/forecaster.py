@@ -16,7 +16,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from attnbench.layers.block import DROPOUT_LAYOUTS, TensorBlock
+from attnbench.layers.block import TensorBlock
+from attnbench.signatures import check_literals
 
 
 class PatchForecaster(nn.Module):
@@ -42,10 +43,7 @@ class PatchForecaster(nn.Module):
         super().__init__()
         if seq_len % patch_len:
             raise ValueError(f"patch_len={patch_len} must divide seq_len={seq_len}")
-        if head not in ("mean", "flatten"):
-            raise ValueError(f"head={head!r}; allowed: mean, flatten")
-        if dropout_layout not in DROPOUT_LAYOUTS:
-            raise ValueError(f"dropout_layout={dropout_layout!r}; allowed: {', '.join(DROPOUT_LAYOUTS)}")
+        check_literals(PatchForecaster.__init__, head=head, dropout_layout=dropout_layout)
         self.seq_len, self.pred_len, self.patch_len, self.revin, self.head_kind = (
             seq_len, pred_len, patch_len, revin, head)
         self.dropout_layout = dropout_layout

@@ -132,7 +132,8 @@ def swap_self_attention(model: nn.Module, name: str, allow_trainable: bool = Fal
         if "seed" in accepted:
             kwargs["seed"] = base_seed + i
         # a new module is in training mode: follow the model's
-        attn = build(name, {"head_dim": m.attention_head_size}, **kwargs).train(m.training)
+        sizes = {"head_dim": m.attention_head_size, "n_heads": m.num_attention_heads}
+        attn = build(name, sizes, **kwargs).train(m.training)
         setattr(m, ATTR, attn.to(device=next(m.parameters()).device))
     _register_with_transformers()
     if config is not None and config._attn_implementation != IMPLEMENTATION:

@@ -43,10 +43,7 @@ from torch import Tensor, nn
 from attnbench.attention.registry import get, require
 from attnbench.data.catalog.lra import PAD_ID
 from attnbench.layers.seqblock import SeqEncoderLayer
-
-POS_EMBS = ("sinusoidal", "learned")
-POOLINGS = ("cls", "mean", "sum")
-INTERACTIONS = ("nli", "concat")
+from attnbench.signatures import check_literals
 
 
 def sinusoidal_table(max_len: int, d_model: int) -> Tensor:
@@ -93,13 +90,7 @@ class LRAEncoder(nn.Module):
         key_padding: bool = True, two_tower: bool = False, interaction: Literal["nli", "concat"] = "nli",
     ) -> None:
         super().__init__()
-        for key, value, allowed in (("pos_emb", pos_emb, POS_EMBS), ("pooling", pooling, POOLINGS),
-                                    ("interaction", interaction, INTERACTIONS)):
-            if value not in allowed:
-                raise ValueError(f"{key}={value!r}; allowed: {', '.join(allowed)}")
-        for key, value in (("vocab_size", vocab_size), ("n_classes", n_classes), ("max_len", max_len)):
-            if value < 1:
-                raise ValueError(f"{key}={value} must be >= 1")
+        check_literals(LRAEncoder.__init__, pos_emb=pos_emb, pooling=pooling, interaction=interaction)
         if key_padding:  # refused here, before any data: the tasks that pad need the mask in every block
             require(get(attention["name"]), key_padding_mask=True)
         self.pooling, self.key_padding, self.two_tower, self.interaction = pooling, key_padding, two_tower, interaction
