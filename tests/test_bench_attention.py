@@ -200,7 +200,7 @@ def test_point_gflop_counts_backward_as_twice_the_forward_products():
 
     fwd = point_gflop("linear", {}, "cross", False, "fwd", 128, 2, 4, 16, 0.5)
     both = point_gflop("linear", {}, "cross", False, "fwd_bwd", 128, 2, 4, 16, 0.5)
-    f = attention_flops(build_entry("linear", {}, 16, 64), B=2, H=4, q_axes=128, k_axes=64, D=16)
+    f = attention_flops(build_entry("linear", {}, 16, 64, 4), B=2, H=4, q_axes=128, k_axes=64, D=16)
     assert fwd == pytest.approx(f.total / 1e9) and both == pytest.approx((3 * f.matmul + 2 * f.other) / 1e9)
     # any length on the meta device: super's S x S mixing at 16K tokens costs no memory to count
     assert point_gflop("super", {}, "self", False, "fwd", 16384, 4, 8, 64, 0.5) > 2e3

@@ -235,7 +235,7 @@ def point_gflop(entry: str, options: dict, kind: str, causal: bool, pass_: str, 
     the meta device (no memory, so any length)."""
     S = kv_length(length, kind, cross_kv_ratio)
     with torch.device("meta"):
-        module = build_entry(entry, options, head_dim, S)
+        module = build_entry(entry, options, head_dim, S, heads)
     f = attention_flops(module, B=batch, H=heads, q_axes=length, k_axes=S, D=head_dim, causal=causal)
     mm, other = PASS_FLOPS[pass_]
     return (mm * f.matmul + other * f.other) / 1e9
