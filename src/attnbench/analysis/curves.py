@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.analysis.render import Rendered, legend_below
+from attnbench.analysis.render import Rendered, legend_below, panel_grid
 from attnbench.analysis.runs import MARK, read_jobs, spread, status_kind, truncation_reasons
 from attnbench.analysis.spec import CurveSpec
 
@@ -102,15 +102,10 @@ def curve_points(curves: pd.DataFrame) -> pd.DataFrame:
 def curve_figure(points: pd.DataFrame, metric: str, smooth: int | None = None) -> Any:
     """``metric`` against step: one line per ``line`` (mean over jobs), shaded min–max where n > 1; one panel per
     ``panel``; the same colour for a line in every panel."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
-
     pts = points[points["metric"] == metric]
     panels = list(dict.fromkeys(pts["panel"]))
     lines = sorted(dict.fromkeys(pts["line"]))
-    ncols = max(1, min(3, len(panels)))
-    nrows = max(1, -(-len(panels) // ncols))
-    fig = Figure(figsize=(max(6.0, 4.5 * ncols), 3.6 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    fig, axes = panel_grid(len(panels))
     handles: dict[str, Any] = {}
     for ax, panel in zip(axes, panels, strict=False):
         for line, g in pts[pts["panel"] == panel].groupby("line", sort=True):

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.analysis.render import Fmt, Rendered, latex_table, legend_below, tex_escape, tex_note
+from attnbench.analysis.render import Fmt, Rendered, latex_table, legend_below, panel_grid, tex_escape, tex_note
 from attnbench.analysis.runs import mean_std, status_kind, sweep_notes, truncation_notes
 
 
@@ -186,15 +186,10 @@ class ModelTaskLayout:
     def cost_figure(self, cost: pd.DataFrame) -> Any:
         """The metric against attention GFLOPs per example (log x), one labelled point per row of ours that has
         both (error bar: ± std over seeds when n > 1), one panel per task."""
-        from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
-
         pts = cost.dropna(subset=["attention_gflops", self.metric])
         tasks = list(dict.fromkeys(pts["task"]))
         models = list(dict.fromkeys(pts["model"]))
-        ncols = max(1, min(3, len(tasks)))
-        nrows = max(1, -(-len(tasks) // ncols))
-        fig = Figure(figsize=(max(6.0, 4.5 * ncols), 3.6 * nrows), layout="constrained")
-        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        fig, axes = panel_grid(len(tasks))
         handles: dict[str, Any] = {}
         for ax, t in zip(axes, tasks, strict=False):
             for r in pts[pts["task"] == t].itertuples():

@@ -88,6 +88,17 @@ def failed_section(bad: pd.DataFrame) -> list[str]:
     return ["", f"## Failed or missing jobs ({len(bad)})", "", bad.to_markdown(index=False, disable_numparse=True)]
 
 
+def panel_grid(n_panels: int) -> tuple[Any, Any]:
+    """A constrained-layout Figure (no pyplot: no global state) with up to 3 panels a row for ``n_panels`` panels;
+    returns (figure, flat array of axes)."""
+    from matplotlib.figure import Figure
+
+    ncols = max(1, min(3, n_panels))
+    nrows = max(1, -(-n_panels // ncols))
+    fig = Figure(figsize=(max(6.0, 4.5 * ncols), 3.6 * nrows), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False).ravel()
+
+
 def legend_below(fig: Any, handles: list[Any], labels: list[str]) -> None:
     """A legend under the panels with as many columns as fit the figure's width, so that no label is cut
     (with ``savefig(bbox_inches="tight")`` as a second guard); the figure grows by the legend's rows."""

@@ -24,6 +24,7 @@ or, for results written before experiments declared tables, the ``table:`` block
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,16 +86,21 @@ def _strings(where: str, key: str, value: Any) -> list[str]:
     return list(items)
 
 
+def _check_keys(block: Any, where: str, name: str, allowed: Sequence[str], required: Sequence[str]) -> None:
+    """``block`` is a mapping of known keys holding every required one; errors name the key and what is allowed."""
+    if not isinstance(block, dict):
+        raise ValueError(f"{where}: {name}={block!r}; expected a mapping with keys {', '.join(allowed)}")
+    unknown = [k for k in block if k not in allowed]
+    if unknown:
+        raise ValueError(f"{where}: unknown key {name}.{unknown[0]}; allowed: {', '.join(allowed)}")
+    lacking = [k for k in required if block.get(k) in (None, "", [])]
+    if lacking:
+        raise ValueError(f"{where}: {name}.{lacking[0]} is required ({', '.join(required)} are)")
+
+
 def parse_curves(block: Any, where: str = "table") -> CurveSpec:
     """A checked ``CurveSpec`` from a ``table.curves`` mapping; errors name the key and what is allowed."""
-    if not isinstance(block, dict):
-        raise ValueError(f"{where}: table.curves={block!r}; expected a mapping with keys {', '.join(CURVE_FIELDS)}")
-    unknown = [k for k in block if k not in CURVE_FIELDS]
-    if unknown:
-        raise ValueError(f"{where}: unknown key table.curves.{unknown[0]}; allowed: {', '.join(CURVE_FIELDS)}")
-    lacking = [k for k in CURVE_REQUIRED if block.get(k) in (None, "", [])]
-    if lacking:
-        raise ValueError(f"{where}: table.curves.{lacking[0]} is required ({', '.join(CURVE_REQUIRED)} are)")
+    _check_keys(block, where, "table.curves", CURVE_FIELDS, CURVE_REQUIRED)
     metrics = _strings(where, "curves.metrics", block["metrics"])
     panels = block.get("panels")
     if panels is not None and not (isinstance(panels, str) and panels):
@@ -115,14 +121,7 @@ def parse_curves(block: Any, where: str = "table") -> CurveSpec:
 
 def parse_spec(block: Any, where: str = "table") -> TableSpec:
     """A checked ``TableSpec`` from a ``table:`` mapping; errors name ``where``, the key and what is allowed."""
-    if not isinstance(block, dict):
-        raise ValueError(f"{where}: table={block!r}; expected a mapping with keys {', '.join(FIELDS)}")
-    unknown = [k for k in block if k not in FIELDS]
-    if unknown:
-        raise ValueError(f"{where}: unknown key table.{unknown[0]}; allowed: {', '.join(FIELDS)}")
-    lacking = [k for k in REQUIRED if block.get(k) in (None, "", [])]
-    if lacking:
-        raise ValueError(f"{where}: table.{lacking[0]} is required ({', '.join(REQUIRED)} are)")
+    _check_keys(block, where, "table", FIELDS, REQUIRED)
     kind = block["kind"]
     if kind not in KINDS:
         raise ValueError(f"{where}: table.kind={kind!r}; allowed: {', '.join(KINDS)}")
