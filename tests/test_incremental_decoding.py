@@ -19,7 +19,7 @@ INCREMENTAL = [n for n in NAMES if attention.get(n).caps.incremental]
 B, H, T, S, D, DV, E, NH = 2, 2, 20, 9, 8, 6, 16, 2
 # Constructor options by parameter name: a window narrower than T so local's cache rolls; no padding-free
 # sequence entry needs more (shared_qk: separate projections).
-OPTIONS = {"head_dim": D, "max_len": 32, "k": 4, "n_landmarks": 4, "window": 3, "n_features": 16,
+OPTIONS = {"head_dim": D, "n_heads": H, "max_len": 32, "k": 4, "n_landmarks": 4, "window": 3, "n_features": 16,
            "shared_qk": False, "height": 2}
 
 
@@ -78,7 +78,7 @@ def test_entries_without_the_capability_refuse_to_step(name):
 
 def layer(name: str) -> MultiAxisAttention:
     torch.manual_seed(0)
-    return MultiAxisAttention(E, NH, 1, {"name": name, **opts(name, ("head_dim",))}).double().eval()
+    return MultiAxisAttention(E, NH, 1, {"name": name, **opts(name, ("head_dim", "n_heads"))}).double().eval()
 
 
 def layer_steps(m, x: Tensor, **kw) -> Tensor:
@@ -125,9 +125,9 @@ def test_layer_step_refusals():
 def test_sequence_layers_step_equal_the_causal_pass(name):
     cross = name if attention.get(name).caps.causal_cross else "full"
     torch.manual_seed(0)
-    enc = SeqEncoderLayer(E, NH, 32, {"name": name, **opts(name, ("head_dim",))}).double().eval()
-    dec = SeqDecoderLayer(E, NH, 32, {"name": name, **opts(name, ("head_dim",))},
-                          {"name": cross, **opts(cross, ("head_dim",))}, norm="post").double().eval()
+    enc = SeqEncoderLayer(E, NH, 32, {"name": name, **opts(name, ("head_dim", "n_heads"))}).double().eval()
+    dec = SeqDecoderLayer(E, NH, 32, {"name": name, **opts(name, ("head_dim", "n_heads"))},
+                          {"name": cross, **opts(cross, ("head_dim", "n_heads"))}, norm="post").double().eval()
     x, mem = rand(B, T, E, seed=6), rand(B, S, E, seed=7)
     mask = torch.ones(B, S, dtype=torch.bool)
     mask[1, 4:] = False

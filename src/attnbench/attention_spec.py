@@ -15,6 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Sizes the caller knows and an entry may need at build time, each with the Caps flag that declares it (a null
+# option of that name in a config is filled in by the model, from its own sizes).
+SIZES = {"head_dim": "needs_head_dim", "n_heads": "needs_n_heads", "max_len": "fixed_len"}
+
 _PKG = Path(__file__).resolve().parent / "attention"
 
 

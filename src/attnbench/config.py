@@ -219,6 +219,8 @@ def check_attention(key: str, att: dict) -> None:
             _choice(f"{key}.{opt}", opts[opt], list(allowed))
     schema = attention_schema(att["name"])
     for k, v in opts.items():  # typed as the constructor annotates them; an option left out keeps its default
+        if v is None and k in attention.SIZES:  # null: the model fills in the size (e.g. lra/linformer's max_len)
+            continue
         try:
             OmegaConf.merge(OmegaConf.structured(schema), {k: v})
         except ValidationError as e:

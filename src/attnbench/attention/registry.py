@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attnbench.attention_spec import PATTERNS, patterns_of
+from attnbench.attention_spec import PATTERNS, SIZES, patterns_of
 
 # The state an incremental entry carries between decoding steps (``AttentionBase.step``): named tensors.
 State = dict[str, Tensor]
@@ -96,8 +96,6 @@ class CapabilityError(ValueError):
     """An attention was asked for a capability it lacks (``require``); the message names the entries that have it."""
 
 
-# Sizes the caller knows and an entry may need at build time, each with the Caps flag that declares it.
-SIZES = {"head_dim": "needs_head_dim", "n_heads": "needs_n_heads", "max_len": "fixed_len"}
 
 
 def _upcast(x: Any, dtype: torch.dtype) -> Any:
