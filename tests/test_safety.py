@@ -274,7 +274,7 @@ def test_ctrl_c_during_fit_stops_at_the_next_batch_and_a_second_one_at_once():
 
     from attnbench.callbacks import SaveOnSignal, stopped
 
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh `python train.py`
     cb = SaveOnSignal(dirpath="unused")
     trainer = SimpleNamespace(_signal_connector=SimpleNamespace(received_sigterm=False), callbacks=[cb])
     cb.on_train_start(trainer, None)
@@ -290,14 +290,19 @@ def test_ctrl_c_during_fit_stops_at_the_next_batch_and_a_second_one_at_once():
     finally:
         cb.teardown(trainer, None, "fit")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        cb3 = SaveOnSignal(dirpath="unused")  # stopped by an exception: Lightning calls no teardown hook
+        cb3.on_train_start(trainer, None)
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        cb3.on_exception(SimpleNamespace(state=SimpleNamespace(fn=None)), None, ValueError("boom"))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         cb2 = SaveOnSignal(dirpath="unused")
         cb2.on_train_start(trainer, None)
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         cb2.teardown(trainer, None, "fit")
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_the_slurm_launcher_requeues_preempted_and_timed_out_jobs():

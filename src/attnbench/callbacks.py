@@ -131,11 +131,17 @@ class SaveOnSignal(L.Callback):
         if self._previous is not None:
             signal.signal(signal.SIGUSR2, self._previous)
             self._previous = None
-        if self._previous_int is not None:
+        self._restore_ctrl_c()
+
+    def _restore_ctrl_c(self) -> None:
+        """Python's Ctrl+C handler back: at teardown, and on an exception, after which Lightning calls no
+        teardown hook (a run stopped in-process must not leave a handler holding its trainer)."""
+        if self._previous_int is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._previous_int)
             self._previous_int = None
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_ctrl_c()
         if _signal_of(exception) is None or trainer.state.fn != TrainerFn.FITTING:
             return
         if not trainer.training:  # stopped in validation: Lightning cannot resume half-way through it; the
