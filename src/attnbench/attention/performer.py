@@ -75,10 +75,112 @@ def favor_features_reference(
     return phi_q, phi_k
 
 
+# Rows of the (bh, N, m) feature maps processed together by the non-causal kernel: a block of about this many
+# elements (1 MiB in float32) stays in cache through the projection, its exponential and the products that
+# read it, and temporaries this small are reused by the allocator instead of being mapped fresh per call.
+_BLOCK_ELEMS = 1 << 18
+
+
+def _blocks(bh: int, n: int, m: int) -> list[slice]:
+    """Slices of the flattened (batch * head) axis with about _BLOCK_ELEMS feature-map elements each."""
+    g = max(1, _BLOCK_ELEMS // max(1, n * m))
+    return [slice(i, min(i + g, bh)) for i in range(0, bh, g)]
+
+
+class _FavorNonCausal(torch.autograd.Function):
+    """Non-causal FAVOR+ attention with a hand-written backward (the math of :func:`favor_features` and
+    :func:`~attnbench.attention.linear.linear_attention`).
+
+    Forward, per block of (batch, head) pairs: one matmul per feature map into a preallocated buffer, the
+    stabiliser, one in-place exponential; [phi_k^T v, phi_k^T 1] (m, Dv + 1) and phi_q times it. The query eps
+    is kept out of the stored map (phi_q = phi_q0 + eps): its products are rank-one corrections. Saved: the two
+    maps (bh, N, m) and small tensors. Backward: six matmuls and two in-place products over each map.
+    q (bh,L,D), k (bh,S,D), v (bh,S,Dv), w (m,D) scaled by D^-1/4, keep (bh,S,1) bool or None -> (bh,L,Dv).
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, w: Tensor, keep: Tensor | None) -> Tensor:  # type: ignore[override]
+        bh, L, D = q.shape
+        S, Dv, m = k.shape[1], v.shape[-1], w.shape[0]
+        eps = 1e-6 / math.sqrt(m)
+        hlm = 0.5 * math.log(m)  # exp(e - ln sqrt(m)) = exp(e) / sqrt(m)
+        wt = w.T  # (D, m)
+        phi_q = q.new_empty(bh, L, m)  # phi_q0: the exponential part of the query features
+        phi_k = k.new_empty(bh, S, m)
+        kvz = v.new_empty(bh, m, Dv + 1)  # [phi_k^T v, phi_k^T 1]
+        nd = v.new_empty(bh, L, Dv + 1)  # [numerator, denominator]
+        v1 = torch.cat([v, v.new_ones(bh, S, 1)], dim=-1)  # (bh, S, Dv + 1): the last column gives den
+        sq_k = 0.5 * D ** -0.5 * (k * k).sum(-1, keepdim=True)  # (bh, S, 1): |k'|^2 / 2
+        for sl in _blocks(bh, max(L, S), m):
+            pq, pk = phi_q[sl], phi_k[sl]
+            torch.matmul(q[sl], wt, out=pq)  # (g, L, m): w q'
+            pq.sub_(pq.amax(-1, keepdim=True) + hlm).exp_()  # row max stabiliser; |q'|^2 / 2 cancels in value
+            torch.matmul(k[sl], wt, out=pk)  # (g, S, m): w k'
+            pk.sub_(sq_k[sl])
+            if keep is not None:
+                pk.masked_fill_(~keep[sl], float("-inf"))  # padded keys: out of the max, zero features
+            c = pk.amax(dim=(-1, -2), keepdim=True)  # (g, 1, 1) over the valid keys, cancels exactly
+            c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))  # no valid key: any finite value
+            pk.sub_(c + hlm).exp_()
+            torch.matmul(pk.transpose(-1, -2), v1[sl], out=kvz[sl])
+            torch.matmul(pq, kvz[sl], out=nd[sl])
+            nd[sl] += eps * kvz[sl].sum(-2, keepdim=True)  # (g, 1, Dv + 1): the query eps, rank one
+        num, den = nd[..., :Dv], nd[..., Dv:]
+        pos = den > 0
+        inv = torch.where(pos, 1.0 / torch.where(pos, den, torch.ones_like(den)), torch.zeros_like(den))  # (bh,L,1)
+        out = num * inv  # (bh, L, Dv); rows that see no key: 0
+        ctx.save_for_backward(q, k, v1, w, phi_q, phi_k, kvz, inv, out)
+        ctx.eps = eps
+        return out
+
+    @staticmethod
+    def backward(ctx, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:  # type: ignore[override]
+        q, k, v1, w, phi_q, phi_k, kvz, inv, out = ctx.saved_tensors
+        bh, L, D = q.shape
+        S, Dv, m = k.shape[1], v1.shape[-1] - 1, w.shape[0]
+        s = D ** -0.5  # d(|x'|^2 / 2)/dx = x D^-1/2
+        # out = num / den: d num = g / den, d den = -(g . out) / den -> G = [d num, d den] (bh, L, Dv + 1)
+        G = torch.cat([g_out * inv, -(g_out * out).sum(-1, keepdim=True) * inv], dim=-1)
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), out.new_empty(bh, S, Dv)
+        for sl in _blocks(bh, max(L, S), m):
+            pq, pk, Gs = phi_q[sl], phi_k[sl], G[sl]
+            # nd = (phi_q0 + eps) kvz -> d kvz = phi_q0^T G + eps 1 G.sum
+            dkvz = pq.transpose(-1, -2) @ Gs + ctx.eps * Gs.sum(-2, keepdim=True)  # (g, m, Dv + 1)
+            dwq = torch.matmul(Gs, kvz[sl].transpose(-1, -2)).mul_(pq)  # (g, L, m): d phi_q * phi_q0 = d(w q')
+            # q' enters through w q' and, in the gradient only, through -|q'|^2 / 2 (the detached row max)
+            torch.matmul(dwq, w, out=dq[sl])
+            dq[sl] -= dwq.sum(-1, keepdim=True) * s * q[sl]
+            dwk = torch.matmul(v1[sl], dkvz.transpose(-1, -2)).mul_(pk)  # (g, S, m): d(w k' - |k'|^2 / 2)
+            torch.matmul(dwk, w, out=dk[sl])
+            dk[sl] -= dwk.sum(-1, keepdim=True) * s * k[sl]
+            torch.matmul(pk, dkvz[..., :Dv], out=dv[sl])  # padded keys: zero features, zero gradient
+        return dq, dk, dv, None, None
+
+
+def favor_attention_noncausal(
+    q: Tensor, k: Tensor, v: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None
+) -> Tensor:
+    """Non-causal FAVOR+ attention through the blocked kernel (:class:`_FavorNonCausal`; ``proj`` gets no
+    gradient). (B,H,L,D), (B,H,S,D), (B,H,S,Dv) -> (B,H,L,Dv)."""
+    B, H, L, D = q.shape
+    S, Dv = k.shape[-2], v.shape[-1]
+    w = (proj.to(q.dtype) * D ** -0.25).detach()  # (m, D): x' W^T = x (W D^-1/4)^T
+    keep = None
+    if key_padding_mask is not None:
+        keep = key_padding_mask.bool()[:, None, :, None].expand(B, H, S, 1).reshape(B * H, S, 1)
+    out = _FavorNonCausal.apply(q.reshape(B * H, L, D).contiguous(), k.reshape(B * H, S, D).contiguous(),
+                                v.reshape(B * H, S, Dv).contiguous(), w.contiguous(), keep)
+    return out.view(B, H, L, Dv)
+
+
 def favor_attention(
     q: Tensor, k: Tensor, v: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False
 ) -> Tensor:
-    """FAVOR+ attention, linear in the sequence length. (B,H,L,D), (B,H,S,D), (B,H,S,Dv) -> (B,H,L,Dv)."""
+    """FAVOR+ attention, linear in the sequence length. (B,H,L,D), (B,H,S,D), (B,H,S,Dv) -> (B,H,L,Dv).
+    Non-causal: the blocked kernel (:func:`favor_attention_noncausal`); causal: the fused features and chunked
+    prefix sums (:func:`~attnbench.attention.linear.linear_attention`)."""
+    if not causal:
+        return favor_attention_noncausal(q, k, v, proj, key_padding_mask)
     phi_q, phi_k = favor_features(q, k, proj, key_padding_mask)
     return linear_attention(phi_q, phi_k, v, key_padding_mask=key_padding_mask, causal=causal)
 
