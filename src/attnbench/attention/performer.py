@@ -77,8 +77,10 @@ def favor_features_reference(
 
 # Rows of the (bh, N, m) feature maps processed together by the non-causal kernel: a block of about this many
 # elements (1 MiB in float32) stays in cache through the projection, its exponential and the products that
-# read it, and temporaries this small are reused by the allocator instead of being mapped fresh per call.
+# read it, and temporaries this small are reused by the allocator instead of being mapped (and page-faulted)
+# fresh on every call.
 _BLOCK_ELEMS = 1 << 18
+_LOG2E = 1.0 / math.log(2.0)  # exp(x) = exp2(x log2 e): exp2 is several times faster than exp on CPU
 
 
 def _blocks(bh: int, n: int, m: int) -> list[slice]:
@@ -87,73 +89,88 @@ def _blocks(bh: int, n: int, m: int) -> list[slice]:
     return [slice(i, min(i + g, bh)) for i in range(0, bh, g)]
 
 
+def _favor_noncausal_forward(
+    q: Tensor, k: Tensor, v: Tensor, w: Tensor, keep: Tensor | None, store: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """The forward of :class:`_FavorNonCausal`, per block of (batch, head) pairs. ``store``: the maps go into
+    (bh, N, m) buffers for the backward; otherwise into block scratch (no (bh, N, m) tensor at all).
+    -> out (bh,L,Dv), inv (bh,L,1) 1/den (0 where no key), kvz (bh,m,Dv+1), phi_q0 (bh,L,m) | None,
+    phi_k (bh,S,m) | None."""
+    bh, L, D = q.shape
+    S, Dv, m = k.shape[1], v.shape[-1], w.shape[0]
+    eps = 1e-6 / math.sqrt(m)
+    hlm2 = 0.5 * math.log2(m)  # exp(e - ln sqrt(m)) = exp2(e log2 e - log2 sqrt(m)) = exp(e) / sqrt(m)
+    w2t = (w * _LOG2E).T  # (D, m): exponents in base 2 straight out of the matmul
+    s2 = 0.5 * D ** -0.5 * _LOG2E  # |k'|^2 / 2 in base 2 = s2 |k|^2
+    phi_q = q.new_empty(bh, L, m) if store else None  # phi_q0: the exponential part of the query features
+    phi_k = k.new_empty(bh, S, m) if store else None
+    kvz = v.new_empty(bh, m, Dv + 1)  # [phi_k^T v, phi_k^T 1]
+    num, den = v.new_empty(bh, L, Dv), v.new_empty(bh, L, 1)
+    for sl in _blocks(bh, max(L, S), m):
+        g = sl.stop - sl.start
+        pq = phi_q[sl] if store else q.new_empty(g, L, m)
+        pk = phi_k[sl] if store else k.new_empty(g, S, m)
+        torch.matmul(q[sl], w2t, out=pq)  # (g, L, m): w q' (base 2)
+        pq.sub_(pq.amax(-1, keepdim=True) + hlm2).exp2_()  # row max stabiliser; |q'|^2 / 2 cancels in value
+        torch.matmul(k[sl], w2t, out=pk)  # (g, S, m): w k' (base 2)
+        pk.sub_(k[sl].square().sum(-1, keepdim=True).mul_(s2))  # - |k'|^2 / 2
+        if keep is not None:
+            pk.masked_fill_(~keep[sl], float("-inf"))  # padded keys: out of the max, zero features
+        c = pk.amax(dim=(-1, -2), keepdim=True)  # (g, 1, 1) over the valid keys, cancels exactly
+        c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))  # no valid key: any finite value
+        pk.sub_(c + hlm2).exp2_()
+        kv, z = kvz[sl, :, :Dv], kvz[sl, :, Dv:]  # (g, m, Dv), (g, m, 1)
+        kv.copy_(pk.transpose(-1, -2) @ v[sl])
+        z.copy_(pk.sum(-2).unsqueeze(-1))
+        # (phi_q0 + eps) [kv, z]: the query eps is a rank-one term
+        torch.baddbmm(kv.sum(-2, keepdim=True), pq, kv, beta=eps, out=num[sl])
+        torch.baddbmm(z.sum(-2, keepdim=True), pq, z, beta=eps, out=den[sl])
+    pos = den > 0
+    inv = torch.where(pos, 1.0 / torch.where(pos, den, torch.ones_like(den)), torch.zeros_like(den))  # (bh,L,1)
+    return num.mul_(inv), inv, kvz, phi_q, phi_k  # rows that see no key: 0
+
+
 class _FavorNonCausal(torch.autograd.Function):
     """Non-causal FAVOR+ attention with a hand-written backward (the math of :func:`favor_features` and
     :func:`~attnbench.attention.linear.linear_attention`).
 
-    Forward, per block of (batch, head) pairs: one matmul per feature map into a preallocated buffer, the
-    stabiliser, one in-place exponential; [phi_k^T v, phi_k^T 1] (m, Dv + 1) and phi_q times it. The query eps
-    is kept out of the stored map (phi_q = phi_q0 + eps): its products are rank-one corrections. Saved: the two
-    maps (bh, N, m) and small tensors. Backward: six matmuls and two in-place products over each map.
+    Forward (:func:`_favor_noncausal_forward`), per block of (batch, head) pairs: one matmul per feature map,
+    the stabiliser, one in-place exponential; [phi_k^T v, phi_k^T 1] (m, Dv + 1) and phi_q times it. The
+    query eps is kept out of the stored map (phi_q = phi_q0 + eps): its products are rank-one terms. Saved:
+    the two maps (bh, N, m) and small tensors. Backward: six matmuls and two in-place products per map.
     q (bh,L,D), k (bh,S,D), v (bh,S,Dv), w (m,D) scaled by D^-1/4, keep (bh,S,1) bool or None -> (bh,L,Dv).
     """
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, w: Tensor, keep: Tensor | None) -> Tensor:  # type: ignore[override]
-        bh, L, D = q.shape
-        S, Dv, m = k.shape[1], v.shape[-1], w.shape[0]
-        eps = 1e-6 / math.sqrt(m)
-        hlm = 0.5 * math.log(m)  # exp(e - ln sqrt(m)) = exp(e) / sqrt(m)
-        wt = w.T  # (D, m)
-        phi_q = q.new_empty(bh, L, m)  # phi_q0: the exponential part of the query features
-        phi_k = k.new_empty(bh, S, m)
-        kvz = v.new_empty(bh, m, Dv + 1)  # [phi_k^T v, phi_k^T 1]
-        nd = v.new_empty(bh, L, Dv + 1)  # [numerator, denominator]
-        v1 = torch.cat([v, v.new_ones(bh, S, 1)], dim=-1)  # (bh, S, Dv + 1): the last column gives den
-        sq_k = 0.5 * D ** -0.5 * (k * k).sum(-1, keepdim=True)  # (bh, S, 1): |k'|^2 / 2
-        for sl in _blocks(bh, max(L, S), m):
-            pq, pk = phi_q[sl], phi_k[sl]
-            torch.matmul(q[sl], wt, out=pq)  # (g, L, m): w q'
-            pq.sub_(pq.amax(-1, keepdim=True) + hlm).exp_()  # row max stabiliser; |q'|^2 / 2 cancels in value
-            torch.matmul(k[sl], wt, out=pk)  # (g, S, m): w k'
-            pk.sub_(sq_k[sl])
-            if keep is not None:
-                pk.masked_fill_(~keep[sl], float("-inf"))  # padded keys: out of the max, zero features
-            c = pk.amax(dim=(-1, -2), keepdim=True)  # (g, 1, 1) over the valid keys, cancels exactly
-            c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))  # no valid key: any finite value
-            pk.sub_(c + hlm).exp_()
-            torch.matmul(pk.transpose(-1, -2), v1[sl], out=kvz[sl])
-            torch.matmul(pq, kvz[sl], out=nd[sl])
-            nd[sl] += eps * kvz[sl].sum(-2, keepdim=True)  # (g, 1, Dv + 1): the query eps, rank one
-        num, den = nd[..., :Dv], nd[..., Dv:]
-        pos = den > 0
-        inv = torch.where(pos, 1.0 / torch.where(pos, den, torch.ones_like(den)), torch.zeros_like(den))  # (bh,L,1)
-        out = num * inv  # (bh, L, Dv); rows that see no key: 0
-        ctx.save_for_backward(q, k, v1, w, phi_q, phi_k, kvz, inv, out)
-        ctx.eps = eps
+        out, inv, kvz, phi_q, phi_k = _favor_noncausal_forward(q, k, v, w, keep, store=True)
+        ctx.save_for_backward(q, k, v, w, phi_q, phi_k, kvz, inv, out)
+        ctx.eps = 1e-6 / math.sqrt(w.shape[0])
         return out
 
     @staticmethod
     def backward(ctx, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:  # type: ignore[override]
-        q, k, v1, w, phi_q, phi_k, kvz, inv, out = ctx.saved_tensors
+        q, k, v, w, phi_q, phi_k, kvz, inv, out = ctx.saved_tensors
         bh, L, D = q.shape
-        S, Dv, m = k.shape[1], v1.shape[-1] - 1, w.shape[0]
+        S, Dv, m = k.shape[1], v.shape[-1], w.shape[0]
         s = D ** -0.5  # d(|x'|^2 / 2)/dx = x D^-1/2
-        # out = num / den: d num = g / den, d den = -(g . out) / den -> G = [d num, d den] (bh, L, Dv + 1)
-        G = torch.cat([g_out * inv, -(g_out * out).sum(-1, keepdim=True) * inv], dim=-1)
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), out.new_empty(bh, S, Dv)
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         for sl in _blocks(bh, max(L, S), m):
-            pq, pk, Gs = phi_q[sl], phi_k[sl], G[sl]
-            # nd = (phi_q0 + eps) kvz -> d kvz = phi_q0^T G + eps 1 G.sum
-            dkvz = pq.transpose(-1, -2) @ Gs + ctx.eps * Gs.sum(-2, keepdim=True)  # (g, m, Dv + 1)
-            dwq = torch.matmul(Gs, kvz[sl].transpose(-1, -2)).mul_(pq)  # (g, L, m): d phi_q * phi_q0 = d(w q')
+            pq, pk, go = phi_q[sl], phi_k[sl], g_out[sl]
+            # out = num / den: d num = g / den, d den = -(g . out) / den -> G = [d num, d den] (g, L, Dv + 1)
+            G = torch.cat([go * inv[sl], (go * out[sl]).sum(-1, keepdim=True).mul_(inv[sl]).neg_()], dim=-1)
+            # [num, den] = (phi_q0 + eps) kvz -> d kvz = phi_q0^T G + eps 1 G.sum
+            dkvz = torch.baddbmm(G.sum(-2, keepdim=True), pq.transpose(-1, -2), G, beta=ctx.eps)  # (g, m, Dv+1)
+            dwq = torch.matmul(G, kvz[sl].transpose(-1, -2)).mul_(pq)  # (g, L, m): d phi_q * phi_q0 = d(w q')
             # q' enters through w q' and, in the gradient only, through -|q'|^2 / 2 (the detached row max)
             torch.matmul(dwq, w, out=dq[sl])
-            dq[sl] -= dwq.sum(-1, keepdim=True) * s * q[sl]
-            dwk = torch.matmul(v1[sl], dkvz.transpose(-1, -2)).mul_(pk)  # (g, S, m): d(w k' - |k'|^2 / 2)
+            dq[sl].sub_(dwq.sum(-1, keepdim=True).mul_(s) * q[sl])
+            # [v, 1] dkvz^T = v dkv^T + 1 dz^T: d phi_k (g, S, m), times phi_k: d(w k' - |k'|^2 / 2)
+            dkv, dz = dkvz[..., :Dv], dkvz[..., Dv:]
+            dwk = torch.baddbmm(dz.transpose(-1, -2), v[sl], dkv.transpose(-1, -2)).mul_(pk)
             torch.matmul(dwk, w, out=dk[sl])
-            dk[sl] -= dwk.sum(-1, keepdim=True) * s * k[sl]
-            torch.matmul(pk, dkvz[..., :Dv], out=dv[sl])  # padded keys: zero features, zero gradient
+            dk[sl].sub_(dwk.sum(-1, keepdim=True).mul_(s) * k[sl])
+            torch.matmul(pk, dkv, out=dv[sl])  # padded keys: zero features, zero gradient
         return dq, dk, dv, None, None
 
 
@@ -161,15 +178,19 @@ def favor_attention_noncausal(
     q: Tensor, k: Tensor, v: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None
 ) -> Tensor:
     """Non-causal FAVOR+ attention through the blocked kernel (:class:`_FavorNonCausal`; ``proj`` gets no
-    gradient). (B,H,L,D), (B,H,S,D), (B,H,S,Dv) -> (B,H,L,Dv)."""
+    gradient; without autograd, no (B, H, N, m) map is kept at all). (B,H,L,D), (B,H,S,D), (B,H,S,Dv) ->
+    (B,H,L,Dv)."""
     B, H, L, D = q.shape
     S, Dv = k.shape[-2], v.shape[-1]
-    w = (proj.to(q.dtype) * D ** -0.25).detach()  # (m, D): x' W^T = x (W D^-1/4)^T
+    w = (proj.to(q.dtype) * D ** -0.25).detach().contiguous()  # (m, D): x' W^T = x (W D^-1/4)^T
     keep = None
     if key_padding_mask is not None:
         keep = key_padding_mask.bool()[:, None, :, None].expand(B, H, S, 1).reshape(B * H, S, 1)
-    out = _FavorNonCausal.apply(q.reshape(B * H, L, D).contiguous(), k.reshape(B * H, S, D).contiguous(),
-                                v.reshape(B * H, S, Dv).contiguous(), w.contiguous(), keep)
+    q3, k3, v3 = (t.reshape(B * H, t.shape[-2], t.shape[-1]).contiguous() for t in (q, k, v))
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        out = _FavorNonCausal.apply(q3, k3, v3, w, keep)
+    else:
+        out = _favor_noncausal_forward(q3, k3, v3, w, keep, store=False)[0]
     return out.view(B, H, L, Dv)
 
 
