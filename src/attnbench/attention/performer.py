@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from attnbench.attention.feature_maps import favor_exponent, favor_feature_map, orthogonal_gaussian
@@ -89,6 +90,24 @@ def _blocks(bh: int, n: int, m: int) -> list[slice]:
     return [slice(i, min(i + g, bh)) for i in range(0, bh, g)]
 
 
+def _block_features(q: Tensor, k: Tensor, w: Tensor, keep: Tensor | None, pq: Tensor, pk: Tensor) -> None:
+    """FAVOR+ features of one block into ``pq`` (g, L, m) (phi_q0: without the query eps) and ``pk`` (g, S, m),
+    as :func:`favor_features` defines them, with exponentials in base 2. q (g,L,D), k (g,S,D), w (m,D) scaled by
+    D^-1/4, keep (g,S,1) bool or None (padded keys: out of the key max, zero features)."""
+    m, D = w.shape
+    hlm2 = 0.5 * math.log2(m)  # exp(e - ln sqrt(m)) = exp2(e log2 e - log2 sqrt(m)) = exp(e) / sqrt(m)
+    w2t = (w * _LOG2E).T  # (D, m): exponents in base 2 straight out of the matmul
+    torch.matmul(q, w2t, out=pq)  # (g, L, m): w q' (base 2)
+    pq.sub_(pq.amax(-1, keepdim=True) + hlm2).exp2_()  # row max stabiliser; |q'|^2 / 2 cancels in value
+    torch.matmul(k, w2t, out=pk)  # (g, S, m): w k' (base 2)
+    pk.sub_(k.square().sum(-1, keepdim=True).mul_(0.5 * D ** -0.5 * _LOG2E))  # - |k'|^2 / 2 (base 2)
+    if keep is not None:
+        pk.masked_fill_(~keep, float("-inf"))
+    c = pk.amax(dim=(-1, -2), keepdim=True)  # (g, 1, 1) over the valid keys, cancels exactly
+    c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))  # no valid key: any finite value
+    pk.sub_(c + hlm2).exp2_()
+
+
 def _favor_noncausal_forward(
     q: Tensor, k: Tensor, v: Tensor, w: Tensor, keep: Tensor | None, store: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
@@ -99,9 +118,6 @@ def _favor_noncausal_forward(
     bh, L, D = q.shape
     S, Dv, m = k.shape[1], v.shape[-1], w.shape[0]
     eps = 1e-6 / math.sqrt(m)
-    hlm2 = 0.5 * math.log2(m)  # exp(e - ln sqrt(m)) = exp2(e log2 e - log2 sqrt(m)) = exp(e) / sqrt(m)
-    w2t = (w * _LOG2E).T  # (D, m): exponents in base 2 straight out of the matmul
-    s2 = 0.5 * D ** -0.5 * _LOG2E  # |k'|^2 / 2 in base 2 = s2 |k|^2
     phi_q = q.new_empty(bh, L, m) if store else None  # phi_q0: the exponential part of the query features
     phi_k = k.new_empty(bh, S, m) if store else None
     kvz = v.new_empty(bh, m, Dv + 1)  # [phi_k^T v, phi_k^T 1]
@@ -110,15 +126,7 @@ def _favor_noncausal_forward(
         g = sl.stop - sl.start
         pq = phi_q[sl] if store else q.new_empty(g, L, m)
         pk = phi_k[sl] if store else k.new_empty(g, S, m)
-        torch.matmul(q[sl], w2t, out=pq)  # (g, L, m): w q' (base 2)
-        pq.sub_(pq.amax(-1, keepdim=True) + hlm2).exp2_()  # row max stabiliser; |q'|^2 / 2 cancels in value
-        torch.matmul(k[sl], w2t, out=pk)  # (g, S, m): w k' (base 2)
-        pk.sub_(k[sl].square().sum(-1, keepdim=True).mul_(s2))  # - |k'|^2 / 2
-        if keep is not None:
-            pk.masked_fill_(~keep[sl], float("-inf"))  # padded keys: out of the max, zero features
-        c = pk.amax(dim=(-1, -2), keepdim=True)  # (g, 1, 1) over the valid keys, cancels exactly
-        c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))  # no valid key: any finite value
-        pk.sub_(c + hlm2).exp2_()
+        _block_features(q[sl], k[sl], w, None if keep is None else keep[sl], pq, pk)
         kv, z = kvz[sl, :, :Dv], kvz[sl, :, Dv:]  # (g, m, Dv), (g, m, 1)
         kv.copy_(pk.transpose(-1, -2) @ v[sl])
         z.copy_(pk.sum(-2).unsqueeze(-1))
@@ -194,6 +202,115 @@ def favor_attention_noncausal(
     return out.view(B, H, L, Dv)
 
 
+def _exclusive_prefix(x: Tensor, reverse: bool = False) -> Tensor:
+    """Sum over the earlier (``reverse``: later) chunks of axis 1, a zero state at the first (last) one.
+    (g, C, ...) -> (g, C, ...)."""
+    zero = x.new_zeros(x.shape[0], 1, *x.shape[2:])
+    if reverse:
+        return torch.cat([x[:, 1:].flip(1).cumsum(1).flip(1), zero], dim=1)
+    return torch.cat([zero, x[:, :-1].cumsum(1)], dim=1)
+
+
+def _favor_causal_forward(
+    q: Tensor, k: Tensor, v1: Tensor, w: Tensor, keep: Tensor | None, chunk: int, store: bool
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """The forward of :class:`_FavorCausal` (query i sees keys j <= i; N a multiple of ``chunk``), per block of
+    (batch, head) pairs: the features (:func:`_block_features`), per chunk of keys [phi_k^T v, phi_k^T 1], their
+    exclusive prefix sums over chunks, and the masked quadratic term inside each chunk (the prefix sums of
+    :func:`~attnbench.attention.linear.linear_attention`). v1 = [v, 1] (bh, N, Dv + 1).
+    -> out (bh,N,Dv), inv (bh,N,1), phi_q0 (bh,N,m) | None, phi_k (bh,N,m) | None."""
+    bh, N, _ = q.shape
+    m, E = w.shape[0], v1.shape[-1]
+    C = N // chunk
+    eps = 1e-6 / math.sqrt(m)
+    phi_q = q.new_empty(bh, N, m) if store else None
+    phi_k = k.new_empty(bh, N, m) if store else None
+    nd = v1.new_empty(bh, N, E)  # [numerator, denominator]
+    for sl in _blocks(bh, N, m):
+        g = sl.stop - sl.start
+        pq = phi_q[sl] if store else q.new_empty(g, N, m)
+        pk = phi_k[sl] if store else k.new_empty(g, N, m)
+        _block_features(q[sl], k[sl], w, None if keep is None else keep[sl], pq, pk)
+        qc = (pq + eps).view(g, C, chunk, m)  # phi_q with its eps
+        kc, vc = pk.view(g, C, chunk, m), v1[sl].view(g, C, chunk, E)
+        kv_prev = _exclusive_prefix(kc.transpose(-1, -2) @ vc)  # (g, C, m, E): the earlier chunks' sums
+        a = (qc @ kc.transpose(-1, -2)).tril_()  # (g, C, c, c) within-chunk kernel, j <= i
+        torch.baddbmm(a.flatten(0, 1) @ vc.flatten(0, 1), qc.flatten(0, 1), kv_prev.flatten(0, 1),
+                      out=nd[sl].view(g * C, chunk, E))
+    den = nd[..., -1:]
+    pos = den > 0
+    inv = torch.where(pos, 1.0 / torch.where(pos, den, torch.ones_like(den)), torch.zeros_like(den))  # (bh,N,1)
+    return nd[..., :-1] * inv, inv, phi_q, phi_k
+
+
+class _FavorCausal(torch.autograd.Function):
+    """Causal FAVOR+ attention (L == S) with a hand-written backward: :func:`_favor_causal_forward`; saved are
+    the two maps (bh, N, m) and small tensors, the chunk sums are recomputed. With A = tril(G [v, 1]^T) and
+    P = tril(phi_q phi_k^T) inside a chunk, and the exclusive prefix (suffix) sums K (R) of phi_k^T [v, 1]
+    (phi_q^T G) over chunks: d phi_q = G K^T + A phi_k, d phi_k = A^T phi_q + [v, 1] R^T, d[v, 1] = P^T G + phi_k R.
+    q, k (bh,N,D), v1 (bh,N,Dv+1), w (m,D) scaled by D^-1/4, keep (bh,N,1) bool or None -> (bh,N,Dv)."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v1: Tensor, w: Tensor, keep: Tensor | None, chunk: int) -> Tensor:  # type: ignore[override]
+        out, inv, phi_q, phi_k = _favor_causal_forward(q, k, v1, w, keep, chunk, store=True)
+        ctx.save_for_backward(q, k, v1, w, phi_q, phi_k, inv, out)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None, None]:  # type: ignore[override]
+        q, k, v1, w, phi_q, phi_k, inv, out = ctx.saved_tensors
+        bh, N, D = q.shape
+        m, E, c = w.shape[0], v1.shape[-1], ctx.chunk
+        C, s, eps = N // c, D ** -0.5, 1e-6 / math.sqrt(m)
+        dq, dk, dv1 = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v1)
+        for sl in _blocks(bh, N, m):
+            g = sl.stop - sl.start
+            pq, pk, go = phi_q[sl], phi_k[sl], g_out[sl]
+            G = torch.cat([go * inv[sl], (go * out[sl]).sum(-1, keepdim=True).mul_(inv[sl]).neg_()], dim=-1)
+            Gc, vc = G.view(g, C, c, E), v1[sl].view(g, C, c, E)
+            qc, kc = (pq + eps).view(g, C, c, m), pk.view(g, C, c, m)
+            kv_prev = _exclusive_prefix(kc.transpose(-1, -2) @ vc)  # (g, C, m, E)
+            r_next = _exclusive_prefix(qc.transpose(-1, -2) @ Gc, reverse=True)  # (g, C, m, E): later chunks
+            A = (Gc @ vc.transpose(-1, -2)).tril_()  # (g, C, c, c): G_i . [v, 1]_j, j <= i
+            P = (qc @ kc.transpose(-1, -2)).tril_()  # (g, C, c, c): phi_q_i . phi_k_j, j <= i
+            dwq = torch.matmul(Gc, kv_prev.transpose(-1, -2)).add_(A @ kc).view(g, N, m).mul_(pq)  # d(w q')
+            torch.matmul(dwq, w, out=dq[sl])
+            dq[sl].sub_(dwq.sum(-1, keepdim=True).mul_(s) * q[sl])
+            dwk = torch.matmul(vc, r_next.transpose(-1, -2)).add_(A.transpose(-1, -2) @ qc).view(g, N, m).mul_(pk)
+            torch.matmul(dwk, w, out=dk[sl])
+            dk[sl].sub_(dwk.sum(-1, keepdim=True).mul_(s) * k[sl])
+            dv1[sl] = (torch.matmul(kc, r_next).add_(P.transpose(-1, -2) @ Gc)).view(g, N, E)
+        return dq, dk, dv1, None, None, None
+
+
+def favor_attention_causal(
+    q: Tensor, k: Tensor, v: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None, chunk: int = 64
+) -> Tensor:
+    """Causal self-attention (L == S) through the blocked kernel (:class:`_FavorCausal`; ``proj`` gets no
+    gradient; without autograd, no (B, H, N, m) map is kept). N is padded to a multiple of ``chunk`` with
+    padded keys. (B,H,N,D), (B,H,N,D), (B,H,N,Dv) -> (B,H,N,Dv)."""
+    B, H, N, D = q.shape
+    if k.shape[-2] != N:
+        raise ValueError(f"favor_attention_causal: needs L == S, got L={N}, S={k.shape[-2]}")
+    Dv = v.shape[-1]
+    w = (proj.to(q.dtype) * D ** -0.25).detach().contiguous()  # (m, D)
+    chunk = min(chunk, N)
+    pad = -N % chunk
+    keep = None
+    if key_padding_mask is not None or pad:
+        kpm = key_padding_mask.bool() if key_padding_mask is not None else q.new_ones(B, N, dtype=torch.bool)
+        kpm = F.pad(kpm, (0, pad), value=False)  # (B, N + pad)
+        keep = kpm[:, None, :, None].expand(B, H, N + pad, 1).reshape(B * H, N + pad, 1)
+    v1 = torch.cat([v, v.new_ones(*v.shape[:-1], 1)], dim=-1)  # (B, H, N, Dv + 1): the last column gives den
+    q3, k3, v3 = (F.pad(t, (0, 0, 0, pad)).reshape(B * H, N + pad, t.shape[-1]).contiguous() for t in (q, k, v1))
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        out = _FavorCausal.apply(q3, k3, v3, w, keep, chunk)
+    else:
+        out = _favor_causal_forward(q3, k3, v3, w, keep, chunk, store=False)[0]
+    return out.view(B, H, N + pad, Dv)[:, :, :N]
+
+
 def favor_attention(
     q: Tensor, k: Tensor, v: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False
 ) -> Tensor:
@@ -202,6 +319,8 @@ def favor_attention(
     prefix sums (:func:`~attnbench.attention.linear.linear_attention`)."""
     if not causal:
         return favor_attention_noncausal(q, k, v, proj, key_padding_mask)
+    if q.shape[-2] == k.shape[-2]:
+        return favor_attention_causal(q, k, v, proj, key_padding_mask)
     phi_q, phi_k = favor_features(q, k, proj, key_padding_mask)
     return linear_attention(phi_q, phi_k, v, key_padding_mask=key_padding_mask, causal=causal)
 
