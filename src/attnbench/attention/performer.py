@@ -5,6 +5,15 @@ phi(x) = exp(W x' - |x'|^2 / 2) / sqrt(m) with x' = x D^-1/4 and W (m, D) orthog
 (:func:`~attnbench.attention.feature_maps.favor_feature_map`), and attention is computed in linear form
 (:func:`~attnbench.attention.linear.linear_attention`, prefix sums when causal): O(N m Dv).
 
+Kernels (issue 14). :func:`favor_attention` runs non-causal attention and causal self-attention through
+blocked kernels with hand-written backwards (:class:`_FavorNonCausal`, :class:`_FavorCausal`): per block of
+(batch, head) pairs of about a megabyte of features, one matmul per feature map, the stabiliser and one
+in-place exponential (base 2: log2 e is folded into the projection), then the products that read the block
+while it is in cache. Without autograd no (B, H, N, m) map is kept at all; with it the two maps are saved, and
+the backward is matmuls and one in-place product per map. Causal cross-attention (L != S) takes the
+autograd path (:func:`favor_features`, :func:`~attnbench.attention.linear.linear_attention`). The slow
+reference is :func:`favor_attention_reference`; the tests hold the kernels to it (values and gradients).
+
 Stabilisers. Query features are divided by their own row max (a per-row factor, cancels in the
 normalisation). Key features are divided by one max over the valid keys of each (batch, head), with
 eps=0, so that factor cancels exactly between numerator and denominator: future keys (causal) and
