@@ -11,6 +11,7 @@ from attnbench.attention.feature_maps import orthogonal_gaussian
 from attnbench.attention.performer import (
     PerformerAttention,
     favor_attention,
+    favor_attention_causal,
     favor_attention_noncausal,
     favor_attention_reference,
 )
@@ -74,18 +75,33 @@ def test_noncausal_kernel_gradcheck():
     assert torch.autograd.gradcheck(lambda a, b, c: favor_attention_noncausal(a, b, c, proj, m), (q, k, v))
 
 
-def test_noncausal_kernel_blocks_do_not_change_the_result(monkeypatch):
-    """One (batch, head) pair per block and all pairs in one block give the same values and gradients."""
+@pytest.mark.parametrize("causal", [False, True])
+def test_kernel_blocks_and_autograd_do_not_change_the_result(monkeypatch, causal):
+    """One (batch, head) pair per block and all pairs in one block give the same values and gradients; the
+    forward without autograd (no stored maps) gives the same values as with it."""
     proj = orthogonal_gaussian(40, 16, torch.Generator().manual_seed(0)).double()
     q, k, v = _inputs(30, 30, 1.0, torch.float64)
     m = _mask(2, 30)
     results = []
     for elems in (1, 1 << 30):
         monkeypatch.setattr(performer, "_BLOCK_ELEMS", elems)
-        out = favor_attention_noncausal(q, k, v, proj, m)
+        out = favor_attention(q, k, v, proj, m, causal)
         results.append((out, *torch.autograd.grad(out.square().sum(), (q, k, v))))
+        with torch.no_grad():
+            torch.testing.assert_close(favor_attention(q, k, v, proj, m, causal), out, rtol=0, atol=1e-14)
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-14)
+
+
+def test_causal_kernel_gradcheck_with_a_ragged_last_chunk():
+    """gradcheck of the causal backward; N = 11 with chunk 4: the padded tail chunk, and padding."""
+    proj = orthogonal_gaussian(12, 4, torch.Generator().manual_seed(0)).double()
+    q, k, v = _inputs(11, 11, 0.7, torch.float64, B=2, H=1, D=4, Dv=3)
+    m = torch.ones(2, 11, dtype=torch.bool)
+    m[1, 7:] = False
+    assert torch.autograd.gradcheck(lambda a, b, c: favor_attention_causal(a, b, c, proj, m, chunk=4), (q, k, v))
+    ref = favor_attention_reference(q, k, v, proj, m, causal=True)
+    torch.testing.assert_close(favor_attention_causal(q, k, v, proj, m, chunk=4), ref)
 
 
 def test_performer_module_uses_the_kernel_with_non_contiguous_inputs():

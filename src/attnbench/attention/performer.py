@@ -28,6 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from attnbench.attention.feature_maps import favor_exponent, favor_feature_map, orthogonal_gaussian
 from attnbench.attention.linear import linear_attention, linear_attention_reference, linear_step
@@ -93,9 +94,10 @@ _BLOCK_ELEMS = 1 << 18
 _LOG2E = 1.0 / math.log(2.0)  # exp(x) = exp2(x log2 e): exp2 is several times faster than exp on CPU
 
 
-def _blocks(bh: int, n: int, m: int) -> list[slice]:
-    """Slices of the flattened (batch * head) axis with about _BLOCK_ELEMS feature-map elements each."""
-    g = max(1, _BLOCK_ELEMS // max(1, n * m))
+def _blocks(bh: int, n: int, m: int, device: torch.device) -> list[slice]:
+    """Slices of the flattened (batch * head) axis with about _BLOCK_ELEMS feature-map elements each on CPU
+    (cache-sized blocks); one slice elsewhere (an accelerator wants few, large kernels)."""
+    g = max(1, _BLOCK_ELEMS // max(1, n * m)) if device.type == "cpu" else bh
     return [slice(i, min(i + g, bh)) for i in range(0, bh, g)]
 
 
@@ -131,7 +133,7 @@ def _favor_noncausal_forward(
     phi_k = k.new_empty(bh, S, m) if store else None
     kvz = v.new_empty(bh, m, Dv + 1)  # [phi_k^T v, phi_k^T 1]
     num, den = v.new_empty(bh, L, Dv), v.new_empty(bh, L, 1)
-    for sl in _blocks(bh, max(L, S), m):
+    for sl in _blocks(bh, max(L, S), m, q.device):
         g = sl.stop - sl.start
         pq = phi_q[sl] if store else q.new_empty(g, L, m)
         pk = phi_k[sl] if store else k.new_empty(g, S, m)
@@ -166,13 +168,14 @@ class _FavorNonCausal(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:  # type: ignore[override]
         q, k, v, w, phi_q, phi_k, kvz, inv, out = ctx.saved_tensors
         bh, L, D = q.shape
         S, Dv, m = k.shape[1], v.shape[-1], w.shape[0]
         s = D ** -0.5  # d(|x'|^2 / 2)/dx = x D^-1/2
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        for sl in _blocks(bh, max(L, S), m):
+        for sl in _blocks(bh, max(L, S), m, q.device):
             pq, pk, go = phi_q[sl], phi_k[sl], g_out[sl]
             # out = num / den: d num = g / den, d den = -(g . out) / den -> G = [d num, d den] (g, L, Dv + 1)
             G = torch.cat([go * inv[sl], (go * out[sl]).sum(-1, keepdim=True).mul_(inv[sl]).neg_()], dim=-1)
@@ -213,11 +216,18 @@ def favor_attention_noncausal(
 
 def _exclusive_prefix(x: Tensor, reverse: bool = False) -> Tensor:
     """Sum over the earlier (``reverse``: later) chunks of axis 1, a zero state at the first (last) one.
-    (g, C, ...) -> (g, C, ...)."""
-    zero = x.new_zeros(x.shape[0], 1, *x.shape[2:])
-    if reverse:
-        return torch.cat([x[:, 1:].flip(1).cumsum(1).flip(1), zero], dim=1)
-    return torch.cat([zero, x[:, :-1].cumsum(1)], dim=1)
+    (g, C, ...) -> (g, C, ...). A running sum, one add per chunk: several times faster here than cumsum over a
+    non-innermost axis (and than flip + cumsum + cat)."""
+    out = torch.empty_like(x)
+    order = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
+    prev = None
+    for c in order:
+        if prev is None:
+            out[:, c].zero_()
+        else:
+            torch.add(out[:, prev], x[:, prev], out=out[:, c])
+        prev = c
+    return out
 
 
 def _favor_causal_forward(
@@ -235,7 +245,7 @@ def _favor_causal_forward(
     phi_q = q.new_empty(bh, N, m) if store else None
     phi_k = k.new_empty(bh, N, m) if store else None
     nd = v1.new_empty(bh, N, E)  # [numerator, denominator]
-    for sl in _blocks(bh, N, m):
+    for sl in _blocks(bh, N, m, q.device):
         g = sl.stop - sl.start
         pq = phi_q[sl] if store else q.new_empty(g, N, m)
         pk = phi_k[sl] if store else k.new_empty(g, N, m)
@@ -267,13 +277,14 @@ class _FavorCausal(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None, None]:  # type: ignore[override]
         q, k, v1, w, phi_q, phi_k, inv, out = ctx.saved_tensors
         bh, N, D = q.shape
         m, E, c = w.shape[0], v1.shape[-1], ctx.chunk
         C, s, eps = N // c, D ** -0.5, 1e-6 / math.sqrt(m)
         dq, dk, dv1 = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v1)
-        for sl in _blocks(bh, N, m):
+        for sl in _blocks(bh, N, m, q.device):
             g = sl.stop - sl.start
             pq, pk, go = phi_q[sl], phi_k[sl], g_out[sl]
             G = torch.cat([go * inv[sl], (go * out[sl]).sum(-1, keepdim=True).mul_(inv[sl]).neg_()], dim=-1)
