@@ -9,9 +9,9 @@ Kernels (issue 14). :func:`favor_attention` runs non-causal attention and causal
 blocked kernels with hand-written backwards (:class:`_FavorNonCausal`, :class:`_FavorCausal`): per block of
 (batch, head) pairs of about a megabyte of features, one matmul per feature map, the stabiliser and one
 in-place exponential (base 2: log2 e is folded into the projection), then the products that read the block
-while it is in cache. Without autograd no (B, H, N, m) map is kept at all; with it the two maps are saved, and
-the backward is matmuls and one in-place product per map. Causal cross-attention (L != S) takes the
-autograd path (:func:`favor_features`, :func:`~attnbench.attention.linear.linear_attention`). The slow
+while it is in cache. No (B, H, N, m) map is kept: the backward recomputes the features block by block
+(memory O(N D) as SDPA's), then matmuls and one in-place product per map. Causal cross-attention (L != S)
+takes the autograd path (:func:`favor_features`, :func:`~attnbench.attention.linear.linear_attention`). The slow
 reference is :func:`favor_attention_reference`; the tests hold the kernels to it (values and gradients).
 
 Stabilisers. Query features are divided by their own row max (a per-row factor, cancels in the
@@ -86,10 +86,11 @@ def favor_features_reference(
     return phi_q, phi_k
 
 
-# Rows of the (bh, N, m) feature maps processed together by the non-causal kernel: a block of about this many
-# elements (1 MiB in float32) stays in cache through the projection, its exponential and the products that
-# read it, and temporaries this small are reused by the allocator instead of being mapped (and page-faulted)
-# fresh on every call.
+# Rows of the (bh, N, m) feature maps processed together by the kernels: a block of about this many elements
+# (1 MiB in float32) stays in cache through the projection, its exponential and the products that read it. No
+# (bh, N, m) map is ever kept: the backward recomputes each block's features. Saving the maps instead is no
+# faster on CPU (their first touch, page faults of freshly mapped memory, costs about what the projection and
+# the exponential cost again) and keeps 2 N m floats per (batch, head) alive (2.6x the peak memory at L=1,024).
 _BLOCK_ELEMS = 1 << 18
 _LOG2E = 1.0 / math.log(2.0)  # exp(x) = exp2(x log2 e): exp2 is several times faster than exp on CPU
 
@@ -119,24 +120,26 @@ def _block_features(q: Tensor, k: Tensor, w: Tensor, keep: Tensor | None, pq: Te
     pk.sub_(c + hlm2).exp2_()
 
 
+def _scratch(q: Tensor, blocks: list[slice], L: int, S: int, m: int) -> tuple[Tensor, Tensor]:
+    """One pair of feature-map buffers (g, L, m), (g, S, m) for every block (the first is the largest)."""
+    return q.new_empty(blocks[0].stop, L, m), q.new_empty(blocks[0].stop, S, m)
+
+
 def _favor_noncausal_forward(
-    q: Tensor, k: Tensor, v: Tensor, w: Tensor, keep: Tensor | None, store: bool
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
-    """The forward of :class:`_FavorNonCausal`, per block of (batch, head) pairs. ``store``: the maps go into
-    (bh, N, m) buffers for the backward; otherwise into block scratch (no (bh, N, m) tensor at all).
-    -> out (bh,L,Dv), inv (bh,L,1) 1/den (0 where no key), kvz (bh,m,Dv+1), phi_q0 (bh,L,m) | None,
-    phi_k (bh,S,m) | None."""
+    q: Tensor, k: Tensor, v: Tensor, w: Tensor, keep: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The forward of :class:`_FavorNonCausal`, per block of (batch, head) pairs.
+    -> out (bh,L,Dv), inv (bh,L,1) 1/den (0 where no key), kvz (bh,m,Dv+1)."""
     bh, L, D = q.shape
     S, Dv, m = k.shape[1], v.shape[-1], w.shape[0]
     eps = 1e-6 / math.sqrt(m)
-    phi_q = q.new_empty(bh, L, m) if store else None  # phi_q0: the exponential part of the query features
-    phi_k = k.new_empty(bh, S, m) if store else None
     kvz = v.new_empty(bh, m, Dv + 1)  # [phi_k^T v, phi_k^T 1]
     num, den = v.new_empty(bh, L, Dv), v.new_empty(bh, L, 1)
-    for sl in _blocks(bh, max(L, S), m, q.device):
+    blocks = _blocks(bh, max(L, S), m, q.device)
+    scratch_q, scratch_k = _scratch(q, blocks, L, S, m)
+    for sl in blocks:
         g = sl.stop - sl.start
-        pq = phi_q[sl] if store else q.new_empty(g, L, m)
-        pk = phi_k[sl] if store else k.new_empty(g, S, m)
+        pq, pk = scratch_q[:g], scratch_k[:g]  # phi_q0 (without the query eps), phi_k
         _block_features(q[sl], k[sl], w, None if keep is None else keep[sl], pq, pk)
         kv, z = kvz[sl, :, :Dv], kvz[sl, :, Dv:]  # (g, m, Dv), (g, m, 1)
         kv.copy_(pk.transpose(-1, -2) @ v[sl])
@@ -146,7 +149,7 @@ def _favor_noncausal_forward(
         torch.baddbmm(z.sum(-2, keepdim=True), pq, z, beta=eps, out=den[sl])
     pos = den > 0
     inv = torch.where(pos, 1.0 / torch.where(pos, den, torch.ones_like(den)), torch.zeros_like(den))  # (bh,L,1)
-    return num.mul_(inv), inv, kvz, phi_q, phi_k  # rows that see no key: 0
+    return num.mul_(inv), inv, kvz  # rows that see no key: 0
 
 
 class _FavorNonCausal(torch.autograd.Function):
@@ -155,28 +158,35 @@ class _FavorNonCausal(torch.autograd.Function):
 
     Forward (:func:`_favor_noncausal_forward`), per block of (batch, head) pairs: one matmul per feature map,
     the stabiliser, one in-place exponential; [phi_k^T v, phi_k^T 1] (m, Dv + 1) and phi_q times it. The
-    query eps is kept out of the stored map (phi_q = phi_q0 + eps): its products are rank-one terms. Saved:
-    the two maps (bh, N, m) and small tensors. Backward: six matmuls and two in-place products per map.
+    query eps is kept out of the map (phi_q = phi_q0 + eps): its products are rank-one terms. Saved: q, k, v,
+    out, 1/den and kvz; the backward recomputes each block's maps, then six matmuls and one in-place product
+    per map.
     q (bh,L,D), k (bh,S,D), v (bh,S,Dv), w (m,D) scaled by D^-1/4, keep (bh,S,1) bool or None -> (bh,L,Dv).
     """
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, w: Tensor, keep: Tensor | None) -> Tensor:  # type: ignore[override]
-        out, inv, kvz, phi_q, phi_k = _favor_noncausal_forward(q, k, v, w, keep, store=True)
-        ctx.save_for_backward(q, k, v, w, phi_q, phi_k, kvz, inv, out)
+        out, inv, kvz = _favor_noncausal_forward(q, k, v, w, keep)
+        ctx.save_for_backward(q, k, v, w, kvz, inv, out)
+        ctx.keep = keep
         ctx.eps = 1e-6 / math.sqrt(w.shape[0])
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:  # type: ignore[override]
-        q, k, v, w, phi_q, phi_k, kvz, inv, out = ctx.saved_tensors
+        q, k, v, w, kvz, inv, out = ctx.saved_tensors
+        keep = ctx.keep
         bh, L, D = q.shape
         S, Dv, m = k.shape[1], v.shape[-1], w.shape[0]
         s = D ** -0.5  # d(|x'|^2 / 2)/dx = x D^-1/2
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        for sl in _blocks(bh, max(L, S), m, q.device):
-            pq, pk, go = phi_q[sl], phi_k[sl], g_out[sl]
+        blocks = _blocks(bh, max(L, S), m, q.device)
+        scratch_q, scratch_k = _scratch(q, blocks, L, S, m)
+        for sl in blocks:
+            g = sl.stop - sl.start
+            pq, pk, go = scratch_q[:g], scratch_k[:g], g_out[sl]
+            _block_features(q[sl], k[sl], w, None if keep is None else keep[sl], pq, pk)  # recomputed
             # out = num / den: d num = g / den, d den = -(g . out) / den -> G = [d num, d den] (g, L, Dv + 1)
             G = torch.cat([go * inv[sl], (go * out[sl]).sum(-1, keepdim=True).mul_(inv[sl]).neg_()], dim=-1)
             # [num, den] = (phi_q0 + eps) kvz -> d kvz = phi_q0^T G + eps 1 G.sum
@@ -198,8 +208,7 @@ def favor_attention_noncausal(
     q: Tensor, k: Tensor, v: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None
 ) -> Tensor:
     """Non-causal FAVOR+ attention through the blocked kernel (:class:`_FavorNonCausal`; ``proj`` gets no
-    gradient; without autograd, no (B, H, N, m) map is kept at all). (B,H,L,D), (B,H,S,D), (B,H,S,Dv) ->
-    (B,H,L,Dv)."""
+    gradient). (B,H,L,D), (B,H,S,D), (B,H,S,Dv) -> (B,H,L,Dv)."""
     B, H, L, D = q.shape
     S, Dv = k.shape[-2], v.shape[-1]
     w = (proj.to(q.dtype) * D ** -0.25).detach().contiguous()  # (m, D): x' W^T = x (W D^-1/4)^T
@@ -210,7 +219,7 @@ def favor_attention_noncausal(
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         out = _FavorNonCausal.apply(q3, k3, v3, w, keep)
     else:
-        out = _favor_noncausal_forward(q3, k3, v3, w, keep, store=False)[0]
+        out = _favor_noncausal_forward(q3, k3, v3, w, keep)[0]
     return out.view(B, H, L, Dv)
 
 
@@ -231,24 +240,23 @@ def _exclusive_prefix(x: Tensor, reverse: bool = False) -> Tensor:
 
 
 def _favor_causal_forward(
-    q: Tensor, k: Tensor, v1: Tensor, w: Tensor, keep: Tensor | None, chunk: int, store: bool
-) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    q: Tensor, k: Tensor, v1: Tensor, w: Tensor, keep: Tensor | None, chunk: int
+) -> tuple[Tensor, Tensor]:
     """The forward of :class:`_FavorCausal` (query i sees keys j <= i; N a multiple of ``chunk``), per block of
     (batch, head) pairs: the features (:func:`_block_features`), per chunk of keys [phi_k^T v, phi_k^T 1], their
     exclusive prefix sums over chunks, and the masked quadratic term inside each chunk (the prefix sums of
     :func:`~attnbench.attention.linear.linear_attention`). v1 = [v, 1] (bh, N, Dv + 1).
-    -> out (bh,N,Dv), inv (bh,N,1), phi_q0 (bh,N,m) | None, phi_k (bh,N,m) | None."""
+    -> out (bh,N,Dv), inv (bh,N,1) 1/den (0 where no key)."""
     bh, N, _ = q.shape
     m, E = w.shape[0], v1.shape[-1]
     C = N // chunk
     eps = 1e-6 / math.sqrt(m)
-    phi_q = q.new_empty(bh, N, m) if store else None
-    phi_k = k.new_empty(bh, N, m) if store else None
     nd = v1.new_empty(bh, N, E)  # [numerator, denominator]
-    for sl in _blocks(bh, N, m, q.device):
+    blocks = _blocks(bh, N, m, q.device)
+    scratch_q, scratch_k = _scratch(q, blocks, N, N, m)
+    for sl in blocks:
         g = sl.stop - sl.start
-        pq = phi_q[sl] if store else q.new_empty(g, N, m)
-        pk = phi_k[sl] if store else k.new_empty(g, N, m)
+        pq, pk = scratch_q[:g], scratch_k[:g]
         _block_features(q[sl], k[sl], w, None if keep is None else keep[sl], pq, pk)
         qc = (pq + eps).view(g, C, chunk, m)  # phi_q with its eps
         kc, vc = pk.view(g, C, chunk, m), v1[sl].view(g, C, chunk, E)
@@ -259,34 +267,38 @@ def _favor_causal_forward(
     den = nd[..., -1:]
     pos = den > 0
     inv = torch.where(pos, 1.0 / torch.where(pos, den, torch.ones_like(den)), torch.zeros_like(den))  # (bh,N,1)
-    return nd[..., :-1] * inv, inv, phi_q, phi_k
+    return nd[..., :-1] * inv, inv
 
 
 class _FavorCausal(torch.autograd.Function):
     """Causal FAVOR+ attention (L == S) with a hand-written backward: :func:`_favor_causal_forward`; saved are
-    the two maps (bh, N, m) and small tensors, the chunk sums are recomputed. With A = tril(G [v, 1]^T) and
+    q, k, [v, 1], out and 1/den; the features and the chunk sums are recomputed per block. With A = tril(G [v, 1]^T) and
     P = tril(phi_q phi_k^T) inside a chunk, and the exclusive prefix (suffix) sums K (R) of phi_k^T [v, 1]
     (phi_q^T G) over chunks: d phi_q = G K^T + A phi_k, d phi_k = A^T phi_q + [v, 1] R^T, d[v, 1] = P^T G + phi_k R.
     q, k (bh,N,D), v1 (bh,N,Dv+1), w (m,D) scaled by D^-1/4, keep (bh,N,1) bool or None -> (bh,N,Dv)."""
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v1: Tensor, w: Tensor, keep: Tensor | None, chunk: int) -> Tensor:  # type: ignore[override]
-        out, inv, phi_q, phi_k = _favor_causal_forward(q, k, v1, w, keep, chunk, store=True)
-        ctx.save_for_backward(q, k, v1, w, phi_q, phi_k, inv, out)
-        ctx.chunk = chunk
+        out, inv = _favor_causal_forward(q, k, v1, w, keep, chunk)
+        ctx.save_for_backward(q, k, v1, w, inv, out)
+        ctx.chunk, ctx.keep = chunk, keep
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_out: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None, None]:  # type: ignore[override]
-        q, k, v1, w, phi_q, phi_k, inv, out = ctx.saved_tensors
+        q, k, v1, w, inv, out = ctx.saved_tensors
+        keep = ctx.keep
         bh, N, D = q.shape
         m, E, c = w.shape[0], v1.shape[-1], ctx.chunk
         C, s, eps = N // c, D ** -0.5, 1e-6 / math.sqrt(m)
         dq, dk, dv1 = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v1)
-        for sl in _blocks(bh, N, m, q.device):
+        blocks = _blocks(bh, N, m, q.device)
+        scratch_q, scratch_k = _scratch(q, blocks, N, N, m)
+        for sl in blocks:
             g = sl.stop - sl.start
-            pq, pk, go = phi_q[sl], phi_k[sl], g_out[sl]
+            pq, pk, go = scratch_q[:g], scratch_k[:g], g_out[sl]
+            _block_features(q[sl], k[sl], w, None if keep is None else keep[sl], pq, pk)  # recomputed
             G = torch.cat([go * inv[sl], (go * out[sl]).sum(-1, keepdim=True).mul_(inv[sl]).neg_()], dim=-1)
             Gc, vc = G.view(g, C, c, E), v1[sl].view(g, C, c, E)
             qc, kc = (pq + eps).view(g, C, c, m), pk.view(g, C, c, m)
@@ -327,7 +339,7 @@ def favor_attention_causal(
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         out = _FavorCausal.apply(q3, k3, v3, w, keep, chunk)
     else:
-        out = _favor_causal_forward(q3, k3, v3, w, keep, chunk, store=False)[0]
+        out = _favor_causal_forward(q3, k3, v3, w, keep, chunk)[0]
     return out.view(B, H, N + pad, Dv)[:, :, :N]
 
 
