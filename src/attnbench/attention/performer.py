@@ -335,7 +335,8 @@ def favor_attention_causal(
         kpm = F.pad(kpm, (0, pad), value=False)  # (B, N + pad)
         keep = kpm[:, None, :, None].expand(B, H, N + pad, 1).reshape(B * H, N + pad, 1)
     v1 = torch.cat([v, v.new_ones(*v.shape[:-1], 1)], dim=-1)  # (B, H, N, Dv + 1): the last column gives den
-    q3, k3, v3 = (F.pad(t, (0, 0, 0, pad)).reshape(B * H, N + pad, t.shape[-1]).contiguous() for t in (q, k, v1))
+    q3, k3, v3 = ((F.pad(t, (0, 0, 0, pad)) if pad else t).reshape(B * H, N + pad, t.shape[-1]).contiguous()
+                  for t in (q, k, v1))
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         out = _FavorCausal.apply(q3, k3, v3, w, keep, chunk)
     else:
