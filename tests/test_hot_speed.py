@@ -126,6 +126,7 @@ def test_step_benchmark_times_both_paths_at_the_same_loss(tmp_path, synth_data_d
     df = hot_step.run(small_step_config(tmp_path, synth_data_dir), "test")
     assert list(df.variant) == ["reference", "fast"] and (df.batch_size == 4).all()
     assert (df.loss_rel_diff < 1e-5).all() and (df.step_ms_median > 0).all()
+    assert (df[["forward_cpu_ms", "backward_cpu_ms", "optimizer_cpu_ms"]] > 0).all().all()
     # the reference projects every token's queries and keys: more FLOPs than pooling first; the floor is their time
     # at the measured sgemm rate
     ref, fast = df.set_index("variant").loc["reference"], df.set_index("variant").loc["fast"]

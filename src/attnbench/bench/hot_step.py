@@ -80,16 +80,28 @@ def first_batch(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return tuple(torch.stack([torch.as_tensor(it[j]).float() for it in items]) for j in (0, 1))
 
 
-def step_fn(module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor):
-    """One training step of ``module`` (a ForecastingModule): its loss as ``training_step`` computes it."""
+PHASES = ("forward", "backward", "optimizer")
+
+
+def step_fn(module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+            phases: dict[str, list[float]] | None = None):
+    """One training step of ``module`` (a ForecastingModule): its loss as ``training_step`` computes it. ``phases``:
+    each call appends the CPU ms of its forward (with the loss), backward and optimizer step (zero_grad included)."""
 
     def step() -> float:
+        c0 = time.process_time()
         torch.manual_seed(1)  # the same dropout masks for every variant
         opt.zero_grad(set_to_none=True)
         out, tgt = module._predict((x, y))
         loss = torch.stack([F.mse_loss(out[:, :h], tgt[:, :h]) for h in module.horizons]).mean()
+        c1 = time.process_time()
         loss.backward()
+        c2 = time.process_time()
         opt.step()
+        c3 = time.process_time()
+        if phases is not None:
+            for k, dt in zip(PHASES, (c1 - c0, c2 - c1, c3 - c2), strict=True):
+                phases.setdefault(k, []).append(1e3 * dt)
         return loss.item()
 
     return step
@@ -125,14 +137,15 @@ def _run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
     x, y = first_batch(train_cfg)
     torch.manual_seed(cfg.seed)
     base = instantiate(train_cfg.model, _convert_="all")
-    variants = {}
+    variants, phases = {}, {}
     for name in VARIANTS if cfg.compile else VARIANTS[:2]:
         module = copy.deepcopy(base).train()
         set_fast_paths(module, name != "reference")
         if name == "compiled":
             module.net = torch.compile(module.net)
         opt = instantiate(train_cfg.model.optimizer, _convert_="all")(module.parameters())
-        variants[name] = step_fn(module, opt, x, y)
+        phases[name] = {}
+        variants[name] = step_fn(module, opt, x, y, phases[name])
     first, first_s = {}, {}
     for name, step in variants.items():  # same weights, same masks: same loss
         t = time.perf_counter()
@@ -145,6 +158,8 @@ def _run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
     for _ in range(cfg.warmup):
         for step in variants.values():
             step()
+    for p in phases.values():
+        p.clear()  # phases of the timed steps only
     wall: dict[str, list[float]] = {n: [] for n in variants}
     cpu: dict[str, list[float]] = {n: [] for n in variants}
     for _ in range(cfg.repeats):
@@ -160,6 +175,7 @@ def _run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
             "variant": name, "model": cfg.model, "data": cfg.data, "batch_size": len(x), "threads": cfg.threads,
             "repeats": cfg.repeats, "step_ms_median": statistics.median(wall[name]), "step_ms_iqr": q[2] - q[0],
             "step_ms_min": min(wall[name]), "cpu_ms_median": statistics.median(cpu[name]),
+            **{f"{k}_cpu_ms": statistics.median(phases[name][k]) for k in PHASES},
             "first_loss": first[name], "loss_rel_diff": abs(first[name] - first["reference"]) / abs(first["reference"]),
             "first_step_s": first_s[name], "gflop": gflop[name],
             "gflops": gflop[name] / (statistics.median(cpu[name]) / 1e3), "floor_ms": 1e3 * gflop[name] / rate,
