@@ -3,6 +3,8 @@ the whole model's loss and gradients against the reference paths on a fixed batc
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -108,17 +110,40 @@ def test_rope_tables_are_cached_and_equal_the_reference():
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
+def small_step_config(tmp_path, data_dir, *more: str):
+    from attnbench.bench.harness import load_config
+
+    small = ["model.net.d_model=16", "model.net.n_heads=2", "model.net.n_layers=1", "model.net.d_mlp=32",
+             "data.batch_size=4", f"paths.data_dir={data_dir}", "data.verify=false", "data.download=false"]
+    quoted = ",".join(f"'{o}'" for o in small)
+    return load_config("hot_step", [f"overrides=[{quoted}]", "warmup=0", "repeats=2", f"out_dir={tmp_path}", *more])
+
+
 def test_step_benchmark_times_both_paths_at_the_same_loss(tmp_path, synth_data_dir):
     from attnbench.bench import hot_step
     from attnbench.bench.harness import load_config
 
-    small = ["model.net.d_model=16", "model.net.n_heads=2", "model.net.n_layers=1", "model.net.d_mlp=32",
-             "data.batch_size=4", f"paths.data_dir={synth_data_dir}", "data.verify=false", "data.download=false"]
-    quoted = ",".join(f"'{o}'" for o in small)
-    cfg = load_config("hot_step", [f"overrides=[{quoted}]", "warmup=0", "repeats=2", f"out_dir={tmp_path}"])
-    df = hot_step.run(cfg, "test")
+    df = hot_step.run(small_step_config(tmp_path, synth_data_dir), "test")
     assert list(df.variant) == ["reference", "fast"] and (df.batch_size == 4).all()
     assert (df.loss_rel_diff < 1e-5).all() and (df.step_ms_median > 0).all()
+    assert (df[["forward_cpu_ms", "backward_cpu_ms", "optimizer_cpu_ms"]] > 0).all().all()
+    # the reference projects every token's queries and keys: more FLOPs than pooling first; the floor is their time
+    # at the measured sgemm rate
+    ref, fast = df.set_index("variant").loc["reference"], df.set_index("variant").loc["fast"]
+    assert ref.gflop > fast.gflop > 0
+    assert fast.floor_ms == pytest.approx(1e3 * fast.gflop / json.loads((tmp_path / "machine.json").read_text())[
+        "sgemm_gflops"])
     assert (tmp_path / "hot_step.csv").is_file() and (tmp_path / "hot_step.md").is_file()
     with pytest.raises(Exception, match="repeats=0"):
         load_config("hot_step", ["repeats=0"])
+
+
+@pytest.mark.slow
+def test_step_benchmark_compiled_net_draws_the_same_dropout_masks(tmp_path, synth_data_dir):
+    """compile=true: inductor's fallback_random keeps aten's dropout draws, so the compiled step's loss is the
+    eager one's (without it the masks, and the loss, differ)."""
+    from attnbench.bench import hot_step
+
+    df = hot_step.run(small_step_config(tmp_path, synth_data_dir, "compile=true"), "test")
+    assert list(df.variant) == ["reference", "fast", "compiled"]
+    assert (df.loss_rel_diff < 1e-5).all()

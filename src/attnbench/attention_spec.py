@@ -2,8 +2,9 @@
 
 ``attnbench.attention`` imports torch (2-3 s); the config check and ``python -m attnbench list attention`` only
 need what each entry declares, so this module reads it from the source with ``ast``: the ``@register("name")``
-classes, their ``caps = Caps(...)`` (inherited along the base classes of the package) and their ``__init__``
-parameters. ``tests/test_cli.py`` checks that it equals the live registry entry by entry.
+classes and their ``caps = Caps(...)`` (inherited along the base classes of the package); their ``__init__``
+parameters come from ``signatures``, the one ``ast`` reader of constructors. ``tests/test_cli.py`` checks that it
+equals the live registry entry by entry.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from attnbench import signatures
 
 # Sizes the caller knows and an entry may need at build time, each with the Caps flag that declares it (a null
 # option of that name in a config is filled in by the model, from its own sizes).
@@ -37,9 +40,7 @@ class Entry:
 class _Class:
     bases: list[str]
     caps: dict | None
-    params: tuple[tuple[str, bool], ...] | None  # (name, has_default)
     registered: str | None
-    choices: dict[str, tuple] | None = None  # the __init__'s Literal[...] options (with params)
 
 
 def _caps_defaults(tree: ast.Module) -> dict[str, bool | str]:
@@ -50,25 +51,14 @@ def _caps_defaults(tree: ast.Module) -> dict[str, bool | str]:
     raise RuntimeError(f"no Caps dataclass in {_PKG / 'registry.py'}")
 
 
-def _init_params(fn: ast.FunctionDef) -> tuple[tuple[str, bool], ...]:
-    a = fn.args
-    pos = a.posonlyargs + a.args
-    n_plain = len(pos) - len(a.defaults)
-    out = [(p.arg, i >= n_plain) for i, p in enumerate(pos)]
-    out += [(p.arg, d is not None) for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True)]
-    out += [(p.arg, True) for p in (a.vararg, a.kwarg) if p is not None]
-    return tuple(x for x in out if x[0] != "self")
-
-
-def _literal_choices(fn: ast.FunctionDef) -> dict[str, tuple]:
-    """The parameters annotated ``Literal[a, b, ...]`` and their values."""
-    a = fn.args
+def _literal_choices(annotations: Mapping[str, str | None]) -> dict[str, tuple]:
+    """The options annotated ``Literal[a, b, ...]`` (aliases spelt out by ``signatures``) and their values."""
     out = {}
-    for p in a.posonlyargs + a.args + a.kwonlyargs:
-        ann = p.annotation
-        if isinstance(ann, ast.Subscript) and getattr(ann.value, "id", None) == "Literal":
-            values = ann.slice.elts if isinstance(ann.slice, ast.Tuple) else [ann.slice]
-            out[p.arg] = tuple(ast.literal_eval(v) for v in values)
+    for name, ann in annotations.items():
+        node = ast.parse(ann, mode="eval").body if ann else None
+        if isinstance(node, ast.Subscript) and getattr(node.value, "id", None) == "Literal":
+            values = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            out[name] = tuple(ast.literal_eval(v) for v in values)
     return out
 
 
@@ -81,7 +71,7 @@ def _classes(tree: ast.Module) -> dict[str, _Class]:
         for d in node.decorator_list:
             if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register":
                 registered = ast.literal_eval(d.args[0])
-        caps = params = choices = None
+        caps = None
         for s in node.body:
             if (isinstance(s, ast.Assign) and any(getattr(t, "id", None) == "caps" for t in s.targets)
                     or isinstance(s, ast.AnnAssign) and getattr(s.target, "id", None) == "caps"):
@@ -89,10 +79,7 @@ def _classes(tree: ast.Module) -> dict[str, _Class]:
                 if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Caps") or call.args:
                     raise RuntimeError(f"{node.name}.caps must be a literal Caps(key=value, ...) call")
                 caps = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-            if isinstance(s, ast.FunctionDef) and s.name == "__init__":
-                params, choices = _init_params(s), _literal_choices(s)
-        out[node.name] = _Class([getattr(b, "id", getattr(b, "attr", "")) for b in node.bases], caps, params,
-                                registered, choices)
+        out[node.name] = _Class([getattr(b, "id", getattr(b, "attr", "")) for b in node.bases], caps, registered)
     return out
 
 
@@ -100,7 +87,7 @@ def _classes(tree: ast.Module) -> dict[str, _Class]:
 def entries() -> dict[str, Entry]:
     """Every registered attention by name (sorted), read from ``src/attnbench/attention/*.py``."""
     defaults = _caps_defaults(ast.parse((_PKG / "registry.py").read_text()))
-    classes: dict[str, _Class] = {"AttentionBase": _Class([], {}, (("args", True), ("kwargs", True)), None, {})}
+    classes: dict[str, _Class] = {"AttentionBase": _Class([], {}, None)}
     for path in sorted(_PKG.glob("*.py")):
         if path.name not in ("__init__.py", "registry.py"):
             classes.update(_classes(ast.parse(path.read_text())))
@@ -119,10 +106,10 @@ def entries() -> dict[str, Entry]:
     out = {}
     for cls, c in classes.items():
         if c.registered:
-            params = lookup(cls, "params")
-            out[c.registered] = Entry(c.registered, {**defaults, **lookup(cls, "caps")},
-                                      tuple(p for p, _ in params), tuple(p for p, d in params if not d),
-                                      lookup(cls, "choices"))
+            params = {k: v for k, v in signatures.attention_params(c.registered).items() if k != "**"}
+            out[c.registered] = Entry(c.registered, {**defaults, **lookup(cls, "caps")}, tuple(params),
+                                      tuple(k for k, v in params.items() if v is signatures.REQUIRED),
+                                      _literal_choices(signatures.attention_types(c.registered)))
     return dict(sorted(out.items()))
 
 

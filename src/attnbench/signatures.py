@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from attnbench import attention_spec
-
 
 class _Required:
     """Marks a constructor parameter without a default (see ``constructor_params``)."""
@@ -163,19 +161,28 @@ def _registered() -> tuple[dict[str, ast.ClassDef | ast.FunctionDef], dict[str, 
     return defs, registered
 
 
+def _entry_class(name: str) -> tuple[str, Path]:
+    """The class of attention entry ``name`` and its file; an unknown name raises as the registry does."""
+    registered = _registered()[1]
+    if name not in registered:
+        from attnbench import attention_spec  # here: attention_spec reads its entries' parameters from this module
+
+        attention_spec.get(name)  # raises KeyError, listing the entries and the closest name
+    return registered[name]
+
+
 def attention_params(name: str) -> dict[str, Any]:
     """The constructor parameters of attention registry entry ``name`` with their defaults (as
     ``constructor_params``); the entry's class is the one decorated ``@register(name)``."""
-    attention_spec.get(name)  # an unknown name raises, listing the entries
-    defs, registered = _registered()
-    return _params_of(defs, registered[name][0], "attnbench.attention")
+    cls, _ = _entry_class(name)
+    defs, _ = _registered()
+    return _params_of(defs, cls, "attnbench.attention")
 
 
 def attention_types(name: str) -> dict[str, str | None]:
     """The annotations of attention entry ``name``'s constructor parameters (as ``constructor_types``)."""
-    attention_spec.get(name)
-    defs, registered = _registered()
-    cls, path = registered[name]
+    cls, path = _entry_class(name)
+    defs, _ = _registered()
     fn = _init_of(defs, cls, "attnbench.attention")
     return _annotations(fn, path) if isinstance(fn, ast.FunctionDef) else {}
 

@@ -6,7 +6,13 @@ The step is training's: the composed net and data (batch ``data.batch_size``, 32
 Both variants start from the same weights and draw the same dropout masks, so their first-step losses agree to float
 rounding (``loss_rel_diff``). Each repeat times one step of each variant in turn (a loaded machine slows both
 alike): median, IQR and min of the wall time, and the median process CPU time (on one thread, the step's own cost
-whatever else runs on the machine). ``compile=true`` also times the fast net under ``torch.compile``.
+whatever else runs on the machine). ``compile=true`` also times the fast net under ``torch.compile``, with inductor's
+``fallback_random`` (dropout draws from aten's generator, so its masks and loss equal the eager ones);
+``first_step_s`` holds its compilation.
+
+The floor: ``gflop`` counts the step's FLOPs (``torch.utils.flop_counter``: matmuls, forward and backward) and
+``floor_ms`` divides them by this machine's measured ``threads``-thread sgemm rate (``sgemm_gflops``, a 2048-cube
+float32 matmul, in ``machine.json``); ``gflops`` is the rate the step achieves (``gflop`` / CPU time).
 
     python -m attnbench.bench.hot_step                        # model=hot data=ett, 1 thread (make bench-step)
     python -m attnbench.bench.hot_step threads=2 repeats=20
@@ -25,10 +31,12 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import torch._inductor.config as inductor_config
 import torch.nn.functional as F
 from hydra.core.config_store import ConfigStore
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from torch.utils.flop_counter import FlopCounterMode
 
 from attnbench.bench import harness
 from attnbench.bench.common import machine_info
@@ -72,39 +80,86 @@ def first_batch(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return tuple(torch.stack([torch.as_tensor(it[j]).float() for it in items]) for j in (0, 1))
 
 
-def step_fn(module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor):
-    """One training step of ``module`` (a ForecastingModule): its loss as ``training_step`` computes it."""
+PHASES = ("forward", "backward", "optimizer")
+
+
+def step_fn(module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+            phases: dict[str, list[float]] | None = None):
+    """One training step of ``module`` (a ForecastingModule): its loss as ``training_step`` computes it. ``phases``:
+    each call appends the CPU ms of its forward (with the loss), backward and optimizer step (zero_grad included)."""
 
     def step() -> float:
+        c0 = time.process_time()
         torch.manual_seed(1)  # the same dropout masks for every variant
         opt.zero_grad(set_to_none=True)
         out, tgt = module._predict((x, y))
         loss = torch.stack([F.mse_loss(out[:, :h], tgt[:, :h]) for h in module.horizons]).mean()
+        c1 = time.process_time()
         loss.backward()
+        c2 = time.process_time()
         opt.step()
+        c3 = time.process_time()
+        if phases is not None:
+            for k, dt in zip(PHASES, (c1 - c0, c2 - c1, c3 - c2), strict=True):
+                phases.setdefault(k, []).append(1e3 * dt)
         return loss.item()
 
     return step
 
 
+def sgemm_gflops(n: int = 2048, repeats: int = 3) -> float:
+    """This machine's float32 matmul rate on the current threads: the best of ``repeats`` n-cube matmuls (CPU time)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        c = time.process_time()
+        a @ b
+        best = min(best, time.process_time() - c)
+    return 2 * n**3 / max(best, 1e-9) / 1e9
+
+
+def count_gflop(step) -> float:
+    """The FLOPs of one call of ``step`` (matmuls, forward and backward), in GFLOP."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
 def run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
     torch.set_num_threads(cfg.threads)
+    with inductor_config.patch(fallback_random=True):  # compiled dropout draws aten's masks: the same loss
+        return _run(cfg, command)
+
+
+def _run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
     train_cfg = _compose("train", [f"model={cfg.model}", f"data={cfg.data}", "model.compile=false", *cfg.overrides])
     x, y = first_batch(train_cfg)
     torch.manual_seed(cfg.seed)
     base = instantiate(train_cfg.model, _convert_="all")
-    variants = {}
+    variants, phases = {}, {}
     for name in VARIANTS if cfg.compile else VARIANTS[:2]:
         module = copy.deepcopy(base).train()
         set_fast_paths(module, name != "reference")
         if name == "compiled":
             module.net = torch.compile(module.net)
         opt = instantiate(train_cfg.model.optimizer, _convert_="all")(module.parameters())
-        variants[name] = step_fn(module, opt, x, y)
-    first = {name: step() for name, step in variants.items()}  # same weights, same masks: same loss
+        phases[name] = {}
+        variants[name] = step_fn(module, opt, x, y, phases[name])
+    first, first_s = {}, {}
+    for name, step in variants.items():  # same weights, same masks: same loss
+        t = time.perf_counter()
+        first[name] = step()
+        first_s[name] = time.perf_counter() - t  # the compiled variant's includes its compilation
+    # one more step of the eager variants under the FLOP counter (the compiled net runs the fast one's matmuls)
+    gflop = {name: count_gflop(step) for name, step in variants.items() if name != "compiled"}
+    gflop["compiled"] = gflop["fast"]
+    rate = sgemm_gflops()
     for _ in range(cfg.warmup):
         for step in variants.values():
             step()
+    for p in phases.values():
+        p.clear()  # phases of the timed steps only
     wall: dict[str, list[float]] = {n: [] for n in variants}
     cpu: dict[str, list[float]] = {n: [] for n in variants}
     for _ in range(cfg.repeats):
@@ -120,15 +175,19 @@ def run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
             "variant": name, "model": cfg.model, "data": cfg.data, "batch_size": len(x), "threads": cfg.threads,
             "repeats": cfg.repeats, "step_ms_median": statistics.median(wall[name]), "step_ms_iqr": q[2] - q[0],
             "step_ms_min": min(wall[name]), "cpu_ms_median": statistics.median(cpu[name]),
+            **{f"{k}_cpu_ms": statistics.median(phases[name][k]) for k in PHASES},
             "first_loss": first[name], "loss_rel_diff": abs(first[name] - first["reference"]) / abs(first["reference"]),
+            "first_step_s": first_s[name], "gflop": gflop[name],
+            "gflops": gflop[name] / (statistics.median(cpu[name]) / 1e3), "floor_ms": 1e3 * gflop[name] / rate,
         })
     df = pd.DataFrame(rows)
     ref = df.loc[df.variant == "reference", "step_ms_median"].item()
     df["speedup"] = ref / df["step_ms_median"]
+    df["cpu_speedup"] = df.loc[df.variant == "reference", "cpu_ms_median"].item() / df["cpu_ms_median"]
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "hot_step.csv", index=False)
-    (out / "machine.json").write_text(json.dumps(machine_info("cpu", cfg.threads), indent=2))
+    (out / "machine.json").write_text(json.dumps(machine_info("cpu", cfg.threads) | {"sgemm_gflops": rate}, indent=2))
     table = df.to_markdown(index=False, floatfmt=".4g")
     (out / "hot_step.md").write_text(f"`{command}`\n\n{table}\n")
     print(table)
