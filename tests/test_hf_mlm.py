@@ -227,3 +227,40 @@ def test_substitute_corpus_in_minilm_blocks_with_fixed_eval_masks():
     assert torch.equal(val["labels"], next(iter(make().val_dataloader()))["labels"])  # masked once, seeded
     assert 0.1 < (val["labels"] != IGNORE).float().mean().item() < 0.2
     assert "minilm WordPiece" in dm.label and Path(SHARED_DATA).is_dir()
+
+
+def test_glue_table_labels_runs_started_from_an_mlm_checkpoint():
+    from attnbench.analysis.glue import glue_label
+
+    choices = {"model": "tree_bert", "model/attention": "treeformer_tf"}
+    config = {"model": {"net": {"pretrained": "minilm"}, "init_from": "/r/last.ckpt"},
+              "callbacks": {"tree_bootstrap": {"order": "off"}}}
+    assert glue_label(choices, config) == "tree_bert[treeformer_tf] (minilm) boot=off +MLM"
+    config["model"]["init_from"] = None
+    assert glue_label(choices, config) == "tree_bert[treeformer_tf] (minilm) boot=off"
+
+
+@pytest.mark.slow
+def test_cli_mlm_then_glue_from_its_checkpoint(tmp_path):
+    """experiment=treeformer/mlm writes last.ckpt; experiment=treeformer/glue model.init_from=<it> trains from it."""
+    from tests.conftest import QUICK, results, run_cli
+    from tests.test_cab_lm import write_imdb
+    from tests.test_glue import SST2, write_glue
+
+    data = write_imdb(tmp_path / "data", n_unsup=0, n_labelled=30, unsup=False)
+    mlm = run_cli([*QUICK, "experiment=treeformer/mlm", f"paths.data_dir={data}", "data.block_len=16",
+                   "data.limit_docs=null", "data.val_fraction=0.2", "data.test_fraction=0.2",
+                   "data.batch_size=4", "data.eval_batch_size=4"], tmp_path / "mlm")
+    assert mlm.returncode == 0, mlm.stderr[-3000:]
+    (res,) = results(tmp_path / "mlm")
+    assert res["status"] == "ok" and res["metrics"]["test/tokens"] > 0 and 0 <= res["metrics"]["test/acc"] <= 100
+    (ckpt,) = (tmp_path / "mlm" / "outputs").rglob("last.ckpt")
+    glue_data = write_glue(tmp_path / "data", "SST-2", SST2, SST2)
+    args = [*QUICK, "experiment=treeformer/glue", "data.task=sst2", "data.max_length=24", "data.batch_size=4",
+            "data.eval_batch_size=4", f"paths.data_dir={glue_data}"]
+    glue = run_cli([*args, f"model.init_from={ckpt}"], tmp_path / "glue")
+    assert glue.returncode == 0, glue.stderr[-3000:]
+    assert "model.init_from: encoder from" in glue.stderr + glue.stdout
+    missing = run_cli([*args, f"model.init_from={tmp_path / 'nope.ckpt'}"], tmp_path / "missing")
+    assert missing.returncode != 0 and "model.init_from=" in missing.stderr + missing.stdout
+    assert "no such file" in missing.stderr + missing.stdout
