@@ -31,13 +31,14 @@ class CheckpointError(ConfigError):
     """``ckpt_path`` names a file that is unreadable, unsafe, or a checkpoint of another model."""
 
 
-def load(path: str | Path) -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True`` on CPU; a CheckpointError that says why, never a raw trace."""
+def load(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True`` on CPU; a CheckpointError that says why (naming the config ``key``
+    that gave ``path``), never a raw trace."""
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"ckpt_path={str(path)!r}: no such file")
+        raise CheckpointError(f"{key}={str(path)!r}: no such file")
     if not zipfile.is_zipfile(p):  # torch.save writes a zip archive; a truncated or foreign file is not one
-        raise CheckpointError(f"ckpt_path={str(path)!r} is not a PyTorch checkpoint (not a zip archive, "
+        raise CheckpointError(f"{key}={str(path)!r} is not a PyTorch checkpoint (not a zip archive, "
                               f"{p.stat().st_size} bytes): truncated, or another kind of file?")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
@@ -46,13 +47,13 @@ def load(path: str | Path) -> dict[str, Any]:
         found = re.search(r"GLOBAL (\S+)", msg)
         if found:
             raise CheckpointError(
-                f"ckpt_path={str(path)!r} holds objects other than tensors and plain data (it would call "
+                f"{key}={str(path)!r} holds objects other than tensors and plain data (it would call "
                 f"{found.group(1)}); it was refused unread, since loading it could run code. attnbench checkpoints "
                 "never need that: use one written by this version, or convert a trusted one by hand.") from None
         detail = msg.splitlines()[0] if msg and "weights_only" not in msg else type(e).__name__
-        raise CheckpointError(f"ckpt_path={str(path)!r} is not a PyTorch checkpoint ({detail})") from None
+        raise CheckpointError(f"{key}={str(path)!r} is not a PyTorch checkpoint ({detail})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"ckpt_path={str(path)!r} is not a Lightning checkpoint (no state_dict)")
+        raise CheckpointError(f"{key}={str(path)!r} is not a Lightning checkpoint (no state_dict)")
     return ckpt
 
 

@@ -655,6 +655,7 @@ class TextClassificationModelConfig(Checked):
     task: Any = FROM_CODE
     monitor: Any = FROM_CODE
     monitor_mode: Any = FROM_CODE
+    init_from: Any = FROM_CODE  # a checkpoint of experiment=treeformer/mlm (checked when fitting starts)
 
     def check(self) -> None:
         _choice("model.task", self.task, list(TEXT_TASKS))
@@ -686,7 +687,7 @@ class CorpusDataConfig(Checked):
 
     def check(self) -> None:
         _choice("data.name", self.name, list(CORPORA))
-        _choice("data.tokenizer", self.tokenizer, list(VOCABS))
+        self.check_tokenizer()
         for k in ("block_len", "batch_size"):
             _need(getattr(self, k) >= 1, f"data.{k}", getattr(self, k), "must be >= 1")
         _need(self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
@@ -704,6 +705,9 @@ class CorpusDataConfig(Checked):
             _need(v is not None and 0 < v < 1, f"data.{k}", v, "must lie in (0, 1)")
         _need(self.val_fraction + self.test_fraction < 1, "data.val_fraction + data.test_fraction",
               self.val_fraction + self.test_fraction, "must be < 1")
+
+    def check_tokenizer(self) -> None:
+        _choice("data.tokenizer", self.tokenizer, list(VOCABS))
 
 
 @dataclass
@@ -785,6 +789,73 @@ class LanguageModelConfig(Checked):
         _need(self.net.get("vocab_size") == vocab, "model.net.vocab_size", self.net.get("vocab_size"),
               f"must be {vocab}, the size of tokenizer {self.tokenizer!r}")
         _check_schedule(self, "torch.optim.lr_scheduler.CosineAnnealingLR")
+
+
+# ----------------------------------------------------------------------------- MLM continued pre-training (HF)
+@dataclass
+@from_code
+class WordPieceCorpusDataConfig(CorpusDataConfig):
+    """``data=corpus_wordpiece``: a corpus in a pretrained model's WordPiece blocks (``data.wordpiece``)."""
+
+    _target_: str = "attnbench.data.wordpiece.WordPieceCorpusDataModule"
+    name: Any = FROM_CODE
+    data_dir: Any = FROM_CODE
+    block_len: Any = FROM_CODE
+    tokenizer: Any = FROM_CODE
+    mlm_probability: Any = FROM_CODE
+    mask_seed: Any = FROM_CODE
+    batch_size: Any = FROM_CODE
+    eval_batch_size: Any = FROM_CODE
+    num_workers: Any = FROM_CODE
+    val_fraction: Any = FROM_CODE
+    test_fraction: Any = FROM_CODE
+    seed: Any = FROM_CODE
+    download: Any = FROM_CODE
+    verify: Any = FROM_CODE
+    limit_docs: Any = FROM_CODE
+
+    def check_tokenizer(self) -> None:  # a pretrained name (hub id, folder, minilm): checked when loaded
+        _need(bool(self.tokenizer), "data.tokenizer", self.tokenizer, "the pretrained model's name (e.g. minilm)")
+        _need(0 < self.mlm_probability < 1, "data.mlm_probability", self.mlm_probability, "must lie in (0, 1)")
+
+
+@dataclass
+@from_code
+class HFMaskedLMNetConfig(Checked):
+    _target_: str = "attnbench.models.hf_text.pretrained_masked_lm"
+    pretrained: Any = FROM_CODE
+    attention: Any = FROM_CODE
+    dropout: Any = FROM_CODE
+    trainable_attention: Any = FROM_CODE
+
+    def check(self) -> None:
+        _need(self.dropout is None or 0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout,
+              "must lie in [0, 1) or be null")
+        if self.attention is not None:
+            check_attention("model.net.attention", dict(self.attention))
+            problem = attention.drop_in_problem(self.attention["name"], self.trainable_attention)
+            if problem:
+                raise ConfigError(f"model.net.attention.name={self.attention['name']!r} cannot replace a pretrained "
+                                  f"self-attention: {problem}")
+
+
+@dataclass
+@from_code
+class PretrainedMLMModelConfig(Checked):
+    _target_: str = "attnbench.lit.hf_mlm.PretrainedMLMModule"
+    net: HFMaskedLMNetConfig = field(default_factory=HFMaskedLMNetConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: dict[str, Any] | None = FROM_CODE
+    scheduler_interval: Any = FROM_CODE
+    warmup_ratio: Any = FROM_CODE
+    monitor: Any = FROM_CODE
+    monitor_mode: Any = FROM_CODE
+
+    def check(self) -> None:
+        _need(0.0 <= self.warmup_ratio < 1.0, "model.warmup_ratio", self.warmup_ratio, "must lie in [0, 1)")
+        _choice("model.monitor", self.monitor, ["val/loss", "val/ppl"])
+        _choice("model.monitor_mode", self.monitor_mode, ["min"])
+        _check_schedule(self, "transformers.get_linear_schedule_with_warmup")
 
 
 # ----------------------------------------------------------------------------- Long Range Arena
@@ -1384,6 +1455,8 @@ def register_configs() -> None:
     cs.store(group="model", name="text_classification_schema", node=TextClassificationModelConfig)
     cs.store(group="data", name="corpus_schema", node=CorpusDataConfig)
     cs.store(group="model", name="lm_schema", node=LanguageModelConfig)
+    cs.store(group="data", name="wordpiece_corpus_schema", node=WordPieceCorpusDataConfig)
+    cs.store(group="model", name="hf_mlm_schema", node=PretrainedMLMModelConfig)
     cs.store(group="model", name="lra_schema", node=LRAModelConfig)
     cs.store(group="data", name="seq2seq_schema", node=Seq2SeqDataConfig)
     cs.store(group="model", name="seq2seq_schema", node=Seq2SeqModelConfig)
@@ -1427,6 +1500,7 @@ _TASKS: dict[type, tuple[type, ...]] = {
     LanguageModelConfig: (CorpusDataConfig,),
     Seq2SeqModelConfig: (Seq2SeqDataConfig,),
     LRAModelConfig: (LRADataConfig,),
+    PretrainedMLMModelConfig: (WordPieceCorpusDataConfig,),
 }
 TASK_DATA = {m._target_: tuple(d._target_ for d in ds) for m, ds in _TASKS.items()}
 SCHEMAS = by_target(*_TASKS, *(d for ds in _TASKS.values() for d in ds), TrainerConfig)

@@ -31,8 +31,8 @@ TASKS = {"cola": "CoLA", "mnli_m": "MNLI-m", "mnli_mm": "MNLI-mm", "mrpc": "MRPC
 RUN_COLUMNS = ["task", "model", "status", "error", "score", "epochs", "wall_time_s", "n_params",
                "attention", "attention_gflops", "run_dir"]
 GLUE_KEYS = ("data.task", "model.net.pretrained", "model.net.attention.n_hashes",
-             "model.net.attention.cluster_size",
-             "callbacks.tree_bootstrap.order")  # overrides the table (or the model label) already names
+             "model.net.attention.cluster_size", "callbacks.tree_bootstrap.order",
+             "model.init_from")  # overrides the table (or the model label) already names
 DEFAULT_PRETRAINED = "bert-base-uncased"
 
 
@@ -54,6 +54,8 @@ def glue_label(choices: dict[str, Any], config: dict[str, Any]) -> str:
     boot = ((config.get("callbacks") or {}).get("tree_bootstrap") or {}).get("order")
     if boot:  # Treeformer's bootstrapping schedule (lit.treeformer): with or without
         label += f" boot={boot}"
+    if (config.get("model") or {}).get("init_from"):  # started from an MLM continued pre-training checkpoint
+        label += " +MLM"
     return label
 
 

@@ -8,6 +8,7 @@ follow.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
@@ -19,6 +20,8 @@ from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 from attnbench.data.catalog import TEXT_TASKS
 from attnbench.lit.base import ConfiguredModule, Interval, Mode
 from attnbench.models.interfaces import PretrainedNet
+
+log = logging.getLogger(__name__)
 
 
 def glue_metrics(task: str) -> dict[str, Metric]:
@@ -34,12 +37,14 @@ class TextClassificationModule(ConfiguredModule):
     """Trains ``net(**batch) -> .loss, .logits`` (an ``AutoModelForSequenceClassification``) on a GLUE task.
 
     ``scheduler`` may take ``num_training_steps`` (e.g. transformers' linear warmup/decay): it is filled in
-    from the trainer's estimate.
+    from the trainer's estimate. ``init_from``: a checkpoint of MLM continued pre-training
+    (``experiment=treeformer/mlm``) whose encoder replaces the pretrained one when fitting starts
+    (``lit.hf_mlm.init_encoder``; a resumed run's checkpoint is restored after it and wins).
     """
 
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer], task: str,
                  scheduler: Callable | None = None, scheduler_interval: Interval = "step", warmup_ratio: float = 0.1,
-                 monitor: str = "val/score", monitor_mode: Mode = "max") -> None:
+                 monitor: str = "val/score", monitor_mode: Mode = "max", init_from: str | None = None) -> None:
         super().__init__()
         if task not in TEXT_TASKS:
             raise ValueError(f"task={task!r}; allowed: {', '.join(TEXT_TASKS)}")
@@ -68,6 +73,24 @@ class TextClassificationModule(ConfiguredModule):
                 del state[key]
             elif key not in state:
                 state[key] = own[key]
+
+    def setup(self, stage: str) -> None:
+        path = self.hparams.get("init_from")
+        if stage != "fit" or not path:
+            return
+        from attnbench.config import ConfigError
+        from attnbench.lit.hf_mlm import init_encoder
+
+        dense = [cb.dense_checkpoint for cb in self.trainer.callbacks if getattr(cb, "dense_checkpoint", None)]
+        if dense:
+            raise ConfigError(f"model.init_from={path!r} and callbacks.tree_bootstrap.dense_checkpoint={dense[0]!r} "
+                              "both set the weights: keep one (set the other to null)")
+        moved = init_encoder(self.net, path, "model.init_from")
+        log.info("model.init_from: encoder from %s (%d tensors kept at their init: %s)", path, len(moved["kept"]),
+                 ", ".join(moved["kept"][:4]) + (" ..." if len(moved["kept"]) > 4 else ""))
+        if moved["unused"]:
+            log.warning("model.init_from: %d attention tensors of the checkpoint are not in this model (e.g. %s)",
+                        len(moved["unused"]), moved["unused"][0])
 
     def forward(self, batch: dict) -> Tensor:
         return self.net(**{k: v for k, v in batch.items() if k != "labels"}).logits
