@@ -66,3 +66,18 @@ def test_every_benchmark_runs_as_a_module(name):
 def test_figure_title():
     m = {"device_name": "Xeon", "threads": 2}
     assert reports.figure_title(m, "B 4, H 8") == "Xeon, B 4, H 8, 2 thread(s)"
+
+
+@pytest.mark.slow
+def test_a_benchmark_without_its_data_stops_with_one_message(tmp_path):
+    """Missing data (here: no ETTh1.csv and download off) ends a benchmark with exit code 2 and one message that
+    says what to do, as ``train.py`` does, not a traceback; the traceback goes to the benchmark's log."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "attnbench.bench.hot_step", f"out_dir={tmp_path}",
+                          f"overrides=['data.download=false','paths.data_dir={tmp_path / 'nodata'}']"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.startswith("error (DataError): "), res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and "ETTh1" in res.stderr

@@ -150,7 +150,16 @@ def hydra_main(name: str, run: Callable[[Any, str], object]) -> Callable[[], Non
 
     @hydra.main(config_path=str(Path(project_root()) / "conf"), config_name=f"bench/{name}", version_base="1.3")
     def main(cfg: DictConfig) -> None:
-        run(OmegaConf.to_object(cfg), " ".join(["python", "-m", module, *map(shlex.quote, sys.argv[1:])]))
+        try:
+            run(OmegaConf.to_object(cfg), " ".join(["python", "-m", module, *map(shlex.quote, sys.argv[1:])]))
+        except Exception as e:  # a bad value or missing data: one message that leads with the fix, as train.py
+            from attnbench.cli import EXIT_USER_ERROR, report, user_error
+
+            fix = user_error(e)
+            if fix is None:
+                raise
+            report(e, fix, None)
+            sys.exit(EXIT_USER_ERROR)
 
     return main
 
