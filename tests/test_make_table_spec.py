@@ -130,6 +130,11 @@ def test_sweeps_must_name_one_table(tmp_path, capsys):
         sweep_spec(both)
     md, _ = write_table(both, tmp_path / "out", experiment="smyrf/imdb")  # said on the command line: that one
     assert "Published rows: github.com/giannisdaras/smyrf@bbbc82e README.md IMDB table" in md
+    versions = tmp_path / "versions"  # one experiment whose yaml's table block changed between two of its sweeps
+    _job(versions, 0, "bert", "rte", 66.0, table=BLOCK, experiment="smyrf/glue")
+    _job(versions, 1, "bert", "rte", 67.0, table={**BLOCK, "notes": ["a later note"]}, experiment="smyrf/glue")
+    with pytest.raises(ValueError, match=r"declare 2 different `table:` blocks .* pass --experiment smyrf/glue"):
+        sweep_spec(versions)
     anonymous = tmp_path / "anonymous"
     _job(anonymous, 0, "bert", "rte", 66.0)
     assert make_table([str(anonymous)]) == 2

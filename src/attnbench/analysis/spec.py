@@ -176,6 +176,9 @@ def sweep_spec(sweep_dir: str | Path, experiment: str | None = None) -> TableSpe
         elif name:
             names.add(str(name))
     found = [where for _, where in blocks.values()] if blocks else sorted(names)
+    if len(found) > 1 and len(set(found)) == 1:  # one experiment, its table block changed between the jobs' runs
+        raise ValueError(f"{sweep_dir}: the jobs of {found[0]} declare {len(found)} different `table:` blocks (run "
+                         f"from different versions of its yaml); pass --experiment {found[0]} to use today's")
     if len(found) > 1:
         raise ValueError(f"{sweep_dir}: jobs of different tables ({', '.join(found)}); make one table per sweep "
                          "folder, or pass --experiment <paper>/<table>")
