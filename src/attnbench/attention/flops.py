@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from attnbench.attention import linear as _linear
+from attnbench.attention import performer as _performer_mod
 from attnbench.attention.registry import AttentionBase, available
 
 SOFTMAX_FLOPS = 5  # per softmax input element: max, subtract, exp, sum, divide
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 # the chunk of causal prefix sums (linear_attention's default, which the entries use)
 LINEAR_CHUNK = inspect.signature(_linear.linear_attention).parameters["chunk"].default
+FAVOR_CHUNK = inspect.signature(_performer_mod.favor_attention_causal).parameters["chunk"].default  # causal self
 
 
 @dataclass(frozen=True)
@@ -215,9 +217,21 @@ def _linear_f(m: AttentionBase, s: Shape) -> Flops:
 
 @formula("performer", power=1)
 def _performer(m: AttentionBase, s: Shape) -> Flops:
-    """FAVOR+ features (m = ``n_features``) of queries and keys, then kernelised attention."""
-    n = m.n_features
-    return _favor_features(s.BH, s.L + s.S, s.D, n) + _kernelised(s, n)
+    """FAVOR+ features (m = ``n_features``) of queries and keys, then kernelised attention, as the kernels of
+    ``attention/performer.py`` run it. Non-causal (the blocked kernel): phi_k^T v, the normaliser phi_k^T 1 as a
+    sum (not a product), phi_q [kv, z]. Causal self (L == S, the blocked causal kernel): q and k padded to a
+    multiple of the chunk min(``FAVOR_CHUNK``, N) before the features, then the chunked products of
+    ``_kernelised``. Causal cross: ``linear.linear_attention`` (``_kernelised``)."""
+    n, BH = m.n_features, s.BH
+    if not s.causal:
+        mm = 2 * BH * (s.S * n * s.Dv + s.L * n * (s.Dv + 1))
+        return _favor_features(BH, s.L + s.S, s.D, n) + Flops(mm, BH * (s.S * n + 2 * s.L * s.Dv))
+    if s.L != s.S:
+        return _favor_features(BH, s.L + s.S, s.D, n) + _kernelised(s, n)
+    c = min(FAVOR_CHUNK, s.L)
+    N, C, E = -(-s.L // c) * c, -(-s.L // c), s.Dv + 1
+    mm = 2 * BH * (2 * N * n * E + C * c * c * (n + E))  # chunk sums, phi_q kv_prev; within-chunk kernel, a vc
+    return _favor_features(BH, 2 * N, s.D, n) + Flops(mm, BH * (C * n * E + C * c * c + 2 * N * s.Dv))
 
 
 @formula("linformer", power=1)

@@ -348,8 +348,9 @@ def favor_attention(
     q: Tensor, k: Tensor, v: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False
 ) -> Tensor:
     """FAVOR+ attention, linear in the sequence length. (B,H,L,D), (B,H,S,D), (B,H,S,Dv) -> (B,H,L,Dv).
-    Non-causal: the blocked kernel (:func:`favor_attention_noncausal`); causal: the fused features and chunked
-    prefix sums (:func:`~attnbench.attention.linear.linear_attention`)."""
+    Non-causal: the blocked kernel (:func:`favor_attention_noncausal`); causal self-attention: the blocked causal
+    kernel (:func:`favor_attention_causal`); causal cross-attention: the features and chunked prefix sums
+    (:func:`~attnbench.attention.linear.linear_attention`)."""
     if not causal:
         return favor_attention_noncausal(q, k, v, proj, key_padding_mask)
     if q.shape[-2] == k.shape[-2]:
