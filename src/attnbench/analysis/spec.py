@@ -154,10 +154,27 @@ def experiment_spec(experiment: str, conf_dir: str | Path | None = None) -> Tabl
         known = sorted(str(p.relative_to(conf / "experiment").with_suffix("")) for p in
                        (conf / "experiment").rglob("*.yaml"))
         raise FileNotFoundError(f"experiment {experiment!r}: no {path}; known: {', '.join(known)}")
-    block = OmegaConf.to_container(OmegaConf.load(path)).get("table")  # type: ignore[union-attr]
+    declared = OmegaConf.to_container(OmegaConf.load(path))
+    block = declared.get("table")  # type: ignore[union-attr]
+    if block is None and "table" in declared:  # type: ignore[operator]
+        raise ValueError(f"{path} says `table: null`: it is a step feeding another experiment (e.g. a checkpoint), "
+                         "with no table of its own")
     if block is None:
         raise ValueError(f"{path} declares no table: add a `table:` block (see attnbench.analysis.spec)")
     return parse_spec(block, f"experiment={experiment}")
+
+
+def is_step(experiment: str, conf_dir: str | Path | None = None) -> bool:
+    """Whether ``conf/experiment/<experiment>.yaml`` says ``table: null``: a step that feeds another experiment
+    (``treeformer/mlm``: a checkpoint for ``treeformer/glue``), exempt from the table and 3-seed rules. An
+    experiment without a ``table`` key is not a step: it has forgotten its table."""
+    from omegaconf import OmegaConf
+
+    from attnbench.config import project_root
+
+    conf = Path(conf_dir) if conf_dir is not None else Path(project_root()) / "conf"
+    declared = OmegaConf.load(conf / "experiment" / f"{experiment}.yaml")
+    return "table" in declared and declared.table is None
 
 
 def sweep_spec(sweep_dir: str | Path, experiment: str | None = None) -> TableSpec:
