@@ -621,6 +621,18 @@ class LRADataConfig(Checked):
                                   f"{', '.join(allowed) or 'none (data.options={})'}")
 
 
+def _check_pretrained_encoder(dropout: float | None, att: Any, trainable_attention: bool) -> None:
+    """``model.net`` of a pretrained HF encoder (classifier or masked LM): its dropout, and the attention swapped in
+    (an entry that can replace a pretrained dense self-attention)."""
+    _need(dropout is None or 0.0 <= dropout < 1.0, "model.net.dropout", dropout, "must lie in [0, 1) or be null")
+    if att is not None:
+        check_attention("model.net.attention", dict(att))
+        problem = attention.drop_in_problem(att["name"], trainable_attention)
+        if problem:
+            raise ConfigError(f"model.net.attention.name={att['name']!r} cannot replace a pretrained "
+                              f"self-attention: {problem}")
+
+
 @dataclass
 @from_code
 class HFClassifierNetConfig(Checked):
@@ -633,14 +645,7 @@ class HFClassifierNetConfig(Checked):
 
     def check(self) -> None:
         _need(self.n_labels >= 1, "model.net.n_labels", self.n_labels, "must be >= 1 (1 = regression)")
-        _need(self.dropout is None or 0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout,
-              "must lie in [0, 1) or be null")
-        if self.attention is not None:
-            check_attention("model.net.attention", dict(self.attention))
-            problem = attention.drop_in_problem(self.attention["name"], self.trainable_attention)
-            if problem:
-                raise ConfigError(f"model.net.attention.name={self.attention['name']!r} cannot replace a pretrained "
-                                  f"self-attention: {problem}")
+        _check_pretrained_encoder(self.dropout, self.attention, self.trainable_attention)
 
 
 @dataclass
@@ -829,14 +834,7 @@ class HFMaskedLMNetConfig(Checked):
     trainable_attention: Any = FROM_CODE
 
     def check(self) -> None:
-        _need(self.dropout is None or 0.0 <= self.dropout < 1.0, "model.net.dropout", self.dropout,
-              "must lie in [0, 1) or be null")
-        if self.attention is not None:
-            check_attention("model.net.attention", dict(self.attention))
-            problem = attention.drop_in_problem(self.attention["name"], self.trainable_attention)
-            if problem:
-                raise ConfigError(f"model.net.attention.name={self.attention['name']!r} cannot replace a pretrained "
-                                  f"self-attention: {problem}")
+        _check_pretrained_encoder(self.dropout, self.attention, self.trainable_attention)
 
 
 @dataclass
