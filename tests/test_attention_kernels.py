@@ -8,7 +8,6 @@ import itertools
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from attnbench.attention.feature_maps import orthogonal_gaussian
 from attnbench.attention.local import (
@@ -25,21 +24,7 @@ from attnbench.attention.performer import (
 )
 from attnbench.attention.reformer import lsh_attention, reformer_full_reference
 from attnbench.attention.smyrf import smyrf_attention
-
-
-class LargestTensor(TorchDispatchMode):
-    """Records the largest number of elements of any tensor an op returns (forward and backward)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.numel = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                self.numel = max(self.numel, t.numel())
-        return out
+from tests.conftest import LargestTensor
 
 
 def largest_intermediate(fn, *shapes: tuple[int, ...]) -> int:

@@ -117,22 +117,12 @@ def test_performer_module_uses_the_kernel_with_non_contiguous_inputs():
 def test_no_feature_map_of_every_head_is_kept(monkeypatch, causal):
     """Forward and backward hold one block of features at a time (the backward recomputes them): with one
     (batch, head) pair per block, no tensor reaches the size of the maps of all pairs (B H N m)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Largest(TorchDispatchMode):
-        numel = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for t in out if isinstance(out, (tuple, list)) else (out,):
-                if isinstance(t, torch.Tensor):
-                    self.numel = max(self.numel, t.numel())
-            return out
+    from tests.conftest import LargestTensor
 
     monkeypatch.setattr(performer, "_BLOCK_ELEMS", 1)
     B, H, N, m = 2, 4, 256, 96  # maps (N, m) of all pairs: 6x the inputs (B, H, N, D)
     proj = orthogonal_gaussian(m, 16, torch.Generator().manual_seed(0))
     q, k, v = _inputs(N, N, 1.0, torch.float32, B=B, H=H, D=16, Dv=16)
-    with Largest() as mode:
+    with LargestTensor() as mode:
         favor_attention(q, k, v, proj, causal=causal).sum().backward()
     assert N * m <= mode.numel < B * H * N * m / 4  # one pair's map, far from all of them
