@@ -124,15 +124,21 @@ def test_step_benchmark_times_both_paths_at_the_same_loss(tmp_path, synth_data_d
     from attnbench.bench.harness import load_config
 
     df = hot_step.run(small_step_config(tmp_path, synth_data_dir), "test")
-    assert list(df.variant) == ["reference", "fast"] and (df.batch_size == 4).all()
-    assert (df.loss_rel_diff < 1e-5).all() and (df.step_ms_median > 0).all()
+    assert list(df.variant) == ["reference", "fast", "bf16"] and (df.batch_size == 4).all()
+    exact = df[df.variant != "bf16"]
+    assert (exact.loss_rel_diff < 1e-5).all() and (df.step_ms_median > 0).all()
+    # bf16 autocast (trainer.precision=bf16-mixed) rounds the matmuls: the loss moves, but only at bfloat16's precision
+    bf16 = df.set_index("variant").loc["bf16"]
+    assert 1e-6 < bf16.loss_rel_diff < 2e-2 and bf16.gflop == pytest.approx(exact.gflop.iloc[1])
     assert (df[["forward_cpu_ms", "backward_cpu_ms", "optimizer_cpu_ms"]] > 0).all().all()
     # the reference projects every token's queries and keys: more FLOPs than pooling first; the floor is their time
     # at the measured sgemm rate
     ref, fast = df.set_index("variant").loc["reference"], df.set_index("variant").loc["fast"]
     assert ref.gflop > fast.gflop > 0
-    assert fast.floor_ms == pytest.approx(1e3 * fast.gflop / json.loads((tmp_path / "machine.json").read_text())[
-        "sgemm_gflops"])
+    machine = json.loads((tmp_path / "machine.json").read_text())
+    assert fast.floor_ms == pytest.approx(1e3 * fast.gflop / machine["sgemm_gflops"])
+    assert bf16.floor_ms == pytest.approx(1e3 * bf16.gflop / machine["bf16_gemm_gflops"])
+    assert isinstance(machine["bf16_native"], bool)
     assert (tmp_path / "hot_step.csv").is_file() and (tmp_path / "hot_step.md").is_file()
     with pytest.raises(Exception, match="repeats=0"):
         load_config("hot_step", ["repeats=0"])
@@ -144,6 +150,6 @@ def test_step_benchmark_compiled_net_draws_the_same_dropout_masks(tmp_path, synt
     eager one's (without it the masks, and the loss, differ)."""
     from attnbench.bench import hot_step
 
-    df = hot_step.run(small_step_config(tmp_path, synth_data_dir, "compile=true"), "test")
+    df = hot_step.run(small_step_config(tmp_path, synth_data_dir, "compile=true", "bf16=false"), "test")
     assert list(df.variant) == ["reference", "fast", "compiled"]
     assert (df.loss_rel_diff < 1e-5).all()

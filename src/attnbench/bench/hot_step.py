@@ -8,7 +8,11 @@ rounding (``loss_rel_diff``). Each repeat times one step of each variant in turn
 alike): median, IQR and min of the wall time, and the median process CPU time (on one thread, the step's own cost
 whatever else runs on the machine). ``compile=true`` also times the fast net under ``torch.compile``, with inductor's
 ``fallback_random`` (dropout draws from aten's generator, so its masks and loss equal the eager ones);
-``first_step_s`` holds its compilation.
+``first_step_s`` holds its compilation. ``bf16=true`` (the default) also times the fast net under
+``torch.autocast("cpu", torch.bfloat16)`` around forward and loss, which is what ``trainer.precision=bf16-mixed``
+runs: its matmuls round to bfloat16, so its loss differs from float32's (``loss_rel_diff``, ~1e-3) and its floor
+is counted at the measured bfloat16 matmul rate (``bf16_gemm_gflops``). It is only faster on a CPU with native
+bfloat16 matmuls (AVX512-BF16 or AMX: ``bf16_native`` in ``machine.json``); elsewhere it is emulated and slower.
 
 The floor: ``gflop`` counts the step's FLOPs (``torch.utils.flop_counter``: matmuls, forward and backward) and
 ``floor_ms`` divides them by this machine's measured ``threads``-thread sgemm rate (``sgemm_gflops``, a 2048-cube
@@ -44,7 +48,7 @@ from attnbench.bench.harness import _compose, need
 from attnbench.layers.attention import set_fast_paths
 
 MODULE = "attnbench.bench.hot_step"
-VARIANTS = ("reference", "fast", "compiled")
+VARIANTS = ("reference", "fast", "bf16", "compiled")
 
 
 @dataclass
@@ -59,6 +63,7 @@ class HotStepConfig:
     threads: int = 1
     seed: int = 0
     compile: bool = False  # also time the fast net under torch.compile (minutes of compilation on a CPU)
+    bf16: bool = True  # also time the fast net under bf16 autocast (trainer.precision=bf16-mixed)
     out_dir: str = "outputs/bench/hot_step"
 
     def __post_init__(self) -> None:
@@ -84,16 +89,19 @@ PHASES = ("forward", "backward", "optimizer")
 
 
 def step_fn(module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-            phases: dict[str, list[float]] | None = None):
+            phases: dict[str, list[float]] | None = None, autocast: torch.dtype | None = None):
     """One training step of ``module`` (a ForecastingModule): its loss as ``training_step`` computes it. ``phases``:
-    each call appends the CPU ms of its forward (with the loss), backward and optimizer step (zero_grad included)."""
+    each call appends the CPU ms of its forward (with the loss), backward and optimizer step (zero_grad included).
+    ``autocast``: forward and loss under ``torch.autocast("cpu", autocast)``, as Lightning's ``bf16-mixed`` does
+    (backward and optimizer outside it)."""
 
     def step() -> float:
         c0 = time.process_time()
         torch.manual_seed(1)  # the same dropout masks for every variant
         opt.zero_grad(set_to_none=True)
-        out, tgt = module._predict((x, y))
-        loss = torch.stack([F.mse_loss(out[:, :h], tgt[:, :h]) for h in module.horizons]).mean()
+        with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            out, tgt = module._predict((x, y))
+            loss = torch.stack([F.mse_loss(out[:, :h], tgt[:, :h]) for h in module.horizons]).mean()
         c1 = time.process_time()
         loss.backward()
         c2 = time.process_time()
@@ -107,9 +115,10 @@ def step_fn(module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
     return step
 
 
-def sgemm_gflops(n: int = 2048, repeats: int = 3) -> float:
-    """This machine's float32 matmul rate on the current threads: the best of ``repeats`` n-cube matmuls (CPU time)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def sgemm_gflops(n: int = 2048, repeats: int = 3, dtype: torch.dtype = torch.float32) -> float:
+    """This machine's matmul rate (float32 unless ``dtype``) on the current threads: the best of ``repeats`` n-cube
+    matmuls (CPU time)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b  # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -138,14 +147,15 @@ def _run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
     torch.manual_seed(cfg.seed)
     base = instantiate(train_cfg.model, _convert_="all")
     variants, phases = {}, {}
-    for name in VARIANTS if cfg.compile else VARIANTS[:2]:
+    names = [v for v in VARIANTS if {"bf16": cfg.bf16, "compiled": cfg.compile}.get(v, True)]
+    for name in names:
         module = copy.deepcopy(base).train()
         set_fast_paths(module, name != "reference")
         if name == "compiled":
             module.net = torch.compile(module.net)
         opt = instantiate(train_cfg.model.optimizer, _convert_="all")(module.parameters())
         phases[name] = {}
-        variants[name] = step_fn(module, opt, x, y, phases[name])
+        variants[name] = step_fn(module, opt, x, y, phases[name], torch.bfloat16 if name == "bf16" else None)
     first, first_s = {}, {}
     for name, step in variants.items():  # same weights, same masks: same loss
         t = time.perf_counter()
@@ -154,7 +164,9 @@ def _run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
     # one more step of the eager variants under the FLOP counter (the compiled net runs the fast one's matmuls)
     gflop = {name: count_gflop(step) for name, step in variants.items() if name != "compiled"}
     gflop["compiled"] = gflop["fast"]
-    rate = sgemm_gflops()
+    rate = {"float32": sgemm_gflops()}
+    if cfg.bf16:
+        rate["bfloat16"] = sgemm_gflops(dtype=torch.bfloat16)
     for _ in range(cfg.warmup):
         for step in variants.values():
             step()
@@ -178,7 +190,8 @@ def _run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
             **{f"{k}_cpu_ms": statistics.median(phases[name][k]) for k in PHASES},
             "first_loss": first[name], "loss_rel_diff": abs(first[name] - first["reference"]) / abs(first["reference"]),
             "first_step_s": first_s[name], "gflop": gflop[name],
-            "gflops": gflop[name] / (statistics.median(cpu[name]) / 1e3), "floor_ms": 1e3 * gflop[name] / rate,
+            "gflops": gflop[name] / (statistics.median(cpu[name]) / 1e3),
+            "floor_ms": 1e3 * gflop[name] / rate["bfloat16" if name == "bf16" else "float32"],
         })
     df = pd.DataFrame(rows)
     ref = df.loc[df.variant == "reference", "step_ms_median"].item()
@@ -187,7 +200,10 @@ def _run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "hot_step.csv", index=False)
-    (out / "machine.json").write_text(json.dumps(machine_info("cpu", cfg.threads) | {"sgemm_gflops": rate}, indent=2))
+    machine = machine_info("cpu", cfg.threads) | {"sgemm_gflops": rate["float32"]}
+    if cfg.bf16:  # bf16_native: AVX512-BF16 / AMX matmuls (oneDNN); without them bfloat16 is emulated
+        machine |= {"bf16_gemm_gflops": rate["bfloat16"], "bf16_native": torch.ops.mkldnn._is_mkldnn_bf16_supported()}
+    (out / "machine.json").write_text(json.dumps(machine, indent=2))
     table = df.to_markdown(index=False, floatfmt=".4g")
     (out / "hot_step.md").write_text(f"`{command}`\n\n{table}\n")
     print(table)
