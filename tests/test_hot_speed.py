@@ -138,7 +138,7 @@ def test_step_benchmark_times_both_paths_at_the_same_loss(tmp_path, synth_data_d
     machine = json.loads((tmp_path / "machine.json").read_text())
     assert fast.floor_ms == pytest.approx(1e3 * fast.gflop / machine["sgemm_gflops"])
     assert bf16.floor_ms == pytest.approx(1e3 * bf16.gflop / machine["bf16_gemm_gflops"])
-    assert isinstance(machine["bf16_native"], bool)
+    assert machine["bf16_native"] in (True, False, None)
     assert (tmp_path / "hot_step.csv").is_file() and (tmp_path / "hot_step.md").is_file()
     with pytest.raises(Exception, match="repeats=0"):
         load_config("hot_step", ["repeats=0"])
