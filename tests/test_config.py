@@ -37,6 +37,7 @@ def test_default_config_composes_and_validates(compose_cfg):
         (["+model.net.attention.foo=1"], "unknown option 'foo'"),
         (["model.net.attention.name=hott"], "did you mean 'hot'"),
         (["test_ckpt=middle"], "allowed: best, last"),
+        (["dropout_rng=philox"], "allowed: torch, packed"),
         # a Literal annotation of the constructor: its values are the allowed ones
         (["data.features=X"], "data.features='X' is invalid; allowed: M, S, MS"),
         (["model.net.head=avg"], "model.net.head='avg' is invalid; allowed: mean, flatten"),

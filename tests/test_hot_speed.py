@@ -124,12 +124,21 @@ def test_step_benchmark_times_both_paths_at_the_same_loss(tmp_path, synth_data_d
     from attnbench.bench.harness import load_config
 
     df = hot_step.run(small_step_config(tmp_path, synth_data_dir), "test")
-    assert list(df.variant) == ["reference", "fast", "bf16"] and (df.batch_size == 4).all()
-    exact = df[df.variant != "bf16"]
+    assert list(df.variant) == ["reference", "fast", "fast_packed", "bf16", "bf16_packed"]
+    assert (df.batch_size == 4).all()
+    exact = df[df.variant.isin(["reference", "fast"])]
     assert (exact.loss_rel_diff < 1e-5).all() and (df.step_ms_median > 0).all()
     # bf16 autocast (trainer.precision=bf16-mixed) rounds the matmuls: the loss moves, but only at bfloat16's precision
-    bf16 = df.set_index("variant").loc["bf16"]
+    v = df.set_index("variant")
+    bf16 = v.loc["bf16"]
     assert 1e-6 < bf16.loss_rel_diff < 2e-2 and bf16.gflop == pytest.approx(exact.gflop.iloc[1])
+    # packed dropout draws other masks (the training loss moves by dropout noise, alike in float32 and bf16), but with
+    # dropout off every variant computes the reference's loss: exactly (float32) or to bfloat16's rounding
+    assert v.loc["fast_packed"].loss_rel_diff > 1e-5
+    assert v.loc["fast_packed"].first_loss == pytest.approx(v.loc["bf16_packed"].first_loss, rel=2e-2)
+    assert (v.loc[["fast", "fast_packed"]].eval_rel_diff < 1e-5).all()
+    assert 0 < v.loc["bf16"].eval_rel_diff == v.loc["bf16_packed"].eval_rel_diff < 2e-2
+    assert v.loc["fast_packed"].gflop == v.loc["fast"].gflop
     assert (df[["forward_cpu_ms", "backward_cpu_ms", "optimizer_cpu_ms"]] > 0).all().all()
     # the reference projects every token's queries and keys: more FLOPs than pooling first; the floor is their time
     # at the measured sgemm rate
@@ -150,6 +159,6 @@ def test_step_benchmark_compiled_net_draws_the_same_dropout_masks(tmp_path, synt
     eager one's (without it the masks, and the loss, differ)."""
     from attnbench.bench import hot_step
 
-    df = hot_step.run(small_step_config(tmp_path, synth_data_dir, "compile=true", "bf16=false"), "test")
+    df = hot_step.run(small_step_config(tmp_path, synth_data_dir, "compile=true", "bf16=false", "packed=false"), "test")
     assert list(df.variant) == ["reference", "fast", "compiled"]
     assert (df.loss_rel_diff < 1e-5).all()

@@ -106,6 +106,21 @@ def test_test_on_last_weights(tmp_path, synth_data_dir):
 
 
 @pytest.mark.slow
+def test_packed_dropout_run(tmp_path, synth_data_dir):
+    """dropout_rng=packed swaps every nn.Dropout of the model (layers/dropout.py) and the run trains as usual."""
+    p = run_cli([*data_args(synth_data_dir), "dropout_rng=packed"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (res,) = results(tmp_path)
+    assert res["status"] == "ok" and res["config"]["dropout_rng"] == "packed"
+    assert math.isfinite(res["metrics"]["test/mse"])
+    # model=hot: embedding and head, and per block the attention probabilities' (p=0 here), the attention output's,
+    # SwiGLU's inner (p=0) and the MLP output's
+    n_layers = res["config"]["model"]["net"]["n_layers"]
+    log = next((tmp_path / "outputs").rglob("*.log")).read_text()
+    assert f"dropout_rng=packed: {2 + 4 * n_layers} dropout layers draw packed masks" in log
+
+
+@pytest.mark.slow
 def test_wandb_logger_offline(tmp_path, synth_data_dir):
     p = run_cli([*data_args(synth_data_dir), "logger=wandb", "tags=[t1]"], tmp_path,
                 env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})

@@ -38,6 +38,7 @@ checkpoint = _Lazy("attnbench.checkpoint")
 _callbacks = _Lazy("attnbench.callbacks")
 _lit_base = _Lazy("attnbench.lit.base")
 _flops = _Lazy("attnbench.attention.flops")
+_dropout = _Lazy("attnbench.layers.dropout")
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -70,6 +71,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
     dm = instantiate(cfg.data)
     log.info("instantiating model <%s>", cfg.model._target_)
     model = instantiate(cfg.model)
+    if cfg.get("dropout_rng", "torch") == "packed":
+        log.info("dropout_rng=packed: %d dropout layers draw packed masks", _dropout.use_packed_dropout(model))
     callbacks = _instantiate_all(cfg.get("callbacks"), "callbacks")
     loggers = _instantiate_all(cfg.get("logger"), "logger")
     log.info("instantiating trainer <%s>", cfg.trainer._target_)

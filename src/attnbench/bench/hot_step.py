@@ -13,6 +13,10 @@ whatever else runs on the machine). ``compile=true`` also times the fast net und
 runs: its matmuls round to bfloat16, so its loss differs from float32's (``loss_rel_diff``, ~1e-3) and its floor
 is counted at the measured bfloat16 matmul rate (``bf16_gemm_gflops``). It is only faster on a CPU with native
 bfloat16 matmuls (AVX512-BF16 or AMX: ``bf16_native`` in ``machine.json``); elsewhere it is emulated and slower.
+``packed=true`` (the default) also times ``fast_packed`` and ``bf16_packed``: those nets with ``dropout_rng=packed``
+(``layers.dropout``: masks from 16-bit lanes of 64-bit draws, a quarter of ``nn.Dropout``'s generator work). Their
+masks are another draw, so their training loss differs by dropout noise; ``eval_rel_diff`` compares every variant's
+loss with dropout off (the same function: float rounding for fast/packed, bfloat16's for bf16).
 
 The floor: ``gflop`` counts the step's FLOPs (``torch.utils.flop_counter``: matmuls, forward and backward) and
 ``floor_ms`` divides them by this machine's measured ``threads``-thread sgemm rate (``sgemm_gflops``, a 2048-cube
@@ -46,9 +50,10 @@ from attnbench.bench import harness
 from attnbench.bench.common import machine_info
 from attnbench.bench.harness import _compose, need
 from attnbench.layers.attention import set_fast_paths
+from attnbench.layers.dropout import use_packed_dropout
 
 MODULE = "attnbench.bench.hot_step"
-VARIANTS = ("reference", "fast", "bf16", "compiled")
+VARIANTS = ("reference", "fast", "fast_packed", "bf16", "bf16_packed", "compiled")
 
 
 @dataclass
@@ -64,6 +69,7 @@ class HotStepConfig:
     seed: int = 0
     compile: bool = False  # also time the fast net under torch.compile (minutes of compilation on a CPU)
     bf16: bool = True  # also time the fast net under bf16 autocast (trainer.precision=bf16-mixed)
+    packed: bool = True  # also time the fast (and bf16) net with dropout_rng=packed
     out_dir: str = "outputs/bench/hot_step"
 
     def __post_init__(self) -> None:
@@ -99,9 +105,7 @@ def step_fn(module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
         c0 = time.process_time()
         torch.manual_seed(1)  # the same dropout masks for every variant
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-            out, tgt = module._predict((x, y))
-            loss = torch.stack([F.mse_loss(out[:, :h], tgt[:, :h]) for h in module.horizons]).mean()
+        loss = training_loss(module, x, y, autocast)
         c1 = time.process_time()
         loss.backward()
         c2 = time.process_time()
@@ -113,6 +117,24 @@ def step_fn(module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
         return loss.item()
 
     return step
+
+
+def training_loss(module, x: torch.Tensor, y: torch.Tensor, autocast: torch.dtype | None = None) -> torch.Tensor:
+    """``module``'s training loss on (x, y) (the mean of its horizons' MSEs), its forward under
+    ``torch.autocast("cpu", autocast)`` when given."""
+    with torch.autocast("cpu", dtype=autocast, enabled=autocast is not None):
+        out, tgt = module._predict((x, y))
+        return torch.stack([F.mse_loss(out[:, :h], tgt[:, :h]) for h in module.horizons]).mean()
+
+
+def loss_without_dropout(module, x: torch.Tensor, y: torch.Tensor, autocast: torch.dtype | None = None) -> float:
+    """The training loss with dropout off (eval mode), the same batch and weights: what every variant computes
+    alike but for float rounding, whatever masks it draws."""
+    module.eval()
+    with torch.no_grad():
+        loss = training_loss(module, x, y, autocast).item()
+    module.train()
+    return loss
 
 
 def sgemm_gflops(n: int = 2048, repeats: int = 3, dtype: torch.dtype = torch.float32) -> float:
@@ -156,15 +178,22 @@ def _run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
     torch.manual_seed(cfg.seed)
     base = instantiate(train_cfg.model, _convert_="all")
     variants, phases = {}, {}
-    names = [v for v in VARIANTS if {"bf16": cfg.bf16, "compiled": cfg.compile}.get(v, True)]
+    wanted = {"bf16": cfg.bf16, "compiled": cfg.compile, "fast_packed": cfg.packed,
+              "bf16_packed": cfg.bf16 and cfg.packed}
+    names = [v for v in VARIANTS if wanted.get(v, True)]
+    eval_loss = {}
     for name in names:
         module = copy.deepcopy(base).train()
         set_fast_paths(module, name != "reference")
+        if name.endswith("_packed"):
+            use_packed_dropout(module)
+        autocast = torch.bfloat16 if name.startswith("bf16") else None
+        eval_loss[name] = loss_without_dropout(module, x, y, autocast)
         if name == "compiled":
             module.net = torch.compile(module.net)
         opt = instantiate(train_cfg.model.optimizer, _convert_="all")(module.parameters())
         phases[name] = {}
-        variants[name] = step_fn(module, opt, x, y, phases[name], torch.bfloat16 if name == "bf16" else None)
+        variants[name] = step_fn(module, opt, x, y, phases[name], autocast)
     first, first_s = {}, {}
     for name, step in variants.items():  # same weights, same masks: same loss
         t = time.perf_counter()
@@ -198,9 +227,10 @@ def _run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
             "step_ms_min": min(wall[name]), "cpu_ms_median": statistics.median(cpu[name]),
             **{f"{k}_cpu_ms": statistics.median(phases[name][k]) for k in PHASES},
             "first_loss": first[name], "loss_rel_diff": abs(first[name] - first["reference"]) / abs(first["reference"]),
+            "eval_rel_diff": abs(eval_loss[name] - eval_loss["reference"]) / abs(eval_loss["reference"]),
             "first_step_s": first_s[name], "gflop": gflop[name],
             "gflops": gflop[name] / (statistics.median(cpu[name]) / 1e3),
-            "floor_ms": 1e3 * gflop[name] / rate["bfloat16" if name == "bf16" else "float32"],
+            "floor_ms": 1e3 * gflop[name] / rate["bfloat16" if name.startswith("bf16") else "float32"],
         })
     df = pd.DataFrame(rows)
     ref = df.loc[df.variant == "reference", "step_ms_median"].item()
