@@ -1,15 +1,16 @@
 """Dropout whose masks are cut from packed random bits: 4x fewer generator draws than ``nn.Dropout`` on a CPU.
 
 PyTorch's CPU dropout draws one double from its Mersenne Twister per element (``bernoulli_``, one thread): about
-6 ns an element, 4 ms per dropout call in the HOT forecaster's training step (10 of them, 14 % of a 2-thread step,
-``make bench-step``). Here one 64-bit draw gives four 16-bit uniforms, each compared with a threshold, so a mask
-costs about a quarter of the draws and the step's dropout about a quarter of the time.
+6 ns an element, 4 ms per dropout call in the HOT forecaster's training step (10 of them: 13 % of its float32 and
+21 % of its bf16-mixed step on 2 threads, ``make bench-step``). Here one 64-bit draw gives four 16-bit uniforms, each
+compared with a threshold, so a mask costs about a quarter of the draws: ~1 ms a call there.
 
 What changes: the drop probability is rounded to a multiple of 2^-16 (``effective_p``; 0.1 -> 0.1000061) and the
 survivors are scaled by ``1 / (1 - effective_p)``, so the layer stays unbiased; the masks are a different draw
 from the same seeded generator (a run is reproducible by its seed, but its masks are not those of
 ``nn.Dropout``). Outputs in eval mode and the function under any given mask are ``nn.Dropout``'s. On a CUDA
-tensor, whose dropout is a fast Philox kernel already, it is ``F.dropout``.
+tensor, whose dropout is a fast Philox kernel already, it is ``F.dropout``. Only ``nn.Dropout`` modules are swapped:
+dropout that a layer calls as a function (e.g. on attention probabilities inside SDPA) keeps PyTorch's draws.
 
 Opt-in per run: ``dropout_rng=packed`` (``conf/train.yaml``) swaps every ``nn.Dropout`` of the model for
 :class:`PackedDropout` (:func:`use_packed_dropout`).
