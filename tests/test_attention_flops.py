@@ -28,8 +28,9 @@ def required_options(name: str) -> dict:
 
 
 def cases(name: str) -> list[tuple[tuple[int, ...], tuple[int, ...], bool]]:
-    """(q axes, k axes, causal) the entry supports: self, cross (S != L), causal self. Lengths not multiples of
-    the entries' chunks / clusters / landmarks (100 > Reformer's 64-chunk, SMYRF's 32-cluster, Nyström's 64)."""
+    """(q axes, k axes, causal) the entry supports: self, cross (S != L), causal self and cross. Lengths not
+    multiples of the entries' chunks / clusters / landmarks (100 > Reformer's 64-chunk, SMYRF's 32-cluster,
+    Nyström's 64)."""
     caps = get(name).caps
     if caps.tensor:
         out = [((6, 5), (6, 5), False)]
@@ -39,6 +40,8 @@ def cases(name: str) -> list[tuple[tuple[int, ...], tuple[int, ...], bool]]:
         out.append(((100,), (60,), False))
     if caps.causal:
         out.append(((100,), (100,), True))
+    if caps.causal and caps.cross_attention:  # causal cross: full attention's alignment, both ways round
+        out += [((100,), (60,), True), ((60,), (100,), True)]
     return out
 
 

@@ -113,16 +113,18 @@ def test_performer_module_uses_the_kernel_with_non_contiguous_inputs():
     torch.testing.assert_close(att(q, q, q), favor_attention_reference(q, q, q, att.proj))
 
 
-@pytest.mark.parametrize("causal", [False, True])
-def test_no_feature_map_of_every_head_is_kept(monkeypatch, causal):
+@pytest.mark.parametrize(("causal", "L", "S"), [(False, 256, 256), (True, 256, 256), (True, 200, 256),
+                                                 (True, 256, 200)])
+def test_no_feature_map_of_every_head_is_kept(monkeypatch, causal, L, S):
     """Forward and backward hold one block of features at a time (the backward recomputes them): with one
-    (batch, head) pair per block, no tensor reaches the size of the maps of all pairs (B H N m)."""
+    (batch, head) pair per block, no tensor reaches the size of the maps of all pairs (B H N m); causal
+    cross-attention (L != S) included."""
     from tests.conftest import LargestTensor
 
     monkeypatch.setattr(performer, "_BLOCK_ELEMS", 1)
-    B, H, N, m = 2, 4, 256, 96  # maps (N, m) of all pairs: 6x the inputs (B, H, N, D)
+    B, H, N, m = 2, 4, max(L, S), 96  # maps (N, m) of all pairs: 6x the inputs (B, H, N, D)
     proj = orthogonal_gaussian(m, 16, torch.Generator().manual_seed(0))
-    q, k, v = _inputs(N, N, 1.0, torch.float32, B=B, H=H, D=16, Dv=16)
+    q, k, v = _inputs(L, S, 1.0, torch.float32, B=B, H=H, D=16, Dv=16)
     with LargestTensor() as mode:
         favor_attention(q, k, v, proj, causal=causal).sum().backward()
     assert N * m <= mode.numel < B * H * N * m / 4  # one pair's map, far from all of them

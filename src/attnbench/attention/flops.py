@@ -219,17 +219,16 @@ def _linear_f(m: AttentionBase, s: Shape) -> Flops:
 def _performer(m: AttentionBase, s: Shape) -> Flops:
     """FAVOR+ features (m = ``n_features``) of queries and keys, then kernelised attention, as the kernels of
     ``attention/performer.py`` run it. Non-causal (the blocked kernel): phi_k^T v, the normaliser phi_k^T 1 as a
-    sum (not a product), phi_q [kv, z]. Causal self (L == S, the blocked causal kernel): q and k padded to a
-    multiple of the chunk min(``FAVOR_CHUNK``, N) before the features, then the chunked products of
-    ``_kernelised``. Causal cross: ``linear.linear_attention`` (``_kernelised``)."""
+    sum (not a product), phi_q [kv, z]. Causal (the blocked causal kernel, over N = max(L, S) positions: cross
+    attention puts dummy queries or padded keys in front): q and k padded to a multiple of the chunk
+    min(``FAVOR_CHUNK``, N) before the features, then the chunked products of ``_kernelised``."""
     n, BH = m.n_features, s.BH
     if not s.causal:
         mm = 2 * BH * (s.S * n * s.Dv + s.L * n * (s.Dv + 1))
         return _favor_features(BH, s.L + s.S, s.D, n) + Flops(mm, BH * (s.S * n + 2 * s.L * s.Dv))
-    if s.L != s.S:
-        return _favor_features(BH, s.L + s.S, s.D, n) + _kernelised(s, n)
-    c = min(FAVOR_CHUNK, s.L)
-    N, C, E = -(-s.L // c) * c, -(-s.L // c), s.Dv + 1
+    N0 = max(s.L, s.S)
+    c = min(FAVOR_CHUNK, N0)
+    N, C, E = -(-N0 // c) * c, -(-N0 // c), s.Dv + 1
     mm = 2 * BH * (2 * N * n * E + C * c * c * (n + E))  # chunk sums, phi_q kv_prev; within-chunk kernel, a vc
     return _favor_features(BH, 2 * N, s.D, n) + Flops(mm, BH * (C * n * E + C * c * c + 2 * N * s.Dv))
 

@@ -5,13 +5,13 @@ phi(x) = exp(W x' - |x'|^2 / 2) / sqrt(m) with x' = x D^-1/4 and W (m, D) orthog
 (:func:`~attnbench.attention.feature_maps.favor_feature_map`), and attention is computed in linear form
 (:func:`~attnbench.attention.linear.linear_attention`, prefix sums when causal): O(N m Dv).
 
-Kernels (issue 14). :func:`favor_attention` runs non-causal attention and causal self-attention through
+Kernels (issue 14). :func:`favor_attention` runs non-causal and causal attention through
 blocked kernels with hand-written backwards (:class:`_FavorNonCausal`, :class:`_FavorCausal`): per block of
 (batch, head) pairs of about a megabyte of features, one matmul per feature map, the stabiliser and one
 in-place exponential (base 2: log2 e is folded into the projection), then the products that read the block
 while it is in cache. No (B, H, N, m) map is kept: the backward recomputes the features block by block
 (memory O(N D) as SDPA's), then matmuls and one in-place product per map. Causal cross-attention (L != S)
-takes the autograd path (:func:`favor_features`, :func:`~attnbench.attention.linear.linear_attention`). The slow
+runs the causal kernel over max(L, S) positions (dummy queries or padded keys in front). The slow
 reference is :func:`favor_attention_reference`; the tests hold the kernels to it (values and gradients).
 
 Stabilisers. Query features are divided by their own row max (a per-row factor, cancels in the
@@ -31,7 +31,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from attnbench.attention.feature_maps import favor_exponent, favor_feature_map, orthogonal_gaussian
-from attnbench.attention.linear import linear_attention, linear_attention_reference, linear_step
+from attnbench.attention.linear import linear_attention_reference, linear_step
 from attnbench.attention.registry import AttentionBase, Caps, State, register
 
 
@@ -348,15 +348,21 @@ def favor_attention(
     q: Tensor, k: Tensor, v: Tensor, proj: Tensor, key_padding_mask: Tensor | None = None, causal: bool = False
 ) -> Tensor:
     """FAVOR+ attention, linear in the sequence length. (B,H,L,D), (B,H,S,D), (B,H,S,Dv) -> (B,H,L,Dv).
-    Non-causal: the blocked kernel (:func:`favor_attention_noncausal`); causal self-attention: the blocked causal
-    kernel (:func:`favor_attention_causal`); causal cross-attention: the features and chunked prefix sums
-    (:func:`~attnbench.attention.linear.linear_attention`)."""
+    Non-causal: the blocked kernel (:func:`favor_attention_noncausal`); causal: the blocked causal kernel
+    (:func:`favor_attention_causal`), cross-attention included: full attention's alignment (query i sees keys
+    j <= i + S - L) is causal self-attention over max(L, S) positions, with S - L dummy queries in front (S > L;
+    their outputs are dropped, and a query's output depends on no other query) or L - S padded keys in front
+    (L > S; zero features, so the first L - S queries see no key and give zeros, as in the reference)."""
     if not causal:
         return favor_attention_noncausal(q, k, v, proj, key_padding_mask)
-    if q.shape[-2] == k.shape[-2]:
+    B, L, S = q.shape[0], q.shape[-2], k.shape[-2]
+    if L == S:
         return favor_attention_causal(q, k, v, proj, key_padding_mask)
-    phi_q, phi_k = favor_features(q, k, proj, key_padding_mask)
-    return linear_attention(phi_q, phi_k, v, key_padding_mask=key_padding_mask, causal=causal)
+    if S > L:
+        return favor_attention_causal(F.pad(q, (0, 0, S - L, 0)), k, v, proj, key_padding_mask)[:, :, S - L:]
+    kpm = key_padding_mask.bool() if key_padding_mask is not None else q.new_ones(B, S, dtype=torch.bool)
+    k, v = F.pad(k, (0, 0, L - S, 0)), F.pad(v, (0, 0, L - S, 0))  # (B, H, L, D), (B, H, L, Dv)
+    return favor_attention_causal(q, k, v, proj, F.pad(kpm, (L - S, 0), value=False))
 
 
 def favor_attention_reference(
