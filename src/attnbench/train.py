@@ -71,7 +71,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
     dm = instantiate(cfg.data)
     log.info("instantiating model <%s>", cfg.model._target_)
     model = instantiate(cfg.model)
-    if cfg.get("dropout_rng", "torch") == "packed":
+    if cfg.dropout_rng == "packed":
         log.info("dropout_rng=packed: %d dropout layers draw packed masks", _dropout.use_packed_dropout(model))
     callbacks = _instantiate_all(cfg.get("callbacks"), "callbacks")
     loggers = _instantiate_all(cfg.get("logger"), "logger")

@@ -18,6 +18,8 @@ Opt-in per run: ``dropout_rng=packed`` (``conf/train.yaml``) swaps every ``nn.Dr
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -37,9 +39,7 @@ def packed_keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch
 
     ceil(n / 4) uniform 64-bit integers from the generator, viewed as n 16-bit lanes (uniform on [-2^15, 2^15)); an
     entry is dropped where its lane is below ``-2^15 + round(p 2^16)``."""
-    n = 1
-    for s in shape:
-        n *= s
+    n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
     words.random_(-(1 << 63), None, generator=generator)  # all 64 bits uniform
     lanes = words.view(torch.int16)[:n]  # (n,) uniform on [-32768, 32767]
