@@ -48,22 +48,6 @@ def packed_keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch
     return keep.view(shape)
 
 
-class _MaskScale(torch.autograd.Function):
-    """y = x * keep * scale, ``keep`` a 0/1 mask in x's dtype (multiplying by a bool mask is ~10x slower on a CPU;
-    the price is the mask's memory: x's itemsize an element where ``native_dropout`` keeps one byte)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, keep: Tensor, scale: float) -> Tensor:
-        ctx.save_for_backward(keep)
-        ctx.scale = scale
-        return torch.mul(x, keep).mul_(scale)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        (keep,) = ctx.saved_tensors
-        return torch.mul(grad, keep).mul_(ctx.scale), None, None
-
-
 def packed_dropout(x: Tensor, p: float, training: bool = True, generator: torch.Generator | None = None) -> Tensor:
     """``F.dropout(x, p, training)`` with masks from :func:`packed_keep_mask` (CPU tensors; CUDA ones go to
     ``F.dropout``)."""
@@ -76,7 +60,9 @@ def packed_dropout(x: Tensor, p: float, training: bool = True, generator: torch.
     q = effective_p(p)
     if q == 1.0:
         return x * 0.0
-    return _MaskScale.apply(x, packed_keep_mask(x.shape, p, x.dtype, x.device, generator), 1.0 / (1.0 - q))
+    # the mask in x's dtype: multiplying by a bool mask is ~10x slower on a CPU (the price: x's itemsize an element
+    # saved for the backward, where native_dropout keeps one byte); autograd saves only the mask
+    return torch.mul(x, packed_keep_mask(x.shape, p, x.dtype, x.device, generator)).mul_(1.0 / (1.0 - q))
 
 
 class PackedDropout(nn.Dropout):
