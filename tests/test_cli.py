@@ -1,33 +1,33 @@
 """The command line: a light entry (no torch before the run), errors that lead with the fix, config checks that
-let nothing through, ``list``, and Lightning's noise filtered."""
+let nothing through, ``list``, and Lightning's noise filtered.
+
+A process is started only for what only a process shows (4 of them: which modules an entry imports, its exit
+status with the log file and results.json of a real Hydra run); everything else runs in this process.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import runpy
 import subprocess
 import sys
 import textwrap
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from hydra.errors import InstantiationException
 
-from attnbench import attention_spec
-from attnbench.cli import (
-    GROUPS,
-    LIGHTNING_NOISE,
-    check_group_choices,
-    group_options,
-    main,
-    user_error,
-)
+from attnbench import attention_spec, cli
+from attnbench.cli import GROUPS, check_group_choices, gpu_missing, group_options, main
 from attnbench.config import ConfigError, drop_disabled_progress_bar, validate
+from attnbench.errors import DataError, report, user_error
+from attnbench.train import LIGHTNING_NOISE, run_with_results
 from tests.conftest import ROOT, SHARED_DATA
 
-HEAVY = ("torch", "lightning", "transformers")
+HEAVY = ("torch", "lightning", "transformers", "wandb")
 
 
 def _py(code: str, *args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -92,7 +92,8 @@ def test_drop_in_rule_equals_hf_swap():
 
 
 def test_compose_resolve_and_validate_import_no_torch():
-    """Every resolver and every check runs without torch, Lightning or transformers (`--cfg job`, typos)."""
+    """Every resolver and every check runs without torch, Lightning, transformers or W&B (`--cfg job`, typos),
+    the schemas of Lightning's and W&B's classes included (read from their source)."""
     p = _py(f"""
         import sys
         from hydra import compose, initialize_config_dir
@@ -116,16 +117,31 @@ def test_compose_resolve_and_validate_import_no_torch():
     assert p.stdout.strip() == "[]"
 
 
-def test_help_lists_each_group_on_one_line_without_torch(tmp_path):
-    p = _py(_TRAIN, "--help", cwd=tmp_path)
-    assert p.returncode == 0, p.stderr
-    assert "_schema" not in p.stdout
+def _train(argv: list[str], monkeypatch) -> int:
+    """``python train.py ARGV`` in this process, up to where it stops before composing; the exit status."""
+    monkeypatch.setattr(sys, "argv", ["train.py", *argv])
+    try:
+        cli.train()
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def test_help_lists_each_group_on_one_line(monkeypatch, capsys):
+    assert _train(["--help"], monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "_schema" not in out
     for group in GROUPS:
-        lines = [s for s in p.stdout.splitlines() if s.startswith(f"  {group} ")]
+        lines = [s for s in out.splitlines() if s.startswith(f"  {group} ")]
         assert len(lines) == 1, (group, lines)
         assert all(o in lines[0] for o in group_options(group))
-    assert "hot/forecasting" in p.stdout and "python -m attnbench list" in p.stdout
-    assert _imported(p) == []
+    assert "hot/forecasting" in out and "python -m attnbench list" in out
+
+
+def test_help_imports_no_torch(tmp_path):
+    p = _py(_TRAIN, "--help", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "== Config groups" in p.stdout and _imported(p) == []
 
 
 def test_hydra_help_template_is_the_same_text():
@@ -162,18 +178,30 @@ def test_config_error_is_one_paragraph_exit_2_with_traceback_in_log_and_results(
     ("experiment=hot/forcasting", "did you mean experiment=hot/forecasting?"),
     ("debug=fsat", "did you mean debug=fast?"),
 ])
-def test_misspelt_optional_group_fails_listing_options(tmp_path, arg, needle):
-    p = _py(_TRAIN, f"paths.log_dir={tmp_path}", arg, cwd=tmp_path)
-    assert p.returncode == 2
+def test_misspelt_optional_group_fails_listing_options(tmp_path, monkeypatch, capsys, arg, needle):
+    monkeypatch.chdir(tmp_path)
+    assert _train([f"paths.log_dir={tmp_path}", arg], monkeypatch) == 2
+    err = capsys.readouterr().err
     group = arg.split("=")[0]
-    assert needle in p.stderr and f"config group {group!r}" in p.stderr
-    assert ", ".join(group_options(group)) in p.stderr
+    assert err.startswith("error (ConfigError): ") and needle in err and f"config group {group!r}" in err
+    assert ", ".join(group_options(group)) in err
     assert not list(tmp_path.rglob("results.json"))  # nothing ran
+
+
+def test_misspelt_trainer_key_fails_listing_the_keys(monkeypatch, capsys):
+    """A key of the Trainer (every option of the installed Lightning) is checked before composing."""
+    assert _train(["trainer.max_epocs=3"], monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error (ConfigError): trainer.max_epocs is not a key of trainer (did you mean "
+                          "max_epochs?); available: accelerator, strategy, devices, ")
+    assert "overfit_batches" in err and "callbacks" not in err  # the callbacks group fills those
 
 
 def test_group_choices():
     assert check_group_choices(["debug=fast", "experiment=hot/forecasting", "model=hot", "data.name=ETTh2"]) is None
     assert check_group_choices(["debug=null", "+experiment=smyrf/glue"]) is None
+    assert check_group_choices(["trainer.max_epochs=3", "+trainer.mine=1", "paths.log_dir=x"]) is None
+    assert "paths.logdir is not a key of paths (did you mean log_dir?)" in check_group_choices(["paths.logdir=x"])
     assert "model=hto" in check_group_choices(["-m", "model=hot,hto"])
     assert "available: efficient" in check_group_choices(["model/attention=nope"])
     with pytest.raises(Exception, match="debug/fsat"):  # Hydra too: the groups are no longer `optional`
@@ -193,6 +221,17 @@ def test_group_choices():
     (["+callbacks.mine.every_n_epochs=2"], "callbacks.mine needs a _target_"),
     (["callbacks.model_checkpoint.mode=low"], "callbacks.model_checkpoint.mode='low'"),
     (["+logger.csv.save_dri=x"], "save_dri"),
+    # the library's own options, typed from the installed source: a misspelt or mistyped one names the key
+    (["+callbacks.early_stopping.check_finit=true"], "check_finit' not in 'EarlyStoppingConfig' (keys of "
+     "EarlyStopping: monitor, min_delta, patience, "),
+    (["callbacks.lr_monitor.logging_interval=batch"], "callbacks.lr_monitor.logging_interval='batch' is invalid; "
+     "allowed: step, epoch, null"),
+    (["callbacks.model_checkpoint.save_top_k=many"], "callbacks.model_checkpoint.save_top_k"),
+    (["logger=wandb", "+logger.wandb.note=x"], "Key 'note' not in 'WandbLoggerConfig'"),
+    (["logger=wandb", "+logger.wandb.mode=offlin"], "logger.wandb.mode='offlin' is invalid (did you mean 'offline'?)"),
+    (["logger=wandb", "logger.wandb.log_model=some"], "logger.wandb.log_model='some' is invalid"),
+    (["trainer.precision=bf16"], "trainer.precision='bf16' is invalid (did you mean 'bf16-true'?)"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0 is invalid"),
     (["seed=-1"], "seed=-1"),
     (["model.optimizer.betas=[0.9,1.0]"], "model.optimizer.betas=[0.9, 1.0]"),
     (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches=0"),
@@ -217,6 +256,13 @@ def test_checks_accept(compose_cfg):
     for ov in (["seed=null"], ["seed=0"], ["trainer.devices=auto"], ["trainer.devices=[0,1]"],
                ["trainer.limit_val_batches=0.25"], ["trainer.val_check_interval=10"], ["model.monitor=val/mae"],
                ["callbacks=none"], ["logger=none"], ["callbacks.early_stopping=null"],
+               # options of the installed Lightning and W&B that no schema of ours lists
+               ["trainer.overfit_batches=2", "trainer.fast_dev_run=true", "trainer.inference_mode=false",
+                "trainer.reload_dataloaders_every_n_epochs=1"], ["trainer.precision=null", "trainer.max_epochs=null"],
+               ["+callbacks.early_stopping.log_rank_zero_only=true",
+                "+callbacks.model_checkpoint.save_on_exception=true"],
+               ["logger=wandb", "+logger.wandb.notes=a note", "+logger.wandb.mode=offline",
+                "+logger.wandb.save_code=true"],
                ["model=full", "model/attention=linformer", "model.net.attention.max_len=168",
                 "model.net.attention.k=8"],
                ["experiment=hot/forecasting_shared_head", "model.monitor=val/mse_336"]):
@@ -290,26 +336,32 @@ def test_user_error_found_behind_hydra_wrapping():
     assert user_error(RuntimeError("a bug")) is None
 
 
-@pytest.mark.slow
-def test_gpu_trainer_without_gpu_names_trainer_cpu(tmp_path, synth_data_dir):
+def test_gpu_trainer_without_gpu_names_trainer_cpu(compose_cfg):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    p = _py(_TRAIN, f"paths.log_dir={tmp_path}", f"paths.data_dir={synth_data_dir}", "trainer=gpu", "debug=fast",
-            "data.download=false", cwd=tmp_path)
-    assert p.returncode == 2
-    assert p.stderr.startswith("error (ConfigError): trainer.accelerator=gpu but this machine has no CUDA GPU")
-    assert "trainer=cpu" in p.stderr and "Traceback" not in p.stderr
+    fix = gpu_missing(compose_cfg(["trainer=gpu"]))
+    assert str(fix).startswith("trainer.accelerator=gpu but this machine has no CUDA GPU") and "trainer=cpu" in str(fix)
+    assert gpu_missing(compose_cfg()) is None
 
 
 @pytest.mark.slow
-def test_missing_data_is_one_paragraph_exit_2(tmp_path):
-    p = _py(_TRAIN, f"paths.log_dir={tmp_path / 'out'}", f"paths.data_dir={tmp_path / 'nothing'}", "debug=fast",
-            "data.download=false", cwd=tmp_path)
-    assert p.returncode == 2
-    assert p.stderr.startswith("error (DataError): ETTh1: ") and "prepare_data.py ETTh1" in p.stderr
-    assert "Traceback" not in p.stderr and "(traceback: " in p.stderr
+def test_missing_data_is_one_paragraph(compose_cfg, tmp_path, capsys):
+    cfg = compose_cfg(["debug=fast", "data.download=false", f"paths.data_dir={tmp_path / 'nothing'}", "logger=none"],
+                      output_dir=str(tmp_path))
+    with pytest.raises(Exception) as e:
+        run_with_results(cfg)
+    fix = user_error(e.value)
+    assert isinstance(fix, DataError)
+    capsys.readouterr()  # what the run printed
+    report(e.value, fix, str(tmp_path))
+    err = capsys.readouterr().err
+    assert err.startswith("error (DataError): ETTh1: ") and "prepare_data.py ETTh1" in err
+    assert "Traceback (most recent call last)" not in err
+    where = err.splitlines()[-1]  # the last line says where the traceback is
+    assert where.startswith("(traceback: ") and where.endswith(f"{tmp_path / 'results.json'})")
+    assert "DataError" in json.loads((tmp_path / "results.json").read_text())["error"]
 
 
 # ----------------------------------------------------------------------------- list
@@ -335,11 +387,13 @@ def test_list_data_marks_present_files(tmp_path, capsys):
     assert any(s.split()[:2] == ["ETTh1", "missing"] for s in lines)
 
 
-def test_python_m_attnbench_and_data_dir_env(tmp_path):
-    p = _py("import runpy; runpy.run_module('attnbench', run_name='__main__')", "list", "data",
-            env={"DATA_DIR": str(SHARED_DATA)})
-    assert p.returncode == 0, p.stderr
-    assert f"data directory: {SHARED_DATA}" in p.stdout
+def test_python_m_attnbench_and_data_dir_env(monkeypatch, capsys):
+    monkeypatch.setenv("DATA_DIR", str(SHARED_DATA))
+    monkeypatch.setattr(sys, "argv", ["attnbench", "list", "data"])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_module("attnbench", run_name="__main__")
+    assert e.value.code == 0
+    assert f"data directory: {SHARED_DATA}" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- noise
@@ -364,35 +418,3 @@ def test_model_summary_without_zero_flops(caplog):
     zero, counted = (r.getMessage() for r in caplog.records)
     assert "Total params" in zero and "FLOPs" not in zero and "Flops" not in zero
     assert "FLOPs" in counted and "Total Flops" in counted
-
-
-@pytest.mark.slow  # imports Lightning and wandb
-def test_schemas_match_lightning_signatures():
-    """The callback/logger schemas take exactly the constructor options of the installed Lightning."""
-    import importlib
-    import inspect
-
-    from attnbench.config import CALLBACK_SCHEMAS, LOGGER_SCHEMAS
-
-    for target, schema in {**CALLBACK_SCHEMAS, **LOGGER_SCHEMAS}.items():
-        mod, cls = target.rsplit(".", 1)
-        params = {n for n, p in inspect.signature(getattr(importlib.import_module(mod), cls).__init__)
-                  .parameters.items() if n != "self" and p.kind is not p.VAR_KEYWORD}
-        names = {f.name for f in fields(schema)} - {"_target_"}
-        if cls == "WandbLogger":
-            import wandb
-
-            params |= set(inspect.signature(wandb.init).parameters)
-        assert names == params, (target, names ^ params)
-
-
-def test_installed_entry_points_exist():
-    """pyproject's console scripts name functions that exist (`make setup` installs them)."""
-    import importlib
-
-    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"attnbench-train": "attnbench.cli:train", "attnbench": "attnbench.cli:main"}
-    for target in scripts.values():
-        mod, fn = target.split(":")
-        assert callable(getattr(importlib.import_module(mod), fn))

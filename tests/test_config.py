@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import hydra
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from attnbench import attention
+from attnbench import attention, cli
 from attnbench.config import ConfigError, validate
-from tests.conftest import FAST, run_cli
+from attnbench.train import run_with_results
 
 
 def test_default_config_composes_and_validates(compose_cfg):
@@ -87,27 +90,24 @@ def test_other_groups_compose(compose_cfg):
     assert compose_cfg(["data.features=MS"]).model.n_targets == 1
 
 
-@pytest.mark.slow
-def test_cli_rejects_misspelt_group_option(tmp_path):
-    p = run_cli(["model=hto"], tmp_path)
-    assert p.returncode == 2
-    assert "model=hto is not an option of the config group 'model' (did you mean model=hot?)" in p.stderr
-    assert "available: bert, " in p.stderr and " full, hot, hot3d, " in p.stderr  # whatever options other tasks add
+def test_cli_rejects_misspelt_group_option(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["train.py", "model=hto"])
+    with pytest.raises(SystemExit) as e:
+        cli.train()
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert "model=hto is not an option of the config group 'model' (did you mean model=hot?)" in err
+    assert "available: bert, " in err and " full, hot, hot3d, " in err  # whatever options other tasks add
 
 
-@pytest.mark.slow
-def test_cli_range_error_exits_before_training(tmp_path, synth_data_dir):
-    p = run_cli([*FAST, f"paths.data_dir={synth_data_dir}", "data.pred_len=-5"], tmp_path)
-    assert p.returncode != 0
-    assert "data.pred_len=-5" in p.stderr
-    assert not list((tmp_path / "outputs").rglob("*.ckpt"))
-
-
-@pytest.mark.slow
-def test_cli_prints_config(tmp_path):
-    p = run_cli(["data.name=ETTm2"], tmp_path, flags=("--cfg", "job", "--resolve"))
-    assert p.returncode == 0, p.stderr
-    assert "name: ETTm2" in p.stdout and "seq_len: 96" in p.stdout and "${" not in p.stdout
+def test_a_bad_value_is_recorded_before_anything_is_built(compose_cfg, tmp_path):
+    """The one check of a run (in ``train.run``) fails first: results.json says why, nothing was trained."""
+    cfg = compose_cfg(["data.pred_len=-5"], output_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"data\.pred_len=-5 is invalid: must be >= 1"):
+        run_with_results(cfg)
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert r["status"] == "failed" and r["error"].startswith("ConfigError: data.pred_len=-5")
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 @pytest.mark.parametrize("name", [n for n in attention.available() if not attention.get(n).caps.tensor])

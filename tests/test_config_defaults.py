@@ -1,6 +1,7 @@
 """Yaml defaults and code defaults cannot disagree: every group option of conf/model, conf/data and
 conf/callbacks is checked against the constructor it configures, and every schema's types and defaults against
-its constructor's (read with ast: no torch import, fast)."""
+its constructor's (read with ast: no torch import, fast), a library's (Lightning, W&B) read from its installed
+source without importing it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import pytest
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from attnbench import attention_spec, config
-from attnbench.signatures import REQUIRED, attention_params, attention_types, constructor_params, constructor_types
+from attnbench.attention_spec import attention_params, attention_types
+from attnbench.config import callbacks, data, logger, model, net
+from attnbench.signatures import REQUIRED, constructor_params, constructor_types, source_of
 from tests.conftest import ROOT
 
 CONF = ROOT / "conf"
@@ -136,7 +139,8 @@ def _schemas() -> list[type]:
             seen.append(s)
             todo += [f.type for f in dataclasses.fields(s) if dataclasses.is_dataclass(f.type)]
     out = [s for s in seen if str(getattr(s, "_target_", "")).startswith("attnbench.")]
-    in_config = {c for c in vars(config).values() if dataclasses.is_dataclass(c) and isinstance(c, type)
+    in_config = {c for m in (data, model, net, callbacks, logger) for c in vars(m).values()
+                 if dataclasses.is_dataclass(c) and isinstance(c, type)
                  and str(getattr(c, "_target_", "")).startswith("attnbench.")}
     assert in_config <= set(out), f"schemas no registry reaches: {in_config - set(out)}"
     return sorted(out, key=lambda c: c.__name__)
@@ -176,7 +180,6 @@ def test_schema_types_equal_constructor_types(schema_cls):
 
 
 def test_type_drift_is_reported():
-    @dataclasses.dataclass
     @config.from_code
     class Drifted:
         _target_: str = "attnbench.models.forecaster.PatchForecaster"
@@ -194,12 +197,17 @@ def test_type_drift_is_reported():
     ("Literal['a', 'b']", (str, ("a", "b"))), ("Literal['a'] | None", (str | None, ("a", None))),
     ("Sequence[int] | None", (list[int] | None, None)), ("tuple[float, ...]", (list[float], None)),
     ("Mapping[str, Any]", (dict[str, Any], None)), ("int | Sequence[int]", (Any, None)),
+    # a library's spelling (Lightning)
+    ("Optional[int]", (int | None, None)), ("Optional[Union[int, float]]", (int | float | None, None)),
+    ("Optional[Literal['step', 'epoch']]", (str | None, ("step", "epoch", None))),
+    ("Union[list[int], str, int]", (Any, None)),
 ])
 def test_field_type_maps_annotations(annotation, expected):
     assert config.field_type(annotation) == expected
 
 
-@pytest.mark.parametrize("annotation", ["nn.Module", "Callable[..., torch.optim.Optimizer]", "Callable | None"])
+@pytest.mark.parametrize("annotation", ["nn.Module", "Callable[..., torch.optim.Optimizer]", "Callable | None",
+                                        "Union[str, Accelerator]"])
 def test_field_type_refuses_what_omegaconf_cannot_hold(annotation):
     with pytest.raises(TypeError, match="has no structured-config type|is not a scalar type"):
         config.field_type(annotation)
@@ -280,29 +288,67 @@ def test_shared_parts_are_stated_once():
 
 
 def test_schema_defaults_are_read_from_the_code():
-    """FROM_CODE fields take the constructor's default (inherited fields too, keeping their place); a parameter the
-    constructor requires stays ???; a FROM_CODE field the constructor lacks fails at import."""
+    """A schema's fields are its constructor's parameters in their order, with their defaults; a parameter the
+    constructor requires stays ???; a field stated FROM_CODE that the constructor lacks fails at import."""
     net = OmegaConf.structured(config.ForecasterNetConfig)
     assert (net.head, net.d_model, net.patch_len) == ("flatten", 128, 4)
-    assert list(net)[:3] == ["attention", "d_model", "n_heads"]  # TransformerNetConfig's order
+    assert list(net) == ["_target_", *constructor_params(config.ForecasterNetConfig._target_)]
     assert OmegaConf.is_missing(net, "seq_len")
 
-    @dataclasses.dataclass
     @config.from_code
     class Probe:
         _target_: str = "attnbench.models.classifier3d.resnet3d"
-        depth: int = config.FROM_CODE
-        conv1_kernel: int = config.FROM_CODE
+        conv1_kernel: float = config.FROM_CODE  # a narrower type of its own, the code's default
         widen_factor: float = 2.0  # a value of its own stays
 
     p = OmegaConf.structured(Probe)
-    assert OmegaConf.is_missing(p, "depth") and (p.conv1_kernel, p.widen_factor) == (7, 2.0)
+    assert OmegaConf.is_missing(p, "depth") and (p.conv1_kernel, p.widen_factor, p.conv1_stride) == (7, 2.0, 2)
+    assert typing.get_type_hints(Probe)["conv1_kernel"] is float
     with pytest.raises(TypeError, match="resnet3d has no parameter 'kernel'"):
-        @dataclasses.dataclass
         @config.from_code
         class Bad:
             _target_: str = "attnbench.models.classifier3d.resnet3d"
             kernel: int = config.FROM_CODE
+
+
+def test_a_subclass_schema_takes_its_own_constructors_defaults():
+    """WordPiece's datamodule shares the corpus datamodule's parameters; its schema inherits the corpus checks and
+    declares no field, yet every default is its own constructor's."""
+    wordpiece = OmegaConf.structured(data.WordPieceCorpusDataConfig)
+    params = constructor_params(wordpiece._target_)
+    assert set(wordpiece) - {"_target_"} == set(params)
+    assert OmegaConf.is_missing(wordpiece, "tokenizer") and wordpiece.mlm_probability == params["mlm_probability"]
+    assert not OmegaConf.is_missing(OmegaConf.structured(data.CorpusDataConfig), "tokenizer")  # byte
+
+
+def test_a_library_constructor_is_found_where_it_is_defined():
+    """``lightning.pytorch.Trainer`` and ``wandb.init`` are read where they are defined, their packages' re-exports
+    followed (nothing is imported: tests/test_cli.py checks a fresh interpreter validates without Lightning)."""
+    assert source_of("lightning.pytorch.trainer.trainer").parts[-3:] == ("pytorch", "trainer", "trainer.py")
+    assert source_of("wandb").name == "__init__.py"
+    assert constructor_params("lightning.pytorch.Trainer")["max_steps"] == -1  # lightning/pytorch/__init__.py
+    assert constructor_types("wandb.init")["mode"].startswith("Literal[")  # wandb/__init__.py: init = wandb_sdk.init
+    assert "**" in constructor_params("lightning.pytorch.loggers.WandbLogger")  # the rest goes to wandb.init
+    assert constructor_params("attnbench.callbacks.ModelSummary") == {"max_depth": 1, "**": REQUIRED}  # Lightning's
+    with pytest.raises(ModuleNotFoundError, match="nosuchpackage"):
+        source_of("nosuchpackage.x")
+
+
+def test_library_schemas_take_every_option_typed():
+    """Lightning's Trainer, callbacks and loggers (W&B's logger with the ``wandb.init`` keywords it forwards) have
+    a field per constructor option, typed where the annotation maps (Any where it does not: ``devices``), a Literal's
+    values as the allowed ones; a default that is code (RichProgressBar's theme) and the options the groups fill
+    (the Trainer's logger and callbacks) are left out."""
+    trainer = typing.get_type_hints(config.TrainerConfig)
+    assert (trainer["max_epochs"], trainer["limit_val_batches"], trainer["devices"]) == (int | None,
+                                                                                        int | float | None, Any)
+    assert {"overfit_batches", "inference_mode", "fast_dev_run"} <= set(trainer)
+    assert not {"logger", "callbacks"} & set(trainer)
+    assert "theme" not in typing.get_type_hints(callbacks.RichProgressBarConfig)
+    assert callbacks.LearningRateMonitorConfig.__choices__["logging_interval"] == ("step", "epoch", None)
+    wandb = logger.WandbLoggerConfig
+    assert {"notes", "job_type", "save_dir", "log_model"} <= set(typing.get_type_hints(wandb))
+    assert wandb.__choices__["mode"] == ("online", "offline", "disabled", "shared", None)
 
 
 def test_literal_values_are_stated_once_in_the_code():

@@ -3,8 +3,8 @@
 ``attnbench.attention`` imports torch (2-3 s); the config check and ``python -m attnbench list attention`` only
 need what each entry declares, so this module reads it from the source with ``ast``: the ``@register("name")``
 classes and their ``caps = Caps(...)`` (inherited along the base classes of the package); their ``__init__``
-parameters come from ``signatures``, the one ``ast`` reader of constructors. ``tests/test_cli.py`` checks that it
-equals the live registry entry by entry.
+parameters are read by ``signatures``, the one ``ast`` reader of constructors. ``tests/test_cli.py`` checks that
+it equals the live registry entry by entry.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from attnbench import signatures
 
@@ -84,13 +85,51 @@ def _classes(tree: ast.Module) -> dict[str, _Class]:
 
 
 @functools.cache
+def _registered() -> tuple[dict[str, signatures.Def], dict[str, tuple[str, Path]]]:
+    """The classes of the attention package, and each entry's class (the one decorated ``@register(name)``) with
+    its file."""
+    defs: dict[str, signatures.Def] = {}
+    registered: dict[str, tuple[str, Path]] = {}
+    for path in sorted(_PKG.glob("*.py")):
+        for cls, node in signatures.module_defs(path).items():
+            defs[cls] = node
+            for d in getattr(node, "decorator_list", []):
+                if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register":
+                    registered[ast.literal_eval(d.args[0])] = (cls, path)
+    return defs, registered
+
+
+def _entry_class(name: str) -> tuple[str, Path]:
+    """The class of attention entry ``name`` and its file; an unknown name raises as the registry does."""
+    registered = _registered()[1]
+    if name not in registered:
+        get(name)  # raises KeyError, listing the entries and the closest name
+    return registered[name]
+
+
+def attention_params(name: str) -> dict[str, Any]:
+    """The constructor parameters of attention registry entry ``name`` with their defaults (as
+    ``signatures.constructor_params``); the entry's class is the one decorated ``@register(name)``."""
+    cls, _ = _entry_class(name)
+    return signatures.params_of(_registered()[0], cls, "attnbench.attention")
+
+
+def attention_types(name: str) -> dict[str, str | None]:
+    """The annotations of attention entry ``name``'s constructor parameters (as ``signatures.constructor_types``)."""
+    cls, path = _entry_class(name)
+    fn, _ = signatures.init_of(_registered()[0], cls, "attnbench.attention")
+    return signatures.annotations_of(fn, f"attnbench.attention.{path.stem}") if isinstance(fn, ast.FunctionDef) \
+        else {}
+
+
+@functools.cache
 def entries() -> dict[str, Entry]:
     """Every registered attention by name (sorted), read from ``src/attnbench/attention/*.py``."""
-    defaults = _caps_defaults(ast.parse((_PKG / "registry.py").read_text()))
+    defaults = _caps_defaults(signatures.parse(_PKG / "registry.py"))
     classes: dict[str, _Class] = {"AttentionBase": _Class([], {}, None)}
     for path in sorted(_PKG.glob("*.py")):
         if path.name not in ("__init__.py", "registry.py"):
-            classes.update(_classes(ast.parse(path.read_text())))
+            classes.update(_classes(signatures.parse(path)))
 
     def lookup(cls: str, attr: str):
         c = classes.get(cls)
@@ -106,10 +145,10 @@ def entries() -> dict[str, Entry]:
     out = {}
     for cls, c in classes.items():
         if c.registered:
-            params = {k: v for k, v in signatures.attention_params(c.registered).items() if k != "**"}
+            params = {k: v for k, v in attention_params(c.registered).items() if k != "**"}
             out[c.registered] = Entry(c.registered, {**defaults, **lookup(cls, "caps")}, tuple(params),
                                       tuple(k for k, v in params.items() if v is signatures.REQUIRED),
-                                      _literal_choices(signatures.attention_types(c.registered)))
+                                      _literal_choices(attention_types(c.registered)))
     return dict(sorted(out.items()))
 
 

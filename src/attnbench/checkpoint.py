@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attnbench.config import ConfigError
+from attnbench.errors import ConfigError
 
 CONFIG_KEY = "attnbench_config"  # the run's resolved config (plain dict)
 RNG_KEY = "attnbench_rng"  # torch / cuda / numpy / python RNG states (tensors and lists)

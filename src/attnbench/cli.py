@@ -2,18 +2,19 @@
 
 Light on purpose: composing and checking a config imports only Hydra, OmegaConf and the torch-free project modules
 (``config``, ``attention_spec``, ``data.catalog``), so ``--help``, ``--cfg job`` and a typo answer in about a
-second; torch and Lightning are imported when the run starts. The project's own errors (a bad config, missing
-data, an attention asked for a capability it lacks) print one paragraph that leads with the fix and exit 2; their
-traceback goes to the run's log file and ``results.json``.
+second; torch and Lightning are imported when the run starts, after ``train.run`` has checked the config. The
+project's own errors (``attnbench.errors``: a bad config, missing data, an attention asked for a capability it
+lacks) print one paragraph that leads with the fix and exit 2; their traceback goes to the run's log file and
+``results.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import difflib
 import os
 import sys
-import warnings
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import attnbench.sweep  # noqa: F401  (registers the run-folder and W&B name resolvers: ${dirname:...}, ...)
-from attnbench.config import ConfigError, amp_precision, drop_disabled_progress_bar, project_root, register_configs
+from attnbench.config import PathsConfig, TrainerConfig, project_root, register_configs
+from attnbench.errors import EXIT_USER_ERROR, ConfigError, report, user_error
 
-log = logging.getLogger(__name__)
 register_configs()
 if not OmegaConf.has_resolver("attnbench_help"):  # --help's text (conf/hydra/help/attnbench.yaml): help_text()
     OmegaConf.register_new_resolver("attnbench_help", lambda: help_text())
@@ -45,7 +46,8 @@ GROUPS = {
     "lstf": "CAB's LSTF settings, <data set>_<M|S> (lengths and layers; with experiment=cab/lstf*)",
     "hydra/launcher": "how -m sweeps run",
 }
-EXIT_USER_ERROR = 2
+# groups whose keys are the same whatever the option: a misspelt `trainer.<key>=` is named before composing
+KEYS = {"trainer": TrainerConfig, "paths": PathsConfig}
 
 
 def group_options(group: str) -> list[str]:
@@ -90,49 +92,37 @@ def help_text() -> str:
 
 
 def check_group_choices(args: list[str]) -> str | None:
-    """A ``group=option`` on the command line naming no option of the group: the message (options listed).
+    """A ``group=option`` on the command line naming no option of the group, or a ``trainer.<key>=`` /
+    ``paths.<key>=`` naming no key of the Trainer / paths (``KEYS``): the message (options or keys listed).
 
-    Hydra already refuses most of these, but silently lists nothing for a nested group (``experiment=hot/x``);
-    this says the same thing for every group before anything is composed. Sweeps (``a,b``) are checked per value.
+    Hydra already refuses most of these, but silently lists nothing for a nested group (``experiment=hot/x``) or
+    for a key; this says it for every group before anything is composed. Sweeps (``a,b``) are checked per value.
     """
-    import difflib
-
     for arg in args:
         key, sep, value = arg.partition("=")
+        group, _, sub = key.partition(".")
+        if sep and group in KEYS and sub and not key.startswith(("+", "~")):
+            allowed = [f.name for f in fields(KEYS[group]) if f.name != "_target_"]
+            name = sub.split(".")[0]
+            if name not in allowed:
+                return _unknown(f"{group}.{name}", f"a key of {group}", name, allowed)
         key = key.lstrip("+")
         if not sep or key not in GROUPS or key == "hydra/launcher" or any(c in value for c in "()[]{}$"):
             continue
         options = group_options(key)
         for v in value.split(","):
             if v and v != "null" and v not in options:
-                close = difflib.get_close_matches(v, options, n=1)
-                hint = f" (did you mean {key}={close[0]}?)" if close else ""
-                return f"{key}={v} is not an option of the config group {key!r}{hint}; available: {', '.join(options)}"
+                return _unknown(f"{key}={v}", f"an option of the config group {key!r}", v, options, f"{key}=")
     return None
+
+
+def _unknown(what: str, of: str, name: str, allowed: list[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, allowed, n=1)
+    hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+    return f"{what} is not {of}{hint}; available: {', '.join(allowed)}"
 
 
 # ----------------------------------------------------------------------------- errors
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from attnbench.data.download import DataError
-
-    errors: list[type[BaseException]] = [ConfigError, DataError]
-    if "attnbench.attention.registry" in sys.modules:  # loaded once a model was built
-        errors.append(sys.modules["attnbench.attention.registry"].CapabilityError)
-    return tuple(errors)
-
-
-def user_error(e: BaseException) -> BaseException | None:
-    """The project's own error behind ``e`` (Hydra's instantiate wraps them), or None for anything else."""
-    kinds = _user_errors()
-    seen: set[int] = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, kinds):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return None
-
-
 def gpu_missing(cfg: DictConfig) -> ConfigError | None:
     """trainer=gpu on a machine without a CUDA GPU (checked after a failure: torch is loaded by then)."""
     if str(cfg.trainer.get("accelerator")) not in ("gpu", "cuda") or "torch" not in sys.modules:
@@ -145,91 +135,23 @@ def gpu_missing(cfg: DictConfig) -> ConfigError | None:
                        "(torch.cuda.is_available() is False): run with trainer=cpu, or on a machine with a GPU")
 
 
-def _to_log_file(e: BaseException) -> list[str]:
-    """Write ``e``'s traceback to the run's log file(s) only (not the console); return their paths."""
-    rec = logging.LogRecord(log.name, logging.ERROR, __file__, 0, "run failed: %s: %s", (type(e).__name__, e),
-                            (type(e), e, e.__traceback__))
-    paths = []
-    for h in logging.getLogger().handlers:
-        if isinstance(h, logging.FileHandler):
-            h.handle(rec)
-            paths.append(h.baseFilename)
-    return paths
-
-
-def report(e: BaseException, fix: BaseException, out_dir: str | None) -> None:
-    """One paragraph on stderr that leads with the fix, then where the traceback is."""
-    where = [*_to_log_file(e), *([str(Path(out_dir) / "results.json")] if out_dir else [])]
-    kind = type(fix).__name__
-    print(f"error ({kind}): {fix}", file=sys.stderr)
-    if where:
-        print(f"(traceback: {' and '.join(where)})", file=sys.stderr)
-
-
-# ----------------------------------------------------------------------------- noise
-class _DropMessages(logging.Filter):
-    """Drop log records whose message starts with one of ``prefixes`` (Lightning's repeated tips)."""
-
-    def __init__(self, *prefixes: str) -> None:
-        super().__init__()
-        self.prefixes = prefixes
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefixes)
-
-
-LIGHTNING_NOISE = _DropMessages("💡 Tip: For seamless cloud logging",  # once per Trainer, no LitLogger wanted
-                                "Trainer already configured with model summary callbacks")  # ours is configured
-
-
-def quiet_lightning() -> None:
-    """Targeted filters for Lightning's noise: two info lines and one deprecation warning of its own code.
-
-    Also: under Hydra (the root logger has handlers) Lightning's messages go through them, into the run's log
-    file, instead of a second console handler of the ``lightning`` package that would print each twice.
-    """
-    import lightning  # noqa: F401  (adds its console handler on import)
-
-    if logging.getLogger().hasHandlers():
-        lg = logging.getLogger("lightning")
-        for h in [h for h in lg.handlers if type(h) is logging.StreamHandler]:
-            lg.removeHandler(h)
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        lg = logging.getLogger(name)
-        if LIGHTNING_NOISE not in lg.filters:
-            lg.addFilter(LIGHTNING_NOISE)
-    # lightning/pytorch/utilities/_pytree.py calls a torch API torch deprecated; nothing for a user to change
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
-
-
 # ----------------------------------------------------------------------------- train
 def prepare(cfg: DictConfig) -> None:
-    """What the run needs decided before it builds anything: the progress bar, the mixed precision, quiet logs."""
-    gone = drop_disabled_progress_bar(cfg, interactive=sys.stdout.isatty())
-    if gone and cfg.trainer.enable_progress_bar is False and not sys.stdout.isatty():
-        log.info("stdout is not a terminal: progress bar off (metrics: csv/metrics.csv and this log)")
-    if cfg.trainer.get("precision") == "auto-mixed":
-        cfg.trainer.precision = amp_precision()
-        log.info("trainer.precision=auto-mixed -> %s", cfg.trainer.precision)
-    quiet_lightning()
+    """Temporary: ``train.run`` prepares a run once it has checked it; tests/conftest.py's ``train_run`` still
+    calls this first (remove both together)."""
+    from attnbench.train import prepare as prepare_run
+
+    prepare_run(cfg)
 
 
 def task(cfg: DictConfig) -> float | None:
     """One run (Hydra's task function). Returns ``optimized_metric`` for sweepers."""
-    from attnbench.config import validate
+    from attnbench.train import run_with_results  # checks the config (torch-free), then loads torch and Lightning
 
     hc = HydraConfig.get()
     extra = {"choices": {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")},
              "overrides": list(hc.overrides.task), "job_num": hc.job.get("num")}
     try:
-        try:
-            validate(cfg)  # torch-free: a bad value answers in a second
-        except ConfigError:
-            pass  # run() raises it again inside run_with_results, which records it in results.json
-        else:
-            prepare(cfg)
-        from attnbench.train import run_with_results  # torch, Lightning
-
         result = run_with_results(cfg, extra)
     except Exception as e:
         fix = user_error(e) or gpu_missing(cfg)

@@ -1,4 +1,8 @@
-"""Training entry: compose, validate, instantiate, fit, test; ``results.json`` is written even on a crash."""
+"""Training entry: validate, prepare, instantiate, fit, test; ``results.json`` is written even on a crash.
+
+The config is checked once, here (``run``), before torch or Lightning is imported: a bad value answers in a second
+and is recorded in ``results.json`` like any other failure.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,14 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from attnbench.config import register_configs, validate
+from attnbench.config import amp_precision, drop_disabled_progress_bar, register_configs, validate
 
 
 class _Lazy:
@@ -60,9 +65,58 @@ def _scalar(v: Any) -> float | Any:
     return v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v
 
 
+class _DropMessages(logging.Filter):
+    """Drop log records whose message starts with one of ``prefixes`` (Lightning's repeated tips)."""
+
+    def __init__(self, *prefixes: str) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+LIGHTNING_NOISE = _DropMessages("💡 Tip: For seamless cloud logging",  # once per Trainer, no LitLogger wanted
+                                "Trainer already configured with model summary callbacks")  # ours is configured
+
+
+def quiet_lightning() -> None:
+    """Targeted filters for Lightning's noise: two info lines and one deprecation warning of its own code.
+
+    Also: under Hydra (the root logger has handlers) Lightning's messages go through them, into the run's log
+    file, instead of a second console handler of the ``lightning`` package that would print each twice.
+    """
+    import lightning  # noqa: F401  (adds its console handler on import)
+
+    if logging.getLogger().hasHandlers():
+        lg = logging.getLogger("lightning")
+        for h in [h for h in lg.handlers if type(h) is logging.StreamHandler]:
+            lg.removeHandler(h)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        lg = logging.getLogger(name)
+        if LIGHTNING_NOISE not in lg.filters:
+            lg.addFilter(LIGHTNING_NOISE)
+    # lightning/pytorch/utilities/_pytree.py calls a torch API torch deprecated; nothing for a user to change
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def prepare(cfg: DictConfig) -> None:
+    """What a checked run needs decided before it builds anything: the progress bar (off where stdout is not a
+    terminal), the mixed precision ``auto-mixed`` stands for, quiet Lightning logs."""
+    gone = drop_disabled_progress_bar(cfg, interactive=sys.stdout.isatty())
+    if gone and not sys.stdout.isatty():
+        log.info("stdout is not a terminal: progress bar off (metrics: csv/metrics.csv and this log)")
+    if cfg.trainer.get("precision") == "auto-mixed":
+        cfg.trainer.precision = amp_precision()
+        log.info("trainer.precision=auto-mixed -> %s", cfg.trainer.precision)
+    quiet_lightning()
+
+
 def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
-    """Validate, build and train; return (metrics, best checkpoint path)."""
+    """Validate (the one check of the config, torch-free), prepare, build and train; return (metrics, best
+    checkpoint path)."""
     validate(cfg)
+    prepare(cfg)
     _lit_base.check_schedule_budget(OmegaConf.to_container(cfg.model, resolve=True).get("scheduler"),
                                     cfg.trainer.get("max_epochs"))
     if cfg.seed is not None:
@@ -85,14 +139,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
     flop_recorder = _flops.FlopRecorder(model)  # attention FLOPs per example, from the calls the entries get
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
-    if cfg.get("fail") == "before_fit":
-        raise RuntimeError("forced failure before fit (cfg.fail=before_fit)")
 
     # every checkpoint is read with weights_only=True (plain data, no code) and checked against this model first
     ckpt_path = cfg.get("ckpt_path") or (_requeued_checkpoint(trainer) if cfg.train else None)
     if ckpt_path:
         ckpt = checkpoint.load(ckpt_path)
-        checkpoint.check_fits(ckpt, model, model.run_config, ckpt_path, getattr(model, "checkpoint_ignore", ()))
+        checkpoint.check_fits(ckpt, model, model.run_config, ckpt_path, model.checkpoint_ignore)
         if cfg.train:
             _continue_checkpoint_dir(trainer, ckpt)
         del ckpt
@@ -111,7 +163,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
             if not cfg.train:  # evaluate a trained model: train=false ckpt_path=<.ckpt>
                 if ckpt_path:
                     ckpt = ckpt_path
-                elif getattr(model, "evaluable_untrained", False):  # a fine-tuned pretrained model, as it is
+                elif model.evaluable_untrained:  # a fine-tuned pretrained model, as it is
                     ckpt = None
                 else:
                     raise ValueError("train=false needs ckpt_path=<checkpoint> to test (else it would test untrained "
@@ -247,10 +299,3 @@ def _close_wandb() -> None:
 
         if wandb.run is not None:
             wandb.finish()
-
-
-def main() -> None:
-    """CLI entry, kept for ``from attnbench.train import main``: the light ``attnbench.cli.train``."""
-    from attnbench.cli import train
-
-    train()

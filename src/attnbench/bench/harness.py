@@ -43,7 +43,8 @@ from attnbench.bench.common import (
     summarize,
     time_steps,
 )
-from attnbench.config import ConfigError, project_root
+from attnbench.config import project_root
+from attnbench.errors import EXIT_USER_ERROR, ConfigError, report, user_error
 
 CPU_MEMORY_FRACTION, CUDA_MEMORY_FRACTION = 0.7, 0.9  # default memory caps (see memory_cap)
 FAILED = ("oom", "error", "timeout", "killed")  # statuses after which a series stops (skip_reason)
@@ -153,8 +154,6 @@ def hydra_main(name: str, run: Callable[[Any, str], object]) -> Callable[[], Non
         try:
             run(OmegaConf.to_object(cfg), " ".join(["python", "-m", module, *map(shlex.quote, sys.argv[1:])]))
         except Exception as e:  # a bad value or missing data: one message that leads with the fix, as train.py
-            from attnbench.cli import EXIT_USER_ERROR, report, user_error
-
             fix = user_error(e)
             if fix is None:
                 raise

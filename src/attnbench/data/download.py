@@ -12,10 +12,7 @@ import zipfile
 from pathlib import Path
 
 from attnbench.data.catalog.source import Source
-
-
-class DataError(RuntimeError):
-    """A data set is missing, unreachable or corrupt; the message says what to do."""
+from attnbench.errors import DataError
 
 
 def sha256sum(path: Path, chunk: int = 1 << 20) -> str:

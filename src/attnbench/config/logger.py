@@ -1,0 +1,20 @@
+"""``logger``: Lightning's CSV and W&B loggers, their options typed from the installed source (``from_code``); the
+W&B logger's ``**kwargs`` go to ``wandb.init``, whose keywords are options too."""
+
+from attnbench.config.base import ENTRY, Checked, by_target, from_code, need
+
+
+@from_code("lightning.pytorch.loggers.CSVLogger")
+class CSVLoggerConfig(Checked):
+    def check(self) -> None:
+        need(self.flush_logs_every_n_steps >= 1, f"{ENTRY}.flush_logs_every_n_steps", self.flush_logs_every_n_steps,
+             "must be >= 1")
+
+
+@from_code("lightning.pytorch.loggers.WandbLogger", forwards="wandb.init")
+class WandbLoggerConfig(Checked):
+    def check(self) -> None:
+        need(self.log_model in (True, False, "all"), f"{ENTRY}.log_model", self.log_model, 'true, false or "all"')
+
+
+LOGGER_SCHEMAS: dict[str, type] = by_target(CSVLoggerConfig, WandbLoggerConfig)
