@@ -207,11 +207,10 @@ def _per_axis(x: Tensor | ProjectedTokens | Sequence[Tensor | ProjectedTokens], 
 class _HOTBase(AttentionBase):
     """Shared pooling and checks. q, k: (B,H,*axes,D) or one such tensor per axis; v: (B,H,*axes,Dv)."""
 
-    # causal_cross=False: each axis pools the queries over the other axes, so queries mix.
+    # causal_cross=False: each axis pools the queries over the other axes, so queries mix. projected_tokens: q and k
+    # enter only through axis_pool, so a layer may pass them as ProjectedTokens (pooled, then projected).
     caps = Caps(tensor=True, causal=False, causal_cross=False, per_axis_qk=True, pretrained_drop_in=False,
-                query_padding_mask=True)
-    # q and k enter only through axis_pool: a layer may pass them as ProjectedTokens (pooled, then projected)
-    takes_projected_tokens = True
+                query_padding_mask=True, projected_tokens=True)
 
     def __init__(self, mode: Literal["product", "sum"], pool: Literal["sum", "mean"], sum_normalize: bool) -> None:
         super().__init__()
@@ -297,7 +296,7 @@ class HOTLinearAttention(_HOTBase):
 
     # Fragile exponentials: (at least) fp32 under autocast (pooling and the layer's q/k hook included).
     caps = Caps(tensor=True, causal=False, causal_cross=False, per_axis_qk=True, pretrained_drop_in=False,
-                query_padding_mask=True, needs_head_dim=True, fp32=True)
+                query_padding_mask=True, projected_tokens=True, needs_head_dim=True, fp32=True)
 
     def __init__(
         self, head_dim: int, mode: Literal["product", "sum"] = "product", pool: Literal["sum", "mean"] = "sum",

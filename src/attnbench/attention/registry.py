@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from attnbench.attention_spec import PATTERNS, SIZES, patterns_of
+from attnbench.errors import CapabilityError
 
 # The state an incremental entry carries between decoding steps (``AttentionBase.step``): named tensors.
 State = dict[str, Tensor]
@@ -46,6 +47,9 @@ class Caps:
     tensor: bool = False
     # Wants one query/key projection per tensor axis (q, k given as a tuple, one per axis).
     per_axis_qk: bool = False
+    # q and k enter only through per-axis pooling, so the layer may pass each as the tokens and the projection's
+    # weights (HOT's ``ProjectedTokens``: pooled, then projected, as many rows fewer to project). Needs tensor.
+    projected_tokens: bool = False
     # Holds learned parameters of its own (beyond the q/k/v/o projections of the layer).
     learned_params: bool = False
     # Can replace the attention of a pretrained dense layer without retraining.
@@ -88,14 +92,10 @@ class Caps:
             raise ValueError(f"Caps.projections={self.projections!r}; allowed: 'qkv', 'qk', 'q'")
         if self.causal_cross and not self.cross_attention:
             raise ValueError("Caps.causal_cross=True needs cross_attention=True; declare causal_cross=False")
+        if self.projected_tokens and not self.tensor:
+            raise ValueError("Caps.projected_tokens=True needs tensor=True; declare projected_tokens=False")
         if self.incremental and not (self.causal and self.self_attention):
             raise ValueError("Caps.incremental=True needs causal=True and self_attention=True")
-
-
-class CapabilityError(ValueError):
-    """An attention was asked for a capability it lacks (``require``); the message names the entries that have it."""
-
-
 
 
 def _upcast(x: Any, dtype: torch.dtype) -> Any:

@@ -138,7 +138,7 @@ class MultiAxisAttention(nn.Module):
                                  f"{tuple(key_padding_mask.shape)}")
             if context is None and type(self.attn).caps.query_padding_mask:
                 extra["query_padding_mask"] = key_padding_mask
-        if self.tensor and self.pool_first and getattr(self.attn, "takes_projected_tokens", False):  # HOT
+        if self.pool_first and type(self.attn).caps.projected_tokens:  # HOT: pool, then project
             qs = self._projected(self.q_proj, x, self.n_qk)
             ks = (self._projected(self.k_proj, ctx, self.n_qk) if self.k_proj is not None
                   else self._heads(ctx, self.n_qk))

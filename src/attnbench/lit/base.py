@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 import lightning as L
@@ -13,9 +14,12 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from attnbench import checkpoint
-from attnbench.config import ConfigError
+from attnbench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 Interval = Literal["epoch", "step"]  # scheduler_interval: when the scheduler steps
@@ -46,14 +50,18 @@ def factory(spec: Any) -> Any:
     return instantiate(spec, _partial_=True, _convert_="all")
 
 
-def _closed_form_lr(sched: torch.optim.lr_scheduler.LRScheduler) -> list[float] | None:
-    """The schedule's learning rates at its ``last_epoch`` computed from scratch, where the scheduler has a closed
-    form (``LambdaLR`` and the cosine / step families)."""
-    if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
-        return [base * fn(sched.last_epoch) for base, fn in zip(sched.base_lrs, sched.lr_lambdas, strict=True)]
-    if hasattr(sched, "_get_closed_form_lr"):
-        return list(sched._get_closed_form_lr())
-    return None
+def _replay(sched: LRScheduler, build: Callable[[Optimizer], LRScheduler | None]) -> LRScheduler | None:
+    """This run's scheduler (``build``) on a stand-in optimizer with ``sched``'s base learning rates, stepped
+    ``sched.last_epoch`` times: the state an uninterrupted run of this run's schedule holds at the restored step.
+    None for a scheduler stepped on a metric (ReduceLROnPlateau: no schedule to replay)."""
+    if isinstance(sched, ReduceLROnPlateau):
+        return None
+    stand_in = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(()))], "lr": lr} for lr in sched.base_lrs])
+    fresh = build(stand_in)
+    stand_in.step()  # no gradients, no change: the scheduler's check that the optimizer stepped first
+    for _ in range(sched.last_epoch):
+        fresh.step()
+    return fresh
 
 
 class ConfiguredModule(L.LightningModule):
@@ -69,6 +77,7 @@ class ConfiguredModule(L.LightningModule):
     evaluable_untrained: bool = False
     # state_dict keys that may differ between a checkpoint and this model (e.g. swapped-in attention buffers)
     checkpoint_ignore: tuple[str, ...] = ()
+    _resuming: bool = False  # set by on_load_checkpoint when a fit resumes; the schedule is extended at train start
 
     def save_plain_hyperparameters(self) -> None:
         """``save_hyperparameters`` with the optimizer/scheduler partials kept as callables on the module and stored
@@ -106,9 +115,14 @@ class ConfiguredModule(L.LightningModule):
         make = getattr(self, "_factories", {}).get(key) or factory(self.hparams.get(key))
         return None if make is None else make(**kwargs)
 
+    def build_scheduler(self, optimizer: Optimizer) -> LRScheduler | None:
+        """The ``scheduler`` of the config on ``optimizer`` (None when unset); ``configure_optimizers`` and a resumed
+        fit (``_extend_schedules``) build it here, so a subclass that passes more arguments overrides this."""
+        return self.build("scheduler", optimizer=optimizer)
+
     def configure_optimizers(self):
         opt = self.build("optimizer", params=self.parameters())
-        sched = self.build("scheduler", optimizer=opt)
+        sched = self.build_scheduler(opt)
         if sched is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval,
@@ -133,36 +147,48 @@ class ConfiguredModule(L.LightningModule):
             log.warning("resuming from a checkpoint without RNG state: shuffling and dropout restart from the seed")
 
     def on_train_start(self) -> None:
-        if getattr(self, "_resuming", False):
+        if self._resuming:
             self._resuming = False
             self._extend_schedules()
 
     def _extend_schedules(self) -> None:
-        """Resume with this run's schedule: constructor values of the scheduler config (e.g. ``T_max`` =
-        ``trainer.max_epochs``) replace those restored from the checkpoint, and the learning rate is recomputed at
-        the restored step, so a larger budget extends the schedule instead of training on at its end value."""
-        spec = self.hparams.get("scheduler") or {}
+        """Resume with this run's schedule: the scheduler is rebuilt from this run's config (e.g. ``T_max`` =
+        ``trainer.max_epochs``) and replayed to the restored step (``_replay``); its state and learning rates replace
+        the checkpoint's, so a larger budget extends the schedule instead of training on at its end value."""
+        spec = {k: v for k, v in (self.hparams.get("scheduler") or {}).items() if not k.startswith("_")}
         for conf in self.trainer.lr_scheduler_configs:
             sched = conf.scheduler
-            changed = {k: (getattr(sched, k), v) for k, v in spec.items()
-                       if not k.startswith("_") and hasattr(sched, k) and getattr(sched, k) != v}
-            lrs = _closed_form_lr(sched)
-            if changed and lrs is None:
-                raise ConfigError(f"resuming with model.scheduler values changed from the checkpoint's "
-                                  f"({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in changed.items())}) but "
-                                  f"{type(sched).__name__} cannot be recomputed at step {sched.last_epoch}: "
-                                  "resume with the checkpoint's values")
-            for k, (_, new) in changed.items():
-                setattr(sched, k, new)
-            if lrs is None:
+            old = sched.state_dict()
+            fresh = _replay(sched, self.build_scheduler)
+            new = spec if fresh is None else fresh.state_dict()
+            changed = {k: (old[k], new[k]) for k in spec if k in old and k in new and old[k] != new[k]}
+            if fresh is None:
+                if changed:
+                    raise ConfigError(f"resuming with model.scheduler values changed from the checkpoint's "
+                                      f"({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in changed.items())}) but "
+                                      f"{type(sched).__name__} follows a metric and cannot be replayed to step "
+                                      f"{sched.last_epoch}: resume with the checkpoint's values")
                 continue
-            lrs = _closed_form_lr(sched)  # with the new values
+            before = [group["lr"] for group in sched.optimizer.param_groups]
+            sched.load_state_dict(new)
+            lrs = sched.get_last_lr()
             for group, lr in zip(sched.optimizer.param_groups, lrs, strict=True):
                 group["lr"] = lr
-            sched._last_lr = list(lrs)
-            if changed:
-                log.info("resuming: model.scheduler %s (this run's budget); lr at step %d is now %s",
-                         ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()), sched.last_epoch, lrs)
+            if changed or lrs != before:
+                log.info("resuming: model.scheduler %s (this run's budget); lr at step %d is now %s (was %s)",
+                         ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()) or "as configured",
+                         sched.last_epoch, lrs, before)
+
+
+def build_over_training_steps(module: ConfiguredModule, optimizer: Optimizer) -> LRScheduler | None:
+    """``build_scheduler`` of the fine-tuning modules (``scheduler_interval="step"``, a ``warmup_ratio``
+    hyperparameter): the scheduler (e.g. transformers' linear warm-up/decay) takes ``num_training_steps``, the
+    trainer's estimate, and ``num_warmup_steps``, ``warmup_ratio`` of it."""
+    if module.hparams.get("scheduler") is None:
+        return None
+    total = int(module.trainer.estimated_stepping_batches)
+    return module.build("scheduler", optimizer=optimizer, num_training_steps=total,
+                        num_warmup_steps=int(module.hparams.warmup_ratio * total))
 
 
 def _caller_frame():

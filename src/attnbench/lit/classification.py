@@ -48,7 +48,9 @@ class ClassificationModule(ConfiguredModule):
             raise ValueError(f"n_classes={n_classes} must be >= 2")
         check_literals(ClassificationModule.__init__, class_weights=class_weights)
         self.save_plain_hyperparameters()
-        self.net = torch.compile(net) if compile else net
+        self.net = net
+        if compile:
+            net.compile()  # in place: the state_dict keeps its keys (torch.compile(net) would add `_orig_mod.`)
         self.n_classes, self.binary = n_classes, n_classes == 2
         self.register_buffer("class_w", torch.ones(n_classes), persistent=False)
         for stage in ("val", "test"):

@@ -34,8 +34,10 @@ class ForecastingModule(ConfiguredModule):
         if not isinstance(net, Forecaster):
             raise TypeError(f"{type(net).__name__} is not a Forecaster: it lacks {', '.join(missing(net, Forecaster))}")
         self.save_plain_hyperparameters()
-        self.calendar = isinstance(net, CalendarForecaster)  # read before compiling (which wraps the net)
-        self.net = torch.compile(net) if compile else net
+        self.calendar = isinstance(net, CalendarForecaster)
+        self.net = net
+        if compile:
+            net.compile()  # in place: the state_dict keeps its keys (torch.compile(net) would add `_orig_mod.`)
         self.n_targets = n_targets
         self.pred_len = pred_len = net.pred_len
         self.horizons = sorted(horizons) if horizons else [pred_len]

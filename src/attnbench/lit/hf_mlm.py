@@ -19,9 +19,8 @@ from torchmetrics import SumMetric
 
 from attnbench import checkpoint
 from attnbench.data.corpus import IGNORE
-from attnbench.lit.base import ConfiguredModule, Interval, Mode
+from attnbench.lit.base import ConfiguredModule, Interval, Mode, build_over_training_steps
 from attnbench.lit.lm import perplexity, token_nll
-from attnbench.lit.text_classification import TextClassificationModule
 from attnbench.models.hf_swap import ATTR
 
 log = logging.getLogger(__name__)
@@ -105,8 +104,7 @@ class PretrainedMLMModule(ConfiguredModule):
     def on_test_epoch_end(self) -> None:
         self._epoch_end("test")
 
-    # the linear warm-up/decay over the trainer's step estimate: the GLUE module's, one copy
-    configure_optimizers = TextClassificationModule.configure_optimizers
+    build_scheduler = build_over_training_steps  # the linear warm-up/decay over the trainer's step estimate
 
 
 def init_encoder(net: nn.Module, path: str, key: str = "model.init_from") -> dict[str, list[str]]:

@@ -18,7 +18,10 @@ from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryMat
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
 from attnbench.data.catalog import TEXT_TASKS
-from attnbench.lit.base import ConfiguredModule, Interval, Mode
+from attnbench.errors import ConfigError
+from attnbench.lit.base import ConfiguredModule, Interval, Mode, build_over_training_steps
+from attnbench.lit.hf_mlm import init_encoder
+from attnbench.lit.treeformer import TreeBootstrap
 from attnbench.models.interfaces import PretrainedNet
 
 log = logging.getLogger(__name__)
@@ -78,10 +81,8 @@ class TextClassificationModule(ConfiguredModule):
         path = self.hparams.get("init_from")
         if stage != "fit" or not path:
             return
-        from attnbench.config import ConfigError
-        from attnbench.lit.hf_mlm import init_encoder
-
-        dense = [cb.dense_checkpoint for cb in self.trainer.callbacks if getattr(cb, "dense_checkpoint", None)]
+        dense = [cb.dense_checkpoint for cb in self.trainer.callbacks
+                 if isinstance(cb, TreeBootstrap) and cb.dense_checkpoint]
         if dense:
             raise ConfigError(f"model.init_from={path!r} and callbacks.tree_bootstrap.dense_checkpoint={dense[0]!r} "
                               "both set the weights: keep one (set the other to null)")
@@ -121,11 +122,4 @@ class TextClassificationModule(ConfiguredModule):
     def on_test_epoch_end(self) -> None:
         self._epoch_end("test")
 
-    def configure_optimizers(self):
-        opt = self.build("optimizer", params=self.parameters())
-        if self.hparams.scheduler is None:
-            return opt
-        total = int(self.trainer.estimated_stepping_batches)
-        sched = self.build("scheduler", optimizer=opt, num_training_steps=total,
-                           num_warmup_steps=int(self.hparams.warmup_ratio * total))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.hparams.scheduler_interval}}
+    build_scheduler = build_over_training_steps
