@@ -1,94 +1,29 @@
-"""Sweep -> forecasting table: fake results.json folders, no training."""
+"""Sweep -> forecasting table: fake results.json folders (tests/tables.py), no training."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from attnbench.analysis import classification
 from attnbench.analysis.runs import FACT_COLUMNS, model_label
 from attnbench.analysis.spec import experiment_spec
-from attnbench.analysis.tables import (
-    RUN_COLUMNS,
-    display_frame,
-    forecasting_table,
-    load_reference,
-    load_runs,
-    to_latex,
-    to_markdown,
-)
+from attnbench.analysis.tables import RUN_COLUMNS, forecasting_table, load_reference, load_runs, to_latex, to_markdown
 from attnbench.data.catalog import TIME_SERIES
+from scripts.make_table import main as make_table
+from tests.conftest import ROOT
+from tests.tables import OOM, PNG, assert_snapshot, forecast_result, md_rows, write_forecast_hydra, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
-OOM = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
-
-
-def write_job(root: Path, num: int, model: str, dataset: str, pred_len: int, *, status: str = "ok",
-              mse: float | None = None, mae: float | None = None, attention: str | None = None,
-              per_horizon: dict[int, tuple[float, float]] | None = None, error: str | None = None) -> Path:
-    """One job folder ``root/<num>/results.json`` in the layout train.py writes."""
-    metrics: dict = {}
-    if status == "ok":
-        metrics = {"test/mse": mse, "test/mae": mae, "val/mse": 1.0, "n_params": 1198560, "epochs": 7}
-        for h, (hm, ha) in (per_horizon or {}).items():
-            metrics |= {f"test/mse_{h}": hm, f"test/mae_{h}": ha}
-    result = {
-        "status": status, "error": error, "metrics": metrics, "best_checkpoint": None,
-        "wall_time_s": 100.0 + num, "peak_memory_mb": 1166.0, "peak_memory_kind": "cpu_max_rss",
-        "choices": {"model": model, "data": "ett", "model/attention": attention or model, "trainer": "cpu",
-                    "experiment": "hot/forecasting"},
-        "overrides": [f"model={model}", f"data.name={dataset}", f"data.pred_len={pred_len}"], "job_num": num,
-        "config": {"data": {"name": dataset, "pred_len": pred_len, "seq_len": 96},
-                   "model": {"net": {"attention": {"name": attention or model}},
-                             "horizons": sorted(per_horizon) if per_horizon else None}},
-    }
-    d = root / str(num)
-    d.mkdir(parents=True)
-    (d / "results.json").write_text(json.dumps(result))
-    return d
-
-
-@pytest.fixture
-def sweep(tmp_path: Path) -> Path:
-    """Two seeds of hot on ETTh1-96, a failed full run, a per-horizon run, a non-default attention."""
-    root = tmp_path / "multiruns" / "2026-01-01_00-00-00"
-    write_job(root, 0, "hot", "ETTh1", 96, mse=0.400, mae=0.410)
-    write_job(root, 1, "hot", "ETTh1", 96, mse=0.380, mae=0.400)
-    write_job(root, 2, "full", "ETTh1", 96, status="failed", error=OOM)
-    write_job(root, 3, "full", "ETTh2", 96, mse=0.300, mae=0.350)
-    write_job(root, 4, "hot", "weather", 720, mse=0.36, mae=0.35,
-              per_horizon={96: (0.170, 0.210), 192: (0.220, 0.250), 336: (0.280, 0.300), 720: (0.360, 0.350)})
-    write_job(root, 5, "hot", "electricity", 96, attention="hot_linear", mse=0.150, mae=0.245)
-    return root
-
-
-@pytest.fixture
-def reference() -> pd.DataFrame:
-    return load_reference("forecasting_lookback96")
-
-
+pytest_plugins = ["tests.tables"]
 SPEC = experiment_spec("hot/forecasting")  # the table the experiment declares
 
 
 def fc_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """The forecasting table with the experiment's baseline (or ``baseline``) and notes."""
     return forecasting_table(runs, reference, baseline or SPEC.baseline[0], SPEC.notes)
-
-
-def md_row(md: str, dataset: str, horizon: int) -> dict[str, str]:
-    """The cells of one row of the first Markdown table, keyed by header."""
-    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    for ln in lines[2:]:
-        cells = [c.strip() for c in ln.strip("|").split("|")]
-        if cells[:2] == [dataset, str(horizon)]:
-            return dict(zip(header, cells, strict=True))
-    raise KeyError((dataset, horizon))
 
 
 # ---------------------------------------------------------------------------------------------- reference
@@ -105,12 +40,13 @@ def md_row(md: str, dataset: str, horizon: int) -> dict[str, str]:
     ("solar", 720, "DLinear", 0.356, 0.413),
     ("traffic", 720, "iTransformer", 0.467, 0.302),
 ])
-def test_reference_matches_published(reference, dataset, horizon, model, mse, mae):
-    row = reference.set_index(["dataset", "horizon", "model"]).loc[(dataset, horizon, model)]
+def test_reference_matches_published(forecast_reference, dataset, horizon, model, mse, mae):
+    row = forecast_reference.set_index(["dataset", "horizon", "model"]).loc[(dataset, horizon, model)]
     assert (row["mse"], row["mae"]) == (mse, mae)
 
 
-def test_reference_shape_names_and_confirmation(reference):
+def test_reference_shape_names_and_confirmation(forecast_reference):
+    reference = forecast_reference
     assert list(reference.columns) == ["dataset", "horizon", "model", "mse", "mae", "source", "confirmed"]
     assert len(reference) == 8 * 4 * 5 + 4  # 8 data sets x 4 horizons x 5 models, plus Traffic iTransformer
     assert set(reference["dataset"]) <= set(TIME_SERIES)  # the catalogue's names
@@ -129,14 +65,21 @@ def test_unknown_reference_lists_known_ones():
 
 
 # ---------------------------------------------------------------------------------------------- runs
-def test_model_label():
-    assert model_label({"model": "hot", "model/attention": "hot"}) == "hot"
-    assert model_label({"model": "full"}) == "full"
-    assert model_label({"model": "hot", "model/attention": "hot_linear"}) == "hot[hot_linear]"
+@pytest.mark.parametrize("label, choices, expected", [
+    (model_label, {"model": "hot", "model/attention": "hot"}, "hot"),
+    (model_label, {"model": "full"}, "full"),
+    (model_label, {"model": "hot", "model/attention": "hot_linear"}, "hot[hot_linear]"),
+    (classification.classifier_label, {"model": "hot3d", "model/attention": "hot"}, "hot3d"),  # hot3d's default
+    (classification.classifier_label, {"model": "vit3d", "model/attention": "full"}, "vit3d"),
+    (classification.classifier_label, {"model": "resnet3d"}, "resnet3d"),
+    (classification.classifier_label, {"model": "hot3d", "model/attention": "hot_linear"}, "hot3d[hot_linear]"),
+])
+def test_labels_name_only_non_default_attention(label, choices, expected):
+    assert label(choices) == expected
 
 
-def test_load_runs_long_form(sweep):
-    runs = load_runs(sweep)
+def test_load_runs_long_form(forecast_sweep):
+    runs = load_runs(forecast_sweep)
     assert list(runs.columns) == [*RUN_COLUMNS, *FACT_COLUMNS]
     assert len(runs) == 2 + 1 + 1 + 4 + 1  # the per-horizon run gives one row per horizon
     weather = runs[runs["dataset"] == "weather"]
@@ -150,122 +93,99 @@ def test_load_runs_long_form(sweep):
     assert set(runs["model"]) == {"hot", "full", "hot[hot_linear]"}
 
 
-def test_job_without_results_is_missing_not_dropped(sweep):
-    job = sweep / "9" / ".hydra"
-    job.mkdir(parents=True)
-    (job / "config.yaml").write_text("data:\n  name: ETTm1\n  pred_len: 192\nmodel:\n  horizons: null\n")
-    (job / "hydra.yaml").write_text(
-        "hydra:\n  runtime:\n    choices:\n      model: hot\n      model/attention: hot\n")
-    runs = load_runs(sweep)
+def test_job_without_results_is_missing_not_dropped(forecast_sweep, forecast_reference):
+    write_forecast_hydra(forecast_sweep / "9", "hot", "ETTm1", 192)
+    runs = load_runs(forecast_sweep)
     row = runs[runs["status"] == "missing"].iloc[0]
     assert (row["model"], row["dataset"], row["horizon"]) == ("hot", "ETTm1", 192)
-    table = fc_table(runs, load_reference("forecasting_lookback96"))
+    table = fc_table(runs, forecast_reference)
     assert table.loc[("ETTm1", 192), ("ours", "hot", "missing")] == 1
-    assert md_row(to_markdown(table, runs), "ETTm1", 192)["hot MSE"] == "missing"
+    assert md_rows(to_markdown(table, runs))[("ETTm1", "192")]["hot MSE"] == "missing"
 
 
-def test_empty_or_absent_sweep_raises(tmp_path):
+@pytest.mark.parametrize("load", [load_runs, classification.load_runs], ids=["forecasting", "classification"])
+def test_empty_or_absent_sweep_raises(tmp_path, load):
     with pytest.raises(FileNotFoundError, match="no results.json"):
-        load_runs(tmp_path)
+        load(tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_runs(tmp_path / "nope")
+        load(tmp_path / "nope")
 
 
 # ---------------------------------------------------------------------------------------------- table
-def test_cells_differences_and_averaging(tmp_path, reference):
-    write_job(tmp_path, 0, "hot", "ETTh1", 96, mse=0.400, mae=0.410)
-    table = fc_table(load_runs(tmp_path), reference)
-    row = table.loc[("ETTh1", 96)]
+def test_cells_differences_and_averaging(tmp_path, forecast_reference):
+    write_result(tmp_path, 0, forecast_result("hot", "ETTh1", 96, mse=0.400, mae=0.410))
+    row = fc_table(load_runs(tmp_path), forecast_reference).loc[("ETTh1", 96)]
     assert row[("ours", "hot", "mse")] == 0.400 and row[("ours", "hot", "n")] == 1
     assert row[("published", "iTransformer", "mse")] == 0.386
     assert row[("published", "TimesNet", "mae")] == 0.402
     assert row[("diff", "hot", "mse")] == pytest.approx(0.014)  # ours - published: positive = worse
     assert row[("diff", "hot", "mae")] == pytest.approx(0.005)
-    assert md_row(to_markdown(table, load_runs(tmp_path)), "ETTh1", 96)["Δ hot MSE"] == "+0.014"
 
 
-def test_repeated_runs_are_averaged(sweep, reference):
-    table = fc_table(load_runs(sweep), reference)
-    row = table.loc[("ETTh1", 96)]
+def test_repeated_runs_are_averaged(forecast_sweep, forecast_reference):
+    row = fc_table(load_runs(forecast_sweep), forecast_reference).loc[("ETTh1", 96)]
     assert row[("ours", "hot", "mse")] == pytest.approx(0.390)
     assert row[("ours", "hot", "mae")] == pytest.approx(0.405)
     assert row[("ours", "hot", "n")] == 2
     assert row[("diff", "hot", "mse")] == pytest.approx(0.390 - 0.386)
 
 
-def test_per_horizon_run_fills_every_horizon(sweep, reference):
-    table = fc_table(load_runs(sweep), reference)
+def test_per_horizon_run_fills_every_horizon(forecast_sweep, forecast_reference):
+    table = fc_table(load_runs(forecast_sweep), forecast_reference)
     published_itransformer = {96: 0.174, 192: 0.221, 336: 0.278, 720: 0.358}
     for (h, published), mse in zip(published_itransformer.items(), (0.170, 0.220, 0.280, 0.360), strict=True):
         assert table.loc[("weather", h), ("ours", "hot", "mse")] == mse
         assert table.loc[("weather", h), ("diff", "hot", "mse")] == pytest.approx(mse - published)
 
 
-def test_only_pairs_we_ran_and_other_baseline(sweep, reference):
-    table = fc_table(load_runs(sweep), reference, baseline="PatchTST")
+def test_only_pairs_we_ran_and_other_baseline(forecast_sweep, forecast_reference):
+    runs = load_runs(forecast_sweep)
+    table = fc_table(runs, forecast_reference, baseline="PatchTST")
     assert list(table.index) == [("ETTh1", 96), ("ETTh2", 96), ("electricity", 96), ("weather", 96),
                                  ("weather", 192), ("weather", 336), ("weather", 720)]
     assert table.loc[("ETTh2", 96), ("diff", "full", "mse")] == pytest.approx(0.300 - 0.302)
     assert table.loc[("electricity", 96), ("diff", "hot[hot_linear]", "mae")] == pytest.approx(0.245 - 0.270)
     with pytest.raises(ValueError, match="choose one of"):
-        fc_table(load_runs(sweep), reference, baseline="HOT")
+        fc_table(runs, forecast_reference, baseline="HOT")
 
 
-def test_failed_run_is_a_cell_and_listed(sweep, reference):
-    runs = load_runs(sweep)
-    table = fc_table(runs, reference)
+def test_failed_run_is_a_cell_and_listed(forecast_sweep, forecast_reference):
+    runs = load_runs(forecast_sweep)
+    table = fc_table(runs, forecast_reference)
     assert table.loc[("ETTh1", 96), ("ours", "full", "failed")] == 1
     assert pd.isna(table.loc[("ETTh1", 96), ("ours", "full", "mse")])
     md = to_markdown(table, runs)
-    row = md_row(md, "ETTh1", 96)
+    row = md_rows(md)[("ETTh1", "96")]
     assert row["full MSE"] == "failed" and row["full MAE"] == "failed"
-    assert row["hot MSE"] == "0.390 ± 0.014" and row["hot n"] == "2"  # mean ± std over the two seeds
     failed_section = md.split("## Failed or missing jobs (1)")[1]
-    assert OOM in failed_section and str(sweep / "2") in failed_section
-    assert "not available" in md and "HOT" in md  # footnote: no published HOT numbers
-    assert "failed" in to_latex(table)
+    assert OOM in failed_section and str(forecast_sweep / "2") in failed_section
+    assert_snapshot(md, "test_failed_run_is_a_cell_and_listed.md")
+    assert_snapshot(to_latex(table), "test_failed_run_is_a_cell_and_listed.tex")
 
 
-def test_best_mse_bold_and_dagger(tmp_path, reference):
-    write_job(tmp_path, 0, "hot", "ETTh1", 96, mse=0.380, mae=0.410)  # beats every published 0.384+
-    write_job(tmp_path, 1, "hot", "traffic", 96, mse=0.500, mae=0.300)
+def test_best_mse_bold_and_dagger(tmp_path, forecast_reference):
+    """hot's 0.380 beats every published 0.384+ (bold); Traffic's iTransformer values are unconfirmed (†)."""
+    write_result(tmp_path, 0, forecast_result("hot", "ETTh1", 96, mse=0.380, mae=0.410))
+    write_result(tmp_path, 1, forecast_result("hot", "traffic", 96, mse=0.500, mae=0.300))
     runs = load_runs(tmp_path)
-    frame = display_frame(fc_table(runs, reference), "md")
-    assert frame.loc[("ETTh1", 96), ("hot", "MSE")] == "**0.380**"
-    assert frame.loc[("ETTh1", 96), ("TimesNet", "MSE")] == "0.384"
-    assert frame.loc[("traffic", 96), ("iTransformer", "MSE")] == "**0.395**†"  # unconfirmed value
-    assert frame.loc[("traffic", 96), ("PatchTST", "MSE")] == "–"
-
-
-def test_latex_booktabs_three_decimals(sweep, reference):
-    tex = to_latex(fc_table(load_runs(sweep), reference))
-    for needle in (r"\toprule", r"\midrule", r"\bottomrule", r"\multicolumn{2}{c}{iTransformer}",
-                   r"\textbf{", "0.386", "hot[hot\\_linear]", r"$\Delta$ hot", "not available"):
-        assert needle in tex, needle
+    assert_snapshot(to_markdown(fc_table(runs, forecast_reference), runs), "test_best_mse_bold_and_dagger.md")
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def _cli_main():
-    spec = importlib.util.spec_from_file_location("make_table", ROOT / "scripts" / "make_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def test_cli_writes_four_files(sweep, tmp_path, capsys):
+def test_cli_writes_four_files(forecast_sweep, tmp_path, capsys):
     out = tmp_path / "paper"
-    assert _cli_main()([str(sweep), "--out", str(out)]) == 0
+    assert make_table([str(forecast_sweep), "--out", str(out)]) == 0
     for name in ("table.md", "table.tex", "table.csv", "table.png"):
         assert (out / name).stat().st_size > 0, name
-    stdout = capsys.readouterr().out
-    assert stdout.strip() == (out / "table.md").read_text().strip()
-    assert len(pd.read_csv(out / "table.csv")) == len(load_runs(sweep))
-    assert (out / "table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out.strip() == (out / "table.md").read_text().strip()
+    assert len(pd.read_csv(out / "table.csv")) == len(load_runs(forecast_sweep))
+    assert (out / "table.png").read_bytes()[:8] == PNG
 
 
 def test_cli_fails_clearly_on_empty_dir(tmp_path):
+    """The one run of the script as a process: its exit status."""
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_table.py"), str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "no results.json" in proc.stderr and str(tmp_path) in proc.stderr
     assert not list(tmp_path.iterdir())  # nothing written

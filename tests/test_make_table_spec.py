@@ -3,23 +3,14 @@ what the sweep declared."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from attnbench.analysis import reference
 from attnbench.analysis.report import write_table
 from attnbench.analysis.spec import KINDS, experiment_spec, is_step, parse_spec, sweep_spec
-from attnbench.config import register_configs
 from scripts.make_table import main as make_table
+from tests.tables import EXPERIMENTS, PNG, ROOT, assert_snapshot, compose_train, glue_result, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = sorted(str(p.relative_to(ROOT / "conf" / "experiment").with_suffix(""))
-                     for p in (ROOT / "conf" / "experiment").rglob("*.yaml"))
-GLUE_TARGET = "attnbench.lit.text_classification.TextClassificationModule"
 BLOCK = {"kind": "glue", "rows": ["task"], "columns": "model", "metrics": ["score"], "direction": "higher",
          "reference": "smyrf_glue"}
 
@@ -38,14 +29,8 @@ def test_every_experiment_declares_a_table_its_reference_can_fill(experiment):
 
 def test_the_composed_config_carries_the_table():
     """results.json stores the resolved config, so a run names its table without reading conf/ again."""
-    register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=["experiment=hot/medmnist3d"])
-            plain = compose("train")
-    finally:
-        GlobalHydra.instance().clear()
+    cfg = compose_train(["experiment=hot/medmnist3d"])
+    plain = compose_train([])
     assert cfg.table.kind == "classification" and cfg.table.reference == "medmnist3d"
     assert plain.table is None
 
@@ -94,17 +79,6 @@ def test_every_reference_file_is_long_form():
     assert (ref_dir / "medmnist3d.md").is_file()  # provenance kept beside its data
 
 
-def _job(root: Path, num: int, model: str, task: str, score: float, *, table: dict | None = None,
-         experiment: str | None = None) -> None:
-    d = root / str(num)
-    d.mkdir(parents=True)
-    choices = {"model": model, "model/attention": "full", **({"experiment": experiment} if experiment else {})}
-    config = {"model": {"_target_": GLUE_TARGET, "net": {"attention": {"name": "full"}}}, "data": {"task": task},
-              **({"table": table} if table else {})}
-    (d / "results.json").write_text(json.dumps({"status": "ok", "metrics": {"test/score": score},
-                                                "choices": choices, "config": config}))
-
-
 def test_a_new_table_is_one_block_and_one_reference_file(tmp_path):
     """No code names the new paper: its results carry the table block, its numbers are one long-form file."""
     ref = tmp_path / "newpaper_table2.csv"
@@ -113,34 +87,32 @@ def test_a_new_table_is_one_block_and_one_reference_file(tmp_path):
                    "newpaper,table2,imdb,NewFormer,score,91.0,newpaper Table 2,false\n")
     block = {**BLOCK, "reference": str(ref), "notes": ["NewFormer: numbers from Table 2."]}
     sweep = tmp_path / "sweep"
-    _job(sweep, 0, "bert", "rte", 66.0, table=block, experiment="smyrf/glue")  # the stored block wins
-    _job(sweep, 1, "bert", "imdb", 90.0, table=block)
+    write_result(sweep, 0, glue_result("bert", "rte", 66.0, table=block, experiment="smyrf/glue"))  # block wins
+    write_result(sweep, 1, glue_result("bert", "imdb", 90.0, table=block))
     assert sweep_spec(sweep).reference == str(ref)
     assert make_table([str(sweep), "--out", str(tmp_path / "out")]) == 0
-    md = (tmp_path / "out" / "table.md").read_text()
-    assert "| model | RTE | IMDB | Avg |" in md
-    assert "| NewFormer? | 70.50 | 91.00 | 80.75 |" in md  # an unconfirmed value marks the row
-    assert "NewFormer: numbers from Table 2." in md and "Published rows: newpaper Table 2." in md
-    tex = (tmp_path / "out" / "table.tex").read_text()
-    assert r"NewFormer? & 70.50 & 91.00 & 80.75 \\" in tex and r"\toprule" in tex
-    assert (tmp_path / "out" / "table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for ext in ("md", "tex"):  # "NewFormer?": an unconfirmed value marks the row
+        assert_snapshot((tmp_path / "out" / f"table.{ext}").read_text(),
+                        f"test_a_new_table_is_one_block_and_one_reference_file.{ext}")
+    assert (tmp_path / "out" / "table.png").read_bytes()[:8] == PNG
 
 
 def test_sweeps_must_name_one_table(tmp_path, capsys):
     both = tmp_path / "both"
-    _job(both, 0, "bert", "rte", 66.0, experiment="smyrf/glue")
-    _job(both, 1, "bert", "imdb", 90.0, experiment="smyrf/imdb")
+    write_result(both, 0, glue_result("bert", "rte", 66.0, experiment="smyrf/glue"))
+    write_result(both, 1, glue_result("bert", "imdb", 90.0, experiment="smyrf/imdb"))
     with pytest.raises(ValueError, match=r"jobs of different tables \(smyrf/glue, smyrf/imdb\)"):
         sweep_spec(both)
     md, _ = write_table(both, tmp_path / "out", experiment="smyrf/imdb")  # said on the command line: that one
-    assert "Published rows: github.com/giannisdaras/smyrf@bbbc82e README.md IMDB table" in md
+    assert_snapshot(md, "test_sweeps_must_name_one_table.md")  # the IMDB table
     versions = tmp_path / "versions"  # one experiment whose yaml's table block changed between two of its sweeps
-    _job(versions, 0, "bert", "rte", 66.0, table=BLOCK, experiment="smyrf/glue")
-    _job(versions, 1, "bert", "rte", 67.0, table={**BLOCK, "notes": ["a later note"]}, experiment="smyrf/glue")
+    write_result(versions, 0, glue_result("bert", "rte", 66.0, table=BLOCK, experiment="smyrf/glue"))
+    write_result(versions, 1, glue_result("bert", "rte", 67.0, table={**BLOCK, "notes": ["a later note"]},
+                                          experiment="smyrf/glue"))
     with pytest.raises(ValueError, match=r"declare 2 different `table:` blocks .* pass --experiment smyrf/glue"):
         sweep_spec(versions)
     anonymous = tmp_path / "anonymous"
-    _job(anonymous, 0, "bert", "rte", 66.0)
+    write_result(anonymous, 0, glue_result("bert", "rte", 66.0))
     assert make_table([str(anonymous)]) == 2
     assert "no job names its table" in capsys.readouterr().err and not (anonymous / "table.md").exists()
     assert make_table([str(anonymous), "--experiment", "smyrf/glue"]) == 0

@@ -23,7 +23,7 @@ import pandas as pd
 
 from attnbench.analysis import reference as published
 from attnbench.analysis.render import Fmt, Rendered, Style, bests, failed_section, latex_table, legend_below, tex_note
-from attnbench.analysis.runs import cell_stats, job_parts, model_label, sweep_notes, truncation_notes
+from attnbench.analysis.runs import MARK, cell_stats, job_parts, model_label, sweep_notes, truncation_notes
 from attnbench.analysis.runs import load_runs as load_jobs
 from attnbench.analysis.spec import TableSpec
 
@@ -71,8 +71,8 @@ def forecasting_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str
     ``("ours", m, mse|mae|mse_std|mae_std|n|failed|missing)``: our runs averaged over seeds (std: sample
     standard deviation, NaN for one seed); n counts the ok ones.
     ``("published", r, mse|mae|confirmed)``: every reference model. ``("diff", m, mse|mae)``: ours minus
-    the published ``baseline`` (negative = better). ``attrs`` holds ``baseline``, ``sources`` and ``notes`` (the
-    experiment's lines under the table).
+    the published ``baseline`` (negative = better), for the untruncated models only. ``attrs`` holds
+    ``baseline``, ``sources`` and ``notes`` (the experiment's lines under the table).
     """
     ref_models = list(dict.fromkeys(reference["model"]))
     if baseline not in ref_models:
@@ -94,7 +94,7 @@ def forecasting_table(runs: pd.DataFrame, reference: pd.DataFrame, baseline: str
         s = stats.xs(m, level="model").reindex(index)
         for c in OUR_METRICS:
             cols[("ours", m, c)] = s[c] if c.startswith(("mse", "mae")) else s[c].fillna(0).astype(int)
-    for m in models:
+    for m in (m for m in models if MARK not in m):  # a truncated run gets no Δ (README; as classification)
         for c in ("mse", "mae"):
             cols[("diff", m, c)] = cols[("ours", m, c)] - base[c]
     for r in ref_models:
@@ -133,6 +133,8 @@ def display_frame(table: pd.DataFrame, fmt: Fmt = "md") -> pd.DataFrame:
             f"{n}" + (f" (+{f} failed)" if f else "") + (f" (+{k} missing)" if k else "")
             for n, f, k in zip(s["n"], s["failed"], s["missing"], strict=True)]
     for m in ours.columns.get_level_values("model").unique():
+        if ("diff", m, "mse") not in table.columns:  # truncated
+            continue
         for c in ("mse", "mae"):
             out[(f"{st.delta} {st.name(m)}", c.upper())] = [st.signed(v) for v in table[("diff", m, c)]]
     for r in pub.columns.get_level_values("model").unique():
