@@ -2,12 +2,14 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DATA_DIR ?= data
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test test-all readme lint bench bench-attention bench-approx bench-swap bench-latency bench-step clean
+# DATA_DIR: where the data sets are; unset, the demo uses data/ and the `data` tests skip
+ifdef DATA_DIR
 export DATA_DIR
+endif
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=python3.x (3.10+)"; exit 1; }
@@ -25,12 +27,20 @@ setup: $(STAMP)
 
 # Fetch ETTh1 (or take it from DATA_DIR), train HOT for a short CPU budget, print the test metrics.
 demo: $(STAMP)
-	$(PY) scripts/prepare_data.py ETTh1 --data-dir "$(DATA_DIR)"
-	$(PY) train.py model=hot data=ett paths.data_dir="$(abspath $(DATA_DIR))" \
+	$(PY) scripts/prepare_data.py ETTh1 --data-dir "$(or $(DATA_DIR),data)"
+	$(PY) train.py model=hot data=ett paths.data_dir="$(abspath $(or $(DATA_DIR),data))" \
 		trainer.max_epochs=1 task_name=demo
 
+# Tests in two tiers (pytest markers, pyproject.toml), on two pytest-xdist workers. test: unit, contract and a few
+# in-process end-to-end tests (~2 min on 2 idle cores; kept under 5). test-all: everything but `gpu`, adding the
+# `slow` ones: longer trainings, sweeps, the real data sets (DATA_DIR=...), train.py as a process (~5 min; kept
+# under 20; CI runs it).
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -m "not gpu" -q
+	$(PY) -m pytest -m "not slow and not gpu" -q -n $(PYTEST_WORKERS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest -m "not gpu" -q -n $(PYTEST_WORKERS)
 
 # README's generated blocks (the attention capability table) from the code.
 readme: $(STAMP)

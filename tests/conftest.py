@@ -1,4 +1,5 @@
-"""Shared fixtures: compose the real config, synthetic data in the real on-disk format, CLI runner."""
+"""Shared fixtures: compose the real config, run it in-process (``train_run``) or as ``python train.py``
+(``run_cli``, for what only a process shows), synthetic data in the real on-disk format."""
 
 from __future__ import annotations
 
@@ -14,20 +15,33 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from attnbench.config import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("ATTNBENCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# the real data sets, named by DATA_DIR as for a user (README); the `data` tests skip when it is unset (the
+# checkout's data/ holds only its README unless a user fetched something into it)
+SHARED_DATA = Path(os.environ.get("DATA_DIR") or ROOT / "data").resolve()
 ETT_COLUMNS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (make test: two workers) each worker's torch takes its share of the cores, so that the
+    workers' threads do not outnumber them."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 def pytest_collection_modifyitems(config, items):
-    """`data` tests skip cleanly when ../shared/data is absent."""
-    if SHARED_DATA.is_dir():
+    """`data` tests skip cleanly unless DATA_DIR names a directory."""
+    if os.environ.get("DATA_DIR") and SHARED_DATA.is_dir():
         return
-    skip = pytest.mark.skip(reason=f"real data not found at {SHARED_DATA}")
+    why = f"DATA_DIR={SHARED_DATA} is not a directory" if os.environ.get("DATA_DIR") else "DATA_DIR is unset"
+    skip = pytest.mark.skip(reason=f"real data sets: {why} (DATA_DIR=../shared/data)")
     for item in items:
         if "data" in item.keywords:
             item.add_marker(skip)
@@ -59,18 +73,75 @@ def synth_data_dir(tmp_path_factory) -> Path:
     return d
 
 
-@pytest.fixture
-def compose_cfg():
-    """compose(overrides) -> the real composed config (Hydra cleared after)."""
+def compose_train(overrides: list[str], hydra: bool = False) -> DictConfig:
+    """conf/train.yaml composed with ``overrides`` (``hydra``: with the ``hydra`` node: sweeper params, run dir,
+    launcher, group choices), Hydra cleared after."""
     register_configs()
-
-    def _compose(overrides: list[str] | None = None, output_dir: str = "/tmp/attnbench-test"):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            return compose("train", overrides=[f"paths.output_dir={output_dir}", *(overrides or [])])
-
-    yield _compose
     GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return compose("train", overrides=overrides, return_hydra_config=hydra)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def compose_cfg(tmp_path):
+    """compose(overrides, output_dir=None, hydra=False) -> the real composed config, output_dir the test's
+    tmp_path unless given."""
+    return lambda overrides=None, output_dir=None, hydra=False: compose_train(
+        [f"paths.output_dir={output_dir or tmp_path}", *(overrides or [])], hydra)
+
+
+def train_run(overrides: list[str], out: Path, job_num: int | None = None) -> dict:
+    """``python train.py OVERRIDES`` in-process: compose conf/train.yaml, run it with results.json in ``out``
+    (``paths.output_dir``); return results.json. A failure raises as in the process, after results.json is
+    written. What Hydra's runner adds is set here: the group choices and overrides in results.json, the
+    ``${hydra:...}`` values (HydraConfig, cleared after); no ``.hydra/`` folder and no log file are written."""
+    from attnbench.train import run_with_results
+
+    out = Path(out)
+    cfg = compose_train([f"paths.log_dir={out}", f"paths.output_dir={out}", *overrides], hydra=True)
+    HydraConfig.instance().set_config(cfg)
+    extra = {"choices": {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")},
+             "overrides": list(overrides), "job_num": job_num}
+    with open_dict(cfg):
+        del cfg["hydra"]  # the task's config, as @hydra.main passes it
+    try:
+        run_with_results(cfg, extra)  # checks, then prepares (progress bar off without a terminal), then runs
+    finally:
+        HydraConfig.instance().cfg = None
+    return json.loads((out / "results.json").read_text())
+
+
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The jobs of ``python train.py -m OVERRIDES``, as Hydra's basic sweeper makes them (``attnbench.sweep``
+    counts them the same way): the experiment's ``hydra.sweeper.params``, then the overrides, every combination."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    fixed = [o.input_line for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
+    params = compose_train(fixed, hydra=True).hydra.sweeper.params or {}
+    args = [*(f"{k}={v}" for k, v in params.items()), *overrides]
+    (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides(args), None)
+    return jobs
+
+
+def train_multirun(overrides: list[str], out: Path) -> list[dict]:
+    """``python train.py -m OVERRIDES`` in-process: each of ``sweep_jobs`` run by ``train_run`` into
+    ``out/<job number>``, then the sweep's summary and table as at the end of a multirun; the results.json. A
+    failing job raises (Hydra's launcher would record it and go on)."""
+    from attnbench import sweep
+
+    res = [train_run(job, Path(out) / str(num), job_num=num) for num, job in enumerate(sweep_jobs(overrides))]
+    sweep.summarize_sweep(out)
+    return res
+
+
+def read_results(out: Path) -> dict:
+    """results.json of the run ``train_run`` wrote into ``out`` (after a failure)."""
+    return json.loads((Path(out) / "results.json").read_text())
 
 
 def run_cli(args: list[str], tmp_path: Path, env: dict | None = None, timeout: int = 600,
@@ -111,6 +182,26 @@ def add_member(tar, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))
+
+
+def write_imdb(root: Path, n: int = 10, n_unsup: int = 1) -> Path:
+    """An aclImdb archive in the official layout at ``root/imdb/aclImdb_v1.tar.gz``: ``n`` reviews per split and
+    class, ``n_unsup`` in train/unsup (0: no such folder, as in the offline copy), a README; returns ``root``."""
+    import tarfile
+
+    path = root / "imdb" / "aclImdb_v1.tar.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        add_member(tar, "aclImdb/README", b"readme")
+        for split in ("train", "test"):
+            for cls, word in (("pos", "wonderful"), ("neg", "terrible")):
+                for i in range(n):
+                    add_member(tar, f"aclImdb/{split}/{cls}/{i}_{7 if cls == 'pos' else 2}.txt",
+                               f"A {word} film.<br /><br />Review {i} of the {split} set.".encode())
+        for i in range(n_unsup):
+            add_member(tar, f"aclImdb/train/unsup/{i}_0.txt",
+                       (f"Unlabelled review number {i}: a film, caf\u00e9 and all. " * 3).encode())
+    return root
 
 
 class LargestTensor(TorchDispatchMode):

@@ -24,11 +24,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from attnbench.analysis import classification, tables
-from attnbench.config import register_configs
 from tests.conftest import ROOT
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
@@ -228,18 +225,6 @@ def lra_job(root: Path, num: int, attention: str, order: str, seed: int, *, acc:
         (job / "csv").mkdir()
         (job / "csv" / "metrics.csv").write_text(log)
     return job
-
-
-# ---------------------------------------------------------------------------------------------- config
-def compose_train(overrides: list[str], hydra: bool = False):
-    """The composed ``train`` config (``hydra``: with the hydra node, e.g. the sweeper), Hydra cleared after."""
-    register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            return compose("train", overrides=overrides, return_hydra_config=hydra)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 # ---------------------------------------------------------------------------------------------- fixtures

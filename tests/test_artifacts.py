@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from attnbench.lit.artifacts import PredictionArtifacts, confusion_matrix
-from tests.conftest import FAST, QUICK, results, run_cli, write_ett_csv
+from tests.conftest import FAST, QUICK, train_run, write_ett_csv
 from tests.test_medmnist import write_npz
 
 TRAINER = SimpleNamespace(global_rank=0, world_size=1)
@@ -73,22 +73,19 @@ def test_modules_returning_nothing_are_left_alone(tmp_path):
 def test_debug_runs_leave_predictions_plot_and_confusion_matrix(tmp_path):
     data = tmp_path / "data"
     write_ett_csv(data / "ETT-small" / "ETTh1.csv")
-    p = run_cli([*FAST, f"paths.data_dir={data}", "data.pred_len=24", "data.batch_size=8"], tmp_path / "f")
-    assert p.returncode == 0, p.stderr[-3000:]
-    run_dir = next((tmp_path / "f" / "outputs").rglob("results.json")).parent
-    assert run_dir.parent.parent.name == "debug" and run_dir.name.endswith("_hot_ETTh1")  # names what ran
+    run_dir = tmp_path / "f"
+    res = train_run([*FAST, f"paths.data_dir={data}", "data.pred_len=24", "data.batch_size=8"], run_dir)
     z = np.load(run_dir / "test_predictions.npz")
     n = len(z["forecast"])  # the 2 test batches of debug=fast
     assert z["forecast"].shape == z["target"].shape == (n, 24, 7) and z["history"].shape == (n, 96) and n > 2
     mse = float(((z["forecast"] - z["target"]) ** 2).mean())
-    assert mse == pytest.approx(results(tmp_path / "f")[0]["metrics"]["test/mse"], rel=1e-5)
+    assert mse == pytest.approx(res["metrics"]["test/mse"], rel=1e-5)
     assert (run_dir / "test_forecasts.png").is_file()
 
     write_npz(data / "medmnist3d" / "fracturemnist3d.npz", n=(9, 6, 6), n_classes=3)
-    p = run_cli([*QUICK, "model=resnet3d", "data=medmnist3d", "data.name=fracturemnist3d", "data.batch_size=3",
-                 f"paths.data_dir={data}", "model.net.depth=10", "model.net.widen_factor=0.25"], tmp_path / "c")
-    assert p.returncode == 0, p.stderr[-3000:]
-    run_dir = next((tmp_path / "c" / "outputs").rglob("results.json")).parent
+    run_dir = tmp_path / "c"
+    train_run([*QUICK, "model=resnet3d", "data=medmnist3d", "data.name=fracturemnist3d", "data.batch_size=3",
+               f"paths.data_dir={data}", "model.net.depth=10", "model.net.widen_factor=0.25"], run_dir)
     cm = pd.read_csv(run_dir / "confusion_matrix.csv", index_col=0).to_numpy()
     assert cm.shape == (3, 3) and cm.sum() == 6  # the 6 test volumes (2 batches of 3)
     assert (run_dir / "confusion_matrix.png").is_file() and Path(run_dir / "test_predictions.npz").is_file()

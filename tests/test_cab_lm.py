@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import tarfile
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,32 +23,14 @@ from attnbench.data.corpus import (
 from attnbench.data.download import DataError
 from attnbench.data.imdb import read_imdb
 from attnbench.models.lm import GPTDecoder, RobertaEncoder
-from tests.conftest import QUICK, add_member, results, run_cli
+from tests.conftest import QUICK, train_multirun, write_imdb
 
 TINY = {"d_model": 16, "n_heads": 2, "n_layers": 2, "d_mlp": 32, "dropout": 0.0}
 
 
-def write_imdb(root: Path, n_unsup: int = 12, n_labelled: int = 2, unsup: bool = True) -> Path:
-    """An aclImdb archive in the official layout, with ``n_unsup`` reviews in aclImdb/train/unsup."""
-    path = root / "imdb" / "aclImdb_v1.tar.gz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        def add(name: str, text: str) -> None:
-            add_member(tar, name, text.encode())
-
-        add("aclImdb/README", "readme")
-        for split in ("train", "test"):
-            for cls in ("pos", "neg"):
-                for i in range(n_labelled):
-                    add(f"aclImdb/{split}/{cls}/{i}_{7 if cls == 'pos' else 2}.txt", f"{cls} {split} review {i}.")
-        for i in range(n_unsup if unsup else 0):
-            add(f"aclImdb/train/unsup/{i}_0.txt", f"Unlabelled review number {i}: a film, caf\u00e9 and all. " * 3)
-    return root
-
-
 # ----------------------------------------------------------------------------- data
 def test_read_imdb_yields_unsup_only_when_asked(tmp_path):
-    path = write_imdb(tmp_path, n_unsup=11) / "imdb" / "aclImdb_v1.tar.gz"
+    path = write_imdb(tmp_path, n=2, n_unsup=11) / "imdb" / "aclImdb_v1.tar.gz"
     plain = read_imdb(path)
     assert set(plain) == {"train", "test"} and len(plain["train"][0]) == 4  # unsup stays out of train
     data = read_imdb(path, unsup=True)
@@ -60,7 +40,7 @@ def test_read_imdb_yields_unsup_only_when_asked(tmp_path):
 
 
 def test_imdb_unsup_missing_names_the_offline_copy_and_the_labelled_substitute(tmp_path):
-    write_imdb(tmp_path, unsup=False)
+    write_imdb(tmp_path, n_unsup=0)
     dm = CorpusDataModule("imdb_unsup", str(tmp_path), 16, download=False, verify=False)
     with pytest.raises(DataError, match=r"no aclImdb/train/unsup/\*\.txt reviews.*shared/data(.|\n)*"
                                         r"data\.name=imdb_labelled"):
@@ -68,7 +48,7 @@ def test_imdb_unsup_missing_names_the_offline_copy_and_the_labelled_substitute(t
 
 
 def test_imdb_corpora_split_by_document_with_a_seed(tmp_path):
-    write_imdb(tmp_path, n_unsup=40)
+    write_imdb(tmp_path, n=2, n_unsup=40)
     dm = CorpusDataModule("imdb_unsup", str(tmp_path), 16, val_fraction=0.1, test_fraction=0.2, seed=3,
                           download=False, verify=False)
     docs = dm.documents()
@@ -244,31 +224,16 @@ def test_lm_refuses_an_attention_without_causal_support(compose_cfg):
 
 
 @pytest.mark.parametrize("experiment", ["cab/lm", "cab/mlm"])
-def test_experiments_sweep_attentions_their_pattern_allows(experiment):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
+def test_experiments_sweep_attentions_their_pattern_allows(compose_cfg, experiment):
+    """(Every job composes and validates: tests/test_experiments.py.)"""
     from attnbench import attention_spec
-    from attnbench.config import register_configs
-    from tests.conftest import ROOT
 
-    register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=[f"experiment={experiment}", "paths.output_dir=/tmp/x"],
-                          return_hydra_config=True)
-            attentions = str(cfg.hydra.sweeper.params["model/attention"]).split(",")
-            for att in attentions:  # every job of the sweep passes the config check
-                job = compose("train", overrides=[f"experiment={experiment}", f"model/attention={att}",
-                                                  "paths.output_dir=/tmp/x"])
-                validate(job)
-    finally:
-        GlobalHydra.instance().clear()
+    cfg = compose_cfg([f"experiment={experiment}"], hydra=True)
+    attentions = str(cfg.hydra.sweeper.params["model/attention"]).split(",")
     assert len(attentions) >= 5 and "full" in attentions
     if experiment == "cab/lm":
         assert all(attention_spec.get(a).caps["causal"] for a in attentions)
-    assert job.data.block_len == 256 and job.model.net.max_len == 256 and job.data.name == "imdb_unsup"
+    assert cfg.data.block_len == 256 and cfg.model.net.max_len == 256 and cfg.data.name == "imdb_unsup"
 
 
 # ----------------------------------------------------------------------------- perplexity
@@ -341,10 +306,8 @@ SMALL = [*QUICK, "data=corpus", "data.block_len=64", "data.batch_size=4", "data.
                                                ("cab_mlm", "full,performer,smyrf")])
 def test_debug_fast_runs_on_the_tiny_corpus(tmp_path, model, attentions):
     data = write_imdb(tmp_path / "data", n_unsup=30)
-    p = run_cli([*SMALL, f"model={model}", f"model/attention={attentions}", f"paths.data_dir={data}"], tmp_path,
-                flags=("-m",))
-    assert p.returncode == 0, p.stderr[-3000:]
-    jobs = results(tmp_path)
+    jobs = train_multirun([*SMALL, f"model={model}", f"model/attention={attentions}", f"paths.data_dir={data}"],
+                          tmp_path / "sweep")
     assert sorted(r["config"]["model"]["net"]["attention"]["name"] for r in jobs) == sorted(attentions.split(","))
     for res in jobs:
         m = res["metrics"]

@@ -16,7 +16,7 @@ from attnbench.data.download import DataError
 from attnbench.data.lra.common import PAD_ID
 from attnbench.models.seq2seq import Seq2SeqTransformer
 from scripts.prepare_data import main as prepare_data
-from tests.conftest import QUICK, results, run_cli
+from tests.conftest import QUICK, train_multirun
 
 SIZES = {"train": 200, "val": 20, "test": 30}
 V = 10
@@ -171,17 +171,15 @@ def test_config_refuses_an_entry_a_position_cannot_take(compose_cfg):
 
 
 @pytest.mark.slow
-def test_debug_sweep_through_train_py_and_its_table(tmp_path):
+def test_debug_sweep_and_its_table(tmp_path):
     """Three decoder-self entries (full, linear, treeformer_tf: dense, kernel, tree buckets) with a performer
-    cross attention on pairsum, one multirun of the experiment; its end-of-sweep table renders."""
+    cross attention on pairsum, one multirun of the experiment (in-process); its end-of-sweep table renders."""
     quick = [a for a in QUICK if not a.startswith("data.")]  # generated data: nothing to verify or download
     args = [*quick, "experiment=cab/seq2seq", "data.task=pairsum",
             "model/attention@model.net.decoder_attention=full,linear,treeformer_tf",
             "model/attention@model.net.cross_attention=performer", "data.n_train=300",
             "data.n_val=40", "data.n_test=40", "data.max_len=8", f"paths.data_dir={tmp_path / 'd'}", "seed=0"]
-    p = run_cli(args, tmp_path, flags=("-m",))
-    assert p.returncode == 0, p.stderr[-3000:]
-    res = results(tmp_path)
+    res = train_multirun(args, tmp_path / "sweep")
     assert [r["status"] for r in res] == ["ok"] * 3
     assert {r["config"]["model"]["net"]["decoder_attention"]["name"] for r in res} == {"full", "linear",
                                                                                          "treeformer_tf"}
@@ -192,7 +190,6 @@ def test_debug_sweep_through_train_py_and_its_table(tmp_path):
         assert 0.0 <= m["test/exact"] <= m["test/acc"] + 1e-6 <= 1.0 + 1e-6
         assert m["test/loss"] < 5.0  # O(1) at initialisation: log(13) = 2.56
     assert (tmp_path / "d" / "seq2seq" / "pairsum" / "train.tsv").is_file()
-    sweep = next((tmp_path / "outputs").rglob("multirun.yaml")).parent
-    md = (sweep / "table.md").read_text()  # written at the end of the sweep (the experiment declares it)
+    md = (tmp_path / "sweep" / "table.md").read_text()  # written at the end of the sweep (the experiment declares it)
     assert "| pairsum | treeformer_tf | performer | dec treeformer_tf / cross performer‡ |" in md
     assert "### CC (causal cross)" in md

@@ -118,7 +118,7 @@ def test_compose_resolve_and_validate_import_no_torch():
 
 
 def _train(argv: list[str], monkeypatch) -> int:
-    """``python train.py ARGV`` in this process, up to where it stops before composing; the exit status."""
+    """``python train.py ARGV`` in this process; its exit status."""
     monkeypatch.setattr(sys, "argv", ["train.py", *argv])
     try:
         cli.train()
@@ -154,11 +154,13 @@ def test_hydra_help_template_is_the_same_text():
         assert cfg.hydra.help.template == help_text()
 
 
-def test_cfg_job_resolves_every_path(tmp_path):
-    p = _py(_TRAIN, "--cfg", "job", "--resolve", f"paths.log_dir={tmp_path}", cwd=tmp_path)
-    assert p.returncode == 0, p.stderr
-    assert "None" not in p.stdout and f"dirpath: {tmp_path}/train/runs/" in p.stdout
-    assert _imported(p) == []
+def test_cfg_job_resolves_every_path(tmp_path, monkeypatch, capsys):
+    """In-process (that composing and resolving import no torch: test_compose_resolve_and_validate_import_no_torch)."""
+    monkeypatch.chdir(tmp_path)
+    assert _train(["--cfg", "job", "--resolve", f"paths.log_dir={tmp_path}"], monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "None" not in out and f"dirpath: {tmp_path}/train/runs/" in out
+    assert not list(tmp_path.rglob("results.json"))  # printed, nothing run
 
 
 def test_config_error_is_one_paragraph_exit_2_with_traceback_in_log_and_results(tmp_path):

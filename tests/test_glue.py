@@ -17,7 +17,7 @@ from attnbench.config import ConfigError, validate  # noqa: E402
 from attnbench.data.catalog import GLUE, Source, glue_files  # noqa: E402
 from attnbench.data.download import DataError, fetch, split_mrpc  # noqa: E402
 from attnbench.data.glue import read_glue_tsv  # noqa: E402
-from tests.conftest import QUICK, SHARED_DATA, needs_minilm, results, run_cli  # noqa: E402
+from tests.conftest import QUICK, SHARED_DATA, needs_minilm, read_results, train_run  # noqa: E402
 
 SST2 = "sentence\tlabel\n" + "".join(f"{w} movie , truly {w} . \t{int(w == 'great')}\n"
                                      for w in ["great", "awful", "dull", "great", "bad", "great"] * 2)
@@ -166,9 +166,7 @@ def test_glue_end_to_end(tmp_path, model, task, files):
             "data.max_length=24", "data.batch_size=4", "data.eval_batch_size=4", f"paths.data_dir={data}"]
     if model == "smyrf_bert":
         args.append("model.net.attention.cluster_size=8")
-    p = run_cli(args, tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    (res,) = results(tmp_path)
+    res = train_run(args, tmp_path / "run")
     m = res["metrics"]
     assert res["status"] == "ok" and res["choices"]["model"] == model
     assert math.isfinite(m["train/loss"]) and math.isfinite(m["val/score"]) and math.isfinite(m["test/score"])
@@ -262,14 +260,11 @@ def test_a_fine_tuned_checkpoint_is_evaluated_as_it_is_with_smyrf(tmp_path):
     data = write_glue(tmp_path / "data", "SST-2", SST2, SST2)
     base = [*QUICK, "model=smyrf_bert", "data=glue", "train=false", "data.max_length=24", f"paths.data_dir={data}",
             "model.net.attention.cluster_size=8"]
-    p = run_cli([*base, f"model.net.pretrained={tuned}"], tmp_path / "a")
-    assert p.returncode == 0, p.stderr[-3000:]
-    (res,) = results(tmp_path / "a")
+    res = train_run([*base, f"model.net.pretrained={tuned}"], tmp_path / "a")
     assert res["status"] == "ok" and 0.0 <= res["metrics"]["test/acc"] <= 100.0 and res["best_checkpoint"] is None
-    p = run_cli([*base, "model.net.pretrained=minilm"], tmp_path / "b")
-    assert p.returncode != 0
-    (res,) = results(tmp_path / "b")
-    assert "fine-tuned for the task" in res["error"]
+    with pytest.raises(ValueError, match="fine-tuned for the task"):
+        train_run([*base, "model.net.pretrained=minilm"], tmp_path / "b")
+    assert "fine-tuned for the task" in read_results(tmp_path / "b")["error"]
 
 
 @needs_minilm
@@ -279,16 +274,12 @@ def test_interchangeability_train_with_smyrf_test_dense(tmp_path):
     data = write_glue(tmp_path / "data", "SST-2", SST2, SST2)
     base = [*QUICK, "data=glue", "model.net.pretrained=minilm", "data.max_length=24", "data.batch_size=4",
             "data.eval_batch_size=4", f"paths.data_dir={data}"]
-    p = run_cli([*base, "model=smyrf_bert", "model.net.attention.cluster_size=8"], tmp_path / "smyrf")
-    assert p.returncode == 0, p.stderr[-3000:]
-    (trained,) = results(tmp_path / "smyrf")
-    p = run_cli([*base, "model=bert", "train=false", f"ckpt_path={trained['best_checkpoint']}"], tmp_path / "dense")
-    assert p.returncode == 0, p.stderr[-3000:]
-    (dense,) = results(tmp_path / "dense")
+    trained = train_run([*base, "model=smyrf_bert", "model.net.attention.cluster_size=8"], tmp_path / "smyrf")
+    dense = train_run([*base, "model=bert", "train=false", f"ckpt_path={trained['best_checkpoint']}"],
+                      tmp_path / "dense")
     assert dense["status"] == "ok" and math.isfinite(dense["metrics"]["test/acc"])
-    p = run_cli([*base, "model=smyrf_bert", "model.net.attention.cluster_size=8", "train=false",
-                 f"ckpt_path={trained['best_checkpoint']}"], tmp_path / "again")
-    (again,) = results(tmp_path / "again")
+    again = train_run([*base, "model=smyrf_bert", "model.net.attention.cluster_size=8", "train=false",
+                       f"ckpt_path={trained['best_checkpoint']}"], tmp_path / "again")
     assert again["metrics"]["test/acc"] == pytest.approx(trained["metrics"]["test/acc"])  # same weights, same swap
 
 

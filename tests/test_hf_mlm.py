@@ -5,6 +5,7 @@ The models are a tiny random BERT saved with MiniLM's tokenizer (fast); the toke
 
 from __future__ import annotations
 
+import logging
 import types
 from pathlib import Path
 
@@ -186,7 +187,10 @@ def test_init_from_missing_or_foreign_checkpoint_names_the_key(tiny_bert, tmp_pa
     with pytest.raises(CheckpointError, match=r"model\.init_from=.* holds no encoder weights"):
         _glue_module(tiny_bert, str(empty)).setup("fit")
     glue = _glue_module(tiny_bert, str(foreign))
-    glue._trainer = types.SimpleNamespace(callbacks=[types.SimpleNamespace(dense_checkpoint="dense.ckpt")])
+    from attnbench.lit.treeformer import TreeBootstrap
+
+    bootstrap = TreeBootstrap(order="depth", steps_per_stage=1, dense_checkpoint="dense.ckpt")
+    glue._trainer = types.SimpleNamespace(callbacks=[bootstrap])
     with pytest.raises(ConfigError, match="model.init_from=.* and callbacks.tree_bootstrap.dense_checkpoint"):
         glue.setup("fit")
 
@@ -241,26 +245,23 @@ def test_glue_table_labels_runs_started_from_an_mlm_checkpoint():
 
 
 @pytest.mark.slow
-def test_cli_mlm_then_glue_from_its_checkpoint(tmp_path):
+def test_mlm_then_glue_from_its_checkpoint(tmp_path, caplog):
     """experiment=treeformer/mlm writes last.ckpt; experiment=treeformer/glue model.init_from=<it> trains from it."""
-    from tests.conftest import QUICK, results, run_cli
-    from tests.test_cab_lm import write_imdb
+    from tests.conftest import QUICK, train_run, write_imdb
     from tests.test_glue import SST2, write_glue
 
-    data = write_imdb(tmp_path / "data", n_unsup=0, n_labelled=30, unsup=False)
-    mlm = run_cli([*QUICK, "experiment=treeformer/mlm", f"paths.data_dir={data}", "data.block_len=16",
-                   "data.limit_docs=null", "data.val_fraction=0.2", "data.test_fraction=0.2",
-                   "data.batch_size=4", "data.eval_batch_size=4"], tmp_path / "mlm")
-    assert mlm.returncode == 0, mlm.stderr[-3000:]
-    (res,) = results(tmp_path / "mlm")
+    data = write_imdb(tmp_path / "data", n=30, n_unsup=0)
+    res = train_run([*QUICK, "experiment=treeformer/mlm", f"paths.data_dir={data}", "data.block_len=16",
+                     "data.limit_docs=null", "data.val_fraction=0.2", "data.test_fraction=0.2",
+                     "data.batch_size=4", "data.eval_batch_size=4"], tmp_path / "mlm")
     assert res["status"] == "ok" and res["metrics"]["test/tokens"] > 0 and 0 <= res["metrics"]["test/acc"] <= 100
-    (ckpt,) = (tmp_path / "mlm" / "outputs").rglob("last.ckpt")
+    (ckpt,) = (tmp_path / "mlm").rglob("last.ckpt")
     glue_data = write_glue(tmp_path / "data", "SST-2", SST2, SST2)
     args = [*QUICK, "experiment=treeformer/glue", "data.task=sst2", "data.max_length=24", "data.batch_size=4",
             "data.eval_batch_size=4", f"paths.data_dir={glue_data}"]
-    glue = run_cli([*args, f"model.init_from={ckpt}"], tmp_path / "glue")
-    assert glue.returncode == 0, glue.stderr[-3000:]
-    assert "model.init_from: encoder from" in glue.stderr + glue.stdout
-    missing = run_cli([*args, f"model.init_from={tmp_path / 'nope.ckpt'}"], tmp_path / "missing")
-    assert missing.returncode != 0 and "model.init_from=" in missing.stderr + missing.stdout
-    assert "no such file" in missing.stderr + missing.stdout
+    with caplog.at_level(logging.INFO):
+        train_run([*args, f"model.init_from={ckpt}"], tmp_path / "glue")
+    assert "model.init_from: encoder from" in caplog.text
+    with pytest.raises(Exception) as e:
+        train_run([*args, f"model.init_from={tmp_path / 'nope.ckpt'}"], tmp_path / "missing")
+    assert "model.init_from=" in str(e.value) and "no such file" in str(e.value)

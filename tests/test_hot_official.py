@@ -4,6 +4,7 @@ options and experiment=hot/official end to end."""
 from __future__ import annotations
 
 import functools
+import logging
 import math
 
 import pytest
@@ -16,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from attnbench.config import ConfigError, ForecastingModelConfig, validate
 from attnbench.lit.forecasting import ForecastingModule
-from tests.conftest import FAST, results, run_cli
+from tests.conftest import FAST, train_run
 
 
 def n_params(cfg) -> int:
@@ -100,13 +101,13 @@ def test_val_mae_avg_is_the_mae_averaged_over_horizons(tmp_path, horizons):
 
 
 @pytest.mark.slow
-def test_official_experiment_debug_run(tmp_path, synth_data_dir):
-    p = run_cli([*FAST, f"paths.data_dir={synth_data_dir}", "experiment=hot/official"], tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    (res,) = results(tmp_path)
+def test_official_experiment_debug_run(tmp_path, synth_data_dir, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("lightning.pytorch"), "propagate", True)  # to caplog's root handler
+    with caplog.at_level(logging.INFO):
+        res = train_run([*FAST, f"paths.data_dir={synth_data_dir}", "experiment=hot/official"], tmp_path / "run")
     assert res["status"] == "ok"
     m = res["metrics"]
     for key in ("val/mae_avg", *(f"test/{k}_{h}" for k in ("mse", "mae") for h in (96, 192, 336, 720))):
         assert math.isfinite(m[key]), key
-    assert "Restoring states from the checkpoint" not in p.stdout + p.stderr  # tested on the last weights
+    assert "Restoring states from the checkpoint" not in caplog.text  # tested on the last weights
     assert res["config"]["data"]["split"] == "official" and res["config"]["seed"] == 43

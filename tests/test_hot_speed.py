@@ -50,7 +50,7 @@ def test_layer_pooling_before_projecting_equals_projecting_every_token(attention
     x = torch.randn(3, 5, 7, 32, dtype=torch.float64)
     mask = grid_mask(3, (5, 7), (5, 7))
     mask[1] = grid_mask(1, (5, 7), (4, 5))[0]
-    assert type(layer.attn).takes_projected_tokens
+    assert type(layer.attn).caps.projected_tokens
     for kpm in (None, mask.flatten(1)):
         fast = layer(x, key_padding_mask=kpm)
         ref = set_fast_paths(layer, False)(x, key_padding_mask=kpm)  # the reference: project every token, then pool

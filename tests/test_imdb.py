@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import tarfile
-from pathlib import Path
 
 import pytest
 
@@ -15,25 +13,7 @@ from attnbench.config import validate  # noqa: E402
 from attnbench.data.catalog import Source  # noqa: E402
 from attnbench.data.download import DataError, verify  # noqa: E402
 from attnbench.data.imdb import read_imdb  # noqa: E402
-from tests.conftest import QUICK, SHARED_DATA, add_member, needs_minilm, results, run_cli  # noqa: E402
-
-
-def write_imdb(root: Path, n: int = 10) -> Path:
-    """A small archive in the official layout: n reviews per split and class, plus a README and unsup noise."""
-    path = root / "imdb" / "aclImdb_v1.tar.gz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        def add(name: str, text: str) -> None:
-            add_member(tar, name, text.encode())
-
-        add("aclImdb/README", "readme")
-        for split in ("train", "test"):
-            for cls, word in (("pos", "wonderful"), ("neg", "terrible")):
-                for i in range(n):
-                    add(f"aclImdb/{split}/{cls}/{i}_{7 if cls == 'pos' else 2}.txt",
-                        f"A {word} film.<br /><br />Review {i} of the {split} set.")
-        add("aclImdb/train/unsup/0_0.txt", "not labelled")
-    return root
+from tests.conftest import QUICK, SHARED_DATA, needs_minilm, train_run, write_imdb  # noqa: E402
 
 
 def test_read_imdb_splits_labels_and_order(tmp_path):
@@ -94,11 +74,9 @@ def test_imdb_config_composes(compose_cfg):
 @pytest.mark.slow
 def test_imdb_end_to_end(tmp_path):
     data = write_imdb(tmp_path / "data", n=6)
-    p = run_cli([*QUICK, "model=smyrf_bert", "data=imdb", "model.net.pretrained=minilm", "data.max_length=32",
-                 "data.batch_size=4", "data.eval_batch_size=4", "model.net.attention.cluster_size=8",
-                 f"paths.data_dir={data}"], tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    (res,) = results(tmp_path)
+    res = train_run([*QUICK, "model=smyrf_bert", "data=imdb", "model.net.pretrained=minilm", "data.max_length=32",
+                     "data.batch_size=4", "data.eval_batch_size=4", "model.net.attention.cluster_size=8",
+                     f"paths.data_dir={data}"], tmp_path / "run")
     m = res["metrics"]
     assert res["status"] == "ok" and 0.0 <= m["test/acc"] <= 100.0 and m["test/score"] == m["test/acc"]
     assert math.isfinite(m["train/loss"])

@@ -22,7 +22,7 @@ from attnbench.config import ConfigError, validate
 from attnbench.data.timeseries import ForecastWindows, time_features
 from attnbench.lit.forecasting import ForecastingModule
 from attnbench.models.informer import InformerForecaster
-from tests.conftest import QUICK, ROOT, results, run_cli
+from tests.conftest import QUICK, ROOT, train_multirun
 
 FULL = {"name": "full"}
 SETTINGS = sorted(p.stem for p in (ROOT / "conf" / "lstf").glob("*.yaml"))
@@ -204,17 +204,15 @@ def test_table_label_names_the_positioned_attention():
 
 
 def test_debug_run_three_cross_attentions(tmp_path, synth_data_dir):
-    """train.py -m on a synthetic ETTh1 file: full, linear (kernel) and smyrf (clustering) in the cross position, a
-    local encoder self-attention (NS), features S."""
+    """The multirun (in-process) on a synthetic ETTh1 file: full, linear (kernel) and smyrf (clustering) in the
+    cross position, a local encoder self-attention (NS), features S."""
     quick = [a for a in QUICK if a != "~callbacks.rich_progress_bar"]  # callbacks=none: nothing to remove
     args = [*quick, f"paths.data_dir={synth_data_dir}", "experiment=cab/lstf", "lstf=ETTh1_S", "data.seq_len=48",
             "data.label_len=24", "data.pred_len=24", "model.net.d_model=16", "model.net.n_heads=2",
             "model.net.d_ff=32", "data.batch_size=8", "data.eval_batch_size=8",
             "model/attention@model.net.self_attention=local",
             "model/attention@model.net.cross_attention=full,linear,smyrf", "callbacks=none", "test_ckpt=last", "seed=0"]
-    p = run_cli(args, tmp_path, flags=("-m",))
-    assert p.returncode == 0, p.stderr[-3000:]
-    res = results(tmp_path)
+    res = train_multirun(args, tmp_path / "sweep")
     assert len(res) == 3
     for r in res:
         assert r["status"] == "ok", r.get("error")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,8 @@ from attnbench.data.download import DataError
 from attnbench.data.lra.common import PAD_ID, LRATask
 from attnbench.data.lra.datamodule import LRADataModule, check_split
 from attnbench.data.lra.listops import INFO, ListOpsSpec, write_splits
-from tests.conftest import ROOT, results, run_cli
+from scripts.prepare_data import main as prepare_data
+from tests.conftest import train_run
 
 TINY = ListOpsSpec(n_train=24, n_val=6, n_test=5, min_length=10, max_length=50)
 
@@ -126,18 +125,14 @@ def test_classification_module_trains_on_lra_batches(data_dir, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (ROOT / "conf" / "model" / "lra_encoder.yaml").is_file(), reason="model=lra_encoder not merged")
 def test_done_when_listops_performer_debug_fast(tmp_path):
     """Issue 12's Done-when on a generated set: ``prepare_data.py listops --generate``, then ``python train.py
     model=lra_encoder data=lra data.task=listops model/attention=performer debug=fast`` (the released ListOps model;
     a tiny set of short trees padded to 128 keeps it CPU-quick)."""
     data = tmp_path / "data"
-    gen = [sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "listops", "--generate", "--n-train", "96",
-           "--n-val", "16", "--n-test", "16", "--min-length", "20", "--max-length", "120", "--data-dir", str(data)]
-    assert subprocess.run(gen, capture_output=True, text=True, timeout=300).returncode == 0
-    p = run_cli(["model=lra_encoder", "data=lra", "data.task=listops", "model/attention=performer", "debug=fast",
-                 "logger=csv", "~callbacks.rich_progress_bar", "trainer.enable_progress_bar=false",
-                 "data.max_len=128", f"paths.data_dir={data}"], tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    (res,) = results(tmp_path)
+    assert prepare_data(["listops", "--generate", "--n-train", "96", "--n-val", "16", "--n-test", "16",
+                         "--min-length", "20", "--max-length", "120", "--data-dir", str(data)]) == 0
+    res = train_run(["model=lra_encoder", "data=lra", "data.task=listops", "model/attention=performer", "debug=fast",
+                     "logger=csv", "~callbacks.rich_progress_bar", "trainer.enable_progress_bar=false",
+                     "data.max_len=128", f"paths.data_dir={data}"], tmp_path / "run")
     assert res["status"] == "ok" and 0.0 <= res["metrics"]["test/acc"] <= 1.0

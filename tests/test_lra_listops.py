@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import statistics
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +16,6 @@ from attnbench.data.download import DataError
 from attnbench.data.lra import listops
 from attnbench.data.lra.common import PAD_ID
 from attnbench.data.lra.listops import ListOpsSpec, generate, load_split, tokenize, write_splits
-from tests.conftest import ROOT
 
 SPEC = ListOpsSpec(n_train=1000, n_val=100, n_test=100)  # the official lengths 501-1999, ~3 s
 
@@ -170,16 +167,17 @@ def test_reader_errors_say_what_and_how(tmp_path):
         load_split(root, "test", 2000)
 
 
-def test_prepare_data_generates_the_official_files(tmp_path):
-    cmd = [sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "listops", "--generate", "--n-train", "12",
-           "--n-val", "3", "--n-test", "3", "--seed", "5", "--min-length", "10", "--max-length", "40",
-           "--data-dir", str(tmp_path)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
+def test_prepare_data_generates_the_official_files(tmp_path, capsys):
+    from scripts.prepare_data import main as prepare_data
+
+    args = ["listops", "--generate", "--n-train", "12", "--n-val", "3", "--n-test", "3", "--seed", "5",
+            "--min-length", "10", "--max-length", "40", "--data-dir", str(tmp_path)]
+    assert prepare_data(args) == 0
     root = tmp_path / "lra" / "listops"
     rows = {s: _read(root / f"basic_{s}.tsv") for s in ("train", "val", "test")}
     assert [len(rows[s]) for s in ("train", "val", "test")] == [12, 3, 3]
     spec = ListOpsSpec(n_train=12, n_val=3, n_test=3, min_length=10, max_length=40)
     assert rows == {s: [(a, int(b)) for a, b in r] for s, r in generate(spec, 5).items()}
-    p = subprocess.run(cmd[:3] + ["--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 2 and "add --generate" in p.stderr
+    capsys.readouterr()
+    assert prepare_data(["listops", "--data-dir", str(tmp_path)]) == 2
+    assert "add --generate" in capsys.readouterr().err

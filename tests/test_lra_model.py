@@ -273,22 +273,20 @@ def test_every_lra_experiment_composes_with_its_task_sizes(experiment):
                                              "linear_warmup * rsqrt_decay")
 
 
-def test_the_table_sweeps_tasks_and_attentions_and_every_job_composes():
+def test_the_table_sweeps_tasks_and_attentions():
+    """(Every job composes and validates: tests/test_experiments.py.)"""
     cfg = _compose(["experiment=lra/table"])
     params = cfg.hydra.sweeper.params
     tasks, atts = params["lra_task"].split(","), params["model/attention"].split(",")
     assert tasks == ["cpu/listops", "cpu/text"] and len(params["seed"].split(",")) == 3
     assert atts == ["full", "linear", "performer", "nystrom", "local", "smyrf", "treeformer_tf", "treeformer_tc",
                     "reformer", "lra/linformer"]
-    from attnbench.config import LRAModelConfig, check_schema, resolved
+    from attnbench.config import resolved
 
-    for i, att in enumerate(atts):  # every attention once, the tasks in turn
-        cfg = _compose(["experiment=lra/table", f"lra_task={tasks[i % 2]}", f"model/attention={att}"])
-        model = resolved(cfg.model)
-        check_schema("model", LRAModelConfig, model)
-        assert cfg.data.task == tasks[i % 2].removeprefix("cpu/")
-        if att == "lra/linformer":  # its length comes from the model
-            assert model["net"]["attention"]["max_len"] is None and model["net"]["attention"]["k"] == 16
+    cfg = _compose(["experiment=lra/table", "lra_task=cpu/text", "model/attention=lra/linformer"])
+    model = resolved(cfg.model)
+    assert cfg.data.task == "text"
+    assert model["net"]["attention"]["max_len"] is None and model["net"]["attention"]["k"] == 16  # from the model
     from attnbench.analysis.spec import experiment_spec
 
     spec = experiment_spec("lra/table")
@@ -369,41 +367,41 @@ QUICK_LRA = ["debug=fast", "logger=csv", "~callbacks.rich_progress_bar", "traine
 
 
 def test_the_cpu_listops_experiment_trains_and_tests_with_a_fixed_length_entry(listops_dir, tmp_path):
-    from tests.conftest import results, run_cli
+    from tests.conftest import train_run
 
-    p = run_cli(["experiment=lra/cpu/listops", "model/attention=lra/linformer", "seed=0", *QUICK_LRA,
-                 f"paths.data_dir={listops_dir}"], tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    (res,) = results(tmp_path)
+    res = train_run(["experiment=lra/cpu/listops", "model/attention=lra/linformer", "seed=0", *QUICK_LRA,
+                     f"paths.data_dir={listops_dir}"], tmp_path)
     assert res["status"] == "ok" and 0.0 <= res["metrics"]["test/acc"] <= 1.0
     net = res["config"]["model"]["net"]
     assert (net["max_len"], net["attention"]["max_len"], net["d_model"]) == (256, None, 64)  # filled by the model
 
 
 @pytest.mark.slow
-def test_the_table_sweep_renders_its_table(listops_dir, tmp_path):
-    from tests.conftest import run_cli
+def test_the_table_sweep_renders_its_table(listops_dir, tmp_path, capsys):
+    """The sweep's two jobs (model/attention=full,performer) run in-process into one folder; make_table renders
+    it as the multirun's end does (Hydra's multirun itself: tests/test_sweep.py)."""
+    from scripts.make_table import main as make_table
+    from tests.conftest import train_run
 
-    p = run_cli(["experiment=lra/table", "seed=0", "lra_task=cpu/listops", "model/attention=full,performer",
-                 *QUICK_LRA, f"paths.data_dir={listops_dir}"], tmp_path, flags=("-m",))
-    assert p.returncode == 0, p.stderr[-3000:]
-    (md,) = [f.read_text() for f in (tmp_path / "outputs").rglob("table.md")]
+    for num, entry in enumerate(["full", "performer"]):
+        train_run(["experiment=lra/table", "seed=0", "lra_task=cpu/listops", f"model/attention={entry}",
+                   *QUICK_LRA, f"paths.data_dir={listops_dir}"], tmp_path / "sweep" / str(num))
+    assert make_table([str(tmp_path / "sweep")]) == 0
+    md = (tmp_path / "sweep" / "table.md").read_text()
     assert "| model | ListOps | Avg |" in md and "| ours: performer‡ |" in md and "| Performer | 18.01 | 18.01 |" in md
 
 
 @pytest.mark.slow
 def test_the_cpu_retrieval_experiment_trains_two_towers_end_to_end(tmp_path):
     """Synthetic AAN pairs in the official TSV layout (label, ids, two texts), one document empty."""
-    from tests.conftest import results, run_cli
+    from tests.conftest import train_run
 
     root = tmp_path / "data" / "lra" / LRA_TASKS["retrieval"].dir
     root.mkdir(parents=True)
     for split, n in (("train", 12), ("eval", 8), ("test", 8)):
         lines = [f"{i % 2}\tP{i}\tQ{i}\t{'citing paper ' * (i % 5)}\tcited paper {i}\n" for i in range(n)]
         (root / f"new_aan_pairs.{split}.tsv").write_text("".join(lines))
-    p = run_cli(["experiment=lra/cpu/retrieval", "seed=0", *QUICK_LRA, f"paths.data_dir={tmp_path / 'data'}"],
-                tmp_path / "run")
-    assert p.returncode == 0, p.stderr[-3000:]
-    (res,) = results(tmp_path / "run")
+    res = train_run(["experiment=lra/cpu/retrieval", "seed=0", *QUICK_LRA, f"paths.data_dir={tmp_path / 'data'}"],
+                    tmp_path / "run")
     assert res["status"] == "ok" and 0.0 <= res["metrics"]["test/acc"] <= 1.0
     assert res["config"]["model"]["net"]["two_tower"] is True

@@ -22,8 +22,7 @@ from attnbench.data.download import DataError
 from attnbench.data.lra import image, retrieval, text
 from attnbench.data.lra.common import PAD_ID
 from scripts.prepare_data import catalogue
-from tests.conftest import SHARED_DATA, add_member
-from tests.test_imdb import write_imdb
+from tests.conftest import SHARED_DATA, add_member, write_imdb
 
 
 def lra_root(data_dir: Path, task) -> Path:
@@ -33,6 +32,13 @@ def lra_root(data_dir: Path, task) -> Path:
 
 def ids(s: bytes) -> list[int]:
     return [b + 1 for b in s]
+
+
+def data_error(load, *args) -> str:
+    """The message of the DataError ``load(*args)`` raises."""
+    with pytest.raises(DataError) as e:
+        load(*args)
+    return str(e.value)
 
 
 # ------------------------------------------------------------------------------------------------------------ text
@@ -139,9 +145,7 @@ def test_retrieval_encodes_the_first_10000_bytes_only(tmp_path):
 
 def test_retrieval_missing_files_say_what_to_place_where(tmp_path):
     root = lra_root(tmp_path, retrieval)
-    with pytest.raises(DataError) as e:
-        retrieval.load_split(root, "val", 4000)
-    msg = str(e.value)
+    msg = data_error(retrieval.load_split, root, "val", 4000)
     assert f"{root / 'new_aan_pairs.eval.tsv'} not found" in msg
     assert "https://storage.googleapis.com/long-range-arena/lra_release.gz" in msg
     assert "new_aan_pairs.train.tsv, new_aan_pairs.eval.tsv, new_aan_pairs.test.tsv from lra_release/tsv_data/" in msg
@@ -310,9 +314,7 @@ def test_image_checks_the_batch_contents(tmp_path):
 
 def test_image_missing_or_wrong_archive(tmp_path):
     root = lra_root(tmp_path, image)
-    with pytest.raises(DataError) as e:
-        image.load_split(root, "train", 1024)
-    msg = str(e.value)
+    msg = data_error(image.load_split, root, "train", 1024)
     assert f"{tmp_path / 'cifar10' / 'cifar-10-python.tar.gz'} not found" in msg
     assert "prepare_data.py cifar10" in msg and "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in msg
     assert "c58f30108f718f92721af3b95e74349a" in msg and str(tmp_path / "cifar10" / image.FOLDER) in msg

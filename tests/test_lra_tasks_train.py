@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import results, run_cli
+from tests.conftest import train_multirun
 
 ATTENTIONS = ("full", "performer", "smyrf")
 QUICK_LRA = ["debug=fast", "logger=csv", "~callbacks.rich_progress_bar", "trainer.enable_progress_bar=false",
@@ -22,7 +22,7 @@ def _listops(d: Path) -> list[str]:
 
 
 def _text(d: Path) -> list[str]:
-    from tests.test_imdb import write_imdb
+    from tests.conftest import write_imdb
 
     write_imdb(d, n=6)
     return ["data.max_len=128", "data.options.val_fraction=0.25", "+data.options.verify=false"]  # a toy archive
@@ -60,10 +60,8 @@ TASKS = {"listops": _listops, "text": _text, "retrieval": _retrieval, "image": _
 def test_every_lra_task_trains_with_full_linear_and_clustering_attention(task, tmp_path):
     data = tmp_path / "data"
     extra = TASKS[task](data)
-    p = run_cli([f"experiment=lra/cpu/{task}", f"model/attention={','.join(ATTENTIONS)}", *QUICK_LRA, *extra,
-                 f"paths.data_dir={data}"], tmp_path / "run", flags=("-m",))
-    assert p.returncode == 0, p.stderr[-3000:]
-    res = results(tmp_path / "run")
+    res = train_multirun([f"experiment=lra/cpu/{task}", f"model/attention={','.join(ATTENTIONS)}", *QUICK_LRA,
+                          *extra, f"paths.data_dir={data}"], tmp_path / "run")
     assert sorted(r["config"]["model"]["net"]["attention"]["name"] for r in res) == sorted(ATTENTIONS)
     for r in res:
         assert r["status"] == "ok", r.get("error")

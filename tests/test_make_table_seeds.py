@@ -11,10 +11,10 @@ from attnbench.analysis import classification, tables
 from attnbench.analysis.report import write_table
 from attnbench.analysis.runs import job_facts, label_variants, truncation_reasons
 from attnbench.analysis.spec import is_step
+from tests.conftest import compose_train
 from tests.tables import (
     EXPERIMENTS,
     assert_snapshot,
-    compose_train,
     forecast_result,
     glue_result,
     write_cls_job,

@@ -9,7 +9,8 @@ from attnbench.analysis import reference
 from attnbench.analysis.report import write_table
 from attnbench.analysis.spec import KINDS, experiment_spec, is_step, parse_spec, sweep_spec
 from scripts.make_table import main as make_table
-from tests.tables import EXPERIMENTS, PNG, ROOT, assert_snapshot, compose_train, glue_result, write_result
+from tests.conftest import ROOT, compose_train
+from tests.tables import EXPERIMENTS, PNG, assert_snapshot, glue_result, write_result
 
 BLOCK = {"kind": "glue", "rows": ["task"], "columns": "model", "metrics": ["score"], "direction": "higher",
          "reference": "smyrf_glue"}

@@ -17,7 +17,7 @@ from attnbench.data.download import DataError
 from attnbench.data.medmnist import MedMNIST3DDataModule, volume_transform
 from attnbench.lit.classification import ClassificationModule, inverse_frequency_weights
 from attnbench.models.classifier3d import VolumeClassifier, resnet3d
-from tests.conftest import QUICK, SHARED_DATA, results, run_cli
+from tests.conftest import QUICK, SHARED_DATA, train_run
 
 HOT = {"name": "hot", "mode": "product", "pool": "sum", "sum_normalize": False}
 
@@ -186,10 +186,8 @@ def test_debug_fast_end_to_end_3d(tmp_path, model):
     write_npz(tmp_path / "data" / "medmnist3d" / "fracturemnist3d.npz", n=(9, 6, 6), n_classes=3)
     small = (["model.net.d_model=32", "model.net.n_heads=2", "model.net.d_mlp=64", "model.net.n_layers=1"]
              if model != "resnet3d" else ["model.net.depth=10", "model.net.widen_factor=0.25"])
-    p = run_cli([*QUICK, f"model={model}", "data=medmnist3d", "data.name=fracturemnist3d", "data.batch_size=3",
-                 f"paths.data_dir={tmp_path / 'data'}", *small], tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    (res,) = results(tmp_path)
+    res = train_run([*QUICK, f"model={model}", "data=medmnist3d", "data.name=fracturemnist3d", "data.batch_size=3",
+                     f"paths.data_dir={tmp_path / 'data'}", *small], tmp_path / "run")
     assert res["status"] == "ok", res["error"]
     m = res["metrics"]
     for key in ("test/acc", "test/auc", "val/acc", "val/auc", "train/loss", "val/acc_best"):

@@ -14,7 +14,7 @@ import torch
 from attnbench.config import ConfigError, validate
 from attnbench.data.download import DataError
 from attnbench.data.nifti import NiftiDataModule, stratified_split
-from tests.conftest import FAST, results, run_cli
+from tests.conftest import FAST, train_run
 
 SHAPE = (10, 12, 9)
 
@@ -199,10 +199,8 @@ def test_debug_fast_end_to_end_nifti(tmp_path):
     quick = [a for a in FAST if not a.startswith(("data.", "model."))]
     small = ["model.net.patch_size=4", "model.net.d_model=32", "model.net.n_heads=2", "model.net.d_mlp=64",
              "model.net.n_layers=1"]
-    p = run_cli([*quick, "model=hot3d", "data=nifti", "data.n_classes=3", "data.spatial_size=[16,16,16]",
-                 "data.batch_size=4", f"paths.data_dir={tmp_path / 'data'}", *small], tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    (res,) = results(tmp_path)
+    res = train_run([*quick, "model=hot3d", "data=nifti", "data.n_classes=3", "data.spatial_size=[16,16,16]",
+                     "data.batch_size=4", f"paths.data_dir={tmp_path / 'data'}", *small], tmp_path / "run")
     assert res["status"] == "ok", res["error"]
     m = res["metrics"]
     for key in ("test/acc", "test/auc", "val/acc", "train/loss"):

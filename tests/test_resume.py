@@ -3,6 +3,7 @@ equal to 2 uninterrupted epochs, and a cosine schedule without an epoch budget r
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from attnbench import checkpoint
 from attnbench.config import ConfigError
 from attnbench.train import run
-from tests.conftest import FAST, results, run_cli
+from tests.conftest import FAST, train_run
 
 
 def test_rng_states_round_trip_as_plain_data(tmp_path):
@@ -38,43 +39,38 @@ def test_cosine_schedule_without_an_epoch_budget_is_refused(compose_cfg, synth_d
 
 
 @pytest.mark.slow
-def test_one_epoch_and_a_resume_to_two_equal_two_epochs(tmp_path, synth_data_dir):
+def test_one_epoch_and_a_resume_to_two_equal_two_epochs(tmp_path, synth_data_dir, caplog):
     """Same weights to float tolerance on CPU: the RNG states (shuffle, dropout) come back with the checkpoint, and
     the cosine schedule (T_max = trainer.max_epochs) is extended from 1 to 2 epochs instead of staying at lr 0."""
     args = [*FAST, f"paths.data_dir={synth_data_dir}", "model.net.dropout=0.2"]
-    p = run_cli(args, tmp_path / "one")
-    assert p.returncode == 0, p.stderr[-3000:]
-    last = next((tmp_path / "one" / "outputs").rglob("last.ckpt"))
+    train_run(args, tmp_path / "one")
+    last = tmp_path / "one" / "checkpoints" / "last.ckpt"
     one = torch.load(last, weights_only=True)
     assert one["lr_schedulers"][0]["T_max"] == 1 and one["optimizer_states"][0]["param_groups"][0]["lr"] == 0.0
-    p = run_cli([*args, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "resumed")
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "model.scheduler T_max 1 -> 2" in p.stderr + p.stdout
+    with caplog.at_level(logging.INFO):
+        res = train_run([*args, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "resumed")
+    assert "model.scheduler T_max 1 -> 2" in caplog.text
     resumed = torch.load(last, weights_only=True)  # checkpoints continue in the resumed run's folder
-    p = run_cli([*args, "trainer.max_epochs=2"], tmp_path / "two")
-    assert p.returncode == 0, p.stderr[-3000:]
-    two = torch.load(next((tmp_path / "two" / "outputs").rglob("last.ckpt")), weights_only=True)
+    two_res = train_run([*args, "trainer.max_epochs=2"], tmp_path / "two")
+    two = torch.load(tmp_path / "two" / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["epoch"] == two["epoch"] == 1 and resumed["global_step"] == two["global_step"]
     for k, w in two["state_dict"].items():
         torch.testing.assert_close(resumed["state_dict"][k], w, rtol=1e-5, atol=1e-6, msg=k)
     assert resumed["lr_schedulers"][0] == two["lr_schedulers"][0]  # T_max 2, the same step
-    (res,) = results(tmp_path / "resumed")
-    assert res["metrics"]["val/mse"] == pytest.approx(results(tmp_path / "two")[0]["metrics"]["val/mse"], rel=1e-5)
+    assert res["metrics"]["val/mse"] == pytest.approx(two_res["metrics"]["val/mse"], rel=1e-5)
 
 
 @pytest.mark.slow
-def test_a_checkpoint_without_rng_state_still_resumes_with_a_warning(tmp_path, synth_data_dir):
+def test_a_checkpoint_without_rng_state_still_resumes_with_a_warning(tmp_path, synth_data_dir, caplog):
     args = [*FAST, f"paths.data_dir={synth_data_dir}"]
-    p = run_cli(args, tmp_path / "one")
-    assert p.returncode == 0, p.stderr[-3000:]
-    last = next((tmp_path / "one" / "outputs").rglob("last.ckpt"))
-    ckpt = torch.load(last, weights_only=True)
+    train_run(args, tmp_path / "one")
+    ckpt = torch.load(tmp_path / "one" / "checkpoints" / "last.ckpt", weights_only=True)
     del ckpt[checkpoint.RNG_KEY]
     torch.save(ckpt, Path(tmp_path / "old.ckpt"))
-    p = run_cli([*args, "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'old.ckpt'}"], tmp_path / "b")
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "without RNG state" in p.stderr + p.stdout
-    assert results(tmp_path / "b")[0]["metrics"]["epochs"] == 2
+    with caplog.at_level(logging.INFO):
+        res = train_run([*args, "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'old.ckpt'}"], tmp_path / "b")
+    assert "without RNG state" in caplog.text
+    assert res["metrics"]["epochs"] == 2
 
 
 def test_the_medmnist_augmentation_state_resumes(tmp_path):

@@ -3,7 +3,8 @@ files, SIGTERM / Ctrl+C, and data files with a wrong shape or values (checked wh
 
 from __future__ import annotations
 
-import json
+import inspect
+import logging
 import os
 import re
 import signal
@@ -25,7 +26,7 @@ from attnbench.data import download
 from attnbench.data.download import DataError
 from attnbench.data.medmnist import MedMNIST3DDataModule
 from attnbench.data.timeseries import TimeSeriesDataModule
-from tests.conftest import FAST, ROOT, write_ett_csv
+from tests.conftest import FAST, ROOT, read_results, train_run, write_ett_csv
 
 
 class Marker:
@@ -78,8 +79,12 @@ def _model(compose_cfg, *overrides):
 def test_hparams_are_plain_data_and_build_the_optimizer(compose_cfg, tmp_path):
     model, _ = _model(compose_cfg, "trainer.max_epochs=5")
     hp = dict(model.hparams)
-    assert hp["optimizer"] == {"_target_": "torch.optim.adamw.AdamW", "lr": 1e-3, "weight_decay": 1e-2,
-                               "betas": [0.9, 0.999]}
+    ours = {"_target_": "torch.optim.adamw.AdamW", "lr": 1e-3, "weight_decay": 1e-2, "betas": [0.9, 0.999]}
+    assert {k: hp["optimizer"][k] for k in ours} == ours
+    # the rest: AdamW's own defaults, as its signature states them (the schema reads them from torch's source)
+    defaults = {k: p.default for k, p in inspect.signature(torch.optim.AdamW).parameters.items()}
+    assert {k: v for k, v in hp["optimizer"].items() if k not in ours} == {k: defaults[k] for k in hp["optimizer"]
+                                                                           if k not in ours}
     assert hp["scheduler"] == {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": 5}
     torch.save(hp, tmp_path / "hp.pt")
     assert torch.load(tmp_path / "hp.pt", weights_only=True) == hp
@@ -176,14 +181,15 @@ def test_a_mistyped_data_dir_is_not_created(tmp_path, monkeypatch):
     assert not typo.exists() and list(tmp_path.iterdir()) == []
 
 
-# ----------------------------------------------------------------------------- through the CLI (slow)
-def cli(args: list[str], run_dir: Path, env: dict | None = None, **kw) -> subprocess.Popen:
-    e = {**os.environ, "HYDRA_FULL_ERROR": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+# ----------------------------------------------------------------------------- end to end (slow)
+def cli(args: list[str], run_dir: Path) -> subprocess.Popen:
+    """``python train.py ARGS`` into ``run_dir``, started (for a signal sent to the process)."""
+    e = {**os.environ, "HYDRA_FULL_ERROR": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *args]
     # the child starts with SIGINT's default action, as from a shell: a disposition some library set in this
     # pytest process (an ignored SIGINT is inherited across exec) must not decide what Ctrl+C does to the run
     return subprocess.Popen(cmd, cwd=run_dir.parent, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, preexec_fn=_default_sigint, **kw)
+                            text=True, preexec_fn=_default_sigint)
 
 
 def _default_sigint() -> None:
@@ -195,49 +201,48 @@ def finish(p: subprocess.Popen, timeout: int = 300) -> tuple[int, str]:
     return p.returncode, out
 
 
-def result(run_dir: Path) -> dict:
-    return json.loads((run_dir / "results.json").read_text())
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, synth_data_dir) -> tuple[Path, list[str]]:
     """(last.ckpt of a 1-epoch debug run, the overrides it ran with)."""
     args = [*FAST, f"paths.data_dir={synth_data_dir}"]
     run_dir = tmp_path_factory.mktemp("trained") / "run"
-    rc, out = finish(cli(args, run_dir))
-    assert rc == 0, out[-3000:]
+    train_run(args, run_dir)
     return run_dir / "checkpoints" / "last.ckpt", args
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("train", ["true", "false"])
-def test_a_hostile_checkpoint_never_runs_through_the_cli(tmp_path, trained, train):
+def test_a_hostile_checkpoint_never_runs_in_a_training_run(tmp_path, trained, train):
     last, args = trained
     marker = tmp_path / "ran"
     evil = evil_copy(torch.load(last, weights_only=True), tmp_path / "evil.ckpt", marker)
-    rc, out = finish(cli([*args, f"train={train}", f"ckpt_path={evil}"], tmp_path / "run"))
-    assert rc != 0 and not marker.exists(), out[-3000:]
-    res = result(tmp_path / "run")
+    with pytest.raises(CheckpointError, match="refused unread"):
+        train_run([*args, f"train={train}", f"ckpt_path={evil}"], tmp_path / "run")
+    assert not marker.exists()
+    res = read_results(tmp_path / "run")
     assert res["status"] == "failed" and "refused unread" in res["error"] and "system" in res["error"]
 
 
 @pytest.mark.slow
 def test_another_models_checkpoint_and_garbage_fail_with_one_message(tmp_path, trained):
     last, args = trained
-    rc, out = finish(cli([*args, "train=false", f"ckpt_path={last}", "model.net.d_model=64"], tmp_path / "a"))
-    assert rc != 0
-    err = result(tmp_path / "a")["error"]
+    with pytest.raises(CheckpointError, match="checkpoint of another model"):
+        train_run([*args, "train=false", f"ckpt_path={last}", "model.net.d_model=64"], tmp_path / "a")
+    err = read_results(tmp_path / "a")["error"]
     assert "checkpoint of another model" in err and "model.net.d_model: 32 (checkpoint) vs 64 (this run)" in err
     (tmp_path / "junk.ckpt").write_bytes(b"\x00" * 1000)
-    rc, out = finish(cli([*args, f"ckpt_path={tmp_path / 'junk.ckpt'}"], tmp_path / "b"))
-    assert rc != 0 and "is not a PyTorch checkpoint" in result(tmp_path / "b")["error"]
+    with pytest.raises(CheckpointError, match="is not a PyTorch checkpoint"):
+        train_run([*args, f"ckpt_path={tmp_path / 'junk.ckpt'}"], tmp_path / "b")
+    assert "is not a PyTorch checkpoint" in read_results(tmp_path / "b")["error"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_saves_a_checkpoint_exits_nonzero_and_a_requeued_job_resumes(tmp_path, synth_data_dir, sig):
+def test_a_signal_saves_a_checkpoint_exits_nonzero_and_a_requeued_job_resumes(tmp_path, synth_data_dir, sig,
+                                                                              caplog, monkeypatch):
     """SIGTERM (kill, SLURM preemption) or Ctrl+C during fit: last.ckpt saved at the stop, exit 128+signal,
-    results.json names the signal; the same job started again with SLURM_RESTART_COUNT set resumes from it."""
+    results.json names the signal; the same job started again with SLURM_RESTART_COUNT set resumes from it.
+    A process: the signal goes to the run's process and what is checked is its exit status."""
     run_dir = tmp_path / "run"
     args = [*FAST, f"paths.data_dir={synth_data_dir}", "trainer.max_epochs=100000",
             "callbacks.early_stopping.patience=100000"]
@@ -251,16 +256,15 @@ def test_a_signal_saves_a_checkpoint_exits_nonzero_and_a_requeued_job_resumes(tm
     p.send_signal(sig)
     rc, out = finish(p)  # the default 300 s: a loaded machine can take minutes to finish the step and save
     assert rc == 128 + sig, out[-3000:]
-    res = result(run_dir)
+    res = read_results(run_dir)
     assert res["status"] == "failed" and res["error"].startswith(f"RunStopped: stopped by {sig.name}")
     assert f"resume with ckpt_path={last}" in res["error"]
     stopped_at = torch.load(last, weights_only=True)["epoch"]
     # the requeued job: same folder, SLURM_RESTART_COUNT > 0, a budget two epochs past the stop
-    rc, out = finish(cli([*args[:-2], f"trainer.max_epochs={stopped_at + 2}", args[-1]], run_dir,
-                         env={"SLURM_RESTART_COUNT": "1"}))
-    assert rc == 0, out[-3000:]
-    assert f"resuming from {last}" in out
-    res = result(run_dir)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    with caplog.at_level(logging.WARNING, logger="attnbench.train"):
+        res = train_run([*args[:-2], f"trainer.max_epochs={stopped_at + 2}", args[-1]], run_dir)
+    assert f"resuming from {last}" in caplog.text
     assert res["status"] == "ok" and res["metrics"]["epochs"] == stopped_at + 2
 
 
@@ -305,19 +309,8 @@ def test_ctrl_c_during_fit_stops_at_the_next_batch_and_a_second_one_at_once():
         signal.signal(signal.SIGINT, outer)
 
 
-def test_the_slurm_launcher_requeues_preempted_and_timed_out_jobs():
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from attnbench.config import register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=["hydra/launcher=slurm", "paths.output_dir=/o"], return_hydra_config=True)
-    finally:
-        GlobalHydra.instance().clear()
+def test_the_slurm_launcher_requeues_preempted_and_timed_out_jobs(compose_cfg):
+    cfg = compose_cfg(["hydra/launcher=slurm"], hydra=True)
     launcher = cfg.hydra.launcher
     assert "submitit" in launcher._target_ and launcher.max_num_timeout >= 1
     assert launcher.additional_parameters.requeue is True and launcher.signal_delay_s > 0

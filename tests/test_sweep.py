@@ -8,30 +8,21 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from attnbench import names, sweep
-from attnbench.config import register_configs
 from tests.conftest import FAST, ROOT, run_cli, write_ett_csv
-from tests.test_make_table_seeds import SWEEP_OVERRIDES, result, write
+from tests.tables import forecast_result, write_result
+from tests.test_make_table_seeds import SWEEP_OVERRIDES
 
 
 @pytest.fixture
-def hydra_cfg():
-    """compose(overrides) -> the composed config with its ``hydra`` node (as a run sees it)."""
-    register_configs()
-
-    def _compose(overrides: list[str]):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            return compose("train", overrides=overrides, return_hydra_config=True)
-
-    yield _compose
-    GlobalHydra.instance().clear()
+def hydra_cfg(compose_cfg):
+    """compose(overrides) -> the composed config with its ``hydra`` node (as a run sees it); HydraConfig unset
+    after (a test sets it)."""
+    yield lambda overrides: compose_cfg(overrides, hydra=True)
     HydraConfig.instance().cfg = None
 
 
@@ -97,8 +88,8 @@ def _job_return(out: Path):
 def test_callback_summarizes_after_the_last_job_even_if_one_failed(tmp_path, caplog):
     """Hydra skips on_multirun_end when a job failed: the summary comes after the last expected job."""
     root = tmp_path / "sweep"
-    write(root, 0, result("hot", overrides=SWEEP_OVERRIDES))
-    write(root, 1, result("full", status="failed", overrides=SWEEP_OVERRIDES))
+    write_result(root, 0, forecast_result("hot", overrides=SWEEP_OVERRIDES))
+    write_result(root, 1, forecast_result("full", status="failed", overrides=SWEEP_OVERRIDES))
     cb = sweep.SweepSummary()
     cb.sweep_dir, cb.expected = root, 2
     with caplog.at_level(logging.INFO, logger="attnbench.sweep"):
@@ -119,7 +110,7 @@ def test_callback_summarizes_after_the_last_job_even_if_one_failed(tmp_path, cap
 
 def test_summary_survives_a_sweep_without_a_table(tmp_path, caplog):
     root = tmp_path / "sweep"
-    write(root, 0, {"status": "ok", "metrics": {}})  # no choices: no table can be made
+    write_result(root, 0, {"status": "ok", "metrics": {}})  # no choices: no table can be made
     (root / "1" / ".hydra").mkdir(parents=True)
     (root / "1" / ".hydra" / "config.yaml").write_text("seed: 1\n")
     with caplog.at_level(logging.INFO, logger="attnbench.sweep"):
@@ -131,12 +122,12 @@ def test_summary_survives_a_sweep_without_a_table(tmp_path, caplog):
 def test_progress_lines_as_results_appear(tmp_path, caplog):
     root = tmp_path / "sweep"
     progress = sweep._Progress(root, total=3)
-    write(root, 0, result("hot"))
+    write_result(root, 0, forecast_result("hot"))
     (root / "2").mkdir()
     (root / "2" / "results.json").write_text('{"status": ')  # being written: not yet
     with caplog.at_level(logging.INFO, logger="attnbench.sweep"):
         progress.poll()
-        write(root, 1, result("full", status="interrupted"))
+        write_result(root, 1, forecast_result("full", status="interrupted"))
         progress.poll()
     assert caplog.text.count("[1/3] 0: ok") == 1 and "[2/3] 1: interrupted in 12.0 s: KeyboardInterrupt" in caplog.text
 
@@ -145,6 +136,8 @@ def test_progress_lines_as_results_appear(tmp_path, caplog):
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
 def test_multirun_reports_itself(tmp_path, launcher):
+    """``python train.py -m``, a process: Hydra's multirun and launchers, its run folders and callbacks (the
+    in-process runs of the other tests set what these would)."""
     data = tmp_path / "data"
     write_ett_csv(data / "ETT-small" / "ETTh1.csv")
     extra = (["hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1"] if launcher != "basic"
@@ -156,6 +149,8 @@ def test_multirun_reports_itself(tmp_path, launcher):
     jobs = sorted(d.name for d in sweep_dir.iterdir() if (d / "results.json").is_file())
     assert [j.split("_", 1)[0] for j in jobs] == ["0", "1"]
     assert "model=hot" in jobs[0].split(",") and "model=full" in jobs[1].split(",")
+    for job in jobs:  # what Hydra's runner writes beside results.json: the composed config and the run's log
+        assert (sweep_dir / job / ".hydra" / "config.yaml").is_file() and list((sweep_dir / job).glob("*.log"))
     out = p.stdout + p.stderr
     assert "sweep finished: 2 jobs, 2 ok" in out and (sweep_dir / "table.md").is_file()
     md = (sweep_dir / "table.md").read_text()

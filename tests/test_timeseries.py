@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -13,7 +11,8 @@ import pytest
 from attnbench.data.catalog import TIME_SERIES, Source
 from attnbench.data.download import DataError, fetch, sha256sum
 from attnbench.data.timeseries import TimeSeriesDataModule, split_borders, time_features
-from tests.conftest import ROOT, SHARED_DATA, write_ett_csv
+from scripts.prepare_data import main as prepare_data
+from tests.conftest import SHARED_DATA, write_ett_csv
 
 
 def dm(data_dir, **kw) -> TimeSeriesDataModule:
@@ -143,9 +142,7 @@ def test_real_etth1_from_shared_data(tmp_path):
     m.setup()
     assert [len(m.datasets[p]) for p in ("train", "val", "test")] == [8449, 2785, 2785]
     # prepare_data.py --from copies and verifies
-    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "ETTh1", "weather",
-                        "--from", str(SHARED_DATA), "--data-dir", str(tmp_path)], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
+    assert prepare_data(["ETTh1", "weather", "--from", str(SHARED_DATA), "--data-dir", str(tmp_path)]) == 0
     assert sha256sum(tmp_path / "ETT-small" / "ETTh1.csv") == TIME_SERIES["ETTh1"].source.sha256[0]
     assert (tmp_path / "weather" / "weather.csv").is_file()
 
@@ -160,13 +157,10 @@ def test_real_files_match_catalogue(name):
     assert all(len(v) > 0 for v in m.datasets.values())
 
 
-def test_prepare_data_script_reports_unknown_names(tmp_path):
-    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "ETTh9"], capture_output=True,
-                       text=True)
-    assert p.returncode == 2 and "unknown data set" in p.stderr
-    missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_data.py"), "ETTh1", "--from",
-                              str(tmp_path), "--data-dir", str(tmp_path / "d")], capture_output=True, text=True)
-    assert missing.returncode == 1 and "--from must hold ETT-small/ETTh1.csv" in missing.stderr
+def test_prepare_data_script_reports_unknown_names(tmp_path, capsys):
+    assert prepare_data(["ETTh9"]) == 2 and "unknown data set" in capsys.readouterr().err
+    assert prepare_data(["ETTh1", "--from", str(tmp_path), "--data-dir", str(tmp_path / "d")]) == 1
+    assert "--from must hold ETT-small/ETTh1.csv" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "d", ignore_errors=True)
 
 

@@ -21,7 +21,7 @@ from attnbench.config import ConfigError
 from attnbench.layers.attention import MultiAxisAttention
 from attnbench.lit.base import ConfiguredModule
 from attnbench.lit.treeformer import TreeBootstrap, bootstrap_plan, leaf_balance, load_dense_weights, n_stages
-from tests.conftest import QUICK, needs_minilm, results, run_cli
+from tests.conftest import QUICK, needs_minilm, train_run
 
 E, HEADS = 16, 2
 
@@ -255,9 +255,7 @@ def test_treeformer_glue_experiment_runs_fast(tmp_path):
     args = [*QUICK, "experiment=treeformer/glue", "data.task=sst2", "data.max_length=24", "data.batch_size=4",
             "data.eval_batch_size=4", f"paths.data_dir={data}", "callbacks.tree_bootstrap.steps_per_stage=1",
             "model.net.attention.balance_weight=0.01"]
-    p = run_cli(args, tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    (res,) = results(tmp_path)
+    res = train_run(args, tmp_path / "run")
     m = res["metrics"]
     assert res["status"] == "ok" and math.isfinite(m["test/score"])
     # 3 steps of 1 step per stage: after step index 2, layers 0-2 are trees at heights up to 3
@@ -341,11 +339,9 @@ def test_treeformer_listops_experiment_runs_fast(tmp_path):
 
     data = tmp_path / "data"
     write_splits(data / "lra" / "listops", ListOpsSpec(n_train=24, n_val=8, n_test=8, min_length=10, max_length=60))
-    p = run_cli(["experiment=treeformer/listops", "debug=fast", "seed=0", "logger=csv", "~callbacks.rich_progress_bar",
-                 "trainer.enable_progress_bar=false", "data.batch_size=4", f"paths.data_dir={data}",
-                 "callbacks.tree_bootstrap.steps_per_stage=1"], tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
-    (res,) = results(tmp_path)
+    res = train_run(["experiment=treeformer/listops", "debug=fast", "seed=0", "logger=csv",
+                     "~callbacks.rich_progress_bar", "trainer.enable_progress_bar=false", "data.batch_size=4",
+                     f"paths.data_dir={data}", "callbacks.tree_bootstrap.steps_per_stage=1"], tmp_path / "run")
     m = res["metrics"]
     assert res["status"] == "ok" and 0.0 <= m["test/acc"] <= 1.0
     # 2 layers, 3 steps of one stage each: after step index 2 both layers are trees of height 3 (schedule final)

@@ -136,14 +136,6 @@ def gpu_missing(cfg: DictConfig) -> ConfigError | None:
 
 
 # ----------------------------------------------------------------------------- train
-def prepare(cfg: DictConfig) -> None:
-    """Temporary: ``train.run`` prepares a run once it has checked it; tests/conftest.py's ``train_run`` still
-    calls this first (remove both together)."""
-    from attnbench.train import prepare as prepare_run
-
-    prepare_run(cfg)
-
-
 def task(cfg: DictConfig) -> float | None:
     """One run (Hydra's task function). Returns ``optimized_metric`` for sweepers."""
     from attnbench.train import run_with_results  # checks the config (torch-free), then loads torch and Lightning
