@@ -18,8 +18,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("attnbench.data.catalog", "attnbench.attention_spec"),
     # the config schemas and checks: torch-free, so composing and checking answer in a second
     ("attnbench.config",),
-    # torch from here on: the checkpoint format, the attention entries
-    ("attnbench.checkpoint", "attnbench.attention"),
+    # torch from here on: the checkpoint format, what the CPU runs natively, the attention entries
+    ("attnbench.checkpoint", "attnbench.hardware", "attnbench.attention"),
     # the blocks built of attentions
     ("attnbench.layers",),
     # datamodules and networks, side by side: the data never imports a model, nor a model the data

@@ -173,3 +173,67 @@ def test_resume_training_from_last_checkpoint(tmp_path, synth_data_dir):
     val = [pd.read_csv(f)["val/mse"].dropna() for f in sorted(tmp_path.rglob("csv/metrics.csv"))]
     assert len(val) == 2 and len(val[0]) == 1 and len(val[1]) == 1
     assert res["metrics"]["val/mse_best"] == pytest.approx(min(val[0].iloc[0], val[1].iloc[0]), rel=1e-6)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc/self/clear_refs")
+def test_peak_memory_is_the_jobs_own_not_the_process_peak():
+    """The jobs of a multirun share one process: each job's peak starts at its own start (run_with_results)."""
+    import numpy as np
+
+    from attnbench.train import peak_memory_mb, reset_peak_memory
+
+    big = np.ones(2**26)  # 512 MiB, touched
+    del big
+    before, kind = peak_memory_mb()
+    reset_peak_memory()
+    after, _ = peak_memory_mb()
+    assert kind == "cpu_max_rss" and before - after > 400, (before, after)
+
+
+@pytest.mark.parametrize("native, allow", [(False, False), (False, True), (True, False), (None, False)])
+def test_a_half_precision_the_cpu_only_emulates_stops_before_anything_is_built(compose_cfg, monkeypatch, caplog,
+                                                                              native, allow):
+    """Both machines' answers, the detection faked: without native bf16 matmuls the run stops naming the cause and
+    the fix, unless allow_slow_precision=true (a warning then, and where torch cannot tell)."""
+    from attnbench import hardware
+    from attnbench.errors import ConfigError
+    from attnbench.train import check_cpu_precision
+
+    asked = []
+    monkeypatch.setattr(hardware, "cpu_native", lambda half: asked.append(half) or native)
+    cfg = compose_cfg(["trainer.precision=bf16-mixed", f"allow_slow_precision={str(allow).lower()}"])
+    if native is False and not allow:
+        with pytest.raises(ConfigError, match=r"trainer.precision=bf16-mixed on this CPU would be emulated: it lacks "
+                                              r"AVX512-BF16 or AMX-BF16 .* Use trainer.precision=32-true .* "
+                                              r"allow_slow_precision=true"):
+            check_cpu_precision(cfg)
+    else:
+        with caplog.at_level(logging.WARNING, logger="attnbench.train"):
+            check_cpu_precision(cfg)
+        assert ("32-true" in caplog.text) == (native is not True)
+    assert asked == ["bf16"]
+
+
+@pytest.mark.parametrize("overrides, asked", [(["trainer.precision=16-mixed"], ["16"]),
+                                               (["trainer.precision=32-true"], []),
+                                               (["trainer=gpu", "trainer.precision=bf16-mixed"], [])])
+def test_only_a_half_precision_on_the_cpu_is_probed(compose_cfg, monkeypatch, overrides, asked):
+    from attnbench import hardware
+    from attnbench.train import check_cpu_precision
+
+    seen = []
+    monkeypatch.setattr(hardware, "cpu_native", lambda half: seen.append(half) or True)
+    check_cpu_precision(compose_cfg(overrides))
+    assert seen == asked
+
+
+def test_an_emulated_precision_run_fails_before_training_with_results(tmp_path, synth_data_dir, monkeypatch):
+    from attnbench import hardware
+    from attnbench.errors import ConfigError
+
+    monkeypatch.setattr(hardware, "cpu_native", lambda half: False)
+    with pytest.raises(ConfigError, match="would be emulated"):
+        train_run([*data_args(synth_data_dir), "trainer.precision=bf16-mixed"], tmp_path)
+    res = read_results(tmp_path)
+    assert res["status"] == "failed" and "allow_slow_precision=true" in res["error"]
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "csv").exists()

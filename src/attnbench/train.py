@@ -6,6 +6,7 @@ and is recorded in ``results.json`` like any other failure.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -23,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from attnbench.config import amp_precision, drop_disabled_progress_bar, register_configs, validate
+from attnbench.errors import ConfigError
 
 
 class _Lazy:
@@ -44,6 +46,7 @@ _callbacks = _Lazy("attnbench.callbacks")
 _lit_base = _Lazy("attnbench.lit.base")
 _flops = _Lazy("attnbench.attention.flops")
 _dropout = _Lazy("attnbench.layers.dropout")
+_hardware = _Lazy("attnbench.hardware")
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -109,7 +112,32 @@ def prepare(cfg: DictConfig) -> None:
     if cfg.trainer.get("precision") == "auto-mixed":
         cfg.trainer.precision = amp_precision()
         log.info("trainer.precision=auto-mixed -> %s", cfg.trainer.precision)
+    check_cpu_precision(cfg)
     quiet_lightning()
+
+
+def check_cpu_precision(cfg: DictConfig) -> None:
+    """A half precision that this CPU only emulates stops the run before it builds anything (its steps would run
+    many times slower than in float32), unless ``allow_slow_precision=true``; where torch cannot tell, a warning."""
+    precision = str(cfg.trainer.get("precision"))
+    half = "bf16" if precision.startswith("bf16") else "16" if precision.startswith("16") else None
+    accelerator = str(cfg.trainer.get("accelerator"))
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if half is None or not on_cpu:
+        return
+    native, needs = _hardware.cpu_native(half), _hardware.instructions(half)
+    if native:
+        return
+    if native is None or cfg.allow_slow_precision:
+        log.warning("trainer.precision=%s on a CPU %s: %s matmuls %s emulated without %s, which can make a step "
+                    "many times slower than with trainer.precision=32-true", precision,
+                    "torch cannot inspect" if native is None else "without native support", half,
+                    "may be" if native is None else "are", needs)
+        return
+    raise ConfigError(f"trainer.precision={precision} on this CPU would be emulated: it lacks {needs} "
+                      f"(torch.ops.mkldnn reports no native {half} matmuls), so every step would run many times "
+                      "slower than in float32 (make bench-step measures both). Use trainer.precision=32-true (the "
+                      "CPU default), or allow_slow_precision=true to run it anyway")
 
 
 def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
@@ -224,11 +252,29 @@ def _continue_checkpoint_dir(trainer: L.Trainer, ckpt: dict[str, Any]) -> None:
             log.warning("resuming: the checkpoint folder %s is gone; checkpoints restart in %s", old, cb.dirpath)
 
 
+_PROC = Path("/proc/self")  # Linux: VmHWM in status is the peak resident set size; "5" to clear_refs resets it
+
+
+def reset_peak_memory() -> None:
+    """Start the peak memory count of this job: the jobs of a multirun share one process (Hydra's basic
+    launcher), and each job's ``peak_memory_mb`` is its own, not the largest of the jobs before it."""
+    if "torch" in sys.modules and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with contextlib.suppress(OSError):  # not Linux, or not allowed: the process's peak (ru_maxrss) is what is left
+        (_PROC / "clear_refs").write_text("5")
+
+
 def peak_memory_mb() -> tuple[float, str]:
-    """Peak GPU memory allocated when CUDA was used, else the peak resident set size of this process."""
+    """Peak GPU memory allocated when CUDA was used, else the peak resident set size since ``reset_peak_memory``
+    (Linux; elsewhere: since the process started)."""
     if "torch" in sys.modules and torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
         return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_max_rss"
+    try:
+        status = (_PROC / "status").read_text()
+        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return kb / 1024, "cpu_max_rss"
 
 
 def _resolved(cfg: DictConfig) -> Any:
@@ -267,6 +313,7 @@ def run_with_results(cfg: DictConfig, extra: dict[str, Any] | None = None) -> di
     ``extra`` (e.g. Hydra's group choices and overrides) is stored alongside.
     """
     t0 = time.time()
+    reset_peak_memory()
     result: dict[str, Any] = {"status": "failed", "error": None, "metrics": {}, "best_checkpoint": None,
                               **(extra or {})}
     try:

@@ -46,6 +46,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.flop_counter import FlopCounterMode
 
+from attnbench import hardware
 from attnbench.bench import harness
 from attnbench.bench.common import machine_info
 from attnbench.bench.harness import _compose, need
@@ -150,15 +151,6 @@ def sgemm_gflops(n: int = 2048, repeats: int = 3, dtype: torch.dtype = torch.flo
     return 2 * n**3 / max(best, 1e-9) / 1e9
 
 
-def bf16_native() -> bool | None:
-    """Whether this CPU has native bfloat16 matmuls (AVX512-BF16 / AMX, as oneDNN sees them); without them bfloat16
-    is emulated and slower than float32. None when this torch build cannot tell (no oneDNN)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return None
-
-
 def count_gflop(step) -> float:
     """The FLOPs of one call of ``step`` (matmuls, forward and backward), in GFLOP."""
     with FlopCounterMode(display=False) as counter:
@@ -241,7 +233,7 @@ def _run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
     df.to_csv(out / "hot_step.csv", index=False)
     machine = machine_info("cpu", cfg.threads) | {"sgemm_gflops": rate["float32"]}
     if cfg.bf16:
-        machine |= {"bf16_gemm_gflops": rate["bfloat16"], "bf16_native": bf16_native()}
+        machine |= {"bf16_gemm_gflops": rate["bfloat16"], "bf16_native": hardware.cpu_native("bf16")}
     (out / "machine.json").write_text(json.dumps(machine, indent=2))
     table = df.to_markdown(index=False, floatfmt=".4g")
     (out / "hot_step.md").write_text(f"`{command}`\n\n{table}\n")

@@ -40,6 +40,9 @@ class TrainConfig:
     ckpt_path: str | None = None
     test_ckpt: str = "best"  # one of TEST_CKPTS
     dropout_rng: str = "torch"  # one of DROPOUT_RNGS: how nn.Dropout draws its masks (attnbench.layers.dropout)
+    # run a half precision on a CPU that only emulates it (trainer.precision=bf16-mixed without AVX512-BF16 / AMX:
+    # many times slower than 32-true); by default such a run stops before training (attnbench.train.prepare)
+    allow_slow_precision: bool = False
     optimized_metric: str | None = None
     table: Any = None  # the paper table an experiment fills (conf/experiment/**: checked by analysis.spec)
 
