@@ -219,13 +219,14 @@ def test_group_choices():
     (["+paths.foo=1"], "paths key='foo'"),
     (["callbacks.early_stopping.patience=abc"], "callbacks.early_stopping.patience"),
     (["callbacks.early_stopping.patience=-1"], "callbacks.early_stopping.patience=-1"),
-    (["+callbacks.early_stopping.patients=2"], "patients"),
+    (["+callbacks.early_stopping.patients=2"], "patients' not in 'EarlyStoppingConfig'; did you mean "
+     "callbacks.early_stopping.patience?"),
     (["+callbacks.mine.every_n_epochs=2"], "callbacks.mine needs a _target_"),
     (["callbacks.model_checkpoint.mode=low"], "callbacks.model_checkpoint.mode='low'"),
     (["+logger.csv.save_dri=x"], "save_dri"),
     # the library's own options, typed from the installed source: a misspelt or mistyped one names the key
-    (["+callbacks.early_stopping.check_finit=true"], "check_finit' not in 'EarlyStoppingConfig' (keys of "
-     "EarlyStopping: monitor, min_delta, patience, "),
+    (["+callbacks.early_stopping.check_finit=true"], "check_finit' not in 'EarlyStoppingConfig'; did you mean "
+     "callbacks.early_stopping.check_finite? (keys of EarlyStopping: monitor, min_delta, patience, "),
     (["callbacks.lr_monitor.logging_interval=batch"], "callbacks.lr_monitor.logging_interval='batch' is invalid; "
      "allowed: step, epoch, null"),
     (["callbacks.model_checkpoint.save_top_k=many"], "callbacks.model_checkpoint.save_top_k"),

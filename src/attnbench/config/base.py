@@ -306,9 +306,12 @@ def check_entries(group: str, node: Any, schemas: dict[str, type]) -> None:
             raise ConfigError(str(e).replace(ENTRY, key)) from None
         except (ValidationError, ConfigKeyError) as e:
             sub = getattr(e, "full_key", None)
-            allowed = ", ".join(f.name for f in fields(schema) if f.name != "_target_")
-            raise ConfigError(f"{key}{'.' + sub if sub else ''}: {str(e).splitlines()[0]} (keys of "
-                              f"{entry['_target_'].rsplit('.', 1)[-1]}: {allowed})") from None
+            allowed = [f.name for f in fields(schema) if f.name != "_target_"]
+            close = difflib.get_close_matches(str(sub), allowed, n=1) if sub else []
+            hint = f"; did you mean {key}.{close[0]}?" if close and close[0] != sub else ""
+            keys = (f" (keys of {entry['_target_'].rsplit('.', 1)[-1]}: {', '.join(allowed)})"
+                    if isinstance(e, ConfigKeyError) else "")  # a wrong type: the key is right
+            raise ConfigError(f"{key}{'.' + sub if sub else ''}: {str(e).splitlines()[0]}{hint}{keys}") from None
 
 
 def resolved(node: DictConfig) -> Any:
