@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 import urllib.error
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch import Callback
 from omegaconf import OmegaConf
 
 from attnbench import checkpoint
@@ -256,6 +258,9 @@ def test_a_signal_saves_a_checkpoint_exits_nonzero_and_a_requeued_job_resumes(tm
     p.send_signal(sig)
     rc, out = finish(p)  # the default 300 s: a loaded machine can take minutes to finish the step and save
     assert rc == 128 + sig, out[-3000:]
+    # a save at the stop states its weights_only (else Lightning logs "`weights_only` was not set"); whether this
+    # stop lands in a training epoch (and saves) is timing: test_every_checkpoint_load_is_weights_only is certain
+    assert "weights_only" not in out, out[-3000:]
     res = read_results(run_dir)
     assert res["status"] == "failed" and res["error"].startswith(f"RunStopped: stopped by {sig.name}")
     assert f"resume with ckpt_path={last}" in res["error"]
@@ -267,6 +272,92 @@ def test_a_signal_saves_a_checkpoint_exits_nonzero_and_a_requeued_job_resumes(tm
     assert f"resuming from {last}" in caplog.text
     assert res["status"] == "ok" and res["metrics"]["epochs"] == stopped_at + 2
 
+
+class SigtermAt(Callback):
+    """Sends this process SIGTERM once, at the end of training batch ``batch``: a killed run's stop, in-process
+    (Lightning's handler sets its stop flag; the run stops at that batch's end)."""
+
+    def __init__(self, batch: int = 0) -> None:
+        self.batch, self.sent = batch, False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == self.batch and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Messages(logging.Handler):
+    """The messages of one logger (at INFO and above) while the ``with`` block runs."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.INFO)
+        self.logger, self.messages = logging.getLogger(name), []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> list[str]:
+        self.level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self)
+        return self.messages
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level)
+
+
+@pytest.fixture
+def weights_only_loads(monkeypatch) -> tuple[list[str], list[str]]:
+    """``torch.load`` (and ``torch.serialization.load``) wrapped: every call is recorded (its caller) and passed to
+    the real one, and a call whose ``weights_only`` is not True raises; the list of those is returned too, for a
+    caller that would swallow the error (``checkpoint.load`` turns any into a CheckpointError)."""
+    real = torch.load
+    calls: list[str] = []
+    unsafe: list[str] = []
+
+    def load(*args, **kwargs):
+        caller = traceback.extract_stack(limit=2)[0]
+        calls.append(f"{caller.filename}:{caller.lineno}")
+        if kwargs.get("weights_only") is not True:
+            unsafe.append(f"weights_only={kwargs.get('weights_only')!r} at\n{''.join(traceback.format_stack(limit=8))}")
+            raise AssertionError(unsafe[-1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load)
+    monkeypatch.setattr(torch.serialization, "load", load)
+    return calls, unsafe
+
+
+@pytest.mark.slow
+def test_every_checkpoint_load_is_weights_only(tmp_path, synth_data_dir, weights_only_loads, monkeypatch):
+    """Every torch.load of a run passes weights_only=True: a fit that tests its best checkpoint, train=false
+    ckpt_path=<best>, a resume (ckpt_path=last.ckpt), a SIGTERM stop and the requeued job resuming from it.
+    Lightning never logs that a weights_only went unset (the stop's save did: "defaulting to `False`")."""
+    from attnbench.callbacks import RunStopped
+
+    calls, unsafe = weights_only_loads
+    args = [*FAST, f"paths.data_dir={synth_data_dir}"]
+    loads = {}
+    with Messages("lightning.pytorch.trainer.connectors.checkpoint_connector") as said:
+        first = train_run(args, tmp_path / "a")  # fit, then test the best checkpoint
+        loads["fit + test best"] = len(calls)
+        train_run([*args, "train=false", f"ckpt_path={first['best_checkpoint']}"], tmp_path / "b")
+        loads["train=false"] = len(calls) - sum(loads.values())
+        # before the resume: its checkpoints continue in a/checkpoints, replacing the best one
+        train_run([*args, "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"],
+                  tmp_path / "c")
+        loads["resume"] = len(calls) - sum(loads.values())
+        stop = [*args, "+callbacks.sigterm._target_=tests.test_safety.SigtermAt"]
+        with pytest.raises(RunStopped, match="stopped by SIGTERM; checkpoint saved at the stop"):
+            train_run(stop, tmp_path / "d")
+        loads["SIGTERM stop"] = len(calls) - sum(loads.values())
+        monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # the requeued job: same folder, resumes from last.ckpt
+        assert train_run(args, tmp_path / "d")["status"] == "ok"
+        loads["requeued"] = len(calls) - sum(loads.values())
+    assert not unsafe, unsafe[0]
+    assert all(n > 0 for step, n in loads.items() if step != "SIGTERM stop"), (loads, calls)  # the wrapper saw them
+    assert not [m for m in said if "weights_only" in m], said
 
 
 def test_ctrl_c_during_fit_stops_at_the_next_batch_and_a_second_one_at_once():

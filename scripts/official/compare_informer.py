@@ -1,7 +1,7 @@
 """Our ``models.informer.InformerForecaster`` beside the official Informer2020 model on identical weights and inputs.
 
     git clone https://github.com/zhouhaoyi/Informer2020 /tmp/Informer2020
-    python scripts/compare_informer_official.py /tmp/Informer2020 [--data-dir ../shared/data]
+    python scripts/official/compare_informer.py /tmp/Informer2020 [--data-dir ../shared/data]
 
 Builds the official ``Informer`` (``attn=full``, dropout 0, ``embed=timeF``) for several layer counts, with and
 without distilling and ``mix``, copies its weights into ours, and prints the largest output difference; with

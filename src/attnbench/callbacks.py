@@ -151,7 +151,9 @@ class SaveOnSignal(L.Callback):
                 and cb.filename == self.filename]
         path = Path(last[0] if last else self.dirpath) / f"{self.filename}.ckpt"
         try:
-            trainer.save_checkpoint(path)
+            # the full state (optimizer, loops, callbacks), said explicitly: left unset, Lightning logs
+            # "`weights_only` was not set, defaulting to `False`" (a flag of the save, not of torch.load)
+            trainer.save_checkpoint(path, weights_only=False)
         except Exception as e:  # noqa: BLE001 - stopping must go on; the message says the save failed
             log.error("stopping: could not save %s (%s)", path, e)
             return
