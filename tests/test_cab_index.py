@@ -191,11 +191,13 @@ def test_a_cab_table_needs_the_leaderboard(tmp_path):
 
 def test_the_lm_table_and_the_ci_inputs_agree():
     """CAB's LM / MLM perplexities live in two reference files (the perplexity table's cab_lm and the CI inputs'
-    cab_tasks): they must hold the same numbers."""
+    cab_tasks): they must hold the same numbers with the same confirmed flags (ABC's LM 29.13: false in both)."""
     lm = reference.load_reference("cab_lm")
     tasks = reference.load_reference("cab_tasks")
     for row, ours in (("lm", "CS/LM"), ("mlm", "NS/MLM")):
-        a = lm[lm["row"] == row].set_index("column")["value"]
-        b = tasks[tasks["row"] == ours].set_index("column")["value"]
+        a = lm[lm["row"] == row].set_index("column")
+        b = tasks[tasks["row"] == ours].set_index("column")
         common = sorted(set(a.index) & set(b.index))
-        assert len(common) >= 5 and (a[common] == b[common]).all(), row
+        assert len(common) >= 5 and (a.loc[common, "value"] == b.loc[common, "value"]).all(), row
+        assert (a.loc[common, "confirmed"] == b.loc[common, "confirmed"]).all(), row
+    assert not lm.loc[(lm["row"] == "lm") & (lm["column"] == "ABC"), "confirmed"].item()

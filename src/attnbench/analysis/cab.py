@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from attnbench.analysis.reference import load_reference
+from attnbench.analysis.reference import confirmed_column, load_reference
 from attnbench.analysis.render import Rendered, failed_section
 from attnbench.analysis.runs import cell_stats, job_parts, model_label, spread, sweep_notes, truncation_notes
 from attnbench.analysis.runs import load_runs as load_jobs
@@ -37,7 +37,7 @@ from attnbench.analysis.spec import TableSpec
 
 PATTERNS = ("NS", "CS", "NC", "CC")
 PATTERN_NAMES = {"NS": "noncausal self", "CS": "causal self", "NC": "noncausal cross", "CC": "causal cross"}
-CONSTANT_COLUMNS = ["pattern", "task", "metric", "direction", "mu", "sigma", "source"]
+CONSTANT_COLUMNS = ["pattern", "task", "metric", "direction", "mu", "sigma", "source", "confirmed"]
 
 
 @functools.cache
@@ -54,6 +54,7 @@ def constants() -> pd.DataFrame:
                          f"{PATTERNS}):\n{bad}")
     if c.duplicated(["pattern", "task", "metric"]).any():
         raise ValueError("cab_ci_constants.csv repeats a (pattern, task, metric)")
+    c["confirmed"] = confirmed_column(c["confirmed"])
     return c
 
 

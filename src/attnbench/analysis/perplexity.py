@@ -52,6 +52,7 @@ def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
 
 LAYOUT = ModelTaskLayout(
     metric="ppl", tasks=TASKS, avg=False, published_prefix="CAB: ", skip_empty_published=True,
+    unconfirmed_shown_only=True,  # ABC's LM value is unconfirmed, its MLM value is not: "?" only where LM is shown
     ours_note="Ours: test perplexity, mean ± std over seeds (n runs); lower is better.",
     caption="Language modelling: test perplexity (lower is better).", label="tab:cab_lm")
 

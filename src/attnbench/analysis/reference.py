@@ -27,6 +27,12 @@ def _as_bool(v: Any) -> bool:
     raise ValueError(f"confirmed={v!r}; expected true or false")
 
 
+def confirmed_column(values: pd.Series) -> pd.Series:
+    """A ``confirmed`` column as bool (also for the reference files not in the long form: the CAB constants and
+    efficiency lengths); ValueError unless every value is true or false."""
+    return values.map(_as_bool).astype(bool)
+
+
 def load_reference(name: str) -> pd.DataFrame:
     """``analysis/reference/<name>.csv`` (package data) or a path to such a CSV, checked: ``COLUMNS``, no
     (row, column, metric) twice, numeric values, ``confirmed`` true/false (as bool)."""
@@ -47,7 +53,7 @@ def load_reference(name: str) -> pd.DataFrame:
         raise ValueError(f"reference {name!r} repeats (row, column, metric):\n{dup[keys]}")
     ref = ref[COLUMNS].copy()
     ref["value"] = pd.to_numeric(ref["value"], errors="raise")
-    ref["confirmed"] = ref["confirmed"].map(_as_bool).astype(bool)
+    ref["confirmed"] = confirmed_column(ref["confirmed"])
     return ref
 
 

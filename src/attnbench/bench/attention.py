@@ -46,6 +46,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 
 from attnbench.analysis import bench as reports
+from attnbench.analysis.reference import confirmed_column
 from attnbench.attention import available, build, get
 from attnbench.attention.flops import attention_flops, formula_for
 from attnbench.bench import harness
@@ -283,11 +284,19 @@ def efficiency_lengths(df: pd.DataFrame, metric: str, baseline: str = "full") ->
     return t.rename(columns={"crossover": "efficiency_length", "max_paired": "max_length_paired"})
 
 
+CAB_REFERENCE_COLUMNS = ["model", "entry", "time_length", "memory_length", "source", "confirmed"]
+
+
 def load_cab_reference() -> pd.DataFrame:
-    """CAB's published efficiency lengths (``analysis/reference/cab_efficiency_length.csv``)."""
+    """CAB's published efficiency lengths (``analysis/reference/cab_efficiency_length.csv``; provenance and what
+    ``confirmed`` means there: ``cab_efficiency_length.md`` beside it), columns checked, ``confirmed`` as bool."""
     path = resources.files("attnbench.analysis") / "reference" / "cab_efficiency_length.csv"
     with resources.as_file(path) as p:
-        return pd.read_csv(p, dtype={"entry": "string"})
+        ref = pd.read_csv(p, dtype={"entry": "string"})
+    if list(ref.columns) != CAB_REFERENCE_COLUMNS:
+        raise ValueError(f"cab_efficiency_length.csv columns {list(ref.columns)}; expected {CAB_REFERENCE_COLUMNS}")
+    ref["confirmed"] = confirmed_column(ref["confirmed"])
+    return ref
 
 
 def _eff_cell(r: pd.Series) -> str:
