@@ -195,7 +195,7 @@ def test_misspelt_trainer_key_fails_listing_the_keys(monkeypatch, capsys):
     assert _train(["trainer.max_epocs=3"], monkeypatch) == 2
     err = capsys.readouterr().err
     assert err.startswith("error (ConfigError): trainer.max_epocs is not a key of trainer (did you mean "
-                          "max_epochs?); available: accelerator, strategy, devices, ")
+                          "max_epochs?); available: default_root_dir, accelerator, strategy, devices, ")
     assert "overfit_batches" in err and "callbacks" not in err  # the callbacks group fills those
 
 

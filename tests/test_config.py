@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import hydra
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException, HydraException
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from attnbench import attention, cli
@@ -127,3 +129,27 @@ def test_every_sequence_attention_composes_builds_and_runs_in_the_forecaster(com
     if name == "super":
         with pytest.raises(ConfigError, match=r"model\.net\.attention\.max_len is required"):
             validate(compose_cfg([o for o in ov if "max_len" not in o]))
+
+
+@pytest.mark.parametrize("trainer", ["default", "cpu"])
+def test_the_trainer_defaults_are_the_projects_not_lightnings(compose_cfg, trainer):
+    """The Trainer's schema takes Lightning's signature (accelerator and devices "auto", precision null); the yaml
+    states the project's: one CPU device in float32."""
+    t = compose_cfg([f"trainer={trainer}"]).trainer
+    assert (t.accelerator, t.devices, t.precision) == ("cpu", 1, "32-true")
+
+
+@pytest.mark.parametrize("key", ["trainer.default_root_dir", "model.n_targets"])
+def test_values_a_yaml_must_state_are_required(compose_cfg, key):
+    """Where the code's default would be silently wrong (Lightning's None for a run's folder; the forecasting
+    module's 1 scored variable), the schema requires the yaml's value: a group node without it is refused."""
+    from attnbench.config import SCHEMAS
+    from attnbench.config.base import check_schema
+
+    cfg = compose_cfg()
+    group, name = key.split(".")
+    node = OmegaConf.to_container(cfg[group], resolve=True)
+    check_schema(group, SCHEMAS[node["_target_"]], node)  # as composed: fine
+    del node[name]
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)} is required"):
+        check_schema(group, SCHEMAS[node["_target_"]], node)

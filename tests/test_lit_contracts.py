@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, ReduceLROnPlateau
 
-from attnbench import attention
+from attnbench import attention, checkpoint
 from attnbench.attention.registry import Caps
 from attnbench.config import ConfigError
 from attnbench.lit.base import ConfiguredModule
@@ -63,6 +63,22 @@ def test_a_compiled_net_saves_and_loads_the_plain_keys(make, shape, monkeypatch)
     compiled.load_state_dict(plain.state_dict())
     x = torch.randn(shape)
     torch.testing.assert_close(compiled(x), plain(x), rtol=0, atol=0)
+
+
+def test_a_checkpoint_of_the_old_compiled_wrapper_loads_into_the_plain_net(tmp_path):
+    """Checkpoints written before nets were compiled in place hold ``net._orig_mod.*`` keys: both readers (ours,
+    before the fit check, and Lightning's, through ``on_load_checkpoint``) see the plain keys."""
+    torch.manual_seed(0)
+    module = ClassificationModule(nn.Linear(3, 2), SGD, n_classes=2)
+    old = {k.replace("net.", "net._orig_mod.", 1): v for k, v in module.state_dict().items()}
+    torch.save({"state_dict": old}, tmp_path / "old.ckpt")
+    assert set(checkpoint.load(tmp_path / "old.ckpt")["state_dict"]) == set(module.state_dict())
+    ckpt = {"state_dict": dict(old)}
+    fresh = ClassificationModule(nn.Linear(3, 2), SGD, n_classes=2)
+    fresh.on_load_checkpoint(ckpt)
+    fresh.load_state_dict(ckpt["state_dict"])  # strict
+    for k, v in module.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[k], v, rtol=0, atol=0)
 
 
 # ----------------------------------------------------------------------------- schedules on resume

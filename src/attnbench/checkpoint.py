@@ -54,7 +54,18 @@ def load(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
         raise CheckpointError(f"{key}={str(path)!r} is not a PyTorch checkpoint ({detail})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{key}={str(path)!r} is not a Lightning checkpoint (no state_dict)")
+    unwrap_compiled(ckpt["state_dict"])
     return ckpt
+
+
+COMPILED = "_orig_mod."  # the prefix torch.compile's wrapper gave a net's keys (checkpoints before net.compile())
+
+
+def unwrap_compiled(state_dict: dict[str, Any]) -> None:
+    """Rename in place the keys of a net saved inside ``torch.compile``'s wrapper (``net._orig_mod.x``) to the
+    plain module's (``net.x``), as nets are compiled in place now and save plain keys."""
+    for k in [k for k in state_dict if COMPILED in k]:
+        state_dict[k.replace(COMPILED, "")] = state_dict.pop(k)
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -43,7 +43,8 @@ from attnbench.attention.full import full_attention_reference
 from attnbench.attention.registry import with_sizes
 from attnbench.bench import harness
 from attnbench.bench.common import machine_info
-from attnbench.config import ConfigError, project_root
+from attnbench.config import project_root
+from attnbench.errors import ConfigError
 
 PATTERNS = ("random", "clustered", "local", "low_rank")
 TRIVIAL = "mean(v)"

@@ -182,7 +182,7 @@ def _run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
         autocast = torch.bfloat16 if name.startswith("bf16") else None
         eval_loss[name] = loss_without_dropout(module, x, y, autocast)
         if name == "compiled":
-            module.net = torch.compile(module.net)
+            module.net.compile()  # in place, as model.compile=true trains (lit/forecasting.py)
         opt = instantiate(train_cfg.model.optimizer, _convert_="all")(module.parameters())
         phases[name] = {}
         variants[name] = step_fn(module, opt, x, y, phases[name], autocast)

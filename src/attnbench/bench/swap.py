@@ -33,8 +33,8 @@ from hydra.core.config_store import ConfigStore
 from attnbench.attention import get
 from attnbench.bench import harness
 from attnbench.bench.common import machine_info
-from attnbench.config import ConfigError
 from attnbench.data.catalog import GLUE
+from attnbench.errors import ConfigError
 
 
 def _default_variants() -> list[dict[str, Any]]:

@@ -2,9 +2,7 @@
 level, each group by its schema, then what one group says about another, here and nowhere else (which data a
 model trains on, the lengths a forecaster shares with its data, the tokens a fixed-length attention is built for)."""
 
-from typing import Any
-
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from attnbench import attention_spec as attention
 from attnbench.config.base import by_target, check_entries, check_schema, resolved
@@ -109,10 +107,6 @@ def _check_lengths(cfg: DictConfig) -> None:
                           f"model.net.max_len={data.block_len} (or more)")
 
 
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if node else None
-
-
 def validate(cfg: DictConfig) -> None:
     """Range and cross-group checks; raise ConfigError naming the key before anything is built."""
     check_run(cfg)
@@ -125,7 +119,7 @@ def validate(cfg: DictConfig) -> None:
         if target not in SCHEMAS:
             raise ConfigError(f"{group}._target_={target!r} has no schema; known: {', '.join(SCHEMAS)}")
         check_schema(group, SCHEMAS[target], resolved(cfg[group]))  # resolved against the whole cfg
-    check_entries("callbacks", _plain(cfg.get("callbacks")), CALLBACK_SCHEMAS)
-    check_entries("logger", _plain(cfg.get("logger")), LOGGER_SCHEMAS)
+    check_entries("callbacks", resolved(cfg.callbacks) if cfg.get("callbacks") else None, CALLBACK_SCHEMAS)
+    check_entries("logger", resolved(cfg.logger) if cfg.get("logger") else None, LOGGER_SCHEMAS)
     _check_lengths(cfg)
     _check_fixed_len(cfg)

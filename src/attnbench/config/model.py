@@ -76,6 +76,8 @@ class ForecastingModelConfig(ModelConfig):
     """``net``: a PatchForecaster or InformerForecaster node; ``horizons`` lie within ``data.pred_len``
     (``config.checks``)."""
 
+    n_targets: int = MISSING  # the scored variables: a yaml states them (${ts_targets:...}), never the code's 1
+
     def monitors(self) -> list[str]:
         """The val metrics ForecastingModule logs for these horizons (a test checks they are all logged)."""
         hs = sorted(self.horizons) if self.horizons else [self.net["pred_len"]]

@@ -4,6 +4,8 @@ Lightning's batch-limit semantics stated before anything starts."""
 
 from typing import Any
 
+from omegaconf import MISSING
+
 from attnbench.config.base import Checked, choice, from_code, need
 from attnbench.errors import ConfigError
 
@@ -60,6 +62,8 @@ def at_least(key: str, value: Any, low: int, allowed: str) -> None:
 
 @from_code("lightning.pytorch.Trainer", omit=("logger", "callbacks"))  # the logger and callbacks groups fill these
 class TrainerConfig(Checked):
+    default_root_dir: str | None = MISSING  # every run's own folder (conf/trainer/default.yaml: paths.output_dir)
+
     def check(self) -> None:
         choice("trainer.accelerator", self.accelerator, ACCELERATORS)
         choice("trainer.precision", self.precision, PRECISIONS)

@@ -135,6 +135,7 @@ class ConfiguredModule(L.LightningModule):
             ckpt[checkpoint.CONFIG_KEY] = self.run_config
 
     def on_load_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        checkpoint.unwrap_compiled(ckpt["state_dict"])  # Lightning loads the weights after this hook
         if self._trainer is None or self.trainer.state.fn != TrainerFn.FITTING:
             return
         # resuming fit: the RNG states now, before Lightning builds the train loader's iterator (its sampler seed);

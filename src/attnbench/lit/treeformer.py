@@ -48,7 +48,8 @@ from torch import Tensor, nn
 
 from attnbench import checkpoint
 from attnbench.attention.treeformer import _TreeAttention
-from attnbench.config import ConfigError, check_tree_bootstrap
+from attnbench.config import check_tree_bootstrap
+from attnbench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
