@@ -27,3 +27,11 @@ def cpu_native(half: Literal["bf16", "16"]) -> bool | None:
 def instructions(half: Literal["bf16", "16"]) -> str:
     """The CPU instructions that make ``half`` native (for messages)."""
     return _PROBES[half][1]
+
+
+def amp_precision() -> str:
+    """bf16-mixed where the GPU supports it, else 16-mixed: what ``trainer.precision=auto-mixed`` runs with.
+
+    Called when the run starts (it imports torch), not as a resolver: composing and checking stay torch-free.
+    """
+    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"

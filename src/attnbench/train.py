@@ -23,7 +23,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from attnbench.config import amp_precision, drop_disabled_progress_bar, register_configs, validate
+from attnbench.config import drop_disabled_progress_bar, register_configs, validate
 from attnbench.errors import ConfigError
 
 
@@ -43,7 +43,6 @@ L = _Lazy("lightning")
 # our modules that load torch/Lightning at import
 checkpoint = _Lazy("attnbench.checkpoint")
 _callbacks = _Lazy("attnbench.callbacks")
-_lit_base = _Lazy("attnbench.lit.base")
 _flops = _Lazy("attnbench.attention.flops")
 _dropout = _Lazy("attnbench.layers.dropout")
 _hardware = _Lazy("attnbench.hardware")
@@ -110,7 +109,7 @@ def prepare(cfg: DictConfig) -> None:
     if gone and not sys.stdout.isatty():
         log.info("stdout is not a terminal: progress bar off (metrics: csv/metrics.csv and this log)")
     if cfg.trainer.get("precision") == "auto-mixed":
-        cfg.trainer.precision = amp_precision()
+        cfg.trainer.precision = _hardware.amp_precision()
         log.info("trainer.precision=auto-mixed -> %s", cfg.trainer.precision)
     check_cpu_precision(cfg)
     quiet_lightning()
@@ -145,8 +144,6 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
     checkpoint path)."""
     validate(cfg)
     prepare(cfg)
-    _lit_base.check_schedule_budget(OmegaConf.to_container(cfg.model, resolve=True).get("scheduler"),
-                                    cfg.trainer.get("max_epochs"))
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True)
     log.info("instantiating data <%s>", cfg.data._target_)

@@ -32,7 +32,7 @@ from attnbench.config.net import (
 )
 from attnbench.config.resolvers import project_root
 from attnbench.config.store import register_configs
-from attnbench.config.trainer import PRECISIONS, TrainerConfig, amp_precision
+from attnbench.config.trainer import PRECISIONS, TrainerConfig
 from attnbench.errors import ConfigError
 
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
     "ConfigError", "ForecasterNetConfig", "ForecastingModelConfig", "LRADataConfig", "LRAModelConfig",
     "MedMNISTDataConfig", "OptimizerConfig", "PathsConfig", "ResNet3DNetConfig", "Seq2SeqDataConfig",
     "TimeSeriesDataConfig", "TrainConfig", "TrainerConfig", "TransformerNetConfig", "TreeBootstrapConfig",
-    "amp_precision", "attention_schema", "check_attention", "check_schema", "check_tree_bootstrap",
+    "attention_schema", "check_attention", "check_schema", "check_tree_bootstrap",
     "drop_disabled_progress_bar", "field_type", "from_code", "project_root", "register_configs", "resolved",
     "token_count", "validate",
 ]

@@ -107,6 +107,18 @@ def _check_lengths(cfg: DictConfig) -> None:
                           f"model.net.max_len={data.block_len} (or more)")
 
 
+def check_schedule_budget(scheduler: dict | None, max_epochs: int | None) -> None:
+    """Refuse a cosine schedule without a finite period (``T_max`` < 1, e.g. ``trainer.max_epochs=-1``): its
+    learning rate would oscillate."""
+    if not scheduler or not str(scheduler.get("_target_", "")).endswith("CosineAnnealingLR"):
+        return
+    t_max = scheduler.get("T_max")
+    if isinstance(t_max, int) and t_max < 1:
+        raise ConfigError(f"model.scheduler.T_max={t_max} is invalid: a cosine schedule needs a finite period >= 1 "
+                          f"(T_max follows trainer.max_epochs, here {max_epochs}; -1 means no limit). Set "
+                          "trainer.max_epochs >= 1, or model.scheduler.T_max >= 1, or model.scheduler=null")
+
+
 def validate(cfg: DictConfig) -> None:
     """Range and cross-group checks; raise ConfigError naming the key before anything is built."""
     check_run(cfg)
@@ -119,6 +131,7 @@ def validate(cfg: DictConfig) -> None:
         if target not in SCHEMAS:
             raise ConfigError(f"{group}._target_={target!r} has no schema; known: {', '.join(SCHEMAS)}")
         check_schema(group, SCHEMAS[target], resolved(cfg[group]))  # resolved against the whole cfg
+    check_schedule_budget(resolved(cfg.model).get("scheduler"), cfg.trainer.get("max_epochs"))
     check_entries("callbacks", resolved(cfg.callbacks) if cfg.get("callbacks") else None, CALLBACK_SCHEMAS)
     check_entries("logger", resolved(cfg.logger) if cfg.get("logger") else None, LOGGER_SCHEMAS)
     _check_lengths(cfg)

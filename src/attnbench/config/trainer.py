@@ -9,20 +9,10 @@ from omegaconf import MISSING
 from attnbench.config.base import Checked, choice, from_code, need
 from attnbench.errors import ConfigError
 
-# "auto-mixed" (trainer=gpu) becomes bf16-mixed or 16-mixed when the run starts (``amp_precision``); null:
+# "auto-mixed" (trainer=gpu) becomes bf16-mixed or 16-mixed when the run starts (``hardware.amp_precision``); null:
 # Lightning's default (32-true)
 PRECISIONS = ["32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64", "auto-mixed", None]
 ACCELERATORS = ["cpu", "gpu", "cuda", "mps", "auto"]
-
-
-def amp_precision() -> str:
-    """bf16-mixed where the GPU supports it, else 16-mixed: what ``trainer.precision=auto-mixed`` runs with.
-
-    Called when the run starts (it imports torch), not as a resolver: composing and checking stay torch-free.
-    """
-    import torch
-
-    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"
 
 
 def check_limit(key: str, value: Any) -> None:

@@ -199,15 +199,3 @@ def _caller_frame():
     frame = inspect.currentframe()
     return frame.f_back.f_back if frame is not None and frame.f_back is not None else None
 
-
-def check_schedule_budget(scheduler: dict | None, max_epochs: int | None) -> None:
-    """Refuse a cosine schedule without a finite period (``T_max`` < 1, e.g. ``trainer.max_epochs=-1``): its
-    learning rate would oscillate."""
-    if not scheduler or not str(scheduler.get("_target_", "")).endswith("CosineAnnealingLR"):
-        return
-    t_max = scheduler.get("T_max")
-    if isinstance(t_max, int) and t_max < 1:
-        raise ConfigError(f"model.scheduler.T_max={t_max} is invalid: a cosine schedule needs a finite period >= 1 "
-                          f"(T_max follows trainer.max_epochs, here {max_epochs}; -1 means no limit). Set "
-                          "trainer.max_epochs >= 1, or model.scheduler.T_max >= 1, or model.scheduler=null")
-
