@@ -13,7 +13,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "attnbench"
 LAYERS: list[tuple[str, ...]] = [
     # facts and tools without torch that every layer uses: the errors, names, the ast reader of signatures, where
     # pretrained checkpoints come from, the package itself
-    ("attnbench", "attnbench.errors", "attnbench.names", "attnbench.signatures", "attnbench.pretrained"),
+    ("attnbench", "attnbench.errors", "attnbench.names", "attnbench.signatures", "attnbench.pretrained",
+     "attnbench.provenance"),
     # declarations read without torch: the data catalogues, the attention registry's entries (from their source)
     ("attnbench.data.catalog", "attnbench.attention_spec"),
     # the config schemas and checks: torch-free, so composing and checking answer in a second

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from attnbench.data.download import DataError
-from tests.conftest import FAST, SHARED_DATA, read_results, results, run_cli, train_run
+from tests.conftest import FAST, ROOT, SHARED_DATA, read_results, results, run_cli, train_run
 
 
 def data_args(d) -> list[str]:
@@ -29,6 +30,8 @@ def test_debug_fast_end_to_end(tmp_path, synth_data_dir, model):
     assert m["attention_gflops"] > 0  # attention.flops.FlopRecorder: the model's attention FLOPs per example
     assert res["choices"]["model"] == model and res["config"]["data"]["name"] == "ETTh1"
     assert res["wall_time_s"] > 0 and res["peak_memory_mb"] > 0
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert res["code"]["commit"] == head and len(head) == 40 and isinstance(res["code"]["dirty"], bool)
     run_dir = tmp_path  # .hydra/ and the log file: Hydra's runner (tests/test_sweep.py, the multirun)
     assert res["best_checkpoint"] and (run_dir / "checkpoints" / "last.ckpt").is_file()
     csv = pd.read_csv(run_dir / "csv" / "metrics.csv")

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from attnbench.config import drop_disabled_progress_bar, register_configs, validate
 from attnbench.errors import ConfigError
+from attnbench.provenance import code_version
 
 
 class _Lazy:
@@ -312,7 +313,7 @@ def run_with_results(cfg: DictConfig, extra: dict[str, Any] | None = None) -> di
     t0 = time.time()
     reset_peak_memory()
     result: dict[str, Any] = {"status": "failed", "error": None, "metrics": {}, "best_checkpoint": None,
-                              **(extra or {})}
+                              "code": code_version(), **(extra or {})}
     try:
         metrics, best = run(cfg)
         result.update(status="ok", metrics=metrics, best_checkpoint=best)

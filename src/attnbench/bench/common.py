@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from attnbench.provenance import code_version
+
 
 def machine_info(device: str, threads: int) -> dict:
     """CPU model, core count, torch version, threads and device name of this machine."""
@@ -32,7 +34,7 @@ def machine_info(device: str, threads: int) -> dict:
     name = torch.cuda.get_device_name(0) if device == "cuda" else cpu
     return {"device": device, "device_name": name, "cpu_model": cpu, "cpu_count": os.cpu_count(),
             "threads": threads, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform()}
+            "platform": platform.platform(), "code": code_version()}
 
 
 def mem_available_bytes() -> int | None:
