@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all readme lint bench bench-attention bench-approx bench-swap bench-latency bench-step clean
+.PHONY: setup demo test test-all readme docs docs-check record lint bench bench-attention bench-approx bench-swap bench-latency bench-step clean
 # DATA_DIR: where the data sets are; unset, the demo uses data/ and the `data` tests skip
 ifdef DATA_DIR
 export DATA_DIR
@@ -45,6 +45,21 @@ test-all: $(STAMP)
 # README's generated blocks (the attention capability table) from the code.
 readme: $(STAMP)
 	$(PY) scripts/update_readme.py
+
+# Every generated block of README.md and docs/*.md: the capability table from the code, the result tables and
+# benchmark tables from their records under results/ (attnbench.analysis.docs). docs-check fails, naming the block,
+# when one differs from what its records render (a number edited by hand, a record saved without `make docs`).
+docs: readme
+	$(PY) -m attnbench.analysis.docs
+
+docs-check: $(STAMP)
+	$(PY) scripts/update_readme.py --check
+	$(PY) -m attnbench.analysis.docs --check
+
+# Keep a sweep's or benchmark's compact record under results/ (results.json + metrics.csv per job, or the bench's
+# csv/json/md): make record SRC=outputs/lra_table/multiruns/<time> DEST=results/lra/table_cpu
+record: $(STAMP)
+	$(PY) -m attnbench.analysis.records "$(SRC)" "$(DEST)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts train.py

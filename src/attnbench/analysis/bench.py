@@ -104,3 +104,80 @@ def scaling_figure(df: pd.DataFrame, path: str | Path, *, x: str, xlabel: str, p
         fig.suptitle(title, fontsize=10)
     fig.savefig(Path(path), dpi=110)
     return fig
+
+
+# bench.hot_step's variants: what a user sets to run each (the training command is `python train.py model=hot
+# data=ett`); `fast` is what that command runs by default, so every speed-up is stated against it first
+HOT_STEP_VARIANTS = {
+    "fast": "default (fast paths on, `nn.Dropout` masks)",
+    "reference": "fast paths off (the slow references)",
+    "fast_packed": "`dropout_rng=packed`",
+    "bf16": "`trainer.precision=bf16-mixed`",
+    "bf16_packed": "`trainer.precision=bf16-mixed dropout_rng=packed`",
+    "compiled": "`model.compile=true`",
+}
+
+
+def hot_step_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """bench.hot_step's rows (``hot_step.csv``) with the speed-ups recomputed from the medians: ``vs_default``
+    against the ``fast`` variant (what training runs by default), ``vs_reference`` against the slow path."""
+    med = df.set_index("variant")["step_ms_median"]
+    out = df.copy()
+    out["vs_default"] = med["fast"] / out["step_ms_median"]
+    out["vs_reference"] = med["reference"] / out["step_ms_median"]
+    return out
+
+
+def half_line(machine: Mapping[str, Any]) -> str:
+    """Whether the benchmark's CPU has native bfloat16 matmuls, with the measured matmul rates."""
+    native = machine.get("bf16_native")
+    said = {True: "native bfloat16 matmuls (AVX512-BF16 / AMX)",
+            False: "no native bfloat16 (no AVX512-BF16 / AMX: bfloat16 is emulated)",
+            None: "bfloat16 support unknown (this torch has no oneDNN probe)"}[native]
+    rates = f"sgemm {machine['sgemm_gflops']:.0f} GFLOP/s"
+    if "bf16_gemm_gflops" in machine:
+        rates += f", bfloat16 GEMM {machine['bf16_gemm_gflops']:.1f} GFLOP/s"
+    return f"{said}; {rates}"
+
+
+def commit_line(machine: Mapping[str, Any]) -> str:
+    """``commit abc1234`` (``, with uncommitted changes``) from a record's ``code``."""
+    code = machine.get("code") or {}
+    if not code.get("commit"):
+        return "commit not recorded"
+    return f"commit {code['commit'][:7]}" + (", with uncommitted changes" if code.get("dirty") else "")
+
+
+def hot_step_markdown(df: pd.DataFrame, machine: Mapping[str, Any]) -> str:
+    """bench.hot_step's report: one row per variant, speed-ups against the default first, then the machine."""
+    rows = hot_step_rows(df)
+    order = [v for v in HOT_STEP_VARIANTS if v in set(rows["variant"])]
+    rows = rows.set_index("variant").loc[order].reset_index()
+    body = table([{
+        "variant": r["variant"], "how to run it": HOT_STEP_VARIANTS[r["variant"]],
+        "step ms (median, IQR)": f"{r['step_ms_median']:,.1f} ({r['step_ms_iqr']:,.1f})",
+        "vs default": f"{r['vs_default']:.2f}x", "vs reference": f"{r['vs_reference']:.2f}x",
+        "first loss rel. diff": f"{r['loss_rel_diff']:.1e}", "no-dropout loss rel. diff": f"{r['eval_rel_diff']:.1e}",
+    } for _, r in rows.iterrows()])
+    first = rows.iloc[0]
+    return (f"{body}\n\nOne training step of `python train.py model={first['model']} data={first['data']}` (batch "
+            f"{first['batch_size']}), {first['threads']} thread(s), {first['repeats']} timed repeats interleaved. "
+            f"{machine['cpu_model']}, torch {machine['torch']}: {half_line(machine)}; {commit_line(machine)}.\n")
+
+
+def hot_step_speedups(df: pd.DataFrame, machine: Mapping[str, Any]) -> str:
+    """The README's speed-up lines: each faster option against the default, then against the slow reference,
+    with the CPU feature bfloat16 needs and whether the benchmark's CPU has it."""
+    rows = hot_step_rows(df).set_index("variant")
+    lines = []
+    for v in ("fast_packed", "bf16", "bf16_packed", "compiled"):
+        if v not in rows.index:
+            continue
+        r = rows.loc[v]
+        need = " (needs native bfloat16: AVX512-BF16 or AMX)" if v.startswith("bf16") else ""
+        lines.append(f"- {HOT_STEP_VARIANTS[v]}{need}: **{r['vs_default']:.2f}x** the default's speed "
+                     f"({r['step_ms_median']:,.0f} against {rows.loc['fast', 'step_ms_median']:,.0f} ms a step); "
+                     f"{r['vs_reference']:.2f}x against the slow reference path.")
+    return ("\n".join(lines) + f"\n\nMeasured by `make bench-step` on {machine['cpu_model']} ({machine['threads']} "
+            f"thread(s); {half_line(machine)}; {commit_line(machine)}); "
+            "the full table is in docs/benchmarks.md.\n")

@@ -22,15 +22,9 @@ LAYOUTS["perplexity"] = perplexity.rendered
 LAYOUTS["cab"] = cab.rendered
 
 
-def write_table(sweep_dir: str | Path, out_dir: str | Path | None = None, experiment: str | None = None,
-                reference: str | None = None, baseline: str | None = None) -> tuple[str, list[Path]]:
-    """Write the sweep's table files into ``out_dir`` (default ``sweep_dir``); return (Markdown, paths).
-
-    ``experiment`` names the table when the results do not (``<paper>/<table>``); ``reference`` (a name under
-    ``analysis/reference/`` or a .csv path) and ``baseline`` (comma-separated published models) replace the
-    declared ones. Raises FileNotFoundError / ValueError on a sweep without results, a table that is not
-    declared, or a bad reference.
-    """
+def render_table(sweep_dir: str | Path, experiment: str | None = None, reference: str | None = None,
+                 baseline: str | None = None) -> Rendered:
+    """The sweep's table (Markdown, LaTeX, CSV frames, figure) without writing it; arguments as ``write_table``."""
     spec = sweep_spec(sweep_dir, experiment)
     if reference:
         spec = dataclasses.replace(spec, reference=reference)
@@ -40,4 +34,17 @@ def write_table(sweep_dir: str | Path, out_dir: str | Path | None = None, experi
     rendered = LAYOUTS[spec.kind](sweep_dir, spec)
     if spec.curves is not None:  # learning curves, whatever the kind (analysis.curves)
         rendered = curves.add_curves(rendered, sweep_dir, spec.curves)
+    return rendered
+
+
+def write_table(sweep_dir: str | Path, out_dir: str | Path | None = None, experiment: str | None = None,
+                reference: str | None = None, baseline: str | None = None) -> tuple[str, list[Path]]:
+    """Write the sweep's table files into ``out_dir`` (default ``sweep_dir``); return (Markdown, paths).
+
+    ``experiment`` names the table when the results do not (``<paper>/<table>``); ``reference`` (a name under
+    ``analysis/reference/`` or a .csv path) and ``baseline`` (comma-separated published models) replace the
+    declared ones. Raises FileNotFoundError / ValueError on a sweep without results, a table that is not
+    declared, or a bad reference.
+    """
+    rendered = render_table(sweep_dir, experiment, reference, baseline)
     return write(rendered, out_dir if out_dir is not None else sweep_dir)

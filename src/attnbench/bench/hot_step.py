@@ -47,6 +47,7 @@ from omegaconf import DictConfig
 from torch.utils.flop_counter import FlopCounterMode
 
 from attnbench import hardware
+from attnbench.analysis.bench import hot_step_markdown
 from attnbench.bench import harness
 from attnbench.bench.common import machine_info
 from attnbench.bench.harness import _compose, need
@@ -231,12 +232,13 @@ def _run(cfg: HotStepConfig, command: str) -> pd.DataFrame:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "hot_step.csv", index=False)
-    machine = machine_info("cpu", cfg.threads) | {"sgemm_gflops": rate["float32"]}
+    machine = machine_info("cpu", cfg.threads) | {"bench": "hot_step", "command": command,
+                                                  "sgemm_gflops": rate["float32"]}
     if cfg.bf16:
         machine |= {"bf16_gemm_gflops": rate["bfloat16"], "bf16_native": hardware.cpu_native("bf16")}
     (out / "machine.json").write_text(json.dumps(machine, indent=2))
-    table = df.to_markdown(index=False, floatfmt=".4g")
-    (out / "hot_step.md").write_text(f"`{command}`\n\n{table}\n")
+    table = hot_step_markdown(df, machine)
+    (out / "hot_step.md").write_text(f"`{command}`\n\n{table}")
     print(table)
     return df
 
