@@ -149,3 +149,17 @@ def test_one_table_from_two_sweeps_of_one_commit(tmp_path):
     assert rec["command"].count("python train.py -m") == 2
     with pytest.raises(ValueError, match="ran on 2 commits"):
         records.save([a, fake_sweep(tmp_path / "other" / "x", commits=(B, B))], tmp_path / "out2")
+
+
+def test_the_majority_class_is_counted_from_a_records_confusion_matrix(tmp_path):
+    import pandas as pd
+
+    from attnbench.analysis.lra import majority_note
+
+    job = tmp_path / "0"
+    job.mkdir()
+    (job / "confusion_matrix.csv").write_text("true\\pred,0,1,2\n0,5,1,0\n1,2,30,1\n2,0,0,11\n")
+    runs = pd.DataFrame({"task": ["listops", "text"], "run_dir": [str(job), str(tmp_path / "none")]})
+    assert majority_note(runs) == ("Majority class (the most frequent test label's share, from a job's "
+                                   "confusion_matrix.csv): ListOps 66.00 % (label 1: 33 of 50).")
+    assert majority_note(runs.iloc[1:]) is None

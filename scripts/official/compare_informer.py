@@ -1,7 +1,7 @@
 """Our ``models.informer.InformerForecaster`` beside the official Informer2020 model on identical weights and inputs.
 
     git clone https://github.com/zhouhaoyi/Informer2020 /tmp/Informer2020
-    python scripts/official/compare_informer.py /tmp/Informer2020 [--data-dir ../shared/data]
+    python scripts/official/compare_informer.py --official /tmp/Informer2020 [--data-dir ../shared/data]
 
 Builds the official ``Informer`` (``attn=full``, dropout 0, ``embed=timeF``) for several layer counts, with and
 without distilling and ``mix``, copies its weights into ours, and prints the largest output difference; with
@@ -69,7 +69,7 @@ def our_state(so: dict[str, torch.Tensor], e_layers: int, d_layers: int, distil:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("official", type=Path, help="a checkout of zhouhaoyi/Informer2020")
+    ap.add_argument("--official", type=Path, required=True, help="a checkout of zhouhaoyi/Informer2020")
     ap.add_argument("--data-dir", type=Path, help="holding ETT-small/ETTh1.csv and ETTm1.csv (feature check)")
     args = ap.parse_args()
     sys.path.insert(0, str(args.official))

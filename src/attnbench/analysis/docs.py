@@ -7,7 +7,9 @@ A block is the text between ``<!-- begin KIND RECORD -->`` and ``<!-- end KIND -
 ``results/`` saved by ``attnbench.analysis.records`` and ``KIND`` picks the renderer (``RENDERERS``):
 
 - ``table``: the sweep's paper table, as ``scripts/make_table.py`` renders it from the jobs' ``results.json``;
-- ``bench-hot-step`` / ``speedups-hot-step``: ``make bench-step``'s table, and the README's speed-up lines.
+- ``bench-hot-step`` / ``speedups-hot-step``: ``make bench-step``'s table, and the README's speed-up lines;
+- ``bench-report``: a benchmark's own Markdown report, as it wrote it next to its csv (``RECORD`` names the
+  ``.md`` file inside the saved record): for the benchmarks whose renderer lives with them in ``bench/``.
 
 Every block ends with a line naming its records, their commit and the command that made them, so a number in the
 docs leads to the command that regenerates it. Edit the records (rerun, then save), never the block.
@@ -65,6 +67,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "table": render_table,
     "bench-hot-step": lambda f: bench.hot_step_markdown(*_hot_step(f)),
     "speedups-hot-step": lambda f: bench.hot_step_speedups(*_hot_step(f)),
+    "bench-report": lambda f: f.read_text().rstrip("\n") + "\n",
 }
 
 
@@ -75,9 +78,9 @@ def render_block(kind: str, record: str | None, root: Path) -> str:
     if kind not in RENDERERS or record is None:
         raise ValueError(f"unknown generated block '{kind}{'' if record is None else ' ' + record}' (one of: "
                          f"{', '.join(f'{k} RECORD' for k in RENDERERS)}, {', '.join(CODE_RENDERERS)})")
-    folder = root / record
-    line = source_line(folder, root)  # first: a folder that is no saved record stops here, saying so
-    return f"{RENDERERS[kind](folder)}\n{line}"
+    path = root / record  # a saved record's folder, or (bench-report) a file in one
+    line = source_line(path.parent if path.suffix else path, root)  # first: no saved record stops here, saying so
+    return f"{RENDERERS[kind](path)}\n{line}"
 
 
 def render_text(text: str, root: Path = ROOT) -> tuple[str, list[str]]:

@@ -62,9 +62,27 @@ def task_table(runs: pd.DataFrame, reference: pd.DataFrame, notes: list[str] | t
     return LAYOUT.table(runs, reference, notes)
 
 
+def majority_note(runs: pd.DataFrame) -> str | None:
+    """``Majority class ...: ListOps 16.15 % (label 0: 323 of 2,000), ...``: the share of each task's most frequent
+    test label, counted from the row sums of a job's ``confusion_matrix.csv`` (lit.artifacts writes it; the
+    records keep it), so the floor a classifier must beat comes from the data, not from typing; None without one."""
+    parts = []
+    for task, name in TASKS.items():
+        for run_dir in runs.loc[runs["task"] == task, "run_dir"]:
+            path = Path(run_dir) / "confusion_matrix.csv"
+            if path.is_file():
+                counts = pd.read_csv(path, index_col=0).sum(axis=1)
+                parts.append(f"{name} {100 * counts.max() / counts.sum():.2f} % (label {counts.idxmax()}: "
+                             f"{counts.max():,} of {counts.sum():,})")
+                break
+    return ("Majority class (the most frequent test label's share, from a job's confusion_matrix.csv): "
+            + ", ".join(parts) + ".") if parts else None
+
+
 def rendered(sweep_dir: str | Path, spec: TableSpec) -> Rendered:
     """The task table of a sweep: table.md, table.tex, table.csv (the shown cells), runs.csv (one row per job)."""
     runs = load_runs(sweep_dir)
     ref = load_reference(spec.reference)
-    table = task_table(runs, ref, spec.notes)
+    majority = majority_note(runs)
+    table = task_table(runs, ref, [*spec.notes, *([majority] if majority else [])])
     return LAYOUT.rendered(table, runs, ref)

@@ -5,7 +5,8 @@ is rendered from (``make docs``), without checkpoints, predictions or figures.
     python -m attnbench.analysis.records outputs/bench/hot_step results/bench/hot_step
     python -m attnbench.analysis.records SWEEP_A SWEEP_B results/lra/table_cpu     # one table, two sweeps
 
-A sweep keeps, per job, ``results.json`` and ``csv/metrics.csv`` under the job's folder name; a benchmark its
+A sweep keeps, per job, ``results.json``, ``csv/metrics.csv`` and (classification) ``confusion_matrix.csv`` under
+the job's folder name; a benchmark its
 ``*.csv``, ``*.json`` and ``*.md`` (``machine.json`` included). Beside them ``record.json`` says what made them:
 the command (from the sweep's ``multirun.yaml`` or the benchmark's report), the commit every job ran on
 (``results.json``'s ``code``, ``machine.json``'s for a benchmark), the source folder and the date. A record is
@@ -26,7 +27,7 @@ from typing import Any
 
 import yaml
 
-RUN_FILES = ("results.json", "csv/metrics.csv")
+RUN_FILES = ("results.json", "csv/metrics.csv", "confusion_matrix.csv")  # the last: classification only
 BENCH_SUFFIXES = (".csv", ".json", ".md")
 RECORD = "record.json"
 
