@@ -13,7 +13,8 @@ Serialisation puts every (left, right) pair of the left-nested tree in parenthes
 Differences from the official script, none in the distribution: it never seeds ``random`` and splits the trees in
 ``set`` iteration order (hash order), so its files cannot be regenerated; here ``random.Random(seed)`` draws the
 same call sequence as the official script after ``random.seed(seed)`` and the splits are taken in drawing order
-(first ``n_train`` unique trees -> train, next ``n_val`` -> val, last ``n_test`` -> test).
+(first ``n_train`` unique trees -> train, next ``n_val`` -> val, last ``n_test`` -> test); checked against the official
+script by ``scripts/official/compare_listops.py``.
 
 Reader (``lra_benchmarks/listops/input_pipeline.py`` since the March 2021 fix): parentheses dropped, ``]`` kept as a
 token (the official renames it ``X`` because its tokenizer drops punctuation), whitespace tokens mapped to ids,
