@@ -14,7 +14,7 @@ from attnbench.lit.artifacts import PredictionArtifacts, confusion_matrix
 from tests.conftest import FAST, QUICK, train_run, write_ett_csv
 from tests.test_medmnist import write_npz
 
-TRAINER = SimpleNamespace(global_rank=0, world_size=1)
+TRAINER = SimpleNamespace(global_rank=0, world_size=1, global_step=0, loggers=[])  # no logger: files only
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

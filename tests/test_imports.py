@@ -29,6 +29,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("attnbench.lit", "attnbench.callbacks"),
     # reading finished runs into tables
     ("attnbench.analysis",),
+    # W&B dashboards: a job's summary values, a sweep's summary run (torch-free)
+    ("attnbench.wandb_log",),
     # what runs things: benchmarks, a training run, a sweep's hooks
     ("attnbench.bench", "attnbench.train", "attnbench.sweep"),
     # the command line

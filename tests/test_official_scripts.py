@@ -55,8 +55,8 @@ def test_informer_matches_the_official_informer2020(tmp_path):
     checkout = official_checkout("ATTNBENCH_OFFICIAL_INFORMER", "models/model.py")
     write_ett_csv(tmp_path / "ETT-small" / "ETTh1.csv", n_rows=2000, freq="h")
     write_ett_csv(tmp_path / "ETT-small" / "ETTm1.csv", n_rows=2000, freq="15min")
-    p = subprocess.run([sys.executable, str(OFFICIAL / "compare_informer.py"), "--official", str(checkout), "--data-dir",
-                        str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    p = subprocess.run([sys.executable, str(OFFICIAL / "compare_informer.py"), "--official", str(checkout),
+                        "--data-dir", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     diffs = [float(d) for d in DIFF.findall(p.stdout)]

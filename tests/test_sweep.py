@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from attnbench import names, sweep
+from attnbench import names, sweep, train
 from tests.conftest import FAST, ROOT, run_cli, write_ett_csv
 from tests.tables import forecast_result, write_result
 from tests.test_make_table_seeds import SWEEP_OVERRIDES
@@ -108,15 +108,83 @@ def test_callback_summarizes_after_the_last_job_even_if_one_failed(tmp_path, cap
     assert "sweep finished" not in caplog.text
 
 
-def test_summary_survives_a_sweep_without_a_table(tmp_path, caplog):
+def test_a_sweep_without_an_experiment_says_nothing_about_tables(tmp_path, caplog):
     root = tmp_path / "sweep"
-    write_result(root, 0, {"status": "ok", "metrics": {}})  # no choices: no table can be made
+    write_result(root, 0, {"status": "ok", "metrics": {}})  # no experiment, no table block: no table asked for
     (root / "1" / ".hydra").mkdir(parents=True)
     (root / "1" / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    with caplog.at_level(logging.DEBUG, logger="attnbench.sweep"):
+        status = sweep.summarize_sweep(root)
+    assert status["counts"] == {"ok": 1, "missing": 1} and "table_error" not in status
+    assert "no table" not in caplog.text and "make_table" not in caplog.text and "1: no results.json" in caplog.text
+
+
+def test_summary_survives_a_table_that_cannot_be_made(tmp_path, caplog):
+    root = tmp_path / "sweep"
+    write_result(root, 0, {"status": "ok", "metrics": {}, "choices": {"experiment": "nopaper/notable"}})
     with caplog.at_level(logging.INFO, logger="attnbench.sweep"):
         status = sweep.summarize_sweep(root)
-    assert status["counts"] == {"ok": 1, "missing": 1} and "table_error" in status
-    assert "python scripts/make_table.py" in caplog.text and "1: no results.json" in caplog.text
+    assert status["counts"] == {"ok": 1} and "table_error" in status
+    assert "python scripts/make_table.py" in caplog.text
+
+
+def test_requeued_jobs_count_every_attempt(tmp_path, monkeypatch):
+    """A requeued job (SLURM_RESTART_COUNT > 0) adds the time of the attempts before it, from the results.json
+    they left; the line and the summary count attempts and the total time."""
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    job = tmp_path / "sweep" / "0_model=hot"
+    assert train.attempt_record(job, 5.0) == {"attempts": 1, "total_wall_time_s": 5.0}
+    job.mkdir(parents=True)
+    (job / "results.json").write_text(json.dumps({"status": "failed", "wall_time_s": 10.0, "attempts": 1,
+                                                  "total_wall_time_s": 10.0}))
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    record = train.attempt_record(job, 5.0)
+    assert record == {"attempts": 2, "total_wall_time_s": 15.0}
+    (job / "results.json").write_text(json.dumps({"status": "ok", "wall_time_s": 5.0, **record}))
+    write_result(tmp_path / "sweep", "1_model=full", {"status": "ok", "wall_time_s": 7.0})  # written before
+    status = sweep.sweep_status(tmp_path / "sweep")
+    assert status["jobs"][0]["line"] == "0_model=hot: ok in 15.0 s over 2 attempts"
+    assert status["attempts"] == 3 and status["job_time_s"] == 22.0
+
+
+def test_summary_names_cancelled_and_never_started_jobs(tmp_path):
+    """Jobs of the sweep with no folder are ``not started``; SLURM's CANCELLED makes a job ``cancelled`` unless it
+    finished ok."""
+    root = tmp_path / "sweep"
+    write_result(root, "0_seed=1", forecast_result("hot"))
+    write_result(root, "1_seed=2", forecast_result("hot", status="failed", error="RunStopped: stopped by SIGTERM"))
+    names = ["0_seed=1", "1_seed=2", "2_seed=3", "3_seed=4"]
+    status = sweep.sweep_status(root, names, {0: "CANCELLED", 1: "CANCELLED by 0", 2: "CANCELLED"})
+    assert status["counts"] == {"ok": 1, "cancelled": 2, "not started": 1} and status["n_jobs"] == 4
+    lines = [job["line"] for job in status["jobs"]]
+    assert lines[1] == "1_seed=2: cancelled (SLURM); failed in 12.0 s: RunStopped: stopped by SIGTERM"
+    assert lines[2:] == ["2_seed=3: cancelled (SLURM); not started", "3_seed=4: not started"]
+
+
+def test_expected_job_names_are_the_job_folders(hydra_cfg):
+    cfg = hydra_cfg(["model=hot", "data=ett", "debug=fast", "paths.log_dir=/x"])
+    cfg.hydra.overrides.task = ["model=hot,full", "data=ett", "debug=fast", "paths.log_dir=/x"]
+    assert sweep.expected_job_names(cfg) == ["0_data=ett,debug=fast,model=hot", "1_data=ett,debug=fast,model=full"]
+
+
+def test_job_states_from_squeue_without_accounting(monkeypatch, caplog):
+    """SLURM without accounting: submitit's watcher reads squeue (said once); a job squeue no longer lists has
+    left the queue: done, its result file says how."""
+    from submitit.slurm.slurm import SlurmJob
+
+    monkeypatch.setattr(SlurmJob, "watcher", SlurmJob.watcher)
+    monkeypatch.setattr(sweep.shutil, "which", lambda name: None)  # no sacct
+    with caplog.at_level(logging.INFO, logger="attnbench.sweep"):
+        assert sweep.use_squeue_without_accounting() and sweep.use_squeue_without_accounting()
+    assert caplog.text.count("SLURM accounting is off (no sacct on the PATH): job states come from squeue") == 1
+    watcher = SlurmJob.watcher
+    for job_id in ("5_0", "5_1", "5_2"):
+        watcher.register_job(job_id)
+    assert watcher._make_command()[0] == "squeue"
+    info = watcher.read_info(b"5_0|RUNNING|vm\n5_1|PENDING|\n")
+    assert {k: v["State"] for k, v in info.items()} == {"5_0": "RUNNING", "5_1": "PENDING", "5_2": "LEFT_QUEUE"}
+    watcher._info_dict.update(info)
+    assert [watcher.is_done(j, mode="cache") for j in ("5_0", "5_1", "5_2")] == [False, False, True]
 
 
 def test_progress_lines_as_results_appear(tmp_path, caplog):

@@ -5,12 +5,19 @@ only, so a ``.ckpt`` whose pickle would call code (``os.system`` through ``__red
 anything of it runs. What attnbench saves fits that: hparams are plain config dicts (``lit.base``), the run's
 resolved config sits under ``CONFIG_KEY`` and the torch / numpy / python RNG states under ``RNG_KEY`` as tensors
 and lists.
+
+Every checkpoint is written by ``atomic_save``: into a temporary file beside it, flushed to disk, then renamed over
+it, so a process killed during the write (SIGKILL, a lost node) leaves the previous file or the new one, never a
+truncated one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import re
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -119,6 +126,40 @@ def check_fits(ckpt: dict, model: torch.nn.Module, run_config: dict, path: str |
         why = "its model and data config equal this run's (the code changed since it was written?)"
     raise CheckpointError(f"ckpt_path={str(path)!r} is a checkpoint of another model: {'; '.join(parts)}; {why}. "
                           "Pass the same model/data overrides as the run that wrote it.")
+
+
+# ----------------------------------------------------------------------------- atomic writes
+TMP_SUFFIX = ".tmp"  # ``.<name>.<pid>.<random>.tmp`` beside the file being written (never matches ``*.ckpt``)
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj, path)`` atomically: into a temporary file in the same folder, flushed to disk
+    (``fsync``), then ``os.replace``-d over ``path`` (a rename within one file system). A write that fails
+    removes its temporary file; a killed one leaves it (``stale_temporaries`` finds it) and ``path`` as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+    try:
+        with open(tmp, "xb") as f:  # created with the umask's mode, as the file it replaces was
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):  # the rename itself on disk (not possible on every system)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def stale_temporaries(folder: str | Path) -> list[Path]:
+    """The temporary files ``atomic_save`` left in ``folder`` when its process was killed during a write."""
+    return sorted(Path(folder).glob(f".*.ckpt.*{TMP_SUFFIX}"))
 
 
 # ----------------------------------------------------------------------------- RNG state

@@ -2,13 +2,16 @@
 
 - Names: run folders and W&B runs are named by the resolvers of :mod:`attnbench.names`.
 - ``SweepSummary`` (``hydra.callbacks`` in ``conf/hydra/default.yaml``): a status line per finished job from
-  its ``results.json`` (``[3/8] 2_model=hot,...: ok in 41.2 s (test/mse 0.412)``) and, at the end, jobs
-  ok/failed plus the table its experiment declares (``table:`` in ``conf/experiment/<paper>/<table>.yaml``,
-  written by ``analysis.report.write_table``, as ``scripts/make_table.py``; a sweep without an experiment
-  logs why it has none) and ``summary.json`` in the sweep folder. Jobs run in this process (the basic
+  its ``results.json`` (``[3/8] 2_model=hot,...: ok in 41.2 s (test/mse 0.412)``; a requeued job's time is
+  summed over its attempts) and, at the end, jobs ok/failed/cancelled/not started, attempts and job time, plus
+  the table its experiment declares (``table:`` in ``conf/experiment/<paper>/<table>.yaml``, written by
+  ``analysis.report.write_table``, as ``scripts/make_table.py``; a sweep without an experiment has none and
+  says nothing about it) and ``summary.json`` in the sweep folder. Jobs run in this process (the basic
   launcher) are reported by ``on_job_end``; jobs in other processes (``hydra/launcher=submitit_local`` or
   ``slurm``) by a thread that watches the sweep folder. Hydra skips ``on_multirun_end`` when a job failed, so
   the summary is also written after the last expected job, or at exit.
+- SLURM without accounting (``scripts/local_slurm.sh``, many small clusters): submitit polls ``sacct``, which
+  then fails at every poll; ``SweepSummary`` says so once and has submitit read job states from ``squeue``.
 
 Nothing here imports torch or Lightning: ``--help`` stays fast.
 """
@@ -16,9 +19,13 @@ Nothing here imports torch or Lightning: ``--help`` stays fast.
 from __future__ import annotations
 
 import atexit
+import functools
+import getpass
 import json
 import logging
 import os
+import shutil
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -45,8 +52,11 @@ def job_line(job_dir: Path, result: dict[str, Any] | None) -> str:
         return f"{job_dir.name}: no results.json (killed, or still running)"
     status = result.get("status", "?")
     text = f"{job_dir.name}: {status}"
-    if result.get("wall_time_s") is not None:
-        text += f" in {float(result['wall_time_s']):.1f} s"
+    seconds = result.get("total_wall_time_s", result.get("wall_time_s"))
+    if seconds is not None:
+        text += f" in {float(seconds):.1f} s"
+    if int(result.get("attempts") or 1) > 1:
+        text += f" over {int(result['attempts'])} attempts"
     metrics = result.get("metrics") or {}
     shown = [k for k in ("test/mse", "test/acc", "test/score") if k in metrics]
     if status == "ok" and shown:
@@ -56,18 +66,35 @@ def job_line(job_dir: Path, result: dict[str, Any] | None) -> str:
     return text
 
 
-def sweep_status(sweep_dir: Path) -> dict[str, Any]:
-    """Every job folder under ``sweep_dir`` (``results.json`` or ``.hydra/``): status counts and one line each."""
+def sweep_status(sweep_dir: Path, expected: list[str] | None = None,
+                 slurm_states: dict[int, str] | None = None) -> dict[str, Any]:
+    """Every job folder under ``sweep_dir`` (``results.json`` or ``.hydra/``): status counts and one line each.
+
+    ``expected``: the sweep's job folder names; one with no folder is ``not started``. ``slurm_states``: SLURM's
+    state by job number; a job SLURM cancelled is ``cancelled`` unless it finished ok."""
     jobs: dict[Path, dict[str, Any] | None] = {f.parent: _read(f) for f in sweep_dir.rglob("results.json")}
     for cfg in sweep_dir.rglob(".hydra/config.yaml"):
         jobs.setdefault(cfg.parent.parent, None)
+    nums = {_job_order(d)[0] for d in jobs}
+    never = [sweep_dir / name for name in expected or [] if _job_order(Path(name))[0] not in nums]
     counts: dict[str, int] = {}
     lines = []
-    for job_dir, result in sorted(jobs.items(), key=lambda kv: _job_order(kv[0])):
+    attempts, seconds = 0, 0.0
+    for job_dir, result in sorted([*jobs.items(), *((d, None) for d in never)], key=lambda kv: _job_order(kv[0])):
         status = "missing" if result is None else str(result.get("status"))
+        line = job_line(job_dir, result)
+        if job_dir in never:
+            status, line = "not started", f"{job_dir.name}: not started"
+        slurm = (slurm_states or {}).get(_job_order(job_dir)[0], "")
+        if slurm.startswith("CANCELLED") and status != "ok":  # scancel: said first, the error cut at 200 chars
+            status, line = "cancelled", f"{job_dir.name}: cancelled (SLURM); {line.split(': ', 1)[1]}"
         counts[status] = counts.get(status, 0) + 1
-        lines.append({"job": job_dir.name, "status": status, "line": job_line(job_dir, result)})
-    return {"sweep_dir": str(sweep_dir), "n_jobs": len(jobs), "counts": counts, "jobs": lines}
+        lines.append({"job": job_dir.name, "status": status, "line": line})
+        if result is not None:
+            attempts += int(result.get("attempts") or 1)
+            seconds += float(result.get("total_wall_time_s", result.get("wall_time_s")) or 0.0)
+    return {"sweep_dir": str(sweep_dir), "n_jobs": len(lines), "counts": counts, "jobs": lines,
+            "attempts": attempts, "job_time_s": round(seconds, 3)}
 
 
 def _job_order(job_dir: Path) -> tuple[int, str]:
@@ -75,21 +102,26 @@ def _job_order(job_dir: Path) -> tuple[int, str]:
     return (int(head) if head.isdigit() else 1 << 30, job_dir.name)
 
 
-def summarize_sweep(sweep_dir: str | Path, table: bool = True) -> dict[str, Any]:
-    """Log jobs ok/failed (each failure with its error), write ``summary.json`` and (``table``) the sweep's
-    table (table.md, ...) into ``sweep_dir``; a table that cannot be made is logged, never raised."""
+def summarize_sweep(sweep_dir: str | Path, table: bool = True, expected: list[str] | None = None,
+                    slurm: bool = False) -> dict[str, Any]:
+    """Log jobs ok/failed/cancelled/not started (each with its error), attempts and job time, write
+    ``summary.json`` and (``table``, for a sweep that declares one) the sweep's table (table.md, ...) into
+    ``sweep_dir``; a table that cannot be made is logged, never raised. ``expected``: the sweep's job folder
+    names; ``slurm``: jobs submitted to SLURM (their states are asked for, to name the cancelled ones)."""
     root = Path(sweep_dir)
     _SUMMARIZED.add(str(root.resolve()))
-    status = sweep_status(root)
+    status = sweep_status(root, expected, slurm_states(root) if slurm else None)
     counts = status["counts"]
     ok = counts.get("ok", 0)
-    log.info("sweep finished: %d jobs, %d ok, %d not ok (%s) in %s", status["n_jobs"], ok, status["n_jobs"] - ok,
-             ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none", root)
+    log.info("sweep finished: %d jobs, %d ok, %d not ok (%s); %d attempts, %.1f s of job time; in %s",
+             status["n_jobs"], ok, status["n_jobs"] - ok,
+             ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none", status["attempts"],
+             status["job_time_s"], root)
     for job in status["jobs"]:
         if job["status"] != "ok":
             log.warning("  %s", job["line"])
     try:
-        if table:
+        if table and declares_table(root):
             from attnbench.analysis.report import write_table
 
             md, paths = write_table(root)
@@ -100,21 +132,143 @@ def summarize_sweep(sweep_dir: str | Path, table: bool = True) -> dict[str, Any]
         log.warning("no table for %s (%s); once fixed: python scripts/make_table.py %s", root,
                     status["table_error"], root)
     (root / "summary.json").write_text(json.dumps(status, indent=2))
+    from attnbench.wandb_log import log_sweep  # W&B: one summary run of the group, where the jobs logged to W&B
+
+    log_sweep(root)
     return status
 
 
-def expected_jobs(config: DictConfig) -> int | None:
-    """How many jobs the basic sweeper will launch (None for another sweeper: it decides as it goes)."""
+def declares_table(sweep_dir: Path) -> bool:
+    """Whether a job of the sweep names a table (``config.table``, or ``choices.experiment`` in older results)."""
+    for f in sweep_dir.rglob("results.json"):
+        result = _read(f) or {}
+        if (result.get("config") or {}).get("table") is not None or (result.get("choices") or {}).get("experiment"):
+            return True
+    return False
+
+
+def expected_job_names(config: DictConfig) -> list[str] | None:
+    """The folder names (``<num>_<overrides>``) of the jobs the basic sweeper will launch, in order (None for
+    another sweeper: it decides as it goes)."""
     sweeper = config.hydra.sweeper
     if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
         return None
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from attnbench.names import job_dirname
+
     params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     args = [*params, *OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
     batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(args), None)
-    return sum(len(b) for b in batches)
+    opts = config.hydra.job.config.override_dirname
+    exclude = set(opts.get("exclude_keys") or [])
+    jobs = [job for batch in batches for job in batch]
+    return [job_dirname(num, opts.item_sep.join(  # as Hydra's override_dirname: sorted, excluded keys dropped
+        o.replace("=", opts.kv_sep, 1) for o in sorted(job) if o.split("=", 1)[0] not in exclude))
+        for num, job in enumerate(jobs)]
+
+
+def expected_jobs(config: DictConfig) -> int | None:
+    """How many jobs the basic sweeper will launch (None for another sweeper: it decides as it goes)."""
+    names = expected_job_names(config)
+    return None if names is None else len(names)
+
+
+# ---------------------------------------------------------------------------------------------- SLURM
+def slurm_states(sweep_dir: Path) -> dict[int, str]:
+    """SLURM's state of each job of a submitit sweep (``.submitit/<array id>_<task>/``, task = job number), from
+    submitit's watcher (as last polled) and, for jobs still known to SLURM, one ``squeue`` now."""
+    tasks = {p.name: int(p.name.split("_")[1]) for p in (sweep_dir / ".submitit").glob("*_*")
+             if p.is_dir() and all(x.isdigit() for x in p.name.split("_"))}
+    if not tasks:
+        return {}
+    states: dict[int, str] = {}
+    try:
+        from submitit.slurm.slurm import SlurmJob
+
+        for job_id, num in tasks.items():
+            state = SlurmJob.watcher.get_state(job_id, mode="cache")
+            if state not in ("UNKNOWN", "LEFT_QUEUE"):
+                states[num] = state
+    except ImportError:  # submitit absent: squeue alone
+        pass
+    for job_id, state in _squeue().items():
+        if job_id in tasks:
+            states[tasks[job_id]] = state
+    return states
+
+
+def _squeue() -> dict[str, str]:
+    """``{"<array id>_<task>" or "<job id>": state}`` of this user's jobs SLURM still lists ({} without squeue)."""
+    if shutil.which("squeue") is None:
+        return {}
+    cmd = ["squeue", "--array", "--noheader", "--states=all", "--format=%i|%T", f"--user={getpass.getuser()}"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        log.debug("squeue: %s", e)
+        return {}
+    return dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
+
+
+def use_squeue_without_accounting() -> bool:
+    """Where ``sacct`` fails (SLURM accounting off), have submitit read job states from ``squeue`` (say so once);
+    whether it does. submitit's default watcher polls ``sacct`` and prints each failure, three times a poll."""
+    try:
+        from submitit.slurm.slurm import SlurmJob
+    except ImportError:
+        return False
+    if getattr(SlurmJob.watcher, "reads_squeue", False):
+        return True
+    reason = _sacct_fails()
+    if reason is None:
+        return False
+    SlurmJob.watcher = _squeue_watcher()(delay_s=600)  # submitit's own delay
+    log.info("SLURM accounting is off (%s): job states come from squeue", reason)
+    return True
+
+
+def _sacct_fails() -> str | None:
+    """Why ``sacct`` cannot answer here (accounting off, no sacct), or None where it can."""
+    if shutil.which("sacct") is None:
+        return "no sacct on the PATH"
+    try:
+        p = subprocess.run(["sacct", "--noheader", "-X", "-j", "1", "-o", "JobID"], capture_output=True, text=True,
+                           timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"sacct: {e}"
+    if p.returncode == 0:
+        return None
+    said = (p.stderr or p.stdout).strip().splitlines()
+    return f"sacct: {said[0] if said else f'exit status {p.returncode}'}"
+
+
+@functools.cache
+def _squeue_watcher() -> type:
+    """submitit's SLURM watcher, reading ``squeue`` (defined on first use: submitit is imported only then)."""
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    class SqueueWatcher(SlurmInfoWatcher):
+        """Job states from ``squeue`` (this user's jobs, array tasks one a line, finished ones while SLURM lists
+        them); a job it no longer lists has left the queue (``LEFT_QUEUE``): done, its result file says how."""
+
+        reads_squeue = True
+
+        def _make_command(self) -> list[str] | None:
+            if not self._registered - self._finished:
+                return None
+            return ["squeue", "--array", "--noheader", "--states=all", "--format=%i|%T|%N",
+                    f"--user={getpass.getuser()}"]
+
+        def read_info(self, string: bytes | str) -> dict[str, dict[str, str]]:
+            text = string.decode() if isinstance(string, bytes) else string
+            info = super().read_info("JobID|State|NodeList\n" + text)  # sacct's header: submitit's parser
+            for job_id in self._registered - self._finished:
+                info.setdefault(job_id, {"JobID": job_id, "State": "LEFT_QUEUE", "NodeList": ""})
+            return info
+
+    return SqueueWatcher
 
 
 # ---------------------------------------------------------------------------------------------- callback
@@ -156,7 +310,9 @@ class SweepSummary(Callback):
     def __init__(self, table: bool = True, poll_s: float = 2.0) -> None:
         self.table, self.poll_s = table, poll_s
         self.sweep_dir: Path | None = None
+        self.names: list[str] | None = None  # the jobs' folder names
         self.expected: int | None = None
+        self.slurm = False  # jobs submitted to SLURM
         self.ended = 0
         self.pid = os.getpid()
         self.progress: _Progress | None = None
@@ -165,15 +321,24 @@ class SweepSummary(Callback):
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.pid = os.getpid()
         try:
-            self.expected = expected_jobs(config)
+            self.names = expected_job_names(config)
         except Exception as e:  # an unparsable sweep fails in the sweeper itself, with Hydra's message
             log.debug("cannot count the sweep's jobs: %s", e)
-            self.expected = None
+            self.names = None
+        self.expected = None if self.names is None else len(self.names)
         log.info("sweep of %s jobs into %s", self.expected or "?", self.sweep_dir)
-        if not str(config.hydra.launcher.get("_target_", "")).endswith("BasicLauncher"):
+        launcher = str(config.hydra.launcher.get("_target_", ""))
+        self.slurm = launcher.endswith("submitit_launcher.SlurmLauncher")
+        if self.slurm:
+            use_squeue_without_accounting()
+        if not launcher.endswith("BasicLauncher"):
             self.progress = _Progress(self.sweep_dir, self.expected, self.poll_s)  # jobs in other processes
             self.progress.start()
-        atexit.register(self._summarize)  # Hydra raises past on_multirun_end when a job failed
+        # Hydra raises past on_multirun_end when a job failed: then the summary comes at exit, where a first
+        # import of concurrent.futures.thread (pandas, for the table) fails ("can't register atexit after shutdown")
+        import concurrent.futures.thread  # noqa: F401
+
+        atexit.register(self._summarize)
 
     def __getstate__(self) -> dict[str, Any]:  # pickled into submitit jobs: without the thread
         return {**self.__dict__, "progress": None}
@@ -197,4 +362,4 @@ class SweepSummary(Callback):
             return
         if self.progress is not None:
             self.progress.stop()
-        summarize_sweep(self.sweep_dir, table=self.table)
+        summarize_sweep(self.sweep_dir, table=self.table, expected=self.names, slurm=self.slurm)

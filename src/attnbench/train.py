@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from attnbench.config import drop_disabled_progress_bar, register_configs, validate
 from attnbench.errors import ConfigError
 from attnbench.provenance import code_version
+from attnbench.wandb_log import finish_run
 
 
 class _Lazy:
@@ -84,7 +85,8 @@ LIGHTNING_NOISE = _DropMessages("💡 Tip: For seamless cloud logging",  # once 
 
 
 def quiet_lightning() -> None:
-    """Targeted filters for Lightning's noise: two info lines and one deprecation warning of its own code.
+    """Targeted filters for Lightning's noise: two info lines, one deprecation warning of its own code and, outside
+    a SLURM job, its "`srun` is available but not used" hint (srun on the PATH says nothing about this run).
 
     Also: under Hydra (the root logger has handlers) Lightning's messages go through them, into the run's log
     file, instead of a second console handler of the ``lightning`` package that would print each twice.
@@ -101,6 +103,8 @@ def quiet_lightning() -> None:
             lg.addFilter(LIGHTNING_NOISE)
     # lightning/pytorch/utilities/_pytree.py calls a torch API torch deprecated; nothing for a user to change
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    if "SLURM_JOB_ID" not in os.environ:  # inside an allocation the hint can matter (a DDP job started without srun)
+        warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
 
 
 def prepare(cfg: DictConfig) -> None:
@@ -156,24 +160,30 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
     callbacks = _instantiate_all(cfg.get("callbacks"), "callbacks")
     loggers = _instantiate_all(cfg.get("logger"), "logger")
     log.info("instantiating trainer <%s>", cfg.trainer._target_)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # checkpoints written atomically (temporary file, then rename) unless the config names plugins of its own
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [_callbacks.AtomicCheckpointIO()]}
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **plugins)
+    _callbacks.hpc_save_full_state(trainer)
     hparams = OmegaConf.to_container(cfg, resolve=True)
     # saved in checkpoints as plain data (enums as strings) to compare with the run that loads them
     model.run_config = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True, enum_to_str=True).items()
                         if k != "paths"}
     hparams["n_params"] = sum(p.numel() for p in model.parameters())
     flop_recorder = _flops.FlopRecorder(model)  # attention FLOPs per example, from the calls the entries get
-    for lg in trainer.loggers:
-        lg.log_hyperparams(hparams)
 
     # every checkpoint is read with weights_only=True (plain data, no code) and checked against this model first
-    ckpt_path = cfg.get("ckpt_path") or (_requeued_checkpoint(trainer) if cfg.train else None)
+    ckpt_path, ckpt = cfg.get("ckpt_path"), None
+    if not ckpt_path and cfg.train:
+        ckpt_path, ckpt = _requeued_checkpoint(trainer)
     if ckpt_path:
-        ckpt = checkpoint.load(ckpt_path)
+        ckpt = checkpoint.load(ckpt_path) if ckpt is None else ckpt
         checkpoint.check_fits(ckpt, model, model.run_config, ckpt_path, model.checkpoint_ignore)
         if cfg.train:
             _continue_checkpoint_dir(trainer, ckpt)
+            _callbacks.continue_csv_logs(trainer, ckpt)  # before anything is logged
         del ckpt
+    for lg in trainer.loggers:
+        lg.log_hyperparams(hparams)
     metrics: dict[str, float] = {}
     try:
         if cfg.train:
@@ -212,23 +222,54 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
     return {k: v for k, v in metrics.items() if isinstance(v, int | float)}, best
 
 
-def _requeued_checkpoint(trainer: L.Trainer) -> str | None:
+def _requeued_checkpoint(trainer: L.Trainer) -> tuple[str | None, dict[str, Any] | None]:
     """A requeued SLURM job (``SLURM_RESTART_COUNT`` > 0, same output folder) resumes from the newest of its
-    ``last.ckpt`` and Lightning's auto-requeue ``hpc_ckpt_*.ckpt`` (SIGUSR1)."""
+    ``last.ckpt`` and Lightning's auto-requeue ``hpc_ckpt_*.ckpt`` (SIGUSR1); returns (path, checkpoint as
+    ``checkpoint.load`` read it), or (None, None) outside a requeue.
+
+    One that cannot be read (truncated: the node was lost while it was written by a version without atomic
+    writes, or the disk failed) is passed over, saying why, for the newest readable checkpoint of the folder (an
+    ``epoch_*.ckpt``); none readable: training starts over, loudly, rather than failing the job.
+    """
     restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
     if not restarts.isdigit() or int(restarts) == 0:
-        return None
-    found = [Path(cb.dirpath) / f"{cb.filename}.ckpt" for cb in trainer.checkpoint_callbacks
-             if cb.monitor is None and cb.dirpath]
-    found += Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
-    found = [f for f in found if f.is_file()]
-    if not found:
+        return None, None
+    folders = list(dict.fromkeys(Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if cb.dirpath))
+    for tmp in [t for d in folders for t in checkpoint.stale_temporaries(d)]:
+        log.warning("requeued job: removing %s (a checkpoint write the previous attempt did not finish)", tmp)
+        with contextlib.suppress(OSError):  # another rank removed it first
+            tmp.unlink()
+    last = [Path(cb.dirpath) / f"{cb.filename}.ckpt" for cb in trainer.checkpoint_callbacks
+            if cb.monitor is None and cb.dirpath]
+    last += Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
+    last = sorted({f for f in last if f.is_file()}, key=lambda f: f.stat().st_mtime, reverse=True)
+    others = sorted({f for d in folders for f in d.glob("*.ckpt") if f not in last},
+                    key=lambda f: f.stat().st_mtime, reverse=True)
+    if not last and not others:
         log.warning("requeued job (SLURM_RESTART_COUNT=%s) but no last checkpoint found: training from scratch",
                     restarts)
-        return None
-    path = max(found, key=lambda f: f.stat().st_mtime)
-    log.warning("requeued job (SLURM_RESTART_COUNT=%s): resuming from %s", restarts, path)
-    return str(path)
+        return None, None
+    unreadable = []
+    for path in [*last, *others]:  # the last checkpoints first, then the others, each newest first
+        try:
+            ckpt = checkpoint.load(path, key="checkpoint")
+            if "loops" not in ckpt:
+                raise checkpoint.CheckpointError(f"checkpoint={str(path)!r} holds the weights only, not the "
+                                                 "training state")
+        except checkpoint.CheckpointError as e:
+            unreadable.append(str(e))
+            log.error("requeued job (SLURM_RESTART_COUNT=%s): cannot resume: %s", restarts, e)
+            continue
+        if unreadable:
+            log.warning("requeued job (SLURM_RESTART_COUNT=%s): resuming from %s (epoch %s, step %s), the newest "
+                        "readable checkpoint (%d could not be read)", restarts, path, ckpt.get("epoch"),
+                        ckpt.get("global_step"), len(unreadable))
+        else:
+            log.warning("requeued job (SLURM_RESTART_COUNT=%s): resuming from %s", restarts, path)
+        return str(path), ckpt
+    log.error("requeued job (SLURM_RESTART_COUNT=%s): TRAINING STARTS OVER, none of its %d checkpoints can be read "
+              "(the earlier attempts' progress is lost):\n  %s", restarts, len(unreadable), "\n  ".join(unreadable))
+    return None, None
 
 
 def _continue_checkpoint_dir(trainer: L.Trainer, ckpt: dict[str, Any]) -> None:
@@ -305,6 +346,21 @@ def write_results(cfg: DictConfig, result: dict[str, Any]) -> Path | None:
     return path
 
 
+def attempt_record(output_dir: str | Path, wall_time_s: float) -> dict[str, Any]:
+    """results.json's ``attempts`` (1 + ``SLURM_RESTART_COUNT``) and ``total_wall_time_s``: this attempt's time
+    plus the earlier attempts' (from the results.json a requeued job finds in its folder, written by the attempt
+    before it; an attempt killed without writing one is not counted)."""
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    total = float(wall_time_s)
+    try:
+        before = json.loads((Path(output_dir) / "results.json").read_text()) if restarts else None
+    except (OSError, json.JSONDecodeError):  # none, or cut short by the kill that ended the attempt
+        before = None
+    if isinstance(before, dict) and int(before.get("attempts") or 1) <= restarts:
+        total += float(before.get("total_wall_time_s", before.get("wall_time_s")) or 0.0)
+    return {"attempts": restarts + 1, "total_wall_time_s": round(total, 3)}
+
+
 def run_with_results(cfg: DictConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """``run`` wrapped so that results.json is written whatever happens; re-raises a failure.
 
@@ -328,19 +384,10 @@ def run_with_results(cfg: DictConfig, extra: dict[str, Any] | None = None) -> di
         raise
     finally:
         result["wall_time_s"] = round(time.time() - t0, 3)
+        result.update(attempt_record(cfg.paths.output_dir, result["wall_time_s"]))  # a requeued job: all attempts
         result["peak_memory_mb"], result["peak_memory_kind"] = peak_memory_mb()
         result["config"] = _resolved(cfg)
         path = write_results(cfg, result)
         if path is not None:
             log.info("results: %s (status %s)", path, result["status"])
-        _close_wandb()
-
-
-def _close_wandb() -> None:
-    import sys
-
-    if "wandb" in sys.modules:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
+        finish_run(result)  # W&B: the results as summary values, then finish

@@ -1,5 +1,7 @@
 """``logger``: Lightning's CSV and W&B loggers, their options typed from the installed source (``from_code``); the
-W&B logger's ``**kwargs`` go to ``wandb.init``, whose keywords are options too."""
+W&B logger's ``**kwargs`` go to ``wandb.init``, whose keywords are options too. ``conf/logger/wandb.yaml`` builds
+Lightning's W&B logger through ``WANDB_LOGGER`` (W&B optional: ``attnbench.lit.wandb_logger``), checked by the
+same schema."""
 
 from attnbench.config.base import ENTRY, Checked, by_target, from_code, need
 
@@ -17,4 +19,5 @@ class WandbLoggerConfig(Checked):
         need(self.log_model in (True, False, "all"), f"{ENTRY}.log_model", self.log_model, 'true, false or "all"')
 
 
-LOGGER_SCHEMAS: dict[str, type] = by_target(CSVLoggerConfig, WandbLoggerConfig)
+WANDB_LOGGER = "attnbench.lit.wandb_logger.wandb_logger"  # Lightning's WandbLogger(**options), or a warning
+LOGGER_SCHEMAS: dict[str, type] = {**by_target(CSVLoggerConfig, WandbLoggerConfig), WANDB_LOGGER: WandbLoggerConfig}

@@ -12,7 +12,8 @@
 
 Modules whose ``test_step`` returns nothing are left alone. At most ``max_mb`` of predictions are kept (the
 npz says how many windows were saved of how many); under DDP each rank writes its own share
-(``test_predictions_rank<r>.npz``).
+(``test_predictions_rank<r>.npz``). With ``logger=wandb`` the plots also go into the job's W&B run as images
+(``test/forecasts``, ``test/confusion_matrix``; ``lit.wandb_logger.log_images``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+
+from attnbench.lit.wandb_logger import log_images
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +131,13 @@ class PredictionArtifacts(Callback):
             log.warning("test predictions: kept %d of %d (callbacks.test_artifacts.max_mb=%g)", self._kept,
                         self._seen, self.max_bytes / 2**20)
         written = [npz]
+        images: dict[str, Path] = {}  # W&B key -> plot, for the W&B run (logger=wandb)
         if trainer.global_rank == 0 and "forecast" in data and self.n_plot:
             # (N, H, n_targets) -> the last target variable, (N, H)
-            written.append(plot_forecasts(data["history"], data["target"][..., -1], data["forecast"][..., -1],
-                                          self.dirpath / "test_forecasts.png", self.n_plot))
+            images["test/forecasts"] = plot_forecasts(data["history"], data["target"][..., -1],
+                                                      data["forecast"][..., -1], self.dirpath / "test_forecasts.png",
+                                                      self.n_plot)
+            written.append(images["test/forecasts"])
         if trainer.global_rank == 0 and "probs" in data:
             probs = data["probs"]  # (N, C)
             cm = confusion_matrix(data["target"], probs.argmax(-1), probs.shape[-1])
@@ -139,5 +145,7 @@ class PredictionArtifacts(Callback):
             header = "true\\pred," + ",".join(str(c) for c in range(len(cm)))
             np.savetxt(csv, np.column_stack([np.arange(len(cm)), cm]), fmt="%d", delimiter=",", header=header,
                        comments="")
-            written += [csv, plot_confusion(cm, self.dirpath / "confusion_matrix.png")]
+            images["test/confusion_matrix"] = plot_confusion(cm, self.dirpath / "confusion_matrix.png")
+            written += [csv, images["test/confusion_matrix"]]
         log.info("test artifacts: %s", ", ".join(str(p) for p in written))
+        log_images(trainer, images)
