@@ -64,7 +64,9 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$DIR/munge/munge.socket
+# cred_expire: a job step credential's lifetime, and how long a requeued job waits before it may start again
+# (default 120 s; the tests requeue jobs)
+AuthInfo=socket=$DIR/munge/munge.socket,cred_expire=10
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid
@@ -76,6 +78,8 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
+# a requeued job eligible again (its BeginTime passed) starts at the next scheduling pass: every 2 s, not 60 s
+SchedulerParameters=sched_interval=2,bf_interval=2
 MpiDefault=none
 # no accounting: sacct has nothing to say, squeue has the job states
 AccountingStorageType=accounting_storage/none
@@ -94,8 +98,19 @@ EOF
   if [ -f "$CONF" ] && diff -q <(grep -v RealMemory "$CONF") <(grep -v RealMemory "$CONF.new") >/dev/null; then
     rm -f "$CONF.new"
   else
+    [ -f "$CONF" ] && CHANGED=1  # a cluster started with the old one restarts its SLURM daemons (up)
     mv "$CONF.new" "$CONF"
   fi
+}
+
+# stop the daemon of pid file $1 (program $1) if it runs: SIGTERM, then SIGKILL after 10 s
+stop_daemon() {
+  local pid
+  pid="$(alive "$1" "$1")" || { rm -f "$DIR/$1.pid"; return 0; }
+  kill "$pid"
+  for _ in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.2; done
+  [ -d "/proc/$pid" ] && kill -9 "$pid"
+  rm -f "$DIR/$1.pid"
 }
 
 wait_idle() {
@@ -116,7 +131,13 @@ up() {
 the jobs as their users"
   mkdir -p "$DIR/log"
   install_packages
+  CHANGED=0
   write_config
+  if [ "$CHANGED" = 1 ]; then  # new settings: slurmctld and slurmd read them at start (jobs are kept)
+    echo "local_slurm: config changed, restarting slurmctld and slurmd" >&2
+    stop_daemon slurmd
+    stop_daemon slurmctld
+  fi
   if ! alive munged munged >/dev/null; then
     munged --key-file="$DIR/munge/munge.key" --socket="$DIR/munge/munge.socket" --pid-file="$DIR/munged.pid" \
       --log-file="$DIR/log/munged.log" --seed-file="$DIR/munge/munged.seed" --force 9>&- \
@@ -134,16 +155,11 @@ the jobs as their users"
 }
 
 down() {
-  local pid
   if alive slurmctld slurmctld >/dev/null; then
     scancel --full --quiet --user "$(id -un)" >/dev/null 2>&1 || true
   fi
   for name in slurmd slurmctld munged; do
-    pid="$(alive "$name" "$name")" || { rm -f "$DIR/$name.pid"; continue; }
-    kill "$pid"
-    for _ in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.2; done
-    [ -d "/proc/$pid" ] && kill -9 "$pid"
-    rm -f "$DIR/$name.pid"
+    stop_daemon "$name"
   done
   echo "local_slurm: down" >&2
 }

@@ -109,7 +109,8 @@ def quiet_lightning() -> None:
 
 def prepare(cfg: DictConfig) -> None:
     """What a checked run needs decided before it builds anything: the progress bar (off where stdout is not a
-    terminal), the mixed precision ``auto-mixed`` stands for, quiet Lightning logs."""
+    terminal), the mixed precision ``auto-mixed`` stands for, quiet Lightning logs, one rank's logs."""
+    quiet_other_ranks()
     gone = drop_disabled_progress_bar(cfg, interactive=sys.stdout.isatty())
     if gone and not sys.stdout.isatty():
         log.info("stdout is not a terminal: progress bar off (metrics: csv/metrics.csv and this log)")
@@ -118,6 +119,17 @@ def prepare(cfg: DictConfig) -> None:
         log.info("trainer.precision=auto-mixed -> %s", cfg.trainer.precision)
     check_cpu_precision(cfg)
     quiet_lightning()
+
+
+def quiet_other_ranks() -> None:
+    """On every process but rank 0 of a multi-process run (DDP: SLURM tasks, or the processes Lightning starts),
+    the root logger's handlers (Hydra's console and the run's log file, which the ranks share) drop messages below
+    WARNING: info lines, the sweep's job line included, come once, from rank 0; another rank's warnings and errors
+    still show."""
+    if _rank() == 0:
+        return
+    for h in logging.getLogger().handlers:
+        h.setLevel(max(h.level, logging.WARNING))
 
 
 def check_cpu_precision(cfg: DictConfig) -> None:

@@ -10,9 +10,11 @@
 - classification (``{"probs" (B, C), "target" (B,)}``): ``test_predictions.npz`` (probs, target),
   ``confusion_matrix.csv`` (rows: true class, columns: predicted) and ``confusion_matrix.png``.
 
-Modules whose ``test_step`` returns nothing are left alone. At most ``max_mb`` of predictions are kept (the
-npz says how many windows were saved of how many); under DDP each rank writes its own share
-(``test_predictions_rank<r>.npz``). With ``logger=wandb`` the plots also go into the job's W&B run as images
+Modules whose ``test_step`` returns nothing are left alone. At most ``max_mb`` of predictions are kept per
+process (the npz says how many windows were saved of how many). Under DDP each rank tests its share of the set
+(Lightning's ``DistributedSampler``: every ``world_size``-th window, padded with repeats to equal shares); rank 0
+gathers the shares and writes one set of files, windows in the test set's order, each once, as a single-process
+run does (``merge_ranks``). With ``logger=wandb`` the plots also go into the job's W&B run as images
 (``test/forecasts``, ``test/confusion_matrix``; ``lit.wandb_logger.log_images``).
 """
 
@@ -25,7 +27,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
+from torch.utils.data import DistributedSampler
 
 from attnbench.lit.wandb_logger import log_images
 
@@ -87,6 +91,29 @@ def plot_confusion(cm: np.ndarray, path: Path) -> Path:
     return path
 
 
+def merge_ranks(shares: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], int, int]:
+    """Every rank's ``{"arrays": {key: (n, ...)}, "index": (n,), "seen": (m,)}`` (the test-set index of each kept
+    row, and of every row seen) as one set: rows in test-set order, a window tested twice (the sampler's padding)
+    once; returns (arrays, windows saved, windows seen)."""
+    index = np.concatenate([s["index"] for s in shares])
+    _, first = np.unique(index, return_index=True)  # sorted by test-set index, first copy of each
+    keys = [k for k in shares[0]["arrays"] if all(k in s["arrays"] for s in shares)]
+    data = {k: np.concatenate([s["arrays"][k] for s in shares])[first] for k in keys}
+    seen = np.unique(np.concatenate([s["seen"] for s in shares]))
+    return data, len(first), len(seen)
+
+
+def _test_indices(trainer: L.Trainer, n: int) -> np.ndarray:
+    """The test-set index of this rank's first ``n`` test rows: from Lightning's ``DistributedSampler`` (no
+    shuffling in test), else its layout (row ``p`` of rank ``r`` is window ``p * world_size + r``)."""
+    loaders = trainer.test_dataloaders
+    loader = loaders[0] if isinstance(loaders, list | tuple) and loaders else loaders
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, DistributedSampler) and not sampler.shuffle and len(sampler) >= n:
+        return np.fromiter(iter(sampler), dtype=np.int64, count=len(sampler))[:n]
+    return np.arange(n, dtype=np.int64) * trainer.world_size + trainer.global_rank
+
+
 class PredictionArtifacts(Callback):
     """Saves the test set's predictions and their plot / confusion matrix (module docstring)."""
 
@@ -97,10 +124,11 @@ class PredictionArtifacts(Callback):
             raise ValueError(f"callbacks.test_artifacts.max_mb={max_mb} must be > 0")
         self.dirpath, self.n_plot, self.max_bytes = Path(dirpath), n_plot, max_mb * 2**20
         self._parts: dict[str, list[np.ndarray]] = {}
+        self._rows: list[np.ndarray] = []  # the positions (in this process's test order) of the kept rows
         self._bytes, self._seen, self._kept = 0, 0, 0
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._parts, self._bytes, self._seen, self._kept = {}, 0, 0, 0
+        self._parts, self._rows, self._bytes, self._seen, self._kept = {}, [], 0, 0, 0
 
     def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -109,36 +137,51 @@ class PredictionArtifacts(Callback):
         arrays = {k: v.detach().float().cpu().numpy() if v.is_floating_point() else v.detach().cpu().numpy()
                   for k, v in outputs.items() if isinstance(v, torch.Tensor)}
         b = len(arrays["target"])
-        self._seen += b
+        start, self._seen = self._seen, self._seen + b
         size = sum(a.nbytes for a in arrays.values())
         if self._bytes + size > self.max_bytes:
             return  # counted in _seen, not kept: the npz says so
         self._bytes += size
         self._kept += b
+        self._rows.append(np.arange(start, start + b))
         for k, a in arrays.items():
             self._parts.setdefault(k, []).append(a)
 
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self._parts:
-            return
+    def _gathered(self, trainer: L.Trainer) -> tuple[dict[str, np.ndarray], int, int] | None:
+        """This process's predictions, or under DDP every rank's merged on rank 0 (None on the other ranks)."""
         data = {k: np.concatenate(v) for k, v in self._parts.items()}
         self._parts = {}
+        if trainer.world_size == 1 or not (dist.is_available() and dist.is_initialized()):
+            return (data, self._kept, self._seen) if data else None
+        index = _test_indices(trainer, self._seen)
+        rows = np.concatenate(self._rows) if self._rows else np.zeros(0, dtype=np.int64)
+        share = {"arrays": data, "index": index[rows], "seen": index}
+        shares: list[Any] | None = [None] * trainer.world_size if trainer.global_rank == 0 else None
+        dist.gather_object(share, shares, dst=0)  # every rank takes part, also one that kept nothing
+        if shares is None or not any(s["arrays"] for s in shares):
+            return None
+        return merge_ranks([s for s in shares if s["arrays"]])
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        gathered = self._gathered(trainer)
+        if gathered is None:
+            return
+        data, kept, seen = gathered
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        rank = f"_rank{trainer.global_rank}" if trainer.world_size > 1 else ""
-        npz = self.dirpath / f"test_predictions{rank}.npz"
-        np.savez_compressed(npz, **data, windows_saved=self._kept, windows_total=self._seen)
-        if self._kept < self._seen:
-            log.warning("test predictions: kept %d of %d (callbacks.test_artifacts.max_mb=%g)", self._kept,
-                        self._seen, self.max_bytes / 2**20)
+        npz = self.dirpath / "test_predictions.npz"
+        np.savez_compressed(npz, **data, windows_saved=kept, windows_total=seen)
+        if kept < seen:
+            log.warning("test predictions: kept %d of %d (callbacks.test_artifacts.max_mb=%g%s)", kept, seen,
+                        self.max_bytes / 2**20, " per process" if trainer.world_size > 1 else "")
         written = [npz]
         images: dict[str, Path] = {}  # W&B key -> plot, for the W&B run (logger=wandb)
-        if trainer.global_rank == 0 and "forecast" in data and self.n_plot:
+        if "forecast" in data and self.n_plot:
             # (N, H, n_targets) -> the last target variable, (N, H)
             images["test/forecasts"] = plot_forecasts(data["history"], data["target"][..., -1],
                                                       data["forecast"][..., -1], self.dirpath / "test_forecasts.png",
                                                       self.n_plot)
             written.append(images["test/forecasts"])
-        if trainer.global_rank == 0 and "probs" in data:
+        if "probs" in data:
             probs = data["probs"]  # (N, C)
             cm = confusion_matrix(data["target"], probs.argmax(-1), probs.shape[-1])
             csv = self.dirpath / "confusion_matrix.csv"

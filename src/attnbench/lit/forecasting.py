@@ -80,8 +80,10 @@ class ForecastingModule(ConfiguredModule):
         # MAE averaged over the horizons (the official HOT early-stopping monitor, val-avg-mae); the batch mean
         # weighted by batch size is the exact epoch mean, every window having h x n_targets values per horizon
         mae_avg = torch.stack([F.l1_loss(out[:, :h].float(), tgt[:, :h].float()) for h in self.horizons]).mean()
-        self.log(f"{stage}/mae_avg", mae_avg, on_epoch=True, batch_size=len(out))
+        # sync_dist: under DDP every rank's share enters the epoch mean, so all ranks agree on the monitor
+        self.log(f"{stage}/mae_avg", mae_avg, on_epoch=True, batch_size=len(out), sync_dist=True)
         if self.multi:  # alias of the longest horizon, the monitor of early stopping/checkpoints
-            self.log(f"{stage}/mse", F.mse_loss(out.float(), tgt.float()), on_epoch=True, batch_size=len(out))
+            self.log(f"{stage}/mse", F.mse_loss(out.float(), tgt.float()), on_epoch=True, batch_size=len(out),
+                     sync_dist=True)
         # (B, pred_len, n_targets) twice, and the input of the last variable (B, seq_len)
         return {"forecast": out.detach(), "target": tgt.detach(), "history": batch[0][:, :, -1].detach()}
