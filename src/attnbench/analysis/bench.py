@@ -157,6 +157,7 @@ def hot_step_markdown(df: pd.DataFrame, machine: Mapping[str, Any]) -> str:
         "variant": r["variant"], "how to run it": HOT_STEP_VARIANTS[r["variant"]],
         "step ms (median, IQR)": f"{r['step_ms_median']:,.1f} ({r['step_ms_iqr']:,.1f})",
         "vs default": f"{r['vs_default']:.2f}x", "vs reference": f"{r['vs_reference']:.2f}x",
+        "matmul floor ms": f"{r['floor_ms']:,.1f}",
         "first loss rel. diff": f"{r['loss_rel_diff']:.1e}", "no-dropout loss rel. diff": f"{r['eval_rel_diff']:.1e}",
     } for _, r in rows.iterrows()])
     first = rows.iloc[0]

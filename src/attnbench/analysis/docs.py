@@ -8,6 +8,7 @@ A block is the text between ``<!-- begin KIND RECORD -->`` and ``<!-- end KIND -
 
 - ``table``: the sweep's paper table, as ``scripts/make_table.py`` renders it from the jobs' ``results.json``;
 - ``bench-hot-step`` / ``speedups-hot-step``: ``make bench-step``'s table, and the README's speed-up lines;
+- ``results-size``: how many records ``RECORD`` (``results``) holds and their size on disk;
 - ``bench-report``: a benchmark's own Markdown report, as it wrote it next to its csv (``RECORD`` names the
   ``.md`` file inside the saved record): for the benchmarks whose renderer lives with them in ``bench/``.
 
@@ -31,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from attnbench.analysis import bench
-from attnbench.analysis.records import read_record
+from attnbench.analysis.records import RECORD, read_record, size_bytes
 from attnbench.attention_spec import caps_table
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -52,9 +53,15 @@ def source_line(folder: Path, root: Path) -> str:
 
 
 def render_table(folder: Path) -> str:
+    """make_table's Markdown of the sweep record, its headings two levels down (under the page's ``##``)."""
     from attnbench.analysis.report import render_table as render
 
-    return render(folder).markdown.rstrip("\n") + "\n"
+    return demote(render(folder).markdown.rstrip("\n") + "\n", 2)
+
+
+def demote(md: str, levels: int) -> str:
+    """``md`` with every heading ``levels`` levels down (at most ``######``): a report's headings under the page's."""
+    return re.sub(r"^(#+) ", lambda m: "#" * min(6, len(m[1]) + levels) + " ", md, flags=re.M)
 
 
 def _hot_step(folder: Path) -> tuple[pd.DataFrame, dict]:
@@ -67,8 +74,19 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "table": render_table,
     "bench-hot-step": lambda f: bench.hot_step_markdown(*_hot_step(f)),
     "speedups-hot-step": lambda f: bench.hot_step_speedups(*_hot_step(f)),
-    "bench-report": lambda f: f.read_text().rstrip("\n") + "\n",
+    "bench-report": lambda f: demote(f.read_text().rstrip("\n") + "\n", 3),
+    "results-size": lambda f: results_size(f),
 }
+
+
+def results_size(root: Path) -> str:
+    """``results/`` in one line: its saved records (sweeps, benchmarks), files and size."""
+    recs = [read_record(p.parent) for p in sorted(root.rglob(RECORD))]
+    files = [p for p in root.rglob("*") if p.is_file()]
+    kinds = ", ".join(f"{sum(r['kind'] == k for r in recs)} {name}"
+                      for k, name in (("sweep", "sweeps"), ("bench", "benchmarks")))
+    return (f"`{root.name}/` holds {len(recs)} records ({kinds}): {len(files)} files, "
+            f"{size_bytes(root) / 1e6:.2f} MB.\n")
 
 
 def render_block(kind: str, record: str | None, root: Path) -> str:
@@ -79,6 +97,8 @@ def render_block(kind: str, record: str | None, root: Path) -> str:
         raise ValueError(f"unknown generated block '{kind}{'' if record is None else ' ' + record}' (one of: "
                          f"{', '.join(f'{k} RECORD' for k in RENDERERS)}, {', '.join(CODE_RENDERERS)})")
     path = root / record  # a saved record's folder, or (bench-report) a file in one
+    if kind == "results-size":
+        return RENDERERS[kind](path)
     line = source_line(path.parent if path.suffix else path, root)  # first: no saved record stops here, saying so
     return f"{RENDERERS[kind](path)}\n{line}"
 
