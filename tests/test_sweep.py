@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -198,6 +199,33 @@ def test_progress_lines_as_results_appear(tmp_path, caplog):
         write_result(root, 1, forecast_result("full", status="interrupted"))
         progress.poll()
     assert caplog.text.count("[1/3] 0: ok") == 1 and "[2/3] 1: interrupted in 12.0 s: KeyboardInterrupt" in caplog.text
+
+
+def test_progress_line_follows_a_requeued_job(tmp_path, caplog, monkeypatch):
+    """A job stopped for a requeue (SIGTERM: preemption, scontrol requeue) writes results.json at the stop, its
+    next attempt rewrites it: the watcher logs both, the first as possibly requeued, and counts the job once."""
+    from attnbench.callbacks import RunStopped
+
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    root = tmp_path / "sweep"
+    job = root / "0_model=hot"
+    job.mkdir(parents=True)
+    stop = RunStopped(signal.SIGTERM, "checkpoint saved at the stop: resume with ckpt_path=ckpt/last.ckpt")
+    first = {"status": "failed", "error": f"{type(stop).__name__}: {stop}", **train.attempt_record(job, 40.1)}
+    (job / "results.json").write_text(json.dumps(first))
+    progress = sweep._Progress(root, total=2)
+    with caplog.at_level(logging.INFO, logger="attnbench.sweep"):
+        assert progress.poll() == 1
+        monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # the requeued attempt, same folder
+        second = {"status": "ok", "metrics": {"test/mse": 0.412}, **train.attempt_record(job, 40.2)}
+        (job / "results.json").write_text(json.dumps(second))
+        assert progress.poll() == 1 and progress.poll() == 1  # one job; unchanged since: no third line
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["[1/2] 0_model=hot: failed in 40.1 s: RunStopped: stopped by SIGTERM; checkpoint saved at "
+                     "the stop: resume with ckpt_path=ckpt/last.ckpt (may be requeued)",
+                     "[1/2] 0_model=hot: ok in 80.3 s over 2 attempts (test/mse 0.412)"]
+    ctrl_c = {"status": "failed", "error": f"RunStopped: {RunStopped(signal.SIGINT, 'no checkpoint saved')}"}
+    assert not sweep.may_be_requeued(ctrl_c)  # Ctrl+C: final
 
 
 # ---------------------------------------------------------------------------------------------- end to end

@@ -8,8 +8,11 @@
   ``analysis.report.write_table``, as ``scripts/make_table.py``; a sweep without an experiment has none and
   says nothing about it) and ``summary.json`` in the sweep folder. Jobs run in this process (the basic
   launcher) are reported by ``on_job_end``; jobs in other processes (``hydra/launcher=submitit_local`` or
-  ``slurm``) by a thread that watches the sweep folder. Hydra skips ``on_multirun_end`` when a job failed, so
-  the summary is also written after the last expected job, or at exit.
+  ``slurm``) by a thread that watches the sweep folder. That thread reports a job again when its
+  ``results.json`` changes (a requeued job's next attempt: ``[1/2] 0_model=hot: ok in 80.3 s over 2
+  attempts``); an attempt stopped by SIGTERM or submitit's USR2 reads ``(may be requeued)``, not as a final
+  failure. Hydra skips ``on_multirun_end`` when a job failed, so the summary is also written after the last
+  expected job, or at exit.
 - SLURM without accounting (``scripts/local_slurm.sh``, many small clusters): submitit polls ``sacct``, which
   then fails at every poll; ``SweepSummary`` says so once and has submitit read job states from ``squeue``.
 
@@ -24,6 +27,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -64,6 +68,19 @@ def job_line(job_dir: Path, result: dict[str, Any] | None) -> str:
     if status != "ok" and result.get("error"):
         text += f": {str(result['error']).splitlines()[0][:200]}"
     return text
+
+
+# train.run_with_results writes ``RunStopped: stopped by <signal>; ...`` (callbacks.RunStopped); SLURM and
+# submitit requeue with these two (preemption, time limit, scontrol requeue); SIGINT is Ctrl+C: final
+_REQUEUE_STOP = re.compile(r"RunStopped: stopped by (SIGTERM|SIGUSR2)\b")
+
+
+def may_be_requeued(result: dict[str, Any] | None) -> bool:
+    """Whether an attempt was stopped by a signal that SLURM or submitit requeues with (a later attempt may
+    rewrite its results.json), read from the error text; a SIGTERM from scancel reads the same."""
+    if result is None or result.get("status") == "ok":
+        return False
+    return _REQUEUE_STOP.match(str(result.get("error") or "")) is not None
 
 
 def sweep_status(sweep_dir: Path, expected: list[str] | None = None,
@@ -273,24 +290,38 @@ def _squeue_watcher() -> type:
 
 # ---------------------------------------------------------------------------------------------- callback
 class _Progress(threading.Thread):
-    """Logs a line for each ``results.json`` that appears under the sweep folder (jobs in other processes)."""
+    """Logs a line for each ``results.json`` that appears under the sweep folder (jobs in other processes), and
+    another when one changes (a requeued job's next attempt rewrites it); ``[n/total]``: jobs with a result so
+    far, each counted once."""
 
     def __init__(self, sweep_dir: Path, total: int | None, every_s: float = 2.0) -> None:
         super().__init__(daemon=True)
         self.sweep_dir, self.total, self.every_s = sweep_dir, total, every_s
-        self.seen: set[Path] = set()
+        self.seen: dict[Path, tuple[int, int]] = {}  # results.json read: (mtime_ns, size) when read
+        self.said: dict[Path, str] = {}  # the line last logged per results.json
         self.halt = threading.Event()
 
     def poll(self) -> int:
-        """Log the new results; return how many jobs have one."""
+        """Log the new and the changed results; return how many jobs have one."""
         for f in sorted(self.sweep_dir.rglob("results.json")):
-            if f in self.seen:
+            try:
+                stat = f.stat()
+            except OSError:  # replaced between the listing and now: next poll
+                continue
+            mark = (stat.st_mtime_ns, stat.st_size)  # taken before reading: a write after it is read next poll
+            if self.seen.get(f) == mark:
                 continue
             result = _read(f)
             if result is None:
                 continue  # being written: next poll
-            self.seen.add(f)
-            log.info("[%d/%s] %s", len(self.seen), self.total or "?", job_line(f.parent, result))
+            self.seen[f] = mark
+            line = job_line(f.parent, result)
+            if may_be_requeued(result):
+                line += " (may be requeued)"
+            if self.said.get(f) == line:  # rewritten with the same news
+                continue
+            self.said[f] = line
+            log.info("[%d/%s] %s", len(self.seen), self.total or "?", line)
         return len(self.seen)
 
     def run(self) -> None:
