@@ -44,6 +44,7 @@ GROUPS = {
     "experiment": "a paper's table, run with -m (unset by default)",
     "lra_task": "an LRA task's sizes and schedule (released; cpu/: minutes), set by experiment=lra/*",
     "lstf": "CAB's LSTF settings, <data set>_<M|S> (lengths and layers; with experiment=cab/lstf*)",
+    "recipe": "a baseline's training recipe per data set (lr, batch, epochs), taken with its model; ~recipe: none",
     "hydra/launcher": "how -m sweeps run",
 }
 # groups whose keys are the same whatever the option: a misspelt `trainer.<key>=` is named before composing

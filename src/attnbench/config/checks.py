@@ -45,8 +45,10 @@ _TASKS: dict[type, tuple[type, ...]] = {
 }
 TASK_DATA = {m._target_: tuple(d._target_ for d in ds) for m, ds in _TASKS.items()}
 SCHEMAS = by_target(*_TASKS, *(d for ds in _TASKS.values() for d in ds), TrainerConfig)
-TASK_HINT = ("forecasting: model=hot|full|informer with data=ett|weather|...; 3D classification: "
-             "model=hot3d|vit3d|resnet3d with data=medmnist3d|nifti; GLUE: model=bert|smyrf_bert with data=glue|imdb; "
+TASK_HINT = ("forecasting: model=hot|full|informer|dlinear|rlinear|timesnet|itransformer|patchtst with "
+             "data=ett|weather|...; "
+             "3D classification: model=hot3d|vit3d|resnet3d with data=medmnist3d|nifti; "
+             "GLUE: model=bert|smyrf_bert with data=glue|imdb; "
              "LRA: model=lra_encoder with data=lra")
 
 

@@ -45,6 +45,7 @@ class TrainConfig:
     allow_slow_precision: bool = False
     optimized_metric: str | None = None
     table: Any = None  # the paper table an experiment fills (conf/experiment/**: checked by analysis.spec)
+    recipe: Any = None  # a baseline's hyper-parameters per data set (conf/recipe/<model>.yaml picks by data.name)
 
 
 def check_run(cfg: DictConfig) -> None:

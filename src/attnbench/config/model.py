@@ -73,8 +73,8 @@ class ModelConfig(Checked):
 
 @from_code("attnbench.lit.forecasting.ForecastingModule")
 class ForecastingModelConfig(ModelConfig):
-    """``net``: a PatchForecaster or InformerForecaster node; ``horizons`` lie within ``data.pred_len``
-    (``config.checks``)."""
+    """``net``: a node of one of ``FORECAST_NET_SCHEMAS`` (PatchForecaster, InformerForecaster, ...); ``horizons``
+    lie within ``data.pred_len`` (``config.checks``)."""
 
     n_targets: int = MISSING  # the scored variables: a yaml states them (${ts_targets:...}), never the code's 1
 

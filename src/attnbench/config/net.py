@@ -66,6 +66,78 @@ class InformerNetConfig(Checked):
                                   f"support; entries that are: {', '.join(able)}")
 
 
+@from_code("attnbench.models.timesnet.TimesNet")
+class TimesNetNetConfig(Checked):
+    """TimesNet: 2-D Inception blocks over the top-k FFT periods of seq_len + pred_len steps. Its lengths are the
+    data's (``config.checks``)."""
+
+    def check(self) -> None:
+        at_least_one("model.net", self, "enc_in", "n_time_features", "d_model", "d_ff", "e_layers", "top_k",
+                     "num_kernels")
+        below_one("model.net", self, "dropout")
+        steps = self.seq_len + self.pred_len
+        need(self.top_k <= steps // 2, "model.net.top_k", self.top_k,
+             f"at most (data.seq_len + data.pred_len) // 2 = {steps // 2}, the non-zero frequencies of {steps} steps")
+
+
+@from_code("attnbench.models.linear_forecasters.DLinear")
+class DLinearNetConfig(Checked):
+    """DLinear: moving-average decomposition, a linear map over time per part. Its lengths are the data's."""
+
+    def check(self) -> None:
+        at_least_one("model.net", self, "enc_in", "moving_avg")
+        need(self.moving_avg % 2 == 1, "model.net.moving_avg", self.moving_avg, "must be odd (a centred window)")
+
+
+@from_code("attnbench.models.linear_forecasters.RLinear")
+class RLinearNetConfig(Checked):
+    """RLinear: RevIN around one linear map over time. Its lengths are the data's."""
+
+    def check(self) -> None:
+        at_least_one("model.net", self, "enc_in")
+        below_one("model.net", self, "dropout")
+
+
+def check_sequence_attention(att: Any, fixed_len: bool) -> None:
+    """``model.net.attention`` of a sequence encoder (iTransformer, PatchTST): a self-attention entry over one token
+    axis, not a tensor entry; ``fixed_len``: whether an entry built for a fixed length (Linformer) fits."""
+    check_attention_position("model.net.attention", dict(att), "self_attention")
+    entry = attention.get(att["name"])
+    if entry.caps["tensor"] or (entry.caps["fixed_len"] and not fixed_len):
+        able = [n for n, e in attention.entries().items()
+                if e.caps["self_attention"] and not e.caps["tensor"] and (fixed_len or not e.caps["fixed_len"])]
+        raise ConfigError(f"model.net.attention.name={entry.name!r} is not a sequence attention this net can build "
+                          f"(tensor entries, and fixed-length ones where the token count varies, are not); entries "
+                          f"that are: {', '.join(able)}")
+
+
+@from_code("attnbench.models.itransformer.ITransformer")
+class ITransformerNetConfig(Checked):
+    """iTransformer: a token per variable (and per calendar feature), attention across them. Its lengths are the
+    data's (``config.checks``)."""
+
+    def check(self) -> None:
+        at_least_one("model.net", self, "d_model", "n_heads", "e_layers", "d_ff")
+        below_one("model.net", self, "dropout")
+        heads_divide(self.n_heads, self.d_model)
+        need(not self.calendar_tokens or self.n_time_features >= 1, "model.net.n_time_features",
+             self.n_time_features, "must be >= 1 with model.net.calendar_tokens=true")
+        check_sequence_attention(self.attention, fixed_len=False)  # the token count is the data's variables
+
+
+@from_code("attnbench.models.patchtst.PatchTST")
+class PatchTSTNetConfig(Checked):
+    """PatchTST: each variable a sequence of patch tokens. Its lengths are the data's (``config.checks``)."""
+
+    def check(self) -> None:
+        at_least_one("model.net", self, "patch_len", "stride", "d_model", "n_heads", "e_layers", "d_ff")
+        below_one("model.net", self, "dropout")
+        heads_divide(self.n_heads, self.d_model)
+        need(self.patch_len <= self.seq_len, "model.net.patch_len", self.patch_len,
+             f"at most data.seq_len={self.seq_len}")
+        check_sequence_attention(self.attention, fixed_len=True)  # max_len: the patch count
+
+
 @from_code("attnbench.models.classifier3d.VolumeClassifier")
 class VolumeClassifierNetConfig(TransformerNetConfig):
     sizes = ("patch_size", "in_channels")
@@ -163,6 +235,7 @@ class Seq2SeqNetConfig(Checked):
 
 
 NET_SCHEMAS = by_target(VolumeClassifierNetConfig, ResNet3DNetConfig)  # model.net of 3D classification
-FORECAST_NET_SCHEMAS = by_target(ForecasterNetConfig, InformerNetConfig)  # model.net of forecasting
+FORECAST_NET_SCHEMAS = by_target(ForecasterNetConfig, InformerNetConfig, TimesNetNetConfig, DLinearNetConfig,
+                                 RLinearNetConfig, ITransformerNetConfig, PatchTSTNetConfig)  # model.net of forecasting
 LM_NET_SCHEMAS = by_target(GPTDecoderNetConfig, RobertaEncoderNetConfig)
 LM_NETS = {"lm": GPTDecoderNetConfig._target_, "mlm": RobertaEncoderNetConfig._target_}  # objective

@@ -23,7 +23,10 @@ STORED: dict[str | None, dict[str, type]] = {
               "lm_schema": model.LanguageModelConfig, "hf_mlm_schema": model.PretrainedMLMModelConfig,
               "lra_schema": model.LRAModelConfig, "seq2seq_schema": model.Seq2SeqModelConfig},
     # model.net typed while composing (the hot and informer yamls)
-    "model/net": {"patch_forecaster_schema": net.ForecasterNetConfig, "informer_schema": net.InformerNetConfig},
+    "model/net": {"patch_forecaster_schema": net.ForecasterNetConfig, "informer_schema": net.InformerNetConfig,
+                  "timesnet_schema": net.TimesNetNetConfig, "dlinear_schema": net.DLinearNetConfig,
+                  "rlinear_schema": net.RLinearNetConfig, "itransformer_schema": net.ITransformerNetConfig,
+                  "patchtst_schema": net.PatchTSTNetConfig},
     "trainer": {"trainer_schema": TrainerConfig},
     "paths": {"paths_schema": PathsConfig},
 }
