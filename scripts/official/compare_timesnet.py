@@ -38,11 +38,11 @@ TOLERANCE = 1e-5
 B, F_MARKS = 4, 4  # batch, calendar features of freq h (timeF)
 # case: (seq_len, label_len, pred_len, enc_in, d_model, d_ff, top_k, the script line the sizes come from)
 CASES = {
-    "ETTh1 96->96 (d_model 16, d_ff 32)": (96, 48, 96, 7, 16, 32, 5, "ETT_script/TimesNet_ETTh1.sh:23-27"),
-    "ETTh2 96->96 (d_model 32, d_ff 32)": (96, 48, 96, 7, 32, 32, 5, "ETT_script/TimesNet_ETTh2.sh:23-25"),
+    "ETTh1 96->96 (d_model 16, d_ff 32)": (96, 48, 96, 7, 16, 32, 5, "ETT_script/TimesNet_ETTh1.sh:17-27"),
+    "ETTh2 96->96 (d_model 32, d_ff 32)": (96, 48, 96, 7, 32, 32, 5, "ETT_script/TimesNet_ETTh2.sh:17-25"),
     "Exchange 96->96 (8 variables, d_model 64, d_ff 64)":
-        (96, 48, 96, 8, 64, 64, 5, "Exchange_script/TimesNet.sh:20-25"),
-    "ILI lengths 36->24 (d_model 32, d_ff 32, top_k 5)": (36, 18, 24, 7, 32, 32, 5, "ILI_script/TimesNet.sh:14-16"),
+        (96, 48, 96, 8, 64, 64, 5, "Exchange_script/TimesNet.sh:17-25"),
+    "ILI lengths 36->24 (d_model 32, d_ff 32, top_k 5)": (36, 18, 24, 7, 32, 32, 5, "ILI_script/TimesNet.sh:14-25"),
     "features S 96->96 (1 variable, d_model 16, d_ff 32, top_k 3)": (96, 48, 96, 1, 16, 32, 3, "-"),
 }
 STUBS: dict[str, dict] = {}  # TSLib modules to stub if missing: none is imported by models/TimesNet.py today
