@@ -33,7 +33,7 @@ demo: $(STAMP)
 
 # Tests in two tiers (pytest markers, pyproject.toml), on two pytest-xdist workers. test: unit, contract and a few
 # in-process end-to-end tests (~3 min on 2 idle cores; kept under 5). test-all: everything but `gpu`, adding the
-# `slow` ones: longer trainings, sweeps, the real data sets (DATA_DIR=...), train.py as a process (~6 min; kept
+# `slow` ones: longer trainings, sweeps, the real data sets (DATA_DIR=...), train.py as a process (~10 min; kept
 # under 20; CI runs it).
 PYTEST_WORKERS ?= 2
 test: $(STAMP)
