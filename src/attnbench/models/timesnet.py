@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbench.models.informer import sinusoid  # the fixed position code (TSLib's PositionalEmbedding)
+from attnbench.models.itransformer import denormalise_series, normalise_series  # the series normalisation
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -85,15 +86,6 @@ def inception_reference(x: Tensor, convs: nn.ModuleList) -> Tensor:
     """The Inception block as written in the paper: the mean of each convolution's output (the slow reference
     of ``InceptionBlock.forward``)."""
     return torch.stack([conv(x) for conv in convs], dim=-1).mean(-1)
-
-
-def normalise(x: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor, Tensor]:
-    """Each series of x (B, L, C) to zero mean and unit variance over time: (x_n, mean, std), (B, 1, C) each;
-    the mean is detached, std = sqrt(population variance + eps) (the Non-stationary Transformer's)."""
-    mean = x.mean(1, keepdim=True).detach()
-    x = x - mean
-    std = torch.sqrt(torch.var(x, dim=1, keepdim=True, unbiased=False) + eps)
-    return x / std, mean, std
 
 
 # ----------------------------------------------------------------------------- modules
@@ -186,10 +178,10 @@ class TimesNet(nn.Module):
         if x_mark.shape != (B, L, self.n_time_features):
             raise ValueError(f"x_mark {tuple(x_mark.shape)}: expected ({B}, {L}, n_time_features="
                              f"{self.n_time_features})")
-        x, mean, std = normalise(x)  # (B, L, C), (B, 1, C) twice
+        x, mean, std = normalise_series(x)  # (B, L, C), (B, 1, C) twice
         h = self.embedding(x, x_mark)  # (B, L, E)
         h = self.predict(h.transpose(1, 2)).transpose(1, 2)  # (B, T, E), T = seq_len + pred_len
         for block in self.blocks:
             h = self.norm(block(h))  # (B, T, E)
         out = self.projection(h[:, -self.pred_len:])  # (B, pred_len, C)
-        return out * std + mean
+        return denormalise_series(out, mean, std)
