@@ -170,6 +170,11 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
     if cfg.dropout_rng == "packed":
         log.info("dropout_rng=packed: %d dropout layers draw packed masks", _dropout.use_packed_dropout(model))
     callbacks = _instantiate_all(cfg.get("callbacks"), "callbacks")
+    # fit time per epoch (train + val) for the tables' cost columns; a Timer of the config's own is used as it is
+    timer = next((cb for cb in callbacks if isinstance(cb, L.pytorch.callbacks.Timer)), None)
+    if timer is None:
+        timer = L.pytorch.callbacks.Timer()
+        callbacks.append(timer)
     loggers = _instantiate_all(cfg.get("logger"), "logger")
     log.info("instantiating trainer <%s>", cfg.trainer._target_)
     # checkpoints written atomically (temporary file, then rename) unless the config names plugins of its own
@@ -231,6 +236,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], str | None]:
     metrics.update(flop_recorder.summary())  # attention_gflops (per example forward), see attention.flops
     flop_recorder.remove()
     metrics["epochs"] = trainer.current_epoch
+    if cfg.train and trainer.current_epoch:  # seconds per epoch trained, validation included (resumes: all attempts)
+        metrics["epoch_s"] = timer.time_elapsed("train") / trainer.current_epoch
     return {k: v for k, v in metrics.items() if isinstance(v, int | float)}, best
 
 
