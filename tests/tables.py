@@ -62,14 +62,14 @@ def assert_snapshot(text: str, name: str) -> None:
         raise AssertionError(f"{name} differs from its snapshot (UPDATE_SNAPSHOTS=1 rewrites it):\n{diff}")
 
 
-def md_rows(md: str) -> dict[tuple[str, str], dict[str, str]]:
-    """The first Markdown table's rows keyed by their first two cells, each a dict keyed by header."""
+def md_rows(md: str, keys: int = 2) -> dict[tuple[str, ...], dict[str, str]]:
+    """The first Markdown table's rows keyed by their first ``keys`` cells, each a dict keyed by header."""
     lines = [ln for ln in md.split("\n\n## ")[0].splitlines() if ln.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = {}
     for ln in lines[2:]:
         cells = [c.strip() for c in ln.strip("|").split("|")]
-        rows[(cells[0], cells[1])] = dict(zip(header, cells, strict=True))
+        rows[tuple(cells[:keys])] = dict(zip(header, cells, strict=True))
     return rows
 
 
@@ -98,13 +98,16 @@ def forecast_result(model: str = "hot", dataset: str = "ETTh1", pred_len: int = 
                     mse: float = 0.4, mae: float | None = None, attention: str | None = None,
                     per_horizon: dict[int, tuple[float, float]] | None = None, status: str = "ok",
                     error: str = "KeyboardInterrupt: ", overrides: list[str] | None = None, debug: str | None = None,
-                    limits: dict | None = None, task_name: str = "hot_forecasting", wall_time_s: float = 12.0) -> dict:
+                    limits: dict | None = None, task_name: str = "hot_forecasting", wall_time_s: float = 12.0,
+                    features: str = "M", epoch_s: float | None = None) -> dict:
     """A forecasting results.json as train.run_with_results writes it (mae defaults to mse + 0.01;
     ``per_horizon`` {horizon: (mse, mae)} for a model scoring every horizon in one run)."""
     metrics: dict = {}
     if status == "ok":
         metrics = {"test/mse": mse, "test/mae": mse + 0.01 if mae is None else mae, "val/mse": 1.0,
                    "n_params": 1198560, "epochs": 3}
+        if epoch_s is not None:
+            metrics["epoch_s"] = epoch_s
         for h, (hm, ha) in (per_horizon or {}).items():
             metrics |= {f"test/mse_{h}": hm, f"test/mae_{h}": ha}
     trainer = {"max_epochs": 20, "limit_train_batches": None, "limit_val_batches": None,
@@ -117,7 +120,7 @@ def forecast_result(model: str = "hot", dataset: str = "ETTh1", pred_len: int = 
             "overrides": [f"model={model}", f"data.name={dataset}", f"data.pred_len={pred_len}",
                           "experiment=hot/forecasting", f"seed={seed}", *(overrides or [])],
             "config": {"task_name": task_name, "seed": seed, "trainer": trainer,
-                       "data": {"name": dataset, "pred_len": pred_len, "seq_len": 96},
+                       "data": {"name": dataset, "pred_len": pred_len, "seq_len": 96, "features": features},
                        "model": {"net": {"attention": {"name": attention or model}},
                                  "horizons": sorted(per_horizon) if per_horizon else None}}}
 

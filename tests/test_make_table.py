@@ -11,7 +11,15 @@ import pytest
 from attnbench.analysis import classification
 from attnbench.analysis.runs import FACT_COLUMNS, model_label
 from attnbench.analysis.spec import experiment_spec
-from attnbench.analysis.tables import RUN_COLUMNS, forecasting_table, load_reference, load_runs, to_latex, to_markdown
+from attnbench.analysis.tables import (
+    RUN_COLUMNS,
+    forecasting_table,
+    load_reference,
+    load_runs,
+    published_name,
+    to_latex,
+    to_markdown,
+)
 from attnbench.data.catalog import TIME_SERIES
 from scripts.make_table import main as make_table
 from tests.conftest import ROOT
@@ -99,8 +107,8 @@ def test_job_without_results_is_missing_not_dropped(forecast_sweep, forecast_ref
     row = runs[runs["status"] == "missing"].iloc[0]
     assert (row["model"], row["dataset"], row["horizon"]) == ("hot", "ETTm1", 192)
     table = fc_table(runs, forecast_reference)
-    assert table.loc[("ETTm1", 192), ("ours", "hot", "missing")] == 1
-    assert md_rows(to_markdown(table, runs))[("ETTm1", "192")]["hot MSE"] == "missing"
+    assert table.loc[("ETTm1", 192, "hot"), "missing"] == 1
+    assert md_rows(to_markdown(table, runs), 3)[("ETTm1", "192", "hot")]["MSE"] == "missing"
 
 
 @pytest.mark.parametrize("load", [load_runs, classification.load_runs], ids=["forecasting", "classification"])
@@ -114,37 +122,44 @@ def test_empty_or_absent_sweep_raises(tmp_path, load):
 # ---------------------------------------------------------------------------------------------- table
 def test_cells_differences_and_averaging(tmp_path, forecast_reference):
     write_result(tmp_path, 0, forecast_result("hot", "ETTh1", 96, mse=0.400, mae=0.410))
-    row = fc_table(load_runs(tmp_path), forecast_reference).loc[("ETTh1", 96)]
-    assert row[("ours", "hot", "mse")] == 0.400 and row[("ours", "hot", "n")] == 1
-    assert row[("published", "iTransformer", "mse")] == 0.386
-    assert row[("published", "TimesNet", "mae")] == 0.402
-    assert row[("diff", "hot", "mse")] == pytest.approx(0.014)  # ours - published: positive = worse
-    assert row[("diff", "hot", "mae")] == pytest.approx(0.005)
+    table = fc_table(load_runs(tmp_path), forecast_reference)
+    hot = table.loc[("ETTh1", 96, "hot")]
+    assert hot["mse"] == 0.400 and hot["n"] == 1 and pd.isna(hot["pub_mse"])
+    assert table.loc[("ETTh1", 96, "iTransformer"), "pub_mse"] == 0.386
+    assert table.loc[("ETTh1", 96, "TimesNet"), "pub_mae"] == 0.402
+    assert not table.loc[("ETTh1", 96, "TimesNet"), "ours"]  # published only: not run here
+    assert hot["vs_base_pub_mse"] == pytest.approx(0.014)  # ours - published iTransformer: positive = worse
+    assert hot["vs_base_pub_mae"] == pytest.approx(0.005)
+    assert pd.isna(hot["vs_base_rerun_mse"])  # iTransformer was not rerun
 
 
 def test_repeated_runs_are_averaged(forecast_sweep, forecast_reference):
-    row = fc_table(load_runs(forecast_sweep), forecast_reference).loc[("ETTh1", 96)]
-    assert row[("ours", "hot", "mse")] == pytest.approx(0.390)
-    assert row[("ours", "hot", "mae")] == pytest.approx(0.405)
-    assert row[("ours", "hot", "n")] == 2
-    assert row[("diff", "hot", "mse")] == pytest.approx(0.390 - 0.386)
+    row = fc_table(load_runs(forecast_sweep), forecast_reference).loc[("ETTh1", 96, "hot")]
+    assert row["mse"] == pytest.approx(0.390)
+    assert row["mae"] == pytest.approx(0.405)
+    assert row["n"] == 2
+    assert row["vs_base_pub_mse"] == pytest.approx(0.390 - 0.386)
 
 
 def test_per_horizon_run_fills_every_horizon(forecast_sweep, forecast_reference):
     table = fc_table(load_runs(forecast_sweep), forecast_reference)
     published_itransformer = {96: 0.174, 192: 0.221, 336: 0.278, 720: 0.358}
     for (h, published), mse in zip(published_itransformer.items(), (0.170, 0.220, 0.280, 0.360), strict=True):
-        assert table.loc[("weather", h), ("ours", "hot", "mse")] == mse
-        assert table.loc[("weather", h), ("diff", "hot", "mse")] == pytest.approx(mse - published)
+        assert table.loc[("weather", h, "hot"), "mse"] == mse
+        assert table.loc[("weather", h, "hot"), "vs_base_pub_mse"] == pytest.approx(mse - published)
 
 
 def test_only_pairs_we_ran_and_other_baseline(forecast_sweep, forecast_reference):
     runs = load_runs(forecast_sweep)
     table = fc_table(runs, forecast_reference, baseline="PatchTST")
-    assert list(table.index) == [("ETTh1", 96), ("ETTh2", 96), ("electricity", 96), ("weather", 96),
-                                 ("weather", 192), ("weather", 336), ("weather", 720)]
-    assert table.loc[("ETTh2", 96), ("diff", "full", "mse")] == pytest.approx(0.300 - 0.302)
-    assert table.loc[("electricity", 96), ("diff", "hot[hot_linear]", "mae")] == pytest.approx(0.245 - 0.270)
+    pairs = list(dict.fromkeys((d, h) for d, h, _ in table.index))
+    assert pairs == [("ETTh1", 96), ("ETTh2", 96), ("electricity", 96), ("weather", 96), ("weather", 192),
+                     ("weather", 336), ("weather", 720)]
+    # ours first (by name), then every published model at that pair in the reference's order
+    assert list(table.loc[("ETTh1", 96)].index) == ["full", "hot", "iTransformer", "PatchTST", "DLinear", "RLinear",
+                                                    "TimesNet"]
+    assert table.loc[("ETTh2", 96, "full"), "vs_base_pub_mse"] == pytest.approx(0.300 - 0.302)
+    assert table.loc[("electricity", 96, "hot[hot_linear]"), "vs_base_pub_mae"] == pytest.approx(0.245 - 0.270)
     with pytest.raises(ValueError, match="choose one of"):
         fc_table(runs, forecast_reference, baseline="HOT")
 
@@ -152,11 +167,11 @@ def test_only_pairs_we_ran_and_other_baseline(forecast_sweep, forecast_reference
 def test_failed_run_is_a_cell_and_listed(forecast_sweep, forecast_reference):
     runs = load_runs(forecast_sweep)
     table = fc_table(runs, forecast_reference)
-    assert table.loc[("ETTh1", 96), ("ours", "full", "failed")] == 1
-    assert pd.isna(table.loc[("ETTh1", 96), ("ours", "full", "mse")])
+    assert table.loc[("ETTh1", 96, "full"), "failed"] == 1
+    assert pd.isna(table.loc[("ETTh1", 96, "full"), "mse"])
     md = to_markdown(table, runs)
-    row = md_rows(md)[("ETTh1", "96")]
-    assert row["full MSE"] == "failed" and row["full MAE"] == "failed"
+    row = md_rows(md, 3)[("ETTh1", "96", "full")]
+    assert row["MSE"] == "failed" and row["MAE"] == "failed" and row["n"] == "0 (+1 failed)"
     failed_section = md.split("## Failed or missing jobs (1)")[1]
     assert OOM in failed_section and str(forecast_sweep / "2") in failed_section
     assert_snapshot(md, "test_failed_run_is_a_cell_and_listed.md")
@@ -189,3 +204,61 @@ def test_cli_fails_clearly_on_empty_dir(tmp_path):
     assert proc.returncode == 2
     assert "no results.json" in proc.stderr and str(tmp_path) in proc.stderr
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+# ---------------------------------------------------------------------------------------------- reruns
+@pytest.mark.parametrize("label, expected", [
+    ("itransformer", "iTransformer"), ("itransformer[full]", "iTransformer"), ("timesnet", "TimesNet"),
+    ("itransformer[performer]", None),  # another attention: not the published model
+    ("itransformer[full]‡", None),  # truncated
+    ("dlinear (model.optimizer.lr=0.1)", None),  # another recipe
+    ("hot", None),
+])
+def test_published_name_of_a_rerun(label, expected):
+    assert published_name(label, ["iTransformer", "PatchTST", "DLinear", "RLinear", "TimesNet"]) == expected
+
+
+def test_reruns_share_the_published_row_with_both_deltas(tmp_path, forecast_reference):
+    """The issue's table: each baseline's rerun beside its published value; HOT's Δ against the rerun
+    iTransformer as well as the published one; the cost of every run of ours."""
+    for seed, (it, dl, hot) in enumerate([(0.390, 0.400, 0.410), (0.394, 0.396, 0.400)], start=1):
+        write_result(tmp_path, f"it{seed}", forecast_result("itransformer", seed=seed, mse=it, attention="full",
+                                                            epoch_s=8.0 + seed))
+        write_result(tmp_path, f"dl{seed}", forecast_result("dlinear", seed=seed, mse=dl, epoch_s=1.0))
+        write_result(tmp_path, f"hot{seed}", forecast_result("hot", seed=seed, mse=hot, epoch_s=60.0))
+    runs = load_runs(tmp_path)
+    table = fc_table(runs, forecast_reference)
+    assert list(table.loc[("ETTh1", 96)].index) == ["hot", "iTransformer", "PatchTST", "DLinear", "RLinear",
+                                                    "TimesNet"]
+    it, dl, hot = (table.loc[("ETTh1", 96, m)] for m in ("iTransformer", "DLinear", "hot"))
+    assert it["mse"] == pytest.approx(0.392) and it["n"] == 2 and it["pub_mse"] == 0.386
+    assert it["vs_pub_mse"] == pytest.approx(0.392 - 0.386) and pd.isna(it["vs_base_rerun_mse"])
+    assert dl["vs_pub_mse"] == pytest.approx(0.398 - 0.386)  # DLinear's published ETTh1-96 is 0.386 too
+    assert hot["vs_base_rerun_mse"] == pytest.approx(0.405 - 0.392)
+    assert hot["vs_base_pub_mse"] == pytest.approx(0.405 - 0.386) and pd.isna(hot["vs_pub_mse"])
+    assert it["epoch_s"] == pytest.approx(9.5) and hot["n_params"] == 1198560
+    assert table.attrs["baseline_rerun"] == "iTransformer"
+    md = to_markdown(table, runs)
+    rows = md_rows(md, 3)
+    assert rows[("ETTh1", "96", "iTransformer")]["MSE"] == "0.392 ± 0.003"
+    assert rows[("ETTh1", "96", "iTransformer")]["published MSE"] == "0.386"
+    assert rows[("ETTh1", "96", "iTransformer")]["ours − published"] == "+0.006 / -0.003"  # MAE 0.402 - 0.405
+    assert rows[("ETTh1", "96", "hot")]["Δ iTransformer (rerun)"] == "+0.013 / +0.013"
+    assert rows[("ETTh1", "96", "hot")]["Δ iTransformer (published)"] == "+0.019 / +0.010"
+    assert rows[("ETTh1", "96", "TimesNet")]["MSE"] == "–" and rows[("ETTh1", "96", "TimesNet")]["n"] == ""
+    assert rows[("ETTh1", "96", "TimesNet")]["published MSE"] == "**0.384**"  # the best of the row
+    cost = md_rows(md.split("## Cost of our runs")[1], 3)
+    assert cost[("ETTh1", "96", "iTransformer")]["s / epoch"] == "9.5"
+    assert cost[("ETTh1", "96", "hot")]["params (M)"] == "1.199"
+    assert ("ETTh1", "96", "TimesNet") not in cost  # published only: no cost of ours
+
+
+def test_single_variable_runs_get_rows_of_their_own(tmp_path, forecast_reference):
+    """CAB's LSTF sweeps lstf=ETTh1_M,ETTh1_S: the features are a row key, never a column or a published match."""
+    write_result(tmp_path, 0, forecast_result("informer", mse=0.8, overrides=["lstf=ETTh1_M"]))
+    write_result(tmp_path, 1, forecast_result("informer", mse=0.1, features="S", overrides=["lstf=ETTh1_S"]))
+    runs = load_runs(tmp_path)
+    assert set(runs["model"]) == {"informer"} and set(runs["dataset"]) == {"ETTh1", "ETTh1 (S)"}
+    table = fc_table(runs, forecast_reference)
+    assert table.loc[("ETTh1 (S)", 96, "informer"), "mse"] == 0.1
+    assert list(table.loc[("ETTh1 (S)", 96)].index) == ["informer"]  # the published M values are not its rivals

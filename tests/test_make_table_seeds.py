@@ -84,11 +84,12 @@ def test_forecasting_cells_are_mean_std_n_and_truncated_runs_marked(mixed_sweep)
     runs = tables.load_runs(mixed_sweep)
     assert set(runs["model"]) == {"hot", "full", "hot‡"}  # the debug run is not averaged with the full runs
     table = tables.forecasting_table(runs, tables.load_reference(REF), "iTransformer")
-    row = table.loc[("ETTh1", 96)]
-    assert row[("ours", "hot", "mse")] == pytest.approx(0.42) and row[("ours", "hot", "n")] == 3
-    assert row[("ours", "hot", "mse_std")] == pytest.approx(0.02)  # sample std of 0.40, 0.42, 0.44
-    assert row[("ours", "hot‡", "mse")] == pytest.approx(0.9) and row[("ours", "hot‡", "n")] == 1
-    assert row[("ours", "full", "failed")] == 1  # interrupted counts as failed, never as a score
+    rows = table.loc[("ETTh1", 96)]
+    assert rows.loc["hot", "mse"] == pytest.approx(0.42) and rows.loc["hot", "n"] == 3
+    assert rows.loc["hot", "mse_std"] == pytest.approx(0.02)  # sample std of 0.40, 0.42, 0.44
+    assert rows.loc["hot‡", "mse"] == pytest.approx(0.9) and rows.loc["hot‡", "n"] == 1
+    assert pd.isna(rows.loc["hot‡", "vs_base_pub_mse"]) and rows.loc["hot‡", "truncated"]  # no Δ when truncated
+    assert rows.loc["full", "failed"] == 1  # interrupted counts as failed, never as a score
     name = "test_forecasting_cells_are_mean_std_n_and_truncated_runs_marked"
     assert_snapshot(tables.to_markdown(table, runs), f"{name}.md")
     assert_snapshot(tables.to_latex(table), f"{name}.tex")
@@ -169,8 +170,8 @@ def test_plot_legends_keep_every_label_inside_the_figure(tmp_path):
     write_result(root, 2, forecast_result("hot", seed=3, status="failed", overrides=["model.optimizer.lr=0.1"]))
     table = tables.forecasting_table(tables.load_runs(root), tables.load_reference(REF), "iTransformer")
     labels, inside = _legend_inside(tables.mse_figure(table))
-    assert labels[:3] == ["full‡", "hot", "hot (model.optimizer.lr=0.1)"] and "failed / missing" in labels
-    assert "TimesNet" in labels and inside
+    assert labels[:3] == ["full‡ (ours)", "hot (ours)", "hot (model.optimizer.lr=0.1) (ours)"]
+    assert "failed / missing" in labels and "TimesNet (published)" in labels and inside
     cls_root = tmp_path / "cls"
     for i, m in enumerate(["hot3d", "vit3d", "resnet3d"]):
         write_cls_job(cls_root, i, m, seed=43, acc=0.8 + i / 100)
@@ -190,5 +191,5 @@ def test_named_job_folders_and_old_numbered_ones_read_alike(tmp_path):
     runs = tables.load_runs(root)
     assert sorted(runs["status"]) == ["missing", "ok", "ok"] and set(runs["model"]) == {"hot"}
     table = tables.forecasting_table(runs, tables.load_reference(REF), "iTransformer")
-    assert table.loc[("ETTh1", 96), ("ours", "hot", "n")] == 2
-    assert table.loc[("ETTh1", 96), ("ours", "hot", "missing")] == 1
+    assert table.loc[("ETTh1", 96, "hot"), "n"] == 2
+    assert table.loc[("ETTh1", 96, "hot"), "missing"] == 1

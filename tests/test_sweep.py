@@ -76,10 +76,10 @@ def test_wandb_group_per_sweep_name_from_model_data_overrides(hydra_cfg, monkeyp
 # ---------------------------------------------------------------------------------------------- summary
 def test_expected_jobs_counts_the_basic_sweep(hydra_cfg):
     cfg = hydra_cfg(["experiment=hot/forecasting_ili"])
-    assert sweep.expected_jobs(cfg) == 3 * 2 * 4  # seeds x models x horizons
+    assert sweep.expected_jobs(cfg) == 3 * 7 * 4  # seeds x models (hot, full, five baselines) x horizons
     cfg = hydra_cfg(["experiment=hot/forecasting_ili", "data.pred_len=24", "seed=1"])  # the command line wins
     cfg.hydra.overrides.task = ["data.pred_len=24", "seed=1"]
-    assert sweep.expected_jobs(cfg) == 2
+    assert sweep.expected_jobs(cfg) == 7  # the models
 
 
 def _job_return(out: Path):
@@ -103,7 +103,7 @@ def test_callback_summarizes_after_the_last_job_even_if_one_failed(tmp_path, cap
     summary = json.loads((root / "summary.json").read_text())
     assert summary["counts"] == {"ok": 1, "failed": 1} and summary["n_jobs"] == 2
     md = (root / "table.md").read_text()
-    assert "hot‡ MSE" in md and "reduced budget (3 epochs < 20, patience 1 < 3)" in md
+    assert "| hot‡ " in md and "reduced budget (3 epochs < 20, patience 1 < 3)" in md
     caplog.clear()
     cb.on_multirun_end(None)  # already written: not twice
     assert "sweep finished" not in caplog.text

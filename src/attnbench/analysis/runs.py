@@ -234,7 +234,8 @@ def job_parts(job_dir: Path, result: dict[str, Any], data_keys: tuple[str, ...],
     base = {"status": status, "error": result.get("error"), "wall_time_s": result.get("wall_time_s"),
             "attention": attention or choices.get("model/attention"),
             "peak_memory_mb": result.get("peak_memory_mb"), "n_params": metrics.get("n_params"),
-            "epochs": metrics.get("epochs"), "attention_gflops": metrics.get("attention_gflops"),
+            "epochs": metrics.get("epochs"), "epoch_s": metrics.get("epoch_s"),
+            "attention_gflops": metrics.get("attention_gflops"),
             "run_dir": str(job_dir), **job_facts(result)}
     return choices, data, metrics, base
 
