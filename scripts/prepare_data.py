@@ -99,19 +99,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown data set(s) {unknown}; allowed: {', '.join(files)} or a group: "
               f"{', '.join(GROUPS)}; generated: {', '.join(GENERATED)}", file=sys.stderr)
         return 2
+    where = args.from_dir if args.from_dir is None or args.from_dir.is_absolute() else (
+        f"{args.from_dir} ({args.from_dir.resolve()})")
+    if args.from_dir is not None and not args.from_dir.is_dir():
+        what = "is not a folder" if args.from_dir.exists() else "does not exist"
+        print(f"error: --from {where} {what}: name the folder that holds the files", file=sys.stderr)
+        return 2
     in_group = {n for arg in args.names if arg in GROUPS for n in GROUPS[arg]}
-    failed = 0
+    failed, skipped = 0, set()
     for name in names:
         src = files[name]
         if name in in_group and args.from_dir is not None and not any(
                 (args.from_dir / c).is_file() for c in (src.path, Path(src.path).name)):
             print(f"skip {name}: not in {args.from_dir}")
+            skipped.add(name)
             continue
         try:
             path = fetch(name, src, args.data_dir, from_dir=args.from_dir)
             print(f"ok   {name}: {path}")
         except DataError as e:
             print(f"error: {e}", file=sys.stderr)
+            failed += 1
+    for arg in dict.fromkeys(a for a in args.names if a in GROUPS):  # a group of which the folder holds nothing
+        if args.from_dir is not None and set(GROUPS[arg]) <= skipped:
+            first = files[GROUPS[arg][0]].path
+            print(f"error: --from {where} holds none of the {len(GROUPS[arg])} files of {arg} (looked for at "
+                  f"{args.from_dir / first}, ..., or by file name in the folder itself): name the folder that holds "
+                  "them", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import runpy
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import InstantiationException
 
-from attnbench import attention_spec, cli
+from attnbench import attention, attention_spec, cli
 from attnbench.cli import GROUPS, check_group_choices, gpu_missing, group_options, main
 from attnbench.config import ConfigError, drop_disabled_progress_bar, validate
 from attnbench.errors import DataError, report, user_error
@@ -205,7 +206,8 @@ def test_group_choices():
     assert check_group_choices(["trainer.max_epochs=3", "+trainer.mine=1", "paths.log_dir=x"]) is None
     assert "paths.logdir is not a key of paths (did you mean log_dir?)" in check_group_choices(["paths.logdir=x"])
     assert "model=hto" in check_group_choices(["-m", "model=hot,hto"])
-    assert "available: efficient" in check_group_choices(["model/attention=nope"])
+    listed = check_group_choices(["model/attention=nope"]).split("available: ")[1].split(", ")
+    assert set(listed) >= set(attention.available())  # every registered entry, by name
     with pytest.raises(Exception, match="debug/fsat"):  # Hydra too: the groups are no longer `optional`
         from hydra import compose, initialize_config_dir
 
@@ -365,6 +367,126 @@ def test_missing_data_is_one_paragraph(compose_cfg, tmp_path, capsys):
     where = err.splitlines()[-1]  # the last line says where the traceback is
     assert where.startswith("(traceback: ") and where.endswith(f"{tmp_path / 'results.json'})")
     assert "DataError" in json.loads((tmp_path / "results.json").read_text())["error"]
+
+
+@pytest.fixture
+def hydra_logging():
+    """Hydra's job logging (it replaces the root logger's handlers) undone after a run of ``cli.train`` here."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for h in root.handlers[:]:
+        if h not in handlers:
+            root.removeHandler(h)
+            h.close()
+    for h in handlers:
+        if h not in root.handlers:
+            root.addHandler(h)
+    root.setLevel(level)
+
+
+def _datamodule_raises(monkeypatch, make) -> None:
+    """The forecasting datamodule's constructor (called by Hydra's instantiate) raises ``make()``."""
+    from attnbench.data.timeseries import TimeSeriesDataModule
+
+    def init(self, *args, **kwargs):
+        raise make()
+
+    monkeypatch.setattr(TimeSeriesDataModule, "__init__", init)
+
+
+MISSING = "ETTh1: no copy in this test's data folder"
+
+
+@pytest.mark.parametrize("sweep", [False, True])
+def test_error_of_ours_at_instantiate_is_one_paragraph_exit_2(tmp_path, monkeypatch, capsys, hydra_logging, sweep):
+    """A DataError raised inside Hydra's instantiate (which wraps it in InstantiationException), in a single run
+    and in each job of a -m sweep: the paragraph, exit 2; the sweep runs every job, each results.json failed with
+    the DataError's own message, and ends with the first failure's paragraph instead of Hydra's stack."""
+    _datamodule_raises(monkeypatch, lambda: DataError(MISSING))
+    args = ["model=hot", "data=ett", "debug=fast", "logger=csv", f"paths.log_dir={tmp_path}"]
+    assert _train([*(["-m", "seed=1,2"] if sweep else []), *args], monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error (DataError): {MISSING}\n(traceback: ")
+    assert "Traceback" not in err and "HYDRA_FULL_ERROR" not in err and "InstantiationException" not in err
+    runs = sorted(tmp_path.rglob("results.json"))
+    assert len(runs) == (2 if sweep else 1)
+    for run in runs:
+        r = json.loads(run.read_text())
+        assert r["status"] == "failed" and r["error"] == f"DataError: {MISSING}"
+        assert f"{run.parent}/results.json" in err  # its paragraph says where its traceback is
+    if sweep:  # a paragraph per job as it fails, then the sweeper's first failure again, as the last paragraph
+        assert err.count(f"error (DataError): {MISSING}") == 3
+        first = err.split("Error executing job with overrides: ")[1].splitlines()
+        assert first[1] == f"error (DataError): {MISSING}" and first[2].startswith("(traceback: ")
+        assert str(runs[0].parent) in first[2]
+
+
+@pytest.mark.parametrize("sweep", [False, True])
+def test_a_bug_at_instantiate_is_reported_by_hydra_as_before(tmp_path, monkeypatch, capsys, hydra_logging, sweep):
+    """Anything but an error of ours: Hydra's report (for an error in instantiate, its one-line summary and the
+    HYDRA_FULL_ERROR hint), exit 1; the traceback in results.json."""
+    _datamodule_raises(monkeypatch, lambda: KeyError("a bug"))
+    args = ["model=hot", "data=ett", "debug=fast", "logger=csv", f"paths.log_dir={tmp_path}"]
+    assert _train([*(["-m", "seed=1,2"] if sweep else []), *args], monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error executing job with overrides: ") and "KeyError('a bug')" in err
+    assert "HYDRA_FULL_ERROR=1" in err and "error (" not in err
+    runs = sorted(tmp_path.rglob("results.json"))
+    assert len(runs) == (2 if sweep else 1)
+    assert all("KeyError: 'a bug'" in json.loads(r.read_text())["traceback"] for r in runs)
+
+
+def test_a_sweep_jobs_error_survives_pickling():
+    """A job run by submitit returns its error pickled: the class and the note saying where its traceback is
+    survive (a chain of causes would not: the job raises the error of ours itself)."""
+    from attnbench.pretrained import PretrainedError
+
+    for e in (DataError("missing"), PretrainedError("no model")):
+        e.add_note("(traceback: x/results.json)")
+        back = pickle.loads(pickle.dumps(e))
+        assert type(back) is type(e) and user_error(back) is back and back.__notes__ == e.__notes__
+    assert isinstance(PretrainedError("x"), OSError)  # as transformers' own "not found", for callers catching it
+
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty", "a file"])
+def test_prepare_data_copy_that_finds_nothing_fails_naming_the_folder(tmp_path, capsys, folder):
+    """``prepare_data.py glue --from DIR``: a folder that does not exist (or is a file) is said at once, exit 2; one
+    that holds none of the group's files skips each, then fails naming the folder, exit 1."""
+    from scripts.prepare_data import GROUPS, catalogue
+    from scripts.prepare_data import main as prepare_data
+
+    n, first, src = len(GROUPS["glue"]), catalogue()[GROUPS["glue"][0]].path, tmp_path / folder
+    if folder == "empty":
+        src.mkdir()
+    elif folder == "a file":
+        src.write_text("")
+    rc = prepare_data(["glue", "--from", str(src), "--data-dir", str(tmp_path / "data")])
+    out, err = capsys.readouterr()
+    if folder == "empty":
+        assert rc == 1 and out.count("skip glue_") == n and f"not in {src}" in out
+        assert err == (f"error: --from {src} holds none of the {n} files of glue (looked for at "
+                       f"{src / first}, ..., or by file name in the folder itself): name the folder "
+                       "that holds them\n")
+    else:
+        assert rc == 2 and out == ""
+        what = "is not a folder" if folder == "a file" else "does not exist"
+        assert err == f"error: --from {src} {what}: name the folder that holds the files\n"
+    assert not (tmp_path / "data").exists()
+
+
+def test_prepare_data_copy_that_finds_some_files_succeeds(tmp_path, capsys):
+    from scripts.prepare_data import GROUPS
+    from scripts.prepare_data import main as prepare_data
+
+    rte = tmp_path / "src" / "glue" / "RTE"
+    rte.mkdir(parents=True)
+    (rte / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
+    rc = prepare_data(["glue", "--from", str(tmp_path / "src"), "--data-dir", str(tmp_path / "data")])
+    out, err = capsys.readouterr()
+    assert "holds none" not in err and out.count("skip glue_") == len(GROUPS["glue"]) - 1
+    assert rc == 1 and "glue_rte_dev" in err  # the one copied file fails its checksum: said, as before
 
 
 # ----------------------------------------------------------------------------- list

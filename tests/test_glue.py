@@ -139,13 +139,14 @@ def test_missing_glue_file_says_how_to_get_it(tmp_path):
 def test_unloadable_pretrained_model_error_points_at_offline_options():
     from attnbench.models.hf_text import pretrained_classifier
 
-    with pytest.raises(OSError, match="model.net.pretrained=minilm"):
+    with pytest.raises(OSError, match="model.net.pretrained=minilm") as e:
         pretrained_classifier("/nonexistent/folder/model", 2)
+    assert isinstance(e.value, DataError)  # an error of ours: one paragraph, exit 2 (test_cli)
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
     (["data=ett"], "cannot train on data"),
-    (["model=bert", "model/attention=optimised"], "cannot replace a pretrained self-attention: .*that do: full"),
+    (["model=bert", "model/attention=optimised"], "cannot replace a pretrained self-attention: .*that do: .*full"),
     (["data.task=mnli"], "data.task='mnli' is invalid"),
     (["model.net.n_labels=3"], "model.net.n_labels=3 but task 'sst2' has 2"),
     (["~model.scheduler._target_"], "model.scheduler needs a _target_ \\(e.g. transformers"),

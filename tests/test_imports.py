@@ -11,10 +11,11 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "attnbench"
 # Bottom first. A module may import its own component (a package or module named here) or any component of a lower
 # layer; components of one layer are independent of each other.
 LAYERS: list[tuple[str, ...]] = [
-    # facts and tools without torch that every layer uses: the errors, names, the ast reader of signatures, where
-    # pretrained checkpoints come from, the package itself
-    ("attnbench", "attnbench.errors", "attnbench.names", "attnbench.signatures", "attnbench.pretrained",
-     "attnbench.provenance"),
+    # the package itself and the errors every layer raises
+    ("attnbench", "attnbench.errors"),
+    # facts and tools without torch that every layer uses: names, the ast reader of signatures, where pretrained
+    # checkpoints come from (its errors are DataErrors), the code version
+    ("attnbench.names", "attnbench.signatures", "attnbench.pretrained", "attnbench.provenance"),
     # declarations read without torch: the data catalogues, the attention registry's entries (from their source)
     ("attnbench.data.catalog", "attnbench.attention_spec"),
     # the config schemas and checks: torch-free, so composing and checking answer in a second
@@ -25,8 +26,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("attnbench.layers",),
     # datamodules and networks, side by side: the data never imports a model, nor a model the data
     ("attnbench.data", "attnbench.models"),
-    # Lightning: the modules that train a network on a datamodule, and the callbacks
-    ("attnbench.lit", "attnbench.callbacks"),
+    # Lightning: the modules that train a network on a datamodule, and the callbacks (progress: log lines)
+    ("attnbench.lit", "attnbench.callbacks", "attnbench.progress"),
     # reading finished runs into tables
     ("attnbench.analysis",),
     # W&B dashboards: a job's summary values, a sweep's summary run (torch-free)
@@ -164,4 +165,4 @@ def test_the_reader_sees_every_kind_of_import(tmp_path):
     assert cycles(edges) == [["attnbench.config", "attnbench.errors"]]
     assert "attnbench/errors.py:2: attnbench.errors imports attnbench.config" in describe(cycles(edges)[0], edges, pkg)
     assert uphill(edges, pkg) == ["attnbench/errors.py:2: attnbench.errors (attnbench.errors, layer 0) imports "
-                                  "attnbench.config (attnbench.config, layer 2)"]
+                                  "attnbench.config (attnbench.config, layer 3)"]

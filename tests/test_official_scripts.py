@@ -10,6 +10,7 @@ import runpy
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -48,6 +49,26 @@ def official_checkout(var: str, marker: str) -> Path:
     return path
 
 
+class OfficialRun(NamedTuple):
+    """What a side-by-side printed: its stdout, each line reporting a difference with that line's (first) value,
+    and every difference in the order printed."""
+
+    stdout: str
+    lines: list[tuple[str, float]]
+    diffs: list[float]
+
+
+def run_official(script: str, checkout: Path, *args: str | Path, cwd: Path, timeout: int = 600) -> OfficialRun:
+    """``python scripts/official/SCRIPT --official CHECKOUT ARGS`` in ``cwd`` on one thread; asserts it exits 0 (the
+    end of its output in the message) and reads every ``max |ours - official| <value>`` it printed."""
+    p = subprocess.run([sys.executable, str(OFFICIAL / script), "--official", str(checkout), *map(str, args)],
+                       cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    lines = [(line, float(m.group(1))) for line in p.stdout.splitlines() if (m := DIFF.search(line))]
+    return OfficialRun(p.stdout, lines, [float(d) for d in DIFF.findall(p.stdout)])
+
+
 @pytest.mark.slow
 def test_informer_matches_the_official_informer2020(tmp_path):
     """compare_informer.py: five official Informer layouts (layers, distilling, mix) and its calendar features of
@@ -55,10 +76,6 @@ def test_informer_matches_the_official_informer2020(tmp_path):
     checkout = official_checkout("ATTNBENCH_OFFICIAL_INFORMER", "models/model.py")
     write_ett_csv(tmp_path / "ETT-small" / "ETTh1.csv", n_rows=2000, freq="h")
     write_ett_csv(tmp_path / "ETT-small" / "ETTm1.csv", n_rows=2000, freq="15min")
-    p = subprocess.run([sys.executable, str(OFFICIAL / "compare_informer.py"), "--official", str(checkout),
-                        "--data-dir", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
-    diffs = [float(d) for d in DIFF.findall(p.stdout)]
-    assert len(diffs) == 5 + 2, p.stdout  # five model layouts, two calendars
-    assert max(diffs) < 1e-5, p.stdout
+    run = run_official("compare_informer.py", checkout, "--data-dir", tmp_path, cwd=tmp_path)
+    assert len(run.diffs) == 5 + 2, run.stdout  # five model layouts, two calendars
+    assert max(run.diffs) < 1e-5, run.stdout

@@ -3,14 +3,10 @@ ATTNBENCH_OFFICIAL_TSLIB names a checkout of thuml/Time-Series-Library; skipped 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from tests.conftest import write_ett_csv
-from tests.test_official_scripts import DIFF, OFFICIAL, official_checkout
+from tests.test_official_scripts import official_checkout, run_official
 
 
 @pytest.mark.slow
@@ -20,11 +16,7 @@ def test_timesnet_matches_the_official_time_series_library(tmp_path):
     forecast within 1e-5 on copied weights (float32)."""
     checkout = official_checkout("ATTNBENCH_OFFICIAL_TSLIB", "models/TimesNet.py")
     write_ett_csv(tmp_path / "ETT-small" / "ETTh1.csv", n_rows=17420, freq="h")
-    p = subprocess.run([sys.executable, str(OFFICIAL / "compare_timesnet.py"), "--official", str(checkout),
-                        "--data-dir", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
-    diffs = [float(d) for d in DIFF.findall(p.stdout)]
-    assert len(diffs) == 5 + 1 + 1, p.stdout  # five settings, one gradient check, the data windows
-    assert max(diffs) < 1e-5, p.stdout
-    assert "PERIODS DIFFER" not in p.stdout, p.stdout
+    run = run_official("compare_timesnet.py", checkout, "--data-dir", tmp_path, cwd=tmp_path)
+    assert len(run.diffs) == 5 + 1 + 1, run.stdout  # five settings, one gradient check, the data windows
+    assert max(run.diffs) < 1e-5, run.stdout
+    assert "PERIODS DIFFER" not in run.stdout, run.stdout

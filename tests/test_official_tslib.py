@@ -3,14 +3,10 @@ where ATTNBENCH_OFFICIAL_TSLIB names a checkout of thuml/Time-Series-Library; ne
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from tests.conftest import write_ett_csv
-from tests.test_official_scripts import DIFF, OFFICIAL, official_checkout
+from tests.test_official_scripts import official_checkout, run_official
 
 
 @pytest.mark.slow
@@ -23,13 +19,9 @@ def test_windows_match_the_official_time_series_library(tmp_path):
     write_ett_csv(tmp_path / "ETT-small" / "ETTh1.csv", n_rows=17420, freq="h")
     write_ett_csv(tmp_path / "ETT-small" / "ETTm1.csv", n_rows=57700, freq="15min")
     write_ett_csv(tmp_path / "illness" / "national_illness.csv", n_rows=966, freq="h")  # 7 variables, OT last
-    p = subprocess.run([sys.executable, str(OFFICIAL / "compare_tslib.py"), "--official", str(checkout),
-                        "--data-dir", str(tmp_path), "--datasets", "ETTh1", "ETTm1", "national_illness"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
-    diffs = [float(d) for d in DIFF.findall(p.stdout)]
-    assert len(diffs) == 3 * (6 + 3), p.stdout  # per data set: M/S x three flags, marks x three flags
-    assert max(diffs) < 1e-5, p.stdout
-    assert "README example ETTh1 96->720 test windows: data.split=official 2764, TSLib 2161" in p.stdout, p.stdout
-    assert "no undocumented difference" in p.stdout and "UNDOCUMENTED" not in p.stdout, p.stdout
+    run = run_official("compare_tslib.py", checkout, "--data-dir", tmp_path, "--datasets", "ETTh1", "ETTm1",
+                       "national_illness", cwd=tmp_path)
+    assert len(run.diffs) == 3 * (6 + 3), run.stdout  # per data set: M/S x three flags, marks x three flags
+    assert max(run.diffs) < 1e-5, run.stdout
+    assert "README example ETTh1 96->720 test windows: data.split=official 2764, TSLib 2161" in run.stdout, run.stdout
+    assert "no undocumented difference" in run.stdout and "UNDOCUMENTED" not in run.stdout, run.stdout

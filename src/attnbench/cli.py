@@ -11,9 +11,11 @@ lacks) print one paragraph that leads with the fix and exit 2; their traceback g
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import attnbench.sweep  # noqa: F401  (registers the run-folder and W&B name resolvers: ${dirname:...}, ...)
 from attnbench.config import PathsConfig, TrainerConfig, project_root, register_configs
-from attnbench.errors import EXIT_USER_ERROR, ConfigError, report, user_error
+from attnbench.errors import EXIT_USER_ERROR, ConfigError, paragraph, report, user_error
 
 register_configs()
 if not OmegaConf.has_resolver("attnbench_help"):  # --help's text (conf/hydra/help/attnbench.yaml): help_text()
@@ -42,6 +44,7 @@ GROUPS = {
     "callbacks": "checkpoints, early stopping, model summary, progress bar, LR monitor",
     "debug": "fast = a handful of batches of train/val/test (unset by default)",
     "experiment": "a paper's table, run with -m (unset by default)",
+    "hparams_search": "an Optuna search of a model family's hyper-parameters, a sweep without -m (unset by default)",
     "lra_task": "an LRA task's sizes and schedule (released; cpu/: minutes), set by experiment=lra/*",
     "lstf": "CAB's LSTF settings, <data set>_<M|S> (lengths and layers; with experiment=cab/lstf*)",
     "recipe": "a baseline's training recipe per data set (lr, batch, epochs), taken with its model; ~recipe: none",
@@ -150,9 +153,15 @@ def task(cfg: DictConfig) -> float | None:
         fix = user_error(e) or gpu_missing(cfg)
         if fix is None:
             raise
-        report(e, fix, cfg.paths.get("output_dir"))
-        if hc.mode == RunMode.MULTIRUN:  # the other jobs of the sweep go on; Hydra records this one as failed
-            raise
+        where = report(e, fix, cfg.paths.get("output_dir"))
+        if hc.mode == RunMode.MULTIRUN:
+            # the other jobs of the sweep go on: Hydra records this one as failed, and its sweeper raises the first
+            # failure again at the end (``one_paragraph_errors``: this paragraph, exit 2). Raised as our own error,
+            # not Hydra's wrapping of it: a job run in another process (submitit) returns its error pickled,
+            # without the chain of causes ``user_error`` follows.
+            if where:
+                fix.add_note(where)
+            raise fix from fix.__cause__  # as it was raised (its own cause, if any)
         sys.exit(EXIT_USER_ERROR)
     key = cfg.get("optimized_metric")
     return result["metrics"].get(key) if key else None
@@ -170,7 +179,44 @@ def train() -> None:
     if bad:
         print(f"error (ConfigError): {bad}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    _hydra_train()
+    with one_paragraph_errors():
+        _hydra_train()
+
+
+@contextlib.contextmanager
+def one_paragraph_errors() -> Iterator[None]:
+    """An error of ours that leaves Hydra's ``main`` (raised while composing, or a sweep's failed job that the
+    sweeper raises again at the sweep's end) prints its paragraph and exits 2, where Hydra would print "Error
+    executing job ..." with a stack and exit 1; anything else is Hydra's to report, as before (HYDRA_FULL_ERROR
+    included). Hydra runs each stage of ``main`` through ``hydra._internal.utils.run_and_report``; ours runs inside
+    it for as long as this context lasts."""
+    from hydra._internal import utils as hydra_utils
+
+    hydras = getattr(hydra_utils, "run_and_report", None)
+    if hydras is None:  # another Hydra: its own reporting
+        yield
+        return
+
+    def run_and_report(func: Any) -> Any:
+        def ours() -> Any:
+            try:
+                return func()
+            except Exception as e:
+                fix = user_error(e)
+                if fix is None:
+                    raise
+                print(paragraph(fix), file=sys.stderr)
+                for note in getattr(fix, "__notes__", ()):  # a sweep job's: where its traceback is
+                    print(note, file=sys.stderr)
+                sys.exit(EXIT_USER_ERROR)
+
+        return hydras(ours)
+
+    hydra_utils.run_and_report = run_and_report
+    try:
+        yield
+    finally:
+        hydra_utils.run_and_report = hydras
 
 
 # ----------------------------------------------------------------------------- list

@@ -54,9 +54,17 @@ def _to_log_file(e: BaseException) -> list[str]:
     return paths
 
 
-def report(e: BaseException, fix: BaseException, out_dir: str | None) -> None:
-    """One paragraph on stderr that leads with the fix, then where the traceback is."""
+def paragraph(fix: BaseException) -> str:
+    """``error (DataError): <the message, which leads with the fix>``."""
+    return f"error ({type(fix).__name__}): {fix}"
+
+
+def report(e: BaseException, fix: BaseException, out_dir: str | None) -> str | None:
+    """One paragraph on stderr that leads with the fix, then where the traceback is (that line is returned)."""
     where = [*_to_log_file(e), *([str(Path(out_dir) / "results.json")] if out_dir else [])]
-    print(f"error ({type(fix).__name__}): {fix}", file=sys.stderr)
-    if where:
-        print(f"(traceback: {' and '.join(where)})", file=sys.stderr)
+    print(paragraph(fix), file=sys.stderr)
+    if not where:
+        return None
+    line = f"(traceback: {' and '.join(where)})"
+    print(line, file=sys.stderr)
+    return line

@@ -15,6 +15,12 @@
   expected job, or at exit.
 - SLURM without accounting (``scripts/local_slurm.sh``, many small clusters): submitit polls ``sacct``, which
   then fails at every poll; ``SweepSummary`` says so once and has submitit read job states from ``squeue``.
+- Searches (``hparams_search=<name>``: the Optuna sweeper, ``conf/hparams_search/``): checked before the first trial
+  (``config.hparams_search.check_search``; a misspelt search key stops the sweep, exit 2); a trial whose
+  ``optimized_metric`` is missing or not finite fails (``config.hparams_search.check_trial``: results.json status
+  failed, Optuna marks it FAIL) and the study goes on; ``n_trials`` jobs are expected; at the end ``best.json``
+  (``best_trial``: the best value, its overrides and its job folder) joins Optuna's ``optimization_results.yaml``
+  in the sweep folder.
 
 Nothing here imports torch or Lightning: ``--help`` stays fast.
 """
@@ -26,16 +32,21 @@ import functools
 import getpass
 import json
 import logging
+import math
 import os
 import re
 import shutil
 import subprocess
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+from attnbench.config.hparams_search import check_search, is_search
+from attnbench.errors import EXIT_USER_ERROR, ConfigError, report
 
 log = logging.getLogger(__name__)
 _SUMMARIZED: set[str] = set()  # sweep folders already summarised in this process
@@ -120,11 +131,12 @@ def _job_order(job_dir: Path) -> tuple[int, str]:
 
 
 def summarize_sweep(sweep_dir: str | Path, table: bool = True, expected: list[str] | None = None,
-                    slurm: bool = False) -> dict[str, Any]:
+                    slurm: bool = False, search: dict[str, Any] | None = None) -> dict[str, Any]:
     """Log jobs ok/failed/cancelled/not started (each with its error), attempts and job time, write
     ``summary.json`` and (``table``, for a sweep that declares one) the sweep's table (table.md, ...) into
     ``sweep_dir``; a table that cannot be made is logged, never raised. ``expected``: the sweep's job folder
-    names; ``slurm``: jobs submitted to SLURM (their states are asked for, to name the cancelled ones)."""
+    names; ``slurm``: jobs submitted to SLURM (their states are asked for, to name the cancelled ones);
+    ``search``: an Optuna search's metric and direction (its best trial goes to ``best.json``, ``best_trial``)."""
     root = Path(sweep_dir)
     _SUMMARIZED.add(str(root.resolve()))
     status = sweep_status(root, expected, slurm_states(root) if slurm else None)
@@ -137,6 +149,19 @@ def summarize_sweep(sweep_dir: str | Path, table: bool = True, expected: list[st
     for job in status["jobs"]:
         if job["status"] != "ok":
             log.warning("  %s", job["line"])
+    try:
+        best = best_trial(root, status["jobs"], search)
+    except Exception as e:  # as for the table: the summary still comes
+        best = None
+        log.warning("no best.json for %s (%s: %s)", root, type(e).__name__, e)
+    if best is not None:
+        status["best"] = best
+        log.info("best trial: %s %s=%.6g with %s (%s, best.json in %s)",
+                 best["job"] or "(of an earlier sweep of the stored study)", best["metric"], best["value"],
+                 " ".join(best["overrides"]), best["source"], root)
+    elif search is not None:
+        status["best"] = None
+        log.warning("no trial of the search finished with a value of %s: no best trial", search.get("metric"))
     try:
         if table and declares_table(root):
             from attnbench.analysis.report import write_table
@@ -187,9 +212,50 @@ def expected_job_names(config: DictConfig) -> list[str] | None:
 
 
 def expected_jobs(config: DictConfig) -> int | None:
-    """How many jobs the basic sweeper will launch (None for another sweeper: it decides as it goes)."""
+    """How many jobs the sweep will launch: the basic sweeper's combinations, an Optuna search's ``n_trials`` (with
+    ``hydra/sweeper/sampler=grid`` at most that many); None for another sweeper."""
+    if is_search(config):
+        return int(config.hydra.sweeper.n_trials)
     names = expected_job_names(config)
     return None if names is None else len(names)
+
+
+# ---------------------------------------------------------------------------------------------- searches
+def best_trial(sweep_dir: Path, jobs: list[dict[str, Any]] | None = None,
+               search: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The best trial of an Optuna search, from the sweeper's ``optimization_results.yaml`` (``best_params``,
+    ``best_value``) and the job whose overrides hold those values; written to ``best.json`` beside it. None where
+    there is no such file (no trial finished with a value, or not a search). ``jobs``: ``sweep_status``'s lines
+    (trial counts); ``search``: the metric and direction, as ``SweepSummary`` read them from the sweep's config."""
+    path = sweep_dir / "optimization_results.yaml"
+    if not path.is_file():
+        return None
+    found = OmegaConf.to_container(OmegaConf.load(path))
+    if "best_params" not in found:  # several directions: a Pareto front, left as Optuna wrote it
+        log.info("search: %d Pareto-optimal trials in %s", len(found.get("solutions") or []), path)
+        return None
+    overrides = [f"{k}={v}" for k, v in found["best_params"].items()]  # as the sweeper passed them to the job
+    job = None
+    for f in sorted(sweep_dir.rglob("results.json"), key=lambda f: _job_order(f.parent)):
+        result = _read(f) or {}
+        if result.get("status") == "ok" and set(overrides) <= set(result.get("overrides") or []):
+            job = f.parent
+            value = (result.get("metrics") or {}).get(_metric(result, search), math.nan)
+            if math.isclose(float(value), float(found["best_value"])):
+                break  # the same values drawn twice: the job that scored the best value
+    best = {"metric": (search or {}).get("metric"), "direction": (search or {}).get("direction"),
+            "value": found["best_value"], "params": found["best_params"], "overrides": overrides,
+            "job": job.name if job is not None else None,  # None: a trial of an earlier sweep of a stored study
+            "trials": dict(sorted(Counter(j["status"] for j in jobs or []).items())), "source": path.name}
+    if best["metric"] is None and job is not None:
+        best["metric"] = _metric(_read(job / "results.json") or {}, None)
+    (sweep_dir / "best.json").write_text(json.dumps(best, indent=2))
+    return best
+
+
+def _metric(result: dict[str, Any], search: dict[str, Any] | None) -> str:
+    """The metric a search optimised: as its config said, else the job's ``optimized_metric``."""
+    return (search or {}).get("metric") or str((result.get("config") or {}).get("optimized_metric"))
 
 
 # ---------------------------------------------------------------------------------------------- SLURM
@@ -343,6 +409,7 @@ class SweepSummary(Callback):
         self.sweep_dir: Path | None = None
         self.names: list[str] | None = None  # the jobs' folder names
         self.expected: int | None = None
+        self.search: dict[str, Any] | None = None  # an Optuna search: its metric, direction and n_trials
         self.slurm = False  # jobs submitted to SLURM
         self.ended = 0
         self.pid = os.getpid()
@@ -351,12 +418,23 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         self.pid = os.getpid()
+        if is_search(config):
+            try:
+                check_search(config)  # before the first trial: a misspelt key would fail every trial
+            except ConfigError as e:
+                report(e, e, None)
+                raise SystemExit(EXIT_USER_ERROR) from None
+            direction = config.hydra.sweeper.direction
+            self.search = {"metric": str(config.optimized_metric), "n_trials": int(config.hydra.sweeper.n_trials),
+                           "direction": str(getattr(direction, "name", direction))}
+            log.info("search: %s trials, %s %s", self.search["n_trials"], self.search["direction"],
+                     self.search["metric"])
         try:
             self.names = expected_job_names(config)
         except Exception as e:  # an unparsable sweep fails in the sweeper itself, with Hydra's message
             log.debug("cannot count the sweep's jobs: %s", e)
             self.names = None
-        self.expected = None if self.names is None else len(self.names)
+        self.expected = len(self.names) if self.names is not None else expected_jobs(config)
         log.info("sweep of %s jobs into %s", self.expected or "?", self.sweep_dir)
         launcher = str(config.hydra.launcher.get("_target_", ""))
         self.slurm = launcher.endswith("submitit_launcher.SlurmLauncher")
@@ -380,9 +458,15 @@ class SweepSummary(Callback):
         out = Path(str(job_return.hydra_cfg.hydra.runtime.output_dir))
         self.ended += 1
         total = f"/{self.expected}" if self.expected else ""
-        log.info("[job %d%s] %s", self.ended, total, job_line(out, _read(out / "results.json")))
+        result = _read(out / "results.json")
+        line = job_line(out, result)
+        value = ((result or {}).get("metrics") or {}).get((self.search or {}).get("metric"))
+        if value is not None:  # a trial: the value the search optimises
+            line += f" [{self.search['metric']} {value:.4g}]"
+        log.info("[job %d%s] %s", self.ended, total, line)
         in_sweep = self.sweep_dir is not None and os.getpid() == self.pid  # not in a submitit worker
-        if in_sweep and self.expected is not None and self.ended >= self.expected:
+        # the last expected job ends the sweep; a search's end (on_multirun_end) comes after its best is written
+        if in_sweep and self.search is None and self.expected is not None and self.ended >= self.expected:
             self._summarize()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -393,4 +477,4 @@ class SweepSummary(Callback):
             return
         if self.progress is not None:
             self.progress.stop()
-        summarize_sweep(self.sweep_dir, table=self.table, expected=self.names, slurm=self.slurm)
+        summarize_sweep(self.sweep_dir, table=self.table, expected=self.names, slurm=self.slurm, search=self.search)

@@ -24,7 +24,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from attnbench.config import drop_disabled_progress_bar, register_configs, validate
-from attnbench.errors import ConfigError
+from attnbench.config.hparams_search import check_trial
+from attnbench.errors import ConfigError, user_error
 from attnbench.provenance import code_version
 from attnbench.wandb_log import finish_run
 
@@ -391,14 +392,17 @@ def run_with_results(cfg: DictConfig, extra: dict[str, Any] | None = None) -> di
                               "code": code_version(), **(extra or {})}
     try:
         metrics, best = run(cfg)
-        result.update(status="ok", metrics=metrics, best_checkpoint=best)
+        result.update(metrics=metrics, best_checkpoint=best)
+        check_trial(cfg, metrics)  # a search's trial without a finite optimized_metric fails
+        result["status"] = "ok"
         return result
     except KeyboardInterrupt as e:  # Ctrl+C outside Lightning's fit/test (which turn it into RunStopped)
         stop = _callbacks.RunStopped(signal.SIGINT, "before or after training")
         result["error"], result["traceback"] = f"{type(stop).__name__}: {stop}", traceback.format_exc()
         raise stop from e
     except BaseException as e:
-        result["error"] = f"{type(e).__name__}: {e}"
+        shown = user_error(e) or e  # an error of ours behind Hydra's InstantiationException: its own message
+        result["error"] = f"{type(shown).__name__}: {shown}"
         result["traceback"] = traceback.format_exc()
         raise
     finally:

@@ -80,9 +80,23 @@ class TreeBootstrapConfig(Checked):
                              self.layer_order, ENTRY)
 
 
+def check_progress_log(every_n_steps: int, enabled: bool | str, key: str = "callbacks.progress_log") -> None:
+    """The options of ``attnbench.progress.ProgressLog`` (its constructor calls this too)."""
+    need(isinstance(every_n_steps, int) and not isinstance(every_n_steps, bool) and every_n_steps >= 1,
+         f"{key}.every_n_steps", every_n_steps, "must be an int >= 1 (optimizer steps between two lines)")
+    need(enabled == "auto" or isinstance(enabled, bool), f"{key}.enabled", enabled,
+         "auto (log when no progress bar is shown, as when stdout is not a terminal), true or false")
+
+
+@from_code("attnbench.progress.ProgressLog")
+class ProgressLogConfig(Checked):
+    def check(self) -> None:
+        check_progress_log(self.every_n_steps, self.enabled, ENTRY)
+
+
 CALLBACK_SCHEMAS: dict[str, type] = {
     **by_target(ModelCheckpointConfig, EarlyStoppingConfig, ModelSummaryConfig, RichProgressBarConfig,
-                TQDMProgressBarConfig, LearningRateMonitorConfig, TreeBootstrapConfig),
+                TQDMProgressBarConfig, LearningRateMonitorConfig, TreeBootstrapConfig, ProgressLogConfig),
     # Lightning's own summaries take the options ours inherits
     f"{LIGHTNING}.ModelSummary": ModelSummaryConfig, f"{LIGHTNING}.RichModelSummary": ModelSummaryConfig,
 }

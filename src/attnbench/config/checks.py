@@ -29,6 +29,7 @@ from attnbench.config.model import (
     Seq2SeqModelConfig,
     TextClassificationModelConfig,
 )
+from attnbench.config.net import ForecasterNetConfig, ITransformerNetConfig, PatchTSTNetConfig
 from attnbench.config.trainer import TrainerConfig
 from attnbench.data.catalog import TIME_SERIES
 from attnbench.errors import ConfigError
@@ -52,17 +53,40 @@ TASK_HINT = ("forecasting: model=hot|full|informer|dlinear|rlinear|timesnet|itra
              "LRA: model=lra_encoder with data=lra")
 
 
-def token_count(cfg: DictConfig) -> tuple[int, str] | None:
-    """Tokens a sequence attention sees in one example, with how they arise; None where not known statically.
+def patchtst_patches(seq_len: int, patch_len: int, stride: int) -> int:
+    """PatchTST's patches of one series, its end padded by ``stride``: (seq_len - patch_len) // stride + 2
+    (``models.patchtst.n_patches``, restated here: ``config`` imports no torch)."""
+    return (seq_len + stride - patch_len) // stride + 1
 
-    Forecaster: variables x seq_len/patch_len (flattened); volume classifier: the product of side/patch_size;
-    text: data.max_length; a corpus: data.block_len.
+
+def _series_inputs(data: DictConfig) -> int:
+    """The variables a forecaster is fed: all of them under features M and MS, the target alone under S."""
+    return 1 if str(data.get("features")) == "S" else TIME_SERIES[data.name].n_vars
+
+
+def token_count(cfg: DictConfig) -> tuple[int, str] | None:
+    """Tokens a sequence attention sees in one sequence, with how they arise; None where not known statically.
+
+    PatchForecaster (model=hot, full): variables x seq_len/patch_len, flattened into one sequence; PatchTST: the
+    patches of one variable (each variable is a sequence of its own); iTransformer: a token per variable and per
+    calendar feature; volume classifier: the product of side/patch_size; text: data.max_length; a corpus:
+    data.block_len.
     """
     net, data = cfg.model.get("net"), cfg.data
     if net is None:
         return None
-    if "seq_len" in net and "patch_len" in net and "name" in data:
-        n_vars = 1 if str(data.get("features")) == "S" else TIME_SERIES[data.name].n_vars
+    target = net.get("_target_")
+    if target == PatchTSTNetConfig._target_:
+        n = patchtst_patches(net.seq_len, net.patch_len, net.stride)
+        return n, (f"the patches of one variable, each variable a sequence of its own: (data.seq_len - "
+                   f"model.net.patch_len) // model.net.stride + 2 = ({net.seq_len} - {net.patch_len}) // "
+                   f"{net.stride} + 2")
+    if target == ITransformerNetConfig._target_:
+        n_vars, n_marks = _series_inputs(data), net.n_time_features if net.calendar_tokens else 0
+        return n_vars + n_marks, (f"{n_vars} variables + {n_marks} calendar features (model.net.calendar_tokens="
+                                  f"{str(net.calendar_tokens).lower()})")
+    if target == ForecasterNetConfig._target_:
+        n_vars = _series_inputs(data)
         n = n_vars * (net.seq_len // net.patch_len)
         return n, f"{n_vars} variables x data.seq_len/model.net.patch_len = {net.seq_len}/{net.patch_len} patches"
     if "img_size" in net and "patch_size" in net:

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from attnbench import names  # the run-folder and W&B name resolvers
 from attnbench.config.base import choice
+from attnbench.config.hparams_search import optuna_direction
 from attnbench.data.catalog import MEDMNIST3D, TEXT_TASKS, TIME_SERIES
 from attnbench.data.catalog.corpus import VOCABS
 from attnbench.data.catalog.lra import LRA_TASKS
@@ -72,7 +73,7 @@ def or_else(value: Any, default: Any) -> Any:
 
 
 RESOLVERS = {f.__name__: f for f in (project_root, ts_targets, ts_inputs, ts_time_features, medmnist_classes,
-                                     glue_labels, corpus_vocab, lra_task, or_else)}
+                                     glue_labels, corpus_vocab, lra_task, or_else, optuna_direction)}
 
 
 def register_resolvers() -> None:
