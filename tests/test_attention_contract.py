@@ -36,7 +36,11 @@ AXES = (3, 4)  # tensor attentions: a 3 x 4 grid of tokens (12 tokens)
 # window narrower than the sequence).
 TEST_VALUES = {"head_dim": D, "max_len": 16, "k": 5, "n_landmarks": 4, "window": 2, "n_features": 16,
                # reformer: required; the layer passes separate q and k projections
-               "shared_qk": False, "height": 2, "n_heads": H}
+               "shared_qk": False, "height": 2, "n_heads": H,
+               # blocked entries (sinkhorn): 3 blocks of 4 at L = 12, not one block of the default
+               "block_size": 4,
+               # sparse_transformer: 4 blocks of 3 at L = 12, summary offsets {0, 2} (fixed)
+               "stride": 3, "c": 1}
 
 
 def make(name: str, dtype: torch.dtype = torch.float32, **over) -> attention.AttentionBase:

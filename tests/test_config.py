@@ -116,8 +116,8 @@ def test_a_bad_value_is_recorded_before_anything_is_built(compose_cfg, tmp_path)
 def test_every_sequence_attention_composes_builds_and_runs_in_the_forecaster(compose_cfg, name):
     """`model=full model/attention=<name>` (required options given) validates, builds and runs a forward pass."""
     tokens = 7 * 96 // 16  # ETT's 7 variables x 96 steps / patch_len 16
-    required = {"linformer": ["model.net.attention.max_len=42", "model.net.attention.k=8"],
-                "super": ["model.net.attention.max_len=42"]}.get(name, [])
+    required = ["model.net.attention.max_len=42"] if attention.get(name).caps.fixed_len else []
+    required += {"linformer": ["model.net.attention.k=8"]}.get(name, [])
     ov = ["model=full", f"model/attention={name}", "model.net.patch_len=16", "model.net.d_model=32",
           "model.net.n_heads=2", "model.net.d_mlp=64", "model.net.n_layers=1", *required]
     cfg = compose_cfg(ov)

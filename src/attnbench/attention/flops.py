@@ -345,6 +345,198 @@ def _treeformer_tc(m: AttentionBase, s: Shape) -> Flops:
     return _route(BH, L, D, h) + _route(BH, S, D, h) + Flops(mm, other)
 
 
+@formula("sinkhorn", power=1.5)
+def _sinkhorn(m: AttentionBase, s: Shape) -> Flops:
+    """``sinkhorn.sinkhorn_attention`` over N_B = ceil(L / b) blocks of b = ``sinkhorn.block_length`` (the length
+    padded to N = N_B b): the SortNet on the block sums (D -> D -> N_B), the soft sort P (N_B x N_B) of the key
+    blocks, the value blocks and the real-key mask, then SDPA of every query block on its own block and on its
+    sorted block (``sum``: two b x b calls; ``concat``: one b x 2b call; the same products). O(L b D) for the blocks
+    plus O(N_B^2 b D) = O(L^2 D / b) for the sort: at b = 64, D = 64 the total's exponent from L to 2 L is 1.15 at
+    1,024, 1.41 at 4,096 and 1.73 at 16,384 tokens (L^2 only beyond L ~ 2 b^2); power 1.5 is that middle, not an
+    asymptote."""
+    from attnbench.attention.sinkhorn import block_length
+
+    BH, D, Dv = s.BH, s.D, s.Dv
+    b = block_length(s.L, m.block_size)
+    nb = -(-s.L // b)
+    N = nb * b
+    mm = 2 * BH * nb * D * (D + nb)  # SortNet: two linear layers
+    mm += 2 * BH * nb * nb * b * (D + Dv + 1)  # P K, P V, P real
+    mm += 4 * BH * N * b * (D + Dv)  # block attention: scores and weighted sums over 2 b keys per query
+    sort = (2 * m.sinkhorn_iters if m.sort == "sinkhorn" else 1) * SOFTMAX_FLOPS * BH * nb * nb
+    other = BH * N * D + 4 * BH * nb * (D + nb) + sort  # block sums, bias + relu, Sinkhorn's log-sum-exps
+    other += BH * N * 2 * b * (1 + SOFTMAX_FLOPS) + (BH * N * Dv if m.combine == "sum" else 0)
+    return Flops(mm, other)
+
+
+@formula("synthesizer", power=2)
+def _synthesizer(m: AttentionBase, s: Shape) -> Flops:
+    """The synthesized (L, S) weights (``dense``: the per-head MLP D -> D -> S on every query; ``random``: read from
+    R), a softmax over them and their product with the values (explicit, no SDPA)."""
+    BH, L, S, D = s.BH, s.L, s.S, s.D
+    mm = 2 * BH * L * S * s.Dv
+    other = BH * L * S * SOFTMAX_FLOPS
+    if m.variant == "dense":
+        mm += 2 * BH * L * D * (D + S)  # q W_1, h W_2
+        other += BH * L * (2 * D + S)  # biases, relu
+    return Flops(mm, other)
+
+
+@formula("sparse_transformer", power=2)
+def _sparse_transformer(m: AttentionBase, s: Shape) -> Flops:
+    """``sparse_transformer``'s kernels on the length padded to m blocks of the stride l. Fixed: each block against
+    itself (l x l) and every query against the m ns summary keys (ns = ``summary_positions``); strided: each block
+    against its 3 neighbouring key blocks (2 when causal) and, per residue class, m queries against m keys.
+    Quadratic at a fixed stride (the summary / stride keys grow as L / l)."""
+    from attnbench.attention.sparse_transformer import summary_positions
+
+    BH, L, D, Dv, l = s.BH, s.L, s.D, s.Dv, m.stride
+    n = -(-L // l)
+    # keys per query: own block + summaries (fixed), or window blocks + the residue class (strided)
+    keys = l + n * len(summary_positions(l, m.c)) if m.pattern == "fixed" else (2 if s.causal else 3) * l + n
+    scores = BH * n * l * keys
+    return Flops(2 * scores * (D + Dv), scores * SOFTMAX_FLOPS + BH * L * (D + Dv))  # q scaling, two sums added
+
+
+@formula("longformer", power=1)
+def _longformer(m: AttentionBase, s: Shape) -> Flops:
+    """SDPA of each query block of b (``longformer.query_block``) against the key blocks of its window
+    (``window_offsets``) and the n_global global keys, then the global query rows against every key."""
+    from attnbench.attention.longformer import query_block, window_offsets
+
+    L, g = s.L, min(m.n_global, s.L)
+    b = query_block(L, m.window)
+    keys = len(window_offsets(L, m.window, s.causal)) * b + g
+    f = _dense(s, -(-L // b) * b, keys)
+    return f + _dense(s, g, L) if g > 0 else f
+
+
+@formula("bigbird", power=1)
+def _bigbird(m: AttentionBase, s: Shape) -> Flops:
+    """SDPA of each non-global query block of b against its gathered key blocks (3 window + 2 global + r random;
+    causal: 2 + 1 + r, every block), then the 2 global query blocks against every key; nb <= 2 blocks (not
+    causal): dense attention."""
+    L, b, r = s.L, m.block_size, m.n_random
+    nb = -(-L // b)
+    if not s.causal and nb <= 2:
+        return _dense(s, L, L)
+    if s.causal:
+        return _dense(s, nb * b, (3 + r) * b)
+    return _dense(s, (nb - 2) * b, (5 + r) * b) + _dense(s, 2 * b, L)
+
+
+@formula("probsparse", power=1)
+def _probsparse(m: AttentionBase, s: Shape) -> Flops:
+    """Softmax attention of the n_top = factor ceil(ln L) active queries over all S keys (two matmuls). Each query's
+    U = factor ceil(ln S) sampled scores are a sparse sampled product (``torch.sparse.sampled_addmm``), which
+    FlopCounterMode does not count: 2 L U D in ``other``, with the max and sum over the sample and the lazy queries'
+    mean of V. n_top = 0 (L = 1): no sampling, every query lazy."""
+    from attnbench.attention.probsparse import n_active, sample_size
+
+    BH, L, S, D, Dv = s.BH, s.L, s.S, s.D, s.Dv
+    u = n_active(L, m.factor)
+    U = sample_size(S, m.factor) if u else 0
+    mm = 2 * BH * u * S * (D + Dv)
+    return Flops(mm, BH * (2 * L * U * D + 2 * L * U + u * S * (1 + SOFTMAX_FLOPS) + S * Dv))
+
+
+@formula("long_short", power=1)
+def _long_short(m: AttentionBase, s: Shape) -> Flops:
+    """``long_short``'s kernels: the dynamic projection's logits k W^P (r = ``n_landmarks``; causal: the first
+    ``chunk_rank`` columns), P^T k and P^T v (causal: per chunk of ``chunk_size``, padded to whole chunks), then one
+    softmax per query over the compressed rows and its window keys: non-causal, segments of w = ``window`` queries
+    (padded to whole segments) against w + 2 max(w // 2, 1) keys and the r rows; causal, query blocks of b =
+    ``local.block_size`` against 2b keys and every chunk's rows (the mask discards those not yet seen).
+    ``other``: layer norms (5 per element), the two softmaxes, the logits' bias."""
+    from attnbench.attention.local import block_size
+    from attnbench.attention.long_short import segment_reach
+
+    BH, L, D, Dv = s.BH, s.L, s.D, s.Dv
+    if not s.causal:
+        r, w = m.n_landmarks, m.window
+        Lq, W = -(-L // w) * w, w + 2 * segment_reach(w)  # padded queries, window keys
+        mm = 2 * BH * (L * r * (2 * D + Dv) + Lq * (r + W) * (D + Dv))
+        norms, proj = (L + r) * (D + Dv), L * r
+    else:
+        rc, lc = m.chunk_rank, m.chunk_size
+        Lc = -(-L // lc) * lc  # padded to whole chunks
+        C = Lc // lc * rc  # compressed rows
+        b = block_size(L, m.window)
+        Lq, W = -(-L // b) * b, C + 2 * b  # padded queries; keys: every compressed row and two blocks
+        r = 0  # (C counted in W)
+        mm = 2 * BH * (L * D * rc + Lc * rc * (D + Dv) + Lq * W * (D + Dv))
+        norms, proj = (L + C) * (D + Dv), Lc * rc
+    other = BH * (5 * norms + proj * (1 + SOFTMAX_FLOPS) + Lq * (r + W) * (1 + SOFTMAX_FLOPS))
+    return Flops(mm, other)
+
+
+FFT_FLOPS = 2.5  # per point and log2(size) of a real FFT (half a complex FFT's 5 n log2 n)
+GELU_FLOPS = 8  # per element (tanh form)
+
+
+@formula("s4d", power=1)
+def _s4d(m: AttentionBase, s: Shape) -> Flops:
+    """The kernels (K = 2 for a bidirectional non-causal pass, else 1) as a Vandermonde product over the d_state / 2
+    modes, split as positions j c + r (``s4d.kernel_split``: c ~ sqrt(L), m = ceil(L / c)): one (K c, N/2) x (N/2, m)
+    complex matmul per feature (FlopCounterMode counts its complex products as real ones). Then per feature an FFT
+    convolution of size 2L: FFTs of the inputs and kernels, the product, the inverse FFT, which FlopCounterMode does
+    not count; they are in ``other`` (``FFT_FLOPS`` n log2 n per transform), with the complex exponentials (8 per mode
+    and power), the skip D u and the GELU."""
+    from attnbench.attention.s4d import kernel_split
+
+    BH, L, D = s.BH, s.L, s.Dv  # the values are mixed, one SSM per value feature
+    K = 2 if (m.bidirectional and not s.causal) else 1
+    (c, j), n2, n = kernel_split(L), m.d_state // 2, 2 * L
+    fft = FFT_FLOPS * n * math.log2(n)
+    mm = 2 * K * m.n_heads * D * c * n2 * j
+    other = m.n_heads * D * (8 * n2 * (c + j) + 2 * K * c * j + fft) + BH * D * (2 * fft + 6 * (L + 1)
+                                                                                  + (2 + GELU_FLOPS) * L)
+    return Flops(mm, int(other))
+
+
+@formula("cosformer", power=1)
+def _cosformer(m: AttentionBase, s: Shape) -> Flops:
+    """ReLU features re-weighted by sin / cos of the position (F = 2D, elementwise), then kernelised attention
+    (``linear.linear_attention``: causal through its chunked prefix sums)."""
+    return Flops(0, 3 * s.BH * (s.L + s.S) * s.D) + _kernelised(s, 2 * s.D)
+
+
+@formula("lara", power=1)
+def _lara(m: AttentionBase, s: Shape) -> Flops:
+    """C = min(``n_landmarks``, L) proposals (self-attention): segment means of q and k (one-hot matmuls), the log
+    features of the keys w K^T and of the queries q (mu + w)^T, the per-proposal value means softmax(.) V and the
+    read-out softmax(.) f; two softmaxes, the norms and the proposals' own ratios elementwise."""
+    BH, L, S, D, Dv = s.BH, s.L, s.S, s.D, s.Dv
+    C = min(m.n_landmarks, L)
+    mm = 2 * BH * C * (L * D + S * D + L * D + S * D + S * Dv + L * Dv)
+    other = BH * C * (S + L) * (1 + SOFTMAX_FLOPS) + BH * (L + S) * 2 * D + BH * C * 4 * D
+    return Flops(mm, other)
+
+
+@formula("abc", power=1)
+def _abc(m: AttentionBase, s: Shape) -> Flops:
+    """Control logits k W (and v W_v with ``control="separate"``), then non-causal: the memories phi^T K, phi^T V
+    (C = ``n_landmarks`` slots) and softmax(q K~^T) V~. Causal (``causal_form="paper"``, ``abc.abc_causal``) over
+    N = max(L, S) positions padded to a multiple of the chunk min(``ABC_CHUNK``, N): per chunk the chunk's key and
+    value memories, q P^T and the masked q k^T exp(a) for the scores, (p / Z) P_v and the masked (p / Z) exp(a)^T V
+    for the output. ``causal_form="cab"``: the logits only (the rest is elementwise)."""
+    from attnbench.attention.abc import ABC_CHUNK
+
+    BH, L, S, D, Dv, C = s.BH, s.L, s.S, s.D, s.Dv, m.n_landmarks
+    sep = m.control == "separate"
+    mm = 2 * BH * S * C * (D + (Dv if sep else 0))  # control logits
+    other = BH * S * C * (2 if sep else 1) * (1 + SOFTMAX_FLOPS)  # the controls' softmax / exponentials
+    if not s.causal:
+        mm += 2 * BH * C * (S * D + S * Dv + L * D + L * Dv)
+        return Flops(mm, other + BH * L * C * (1 + SOFTMAX_FLOPS))
+    if m.causal_form == "cab":
+        return Flops(mm, other + BH * max(L, S) * (C * (3 + SOFTMAX_FLOPS) + 2 * D + Dv))
+    N = max(L, S)
+    c = min(ABC_CHUNK, N)
+    Np = -(-N // c) * c
+    mm += 2 * BH * Np * (2 * C * D + c * D + 2 * c * C + 2 * C * Dv + c * Dv)
+    return Flops(mm, other + BH * Np * (C * (4 + SOFTMAX_FLOPS) + c * 2))
+
 # ----------------------------------------------------------------------------- tensor entries
 def _mode_rest(s: Shape, i: int, product: bool) -> int:
     """Rows R of axis i's mode product: the other axes of the tensor it is applied to (product form: axes < i are

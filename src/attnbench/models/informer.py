@@ -16,7 +16,11 @@ The three attentions (CAB's positions): ``self_attention`` the encoder's (noncau
 NC). ``mix=True`` reproduces the official default for the decoder self-attention (``AttentionLayer(mix=True)``):
 its heads' output (B, H, T, D) is read as (B, T, H*D) without moving the head axis (``out.transpose(2, 1).view(B,
 L, -1)`` of (B, T, H, D)), which mixes steps across heads, so later decoder steps reach earlier outputs; ``mix=False``
-concatenates the heads per step (causal). Difference from the official code: the dropout on the attention
+concatenates the heads per step (causal). Informer's ProbSparse attention (the official ``attn='prob'``) is the
+registry's ``probsparse`` (``attention/probsparse.py``), for the encoder's self-attention (and the cross-attention);
+the causal decoder self-attention refuses it, since its active queries are ranked over the whole window
+(Informer2020's masked variant is ``probsparse_attention(causal=True)``, compared in
+``scripts/official/compare_probsparse.py``). Difference from the official code: the dropout on the attention
 probabilities is the entry's own option (``dropout`` of ``full``), not ``dropout``.
 """
 
