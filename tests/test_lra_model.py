@@ -279,8 +279,13 @@ def test_the_table_sweeps_tasks_and_attentions():
     params = cfg.hydra.sweeper.params
     tasks, atts = params["lra_task"].split(","), params["model/attention"].split(",")
     assert tasks == ["cpu/listops", "cpu/text"] and len(params["seed"].split(",")) == 3
+    # LRA Table 1's eleven models (full = Transformer, ...) plus this project's SMYRF, Treeformer TF / TC
     assert atts == ["full", "linear", "performer", "nystrom", "local", "smyrf", "treeformer_tf", "treeformer_tc",
-                    "reformer", "lra/linformer"]
+                    "reformer", "lra/linformer", "sparse_transformer", "longformer", "bigbird", "sinkhorn",
+                    "synthesizer"]
+    from attnbench import attention
+
+    assert {a.removeprefix("lra/") for a in atts} <= set(attention.available())
     from attnbench.config import resolved
 
     cfg = _compose(["experiment=lra/table", "lra_task=cpu/text", "model/attention=lra/linformer"])
