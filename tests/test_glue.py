@@ -93,9 +93,14 @@ def test_fetch_extracts_and_verifies_a_zip_member(tmp_path):
 
 def test_catalogue_lists_train_and_dev_of_every_task():
     files = glue_files()
-    assert len(files) == 2 * len(GLUE) == 12
+    assert len(GLUE) == 10 and len(files) == 2 * len(GLUE) - 1 == 19  # mnli_m and mnli_mm share MNLI's train.tsv
     assert files["glue_sst2_dev"].member == "SST-2/dev.tsv" and files["glue_mrpc_train"].builder == "glue_mrpc"
-    assert all(len(s.sha256[0]) == 64 for s in files.values())
+    assert files["glue_mnli_dev_mismatched"].path == "glue/MNLI/dev_mismatched.tsv"
+    unpinned = {k for k, s in files.items() if not s.sha256}
+    assert unpinned == {k for k in files if k.startswith(("glue_mnli_", "glue_qnli_", "glue_qqp_"))}
+    assert all(len(s.sha256[0]) == 64 for k, s in files.items() if k not in unpinned)
+    assert {t.hub().config for t in GLUE.values()} == {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte",
+                                                       "wnli"}
 
 
 def test_glue_metrics_and_score():
@@ -119,7 +124,7 @@ def test_datamodule_tokenizes_pairs_and_pads_per_batch(tmp_path):
 
     write_glue(tmp_path, "STS-B", STSB, STSB)
     dm = GlueDataModule("stsb", str(tmp_path), "minilm", max_length=16, batch_size=3, eval_batch_size=3,
-                        download=False, verify=False)
+                        download=False, verify=False, cache_dir=str(tmp_path / "cache"))
     dm.setup("fit")
     assert dm.n_labels == 1 and len(dm.datasets["train"]) == 8 and dm.datasets["val"] is dm.datasets["test"]
     b = next(iter(dm.val_dataloader()))
@@ -164,7 +169,8 @@ def test_config_errors_name_the_key(compose_cfg, overrides, message):
 def test_glue_end_to_end(tmp_path, model, task, files):
     data = write_glue(tmp_path / "data", files[0], files[1], files[1])
     args = [*QUICK, f"model={model}", "data=glue", f"data.task={task}", "model.net.pretrained=minilm",
-            "data.max_length=24", "data.batch_size=4", "data.eval_batch_size=4", f"paths.data_dir={data}"]
+            "data.max_length=24", "data.batch_size=4", "data.eval_batch_size=4", f"paths.data_dir={data}",
+            f"data.cache_dir={tmp_path / 'cache'}"]
     if model == "smyrf_bert":
         args.append("model.net.attention.cluster_size=8")
     res = train_run(args, tmp_path / "run")
@@ -181,9 +187,26 @@ def test_real_glue_dev_files_verify_and_read():
     from attnbench.data.download import locate
 
     for task, n in [("rte", 277), ("sst2", 872), ("cola", 1043), ("mrpc", 408), ("stsb", 1500), ("wnli", 71)]:
-        path = locate(f"glue_{task}_dev", GLUE[task].source("dev"), SHARED_DATA, check=True)
+        path = locate(GLUE[task].file_key("dev"), GLUE[task].source("dev"), SHARED_DATA, check=True)
         texts, labels = read_glue_tsv(path, GLUE[task])
         assert len(texts) == len(labels) == n, task
+
+
+@needs_minilm
+@pytest.mark.data
+def test_real_glue_through_the_datamodule(tmp_path):
+    """The verified local copies as datasets: train and dev rows, labels in range, tokens cached once."""
+    from attnbench.data.glue import GlueDataModule
+
+    sizes = {"rte": (2490, 277), "sst2": (67349, 872), "cola": (8551, 1043), "mrpc": (3668, 408),
+             "stsb": (5749, 1500), "wnli": (635, 71)}
+    for task, (n_train, n_dev) in sizes.items():
+        dm = GlueDataModule(task, str(SHARED_DATA), "minilm", max_length=64, download=False,
+                            cache_dir=str(tmp_path / "cache"))
+        dm.setup("fit")
+        assert (len(dm.datasets["train"]), len(dm.datasets["test"])) == (n_train, n_dev), task
+        labels = dm.datasets["test"][:]["labels"]
+        assert (labels.min() >= 0 and labels.max() <= 5) if task == "stsb" else set(labels.tolist()) == {0, 1}
 
 
 def _glue_job(d: Path, model: str, task: str, score: float | None, status: str = "ok", cluster: int = 32,
@@ -224,6 +247,21 @@ def test_glue_table_beside_the_paper_and_make_table(tmp_path):
     assert rc == 0 and "| model | RTE | SST-2 | Avg |" in md and "SMYRF-BERT_2x16" in md
     assert "smyrf_bert 2x32 / sst2: failed: RuntimeError: boom" in md
     assert (tmp_path / "out" / "runs.csv").is_file()
+
+
+def test_mnli_qnli_qqp_columns_beside_the_papers_numbers(tmp_path):
+    """data.task mnli_m / mnli_mm / qnli / qqp are the SMYRF table's column keys: ours sit beside the paper's."""
+    from attnbench.analysis import glue
+
+    sweep = tmp_path / "sweep"
+    for i, (task, score) in enumerate([("qqp", 88.0), ("mnli_mm", 83.0), ("qnli", 90.0), ("mnli_m", 84.0)]):
+        _glue_job(sweep / str(i), "bert", task, score)
+    table = glue.glue_table(glue.load_runs(sweep), glue.load_reference("smyrf_glue"))
+    assert list(table.columns[:5]) == ["mnli_m", "mnli_mm", "qnli", "qqp", "Avg"]  # the paper's order
+    assert table.loc["ours: bert", "mnli_mm"] == 83.0 and table.loc["BERT_128", "mnli_mm"] == 84.68
+    assert table.loc["BERT_128", "qqp"] == 89.70
+    tree = glue.glue_table(glue.load_runs(sweep), glue.load_reference("treeformer_glue"))
+    assert list(tree.columns[:4]) == ["mnli_m", "mnli_mm", "qnli", "qqp"]
 
 
 def test_glue_label_names_pretrained_and_budget():

@@ -46,15 +46,17 @@ def test_verify_accepts_sha256_or_md5_and_names_both(tmp_path):
 def test_datamodule_val_from_train_and_official_test(tmp_path):
     from attnbench.data.imdb import ImdbDataModule
 
+    cache = str(tmp_path / "cache")
     dm = ImdbDataModule(str(write_imdb(tmp_path)), "minilm", max_length=16, batch_size=4, val_fraction=0.2,
-                        download=False, verify=False)
+                        download=False, verify=False, cache_dir=cache)
     dm.setup("fit")
     assert [len(dm.datasets[s]) for s in ("train", "val", "test")] == [16, 4, 20]
     b = next(iter(dm.train_dataloader()))
     assert b["input_ids"].shape[0] == 4 and b["input_ids"].shape[1] <= 16 and set(b["labels"].tolist()) <= {0, 1}
-    dm2 = ImdbDataModule(str(tmp_path), "minilm", limit_examples=4, download=False, verify=False)
+    dm2 = ImdbDataModule(str(tmp_path), "minilm", limit_examples=4, download=False, verify=False, cache_dir=cache)
     dm2.setup("fit")
-    assert len(dm2.datasets["test"]) == 4 and len(set(dm2.datasets["test"].labels)) == 2  # seeded shuffle first
+    test_labels = dm2.datasets["test"][:]["labels"].tolist()
+    assert len(test_labels) == 4 and len(set(test_labels)) == 2  # seeded shuffle first
 
 
 def test_missing_archive_says_how_to_get_it(tmp_path):
@@ -76,7 +78,7 @@ def test_imdb_end_to_end(tmp_path):
     data = write_imdb(tmp_path / "data", n=6)
     res = train_run([*QUICK, "model=smyrf_bert", "data=imdb", "model.net.pretrained=minilm", "data.max_length=32",
                      "data.batch_size=4", "data.eval_batch_size=4", "model.net.attention.cluster_size=8",
-                     f"paths.data_dir={data}"], tmp_path / "run")
+                     f"paths.data_dir={data}", f"data.cache_dir={tmp_path / 'cache'}"], tmp_path / "run")
     m = res["metrics"]
     assert res["status"] == "ok" and 0.0 <= m["test/acc"] <= 100.0 and m["test/score"] == m["test/acc"]
     assert math.isfinite(m["train/loss"])
@@ -91,3 +93,14 @@ def test_real_imdb_archive_verifies_and_reads():
     for split in ("train", "test"):
         texts, labels = data[split]
         assert len(texts) == 25000 and sum(labels) == 12500, split
+
+
+@needs_minilm
+@pytest.mark.data
+def test_real_imdb_through_the_datamodule(tmp_path):
+    from attnbench.data.imdb import ImdbDataModule
+
+    dm = ImdbDataModule(str(SHARED_DATA), "minilm", max_length=32, download=False, cache_dir=str(tmp_path / "cache"))
+    dm.setup("fit")
+    assert [len(dm.datasets[s]) for s in ("train", "val", "test")] == [22500, 2500, 25000]
+    assert int(dm.datasets["test"][:]["labels"].sum()) == 12500

@@ -121,7 +121,7 @@ def run(cfg: SwapConfig, command: str = "python -m attnbench.bench.swap") -> pd.
 
     t0 = time.perf_counter()
     task = GLUE[cfg.task]
-    texts, _ = read_glue_tsv(locate(f"glue_{task.name}_dev", task.source("dev"), Path(cfg.data_dir), cfg.verify), task)
+    texts, _ = read_glue_tsv(locate(task.file_key("dev"), task.source("dev"), Path(cfg.data_dir), cfg.verify), task)
     texts = texts[: cfg.n_examples]
     tok = load_tokenizer(cfg.pretrained)
     model = AutoModel.from_pretrained(resolve_pretrained(cfg.pretrained)).eval()

@@ -1,9 +1,12 @@
-"""IMDB movie reviews (Maas et al., ACL 2011): the Stanford archive, read in place, tokenized by the model.
+"""IMDB movie reviews (Maas et al., ACL 2011), tokenized by the model (``data.hf_text``: cached).
 
-``<data_dir>/imdb/aclImdb_v1.tar.gz`` (``scripts/prepare_data.py imdb``) holds ``aclImdb/{train,test}/{pos,neg}/
-<id>_<rating>.txt``: 25k training and 25k test reviews, half positive. Splits: a seeded ``val_fraction`` of the
-training reviews for validation (checkpoint selection), the rest for training, the official test set for test.
-Texts are kept as written (with their ``<br />``), truncated to ``max_length`` tokens (SMYRF's IMDB example: 512).
+Rows: the Stanford archive read in place, ``<data_dir>/imdb/aclImdb_v1.tar.gz`` (``scripts/prepare_data.py imdb``),
+which holds ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` (25k training and 25k test reviews, half positive;
+rows in file-name order), else the Hub's ``stanfordnlp/imdb`` at the revision pinned in ``data.catalog.imdb`` (the
+same reviews in the Hub's order, so a seed draws other validation reviews). Splits: a seeded ``val_fraction`` of
+the training reviews for validation (checkpoint selection), the rest for training, the official test set for
+test. Texts are kept as written (with their ``<br />``), truncated to ``max_length`` tokens (SMYRF's IMDB example:
+512).
 """
 
 from __future__ import annotations
@@ -12,10 +15,15 @@ import random
 import re
 import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from attnbench.data.catalog.imdb import IMDB, IMDB_SOURCE
-from attnbench.data.download import DataError, fetch, locate
-from attnbench.data.glue import TokenizedDataModule
+from attnbench.data.catalog import Source
+from attnbench.data.catalog.imdb import IMDB, IMDB_HUB, IMDB_SOURCE
+from attnbench.data.hf_text import LABEL, TEXT, TokenizedDataModule, text_dataset
+from attnbench.errors import DataError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 _MEMBER = re.compile(r"^aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
 
@@ -56,40 +64,42 @@ class ImdbDataModule(TokenizedDataModule):
     def __init__(self, data_dir: str, tokenizer: str, task: str = "imdb", max_length: int = 512,
                  batch_size: int = 8, eval_batch_size: int | None = 32, num_workers: int = 0,
                  val_fraction: float = 0.1, seed: int = 0, download: bool = True, verify: bool = True,
-                 limit_examples: int | None = None) -> None:
+                 limit_examples: int | None = None, cache_dir: str | None = None) -> None:
         super().__init__()
         if task != "imdb":
             raise ValueError(f"data.task={task!r}: the IMDB datamodule has the one task 'imdb'")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction={val_fraction} must lie in (0, 1)")
-        self.task, self.n_labels = IMDB, IMDB.n_labels
+        self.task, self.n_labels, self.name, self.hub = IMDB, IMDB.n_labels, "imdb", IMDB_HUB
         self.data_dir, self.tokenizer_name, self.max_length = Path(data_dir), tokenizer, max_length
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.val_fraction, self.seed = num_workers, val_fraction, seed
         self.download, self.verify, self.limit_examples = download, verify, limit_examples
+        self.cache_dir = cache_dir
+        self._archive: dict[str, tuple[list[tuple[str]], list[int]]] | None = None
 
-    def _file(self) -> Path:
-        if self.download:
-            return fetch("imdb", IMDB_SOURCE, self.data_dir)
-        return locate("imdb", IMDB_SOURCE, self.data_dir, check=self.verify)
+    def files(self) -> dict[str, tuple[str, Source]]:
+        return {"train": ("imdb", IMDB_SOURCE), "test": ("imdb", IMDB_SOURCE)}
 
-    def prepare_data(self) -> None:
-        self._file()
+    def read_local(self, split: str, path: Path) -> Dataset:
+        if self._archive is None:
+            self._archive = read_imdb(path)  # both splits at once: one pass over the archive
+        return text_dataset(*self._archive.pop(split))
+
+    def hub_columns(self) -> dict[str, str]:
+        return {"text": TEXT, "label": LABEL}
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        tok = self._tokenizer()
-        data = read_imdb(self._file())
+        enc = self.encode(self.sources())
+        self._archive = None
         rng = random.Random(self.seed)
-        order = list(range(len(data["train"][1])))
+        order = list(range(len(enc["train"])))
         rng.shuffle(order)
         n_val = round(self.val_fraction * len(order))
-        parts = {"val": order[:n_val], "train": order[n_val:]}
-        test_order = list(range(len(data["test"][1])))
+        test_order = list(range(len(enc["test"])))
         rng.shuffle(test_order)  # so that limit_examples keeps both classes
-        for split, (source, idx) in {"train": ("train", parts["train"]), "val": ("train", parts["val"]),
+        for split, (source, idx) in {"train": ("train", order[n_val:]), "val": ("train", order[:n_val]),
                                      "test": ("test", test_order)}.items():
-            texts, labels = data[source]
-            idx = idx[: self.limit_examples] if self.limit_examples else idx
-            self.datasets[split] = self.encode(tok, [texts[i] for i in idx], [labels[i] for i in idx])
+            self.datasets[split] = enc[source].select(idx[: self.limit_examples] if self.limit_examples else idx)

@@ -1,9 +1,9 @@
 """GLUE (and IMDB) fine-tuning of a pretrained HF classifier: its own loss, the task's GLUE metrics on val/test.
 
-Metrics per task (GLUE): CoLA Matthews correlation; SST-2, RTE, WNLI accuracy; MRPC F1 and accuracy; STS-B
-Pearson and Spearman correlations; IMDB accuracy. ``<stage>/score`` is the mean of the task's metrics (the GLUE
-leaderboard's per-task number), in percent like the papers' tables, and is what checkpoints and early stopping
-follow.
+Metrics per task (GLUE): CoLA Matthews correlation; SST-2, MNLI (matched, mismatched), QNLI, RTE, WNLI accuracy;
+MRPC and QQP F1 and accuracy; STS-B Pearson and Spearman correlations; IMDB accuracy. ``<stage>/score`` is the
+mean of the task's metrics (the GLUE leaderboard's per-task number), in percent like the papers' tables, and is
+what checkpoints and early stopping follow.
 """
 
 from __future__ import annotations

@@ -21,3 +21,16 @@ class Source:
     md5: tuple[str, ...] = ()  # accepted md5 digests where the publisher gives md5 (MedMNIST's INFO)
     member: str | None = None  # the file's path inside the zip archive at ``url``
     builder: str | None = None  # the file is built from downloads by ``data.download.BUILDERS[builder]``
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """A data set on the Hugging Face Hub at a pinned revision (a commit sha): ``load_dataset(repo, config,
+    revision=revision, split=...)``."""
+
+    repo: str
+    revision: str
+    config: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.repo}" + (f" (config {self.config})" if self.config else "") + f" at revision {self.revision}"
