@@ -187,7 +187,8 @@ def generate_seq2seq(argv: list[str]) -> int:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=defaults[name].default)
     p.add_argument("--force", action="store_true", help="overwrite files generated with other parameters")
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DATA_DIR", "data")),
-                   help="destination (default: $DATA_DIR or data/); files go to <data-dir>/seq2seq/<task>/")
+                   help="destination (default: $DATA_DIR or data/); files go to "
+                        "<data-dir>/seq2seq/<task>[-<changed parameters>]/")
     a = p.parse_args(argv)
     meta = seq2seq.params(a.task, a.n_symbols, a.min_len, a.max_len, a.n_train, a.n_val, a.n_test, a.seed)
     try:
@@ -195,7 +196,7 @@ def generate_seq2seq(argv: list[str]) -> int:
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"ok   seq2seq/{a.task}: {folder}")
+    print(f"ok   seq2seq/{folder.name}: {folder}")
     return 0
 
 

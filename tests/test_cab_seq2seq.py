@@ -3,6 +3,7 @@ causality in its decoder-self and cross positions, greedy decoding, config check
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -53,15 +54,29 @@ def test_generator_is_deterministic_in_its_seed(tmp_path):
     assert a != data.generate("reverse", SIZES, V, 3, 12, seed=2)
 
 
-def test_files_made_with_other_parameters_are_refused(tmp_path, capsys):
-    assert prepare_data(["seq2seq", "--generate", "--task", "pairsum", "--n-train", "50", "--n-val", "5",
-                         "--n-test", "5", "--data-dir", str(tmp_path)]) == 0
-    assert (tmp_path / "seq2seq" / "pairsum" / "meta.json").is_file()
-    assert prepare_data(["seq2seq", "--generate", "--task", "pairsum", "--n-train", "60", "--n-val", "5",
-                         "--n-test", "5", "--data-dir", str(tmp_path)]) == 1
-    assert "other parameters ({'n_train': (50, 60)}" in capsys.readouterr().err
-    dm = data.Seq2SeqDataModule(str(tmp_path), "sort", generate=False)
-    with pytest.raises(DataError, match="prepare_data.py seq2seq --generate --task sort"):
+def test_data_generated_with_other_parameters_sits_beside_in_its_own_folder(tmp_path, capsys):
+    """Folders are named by the non-default parameters: two README commands with other sizes never collide."""
+    small = ["--n-train", "50", "--n-val", "5", "--n-test", "5", "--data-dir", str(tmp_path)]
+    assert prepare_data(["seq2seq", "--generate", "--task", "pairsum", *small]) == 0
+    first = tmp_path / "seq2seq" / "pairsum-n_train50-n_val5-n_test5"
+    assert (first / "meta.json").is_file() and json.loads((first / "meta.json").read_text())["n_train"] == 50
+    before = (first / "train.tsv").read_bytes()
+    assert prepare_data(["seq2seq", "--generate", "--task", "pairsum", *small, "--n-train", "60"]) == 0
+    second = tmp_path / "seq2seq" / "pairsum-n_train60-n_val5-n_test5"
+    assert len(data.read_split(second / "train.tsv")) == 60 and (first / "train.tsv").read_bytes() == before
+    # the data module finds the folder its parameters name
+    dm = data.Seq2SeqDataModule(str(tmp_path), "pairsum", n_train=60, n_val=5, n_test=5, generate=False)
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 60
+    assert data.folder_name(data.params("reverse", 10, 4, 16, 10000, 500, 1000, 0)) == "reverse"  # the defaults
+    # an edited meta.json is still refused
+    meta = json.loads((first / "meta.json").read_text())
+    (first / "meta.json").write_text(json.dumps({**meta, "generator_version": -1}))
+    assert prepare_data(["seq2seq", "--generate", "--task", "pairsum", *small]) == 1
+    assert "other parameters ({'generator_version': (-1," in capsys.readouterr().err
+    # missing: the command that makes exactly this folder
+    dm = data.Seq2SeqDataModule(str(tmp_path), "sort", max_len=12, generate=False)
+    with pytest.raises(DataError, match=r"prepare_data.py seq2seq --generate --task sort --max-len 12 "):
         dm.setup("fit")
     with pytest.raises(ValueError, match="distinct sources asked of a space of"):
         data.generate("reverse", {"train": 100}, 2, 1, 3, seed=0)
@@ -189,7 +204,7 @@ def test_debug_sweep_and_its_table(tmp_path):
             assert math.isfinite(m[key]), key
         assert 0.0 <= m["test/exact"] <= m["test/acc"] + 1e-6 <= 1.0 + 1e-6
         assert m["test/loss"] < 5.0  # O(1) at initialisation: log(13) = 2.56
-    assert (tmp_path / "d" / "seq2seq" / "pairsum" / "train.tsv").is_file()
+    assert (tmp_path / "d" / "seq2seq" / "pairsum-max_len8-n_train300-n_val40-n_test40" / "train.tsv").is_file()
     md = (tmp_path / "sweep" / "table.md").read_text()  # written at the end of the sweep (the experiment declares it)
     assert "| pairsum | treeformer_tf | performer | dec treeformer_tf / cross performer‡ |" in md
     assert "### CC (causal cross)" in md

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf, open_dict
 from attnbench import sweep
 from attnbench.config import validate
 from attnbench.config.hparams_search import DIRECTIONS, TrialFailed, check_search, check_trial, search_overrides
-from attnbench.errors import EXIT_USER_ERROR, ConfigError
+from attnbench.errors import EXIT_USER_ERROR, ConfigError, SearchError
 from tests.conftest import FAST, ROOT, compose_train, run_cli
 
 SEARCHES = sorted(p.stem for p in (ROOT / "conf" / "hparams_search").glob("*.yaml"))
@@ -200,3 +200,23 @@ def test_a_search_runs_its_trials_records_a_failed_one_and_writes_the_best(tmp_p
     assert min(r["metrics"]["val/mse_best"] for r in ok) == pytest.approx(best["value"])
     summary = json.loads((root / "summary.json").read_text())
     assert summary["best"] == best and summary["counts"] == {"failed": len(failed), "ok": len(ok)}
+
+
+def test_optunas_no_completed_trial_becomes_the_one_paragraph():
+    from attnbench.cli import no_best_trial
+
+    fix = no_best_trial(ValueError("No trials are completed yet."))  # what study.best_trial raises
+    assert isinstance(fix, SearchError) and "every trial of the search failed" in str(fix)
+    assert no_best_trial(ValueError("No trials are completed")) is None and no_best_trial(KeyError("x")) is None
+
+
+@pytest.mark.slow  # train.py as a process: the sweeper asks Optuna for a best trial that does not exist
+def test_a_search_whose_every_trial_fails_exits_2_with_one_paragraph(tmp_path, synth_data_dir):
+    args = [*FAST, "hparams_search=hot_forecasting", "hydra.sweeper.n_trials=2", f"paths.data_dir={synth_data_dir}",
+            "model.optimizer.lr=choice(-1.0,-2.0)"]
+    p = run_cli(args, tmp_path, env={"HYDRA_FULL_ERROR": "0"})
+    assert p.returncode == EXIT_USER_ERROR, p.stderr[-3000:]
+    assert "error (SearchError): every trial of the search failed" in p.stderr
+    assert "No trials are completed yet" not in p.stderr and "Traceback" not in p.stderr
+    assert [r["status"] for r in map(json.loads, map(Path.read_text, tmp_path.rglob("results.json")))] == \
+        ["failed", "failed"]

@@ -181,3 +181,17 @@ def test_prepare_data_generates_the_official_files(tmp_path, capsys):
     capsys.readouterr()
     assert prepare_data(["listops", "--data-dir", str(tmp_path)]) == 2
     assert "add --generate" in capsys.readouterr().err
+
+
+def test_load_split_limit_stops_reading_after_the_first_rows(tmp_path):
+    rows = [("( ( ( [MAX 2 ) 9 ) ] )", 9), ("( ( ( ( [SM 9 ) 8 ) 4 ) ] )", 1), ("( ( [MIN 3 ) 7 ] )", 3)]
+    listops.write_tsv(tmp_path / "basic_val.tsv", rows)
+    x, y = load_split(tmp_path, "val", max_len=8)
+    x2, y2 = load_split(tmp_path, "val", max_len=8, limit=2)
+    assert torch.equal(x2, x[:2]) and y2.tolist() == [9, 1]
+    # a malformed row after the limit is never read
+    with open(tmp_path / "basic_val.tsv", "a") as f:
+        f.write("( ( [MAX X ) ] )\t4\n")
+    assert load_split(tmp_path, "val", max_len=8, limit=3)[1].tolist() == [9, 1, 3]
+    with pytest.raises(DataError, match="line 5"):
+        load_split(tmp_path, "val", max_len=8)

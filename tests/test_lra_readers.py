@@ -328,3 +328,23 @@ def test_image_missing_or_wrong_archive(tmp_path):
 def test_cifar10_is_a_prepare_data_entry():
     assert catalogue()["cifar10"] is CIFAR10_SOURCE
     assert CIFAR10_SOURCE.path == f"{image.INFO.dir.removeprefix('../')}/cifar-10-python.tar.gz"
+
+
+# ---------------------------------------------------------------------------------------------------- limit (all)
+
+
+def test_limit_reads_the_same_first_rows_in_every_reader(tmp_path):
+    """load_split(..., limit=n) is the whole split's first n rows (data.limit_examples; debug=fast reads no more)."""
+    text_root = lra_root(write_imdb(tmp_path / "t", n=3), text)
+    aan_root = write_aan(lra_root(tmp_path / "r", retrieval), {
+        "train": [b"1\tA\tB\tab\tcd\n", b"0\tC\tD\tef\tgh\n", b"1\tE\tF\tij\tkl\n"],
+        "eval": [b"0\tE1\tE2\tval\tpair\n"], "test": [b"1\tT1\tT2\ttest\tpair\n"]})
+    img_root = lra_root(write_cifar(tmp_path / "i"), image)
+    for load, root, kw in [(text.load_split, text_root, {"verify": False}), (retrieval.load_split, aan_root, {}),
+                           (image.load_split, img_root, {"verify": False})]:
+        max_len = image.PIXELS if load is image.load_split else 16
+        x, y = load(root, "train", max_len, **kw)
+        assert len(y) >= 3
+        for n in (1, 2, len(y) + 5):
+            xn, yn = load(root, "train", max_len, limit=n, **kw)
+            assert torch.equal(xn, x[:n]) and torch.equal(yn, y[:n])

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import attnbench.sweep  # noqa: F401  (registers the run-folder and W&B name resolvers: ${dirname:...}, ...)
 from attnbench.config import PathsConfig, TrainerConfig, project_root, register_configs
-from attnbench.errors import EXIT_USER_ERROR, ConfigError, paragraph, report, user_error
+from attnbench.errors import EXIT_USER_ERROR, ConfigError, SearchError, paragraph, report, user_error
 
 register_configs()
 if not OmegaConf.has_resolver("attnbench_help"):  # --help's text (conf/hydra/help/attnbench.yaml): help_text()
@@ -42,7 +42,8 @@ GROUPS = {
     "trainer": "Lightning Trainer: cpu, one gpu, ddp",
     "logger": "where metrics go (csv/ always; wandb adds Weights & Biases)",
     "callbacks": "checkpoints, early stopping, model summary, progress bar, LR monitor",
-    "debug": "fast = a handful of batches of train/val/test (unset by default)",
+    "debug": "fast: 3/2/2 batches of 4; limit: 50/10/10 batches, 3 epochs; overfit: 3 batches, 20 epochs; profile: "
+             "SimpleProfiler report (unset by default)",
     "experiment": "a paper's table, run with -m (unset by default)",
     "hparams_search": "an Optuna search of a model family's hyper-parameters, a sweep without -m (unset by default)",
     "lra_task": "an LRA task's sizes and schedule (released; cpu/: minutes), set by experiment=lra/*",
@@ -183,6 +184,15 @@ def train() -> None:
         _hydra_train()
 
 
+def no_best_trial(e: BaseException) -> SearchError | None:
+    """Optuna's ``study.best_trial`` at the end of a search whose every trial failed (the sweeper asks for it
+    unguarded), as the one paragraph; the sweep's summary, printed at exit, lists each trial's error."""
+    if isinstance(e, ValueError) and str(e) == "No trials are completed yet.":
+        return SearchError("every trial of the search failed, so it has no best trial: each trial's error is in the "
+                           "sweep's summary and its results.json; fix it, then run the search again")
+    return None
+
+
 @contextlib.contextmanager
 def one_paragraph_errors() -> Iterator[None]:
     """An error of ours that leaves Hydra's ``main`` (raised while composing, or a sweep's failed job that the
@@ -202,7 +212,7 @@ def one_paragraph_errors() -> Iterator[None]:
             try:
                 return func()
             except Exception as e:
-                fix = user_error(e)
+                fix = user_error(e) or no_best_trial(e)
                 if fix is None:
                     raise
                 print(paragraph(fix), file=sys.stderr)

@@ -28,7 +28,11 @@ class CapabilityError(ValueError):
     """An attention was asked for a capability it lacks (``require``); the message names the entries that have it."""
 
 
-USER_ERRORS = (ConfigError, DataError, CapabilityError)
+class SearchError(RuntimeError):
+    """A hyper-parameter search ended without a best trial (every trial failed); the sweep's summary lists why."""
+
+
+USER_ERRORS = (ConfigError, DataError, CapabilityError, SearchError)
 
 
 def user_error(e: BaseException | None) -> BaseException | None:

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from attnbench.config import drop_disabled_progress_bar, register_configs, validate
 from attnbench.config.hparams_search import check_trial
+from attnbench.config.resolvers import project_root
 from attnbench.errors import ConfigError, user_error
 from attnbench.provenance import code_version
 from attnbench.wandb_log import finish_run
@@ -120,6 +121,37 @@ def prepare(cfg: DictConfig) -> None:
         log.info("trainer.precision=auto-mixed -> %s", cfg.trainer.precision)
     check_cpu_precision(cfg)
     quiet_lightning()
+    log_debug_settings(cfg)
+
+
+def debug_settings(cfg: DictConfig, choices: dict[str, Any]) -> list[str]:
+    """``key=value`` for every key the chosen debug configs set (``conf/debug/<debug>.yaml`` and the data set's
+    ``conf/debug_data/<debug>/<data>.yaml``), each with the value this run uses (a command-line value wins)."""
+    name = choices.get("debug")
+    if name in (None, "null", "None"):
+        return []
+    conf = Path(project_root()) / "conf"
+    files = [conf / "debug" / f"{name}.yaml", conf / "debug_data" / str(name) / f"{choices.get('data')}.yaml"]
+
+    def leaves(node: Any, prefix: str) -> list[str]:
+        if isinstance(node, DictConfig) and node.keys() and "_target_" not in node:
+            return [k for key in node if key != "defaults" for k in leaves(node[key], f"{prefix}{key}.")]
+        return [prefix.rstrip(".")]
+
+    keys = [k for f in files if f.is_file() for k in leaves(OmegaConf.load(f), "")]
+    return [f"{k}={OmegaConf.select(cfg, k, default=None)}" for k in dict.fromkeys(keys) if k != "task_name"]
+
+
+def log_debug_settings(cfg: DictConfig) -> None:
+    """debug=<name> logs what it shrank: the values its configs set, as this run uses them."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    choices = dict(HydraConfig.get().runtime.choices)
+    settings = debug_settings(cfg, choices)
+    if settings:
+        log.info("debug=%s sets %s", choices["debug"], ", ".join(settings))
 
 
 def quiet_other_ranks() -> None:

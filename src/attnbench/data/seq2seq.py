@@ -16,17 +16,20 @@ Sequences: ``n`` uniform in [min_len, max_len] symbols drawn uniformly from V = 
 distinct across all splits (no test source is seen in training). Files (simple TSV, one pair a line, symbols as
 space-separated integers 0..V-1, header ``Source<TAB>Target``)::
 
-    <data_dir>/seq2seq/<task>/{train,val,test}.tsv   + meta.json (the generator's parameters)
+    <data_dir>/seq2seq/<folder>/{train,val,test}.tsv   + meta.json (the generator's parameters)
 
-written by ``python scripts/prepare_data.py seq2seq --generate --task reverse`` or, with ``data.generate=true``,
-by the data module itself on first use. Token ids: PAD 0, BOS 1, EOS 2, symbol s -> s + 3. Every example is
-padded to one length L = max_len + 1 on both sides (source + EOS; decoder input BOS + target; labels target +
-EOS), so every batch has one shape.
+where ``<folder>`` names the parameters (``folder_name``: ``reverse`` for the defaults, else e.g.
+``reverse-max_len12-n_train4000``), so data sets generated with other parameters sit side by side and README
+commands run in any order. The files are written by ``python scripts/prepare_data.py seq2seq --generate --task
+reverse`` or, with ``data.generate=true``, by the data module itself on first use. Token ids: PAD 0, BOS 1, EOS 2,
+symbol s -> s + 3. Every example is padded to one length L = max_len + 1 on both sides (source + EOS; decoder input
+BOS + target; labels target + EOS), so every batch has one shape.
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import logging
 import os
@@ -122,10 +125,26 @@ def params(task: str, n_symbols: int, min_len: int, max_len: int, n_train: int, 
             "n_val": n_val, "n_test": n_test, "seed": seed, "generator_version": GENERATOR_VERSION}
 
 
+GENERATOR_KEYS = ("n_symbols", "min_len", "max_len", "n_train", "n_val", "n_test", "seed")
+
+
+def non_defaults(meta: dict[str, int | str]) -> dict[str, int | str]:
+    """The generator parameters of ``meta`` that differ from the data module's defaults."""
+    defaults = inspect.signature(Seq2SeqDataModule).parameters
+    return {k: meta[k] for k in GENERATOR_KEYS if meta[k] != defaults[k].default}
+
+
+def folder_name(meta: dict[str, int | str]) -> str:
+    """The folder of a generated data set: the task, then each non-default parameter as ``<name><value>``
+    (``reverse``; ``sort-max_len12-seed3``)."""
+    return "-".join([str(meta["task"]), *(f"{k}{v}" for k, v in non_defaults(meta).items())])
+
+
 def prepare(root: Path, meta: dict[str, int | str], force: bool = False) -> Path:
-    """Write ``root/<task>/{train,val,test}.tsv`` and ``meta.json`` for ``meta`` (``params``); return the folder.
-    Existing files made with other parameters are an error unless ``force``."""
-    folder = Path(root) / str(meta["task"])
+    """Write ``root/<folder_name>/{train,val,test}.tsv`` and ``meta.json`` for ``meta`` (``params``); return the
+    folder. A folder whose meta.json disagrees (edited, or another generator version) is an error unless
+    ``force``."""
+    folder = Path(root) / folder_name(meta)
     old = folder / "meta.json"
     if old.is_file() and not force:
         have = json.loads(old.read_text())
@@ -185,21 +204,22 @@ class Seq2SeqDataModule(SplitDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
 
     def prepare_data(self) -> None:
-        folder = self.root / self.task
+        folder = self.root / folder_name(self.meta)
         if (folder / "meta.json").is_file() or self.generate:
             if not (folder / "meta.json").is_file():
                 log.info("seq2seq: generating %s into %s", self.meta, folder)
             prepare(self.root, self.meta)
             return
+        options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in non_defaults(self.meta).items())
         raise DataError(f"seq2seq: {folder}/meta.json not found. Generate the data:\n"
-                        f"  python scripts/prepare_data.py seq2seq --generate --task {self.task} "
+                        f"  python scripts/prepare_data.py seq2seq --generate --task {self.task}{options} "
                         f"--data-dir {self.root.parent}\n  or set data.generate=true")
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         self.prepare_data()  # checks meta.json against the config (single process: cheap)
-        folder = self.root / self.task
+        folder = self.root / folder_name(self.meta)
         for split in SPLITS:
             self.datasets[split] = TensorDataset(*encode(read_split(folder / f"{split}.tsv"), self.length,
                                                          self.n_symbols))

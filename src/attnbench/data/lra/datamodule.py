@@ -29,7 +29,7 @@ from attnbench.data.catalog.lra import LRA_TASKS
 from attnbench.data.download import DataError
 from attnbench.data.lra.common import PAD_ID, SPLITS, LRATask
 
-_FIXED = ("root", "split", "max_len")  # load_split's contract arguments; anything else is a task option
+_FIXED = ("root", "split", "max_len", "limit")  # load_split's contract arguments; anything else is a task option
 
 
 def task_module(task: str) -> ModuleType:
@@ -126,10 +126,10 @@ class LRADataModule(SplitDataModule):
         if self.datasets:
             return
         for split in SPLITS:
-            tokens, labels = self.module.load_split(self.root, split, self.max_len, **self.options)
+            # only the first limit_examples are read (a debug run need not tokenize 96k ListOps expressions)
+            tokens, labels = self.module.load_split(self.root, split, self.max_len, limit=self.limit_examples,
+                                                    **self.options)
             check_split(self.info, split, tokens, labels, self.max_len)
-            if self.limit_examples:
-                tokens, labels = tokens[: self.limit_examples], labels[: self.limit_examples]
             self.datasets[split] = TokenDataset(compact(tokens, self.info.vocab_size), labels)
         train = self.datasets["train"].labels
         self.class_counts = torch.bincount(train, minlength=self.n_classes).tolist()

@@ -142,7 +142,7 @@ def _locate(data_dir: Path, verify: bool) -> Path:
                         f"  (md5 of the archive: {CIFAR10_SOURCE.md5[0]})") from None
 
 
-def load_split(root: Path, split: str, max_len: int = PIXELS, official_zero_pad: bool = False,
+def load_split(root: Path, split: str, max_len: int = PIXELS, limit: int | None = None, official_zero_pad: bool = False,
                verify: bool = True) -> tuple[Tensor, Tensor]:
     """Pixel ids int64 (N, 1024) and labels int64 (N,) of ``split`` (see the module doc for ids and splits).
 
@@ -158,5 +158,6 @@ def load_split(root: Path, split: str, max_len: int = PIXELS, official_zero_pad:
         n_train = round(TRAIN_FRACTION * len(labels))
         rows = slice(0, n_train) if split == "train" else slice(n_train, None)
         grey, labels = grey[rows], labels[rows]
+    grey, labels = grey[:limit], labels[:limit]  # limit None: all
     ids = grey.astype(np.int64) + (0 if official_zero_pad else 1)  # (N, 1024)
     return torch.from_numpy(ids), torch.from_numpy(labels.copy())

@@ -165,10 +165,13 @@ def tokenize(source: str) -> list[int]:
         raise ValueError(f"listops: token {bad!r} is not one of the 15 ListOps tokens {' '.join(VOCAB)}") from None
 
 
-def read_split(path: Path, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """(N, max_len) uint8 ids (truncated, padded with PAD_ID) and (N,) int64 targets of one official TSV."""
+def read_split(path: Path, max_len: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(N, max_len) uint8 ids (truncated, padded with PAD_ID) and (N,) int64 targets of one official TSV (its first
+    ``limit`` rows; None: all)."""
     ids, targets = [], []
     for n, source, target in _rows(path):
+        if limit is not None and len(ids) >= limit:
+            break
         try:
             ids.append(tokenize(source)[:max_len])
             targets.append(int(target))
@@ -183,7 +186,7 @@ def read_split(path: Path, max_len: int) -> tuple[np.ndarray, np.ndarray]:
     return tokens, labels
 
 
-def load_split(root: Path, split: str, max_len: int) -> tuple[Tensor, Tensor]:
+def load_split(root: Path, split: str, max_len: int, limit: int | None = None) -> tuple[Tensor, Tensor]:
     """Tokens int64 (N, max_len) and labels int64 (N,) of ``root/basic_<split>.tsv`` (the LRA contract)."""
     if split not in SPLITS:
         raise ValueError(f"listops: split={split!r}; allowed: {', '.join(SPLITS)}")
@@ -196,5 +199,5 @@ def load_split(root: Path, split: str, max_len: int) -> tuple[Tensor, Tensor]:
                         f"basic_{{train,val,test}}.tsv files (96k/2k/2k; about 5 minutes) with\n"
                         f"  {COMMAND.replace('<data_dir>', str(data_dir))}\n"
                         f"  (or copy the official lra_release/listops-1000/basic_*.tsv into {Path(root)})")
-    tokens, labels = read_split(path, max_len)
+    tokens, labels = read_split(path, max_len, limit)
     return torch.from_numpy(tokens).long(), torch.from_numpy(labels)

@@ -520,8 +520,8 @@ def split_rows(rows: list, split: str) -> list:
     return rows[int(round(lo * n / 100)):int(round(hi * n / 100))]
 
 
-def load_split(root: Path, split: str, max_len: int, resolution: int = 32, difficulty: str = "hard",
-               official_zero_pad: bool = False) -> tuple[Tensor, Tensor]:
+def load_split(root: Path, split: str, max_len: int, limit: int | None = None, resolution: int = 32,
+               difficulty: str = "hard", official_zero_pad: bool = False) -> tuple[Tensor, Tensor]:
     """Tokens int64 (N, resolution**2) and labels int64 (N,) of one split of one difficulty folder.
 
     ``max_len`` must equal ``resolution**2`` (1024 / 4096 / 16384). Ids: intensity + 1 (default) or, with
@@ -540,7 +540,7 @@ def load_split(root: Path, split: str, max_len: int, resolution: int = 32, diffi
         raise DataError(f"pathfinder: no metadata/*.npy under {where} (resolution={resolution}, "
                         f"difficulty={difficulty})\n{_how_to_get(root, resolution, difficulty)}")
     rows = [r for m in metas for r in read_metadata(m)]
-    chosen = split_rows(rows, split)
+    chosen = split_rows(rows, split)[:limit]  # limit None: all (an empty image dropped below is not replaced)
     pixels = np.empty((len(chosen), resolution * resolution), np.uint8)  # (N, res*res); int64 only at the end
     labels = []
     for d, f, label in chosen:

@@ -58,11 +58,14 @@ def _label(field: bytes, path: Path, line_no: int) -> int:
     return int(value)
 
 
-def read_pairs(path: Path, keep: int) -> tuple[list[bytes], list[bytes], list[int]]:
-    """(text1 prefixes, text2 prefixes, labels) of an AAN pairs TSV, each document cut to its first ``keep`` bytes."""
+def read_pairs(path: Path, keep: int, limit: int | None = None) -> tuple[list[bytes], list[bytes], list[int]]:
+    """(text1 prefixes, text2 prefixes, labels) of an AAN pairs TSV (its first ``limit`` pairs; None: all), each
+    document cut to its first ``keep`` bytes."""
     first, second, labels = [], [], []
     with open(path, "rb") as f:
         for line_no, line in enumerate(f, 1):
+            if limit is not None and len(labels) >= limit:
+                break
             line = line.rstrip(b"\r\n")
             if not line:
                 continue
@@ -78,13 +81,13 @@ def read_pairs(path: Path, keep: int) -> tuple[list[bytes], list[bytes], list[in
     return first, second, labels
 
 
-def load_split(root: Path, split: str, max_len: int) -> tuple[Tensor, Tensor]:
+def load_split(root: Path, split: str, max_len: int, limit: int | None = None) -> tuple[Tensor, Tensor]:
     """Byte ids int64 (N, 2, max_len) and labels int64 (N,) (1 = citation link) of ``split``."""
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; allowed: {', '.join(SPLITS)}")
     path = Path(root) / FILES[split]
     if not path.is_file():
         raise DataError(missing_message(Path(root), split))
-    first, second, labels = read_pairs(path, min(DOC_BYTES, max_len))
+    first, second, labels = read_pairs(path, min(DOC_BYTES, max_len), limit)
     tokens = torch.stack([byte_ids(first, max_len), byte_ids(second, max_len)], dim=1)  # (N, 2, L)
     return tokens, torch.tensor(labels, dtype=torch.int64)

@@ -71,8 +71,8 @@ def _val_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[
     return order[n_val:], order[:n_val]
 
 
-def load_split(root: Path, split: str, max_len: int, val_fraction: float | None = None, seed: int = 0,
-               verify: bool = True) -> tuple[Tensor, Tensor]:
+def load_split(root: Path, split: str, max_len: int, limit: int | None = None, val_fraction: float | None = None,
+               seed: int = 0, verify: bool = True) -> tuple[Tensor, Tensor]:
     """Byte ids int64 (N, max_len) and labels int64 (N,) (0 = neg, 1 = pos) of ``split`` (see the module doc).
 
     ``root`` is ``<data_dir>/lra/../imdb`` (or ``<data_dir>/imdb``); ``verify`` checks the archive's digest.
@@ -90,4 +90,5 @@ def load_split(root: Path, split: str, max_len: int, val_fraction: float | None 
         if val_fraction is not None:
             rows = _val_split(len(labels), val_fraction, seed)[split == "val"]
             docs, labels = [docs[i] for i in rows], [labels[i] for i in rows]
+    docs, labels = docs[:limit], labels[:limit]  # limit None: all
     return byte_ids(docs, max_len), torch.tensor(labels, dtype=torch.int64)
