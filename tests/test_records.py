@@ -40,10 +40,14 @@ def test_a_sweep_record_keeps_results_and_metrics_only(tmp_path):
     kept = sorted(str(p.relative_to(tmp_path / "results" / "hot")) for p in (tmp_path / "results" / "hot").rglob("*")
                   if p.is_file())
     assert kept == ["0_model=full/csv/metrics.csv", "0_model=full/results.json", "1_model=hot/csv/metrics.csv",
-                    "1_model=hot/results.json", "record.json"]
+                    "1_model=hot/results.json", "multirun.yaml", "record.json"]
     assert rec["commits"] == [A] and rec["jobs"] == 2 and rec["ok"] == 2 and rec["kind"] == "sweep"
     assert rec["command"] == "python train.py -m experiment=hot/forecasting model=full,hot"
     assert records.read_record(tmp_path / "results" / "hot") == rec
+    # a saved sweep is a source again (a later sweep of the same commit joins the table), its command kept
+    again = records.save([tmp_path / "results" / "hot", fake_sweep(tmp_path / "later")], tmp_path / "both")
+    assert again["jobs"] == 4 and again["commits"] == [A]
+    assert again["command"] == " ; ".join(["python train.py -m experiment=hot/forecasting model=full,hot"] * 2)
 
 
 @pytest.mark.parametrize(("kw", "message"), [

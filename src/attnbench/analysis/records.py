@@ -6,7 +6,8 @@ is rendered from (``make docs``), without checkpoints, predictions or figures.
     python -m attnbench.analysis.records SWEEP_A SWEEP_B results/lra/table_cpu     # one table, two sweeps
 
 A sweep keeps, per job, ``results.json``, ``csv/metrics.csv`` and (classification) ``confusion_matrix.csv`` under
-the job's folder name; a benchmark its
+the job's folder name, and Hydra's ``multirun.yaml`` (so a saved sweep is a source again, with its command, when a
+later sweep of the same commit joins the table); a benchmark its
 ``*.csv``, ``*.json`` and ``*.md`` (``machine.json`` included). Beside them ``record.json`` says what made them:
 the command (from the sweep's ``multirun.yaml`` or the benchmark's report), the commit every job ran on
 (``results.json``'s ``code``, ``machine.json``'s for a benchmark), the source folder and the date. A record is
@@ -69,6 +70,8 @@ def _collect(src: Path, allow_mixed: bool, allow_dirty: bool, command: str | Non
         results = [json.loads(p.read_text()) for p in runs]
         files = [(job / f, job.relative_to(src) / f) for job in (p.parent for p in runs) for f in RUN_FILES
                  if (job / f).is_file()]
+        if (src / "multirun.yaml").is_file():  # the sweep's command: a saved record can be a source again
+            files.append((src / "multirun.yaml", Path("multirun.yaml")))
         return ("sweep", files, [r.get("code") for r in results], command or sweep_command(src),
                 {"jobs": len(runs), "ok": sum(r.get("status") == "ok" for r in results)})
     if (src / "machine.json").is_file():
