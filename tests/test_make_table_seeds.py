@@ -46,6 +46,10 @@ def test_truncation_reasons_from_config_choices_and_overrides():
         "trainer.max_epochs=50", "callbacks.early_stopping.patience=3", "trainer.max_steps=-1"])) == []  # not cut
     assert truncation_reasons(forecast_result(overrides=["callbacks.early_stopping.min_delta=0.1"])) == [
         "reduced budget (callbacks.early_stopping.min_delta=0.1)"]  # stops sooner than min_delta 0.0
+    # a baseline is compared with its recipe for the data set (TimesNet: 10 epochs), not the experiment's 20
+    assert truncation_reasons(forecast_result("timesnet", overrides=["trainer.max_epochs=15"])) == []
+    assert truncation_reasons(forecast_result("timesnet", overrides=["trainer.max_epochs=5"])) == [
+        "reduced budget (5 epochs < 10)"]
     renamed = forecast_result(overrides=["trainer.max_epochs=50"])
     renamed["choices"]["experiment"] = "no/such_experiment"  # cannot compose: any budget override is marked
     assert truncation_reasons(renamed) == ["budget overridden (trainer.max_epochs=50)"]

@@ -91,8 +91,11 @@ def truncation_reasons(result: dict[str, Any]) -> list[str]:
     if trainer.get("overfit_batches"):
         reasons.append(f"overfit_batches={trainer['overfit_batches']}")
     budget = [o for o in overrides if override_key(o) in BUDGET_KEYS]
-    configured = configured_budget(*(choices.get(g) for g in ("experiment", "trainer", "callbacks"))) if budget \
-        else {}
+    # the budget the run's own choices give: a baseline's recipe (conf/recipe/<model>.yaml, picked by data.name)
+    # sets its epochs and patience, so model, data and data.name take part
+    data_name = (config.get("data") or {}).get("name")
+    configured = configured_budget(*(choices.get(g) for g in ("experiment", "trainer", "callbacks", "model", "data")),
+                                   data_name if isinstance(data_name, str) else None) if budget else {}
     cut = []
     for o in budget:
         key, value = override_key(o), _number(_value(o))
@@ -128,17 +131,21 @@ def _cuts(how: str, value: Any, configured: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def configured_budget(experiment: str | None, trainer: str | None, callbacks: str | None
-                      ) -> dict[str, Any] | None:
-    """The ``BUDGET_KEYS`` values the project's ``conf/`` gives these choices (None when it cannot compose)."""
+def configured_budget(experiment: str | None, trainer: str | None, callbacks: str | None, model: str | None = None,
+                      data: str | None = None, data_name: str | None = None) -> dict[str, Any] | None:
+    """The ``BUDGET_KEYS`` values the project's ``conf/`` gives these choices (None when it cannot compose); with
+    ``model``, ``data`` and ``data_name``, a baseline's recipe for that data set included."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     from attnbench.config import project_root, register_configs
 
     conf = Path(project_root()) / "conf"
-    chosen = (("experiment", experiment), ("trainer", trainer), ("callbacks", callbacks))
+    chosen = (("experiment", experiment), ("trainer", trainer), ("callbacks", callbacks), ("model", model),
+              ("data", data))
     overrides = [f"{g}={c}" for g, c in chosen if c not in (None, "null")]
+    if data_name:
+        overrides.append(f"data.name={data_name}")
     if any(not (conf / g / f"{c}.yaml").is_file() for g, c in chosen if c not in (None, "null")):
         return None  # an optional group would silently compose without it
     try:
