@@ -10,7 +10,7 @@ import torch
 
 from attnbench.attention.registry import CapabilityError
 from attnbench.config import ConfigError, validate
-from attnbench.data.catalog.corpus import BYTE
+from attnbench.data.catalog.corpus import BYTE, PG19_HUB, PG19_SPLITS
 from attnbench.data.corpus import (
     IGNORE,
     BlockDataset,
@@ -65,19 +65,114 @@ def test_imdb_corpora_split_by_document_with_a_seed(tmp_path):
     assert sum(map(len, labelled.values())) == 8 and dm.label == "substitute corpus: aclImdb unsup"
 
 
-def test_pg19_missing_says_what_to_place_where(tmp_path):
-    dm = CorpusDataModule("pg19", str(tmp_path), 64, val_fraction=None, test_fraction=None, download=False)
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """datasets' cache (the Arrow copies load_dataset writes) under tmp_path."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
+
+
+def pg19_dm(root, block_len: int = 64, **kw) -> CorpusDataModule:
+    return CorpusDataModule("pg19", str(root), block_len, val_fraction=None, test_fraction=None, **kw)
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_pg19_missing_names_both_ways_in_one_error(tmp_path, monkeypatch, download):
+    import datasets
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'deepmind/pg19' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    dm = pg19_dm(tmp_path, download=download)
     with pytest.raises(DataError) as e:
         dm.setup()
     msg = str(e.value)
     for part in (str(tmp_path / "pg19"), "{train,validation,test}/<id>.txt", "gs://deepmind-gutenberg",
-                 "emozilla/pg19", "data.name=imdb_unsup"):
+                 "python scripts/prepare_data.py pg19", "emozilla/pg19", "data.name=imdb_unsup",
+                 f"the Hub: deepmind/pg19 at revision {PG19_HUB.revision}", "no books for split train, val, test",
+                 "not tried (data.download=false)" if download is False else
+                 "could not be loaded (split train: ConnectionError: Couldn't reach 'deepmind/pg19'"):
         assert part in msg, part
     with pytest.raises(ValueError, match="official splits: set data.val_fraction=null"):
         CorpusDataModule("pg19", str(tmp_path), 64)
 
 
-def test_pg19_reads_the_gcs_layout(tmp_path):
+def test_pg19_a_split_missing_locally_comes_from_the_hub(tmp_path, monkeypatch, hf_cache):
+    import datasets
+
+    real, calls = datasets.load_dataset, []
+
+    def hub(path, *args, **kwargs):
+        if path != PG19_HUB.repo:
+            return real(path, *args, **kwargs)
+        calls.append((path, kwargs["revision"], kwargs["split"]))
+        return datasets.Dataset.from_dict({"short_book_title": ["T"], "text": ["hub train book " * 10]})
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    for folder in ("validation", "test"):
+        (tmp_path / "pg19" / folder).mkdir(parents=True)
+        (tmp_path / "pg19" / folder / "1.txt").write_text(f"{folder} book " * 10)
+    with pytest.raises(DataError, match=r"no books for split train:(.|\n)*not tried \(data.download=false\)"):
+        pg19_dm(tmp_path, download=False).prepare_data()
+    docs = pg19_dm(tmp_path, 16, download=True).documents()
+    assert docs == {"train": ["hub train book " * 10], "val": ["validation book " * 10], "test": ["test book " * 10]}
+    assert calls == [(PG19_HUB.repo, PG19_HUB.revision, "train")]
+
+
+def read_pg19_reference(root, split: str) -> list[str]:
+    """The hand-written reader PG-19 had before ``datasets`` (the oracle of the test below)."""
+    import pandas as pd
+
+    folder = PG19_SPLITS[split]
+    books = sorted((root / folder).glob("*.txt"))
+    if books:
+        return [b.read_text(encoding="utf-8") for b in books]
+    parquet = sorted((root / "data").glob(f"{folder}-*.parquet")) + sorted(root.glob(f"{folder}-*.parquet"))
+    return [t for p in parquet for t in pd.read_parquet(p, columns=["text"])["text"].tolist()]
+
+
+@pytest.mark.parametrize("layout", ["txt", "parquet"])
+def test_pg19_through_datasets_gives_the_old_readers_blocks(tmp_path, hf_cache, layout):
+    """Both layouts: the same books in the same order (file names sorted as strings: 10 before 2; CRLF read as LF;
+    UTF-8; an empty book) and so the same byte blocks as the old reader."""
+    import pandas as pd
+
+    root = tmp_path / "pg19"
+    books = {"train": ["Caf\u00e9 \u2603 line\r\nnext line\n" * 9, "", "third \U0001d11e book\n\n" * 7,
+                       "fourth"],
+             "val": ["validation book\r\n" * 12], "test": ["test one " * 8, "test two\n" * 5]}
+    for split, texts in books.items():
+        folder = PG19_SPLITS[split]
+        if layout == "txt":
+            (root / folder).mkdir(parents=True)
+            for i, text in zip((2, 10, 3, 41), texts, strict=False):
+                (root / folder / f"{i}.txt").write_bytes(text.encode("utf-8"))
+        else:  # two shards under data/ (and one at the top, as some copies have them), extra columns
+            (root / "data").mkdir(parents=True, exist_ok=True)
+            shards = [(root / "data" / f"{folder}-00001-of-00002.parquet", texts[1::2]),
+                      (root / "data" / f"{folder}-00000-of-00002.parquet", texts[0::2][:1]),
+                      (root / f"{folder}-00000-of-00001.parquet", texts[0::2][1:])]
+            for path, part in filter(lambda shard: shard[1], shards):
+                pd.DataFrame({"short_book_title": ["t"] * len(part), "text": part,
+                              "publication_date": [1900] * len(part)}).to_parquet(path)
+    dm = pg19_dm(tmp_path, 16, download=False)
+    dm.setup()
+    docs = dm.documents()
+    for split in ("train", "val", "test"):
+        old = read_pg19_reference(root, split)
+        assert docs[split] == old and len(old) == len(books[split]), split
+        ref = BlockDataset(token_stream(old, dm.tok), 16)
+        new = dm.datasets[split]
+        assert len(new) == len(ref) > 0 and torch.equal(new.stream, ref.stream), split
+        assert all(torch.equal(new[i], ref[i]) for i in range(len(ref)))
+    if layout == "txt":
+        assert docs["train"][0] == books["train"][1] and "\r" not in docs["val"][0]  # 10.txt first; CRLF -> LF
+    assert pg19_dm(tmp_path, 16, download=False, limit_docs=1).documents()["train"] == docs["train"][:1]
+
+
+def test_pg19_reads_the_gcs_layout(tmp_path, hf_cache):
     for folder, n in (("train", 3), ("validation", 1), ("test", 2)):
         (tmp_path / "pg19" / folder).mkdir(parents=True)
         for i in range(n):
@@ -89,7 +184,7 @@ def test_pg19_reads_the_gcs_layout(tmp_path):
     assert len(dm.datasets["test"]) == (2 * (len("test book 0 ") * 20 + 1) - 1) // 32
 
 
-def test_fetch_pg19_pages_the_bucket_listing_checks_md5_and_fails_offline(tmp_path, monkeypatch, capsys):
+def test_fetch_pg19_pages_the_bucket_listing_checks_md5_and_fails_offline(tmp_path, monkeypatch, capsys, hf_cache):
     import base64
     import hashlib
     import json

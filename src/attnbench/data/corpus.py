@@ -2,12 +2,15 @@
 
 Corpora (``data.name``, see :mod:`attnbench.data.catalog.corpus`):
 
-- ``pg19``: CAB's corpus, read from ``<data_dir>/pg19/{train,validation,test}/<id>.txt`` (the layout of
-  ``gs://deepmind-gutenberg``) or from Parquet files with a ``text`` column (the Hugging Face copies
-  ``deepmind/pg19`` / ``emozilla/pg19``: ``<data_dir>/pg19/data/{train,validation,test}-*.parquet``). Not on these
-  machines; the error says what to place where (``python scripts/prepare_data.py pg19`` fetches it). Each split
-  is held in memory as one int16 stream: fine for validation and test (50 / 100 books), about 22 GB for the
-  11 GB of training text (a memory-mapped token cache would be the next step at CAB's scale).
+- ``pg19``: CAB's corpus, each split a 🤗 ``datasets.Dataset`` of books (``text`` column, :func:`load_pg19`),
+  first that applies: the local copy, ``<data_dir>/pg19/{train,validation,test}/<id>.txt`` (the layout of
+  ``gs://deepmind-gutenberg``; ``python scripts/prepare_data.py pg19`` fetches it) or Parquet files with a ``text``
+  column (the Hugging Face copies ``deepmind/pg19`` / ``emozilla/pg19``:
+  ``<data_dir>/pg19/data/{train,validation,test}-*.parquet``), read by ``load_dataset("text" | "parquet")``
+  without network; with ``download=true`` the Hub's copy (``catalog.corpus.PG19_HUB``: repo and revision); else
+  one error naming both ways. Not on these machines. Each split is held in memory as one int16 stream: fine for
+  validation and test (50 / 100 books), about 22 GB for the 11 GB of training text (a memory-mapped token cache
+  would be the next step at CAB's scale). The byte tokens are not cached: encoding is a copy of the UTF-8 bytes.
 - ``imdb_unsup``: the substitute corpus that runs here: the 50k unlabelled reviews of the aclImdb archive
   (``aclImdb/train/unsup``), split by a seeded shuffle of the reviews into train / val / test
   (``val_fraction`` and ``test_fraction`` of the reviews, the rest for training).
@@ -37,6 +40,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -44,9 +48,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from attnbench.data.base import SplitDataModule
-from attnbench.data.catalog.corpus import CORPORA, PG19_SPLITS, VOCABS, Vocab
+from attnbench.data.catalog.corpus import CORPORA, PG19_HUB, PG19_SPLITS, VOCABS, Vocab
 from attnbench.data.catalog.imdb import IMDB_SOURCE
 from attnbench.data.download import DataError, download, fetch, locate, md5sum
+from attnbench.data.hf_text import TEXT, no_progress_bars, offline
+
+if TYPE_CHECKING:
+    from datasets import Dataset as HFDataset
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -139,23 +147,76 @@ def _pg19_help(root: Path) -> str:
             "data.name=imdb_unsup (or imdb_labelled) is the substitute corpus")
 
 
-def read_pg19(root: Path, split: str) -> list[str]:
-    """The books of one split (``train`` / ``val`` / ``test``), by file name: ``<root>/<folder>/*.txt`` (GCS
-    layout) or ``<root>/data/<folder>-*.parquet`` (Hugging Face)."""
+def pg19_local(root: Path, split: str) -> tuple[str, list[Path]]:
+    """The local files of one split (``train`` / ``val`` / ``test``), by file name: ``("text", books)`` for
+    ``<root>/<folder>/*.txt`` (GCS layout), else ``("parquet", files)`` for ``<root>/data/<folder>-*.parquet`` or
+    ``<root>/<folder>-*.parquet`` (Hugging Face), else ``("", [])``."""
     folder = PG19_SPLITS[split]
     books = sorted((root / folder).glob("*.txt"))
     if books:
-        return [b.read_text(encoding="utf-8") for b in books]
+        return "text", books
     parquet = sorted((root / "data").glob(f"{folder}-*.parquet")) + sorted(root.glob(f"{folder}-*.parquet"))
-    if parquet:
-        import pandas as pd
+    return ("parquet", parquet) if parquet else ("", [])
 
+
+def read_pg19_files(kind: str, files: list[Path]) -> HFDataset:
+    """Local files as a ``datasets.Dataset`` with a ``text`` column, one row per book in ``files`` order: each
+    ``.txt`` whole (``sample_by="document"``, read as ``Path.read_text`` reads it: universal newlines), or the
+    Parquet files' ``text`` column. Explicit ``data_files``, so nothing is looked up on the network; the rows are
+    cached as Arrow in the datasets cache (keyed by the files' paths and modification times)."""
+    from datasets import load_dataset
+
+    paths = [str(p) for p in files]
+    with no_progress_bars():
+        if kind == "text":
+            return load_dataset("text", data_files=paths, sample_by="document", split="train")
+        return load_dataset("parquet", data_files=paths, columns=[TEXT], split="train")
+
+
+def read_pg19_hub(split: str) -> HFDataset:
+    """One split from the Hub (``PG19_HUB``), its ``text`` column."""
+    from datasets import load_dataset
+
+    with no_progress_bars():
+        ds = load_dataset(PG19_HUB.repo, PG19_HUB.config, revision=PG19_HUB.revision, split=PG19_SPLITS[split])
+    return ds.select_columns([TEXT])
+
+
+def pg19_no_data(root: Path, missing: Sequence[str], hub_why: str) -> DataError:
+    """The error when a split has neither a local copy nor the Hub's: both ways, and why each is not there."""
+    folders = ", ".join(PG19_SPLITS[s] for s in missing)
+    return DataError(f"pg19: no books for split {', '.join(missing)}: neither of the two ways to them is there.\n"
+                     f"  local copy: for <folder> = {folders}, neither {root}/<folder>/*.txt nor "
+                     f"{root / 'data'}/<folder>-*.parquet exists.\n" + _pg19_help(root) + "\n"
+                     f"  the Hub: {PG19_HUB}: {hub_why}. It is read with data.download=true when online, or from "
+                     "the datasets cache once downloaded (HF_DATASETS_OFFLINE=1 / HF_HUB_OFFLINE=1 keep it off the "
+                     "network).")
+
+
+def load_pg19(root: Path, download: bool, limit_docs: int | None = None) -> dict[str, HFDataset]:
+    """Each split's books (the first ``limit_docs`` of them) as a ``datasets.Dataset`` with a ``text`` column: the
+    local copy of the split (:func:`pg19_local`), else with ``download`` the Hub's, else :func:`pg19_no_data`."""
+    local = {s: pg19_local(root, s) for s in SPLITS}
+    missing = [s for s, (kind, _) in local.items() if not kind]
+    if missing and not download:
+        raise pg19_no_data(root, missing, "not tried (data.download=false)")
+    out: dict[str, HFDataset] = {}
+    for split in missing:  # first: a failure comes before reading anything
         try:
-            return [t for p in parquet for t in pd.read_parquet(p, columns=["text"])["text"].tolist()]
-        except ImportError as e:
-            raise DataError(f"pg19: reading {parquet[0]} needs a Parquet engine: pip install pyarrow ({e})") from e
-    raise DataError(f"pg19: no books for split {split!r}: neither {root / folder}/*.txt nor "
-                    f"{root / 'data'}/{folder}-*.parquet exists.\n" + _pg19_help(root))
+            out[split] = read_pg19_hub(split)
+        except (OSError, ValueError, RuntimeError) as e:  # offline / unreachable, no such split, a loading script
+            why = "offline and not in the datasets cache" if offline() else "could not be loaded"
+            msg = str(e).splitlines()[0][:300] if str(e) else ""
+            raise pg19_no_data(root, missing, f"{why} (split {PG19_SPLITS[split]}: {type(e).__name__}: {msg})") from e
+        log.info("pg19: %s split from the Hub, %s", split, PG19_HUB)
+    for split, (kind, files) in local.items():
+        if kind:
+            out[split] = read_pg19_files(kind, files)
+            log.info("pg19: %s split from %d %s file(s) under %s", split, len(files), kind, root)
+    out = {s: out[s] for s in SPLITS}
+    if limit_docs:
+        out = {s: ds.select(range(min(limit_docs, len(ds)))) for s, ds in out.items()}
+    return out
 
 
 PG19_BUCKET = "deepmind-gutenberg"  # public; one object <folder>/<id>.txt per book
@@ -215,7 +276,8 @@ class CorpusDataModule(SplitDataModule):
 
     ``val_fraction`` / ``test_fraction`` / ``seed`` split the IMDB substitutes by review (PG-19 has its own
     splits and refuses them set otherwise than null). ``limit_docs`` keeps the first N documents of each split
-    (quick runs); ``download`` fetches the aclImdb archive when missing (PG-19 is never downloaded).
+    (quick runs); ``download`` fetches the aclImdb archive when missing, and reads a PG-19 split the local copy
+    lacks from the Hub.
     """
 
     def __init__(self, name: str, data_dir: str, block_len: int, tokenizer: str = "byte", batch_size: int = 16,
@@ -255,17 +317,17 @@ class CorpusDataModule(SplitDataModule):
     def prepare_data(self) -> None:
         if self.corpus.name == "pg19":
             root = self.data_dir / "pg19"
-            if not root.is_dir():
-                raise DataError(f"pg19: {root} not found (CAB's LM/MLM corpus; a run never downloads it).\n"
-                                + _pg19_help(root))
+            missing = [s for s in SPLITS if not pg19_local(root, s)[0]]
+            if missing and not self.download:  # the Hub's copy is read (and cached) by documents()
+                raise pg19_no_data(root, missing, "not tried (data.download=false)")
         else:
             self._imdb_file()
 
     def documents(self) -> dict[str, list[str]]:
         """The documents of each split (``limit_docs`` applied)."""
         if self.corpus.name == "pg19":
-            self.prepare_data()
-            docs = {s: read_pg19(self.data_dir / "pg19", s) for s in SPLITS}
+            books = load_pg19(self.data_dir / "pg19", self.download, self.limit_docs)
+            docs = {s: list(ds[TEXT]) for s, ds in books.items()}
         else:
             from attnbench.data.imdb import read_imdb
 

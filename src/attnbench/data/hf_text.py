@@ -94,7 +94,7 @@ def default_cache_dir() -> Path:
 
 
 @contextmanager
-def _no_progress_bars() -> Iterator[None]:
+def no_progress_bars() -> Iterator[None]:
     """datasets' progress bars off for a block (the run logs its own lines)."""
     import datasets
 
@@ -116,7 +116,7 @@ def tokenize(ds: Dataset, tok: Any, max_length: int, path: Path) -> Dataset:
         return {**enc, "labels": batch[LABEL]}
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _no_progress_bars():  # map writes a temporary file and renames it: no half-written cache at ``path``
+    with no_progress_bars():  # map writes a temporary file and renames it: no half-written cache at ``path``
         return ds.map(encode, batched=True, remove_columns=ds.column_names, cache_file_name=str(path),
                       load_from_cache_file=False, new_fingerprint=path.stem)
 

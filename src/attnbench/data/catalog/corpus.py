@@ -1,16 +1,24 @@
 """Language-modelling corpora (CAB's LM and MLM tasks) and their tokenisers' vocabularies: names, labels, layout.
 
 PG-19 (Rae et al., ICLR 2020) is CAB's corpus: 28,602 / 50 / 100 books (train / validation / test), one
-``<id>.txt`` per book in ``gs://deepmind-gutenberg/{train,validation,test}/``. It is not on these machines; the
-aclImdb reviews are, and stand in for it, always labelled as a substitute (``CorpusSpec.label``) in results
-and tables.
+``<id>.txt`` per book in ``gs://deepmind-gutenberg/{train,validation,test}/``, on the Hub as ``PG19_HUB``. It is
+not on these machines; the aclImdb reviews are, and stand in for it, always labelled as a substitute
+(``CorpusSpec.label``) in results and tables.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-PG19_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # our split -> PG-19's folder
+from attnbench.data.catalog.source import HubSource
+
+PG19_SPLITS = {"train": "train", "val": "validation", "test": "test"}  # our split -> PG-19's folder and Hub split
+# deepmind/pg19's main branch holds a loading script (pg19.py, which fetches the books from the bucket), and
+# datasets>=4 refuses scripts; the Hub's Parquet export of it (``text`` column) is what load_dataset can read.
+# UNVERIFIED: written offline, so this is the export's branch, not yet its commit sha: pin it to the sha that
+# ``huggingface_hub.HfApi().dataset_info("deepmind/pg19", revision="refs/convert/parquet").sha`` gives, and check
+# that the export's splits are named train / validation / test (a large split may be exported only in part).
+PG19_HUB = HubSource("deepmind/pg19", "refs/convert/parquet")
 
 
 @dataclass(frozen=True)
