@@ -35,37 +35,16 @@ import importlib
 import importlib.util
 import math
 import sys
-import types
 from pathlib import Path
-from types import ModuleType
 
 import torch
+from _shared import import_cab, rand  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention.cosformer import CosformerAttention
 
 B, H, D = 2, 4, 16
 E = H * D
-
-
-def rand(*shape: int, seed: int) -> Tensor:
-    """Seeded float64 normal draws."""
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def import_cab(checkout: Path) -> ModuleType:
-    """CAB's ``efficient_attention`` package from the checkout; ``opt_einsum`` / ``einops`` (imported by its S4D
-    module only) are stubbed for the import when they are not installed."""
-    sys.path.insert(0, str(checkout / "efficient-attention"))
-    stubs = [m for m in ("opt_einsum", "einops") if importlib.util.find_spec(m) is None]
-    for m in stubs:
-        sys.modules[m] = stub = types.ModuleType(m)
-        stub.__getattr__ = lambda attr, m=m: f"{m}.{attr} (stubbed)"  # any name S4D imports at module level
-    try:
-        return importlib.import_module("efficient_attention")
-    finally:
-        for m in stubs:
-            del sys.modules[m]
 
 
 def identity_projections(att: torch.nn.Module, float64_angles: bool = True) -> torch.nn.Module:

@@ -41,7 +41,7 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-from torch import Tensor
+from _shared import rand  # scripts/official/_shared.py
 
 from attnbench.layers.attention import MultiAxisAttention
 
@@ -74,11 +74,6 @@ def float64_softmaxes(module: ModuleType) -> Iterator[None]:
         yield
     finally:
         torch.Tensor.float, module.F = to_float, torch.nn.functional
-
-
-def rand(*shape: int, seed: int) -> Tensor:
-    """Seeded float64 normal draws."""
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def pair(official_cls: type, seed: int) -> tuple[torch.nn.Module, MultiAxisAttention]:

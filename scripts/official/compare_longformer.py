@@ -36,16 +36,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _shared import rand  # scripts/official/_shared.py
 from torch import Tensor, nn
 
 from attnbench.attention.longformer import longformer_attention
 
 B, H, D = 2, 2, 8
-
-
-def rand(*shape: int, seed: int) -> Tensor:
-    """Seeded float64 normal draws."""
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 class Given(nn.Module):

@@ -30,17 +30,13 @@ import sys
 from pathlib import Path
 
 import torch
+from _shared import rand  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention.probsparse import ProbSparseAttention, n_active, probsparse_attention
 from attnbench.layers.attention import MultiAxisAttention
 
 B, H, D, FACTOR = 2, 4, 16, 5
-
-
-def rand(*shape: int, seed: int) -> Tensor:
-    """Seeded float64 normal draws."""
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def heads_last(x: Tensor) -> Tensor:

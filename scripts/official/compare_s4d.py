@@ -42,6 +42,7 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+from _shared import rand  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention.s4d import s4d_kernel
@@ -76,11 +77,6 @@ def float64_kernel(module: ModuleType) -> Iterator[None]:
         yield
     finally:
         module.S4DKernel.forward = forward
-
-
-def rand(*shape: int, seed: int) -> Tensor:
-    """Seeded float64 normal draws."""
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def pair(official_cls: type, bidirectional: bool, seed: int) -> tuple[torch.nn.Module, MultiAxisAttention]:

@@ -44,6 +44,7 @@ import types
 from pathlib import Path
 
 import torch
+from _shared import rand  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention import build
@@ -52,11 +53,6 @@ from attnbench.attention.sinkhorn import sinkhorn_normalize, sort_logits, sort_m
 B, H, D = 2, 2, 8
 STUBS = {"local_attention": ["LocalAttention"], "axial_positional_embedding": ["AxialPositionalEmbedding"],
          "product_key_memory": ["PKM"]}
-
-
-def rand(*shape: int, seed: int) -> Tensor:
-    """Seeded float64 normal draws."""
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def load_official(checkout: Path) -> types.ModuleType:

@@ -45,17 +45,13 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+from _shared import rand  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention.smyrf import SmyrfAttention
 
 B, H, D, DV, N_HASHES, C = 2, 2, 8, 6, 4, 32
 MASKED = -10000.0  # the official BERT patch's additive mask value
-
-
-def rand(*shape: int, seed: int) -> Tensor:
-    """Seeded float64 normal draws."""
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 @contextmanager

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _shared import rand  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention.sparse_transformer import sparse_transformer_attention, sparse_transformer_mask
@@ -50,11 +51,6 @@ from attnbench.attention.sparse_transformer import sparse_transformer_attention,
 B, H, D, DV = 2, 2, 8, 6
 LRA_FILE = "lra_benchmarks/models/sparse_transformer/sparse_attention.py"
 DS_FILE = "deepspeed/ops/sparse_attention/sparsity_config.py"
-
-
-def rand(*shape: int, seed: int) -> Tensor:
-    """Seeded float64 normal draws."""
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def stub_jax_flax() -> None:

@@ -34,17 +34,13 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+from _shared import rand  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention import build
 
 B, H, D, DV, M = 2, 3, 8, 5, 40
 MASKS = ("none", "padding", "causal")
-
-
-def rand(*shape: int, seed: int) -> Tensor:
-    """Seeded float64 normal draws."""
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def load_official(checkout: Path) -> ModuleType:
