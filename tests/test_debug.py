@@ -45,7 +45,7 @@ def test_debug_fast_shrinks_every_readme_pair(model, data, extra):
     groups = [f"{k}={v}" for k, v in (("model", model), ("data", data)) if v]
     cfg = compose_train([*groups, *extra, "debug=fast", "paths.output_dir=/tmp/x"])
     validate(cfg)
-    assert cfg.task_name == "debug" and cfg.trainer.max_epochs == 1 and cfg.trainer.max_steps == -1
+    assert cfg.task_name == "debug" and cfg.trainer.max_epochs == 1
     assert (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches, cfg.trainer.limit_test_batches) == (3, 2, 2)
     assert cfg.trainer.val_check_interval is None  # a preset's step-based validation would never come
     assert cfg.data.batch_size == cfg.data.eval_batch_size == 4
@@ -54,9 +54,11 @@ def test_debug_fast_shrinks_every_readme_pair(model, data, extra):
 
 
 def test_lra_debug_fast_beats_the_presets_steps_and_batches():
-    """An experiment's preset (1,000 steps, validation every 250) is overridden: debug comes after it."""
+    """An experiment's preset (1,000 steps, validation every 250) is overridden: debug comes after it; one epoch
+    of 3 batches ends the run long before max_steps, which stays (a cosine schedule's cycle is read from it)."""
     cfg = compose_train(["experiment=lra/cpu/listops", "debug=fast", "paths.output_dir=/tmp/x"])
-    assert cfg.trainer.max_steps == -1 and cfg.trainer.max_epochs == 1 and cfg.trainer.val_check_interval is None
+    assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 3 and cfg.trainer.max_steps == 1000
+    assert cfg.trainer.val_check_interval is None and cfg.trainer.check_val_every_n_epoch == 1
     assert cfg.data.batch_size == 4 and cfg.data.limit_examples == 64
 
 
