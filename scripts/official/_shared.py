@@ -1,5 +1,6 @@
-"""What the side-by-side scripts share: seeded float64 draws and the import of CAB's ``efficient_attention``
-package. A script runs as ``python scripts/official/compare_<name>.py``, so this folder is on its path."""
+"""What the side-by-side scripts share: seeded float64 draws, fixed-output projections for HF's attention modules
+and the import of CAB's ``efficient_attention`` package. A script runs as
+``python scripts/official/compare_<name>.py``, so this folder is on its path."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def rand(*shape: int, seed: int) -> Tensor:
@@ -33,3 +34,20 @@ def import_cab(checkout: Path) -> ModuleType:
         for m in stubs:
             del sys.modules[m]
 
+
+class Given(nn.Module):
+    """A projection that returns a fixed tensor (a copy: HF scales queries in place)."""
+
+    def __init__(self, t: Tensor) -> None:
+        super().__init__()
+        self.t = t
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.t.clone()
+
+
+class Same(nn.Module):
+    """A projection that returns its input (a copy)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.clone()

@@ -39,30 +39,12 @@ import sys
 from pathlib import Path
 
 import torch
-from _shared import rand  # scripts/official/_shared.py
-from torch import Tensor, nn
+from _shared import Given, Same, rand  # scripts/official/_shared.py
+from torch import Tensor
 
 from attnbench.attention.bigbird import bigbird_attention
 
 B, H, D = 2, 2, 8
-
-
-class Given(nn.Module):
-    """A projection that returns a fixed tensor (a copy: HF scales queries in place)."""
-
-    def __init__(self, t: Tensor) -> None:
-        super().__init__()
-        self.t = t
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.t.clone()
-
-
-class Same(nn.Module):
-    """A projection that returns its input (a copy)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.clone()
 
 
 def hf_rand_to_ours(rand_attn: list, nb: int) -> Tensor:
