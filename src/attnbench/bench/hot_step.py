@@ -19,8 +19,8 @@ masks are another draw, so their training loss differs by dropout noise; ``eval_
 loss with dropout off (the same function: float rounding for fast/packed, bfloat16's for bf16).
 
 The floor: ``gflop`` counts the step's FLOPs (``torch.utils.flop_counter``: matmuls, forward and backward) and
-``floor_ms`` divides them by this machine's measured ``threads``-thread sgemm rate (``sgemm_gflops``, a 2048-cube
-float32 matmul, in ``machine.json``); ``gflops`` is the rate the step achieves (``gflop`` / CPU time).
+``floor_ms`` divides them by this machine's measured ``threads``-thread sgemm rate (``sgemm_gflops``, a float32
+matmul of up to 2048-cubes, in ``machine.json``); ``gflops`` is the rate the step achieves (``gflop`` / CPU time).
 
     python -m attnbench.bench.hot_step                        # model=hot data=ett, 1 thread (make bench-step)
     python -m attnbench.bench.hot_step threads=2 repeats=20
@@ -139,11 +139,19 @@ def loss_without_dropout(module, x: torch.Tensor, y: torch.Tensor, autocast: tor
     return loss
 
 
-def sgemm_gflops(n: int = 2048, repeats: int = 3, dtype: torch.dtype = torch.float32) -> float:
+def sgemm_gflops(n_max: int = 2048, repeats: int = 3, dtype: torch.dtype = torch.float32,
+                 enough_s: float = 0.25) -> float:
     """This machine's matmul rate (float32 unless ``dtype``) on the current threads: the best of ``repeats`` n-cube
-    matmuls (CPU time)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b  # warm-up
+    matmuls (CPU time). n doubles from 256 until one matmul takes ``enough_s`` or n reaches ``n_max``: a fast
+    float32 rate is measured at 2048, an emulated bfloat16 one (~0.3 GFLOP/s, 1 minute a 2048-cube) at 512."""
+    n = min(256, n_max)
+    while True:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        c = time.process_time()
+        a @ b  # warm-up, and the size check
+        if time.process_time() - c >= enough_s or n >= n_max:
+            break
+        n *= 2
     best = float("inf")
     for _ in range(repeats):
         c = time.process_time()
