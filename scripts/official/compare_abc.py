@@ -28,12 +28,10 @@ differs from that branch by 1.58 / 1.64 (n = 50 / 300, outputs up to 2.9).
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from types import ModuleType
 
 import torch
-from _shared import import_cab, rand  # scripts/official/_shared.py
+from _shared import cab_args, check, rand, report_with_grads  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention.abc import ABCAttention
@@ -53,19 +51,6 @@ def pair(cab: ModuleType, causal: bool, cross: bool, form: str, seed: int) -> tu
     return ours, official
 
 
-def run_both(ours: ABCAttention, official: torch.nn.Module, xs: list[Tensor], causal: bool, keep: Tensor | None
-             ) -> tuple[Tensor, Tensor, tuple[Tensor, ...], tuple[Tensor, ...]]:
-    """Outputs and gradients (q, k, v, compress_k, compress_v) of ours and the official core on the same inputs."""
-    out = ours(*xs, key_padding_mask=keep, causal=causal)
-    g_ours = torch.autograd.grad(out.square().sum(), [*xs, ours.compress_k, ours.compress_v])
-    ys = [x.detach().clone().requires_grad_() for x in xs]
-    pad = None if keep is None else ~keep  # official: True = padding
-    want, _ = official._apply_attention(*(y.flatten(0, 1) for y in ys), B, key_padding_mask=pad)  # (B*H, L, D)
-    want = want.view(B, H, -1, D)
-    g_off = torch.autograd.grad(want.square().sum(), [*ys, official.compress_k, official.compress_v])
-    return out, want, g_ours, g_off
-
-
 def compare(name: str, cab: ModuleType, L: int, S: int, causal: bool, cross: bool, padded: bool, form: str,
             seed: int) -> list[float]:
     """Outputs and gradients of one case; prints one line each and returns the differences."""
@@ -77,12 +62,15 @@ def compare(name: str, cab: ModuleType, L: int, S: int, causal: bool, cross: boo
         keep[1, S - 2 * S // 5:] = False
         xs[1:] = [x.masked_fill(~keep[:, None, :, None], 30.0) for x in xs[1:]]  # garbage in the padded keys
     xs = [x.requires_grad_() for x in xs]
-    out, want, g_ours, g_off = run_both(ours, official, xs, causal and not cross, keep)
-    diffs = [(out - want).abs().max().item()] + [(a - b).abs().max().item() for a, b in zip(g_ours, g_off,
-                                                                                            strict=True)]
-    print(f"{name}: max |ours - official| {diffs[0]:.1e} (outputs up to {want.abs().max().item():.2f})")
-    for t, d in zip(("q", "k", "v", "compress_k", "compress_v"), diffs[1:], strict=True):
-        print(f"{name} grad {t}: max |ours - official| {d:.1e}")
+    pad = None if keep is None else ~keep  # official: True = padding
+
+    def official_core(ys: list[Tensor]) -> Tensor:
+        want, _ = official._apply_attention(*(y.flatten(0, 1) for y in ys), B, key_padding_mask=pad)  # (B*H, L, D)
+        return want.view(B, H, -1, D)
+
+    diffs, want = report_with_grads(name, lambda xs: ours(*xs, key_padding_mask=keep, causal=causal and not cross),
+                                    official_core, xs, ("q", "k", "v", "compress_k", "compress_v"),
+                                    (ours.compress_k, ours.compress_v), (official.compress_k, official.compress_v))
     if causal and not cross:  # the paper's causal memory against the official branch: how far apart they are
         paper = ABCAttention(D, n_landmarks=C, control="separate").double()
         paper.load_state_dict(ours.state_dict())
@@ -93,14 +81,7 @@ def compare(name: str, cab: ModuleType, L: int, S: int, causal: bool, cross: boo
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--official", type=Path, required=True, help="a checkout of the official Shark-NLP/CAB")
-    ap.add_argument("--tol", type=float, default=1e-10, help="largest accepted difference (default 1e-10)")
-    args = ap.parse_args()
-    if not (args.official / "efficient-attention" / "efficient_attention" / "modules" / "abc.py").is_file():
-        raise SystemExit(f"--official {args.official}: no efficient-attention/efficient_attention/modules/abc.py; "
-                         "get it with git clone https://github.com/Shark-NLP/CAB /tmp/CAB")
-    cab = import_cab(args.official)
+    args, cab = cab_args(__doc__, "abc")
     diffs = []
     for i, n in enumerate((50, 300)):
         diffs += compare(f"self n={n}", cab, n, n, False, False, False, "paper", seed=10 * i)
@@ -110,9 +91,7 @@ def main() -> None:
     diffs += compare("causal cross L=30 S=70", cab, 30, 70, True, True, False, "paper", seed=70)
     for i, n in enumerate((50, 300)):
         diffs += compare(f"causal n={n} form=cab", cab, n, n, True, False, False, "cab", seed=100 + 10 * i)
-    bad = [d for d in diffs if not d <= args.tol]  # NaN counts as bad
-    if bad:
-        raise SystemExit(f"{len(bad)} of {len(diffs)} comparisons differ by more than {args.tol:g}")
+    check(diffs, args.tol)
 
 
 if __name__ == "__main__":

@@ -34,12 +34,8 @@ vs ours without random blocks 6.6e-1 (the block-0 reweighting).
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
 import torch
-from _shared import Given, Same, rand  # scripts/official/_shared.py
+from _shared import HF_CHECKOUT, Given, Same, check, import_hf, parser, rand, report  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention.bigbird import bigbird_attention
@@ -107,39 +103,21 @@ def compare(hf: object, L: int, block_size: int, n_random: int, real_len: int, t
     note = f", illegal random blocks {illegal(hf_rand, nb)}" if train else " vs ours r=0"
     with torch.no_grad():
         got = bigbird_attention(q, k, v, block_size, ours_rand, key_padding_mask=real)
-    sel = real[:, None, :, None].expand_as(got)
-    diff = (got - want).abs()[sel].max().item()
     rows = "" if real_len == L else f", row 1 padded to {real_len}"
-    print(f"{mode} L={L} b={block_size} r={n_random}{rows}{note}: max |ours - official| {diff:.1e} (outputs up to "
-          f"{want[sel].abs().max().item():.2f})")
-    return diff
+    return report(f"{mode} L={L} b={block_size} r={n_random}{rows}{note}", got, want,
+                  real[:, None, :, None].expand_as(got))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--official", type=Path, default=None, help="a checkout of huggingface/transformers (default: "
-                    "the installed transformers package)")
-    ap.add_argument("--tol", type=float, default=1e-12, help="largest accepted training-mode difference")
+    ap = parser(__doc__, HF_CHECKOUT, 1e-12, "largest accepted training-mode difference", required=False)
     args = ap.parse_args()
-    if args.official is not None:
-        src = args.official / "src"
-        if not (src / "transformers" / "models" / "big_bird" / "modeling_big_bird.py").is_file():
-            raise SystemExit(f"--official {args.official}: no src/transformers/models/big_bird/modeling_big_bird.py; "
-                             "get it with git clone https://github.com/huggingface/transformers /tmp/transformers")
-        sys.path.insert(0, str(src))
-    import transformers
-    from transformers.models.big_bird import modeling_big_bird as hf
-
-    hf.BigBirdConfig = transformers.BigBirdConfig
-    print(f"official: transformers {transformers.__version__} ({Path(hf.__file__).parent})")
+    hf = import_hf(args.official, "big_bird", "BigBirdConfig")
     diffs = []
     for i, (L, b, r, real_len) in enumerate(((64, 4, 2, 64), (64, 4, 2, 41), (96, 8, 3, 96), (160, 8, 3, 123),
                                              (128, 16, 1, 128), (1024, 64, 3, 1024), (1024, 64, 3, 700))):
         diffs.append(compare(hf, L, b, r, real_len, train=True, seed=10 * i))
     compare(hf, 160, 8, 3, 160, train=False, seed=100)
-    bad = [d for d in diffs if not d <= args.tol]  # NaN counts as bad
-    if bad:
-        raise SystemExit(f"{len(bad)} of {len(diffs)} training-mode comparisons differ by more than {args.tol:g}")
+    check(diffs, args.tol, "training-mode comparisons")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 
 import torch
-from _shared import import_cab, rand  # scripts/official/_shared.py
+from _shared import CAB_CLONE, import_cab, rand, report_with_grads, require  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention.cosformer import CosformerAttention
@@ -79,18 +79,12 @@ def compare(name: str, ours: CosformerAttention, official: torch.nn.Module, L: i
             seed: int, authors: bool = False) -> list[float]:
     """Outputs and input gradients of one case; prints one line each and returns the differences."""
     xs = [rand(B, H, n, D, seed=seed + i).requires_grad_() for i, n in enumerate((L, S, S))]
-    out = ours(*xs, causal=causal)
-    g_ours = torch.autograd.grad(out.square().sum(), xs)
-    ys = [x.detach().clone().requires_grad_() for x in xs]
-    got = official(*(to_seq(y) for y in ys))  # the authors' module returns the output, CAB's (output, None)
-    want = from_seq(got if authors else got[0])
-    g_off = torch.autograd.grad(want.square().sum(), ys)
-    diffs = [(out - want).abs().max().item()] + [(a - b).abs().max().item() for a, b in zip(g_ours, g_off,
-                                                                                            strict=True)]
-    print(f"{name}: max |ours - official| {diffs[0]:.1e} (outputs up to {want.abs().max().item():.2f})")
-    for t, d in zip("qkv", diffs[1:], strict=True):
-        print(f"{name} grad {t}: max |ours - official| {d:.1e}")
-    return diffs
+
+    def run_official(ys: list[Tensor]) -> Tensor:
+        got = official(*(to_seq(y) for y in ys))  # the authors' module returns the output, CAB's (output, None)
+        return from_seq(got if authors else got[0])
+
+    return report_with_grads(name, lambda xs: ours(*xs, causal=causal), run_official, xs)[0]
 
 
 def main() -> None:
@@ -100,9 +94,7 @@ def main() -> None:
                     help="optional: a checkout of the official OpenNLPLab/cosFormer (adds the causal cases)")
     ap.add_argument("--tol", type=float, default=1e-10, help="largest accepted difference (default 1e-10)")
     args = ap.parse_args()
-    if not (args.official / "efficient-attention" / "efficient_attention" / "modules" / "cosformer.py").is_file():
-        raise SystemExit(f"--official {args.official}: no efficient-attention/efficient_attention/modules/"
-                         "cosformer.py; get it with git clone https://github.com/Shark-NLP/CAB /tmp/CAB")
+    require(args.official, "efficient-attention/efficient_attention/modules/cosformer.py", CAB_CLONE)
     cab = import_cab(args.official)
     diffs = []
     for i, (L, S) in enumerate(((50, 50), (257, 257), (40, 100), (100, 40))):
@@ -113,9 +105,8 @@ def main() -> None:
     official = identity_projections(cab.CosformerAttention(embed_dim=E, num_heads=H), float64_angles=False)
     angles32 = compare("self n=257 float32 angles", CosformerAttention().double(), official, 257, 257, False, seed=10)
     if args.official_authors is not None:
-        if not (args.official_authors / "cosformer.py").is_file():
-            raise SystemExit(f"--official-authors {args.official_authors}: no cosformer.py; get it with "
-                             "git clone https://github.com/OpenNLPLab/cosFormer /tmp/cosFormer")
+        require(args.official_authors, "cosformer.py", "https://github.com/OpenNLPLab/cosFormer /tmp/cosFormer",
+                "--official-authors")
         sys.path.insert(0, str(args.official_authors))
         authors = importlib.import_module("cosformer")
         for i, n in enumerate((50, 257)):

@@ -28,14 +28,12 @@ Measured 2026-12-07 (torch 2.13 CPU, CAB 0e49696): outputs <= 1.6e-15 in all 8 c
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import ModuleType
 
 import torch
-from _shared import import_cab, rand  # scripts/official/_shared.py
+from _shared import cab_args, check, rand, report_with_grads  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention.lara import LaraAttention
@@ -63,42 +61,30 @@ def compare(name: str, cab: ModuleType, n: int, train: bool, noise: str, seed: i
     C_eff = min(C, n)
     eps = rand(B, H, C_eff, D, seed=seed + 3) if train else None
     ours = LaraAttention(n_landmarks=C, noise=noise).double().train(train)
-    with drawing(eps):  # our module's draw (torch.randn_like of the proposal means): the same eps
-        out = ours(*xs)
-    g_ours = torch.autograd.grad(out.square().sum(), xs)
-    official = cab.Lara(embed_dim=E, num_heads=H, num_landmarks=C).double().train(train)
-    ys = [x.detach().clone().requires_grad_() for x in xs]
-    scale = D ** 0.25 if noise == "unit" else 1.0  # the same sample w: eps in x' space is D^1/4 eps in x space
-    with drawing(None if eps is None else (eps * scale).flatten(0, 1)):
-        want, _ = official._apply_attention(*(y.flatten(0, 1) for y in ys), B)  # (B*H, n, D)
-    want = want.view(B, H, n, D)
-    g_off = torch.autograd.grad(want.square().sum(), ys)
-    diffs = [(out - want).abs().max().item()] + [(a - b).abs().max().item() for a, b in zip(g_ours, g_off,
-                                                                                            strict=True)]
-    print(f"{name}: max |ours - official| {diffs[0]:.1e} (outputs up to {want.abs().max().item():.2f})")
-    for t, d in zip("qkv", diffs[1:], strict=True):
-        print(f"{name} grad {t}: max |ours - official| {d:.1e}")
-    return diffs
+
+    def run_ours(xs: list[Tensor]) -> Tensor:
+        with drawing(eps):  # our module's draw (torch.randn_like of the proposal means): the same eps
+            return ours(*xs)
+
+    def run_official(ys: list[Tensor]) -> Tensor:
+        official = cab.Lara(embed_dim=E, num_heads=H, num_landmarks=C).double().train(train)
+        scale = D ** 0.25 if noise == "unit" else 1.0  # the same sample w: eps in x' space is D^1/4 eps in x space
+        with drawing(None if eps is None else (eps * scale).flatten(0, 1)):
+            want, _ = official._apply_attention(*(y.flatten(0, 1) for y in ys), B)  # (B*H, n, D)
+        return want.view(B, H, n, D)
+
+    return report_with_grads(name, run_ours, run_official, xs)[0]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--official", type=Path, required=True, help="a checkout of the official Shark-NLP/CAB")
-    ap.add_argument("--tol", type=float, default=1e-10, help="largest accepted difference (default 1e-10)")
-    args = ap.parse_args()
-    if not (args.official / "efficient-attention" / "efficient_attention" / "modules" / "lara.py").is_file():
-        raise SystemExit(f"--official {args.official}: no efficient-attention/efficient_attention/modules/lara.py; "
-                         "get it with git clone https://github.com/Shark-NLP/CAB /tmp/CAB")
-    cab = import_cab(args.official)
+    args, cab = cab_args(__doc__, "lara")
     diffs = []
     for i, n in enumerate((64, 50, 203, 10)):
         diffs += compare(f"eval n={n}", cab, n, False, "unit", seed=10 * i)
     for i, n in enumerate((64, 203)):
         for noise in ("cab", "unit"):
             diffs += compare(f"train n={n} noise={noise}", cab, n, True, noise, seed=100 + 10 * i)
-    bad = [d for d in diffs if not d <= args.tol]  # NaN counts as bad
-    if bad:
-        raise SystemExit(f"{len(bad)} of {len(diffs)} comparisons differ by more than {args.tol:g}")
+    check(diffs, args.tol)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,6 @@ Measured 2026-12-07 (torch 2.13 CPU, CAB commit 0e49696): as the official code r
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
 import types
 import warnings
 from collections.abc import Iterator
@@ -41,24 +39,12 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-from _shared import rand  # scripts/official/_shared.py
+from _shared import cab_module, rand  # scripts/official/_shared.py
 
 from attnbench.layers.attention import MultiAxisAttention
 
 B, E, H, WINDOW, LANDMARKS = 2, 64, 4, 15, 16
 D = E // H
-
-
-def official_module(checkout: Path, name: str) -> ModuleType:
-    """``efficient_attention.modules.<name>`` of the checkout, under a stub ``efficient_attention`` package that holds
-    what the modules import from it (``AbstractAttention``, ``register_cls``, ``add_nested_argument``)."""
-    pkg = types.ModuleType("efficient_attention")
-    pkg.__path__ = [str(checkout / "efficient-attention" / "efficient_attention")]
-    pkg.register_cls = lambda cls: cls  # the official registry: a name -> class dict, not needed here
-    pkg.add_nested_argument = lambda parser, name, **kw: None  # argparse helper, not called here
-    sys.modules["efficient_attention"] = pkg
-    pkg.AbstractAttention = importlib.import_module("efficient_attention.modules.abstract_attention").AbstractAttention
-    return importlib.import_module(f"efficient_attention.modules.{name}")
 
 
 @contextmanager
@@ -98,7 +84,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--official", type=Path, required=True, help="a checkout of Shark-NLP/CAB")
     args = ap.parse_args()
-    module = official_module(args.official, "transformer_ls")
+    module = cab_module(args.official, "transformer_ls")
     AttentionLS = module.AttentionLS  # noqa: N806 (the official class)
     warnings.filterwarnings("ignore", message=".*make no sense in `AttentionLS`")  # printed on every official call
     for i, L in enumerate((60, 64, 100)):

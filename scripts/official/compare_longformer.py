@@ -28,15 +28,12 @@ Measured 2026-12-07 (torch 2.13 CPU, transformers 5.25.0): float64 softmax <= 1.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _shared import Given, Same, rand  # scripts/official/_shared.py
+from _shared import HF_CHECKOUT, Given, Same, import_hf, parser, rand, report  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention.longformer import longformer_attention
@@ -98,31 +95,15 @@ def compare(hf: object, L: int, window: int, n_global: int, real_len: int, seed:
         else:
             with softmax_in_input_dtype():
                 want = official_forward(hf, q, k, v, real, window, n_global)
-        diffs.append((got - want).abs()[sel].max().item())
-        print(f"L={L} window={window} n_global={n_global}{rows} {label}: max |ours - official| {diffs[-1]:.1e} "
-              f"(outputs up to {want[sel].abs().max().item():.2f})")
+        diffs.append(report(f"L={L} window={window} n_global={n_global}{rows} {label}", got, want, sel))
     return diffs
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--official", type=Path, default=None, help="a checkout of huggingface/transformers (default: "
-                    "the installed transformers package)")
-    ap.add_argument("--tol", type=float, default=1e-12, help="largest accepted float64-softmax difference")
+    ap = parser(__doc__, HF_CHECKOUT, 1e-12, "largest accepted float64-softmax difference", required=False)
     ap.add_argument("--tol-as-is", type=float, default=1e-6, help="largest accepted as-is (float32 softmax) difference")
     args = ap.parse_args()
-    if args.official is not None:
-        src = args.official / "src"
-        if not (src / "transformers" / "models" / "longformer" / "modeling_longformer.py").is_file():
-            raise SystemExit(f"--official {args.official}: no src/transformers/models/longformer/"
-                             "modeling_longformer.py; get it with "
-                             "git clone https://github.com/huggingface/transformers /tmp/transformers")
-        sys.path.insert(0, str(src))
-    import transformers
-    from transformers.models.longformer import modeling_longformer as hf
-
-    hf.LongformerConfig = transformers.LongformerConfig
-    print(f"official: transformers {transformers.__version__} ({Path(hf.__file__).parent})")
+    hf = import_hf(args.official, "longformer", "LongformerConfig")
     bad = 0
     for i, (L, window, n_global, real_len) in enumerate(((32, 2, 0, 32), (32, 2, 1, 21), (40, 4, 3, 40),
                                                          (50, 4, 1, 37), (64, 8, 2, 64), (100, 16, 1, 71),

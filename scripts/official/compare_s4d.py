@@ -42,8 +42,7 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-from _shared import rand  # scripts/official/_shared.py
-from torch import Tensor
+from _shared import cab_module, rand, report  # scripts/official/_shared.py
 
 from attnbench.attention.s4d import s4d_kernel
 from attnbench.layers.attention import MultiAxisAttention
@@ -53,18 +52,11 @@ D = E // H
 
 
 def official_module(checkout: Path, name: str) -> ModuleType:
-    """``efficient_attention.modules.<name>`` of the checkout, under a stub ``efficient_attention`` package that holds
-    what the modules import from it, and a stub ``opt_einsum`` whose ``contract`` is ``torch.einsum``."""
-    pkg = types.ModuleType("efficient_attention")
-    pkg.__path__ = [str(checkout / "efficient-attention" / "efficient_attention")]
-    pkg.register_cls = lambda cls: cls  # the official registry: a name -> class dict, not needed here
-    pkg.add_nested_argument = lambda parser, name, **kw: None  # argparse helper, not called here
-    sys.modules["efficient_attention"] = pkg
-    pkg.AbstractAttention = importlib.import_module("efficient_attention.modules.abstract_attention").AbstractAttention
+    """:func:`cab_module`, with a stub ``opt_einsum`` whose ``contract`` is ``torch.einsum``."""
     oe = types.ModuleType("opt_einsum")
     oe.contract, oe.contract_expression = torch.einsum, None  # contract_expression: imported, never called
     sys.modules.setdefault("opt_einsum", oe)
-    return importlib.import_module(f"efficient_attention.modules.{name}")
+    return cab_module(checkout, name)
 
 
 @contextmanager
@@ -95,11 +87,6 @@ def pair(official_cls: type, bidirectional: bool, seed: int) -> tuple[torch.nn.M
         ours.attn.d.copy_(theirs.D.view(H, D))
         ours.o_proj.load_state_dict(theirs.output_linear.state_dict())
     return theirs, ours
-
-
-def report(case: str, ours: Tensor, theirs: Tensor) -> None:
-    print(f"{case}: max |ours - official| {(ours - theirs).abs().max().item():.1e} "
-          f"(outputs up to {theirs.abs().max().item():.2f})")
 
 
 def compare_s4_kernel(checkout: Path) -> None:

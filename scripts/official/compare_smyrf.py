@@ -36,16 +36,14 @@ Measured 2026-12-07 (torch 2.13 CPU, official commit bbbc82e): self-attention n=
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import ModuleType
 
 import torch
-from _shared import rand  # scripts/official/_shared.py
+from _shared import check, parser, rand, report, require  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention.smyrf import SmyrfAttention
@@ -126,20 +124,12 @@ def compare(name: str, official: ModuleType, utils: ModuleType, L: int, S: int, 
     want = official_forward(official, utils, q, k, v, ours.proj, n_c, cluster_size, real,
                             beta)[:, :, :L]  # (B, H, L, Dv)
     keep = torch.ones(B, L, dtype=torch.bool) if real is None else real
-    sel = keep[:, None, :, None].expand_as(got)
-    diff = (got - want).abs()[sel].max().item()
-    print(f"{name}: max |ours - official| {diff:.1e} (outputs up to {want[sel].abs().max().item():.2f})")
-    return diff
+    return report(name, got, want, keep[:, None, :, None].expand_as(got))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--official", type=Path, required=True, help="a checkout of the official giannisdaras/smyrf")
-    ap.add_argument("--tol", type=float, default=1e-10, help="largest accepted difference (default 1e-10)")
-    args = ap.parse_args()
-    if not (args.official / "smyrf" / "torch" / "attn.py").is_file():
-        raise SystemExit(f"--official {args.official}: no smyrf/torch/attn.py; get it with "
-                         "git clone https://github.com/giannisdaras/smyrf /tmp/smyrf")
+    args = parser(__doc__, "a checkout of the official giannisdaras/smyrf", 1e-10).parse_args()
+    require(args.official, "smyrf/torch/attn.py", "https://github.com/giannisdaras/smyrf /tmp/smyrf")
     sys.path.insert(0, str(args.official))
     import smyrf.torch.attn as official  # the official SmyrfAttention
     import smyrf.torch.utils as utils  # its E2LSH, looked up by lsh_clustering at each call
@@ -152,9 +142,7 @@ def main() -> None:
     for i, (L, S, c) in enumerate(((40, 100, 4), (65, 1000, 13), (100, 65, 20), (1000, 40, 25))):
         diffs.append(compare(f"cross L={L} S={S} C_q={c} C_k={S * c // L}", official, utils, L, S, c, None,
                              seed=100 + 10 * i))
-    bad = [d for d in diffs if not d <= args.tol]  # NaN counts as bad
-    if bad:
-        raise SystemExit(f"{len(bad)} of {len(diffs)} comparisons differ by more than {args.tol:g}")
+    check(diffs, args.tol)
 
 
 if __name__ == "__main__":

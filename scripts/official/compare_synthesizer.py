@@ -27,14 +27,12 @@ Measured 2026-12-08 (torch 2.13 CPU, official commit 1414f45): dense ≤ 3.3e-16
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import math
 from pathlib import Path
 from types import ModuleType
 
 import torch
-from _shared import rand  # scripts/official/_shared.py
+from _shared import check, parser, rand, report, require  # scripts/official/_shared.py
 from torch import Tensor
 
 from attnbench.attention import build
@@ -64,6 +62,7 @@ def masks(kind: str, L: int) -> tuple[Tensor | None, bool, Tensor]:
 
 
 def compare(official: ModuleType, variant: str, L: int, kind: str, seed: int) -> float:
+    """Print and return the largest difference of one case."""
     q, k, v = rand(B, H, L, D, seed=seed), rand(B, H, L, D, seed=seed + 1), rand(B, H, L, DV, seed=seed + 2)
     torch.manual_seed(seed)
     ours = build("synthesizer", {"head_dim": D, "n_heads": H, "max_len": M}, variant=variant).double().eval()
@@ -83,27 +82,17 @@ def compare(official: ModuleType, variant: str, L: int, kind: str, seed: int) ->
     with torch.no_grad():
         got = ours(q, k, v, key_padding_mask=kpm, causal=causal)  # (B, H, L, Dv)
         want = theirs(q, v, L, mask=mask)[0] if variant == "dense" else theirs(v, L, mask=mask)[0]
-    diff = (got - want).abs().max().item()
-    top = want.abs().max().item()
-    print(f"{variant} L={L} mask={kind}: max |ours - official| {diff:.1e} (outputs up to {top:.2f})")
-    return diff
+    return report(f"{variant} L={L} mask={kind}", got, want)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--official", type=Path, required=True, help="a checkout of the official 10-zin/Synthesizer")
-    ap.add_argument("--tol", type=float, default=1e-12, help="largest accepted difference (default 1e-12)")
-    args = ap.parse_args()
-    if not (args.official / "synth" / "synthesizer" / "modules.py").is_file():
-        raise SystemExit(f"--official {args.official}: no synth/synthesizer/modules.py; get it with "
-                         "git clone https://github.com/10-zin/Synthesizer /tmp/Synthesizer")
+    args = parser(__doc__, "a checkout of the official 10-zin/Synthesizer", 1e-12).parse_args()
+    require(args.official, "synth/synthesizer/modules.py", "https://github.com/10-zin/Synthesizer /tmp/Synthesizer")
     official = load_official(args.official)
     diffs = [compare(official, variant, L, kind, seed=100 * i + 10 * j + m)
              for i, variant in enumerate(("dense", "random")) for j, L in enumerate((M, 23))
              for m, kind in enumerate(MASKS)]
-    bad = [d for d in diffs if not d <= args.tol]  # NaN counts as bad
-    if bad or not all(math.isfinite(d) for d in diffs):
-        raise SystemExit(f"{len(bad)} of {len(diffs)} comparisons differ by more than {args.tol:g}")
+    check(diffs, args.tol)  # NaN and inf count as bad
 
 
 if __name__ == "__main__":

@@ -457,6 +457,15 @@ class _TreeAttention(AttentionBase):
             self.data_init_done.fill_(True)
         self._init_seen = True
 
+    def _route(self, q: Tensor, k: Tensor, key_padding_mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Queries' and keys' leaves and one-hot paths at the active height (:func:`route`), after
+        :meth:`_before_routing`: (leaf_q, onehot_q, leaf_k, onehot_k)."""
+        self._before_routing(k, key_padding_mask)
+        h = self.active_height
+        leaf_q, oh_q = route(q, self.weight, self.bias, h)
+        leaf_k, oh_k = route(k, self.weight, self.bias, h)
+        return leaf_q, oh_q, leaf_k, oh_k
+
     def _after_routing(self, q: Tensor, k: Tensor, leaf_q: Tensor, leaf_k: Tensor,
                        key_padding_mask: Tensor | None, capacity: int | None) -> None:
         h = self.active_height
@@ -494,10 +503,8 @@ class TreeformerTF(_TreeAttention):
                              "(CAB's prefix check); set capacity_factor: null")
         if self.dense:
             return self._dense_forward(q, k, v, key_padding_mask, causal)
-        self._before_routing(k, key_padding_mask)
+        leaf_q, oh_q, leaf_k, oh_k = self._route(q, k, key_padding_mask)
         h = self.active_height
-        leaf_q, oh_q = route(q, self.weight, self.bias, h)
-        leaf_k, oh_k = route(k, self.weight, self.bias, h)
         gate_q = oh_q.gather(-1, leaf_q[..., None]).squeeze(-1)  # (B, H, L) forward 1
         gate_k = oh_k.gather(-1, leaf_k[..., None]).squeeze(-1)  # (B, H, S)
         cap = None
@@ -523,13 +530,10 @@ class TreeformerTC(_TreeAttention):
                              "use treeformer_tf")
         if self.dense:
             return self._dense_forward(q, k, v, key_padding_mask, causal)
-        self._before_routing(k, key_padding_mask)
-        h = self.active_height
-        leaf_q, oh_q = route(q, self.weight, self.bias, h)
-        leaf_k, oh_k = route(k, self.weight, self.bias, h)
+        leaf_q, oh_q, leaf_k, oh_k = self._route(q, k, key_padding_mask)
         self._after_routing(q, k, leaf_q, leaf_k, key_padding_mask, None)
         p = self.dropout if self.training else 0.0
-        return tc_attention(q, k, v, oh_q, oh_k, h, key_padding_mask, p)
+        return tc_attention(q, k, v, oh_q, oh_k, self.active_height, key_padding_mask, p)
 
 
 # ----------------------------------------------------------------------------- bootstrapping helpers (ours)
