@@ -125,20 +125,38 @@ def test_main_tiny_run_writes_csv_plots_table(tmp_path, monkeypatch):
     assert "(extrapolated)" in md and "GFLOP/s" in md and "python -m attnbench.bench.attention" in md
 
 
-@pytest.mark.parametrize("entry", [e for e in available() if not get(e).caps.tensor])
-def test_every_sequence_entry_runs_every_allowed_point(entry):
-    """The default config's options build every entry, and each allowed (kind, causal, pass) point is ok."""
+def _run_points(entry: str, every: bool) -> None:
     yaml = OmegaConf.load(CONF_BENCH)
     yaml.pop("defaults"), yaml.pop("hydra")
     cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AttentionBenchConfig), yaml))
     points = modes(entry, cfg)
     assert points, entry
+    if not every:  # CAB's setting, the one efficiency lengths are read from
+        points = [p for p in points if p[0] == "self" and not p[1]]
+        assert len(points) == 2, (entry, points)
     spec = GroupSpec(entry=entry, options=dict(cfg.options.get(entry, {})), length=64, points=points, batch=1,
                      heads=2, head_dim=8, cross_kv_ratio=0.5, warmup=0, repeats=1, time_budget_s=1.0,
                      device="cpu", threads=1, seed=0)
     for kind, causal, pass_ in points:
         res = measure_point(spec, kind, causal, pass_)
         assert res["status"] == "ok", (kind, causal, pass_, res["reason"])
+
+
+SEQUENCE_ENTRIES = [e for e in available() if not get(e).caps.tensor]
+
+
+@pytest.mark.parametrize("entry", SEQUENCE_ENTRIES)
+def test_every_sequence_entry_runs_cabs_points(entry):
+    """The default config's options build every entry, and its self-attention, non-causal points (fwd and
+    fwd+bwd: CAB's setting) are ok."""
+    _run_points(entry, every=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", SEQUENCE_ENTRIES)
+def test_every_sequence_entry_runs_every_allowed_point(entry):
+    """... and so is every other allowed (kind, causal, pass) point."""
+    _run_points(entry, every=True)
 
 
 def _spec(**over) -> GroupSpec:
