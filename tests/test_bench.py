@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -84,7 +85,7 @@ def test_main_tiny_run_writes_csv_png_md(tmp_path, capsys):
     md = (out / "hot_scaling.md").read_text()
     assert "| seq_len" in md and "skipped: tokens=28 > max_tokens_full=20" in md
     assert "hot faster than full" in md and "hot uses less memory than full" in md
-    assert (out / "machine.json").is_file()
+    assert json.loads((out / "machine.json").read_text())["command"].startswith("python -m attnbench.bench.hot_scaling")
     assert "## Crossovers" in capsys.readouterr().out
 
 

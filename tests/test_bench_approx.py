@@ -44,6 +44,10 @@ def test_exact_limits_have_zero_error(tmp_path):
     assert math.isclose(saved["rel_error"].sum(), df["rel_error"].sum())
     md = (tmp_path / "approx.md").read_text()
     assert "| local | window=48 |" in md and "Not measured" in md and "efficient" in md
+    from attnbench.analysis.records import save  # its machine.json makes the folder a benchmark record
+
+    rec = save(tmp_path, tmp_path.parent / f"{tmp_path.name}_record", allow_dirty=True)  # a dev tree may be dirty
+    assert rec["kind"] == "bench" and rec["bench"] == "approx" and rec["command"] == "python -m attnbench.bench.approx"
 
 
 def test_bad_config_names_the_key():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -42,6 +44,8 @@ def test_swap_bench_full_and_one_cluster_are_exact(tmp_path):
     assert pd.read_csv(tmp_path / "out" / "swap.csv").shape[0] == 4
     assert "| smyrf (n_hashes=2, cluster_size=8) | 16 | " in (tmp_path / "out" / "swap.md").read_text()
     assert (df["real_keys"] <= df["key_slots"]).all()
+    machine = json.loads((tmp_path / "out" / "machine.json").read_text())
+    assert machine["bench"] == "swap" and machine["command"] == "python -m attnbench.bench.swap"
     unpadded = run(SwapConfig(**{**cfg.__dict__, "pad": False, "out_dir": str(tmp_path / "out2")}))
     assert unpadded["rel_error"].iloc[1] < 1e-4 and unpadded["attn_memory"].iloc[0] == 1.0
     assert unpadded["rel_error"].iloc[2] == pytest.approx(df["rel_error"].iloc[2], rel=1e-4)  # SMYRF: padding-free

@@ -154,8 +154,9 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def run(cfg: ApproxConfig, command: str = "python -m attnbench.bench.approx") -> pd.DataFrame:
-    """Every (entry, pattern, seed): the relative error; writes approx.csv and approx.md; returns the table."""
-    t0 = time.perf_counter()
+    """Every (entry, pattern, seed): the relative error; writes approx.csv, approx.md and machine.json; returns the
+    table."""
+    t0, _, folder, machine = harness.start_sweep("cpu", torch.get_num_threads(), cfg.out_dir, command)
     entries, layer_level = measured_entries(cfg)
     rows = []
     for pattern in cfg.patterns:
@@ -179,11 +180,10 @@ def run(cfg: ApproxConfig, command: str = "python -m attnbench.bench.approx") ->
                              "rel_error": relative_error(out, ref),
                              "options": ", ".join(f"{o}={x}" for o, x in shown.items())})
     df = pd.DataFrame(rows)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "approx.csv", index=False)
+    df.to_csv(folder / "approx.csv", index=False)
     md = markdown(df, cfg, layer_level, time.perf_counter() - t0) + f"\n`{command}`\n"
-    (out / "approx.md").write_text(md)
+    (folder / "approx.md").write_text(md)
+    harness.finish_sweep(machine | {"bench": "approx"}, t0, folder)
     print(md)
     return df
 

@@ -415,7 +415,7 @@ def plan_group(entry: str, length: int, points: list[list], df: pd.DataFrame, cf
 def run(cfg: AttentionBenchConfig, command: str = f"python -m {MODULE}") -> pd.DataFrame:
     """The sweep: CAB's setting then the others, each length x entry x allowed point; writes every output;
     returns the rows."""
-    t_start, device, out, machine = harness.start_sweep(cfg.device, cfg.threads, cfg.out_dir)
+    t_start, device, out, machine = harness.start_sweep(cfg.device, cfg.threads, cfg.out_dir, command)
     cpu = device == "cpu"
     lengths = sorted(cfg.lengths or (cfg.lengths_cpu if cpu else cfg.lengths_cuda))
     same_kernel = default_excluded(cfg.baseline)

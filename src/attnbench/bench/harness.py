@@ -206,10 +206,11 @@ def count_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def start_sweep(device: Device | str, threads: int, out_dir: str | Path) -> tuple[float, str, Path, dict[str, Any]]:
+def start_sweep(device: Device | str, threads: int, out_dir: str | Path, command: str | None = None
+                ) -> tuple[float, str, Path, dict[str, Any]]:
     """What every sweep starts with: its clock (``time.perf_counter``), the resolved device, torch's threads set,
-    ``out_dir`` created, and the machine record (``common.machine_info``, load average and UTC date now) that
-    :func:`finish_sweep` completes."""
+    ``out_dir`` created, and the machine record (``common.machine_info``, load average and UTC date now, and the
+    ``command`` that started it, which a saved record names) that :func:`finish_sweep` completes."""
     import os
     from datetime import datetime, timezone
 
@@ -219,7 +220,7 @@ def start_sweep(device: Device | str, threads: int, out_dir: str | Path) -> tupl
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     machine = {**machine_info(dev, threads), "loadavg_start": os.getloadavg(),
-               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command}
     return t_start, dev, out, machine
 
 

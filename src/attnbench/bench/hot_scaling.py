@@ -247,7 +247,7 @@ def plot(df: pd.DataFrame, path: Path, title: str = "") -> None:
 # ----------------------------------------------------------------------------- sweep
 def run(cfg: HotScalingConfig, command: str = f"python -m {MODULE}") -> pd.DataFrame:
     """The sweep: every seq_len x n_vars x model; writes every output; returns the rows."""
-    t_start, device, out, machine = harness.start_sweep(cfg.device, cfg.threads, cfg.out_dir)
+    t_start, device, out, machine = harness.start_sweep(cfg.device, cfg.threads, cfg.out_dir, command)
     cpu = device == "cpu"
     batch_size = cfg.batch_size or (CPU_BATCH_SIZE if cpu else CUDA_BATCH_SIZE)
     max_tokens_full = cfg.max_tokens_full if cfg.max_tokens_full is not None else (CPU_MAX_TOKENS_FULL if cpu else 0)

@@ -273,7 +273,7 @@ def plot(df: pd.DataFrame, path: Path, title: str = "") -> None:
 # ----------------------------------------------------------------------------- sweep
 def run(cfg: LatencyBenchConfig, command: str = f"python -m {MODULE}") -> pd.DataFrame:
     """The sweep: every length x entry (baseline first); writes every output; returns the rows."""
-    t_start, device, out, machine = harness.start_sweep(cfg.device, cfg.threads, cfg.out_dir)
+    t_start, device, out, machine = harness.start_sweep(cfg.device, cfg.threads, cfg.out_dir, command)
     cpu = device == "cpu"
     entries = [cfg.baseline, *[e for e in cfg.entries if e != cfg.baseline]]
     cap = memory_cap(cfg.max_memory_gb, device)

@@ -119,7 +119,7 @@ def run(cfg: SwapConfig, command: str = "python -m attnbench.bench.swap") -> pd.
     from attnbench.models.hf_swap import restore_dense, swap_self_attention
     from attnbench.models.hf_text import load_tokenizer, resolve_pretrained
 
-    t0 = time.perf_counter()
+    t0, _, folder, machine = harness.start_sweep("cpu", torch.get_num_threads(), cfg.out_dir, command)
     task = GLUE[cfg.task]
     texts, _ = read_glue_tsv(locate(task.file_key("dev"), task.source("dev"), Path(cfg.data_dir), cfg.verify), task)
     texts = texts[: cfg.n_examples]
@@ -148,11 +148,10 @@ def run(cfg: SwapConfig, command: str = "python -m attnbench.bench.swap") -> pd.
                      "attn_memory": sum(s_ / n for s_, n in zip(slots, padded, strict=True)) / len(slots),
                      "rel_error": rel, "cosine": cos, "seconds": time.perf_counter() - t1})
     df = pd.DataFrame(rows)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "swap.csv", index=False)
+    df.to_csv(folder / "swap.csv", index=False)
     md = markdown(df, cfg, len(texts), real_len, time.perf_counter() - t0) + f"\n`{command}`\n"
-    (out / "swap.md").write_text(md)
+    (folder / "swap.md").write_text(md)
+    harness.finish_sweep(machine | {"bench": "swap"}, t0, folder)
     print(md)
     return df
 

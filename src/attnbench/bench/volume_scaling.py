@@ -149,7 +149,7 @@ def plot(df: pd.DataFrame, path: Path) -> None:
 
 def run(cfg: VolumeScalingConfig, command: str = f"python -m {MODULE}") -> pd.DataFrame:
     """The sweep: every size x model; writes every output; returns the rows."""
-    t0, device, out, machine = harness.start_sweep(cfg.device, cfg.threads, cfg.out_dir)
+    t0, device, out, machine = harness.start_sweep(cfg.device, cfg.threads, cfg.out_dir, command)
     machine.update(batch_size=cfg.batch_size, patch_size=cfg.patch_size)
     rows: list[dict] = []
     cap = harness.memory_cap(cfg.max_memory_gb, device) if device == "cpu" else None
