@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all readme docs docs-check record lint bench bench-attention bench-approx bench-swap bench-latency bench-step clean
+.PHONY: setup demo test test-all readme docs docs-check record lint bench bench-attention bench-approx bench-swap bench-latency bench-step bench-readme clean
 # DATA_DIR: where the data sets are; unset, the demo uses data/ and the `data` tests skip
 ifdef DATA_DIR
 export DATA_DIR
@@ -90,6 +90,10 @@ bench-swap: $(STAMP)
 # CPU inference latency (1 thread) of an encoder stack per entry vs length, attention GFLOPs beside (Treeformer Table 4).
 bench-latency: $(STAMP)
 	$(PY) -m attnbench.bench.latency $(ARGS)
+
+# Every single-run `python train.py` line of the README with debug=fast: wall time and how it ended (DATA_DIR=...).
+bench-readme: $(STAMP)
+	$(PY) -m attnbench.bench.readme_debug $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -4,11 +4,10 @@ overfit's loss falls; profile writes Lightning's report into the run folder."""
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 import pytest
 
+from attnbench.bench.readme_debug import readme_train_lines
 from attnbench.config import validate
 from attnbench.train import debug_settings
 from tests.conftest import QUICK, ROOT, compose_train, train_run
@@ -18,11 +17,7 @@ def readme_pairs() -> list[tuple[str, str, tuple[str, ...]]]:
     """(model, data, the line's other overrides) of every single-run ``python train.py`` line of the
     README (model / data: "" where the line leaves them to the defaults or its experiment)."""
     pairs = []
-    for line in (ROOT / "README.md").read_text().replace("\\\n", " ").splitlines():
-        m = re.match(r"^(?:\S+=\S+ )*python train\.py (?!-m)(.*)", line.strip())
-        if not m:
-            continue
-        args = re.sub(r"<[^>]*>", "", m.group(1).split("#")[0]).split()  # <placeholders> out
+    for _, args in readme_train_lines((ROOT / "README.md").read_text()):
         model = next((a.split("=", 1)[1] for a in args if a.startswith("model=")), "")
         data = next((a.split("=", 1)[1] for a in args if a.startswith("data=")), "")
         extra = tuple(a for a in args if not a.startswith(("-", "model=", "data=", "debug=")) and "..." not in a
