@@ -26,28 +26,30 @@ the window is blocks n - 1 and n, random blocks are drawn among 1 .. n - 2, and 
 pattern of query i does not depend on later positions (CAB's causal-self check).
 
 :func:`bigbird_attention` gathers, per query block and head, its 3 window, 2 global and ``n_random`` random key
-blocks (each once: a window block that is global is not gathered twice) and runs one batched SDPA call over
-them; the global query blocks attend every key (2 b rows). O(L b (5 + r) + 2 b L) time and memory, no (L, L)
-buffer. :func:`bigbird_attention_reference` is the dense-mask reference, :func:`bigbird_block_mask` the layout.
+blocks (each once: a window block that is global is not gathered twice) and runs batched SDPA calls over them,
+chunked over (batch, head) rows (:func:`_block_rows`); the global query blocks attend every key (2 b rows, one dense
+SDPA call). The masks stay at the block level (no per-query mask unless causal) and are left out where nothing
+is masked. O(L b (5 + r) + 2 b L) time and memory, no (L, L) buffer. :func:`bigbird_attention_reference` is the
+dense-mask reference, :func:`bigbird_block_mask` the layout.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from attnbench.attention.block_sparse import (
-    block_attention,
     blocked,
     dense_rows,
     gather_blocks,
-    keep_mask,
     masked_attention_reference,
     n_blocks,
 )
 from attnbench.attention.registry import AttentionBase, Caps, register
 
 _MASK31 = 0x7FFFFFFF
+_CHUNK_BYTES = 2 << 20  # the gathered keys of one chunk of :func:`_block_rows` (bytes)
 
 
 # ----------------------------------------------------------------------------- pure math
@@ -117,45 +119,94 @@ def bigbird_attention(
     """
     B, H, L, D = q.shape
     b = block_size
-    qb, kb, vb = blocked(q, b), blocked(k, b), blocked(v, b)  # (B, H, nb, b, E)
-    nb = qb.shape[2]
+    nb = n_blocks(L, b)
     if rand.shape[-2] != nb:
         raise ValueError(f"bigbird: rand has {rand.shape[-2]} rows, the length {L} has {nb} blocks of {b}")
-    keep = keep_mask(key_padding_mask, B, L, nb * b, q.device)  # (B, Lp)
+    keep = None if key_padding_mask is None else key_padding_mask.bool()  # (B, L), None: every key real
     if not causal and nb <= 2:  # every block global: dense attention
-        return dense_rows(q, k, v, _causal_keep(keep[:, :L], L, causal), dropout_p)
+        return dense_rows(q, k, v, None if keep is None else keep[:, None, None, :], dropout_p)
 
     # key blocks of each query block n: window, global blocks, random; invalid or duplicate slots point at 0, masked
     first = 0 if causal else 1  # the blocks computed here: causal every block (block 0 sees only itself)
-    n = torch.arange(first, nb - (0 if causal else 1), device=q.device)[:, None]  # (nq, 1)
+    nq = nb if causal else nb - 2
+    n = torch.arange(first, first + nq, device=q.device)[:, None]  # (nq, 1)
     win = n + torch.tensor([-1, 0] if causal else [-1, 0, 1], device=q.device)  # (nq, 2|3)
     win_ok = win >= 0
-    glob = torch.tensor([0] if causal else [0, nb - 1], device=q.device).expand(n.shape[0], -1)  # (nq, 1|2)
+    glob = torch.tensor([0] if causal else [0, nb - 1], device=q.device).expand(nq, -1)  # (nq, 1|2)
     glob_ok = (glob - n).abs() > 1  # a global block inside the window is gathered there
-    rnd = rand[..., first:first + n.shape[0], :]  # (H|1, nq, r)
+    rnd = rand[..., first:first + nq, :]  # (H|1, nq, r)
     idx = torch.cat([torch.cat([win, glob], dim=1).expand(rnd.shape[0], -1, -1), rnd], dim=-1)  # (H|1, nq, n)
     ok = torch.cat([torch.cat([win_ok, glob_ok], dim=1).expand(rnd.shape[0], -1, -1), rnd >= 0], dim=-1)
     idx = idx.masked_fill(~ok, 0)
     pos = (idx[..., None] * b + torch.arange(b, device=q.device)).flatten(-2)  # (H|1, nq, n b) key positions
-    slot_ok = ok.repeat_interleave(b, dim=-1)  # (H|1, nq, n b)
-    mask = (slot_ok[None] & keep[:, pos])[:, :, :, None, :]  # (B, H|1, nq, 1, n b)
+    mask = (ok.repeat_interleave(b, dim=-1) & (pos < L))[None]  # (1, H|1, nq, n b): used slots, block padding out
+    if keep is not None:
+        mask = mask & F.pad(keep, (0, nb * b - L))[:, pos]  # (B, H|1, nq, n b)
+    mask = mask[..., None, :]  # (B|1, H|1, nq, 1, n b)
     if causal:
         i = (n * b + torch.arange(b, device=q.device))[:, :, None]  # (nq, b, 1) query positions
-        mask = mask & (pos[:, :, None, :] <= i)  # (B, H|1, nq, b, n b)
-    out = block_attention(qb[:, :, first:first + n.shape[0]], gather_blocks(kb, idx), gather_blocks(vb, idx), mask,
-                          dropout_p).flatten(2, 3)  # (B, H, nq b, Dv)
+        mask = mask & (pos[:, :, None, :] <= i)  # (B|1, H|1, nq, b, n b)
+    qb = blocked(q, b)  # (B, H, nb, b, D)
+    out = _block_rows(qb[:, :, first:first + nq], blocked(k, b), blocked(v, b), idx, mask, dropout_p)  # (B,H,nq b,Dv)
     if causal:
         return out[:, :, :L]
     # the global query blocks 0 and nb - 1 attend every key
     rows = torch.cat([qb[:, :, 0], qb[:, :, -1]], dim=2)  # (B, H, 2b, D)
-    top = dense_rows(rows, k, v, keep[:, None, None, :L], dropout_p)  # (B, H, 2b, Dv)
+    top = dense_rows(rows, k, v, None if keep is None else keep[:, None, None, :], dropout_p)  # (B, H, 2b, Dv)
     return torch.cat([top[:, :, :b], out, top[:, :, b:]], dim=2)[:, :, :L]
 
 
-def _causal_keep(keep: Tensor, L: int, causal: bool) -> Tensor:
-    """(B, 1, L|1, L) mask of dense attention: the real keys (and j <= i when causal)."""
-    mask = keep[:, None, None, :]
-    return mask & torch.ones(L, L, dtype=torch.bool, device=keep.device).tril() if causal else mask
+def _block_rows(qb: Tensor, kb: Tensor, vb: Tensor, idx: Tensor, mask: Tensor, dropout_p: float) -> Tensor:
+    """Each query block against its own key blocks: qb (B, H, nq, b, D), kb / vb (B, H, nb, b, D|Dv), ``idx``
+    (H|1, nq, n) the key blocks of each query block (:func:`gather_blocks`), ``mask`` (B|1, H|1, nq, b|1, n b),
+    True = attend -> (B, H, nq b, Dv); rows with no key give zeros.
+
+    The (batch, head) rows go in chunks whose gathered keys take at most ``_CHUNK_BYTES``, so that the buffers of a
+    chunk stay small: freshly allocated large buffers come as fresh pages from the OS, whose first touch costs more
+    than the gather itself. Without autograd, one k / v buffer and the output serve every chunk; with it, SDPA keeps
+    each chunk's gathered keys for the backward, and the gradient buffers of its backward are per chunk too.
+    Per chunk, one ``index_select`` per k / v and one SDPA call with every (row, query block) in its batch axis
+    and one head, (rows nq, 1, ., .): CPU's fused kernel lays its output and gradients out as (batch, sequence,
+    head, E), with one head the layout of the gathered keys, so no gradient is copied into place. The mask keeps
+    its (b|1) rows (the kernel broadcasts it over the queries of a block) and is left out when it holds no False.
+    """
+    B, H, nq, b, D = qb.shape
+    Dv = vb.shape[-1]
+    K = idx.shape[-1] * b
+    dead = ~mask.any(dim=-1, keepdim=True)  # (B|1, H|1, nq, b|1, 1)
+    has_dead = bool(dead.any())
+    if has_dead:
+        mask = mask | dead  # dead rows attend every slot (a finite softmax and gradient), then are zeroed
+    full = bool(mask.all())
+    mask = mask.expand(B, H, -1, -1, -1)
+    idx = idx.expand(H, -1, -1).repeat(B, 1, 1)  # (B H, nq, n): row r = batch r // H, head r % H
+    c = max(1, _CHUNK_BYTES // (nq * K * max(D, Dv) * kb.element_size()))  # (batch, head) rows a chunk
+    # without autograd, one buffer per k / v and the output serve every chunk (no fresh pages per chunk)
+    grad = torch.is_grad_enabled() and (qb.requires_grad or kb.requires_grad or vb.requires_grad)
+    if grad:
+        kbuf = vbuf = None
+        outs = []
+    else:
+        kbuf, vbuf = kb.new_empty(c * nq * K * D), vb.new_empty(c * nq * K * Dv)
+        out = vb.new_empty(B * H, nq, b, Dv)
+    for i, (qc, kc, vc) in enumerate(zip(qb.flatten(0, 1).split(c), kb.flatten(0, 1).split(c),
+                                         vb.flatten(0, 1).split(c), strict=True)):
+        r = torch.arange(i * c, i * c + qc.shape[0], device=qb.device)  # (rows,)
+        ic, n = idx[r], qc.shape[0] * nq
+        attn = None if full else mask[r // H, r % H].reshape(n, 1, mask.shape[3], K)  # (rows nq, 1, b|1, K)
+        oc = F.scaled_dot_product_attention(qc.reshape(n, 1, b, D), gather_blocks(kc[None], ic, kbuf).view(n, 1, K, D),
+                                            gather_blocks(vc[None], ic, vbuf).view(n, 1, K, Dv), attn_mask=attn,
+                                            dropout_p=dropout_p).view(-1, nq, b, Dv)  # (rows, nq, b, Dv)
+        if grad:
+            outs.append(oc)
+        else:
+            out[i * c:i * c + qc.shape[0]] = oc
+    if grad:
+        out = torch.cat(outs) if len(outs) > 1 else outs[0]
+    out = out.view(B, H, nq, b, Dv)
+    if has_dead:
+        out = out.masked_fill(dead, 0.0)
+    return out.flatten(2, 3)
 
 
 def bigbird_attention_reference(

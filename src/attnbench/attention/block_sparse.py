@@ -33,9 +33,10 @@ def n_blocks(L: int, b: int) -> int:
 
 
 def blocked(x: Tensor, b: int) -> Tensor:
-    """(B, H, L, E) -> (B, H, nb, b, E), zero-padded at the end to nb b positions."""
+    """(B, H, L, E) -> (B, H, nb, b, E), zero-padded at the end to nb b positions (a view when b divides L)."""
     nb = n_blocks(x.shape[2], b)
-    return F.pad(x, (0, 0, 0, nb * b - x.shape[2])).unflatten(2, (nb, b))
+    pad = nb * b - x.shape[2]
+    return (F.pad(x, (0, 0, 0, pad)) if pad else x).unflatten(2, (nb, b))
 
 
 def keep_mask(key_padding_mask: Tensor | None, B: int, L: int, Lp: int, device: torch.device) -> Tensor:
@@ -55,13 +56,21 @@ def neighbour_blocks(xb: Tensor, offsets: range) -> Tensor:
     return x.transpose(-1, -2)  # (B, H, nb, n_off b, E)
 
 
-def gather_blocks(xb: Tensor, idx: Tensor) -> Tensor:
-    """Key blocks ``idx`` (H or 1, nq, n) long of xb (B, H, nb, b, E) -> (B, H, nq, n b, E): per head and query
-    block, the n listed blocks next to each other (indices must lie in [0, nb); mask unused slots)."""
-    H = xb.shape[1]
-    heads = torch.arange(H, device=xb.device)[:, None, None]  # (H, 1, 1)
-    out = xb[:, heads, idx.expand(H, -1, -1)]  # (B, H, nq, n, b, E)
-    return out.flatten(3, 4)
+def gather_blocks(xb: Tensor, idx: Tensor, out: Tensor | None = None) -> Tensor:
+    """Key blocks ``idx`` (H or 1, nq, n) long of xb (B, H, nb, b, E) -> (B, H, nq, n b, E), contiguous: per head
+    and query block, the n listed blocks next to each other (indices must lie in [0, nb); mask unused slots).
+    One ``index_select`` over the (head, block) rows of xb (its backward one ``index_add``; along the first axis
+    when B = 1, CPU's fastest), written into ``out`` when given (a contiguous buffer of at least the result's
+    size, not differentiable: buffers reused without autograd)."""
+    B, H, nb, b, E = xb.shape
+    rows = (torch.arange(H, device=xb.device)[:, None, None] * nb + idx).flatten()  # (H nq n): row h nb + m
+    src, dim = (xb.reshape(H * nb, b * E), 0) if B == 1 else (xb.reshape(B, H * nb, b * E), 1)
+    if out is None:
+        res = src.index_select(dim, rows)  # ([B,] H nq n, b E)
+    else:
+        shape = (rows.numel(), b * E) if B == 1 else (B, rows.numel(), b * E)
+        res = torch.index_select(src, dim, rows, out=out.view(-1)[:math.prod(shape)].view(shape))
+    return res.view(B, H, idx.shape[1], idx.shape[2] * b, E)
 
 
 # ----------------------------------------------------------------------------- attention over gathered keys
@@ -98,9 +107,11 @@ def masked_softmax(scores: Tensor, mask: Tensor, dropout_p: float = 0.0) -> Tens
     return F.dropout(w, dropout_p) if dropout_p > 0 else w
 
 
-def dense_rows(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, dropout_p: float = 0.0) -> Tensor:
+def dense_rows(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float = 0.0) -> Tensor:
     """Rows of plain masked attention (global queries attending every key): q (B, H, G, D), k (B, H, S, D),
-    mask broadcastable to (B, H, G, S) -> (B, H, G, Dv); rows with no key give zeros."""
+    mask broadcastable to (B, H, G, S) (None: every key) -> (B, H, G, Dv); rows with no key give zeros."""
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     dead = ~mask.any(dim=-1, keepdim=True)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | dead, dropout_p=dropout_p)
     return out.masked_fill(dead, 0.0)
