@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from attnbench.bench.harness import load_config
-from attnbench.bench.readme_debug import command, markdown, needs, readme_train_lines, run
+from attnbench.bench.readme_debug import command, markdown, needs, readme_train_lines, run, why_failed
 
 README = """Some text: python train.py model=hot is prose, not a command line.
 
@@ -56,6 +56,13 @@ def test_a_line_runs_with_debug_fast_and_the_data_folder():
         ["paths.data_dir=../shared/data", "debug=fast"]
 
 
+def test_a_failure_is_told_by_the_error_its_run_recorded(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"status": "failed", "error": "ConfigError: x=1\n is bad"}))
+    assert why_failed(tmp_path, "error: x=1 is bad\n(traceback: a.log)\n") == "ConfigError: x=1 is bad"
+    assert why_failed(tmp_path / "none", "error: x=1\n  is bad\n(traceback: a.log)\n") == "is bad"
+    assert why_failed(tmp_path / "none", "") == "(no output)"
+
+
 def test_the_report_counts_the_lines_within_the_limit():
     df = pd.DataFrame([
         {"line": 0, "command": "python train.py a debug=fast", "status": "ok", "wall_s": 12.0, "reason": ""},
@@ -76,7 +83,6 @@ def test_config_names_a_bad_key():
         load_config("readme_debug", ["limit_s=0"])
 
 
-@pytest.mark.slow
 def test_runs_each_line_and_records_how_it_ended(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("python train.py --cfg job\npython train.py trainer=gpu\npython train.py model=no_such_model\n")

@@ -5,7 +5,7 @@ line runs as its own process from the repository root, as a user pastes it, with
 folder given where the line names none, and its run folder under ``out_dir``; ``<placeholders>`` and ``...`` are
 dropped (as ``tests/test_debug.py`` does when it composes the same lines). A line that needs what the machine lacks
 is a ``skipped`` row naming it (:func:`needs`: a GPU, W&B, a folder of the user's own); a line that fails is a
-``failed`` row with the last line of its error, never left out.
+``failed`` row with its error (:func:`why_failed`), never left out.
 
     python -m attnbench.bench.readme_debug                     # every line; data from DATA_DIR (or data_dir=...)
     python -m attnbench.bench.readme_debug match=lra           # only the lines containing "lra"
@@ -94,11 +94,19 @@ def command(env: dict[str, str], args: list[str], data_dir: str) -> list[str]:
     return [*run, "debug=fast"]
 
 
-def last_error(stderr: str) -> str:
-    """The line of a failed run's output that says why: our one-paragraph ``error:`` form, else its last line."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    ours = [ln for ln in lines if ln.startswith("error:")]
-    return (ours or lines or ["(no output)"])[-1][:300]
+def why_failed(run_dir: Path, stderr: str) -> str:
+    """Why a run failed: the error its ``results.json`` records (train.py writes one also when it fails), else the
+    last line of its output."""
+    import json
+
+    try:
+        error = json.loads((run_dir / "results.json").read_text()).get("error")
+    except (OSError, ValueError):
+        error = None
+    if not error:
+        lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("(traceback:")]
+        error = lines[-1] if lines else "(no output)"
+    return " ".join(str(error).split())[:300]
 
 
 def run(cfg: ReadmeDebugConfig, command_line: str = "python -m attnbench.bench.readme_debug") -> pd.DataFrame:
@@ -120,11 +128,12 @@ def run(cfg: ReadmeDebugConfig, command_line: str = "python -m attnbench.bench.r
             print(f"[{i}] skipped: {reason}: {shown}", flush=True)
             continue
         child_env = {**os.environ, **env, "OMP_NUM_THREADS": str(cfg.threads)}
+        run_dir = out.resolve() / "runs" / str(i)
         t = time.perf_counter()
         try:
-            p = subprocess.run([sys.executable, "train.py", *argv, f"hydra.run.dir={out.resolve()}/runs/{i}"],
+            p = subprocess.run([sys.executable, "train.py", *argv, f"hydra.run.dir={run_dir}"],
                                cwd=root, env=child_env, capture_output=True, text=True, timeout=cfg.timeout_s)
-            status, reason = ("ok", "") if p.returncode == 0 else ("failed", last_error(p.stderr or p.stdout))
+            status, reason = ("ok", "") if p.returncode == 0 else ("failed", why_failed(run_dir, p.stderr or p.stdout))
         except subprocess.TimeoutExpired:
             status, reason = "timeout", f"still running after timeout_s={cfg.timeout_s:g}"
         row |= {"status": status, "wall_s": round(time.perf_counter() - t, 1), "reason": reason}
