@@ -65,6 +65,11 @@ def _collect(src: Path, allow_mixed: bool, allow_dirty: bool, command: str | Non
     """(kind, [(file, path relative to src)], code records, command, extra facts) of one sweep or benchmark."""
     if not src.is_dir():
         raise ValueError(f"{src} is not a folder")
+    if (src / "machine.json").is_file():  # a benchmark (one that runs train.py keeps its runs' folders below)
+        machine = json.loads((src / "machine.json").read_text())
+        files = [(p, p.relative_to(src)) for p in sorted(src.iterdir()) if p.suffix in BENCH_SUFFIXES]
+        return ("bench", files, [machine.get("code")], command or machine.get("command"),
+                {"bench": machine.get("bench") or src.name})
     runs = sorted(src.rglob("results.json"))
     if runs:
         results = [json.loads(p.read_text()) for p in runs]
@@ -74,21 +79,16 @@ def _collect(src: Path, allow_mixed: bool, allow_dirty: bool, command: str | Non
             files.append((src / "multirun.yaml", Path("multirun.yaml")))
         return ("sweep", files, [r.get("code") for r in results], command or sweep_command(src),
                 {"jobs": len(runs), "ok": sum(r.get("status") == "ok" for r in results)})
-    if (src / "machine.json").is_file():
-        machine = json.loads((src / "machine.json").read_text())
-        files = [(p, p.relative_to(src)) for p in sorted(src.iterdir()) if p.suffix in BENCH_SUFFIXES]
-        return ("bench", files, [machine.get("code")], command or machine.get("command"),
-                {"bench": machine.get("bench") or src.name})
     raise ValueError(f"{src} holds no results.json (a sweep or run) and no machine.json (a benchmark)")
 
 
 def save(srcs: str | Path | list[str | Path], dest: str | Path, *, command: str | None = None,
          allow_mixed: bool = False, allow_dirty: bool = False) -> dict[str, Any]:
     """Copy the record of the sweep(s) or benchmark at ``srcs`` into ``dest`` (replacing what was there); return
-    ``record.json``'s content. A folder with ``results.json`` files is a sweep (or one run), else a benchmark
-    (it needs ``machine.json``). Several sweeps (one table from several sweeps, e.g. one per task) go into
-    ``dest/<folder name>/`` each and must share one commit. ValueError when a source holds neither, or the
-    records fail the commit checks."""
+    ``record.json``'s content. A folder with ``machine.json`` is a benchmark (its own csv / json / md; folders
+    below it are not kept), else one with ``results.json`` files a sweep (or one run). Several sweeps (one table
+    from several sweeps, e.g. one per task) go into ``dest/<folder name>/`` each and must share one commit.
+    ValueError when a source holds neither, or the records fail the commit checks."""
     srcs = [Path(s) for s in (srcs if isinstance(srcs, list) else [srcs])]
     dest = Path(dest)
     if len({s.name for s in srcs}) < len(srcs):
