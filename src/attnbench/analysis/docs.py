@@ -15,9 +15,8 @@ A block is the text between ``<!-- begin KIND RECORD -->`` and ``<!-- end KIND -
 Every block ends with a line naming its records, their commit and the command that made them, so a number in the
 docs leads to the command that regenerates it. Edit the records (rerun, then save), never the block.
 
-A table outside a block is a defect that ``--check`` names (file:line), unless an ``<!-- unrecorded -->`` line
-stands just above it: a table measured before runs recorded their commit, kept (and said so on the page) until
-its rerun is saved; ``--check`` counts them.
+A table outside a block is a defect that ``--check`` names (file:line): a number typed by hand has no record to
+be checked against (the tables measured before runs recorded their commit were rerun or withdrawn).
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ from attnbench.attention_spec import caps_table
 
 ROOT = Path(__file__).resolve().parents[3]
 FILES = ("README.md", "docs/results.md", "docs/benchmarks.md")
-UNRECORDED = "<!-- unrecorded -->"
 _RULE = re.compile(r"^\s*\|[\s:|-]+\|\s*$")  # a table's header rule: | --- | :-: |
 BLOCK = re.compile(r"(<!-- begin (?P<kind>[\w-]+)(?: (?P<record>\S+))? -->\n)(?P<body>.*?)(<!-- end (?P=kind) -->)",
                    re.S)
@@ -116,25 +114,20 @@ def render_text(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
     return BLOCK.sub(sub, text), stale
 
 
-def loose_tables(text: str) -> tuple[list[int], int]:
-    """Line numbers (1-based) of the tables outside every generated block and not marked ``UNRECORDED`` (the
-    marker within the 3 lines above the table: the marker, its visible note, a blank line), and the count of
-    marked ones. Tables inside fenced code are not tables."""
+def loose_tables(text: str) -> list[int]:
+    """Line numbers (1-based) of the tables outside every generated block. Tables inside fenced code are not
+    tables."""
     spans = [(text.count("\n", 0, m.start()), text.count("\n", 0, m.end())) for m in BLOCK.finditer(text)]
     lines = text.split("\n")
-    loose, marked, fenced = [], 0, False
+    loose, fenced = [], False
     for i, line in enumerate(lines):
         if line.lstrip().startswith("```"):
             fenced = not fenced
         head = (not fenced and line.lstrip().startswith("|") and i + 1 < len(lines) and _RULE.match(lines[i + 1])
                 and not (i and lines[i - 1].lstrip().startswith("|")))
-        if not head or any(a <= i <= b for a, b in spans):
-            continue
-        if any(ln.strip() == UNRECORDED for ln in lines[max(0, i - 3):i]):
-            marked += 1
-        else:
+        if head and not any(a <= i <= b for a, b in spans):
             loose.append(i + 1)
-    return loose, marked
+    return loose
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,12 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             for block in stale:
                 print(f"{name}: the block '{block}' differs from what its records render: run `make docs`",
                       file=sys.stderr)
-            loose, marked = loose_tables(old)
+            loose = loose_tables(old)
             for line in loose:
                 print(f"{name}:{line}: a table typed by hand: render it from a record under results/ (a "
-                      f"generated block), or mark it {UNRECORDED} until its rerun", file=sys.stderr)
-            if marked:
-                print(f"{name}: {marked} table(s) await a record ({UNRECORDED})")
+                      "generated block: python -m attnbench.analysis.records, then make docs)", file=sys.stderr)
             bad += bool(stale) + bool(loose)
         elif new != old:
             path.write_text(new)
