@@ -32,8 +32,8 @@ demo: $(STAMP)
 		trainer.max_epochs=1 task_name=demo
 
 # Tests in two tiers (pytest markers, pyproject.toml), on two pytest-xdist workers. test: unit, contract and a few
-# in-process end-to-end tests (~3 min on 2 idle cores; kept under 5). test-all: everything but `gpu`, adding the
-# `slow` ones: longer trainings, sweeps, the real data sets (DATA_DIR=...), train.py as a process (~10 min; kept
+# in-process end-to-end tests (~5 min on 2 idle cores). test-all: everything but `gpu`, adding the
+# `slow` ones: longer trainings, sweeps, the real data sets (DATA_DIR=...), train.py as a process (~15 min; kept
 # under 20; CI runs it).
 PYTEST_WORKERS ?= 2
 test: $(STAMP)
