@@ -119,6 +119,7 @@ def small_step_config(tmp_path, data_dir, *more: str):
     return load_config("hot_step", [f"overrides=[{quoted}]", "warmup=0", "repeats=2", f"out_dir={tmp_path}", *more])
 
 
+@pytest.mark.slow  # five model variants stepped and timed, and two GEMM-rate probes: a benchmark run
 def test_step_benchmark_times_both_paths_at_the_same_loss(tmp_path, synth_data_dir):
     from attnbench.bench import hot_step
     from attnbench.bench.harness import load_config
