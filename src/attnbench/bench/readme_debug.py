@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -130,6 +131,7 @@ def run(cfg: ReadmeDebugConfig, command_line: str = "python -m attnbench.bench.r
             continue
         child_env = {**os.environ, **env, "OMP_NUM_THREADS": str(cfg.threads)}
         run_dir = out.resolve() / "runs" / str(i)
+        shutil.rmtree(run_dir, ignore_errors=True)  # a results.json left by an earlier run would answer for this one
         t = time.perf_counter()
         try:
             p = subprocess.run([sys.executable, "train.py", *argv, f"hydra.run.dir={run_dir}"],
