@@ -42,7 +42,6 @@ from attnbench.attention import available, build, check_kwargs, get
 from attnbench.attention.full import full_attention_reference
 from attnbench.attention.registry import with_sizes
 from attnbench.bench import harness
-from attnbench.bench.common import machine_info
 from attnbench.config import project_root
 from attnbench.errors import ConfigError
 
@@ -181,7 +180,7 @@ def run(cfg: ApproxConfig, command: str = "python -m attnbench.bench.approx") ->
                              "options": ", ".join(f"{o}={x}" for o, x in shown.items())})
     df = pd.DataFrame(rows)
     df.to_csv(folder / "approx.csv", index=False)
-    md = markdown(df, cfg, layer_level, time.perf_counter() - t0) + f"\n`{command}`\n"
+    md = markdown(df, cfg, layer_level, time.perf_counter() - t0, machine) + f"\n`{command}`\n"
     (folder / "approx.md").write_text(md)
     harness.finish_sweep(machine | {"bench": "approx"}, t0, folder)
     print(md)
@@ -196,7 +195,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     return s
 
 
-def markdown(df: pd.DataFrame, cfg: ApproxConfig, layer_level: list[str], wall_s: float) -> str:
+def markdown(df: pd.DataFrame, cfg: ApproxConfig, layer_level: list[str], wall_s: float, info: dict) -> str:
     s = summary(df)
     patterns = list(dict.fromkeys(df["pattern"]))
     entropy = df.groupby("pattern")["entropy"].mean()
@@ -210,7 +209,6 @@ def markdown(df: pd.DataFrame, cfg: ApproxConfig, layer_level: list[str], wall_s
             cells.append(f"{r['mean']:.3f}" + ("" if pd.isna(r["std"]) else f" ± {r['std']:.3f}"))
         opts = s[s["entry"] == entry]["options"].iloc[0]
         lines.append(f"| {entry} | {opts} | " + " | ".join(cells) + " |")
-    info = machine_info("cpu", torch.get_num_threads())
     intro = (f"Relative error ||out - full|| / ||full|| (mean ± std over seeds {list(cfg.seeds)}), float64, "
              f"B {cfg.batch}, H {cfg.heads}, N {cfg.length} (tensor entries: grid {cfg.grid}), D {cfg.head_dim}, "
              f"self-attention, not causal, sharpness {cfg.sharpness}. {info['cpu_model']}, torch {info['torch']}, "

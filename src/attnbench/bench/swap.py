@@ -32,7 +32,6 @@ from hydra.core.config_store import ConfigStore
 
 from attnbench.attention import get
 from attnbench.bench import harness
-from attnbench.bench.common import machine_info
 from attnbench.data.catalog import GLUE
 from attnbench.errors import ConfigError
 
@@ -149,15 +148,14 @@ def run(cfg: SwapConfig, command: str = "python -m attnbench.bench.swap") -> pd.
                      "rel_error": rel, "cosine": cos, "seconds": time.perf_counter() - t1})
     df = pd.DataFrame(rows)
     df.to_csv(folder / "swap.csv", index=False)
-    md = markdown(df, cfg, len(texts), real_len, time.perf_counter() - t0) + f"\n`{command}`\n"
+    md = markdown(df, cfg, len(texts), real_len, time.perf_counter() - t0, machine) + f"\n`{command}`\n"
     (folder / "swap.md").write_text(md)
     harness.finish_sweep(machine | {"bench": "swap"}, t0, folder)
     print(md)
     return df
 
 
-def markdown(df: pd.DataFrame, cfg: SwapConfig, n: int, real_len: float, wall_s: float) -> str:
-    info = machine_info("cpu", torch.get_num_threads())
+def markdown(df: pd.DataFrame, cfg: SwapConfig, n: int, real_len: float, wall_s: float, info: dict) -> str:
     lines = ["| variant | key slots | real keys | attn memory | rel. error | cosine |", "|---|---|---|---|---|---|"]
     for r in df.itertuples():
         lines.append(f"| {r.variant} | {r.key_slots:.0f} | {r.real_keys:.0f} | {r.attn_memory:.0%} | "
